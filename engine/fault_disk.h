@@ -1,0 +1,56 @@
+// FaultDisk: a Disk that forwards to another and injects failures, for tests of disk full and
+// I/O errors. Faults are switched on and off at run time from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "engine/disk.h"
+
+namespace shoal::engine {
+
+class FaultDisk final : public Disk {
+ public:
+  explicit FaultDisk(std::unique_ptr<Disk> inner) : inner_(std::move(inner)) {}
+
+  // Writes and fallocate succeed until this many more bytes were written/reserved, then fail
+  // with ENOSPC (a full disk). UINT64_MAX (default) = unlimited.
+  void SetSpaceLeft(uint64_t bytes) { space_left_.store(bytes); }
+  // Every read fails with EIO while set.
+  void SetFailReads(bool fail) { fail_reads_.store(fail); }
+  // Every write fails with EIO while set.
+  void SetFailWrites(bool fail) { fail_writes_.store(fail); }
+  // fdatasync fails with EIO while set.
+  void SetFailSync(bool fail) { fail_sync_.store(fail); }
+
+  std::string_view name() const override { return inner_->name(); }
+  Result<int> OpenFile(const std::string& path, bool create, bool direct,
+                       bool* direct_used) override {
+    return inner_->OpenFile(path, create, direct, direct_used);
+  }
+  void CloseFile(int fd) override { inner_->CloseFile(fd); }
+  Status Allocate(int fd, uint64_t offset, uint64_t len) override;
+  Status Sync(int fd) override;
+  Status PunchHole(int fd, uint64_t offset, uint64_t len) override {
+    return inner_->PunchHole(fd, offset, len);
+  }
+  Status Truncate(int fd, uint64_t len) override { return inner_->Truncate(fd, len); }
+  Result<uint64_t> FileSize(int fd) override { return inner_->FileSize(fd); }
+  Status RemoveFile(const std::string& path) override { return inner_->RemoveFile(path); }
+  bool RegisterBuffers(std::span<const iovec> buffers) override {
+    return inner_->RegisterBuffers(buffers);
+  }
+  void Submit(std::span<const IoOp> ops) override;
+
+ private:
+  bool TakeSpace(uint64_t bytes);
+
+  std::unique_ptr<Disk> inner_;
+  std::atomic<uint64_t> space_left_{UINT64_MAX};
+  std::atomic<bool> fail_reads_{false};
+  std::atomic<bool> fail_writes_{false};
+  std::atomic<bool> fail_sync_{false};
+};
+
+}  // namespace shoal::engine

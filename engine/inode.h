@@ -1,0 +1,50 @@
+// Inode: what the metadata shard records about one sealed object, and its binary encoding.
+// Decoding checks every field against every other (sizes, chunk count, extent lengths), so a
+// damaged record is reported as Corruption instead of steering a read out of bounds.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shoal/result.h"
+
+namespace shoal::engine {
+
+// A chunk that was never written: reads as zeros, occupies no disk.
+inline constexpr uint32_t kHoleSegment = 0xFFFFFFFFu;
+inline constexpr uint32_t kMinChunkSize = 64u << 10;
+inline constexpr uint32_t kMaxChunkSize = 1u << 30;
+
+// Where one chunk lives in the chunk store. Disk footprint: AlignUp(length, 4096).
+struct Extent {
+  uint32_t segment = kHoleSegment;
+  uint64_t offset = 0;
+  uint32_t length = 0;  // logical bytes (the chunk's length)
+  uint32_t crc = 0;     // CRC32C of the `length` logical bytes
+  bool is_hole() const { return segment == kHoleSegment; }
+};
+
+struct Inode {
+  uint64_t id = 0;
+  uint64_t size = 0;
+  uint32_t chunk_size = 0;
+  int64_t seal_time_ns = 0;
+  bool is_inline = false;
+  uint32_t inline_crc = 0;
+  std::string inline_data;     // when is_inline
+  std::vector<Extent> chunks;  // when !is_inline: NumChunks() entries
+
+  uint64_t NumChunks() const { return is_inline ? 0 : (size + chunk_size - 1) / chunk_size; }
+  // Logical length of chunk `index` (the last one may be short).
+  uint32_t ChunkLength(uint64_t index) const;
+};
+
+bool IsValidChunkSize(uint64_t chunk_size);
+
+std::string EncodeInode(const Inode& inode);
+// Corruption (naming `path`) if `bytes` is not a consistent inode record.
+Result<Inode> DecodeInode(std::string_view bytes, std::string_view path);
+
+}  // namespace shoal::engine

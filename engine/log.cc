@@ -1,0 +1,34 @@
+#include "engine/log.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace shoal::engine {
+namespace {
+
+LogLevel ThresholdFromEnv() {
+  const char* v = std::getenv("SHOAL_LOG");
+  if (v == nullptr) return LogLevel::kInfo;
+  std::string s(v);
+  if (s == "error") return LogLevel::kError;
+  if (s == "warn") return LogLevel::kWarn;
+  if (s == "debug") return LogLevel::kDebug;
+  return LogLevel::kInfo;
+}
+
+constexpr const char* kNames[] = {"error", "warn", "info", "debug"};
+
+}  // namespace
+
+bool LogEnabled(LogLevel level) {
+  static const LogLevel threshold = ThresholdFromEnv();
+  return level <= threshold;
+}
+
+void LogLine(LogLevel level, std::string_view line) {
+  std::string out = fmt::format("shoal[{}] {}\n", kNames[static_cast<int>(level)], line);
+  std::fwrite(out.data(), 1, out.size(), stderr);
+}
+
+}  // namespace shoal::engine

@@ -1,0 +1,21 @@
+// Minimal leveled logging to stderr. The threshold comes from SHOAL_LOG (error, warn, info,
+// debug; default info) read once. Lines look like "shoal[info] io backend: io_uring".
+#pragma once
+
+#include <fmt/format.h>
+
+#include <string_view>
+
+namespace shoal::engine {
+
+enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
+
+bool LogEnabled(LogLevel level);
+void LogLine(LogLevel level, std::string_view line);
+
+template <typename... Args>
+void Log(LogLevel level, fmt::format_string<Args...> f, Args&&... args) {
+  if (LogEnabled(level)) LogLine(level, fmt::format(f, std::forward<Args>(args)...));
+}
+
+}  // namespace shoal::engine

@@ -1,0 +1,433 @@
+#include "engine/meta_store.h"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "engine/errno_status.h"
+#include "engine/path.h"
+
+namespace shoal::engine {
+namespace {
+
+constexpr size_t kShortPathKey = 200;
+constexpr size_t kHashedPrefix = 184;
+constexpr std::string_view kFormat = "shoal-meta-1";
+
+MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+std::string_view View(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
+
+std::string DirentKey(std::string_view parent, std::string_view name) {
+  std::string k = PathKey(parent);
+  k.push_back('\0');
+  k.append(name);
+  return k;
+}
+
+std::string ExtentKey(uint32_t seg, uint64_t off) {
+  std::string k(12, '\0');
+  for (int i = 0; i < 4; ++i) k[i] = static_cast<char>(seg >> (24 - 8 * i));
+  for (int i = 0; i < 8; ++i) k[4 + i] = static_cast<char>(off >> (56 - 8 * i));
+  return k;
+}
+
+struct Dirent {
+  bool is_dir = false;
+  uint64_t size = 0;
+};
+
+std::string EncodeDirent(const Dirent& d) {
+  std::string s(9, '\0');
+  s[0] = d.is_dir ? 1 : 0;
+  std::memcpy(s.data() + 1, &d.size, 8);
+  return s;
+}
+
+Result<Dirent> DecodeDirent(std::string_view v) {
+  if (v.size() != 9 || static_cast<uint8_t>(v[0]) > 1) {
+    return Status::Corruption("directory entry record of wrong length or type");
+  }
+  Dirent d;
+  d.is_dir = v[0] == 1;
+  std::memcpy(&d.size, v.data() + 1, 8);
+  return d;
+}
+
+// Read transaction, aborted on scope exit.
+class ReadTxn {
+ public:
+  explicit ReadTxn(MDB_env* env) { rc_ = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn_); }
+  ~ReadTxn() {
+    if (txn_ != nullptr) mdb_txn_abort(txn_);
+  }
+  Status status() const { return rc_ == 0 ? Status::OK() : LmdbStatus(rc_, "begin read txn"); }
+  MDB_txn* get() const { return txn_; }
+
+ private:
+  MDB_txn* txn_ = nullptr;
+  int rc_ = 0;
+};
+
+// Get into *out; NotFound if absent.
+Status Get(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std::string_view* out) {
+  MDB_val k = Val(key), v{};
+  int rc = mdb_get(txn, dbi, &k, &v);
+  if (rc != 0) return LmdbStatus(rc, "get");
+  *out = View(v);
+  return Status::OK();
+}
+
+Status Put(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std::string_view value) {
+  MDB_val k = Val(key), v = Val(value);
+  int rc = mdb_put(txn, dbi, &k, &v, 0);
+  return rc == 0 ? Status::OK() : LmdbStatus(rc, "put");
+}
+
+Status Del(MDB_txn* txn, MDB_dbi dbi, std::string_view key) {
+  MDB_val k = Val(key);
+  int rc = mdb_del(txn, dbi, &k, nullptr);
+  return rc == 0 ? Status::OK() : LmdbStatus(rc, "delete");
+}
+
+}  // namespace
+
+Status LmdbStatus(int rc, std::string_view context) {
+  std::string msg = fmt::format("metadata {}: {}", context, mdb_strerror(rc));
+  switch (rc) {
+    case 0: return Status::OK();
+    case MDB_NOTFOUND: return Status::NotFound(msg);
+    case MDB_MAP_FULL: return Status::NoSpace(msg + " (raise Options::metadata_map_size)");
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH: return Status::Corruption(msg);
+    case MDB_READERS_FULL:
+    case MDB_TXN_FULL: return Status::Unavailable(msg);
+    case MDB_BAD_VALSIZE: return Status::InvalidArgument(msg);
+    default:
+      if (rc > 0) return ErrnoStatus(rc, fmt::format("metadata {}", context));
+      return Status::IOError(msg);
+  }
+}
+
+std::string PathKey(std::string_view path) {
+  if (path.size() <= kShortPathKey) return std::string(path);
+  XXH128_hash_t h = XXH3_128bits(path.data(), path.size());
+  std::string k(path.substr(0, kHashedPrefix));
+  k.push_back('\x01');
+  k.append(reinterpret_cast<const char*>(&h.high64), 8);
+  k.append(reinterpret_cast<const char*>(&h.low64), 8);
+  return k;
+}
+
+struct MetaStore::Request {
+  TxnFn fn;
+  Status status;
+  bool done = false;
+};
+
+Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, uint64_t map_size) {
+  std::unique_ptr<MetaStore> m(new MetaStore());
+  SHOAL_RETURN_IF_ERROR(m->Init(dir, map_size));
+  return m;
+}
+
+MetaStore::~MetaStore() {
+  if (env_ != nullptr) mdb_env_close(env_);
+}
+
+Status MetaStore::Init(const std::string& dir, uint64_t map_size) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir " + dir);
+  int rc = mdb_env_create(&env_);
+  if (rc != 0) return LmdbStatus(rc, "create env");
+  mdb_env_set_maxdbs(env_, 8);
+  mdb_env_set_maxreaders(env_, 4096);
+  mdb_env_set_mapsize(env_, map_size);
+  // MDB_NOTLS: read transactions are not tied to threads (callers come from thread pools).
+  rc = mdb_env_open(env_, dir.c_str(), MDB_NOTLS | MDB_NORDAHEAD, 0600);
+  if (rc != 0) return LmdbStatus(rc, "open " + dir);
+  int dead = 0;
+  mdb_reader_check(env_, &dead);  // readers left by a crashed process
+
+  MDB_txn* txn = nullptr;
+  rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  if (rc != 0) return LmdbStatus(rc, "begin");
+  auto open_db = [&](const char* name, MDB_dbi* dbi) {
+    return mdb_dbi_open(txn, name, MDB_CREATE, dbi);
+  };
+  if ((rc = open_db("inodes", &inodes_)) != 0 || (rc = open_db("dirents", &dirents_)) != 0 ||
+      (rc = open_db("extents", &extents_)) != 0 || (rc = open_db("meta", &meta_)) != 0) {
+    mdb_txn_abort(txn);
+    return LmdbStatus(rc, "open databases");
+  }
+  std::string_view v;
+  Status s = Get(txn, meta_, "format", &v);
+  if (s.IsNotFound()) {
+    std::random_device rd;
+    member_id_ = fmt::format("{:08x}{:08x}{:08x}{:08x}", rd(), rd(), rd(), rd());
+    s = Put(txn, meta_, "format", kFormat);
+    if (s.ok()) s = Put(txn, meta_, "member_id", member_id_);
+  } else if (s.ok()) {
+    if (v != kFormat) s = Status::Corruption(fmt::format("metadata format \"{}\" unknown", v));
+    if (s.ok()) s = Get(txn, meta_, "member_id", &v);
+    if (s.ok()) member_id_ = std::string(v);
+  }
+  if (!s.ok()) {
+    mdb_txn_abort(txn);
+    return s.WithContext(dir);
+  }
+  rc = mdb_txn_commit(txn);
+  return rc == 0 ? Status::OK() : LmdbStatus(rc, "commit");
+}
+
+Status MetaStore::RunWrite(TxnFn fn) {
+  Request me{std::move(fn), Status::OK(), false};
+  std::unique_lock lk(mu_);
+  queue_.push_back(&me);
+  cv_.wait(lk, [&] { return me.done || queue_.front() == &me; });
+  if (me.done) return me.status;
+  // Leader: commit everything queued so far in one transaction.
+  std::vector<Request*> batch(queue_.begin(), queue_.end());
+  lk.unlock();
+
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  if (rc != 0) {
+    for (Request* r : batch) r->status = LmdbStatus(rc, "begin write txn");
+  } else {
+    for (Request* r : batch) {
+      MDB_txn* child = nullptr;
+      rc = mdb_txn_begin(env_, txn, 0, &child);
+      if (rc != 0) {
+        r->status = LmdbStatus(rc, "begin nested txn");
+        continue;
+      }
+      r->status = r->fn(child);
+      if (r->status.ok()) {
+        rc = mdb_txn_commit(child);
+        if (rc != 0) r->status = LmdbStatus(rc, "commit nested txn");
+      } else {
+        mdb_txn_abort(child);
+      }
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+      for (Request* r : batch) {
+        if (r->status.ok()) r->status = LmdbStatus(rc, "commit");
+      }
+    }
+  }
+
+  lk.lock();
+  for (Request* r : batch) {
+    queue_.pop_front();
+    r->done = true;
+  }
+  cv_.notify_all();
+  return me.status;
+}
+
+Result<Inode> MetaStore::GetInode(std::string_view path) {
+  ReadTxn txn(env_);
+  SHOAL_RETURN_IF_ERROR(txn.status());
+  std::string_view v;
+  Status s = Get(txn.get(), inodes_, PathKey(path), &v);
+  if (s.IsNotFound()) return Status::NotFound(fmt::format("no object \"{}\"", path));
+  SHOAL_RETURN_IF_ERROR(s);
+  return DecodeInode(v, path);
+}
+
+Status MetaStore::CheckCreatableTxn(MDB_txn* txn, std::string_view path) {
+  std::string_view v;
+  Status s = Get(txn, inodes_, PathKey(path), &v);
+  if (s.ok()) return Status::AlreadyExists(fmt::format("object \"{}\" exists", path));
+  if (!s.IsNotFound()) return s;
+  auto [parent, name] = SplitParent(path);
+  s = Get(txn, dirents_, DirentKey(parent, name), &v);
+  if (s.ok()) return Status::AlreadyExists(fmt::format("\"{}\" is a directory", path));
+  if (!s.IsNotFound()) return s;
+  // Ancestors must not be objects ("a" an object makes "a/b" impossible).
+  for (size_t slash = path.find('/'); slash != std::string_view::npos;
+       slash = path.find('/', slash + 1)) {
+    std::string_view anc = path.substr(0, slash);
+    s = Get(txn, inodes_, PathKey(anc), &v);
+    if (s.ok()) {
+      return Status::InvalidArgument(
+          fmt::format("cannot create \"{}\": \"{}\" is an object, not a directory", path, anc));
+    }
+    if (!s.IsNotFound()) return s;
+  }
+  return Status::OK();
+}
+
+Status MetaStore::CheckCreatable(std::string_view path) {
+  ReadTxn txn(env_);
+  SHOAL_RETURN_IF_ERROR(txn.status());
+  return CheckCreatableTxn(txn.get(), path);
+}
+
+Status MetaStore::InsertObject(std::string_view path, Inode* inode) {
+  return RunWrite([&](MDB_txn* txn) -> Status {
+    SHOAL_RETURN_IF_ERROR(CheckCreatableTxn(txn, path));
+    std::string_view v;
+    uint64_t next_id = 1;
+    Status s = Get(txn, meta_, "next_id", &v);
+    if (s.ok() && v.size() == 8) std::memcpy(&next_id, v.data(), 8);
+    else if (!s.IsNotFound()) return s.ok() ? Status::Corruption("next_id record") : s;
+    inode->id = next_id++;
+    SHOAL_RETURN_IF_ERROR(
+        Put(txn, meta_, "next_id", std::string_view(reinterpret_cast<char*>(&next_id), 8)));
+    SHOAL_RETURN_IF_ERROR(Put(txn, inodes_, PathKey(path), EncodeInode(*inode)));
+    for (const Extent& e : inode->chunks) {
+      if (e.is_hole()) continue;
+      uint32_t disk = static_cast<uint32_t>((e.length + 4095) / 4096 * 4096);
+      SHOAL_RETURN_IF_ERROR(Put(txn, extents_, ExtentKey(e.segment, e.offset),
+                                std::string_view(reinterpret_cast<char*>(&disk), 4)));
+    }
+    // The entry in its parent, then one more entry in each directory created on the way up.
+    auto [parent, name] = SplitParent(path);
+    SHOAL_RETURN_IF_ERROR(Put(txn, dirents_, DirentKey(parent, name),
+                              EncodeDirent({false, inode->size})));
+    std::string_view child = parent;
+    while (!child.empty()) {
+      auto [gp, cname] = SplitParent(child);
+      std::string key = DirentKey(gp, cname);
+      Dirent d{true, 0};
+      s = Get(txn, dirents_, key, &v);
+      bool existed = s.ok();
+      if (existed) {
+        SHOAL_ASSIGN_OR_RETURN(d, DecodeDirent(v));
+      } else if (!s.IsNotFound()) {
+        return s;
+      }
+      d.size += 1;
+      SHOAL_RETURN_IF_ERROR(Put(txn, dirents_, key, EncodeDirent(d)));
+      if (existed) break;  // its parent already counts it
+      child = gp;
+    }
+    return Status::OK();
+  });
+}
+
+Result<Inode> MetaStore::RemoveObject(std::string_view path) {
+  Inode removed;
+  Status st = RunWrite([&](MDB_txn* txn) -> Status {
+    std::string_view v;
+    Status s = Get(txn, inodes_, PathKey(path), &v);
+    if (s.IsNotFound()) return Status::NotFound(fmt::format("no object \"{}\"", path));
+    SHOAL_RETURN_IF_ERROR(s);
+    SHOAL_ASSIGN_OR_RETURN(removed, DecodeInode(v, path));
+    SHOAL_RETURN_IF_ERROR(Del(txn, inodes_, PathKey(path)));
+    for (const Extent& e : removed.chunks) {
+      if (!e.is_hole()) SHOAL_RETURN_IF_ERROR(Del(txn, extents_, ExtentKey(e.segment, e.offset)));
+    }
+    auto [parent, name] = SplitParent(path);
+    SHOAL_RETURN_IF_ERROR(Del(txn, dirents_, DirentKey(parent, name)));
+    std::string_view child = parent;
+    while (!child.empty()) {
+      auto [gp, cname] = SplitParent(child);
+      std::string key = DirentKey(gp, cname);
+      SHOAL_RETURN_IF_ERROR(Get(txn, dirents_, key, &v));
+      SHOAL_ASSIGN_OR_RETURN(Dirent d, DecodeDirent(v));
+      if (d.size > 1) {
+        d.size -= 1;
+        return Put(txn, dirents_, key, EncodeDirent(d));
+      }
+      SHOAL_RETURN_IF_ERROR(Del(txn, dirents_, key));  // last entry: the directory goes too
+      child = gp;
+    }
+    return Status::OK();
+  });
+  if (!st.ok()) return st;
+  return removed;
+}
+
+Result<ListPage> MetaStore::List(std::string_view dir, const ListOptions& options) {
+  if (options.limit == 0 || options.limit > 1000000) {
+    return Status::InvalidArgument(fmt::format("list limit {} not in 1..1000000", options.limit));
+  }
+  ReadTxn txn(env_);
+  SHOAL_RETURN_IF_ERROR(txn.status());
+  if (!dir.empty()) {
+    auto [parent, name] = SplitParent(dir);
+    std::string_view v;
+    Status s = Get(txn.get(), dirents_, DirentKey(parent, name), &v);
+    if (s.IsNotFound()) return Status::NotFound(fmt::format("no directory \"{}\"", dir));
+    SHOAL_RETURN_IF_ERROR(s);
+    SHOAL_ASSIGN_OR_RETURN(Dirent d, DecodeDirent(v));
+    if (!d.is_dir) return Status::NotFound(fmt::format("\"{}\" is an object, not a directory", dir));
+  }
+  std::string prefix = PathKey(dir);
+  prefix.push_back('\0');
+  std::string start = prefix + options.start_after;
+
+  MDB_cursor* cur = nullptr;
+  int rc = mdb_cursor_open(txn.get(), dirents_, &cur);
+  if (rc != 0) return LmdbStatus(rc, "cursor");
+  ListPage page;
+  MDB_val k = Val(start), v{};
+  rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  Status s;
+  while (rc == 0) {
+    std::string_view key = View(k);
+    if (key.substr(0, prefix.size()) != prefix) break;
+    std::string_view name = key.substr(prefix.size());
+    if (!options.start_after.empty() && name == options.start_after) {
+      rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+      continue;
+    }
+    if (page.entries.size() == options.limit) {
+      page.truncated = true;
+      page.next_start_after = page.entries.back().name;
+      break;
+    }
+    auto d = DecodeDirent(View(v));
+    if (!d.ok()) {
+      s = d.status();
+      break;
+    }
+    page.entries.push_back(DirEntry{std::string(name), d->is_dir, d->size});
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  }
+  mdb_cursor_close(cur);
+  SHOAL_RETURN_IF_ERROR(s);
+  if (rc != 0 && rc != MDB_NOTFOUND) return LmdbStatus(rc, "list");
+  return page;
+}
+
+Status MetaStore::ForEachExtent(
+    const std::function<void(uint32_t, uint64_t, uint32_t)>& fn) {
+  ReadTxn txn(env_);
+  SHOAL_RETURN_IF_ERROR(txn.status());
+  MDB_cursor* cur = nullptr;
+  int rc = mdb_cursor_open(txn.get(), extents_, &cur);
+  if (rc != 0) return LmdbStatus(rc, "cursor");
+  MDB_val k{}, v{};
+  Status s;
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    if (k.mv_size != 12 || v.mv_size != 4) {
+      s = Status::Corruption("extent record of wrong length");
+      break;
+    }
+    auto* b = static_cast<const uint8_t*>(k.mv_data);
+    uint32_t seg = 0;
+    uint64_t off = 0;
+    for (int i = 0; i < 4; ++i) seg = (seg << 8) | b[i];
+    for (int i = 4; i < 12; ++i) off = (off << 8) | b[i];
+    uint32_t disk = 0;
+    std::memcpy(&disk, v.mv_data, 4);
+    fn(seg, off, disk);
+  }
+  mdb_cursor_close(cur);
+  SHOAL_RETURN_IF_ERROR(s);
+  if (rc != MDB_NOTFOUND) return LmdbStatus(rc, "scan extents");
+  return Status::OK();
+}
+
+}  // namespace shoal::engine

@@ -1,0 +1,641 @@
+#include "engine/object_store.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <set>
+#include <vector>
+
+#include "engine/crc32c.h"
+#include "engine/errno_status.h"
+#include "engine/interval_set.h"
+#include "engine/log.h"
+#include "engine/path.h"
+
+namespace shoal::engine {
+namespace {
+
+// Largest object: chunk tables stay addressable and offsets never overflow.
+constexpr uint64_t kMaxObjectSize = 1ull << 50;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status ValidateOptions(const Options& o) {
+  auto bad = [](std::string msg) { return Status::InvalidArgument("Options: " + msg); };
+  if (o.store_dir.empty()) return bad("store_dir is empty");
+  if (!IsValidChunkSize(o.chunk_size)) {
+    return bad(fmt::format("chunk_size {} is not a power of two in 64 KiB..1 GiB", o.chunk_size));
+  }
+  if (o.queue_depth < 1 || o.queue_depth > 1024) {
+    return bad(fmt::format("queue_depth {} not in 1..1024", o.queue_depth));
+  }
+  if (o.inline_threshold > 65536) {
+    return bad(fmt::format("inline_threshold {} above 65536", o.inline_threshold));
+  }
+  uint64_t s = o.segment_size;
+  if (s < (64ull << 20) || s > (64ull << 30) || (s & (s - 1)) != 0 || s < o.chunk_size) {
+    return bad(fmt::format("segment_size {} is not a power of two in 64 MiB..64 GiB (and at "
+                           "least chunk_size)", s));
+  }
+  if (o.metadata_map_size < (16ull << 20)) return bad("metadata_map_size below 16 MiB");
+  return Status::OK();
+}
+
+}  // namespace
+
+// One object between Create and Seal/Abort. Its mutex guards everything below it; completions
+// of its chunk writes arrive through OnComplete on the disk backend's thread.
+struct ObjectStore::OpenObject final : IoSink {
+  struct Staged {
+    IoBuffer buf;
+    IntervalSet written;
+    uint32_t copying = 0;  // writers copying into buf without the lock
+  };
+
+  ObjectStore* store = nullptr;
+  std::string path;
+  uint32_t chunk_size = 0;
+  uint64_t declared_size = kUnknownSize;
+  bool keep_for_inline = false;  // small declared size: never flush, seal stores it inline
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<uint64_t, Staged> staged;        // chunks being filled
+  std::map<uint64_t, Extent> placed;        // chunks written or being written
+  std::map<uint64_t, IoBuffer> in_flight;   // buffers of chunk writes not yet complete
+  std::set<uint32_t> segments;
+  uint64_t end = 0;         // furthest byte written
+  uint32_t copying = 0;     // total of Staged::copying
+  uint32_t flushing = 0;    // chunks handed to Flush but not yet in in_flight
+  Status error;             // first failure of a background write: the object cannot seal
+  bool closing = false;     // Seal or Abort in progress
+
+  // The bytes chunk `index` must hold before it can be flushed early, or 0 if unknown.
+  uint32_t FullLength(uint64_t index) const {
+    if (declared_size == kUnknownSize) return chunk_size;
+    uint64_t start = index * chunk_size;
+    return static_cast<uint32_t>(std::min<uint64_t>(chunk_size, declared_size - start));
+  }
+
+  void OnComplete(uint64_t index, int32_t result) override {
+    IoBuffer buf;
+    ObjectStore* s = store;
+    {
+      std::lock_guard lk(mu);
+      auto it = in_flight.find(index);
+      buf = it->second;
+      in_flight.erase(it);
+      const Extent& e = placed[index];
+      int64_t want = static_cast<int64_t>(AlignUp(e.length, kBlockSize));
+      if (result != want && error.ok()) {
+        std::string what = fmt::format("writing chunk {} of \"{}\"", index, path);
+        error = result < 0 ? ErrnoStatus(-result, what)
+                           : Status::IOError(fmt::format("{}: short write ({} of {} bytes)", what,
+                                                         result, want));
+      }
+      cv.notify_all();  // under the lock: a waiter may free this object right after
+    }
+    s->ReleaseBuffer(buf);
+  }
+};
+
+Result<std::unique_ptr<ObjectStore>> ObjectStore::Open(const Options& options,
+                                                       std::unique_ptr<Disk> disk) {
+  std::unique_ptr<ObjectStore> s(new ObjectStore());
+  SHOAL_RETURN_IF_ERROR(s->Init(options, std::move(disk)));
+  return s;
+}
+
+Status ObjectStore::Init(const Options& options, std::unique_ptr<Disk> disk) {
+  SHOAL_RETURN_IF_ERROR(ValidateOptions(options));
+  options_ = options;
+  const std::string& dir = options.store_dir;
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT) return ErrnoStatus(errno, "stat " + dir);
+    if (!options.create_if_missing) {
+      return Status::NotFound(fmt::format("store directory {} does not exist", dir));
+    }
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir " + dir);
+  } else if (!S_ISDIR(st.st_mode)) {
+    return Status::InvalidArgument(fmt::format("store path {} is not a directory", dir));
+  }
+  if (!options.create_if_missing && ::access((dir + "/meta/data.mdb").c_str(), F_OK) != 0) {
+    return Status::NotFound(fmt::format("no shoal store in {}", dir));
+  }
+
+  // One engine per store: an advisory lock held for the engine's lifetime (released by the
+  // kernel if the process dies, so a crash never leaves the store locked).
+  std::string lock_path = dir + "/LOCK";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) return ErrnoStatus(errno, "open " + lock_path);
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    if (err == EWOULDBLOCK) {
+      return Status::PermissionDenied(
+          fmt::format("store {} is in use by another engine (lock {})", dir, lock_path));
+    }
+    return ErrnoStatus(err, "flock " + lock_path);
+  }
+
+  if (disk == nullptr) {
+    SHOAL_ASSIGN_OR_RETURN(disk, NewDisk(options.io_backend, options.queue_depth));
+  }
+  disk_ = std::move(disk);
+  SHOAL_ASSIGN_OR_RETURN(meta_, MetaStore::Open(dir + "/meta", options.metadata_map_size));
+  SHOAL_ASSIGN_OR_RETURN(chunks_, ChunkStore::Open(disk_.get(), dir + "/chunks",
+                                                   options.segment_size, options.direct_io,
+                                                   meta_.get()));
+  pool_ = std::make_unique<BufferPool>(options.chunk_size, options.queue_depth,
+                                       2 * options.queue_depth);
+  bool fixed = disk_->RegisterBuffers(pool_->RegistrableBuffers());
+  Log(LogLevel::kInfo, "store {}: member {}, io backend {}{}, chunk {} KiB, queue depth {}", dir,
+      meta_->member_id(), disk_->name(), fixed ? " (registered buffers)" : "",
+      options.chunk_size >> 10, options.queue_depth);
+  return Status::OK();
+}
+
+ObjectStore::~ObjectStore() {
+  std::vector<std::shared_ptr<OpenObject>> objs;
+  {
+    std::lock_guard lk(open_mu_);
+    for (auto& [p, o] : open_) objs.push_back(o);
+  }
+  for (auto& o : objs) Discard(o);
+  chunks_.reset();
+  disk_.reset();  // joins the backend threads before the pool goes
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+IoBuffer ObjectStore::AcquireBuffer(uint32_t chunk_size) {
+  if (chunk_size <= pool_->buffer_size()) return pool_->Acquire();
+  return BufferPool::AllocateRaw(chunk_size);
+}
+
+void ObjectStore::ReleaseBuffer(IoBuffer buf) {
+  if (buf.empty()) return;
+  if (buf.size == pool_->buffer_size()) pool_->Release(buf);
+  else BufferPool::FreeRaw(buf);
+}
+
+std::shared_ptr<ObjectStore::OpenObject> ObjectStore::FindOpen(std::string_view path) {
+  std::lock_guard lk(open_mu_);
+  auto it = open_.find(path);
+  return it == open_.end() ? nullptr : it->second;
+}
+
+Status ObjectStore::Create(std::string_view path, const CreateOptions& co) {
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+  uint32_t cs = co.chunk_size == 0 ? options_.chunk_size : co.chunk_size;
+  if (!IsValidChunkSize(cs)) {
+    return Status::InvalidArgument(
+        fmt::format("chunk size {} is not a power of two in 64 KiB..1 GiB", cs));
+  }
+  if (co.size != kUnknownSize && co.size > kMaxObjectSize) {
+    return Status::InvalidArgument(fmt::format("size {} above the maximum {}", co.size,
+                                               kMaxObjectSize));
+  }
+  auto obj = std::make_shared<OpenObject>();
+  obj->store = this;
+  obj->path = std::string(path);
+  obj->chunk_size = cs;
+  obj->declared_size = co.size;
+  obj->keep_for_inline = co.size != kUnknownSize && co.size <= options_.inline_threshold;
+
+  std::lock_guard lk(open_mu_);
+  if (open_.count(path) != 0) {
+    return Status::AlreadyExists(fmt::format("object \"{}\" is being written", path));
+  }
+  SHOAL_RETURN_IF_ERROR(meta_->CheckCreatable(path));
+  open_.emplace(obj->path, std::move(obj));
+  return Status::OK();
+}
+
+Status ObjectStore::Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) {
+  auto obj = FindOpen(path);
+  if (obj == nullptr) {
+    SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+    return Status::FailedPrecondition(
+        fmt::format("\"{}\" is not being written (create it first; sealed objects are immutable)",
+                    path));
+  }
+  uint64_t len = data.size();
+  if (offset > kMaxObjectSize || len > kMaxObjectSize - offset) {
+    return Status::InvalidArgument(
+        fmt::format("write of {} bytes at {} passes the maximum object size", len, offset));
+  }
+  if (obj->declared_size != kUnknownSize && offset + len > obj->declared_size) {
+    return Status::InvalidArgument(fmt::format(
+        "write [{}, {}) passes the declared size {} of \"{}\"", offset, offset + len,
+        obj->declared_size, path));
+  }
+  if (len == 0) return Status::OK();
+
+  const uint64_t cs = obj->chunk_size;
+  uint64_t pos = offset;
+  while (pos < offset + len) {
+    uint64_t index = pos / cs;
+    uint64_t in_begin = pos - index * cs;
+    uint64_t in_end = std::min<uint64_t>(cs, offset + len - index * cs);
+    const std::byte* src = data.data() + (pos - offset);
+    std::byte* dst = nullptr;
+    {
+      std::unique_lock lk(obj->mu);
+      if (!obj->error.ok()) return obj->error;
+      if (obj->closing) {
+        return Status::FailedPrecondition(fmt::format("\"{}\" is being sealed or aborted", path));
+      }
+      auto overlap = [&] {
+        return Status::InvalidArgument(fmt::format(
+            "write [{}, {}) of \"{}\" overlaps an earlier write", offset, offset + len, path));
+      };
+      if (obj->placed.count(index) != 0) return overlap();
+      auto it = obj->staged.find(index);
+      if (it == obj->staged.end()) {
+        it = obj->staged.emplace(index, OpenObject::Staged{}).first;
+        it->second.buf = AcquireBuffer(obj->chunk_size);
+      }
+      OpenObject::Staged& st = it->second;
+      if (st.written.Overlaps(in_begin, in_end)) return overlap();
+      st.written.Add(in_begin, in_end);
+      st.copying++;
+      obj->copying++;
+      obj->end = std::max(obj->end, index * cs + in_end);
+      dst = st.buf.data + in_begin;
+    }
+    std::memcpy(dst, src, in_end - in_begin);  // outside the lock: writers of one object overlap
+    IoBuffer full;
+    uint32_t full_len = 0;
+    {
+      std::lock_guard lk(obj->mu);
+      auto it = obj->staged.find(index);
+      OpenObject::Staged& st = it->second;
+      st.copying--;
+      obj->copying--;
+      uint32_t need = obj->FullLength(index);
+      if (st.copying == 0 && !obj->keep_for_inline && st.written.Covers(0, need)) {
+        full = st.buf;
+        full_len = need;
+        obj->staged.erase(it);
+        obj->placed[index] = Extent{};  // reserved: later writes to it are overlaps
+        obj->flushing++;
+      }
+      obj->cv.notify_all();
+    }
+    if (!full.empty()) Flush(obj.get(), index, full, full_len);
+    pos = index * cs + in_end;
+  }
+  return Status::OK();
+}
+
+void ObjectStore::Flush(OpenObject* obj, uint64_t index, IoBuffer buf, uint32_t length) {
+  uint32_t crc = Crc32c(buf.data, length);
+  uint32_t disk_len = static_cast<uint32_t>(AlignUp(length, kBlockSize));
+  std::memset(buf.data + length, 0, disk_len - length);
+  Extent e;
+  e.length = length;
+  e.crc = crc;
+  Status s = chunks_->Allocate(disk_len, &e);
+  int fd = s.ok() ? chunks_->Fd(e.segment) : -1;
+  {
+    std::lock_guard lk(obj->mu);
+    obj->flushing--;
+    if (!s.ok()) {
+      if (obj->error.ok()) {
+        obj->error = s.WithContext(fmt::format("chunk {} of \"{}\"", index, obj->path));
+      }
+      obj->placed.erase(index);
+      obj->cv.notify_all();
+    } else {
+      obj->placed[index] = e;
+      obj->segments.insert(e.segment);
+      obj->in_flight[index] = buf;
+    }
+  }
+  if (!s.ok()) {
+    ReleaseBuffer(buf);
+    return;
+  }
+  IoOp op{IoOp::Kind::kWrite, fd, e.offset, buf.data, disk_len, buf.registered_index, obj, index};
+  disk_->Submit({&op, 1});
+}
+
+Status ObjectStore::Seal(std::string_view path) {
+  auto obj = FindOpen(path);
+  if (obj == nullptr) {
+    SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+    return Status::FailedPrecondition(fmt::format("\"{}\" is not being written", path));
+  }
+  Inode inode;
+  {
+    std::unique_lock lk(obj->mu);
+    if (obj->closing) {
+      return Status::FailedPrecondition(fmt::format("\"{}\" is already being sealed", path));
+    }
+    obj->closing = true;
+    obj->cv.wait(lk, [&] { return obj->copying == 0; });
+    inode.size = obj->declared_size != kUnknownSize ? obj->declared_size : obj->end;
+    inode.chunk_size = obj->chunk_size;
+  }
+  auto fail = [&](Status s) {
+    std::lock_guard lk(obj->mu);
+    if (obj->error.ok()) obj->error = s;
+    obj->closing = false;  // only Abort remains possible
+    return s;
+  };
+
+  // Small objects go inline into the metadata record: no chunk I/O at all.
+  std::unique_lock lk(obj->mu);
+  if (inode.size <= options_.inline_threshold && obj->placed.empty() && obj->error.ok()) {
+    inode.is_inline = true;
+    inode.inline_data.assign(inode.size, '\0');
+    auto it = obj->staged.find(0);
+    if (it != obj->staged.end()) {
+      it->second.written.ForEachGap(inode.size, [&](uint64_t b, uint64_t e) {
+        std::memset(it->second.buf.data + b, 0, e - b);
+      });
+      std::memcpy(inode.inline_data.data(), it->second.buf.data, inode.size);
+    }
+    inode.inline_crc = Crc32c(inode.inline_data.data(), inode.size);
+  } else {
+    // Flush the partly written chunks, their unwritten bytes zeroed.
+    auto staged = std::move(obj->staged);
+    obj->staged.clear();
+    for (auto& [index, st] : staged) obj->placed[index] = Extent{};
+    obj->flushing += static_cast<uint32_t>(staged.size());
+    lk.unlock();
+    for (auto& [index, st] : staged) {
+      uint64_t start = index * inode.chunk_size;
+      uint32_t length =
+          static_cast<uint32_t>(std::min<uint64_t>(inode.chunk_size, inode.size - start));
+      st.written.ForEachGap(length, [&](uint64_t b, uint64_t e) {
+        std::memset(st.buf.data + b, 0, e - b);
+      });
+      Flush(obj.get(), index, st.buf, length);
+    }
+    lk.lock();
+  }
+  obj->cv.wait(lk, [&] { return obj->flushing == 0 && obj->in_flight.empty(); });
+  if (!obj->error.ok()) {
+    Status s = obj->error;
+    lk.unlock();
+    return fail(s);
+  }
+  if (!inode.is_inline) {
+    inode.chunks.resize(inode.NumChunks());
+    for (uint64_t i = 0; i < inode.chunks.size(); ++i) {
+      auto it = obj->placed.find(i);
+      if (it != obj->placed.end()) {
+        inode.chunks[i] = it->second;
+      } else {
+        inode.chunks[i].length = inode.ChunkLength(i);  // never written: a hole of zeros
+      }
+    }
+  }
+  std::set<uint32_t> segments = obj->segments;
+  lk.unlock();
+
+  Status s = chunks_->Sync(segments);
+  if (!s.ok()) return fail(s.WithContext(fmt::format("sealing \"{}\"", path)));
+  inode.seal_time_ns = NowNs();
+  s = meta_->InsertObject(path, &inode);
+  if (!s.ok()) return fail(s);
+  {
+    std::lock_guard olk(open_mu_);
+    open_.erase(obj->path);
+  }
+  {
+    std::lock_guard olk(obj->mu);
+    for (auto& [i, st] : obj->staged) ReleaseBuffer(st.buf);
+    obj->staged.clear();
+  }
+  return Status::OK();
+}
+
+void ObjectStore::Discard(const std::shared_ptr<OpenObject>& obj) {
+  std::vector<Extent> extents;
+  {
+    std::unique_lock lk(obj->mu);
+    obj->closing = true;
+    obj->cv.wait(lk, [&] {
+      return obj->copying == 0 && obj->flushing == 0 && obj->in_flight.empty();
+    });
+    for (auto& [i, st] : obj->staged) ReleaseBuffer(st.buf);
+    obj->staged.clear();
+    for (auto& [i, e] : obj->placed) extents.push_back(e);
+    obj->placed.clear();
+  }
+  {
+    std::lock_guard lk(open_mu_);
+    open_.erase(obj->path);
+  }
+  chunks_->Free(extents);
+}
+
+Status ObjectStore::Abort(std::string_view path) {
+  auto obj = FindOpen(path);
+  if (obj == nullptr) {
+    SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+    return Status::FailedPrecondition(fmt::format("\"{}\" is not being written", path));
+  }
+  Discard(obj);
+  return Status::OK();
+}
+
+namespace {
+
+// Collects completions of one ReadBatch call.
+class BatchSink final : public IoSink {
+ public:
+  void OnComplete(uint64_t tag, int32_t result) override {
+    std::lock_guard lk(mu_);
+    ready_.emplace_back(tag, result);
+    cv_.notify_one();
+  }
+  std::vector<std::pair<uint64_t, int32_t>> Wait() {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return !ready_.empty(); });
+    return std::exchange(ready_, {});
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::pair<uint64_t, int32_t>> ready_;
+};
+
+struct ReadPiece {
+  size_t request = 0;
+  uint64_t chunk = 0;
+  Extent extent;
+  uint32_t in_chunk = 0;  // first byte wanted within the chunk
+  uint32_t len = 0;
+  std::byte* dst = nullptr;
+  bool direct = false;    // the chunk is read straight into dst
+  IoBuffer bounce;
+};
+
+}  // namespace
+
+Status ObjectStore::ReadBatch(std::span<ReadRequest> requests) {
+  std::shared_lock reclaim(reclaim_mu_);
+  std::vector<ReadPiece> pieces;
+  std::vector<std::string> paths;  // for messages
+  for (size_t r = 0; r < requests.size(); ++r) {
+    ReadRequest& req = requests[r];
+    req.bytes_read = 0;
+    req.status = ValidateObjectPath(req.path);
+    if (!req.status.ok()) continue;
+    auto inode = meta_->GetInode(req.path);
+    if (!inode.ok()) {
+      req.status = inode.status();
+      continue;
+    }
+    if (req.offset > inode->size) {
+      req.status = Status::InvalidArgument(fmt::format(
+          "read at offset {} past the end of \"{}\" ({} bytes)", req.offset, req.path,
+          inode->size));
+      continue;
+    }
+    uint64_t n = std::min<uint64_t>(req.dst.size(), inode->size - req.offset);
+    req.bytes_read = n;
+    if (inode->is_inline) {
+      if (Crc32c(inode->inline_data.data(), inode->size) != inode->inline_crc) {
+        req.status = Status::Corruption(fmt::format("inline data of \"{}\": CRC32C mismatch",
+                                                    req.path));
+        continue;
+      }
+      std::memcpy(req.dst.data(), inode->inline_data.data() + req.offset, n);
+      continue;
+    }
+    uint64_t cs = inode->chunk_size;
+    for (uint64_t pos = req.offset; pos < req.offset + n;) {
+      uint64_t index = pos / cs;
+      uint64_t in = pos - index * cs;
+      uint64_t take = std::min<uint64_t>(cs - in, req.offset + n - pos);
+      std::byte* dst = req.dst.data() + (pos - req.offset);
+      const Extent& e = inode->chunks[index];
+      if (e.is_hole()) {
+        std::memset(dst, 0, take);
+      } else {
+        ReadPiece p;
+        p.request = r;
+        p.chunk = index;
+        p.extent = e;
+        p.in_chunk = static_cast<uint32_t>(in);
+        p.len = static_cast<uint32_t>(take);
+        p.dst = dst;
+        p.direct = in == 0 && take == e.length && e.length % kBlockSize == 0 &&
+                   reinterpret_cast<uintptr_t>(dst) % kBlockSize == 0;
+        pieces.push_back(p);
+      }
+      pos += take;
+    }
+  }
+
+  BatchSink sink;
+  size_t next = 0, in_flight = 0;
+  const size_t depth = options_.queue_depth;
+  std::vector<IoOp> ops;
+  while (next < pieces.size() || in_flight > 0) {
+    ops.clear();
+    while (in_flight + ops.size() < depth && next < pieces.size()) {
+      ReadPiece& p = pieces[next];
+      int fd = chunks_->Fd(p.extent.segment);
+      if (fd < 0) {
+        requests[p.request].status = Status::Corruption(fmt::format(
+            "chunk {} of \"{}\": segment {} is missing", p.chunk, requests[p.request].path,
+            p.extent.segment));
+        ++next;
+        continue;
+      }
+      void* target = p.dst;
+      int32_t index = -1;
+      if (!p.direct) {
+        p.bounce = AcquireBuffer(static_cast<uint32_t>(AlignUp(p.extent.length, kBlockSize)));
+        target = p.bounce.data;
+        index = p.bounce.registered_index;
+      }
+      ops.push_back(IoOp{IoOp::Kind::kRead, fd, p.extent.offset, target,
+                         static_cast<uint32_t>(AlignUp(p.extent.length, kBlockSize)), index,
+                         &sink, next});
+      ++next;
+    }
+    if (!ops.empty()) {
+      in_flight += ops.size();
+      disk_->Submit(ops);
+    }
+    if (in_flight == 0) continue;
+    for (auto [tag, result] : sink.Wait()) {
+      --in_flight;
+      ReadPiece& p = pieces[tag];
+      ReadRequest& req = requests[p.request];
+      const std::byte* chunk = p.direct ? p.dst : p.bounce.data;
+      std::string where = fmt::format("chunk {} of \"{}\" (segment {}, offset {})", p.chunk,
+                                      req.path, p.extent.segment, p.extent.offset);
+      Status s;
+      if (result < 0) {
+        s = ErrnoStatus(-result, "reading " + where);
+      } else if (static_cast<uint64_t>(result) < p.extent.length) {
+        s = Status::Corruption(fmt::format("{}: short read ({} of {} bytes)", where, result,
+                                           p.extent.length));
+      } else {
+        uint32_t crc = Crc32c(chunk, p.extent.length);
+        if (crc != p.extent.crc) {
+          s = Status::Corruption(fmt::format("{}: CRC32C mismatch (stored {:08x}, read {:08x})",
+                                             where, p.extent.crc, crc));
+        }
+      }
+      if (s.ok() && !p.direct) std::memcpy(p.dst, chunk + p.in_chunk, p.len);
+      if (!s.ok()) {
+        if (p.direct) std::memset(p.dst, 0, p.len);  // never leave bad bytes looking like data
+        if (req.status.ok()) req.status = s;
+      }
+      ReleaseBuffer(p.bounce);
+      p.bounce = IoBuffer{};
+    }
+  }
+  for (ReadRequest& req : requests) {
+    if (!req.status.ok()) req.bytes_read = 0;
+  }
+  return Status::OK();
+}
+
+Result<ObjectInfo> ObjectStore::Stat(std::string_view path) {
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+  SHOAL_ASSIGN_OR_RETURN(Inode inode, meta_->GetInode(path));
+  ObjectInfo info;
+  info.path = std::string(path);
+  info.size = inode.size;
+  info.chunk_size = inode.chunk_size;
+  info.num_chunks = inode.NumChunks();
+  info.is_inline = inode.is_inline;
+  info.seal_time_ns = inode.seal_time_ns;
+  return info;
+}
+
+Result<ListPage> ObjectStore::List(std::string_view dir, const ListOptions& options) {
+  SHOAL_RETURN_IF_ERROR(ValidateDirPath(dir));
+  return meta_->List(dir, options);
+}
+
+Status ObjectStore::Remove(std::string_view path) {
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+  SHOAL_ASSIGN_OR_RETURN(Inode removed, meta_->RemoveObject(path));
+  std::unique_lock reclaim(reclaim_mu_);  // reads that found the inode finish first
+  chunks_->Free(removed.chunks);
+  return Status::OK();
+}
+
+}  // namespace shoal::engine

@@ -1,0 +1,169 @@
+// Engine: the shoal object store, as one training rank sees it.
+//
+// An Engine stores named, immutable byte sequences ("objects") in a hierarchical namespace
+// ("ckpt/step-100/rank-3.bin"). An object is created, filled by one or more writers with
+// disjoint ranges, and sealed. Readers see sealed objects only; a sealed object never changes
+// until it is removed. Seal returns only once every byte and the object's metadata are durable:
+// a crash (SIGKILL, power loss) after Seal returns loses nothing, and a crash before it leaves no
+// trace of the object visible.
+//
+// In this release an Engine is one member: its objects live in Options::store_dir on the local
+// disk. The API is the one a world of many members will serve (names, sealed objects, chunks as
+// the unit of placement), so programs written against it need no change when objects are striped
+// over many ranks.
+//
+// Names: relative paths of components separated by '/'. A component is 1..255 bytes, not "." or
+// "..", and holds no NUL, '/', or control character (0x01..0x1f, 0x7f); a path is at most 4096
+// bytes and neither starts nor ends with '/'. The root directory is "". Bad names give
+// InvalidArgument. A name is either an object or a directory (implied by the objects below it).
+//
+// Thread-safety: every method may be called concurrently from any number of threads. Writes to
+// disjoint ranges of one object from several threads are supported; overlapping writes are
+// refused with InvalidArgument (the first one wins).
+//
+// Errors: methods return Status / Result; nothing throws. NoSpace and IOError during a write
+// leave every sealed object intact; the failed object stays unsealed and can be Abort()ed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shoal/export.h"
+#include "shoal/options.h"
+#include "shoal/result.h"
+#include "shoal/status.h"
+
+namespace shoal {
+
+inline constexpr uint64_t kUnknownSize = std::numeric_limits<uint64_t>::max();
+
+struct CreateOptions {
+  // Final size when known in advance. Writes past it are refused, Seal checks it was reached
+  // (bytes never written read as zeros), and a chunk is flushed to disk as soon as it is fully
+  // written. Default: unknown; the size is then the end of the furthest write.
+  uint64_t size = kUnknownSize;
+  // Chunk size for this object; 0 means Options::chunk_size. Power of two, 64 KiB .. 1 GiB.
+  uint32_t chunk_size = 0;
+};
+
+struct ObjectInfo {
+  std::string path;
+  uint64_t size = 0;
+  uint32_t chunk_size = 0;
+  uint64_t num_chunks = 0;  // 0 for empty and inline objects
+  bool is_inline = false;   // stored inside its metadata record
+  int64_t seal_time_ns = 0; // wall clock at seal, nanoseconds since the Unix epoch
+};
+
+struct DirEntry {
+  std::string name;     // one component, not the full path
+  bool is_dir = false;
+  uint64_t size = 0;    // object size in bytes; for a directory, its number of entries
+};
+
+struct ListOptions {
+  // Return entries whose name sorts strictly after this one (byte order). Pass the previous
+  // page's `next_start_after` to continue a listing.
+  std::string start_after;
+  // Entries per page, 1 .. 1,000,000. Default 10,000.
+  uint32_t limit = 10000;
+};
+
+struct ListPage {
+  std::vector<DirEntry> entries;  // sorted by name
+  bool truncated = false;         // more entries follow
+  std::string next_start_after;   // set when truncated
+};
+
+// One read of a batch; see Engine::ReadBatch. `dst` is owned by the caller and must stay valid
+// until ReadBatch returns.
+struct ReadRequest {
+  std::string path;
+  uint64_t offset = 0;
+  std::span<std::byte> dst;
+  // Outputs.
+  Status status;
+  uint64_t bytes_read = 0;
+};
+
+class SHOAL_EXPORT Engine {
+ public:
+  // Opens (or creates) the store in options.store_dir. Recovers from any earlier crash: space of
+  // objects that were never sealed is returned to the file system.
+  static Result<std::unique_ptr<Engine>> Open(const Options& options);
+
+  // Waits for background I/O, closes files. Unsealed objects are discarded.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Starts a new object. AlreadyExists if `path` names a sealed object, an object being written,
+  // or a directory; InvalidArgument for a bad name or options.
+  Status Create(std::string_view path, const CreateOptions& options = {});
+
+  // Copies `data` into the object at `offset`. The caller's buffer may be reused on return: the
+  // bytes are staged and written to disk in the background. Errors of background writes are
+  // reported by a later Write or by Seal. FailedPrecondition if the object is not being written
+  // (never created, sealed, aborted); InvalidArgument for a range that overlaps an earlier write
+  // or passes the declared size.
+  Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data);
+  Status Write(std::string_view path, uint64_t offset, const void* data, size_t size) {
+    return Write(path, offset, {static_cast<const std::byte*>(data), size});
+  }
+
+  // Makes the object durable and visible, then immutable. Returns once all chunks are on disk
+  // and fsynced and the metadata transaction committed. On failure the object stays unsealed
+  // (Abort it or retry Seal after freeing space).
+  Status Seal(std::string_view path);
+
+  // Discards an unsealed object and its staged bytes.
+  Status Abort(std::string_view path);
+
+  // Create + Write + Seal of a whole object.
+  Status Put(std::string_view path, std::span<const std::byte> data,
+             const CreateOptions& options = {});
+  Status Put(std::string_view path, std::string_view data) {
+    return Put(path, std::as_bytes(std::span<const char>(data.data(), data.size())));
+  }
+
+  // Reads up to dst.size() bytes at `offset` of a sealed object into `dst`; returns the count,
+  // which is smaller only at the end of the object. InvalidArgument when offset > size. Every
+  // chunk read is verified (CRC32C): a mismatch gives Corruption naming object and chunk and no
+  // bytes of that chunk are returned as data. Reads of large ranges keep `queue_depth` chunk
+  // I/Os in flight; a dst aligned to 4 KiB lets whole chunks land in it without a copy.
+  Result<uint64_t> Read(std::string_view path, uint64_t offset, std::span<std::byte> dst);
+
+  // Reads many (typically small, sample-sized) ranges with queue_depth I/Os in flight. Each
+  // request gets its own status and byte count; the returned Status is OK unless the batch as a
+  // whole could not run. The order of completion is unspecified.
+  Status ReadBatch(std::span<ReadRequest> requests);
+
+  // Metadata of a sealed object. NotFound for a directory, an unsealed or an absent object.
+  Result<ObjectInfo> Stat(std::string_view path);
+
+  // One page of a directory's entries with their sizes: readdir + getattr in one call, served
+  // by a single range scan. NotFound if `dir` is neither "" nor a directory.
+  Result<ListPage> List(std::string_view dir, const ListOptions& options = {});
+
+  // Removes a sealed object; its disk space is returned to the file system. Directories vanish
+  // with their last entry. Reads already in progress on the object complete first.
+  Status Remove(std::string_view path);
+
+  // "io_uring" or "posix": the backend chosen at Open.
+  std::string_view io_backend() const;
+
+  class Impl;
+  // For tests and tools inside the project: an Engine around an already built implementation.
+  explicit Engine(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shoal

@@ -1,0 +1,68 @@
+// Options: how one shoal member stores data. Every field states its default and the trade-off it
+// controls. Options are read once by Engine::Open; changing them afterwards has no effect.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace shoal {
+
+// Which kernel interface moves chunk bytes between memory and the store's files.
+enum class IoBackend : uint8_t {
+  // io_uring when it can be set up (queue, registered buffers), else pread/pwrite. The choice is
+  // logged at Open and readable from Engine::io_backend().
+  kAuto = 0,
+  // io_uring only: Open fails with Unavailable when the kernel or a seccomp policy (common in
+  // containers) refuses io_uring_setup.
+  kIoUring = 1,
+  // pread/pwrite from a pool of `queue_depth` I/O threads. Always available.
+  kPosix = 2,
+};
+
+struct Options {
+  // Directory holding this member's chunk segments and metadata (created 0700 if missing and
+  // `create_if_missing`). Required. One Engine at a time may open it: a second Open, from this
+  // or another process, fails with PermissionDenied.
+  std::string store_dir;
+
+  // Create store_dir and an empty store when absent. Default true. When false, Open of a
+  // directory without a store fails with NotFound.
+  bool create_if_missing = true;
+
+  // Default chunk size in bytes for new objects (power of two, 64 KiB .. 1 GiB). A chunk is the
+  // unit of placement, checksumming and disk I/O. Default 4 MiB: measured on this project's
+  // reference machine (docs/chunk-size.md), 4 MiB chunks at queue depth 16 reach the raw device's
+  // sequential bandwidth while a read that touches a chunk stays cheap; larger chunks do not go
+  // faster, smaller ones spend more per-op overhead. Per-object override: CreateOptions.
+  uint32_t chunk_size = 4u << 20;
+
+  // I/O backend, see IoBackend. Default kAuto.
+  IoBackend io_backend = IoBackend::kAuto;
+
+  // Maximum chunk I/Os in flight per engine (io_uring queue entries, or POSIX I/O threads).
+  // 1 .. 1024, default 16. Higher values help devices with deep internal parallelism (NVMe) at
+  // the cost of queue_depth x chunk_size bytes of pinned staging memory.
+  uint32_t queue_depth = 16;
+
+  // Open chunk files with O_DIRECT (no page cache). Default true: a training job's checkpoints
+  // would otherwise evict its dataset from the page cache, and reads would measure memory, not
+  // disk. When the file system refuses O_DIRECT (tmpfs), shoal falls back to buffered I/O with
+  // fdatasync and logs it.
+  bool direct_io = true;
+
+  // Objects of at most this many bytes are stored inside their metadata record (one LMDB write,
+  // no chunk I/O, no 4 KiB block on disk). 0 .. 65536, default 2048. Many-small-file datasets
+  // (labels, captions, JSON) benefit; larger values grow the metadata shard.
+  uint32_t inline_threshold = 2048;
+
+  // Chunks are appended to segment files of at most this size (power of two multiple of 1 MiB,
+  // 64 MiB .. 64 GiB). Default 1 GiB. A segment whose chunks all were removed is deleted; space
+  // of removed chunks inside live segments is returned to the file system at once (hole punch).
+  uint64_t segment_size = 1ull << 30;
+
+  // Upper bound of the LMDB metadata map (virtual address space; the file grows only as used).
+  // Default 64 GiB, roughly 200 million small objects. Exceeding it fails writes with NoSpace.
+  uint64_t metadata_map_size = 64ull << 30;
+};
+
+}  // namespace shoal
