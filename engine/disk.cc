@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
+#include <mutex>
+#include <vector>
 
 #include "engine/errno_status.h"
 #include "engine/log.h"
@@ -61,6 +64,56 @@ Result<uint64_t> Disk::FileSize(int fd) {
 Status Disk::RemoveFile(const std::string& path) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, "unlink " + path);
   return Status::OK();
+}
+
+namespace {
+
+// Collects completions for Disk::Execute.
+class WaitSink final : public IoSink {
+ public:
+  void OnComplete(uint64_t tag, int32_t result) override {
+    std::lock_guard lk(mu_);
+    ready_.emplace_back(tag, result);
+    cv_.notify_one();
+  }
+  std::vector<std::pair<uint64_t, int32_t>> Wait() {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return !ready_.empty(); });
+    return std::exchange(ready_, {});
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::pair<uint64_t, int32_t>> ready_;
+};
+
+}  // namespace
+
+void Disk::Execute(size_t count, const std::function<void(size_t, IoOp*)>& prepare,
+                   const std::function<void(size_t, int32_t)>& complete) {
+  WaitSink sink;
+  constexpr size_t kWindow = 64;  // Submit itself bounds what is in flight to the queue depth
+  size_t next = 0, in_flight = 0;
+  std::vector<IoOp> ops;
+  while (next < count || in_flight > 0) {
+    ops.clear();
+    while (next < count && in_flight + ops.size() < kWindow) {
+      IoOp op;
+      prepare(next, &op);
+      op.sink = &sink;
+      op.tag = next++;
+      ops.push_back(op);
+    }
+    if (!ops.empty()) {
+      in_flight += ops.size();
+      Submit(ops);
+    }
+    for (auto [tag, result] : sink.Wait()) {
+      --in_flight;
+      complete(tag, result);
+    }
+  }
 }
 
 Result<std::unique_ptr<Disk>> NewDisk(IoBackend backend, uint32_t queue_depth) {

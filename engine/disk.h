@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -70,6 +71,14 @@ class Disk {
   // Queues the operations; returns once all are submitted (blocking while queue_depth ops are
   // in flight). Each op's sink is called exactly once, also when submission fails.
   virtual void Submit(std::span<const IoOp> ops) = 0;
+
+  // Runs `count` ops with at most the queue depth in flight and returns when all completed.
+  // prepare(i, &op) fills the i-th op just before it is submitted (sink and tag are ignored);
+  // complete(i, result) is called for each, on the calling thread. The default submits through
+  // Submit and waits; io_uring runs the batch on a ring owned by the calling thread for its
+  // duration, so completions reach the caller without a thread hand-off.
+  virtual void Execute(size_t count, const std::function<void(size_t, IoOp*)>& prepare,
+                       const std::function<void(size_t, int32_t)>& complete);
 };
 
 // pread/pwrite on `queue_depth` threads.

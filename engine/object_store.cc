@@ -455,26 +455,6 @@ Status ObjectStore::Abort(std::string_view path) {
 
 namespace {
 
-// Collects completions of one ReadBatch call.
-class BatchSink final : public IoSink {
- public:
-  void OnComplete(uint64_t tag, int32_t result) override {
-    std::lock_guard lk(mu_);
-    ready_.emplace_back(tag, result);
-    cv_.notify_one();
-  }
-  std::vector<std::pair<uint64_t, int32_t>> Wait() {
-    std::unique_lock lk(mu_);
-    cv_.wait(lk, [&] { return !ready_.empty(); });
-    return std::exchange(ready_, {});
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::pair<uint64_t, int32_t>> ready_;
-};
-
 struct ReadPiece {
   size_t request = 0;
   uint64_t chunk = 0;
@@ -544,68 +524,58 @@ Status ObjectStore::ReadBatch(std::span<ReadRequest> requests) {
     }
   }
 
-  BatchSink sink;
-  size_t next = 0, in_flight = 0;
-  const size_t depth = options_.queue_depth;
-  std::vector<IoOp> ops;
-  while (next < pieces.size() || in_flight > 0) {
-    ops.clear();
-    while (in_flight + ops.size() < depth && next < pieces.size()) {
-      ReadPiece& p = pieces[next];
-      int fd = chunks_->Fd(p.extent.segment);
-      if (fd < 0) {
-        requests[p.request].status = Status::Corruption(fmt::format(
-            "chunk {} of \"{}\": segment {} is missing", p.chunk, requests[p.request].path,
-            p.extent.segment));
-        ++next;
-        continue;
-      }
-      void* target = p.dst;
-      int32_t index = -1;
-      if (!p.direct) {
-        p.bounce = AcquireBuffer(static_cast<uint32_t>(AlignUp(p.extent.length, kBlockSize)));
-        target = p.bounce.data;
-        index = p.bounce.registered_index;
-      }
-      ops.push_back(IoOp{IoOp::Kind::kRead, fd, p.extent.offset, target,
-                         static_cast<uint32_t>(AlignUp(p.extent.length, kBlockSize)), index,
-                         &sink, next});
-      ++next;
-    }
-    if (!ops.empty()) {
-      in_flight += ops.size();
-      disk_->Submit(ops);
-    }
-    if (in_flight == 0) continue;
-    for (auto [tag, result] : sink.Wait()) {
-      --in_flight;
-      ReadPiece& p = pieces[tag];
-      ReadRequest& req = requests[p.request];
-      const std::byte* chunk = p.direct ? p.dst : p.bounce.data;
-      std::string where = fmt::format("chunk {} of \"{}\" (segment {}, offset {})", p.chunk,
-                                      req.path, p.extent.segment, p.extent.offset);
-      Status s;
-      if (result < 0) {
-        s = ErrnoStatus(-result, "reading " + where);
-      } else if (static_cast<uint64_t>(result) < p.extent.length) {
-        s = Status::Corruption(fmt::format("{}: short read ({} of {} bytes)", where, result,
-                                           p.extent.length));
-      } else {
-        uint32_t crc = Crc32c(chunk, p.extent.length);
-        if (crc != p.extent.crc) {
-          s = Status::Corruption(fmt::format("{}: CRC32C mismatch (stored {:08x}, read {:08x})",
-                                             where, p.extent.crc, crc));
-        }
-      }
-      if (s.ok() && !p.direct) std::memcpy(p.dst, chunk + p.in_chunk, p.len);
-      if (!s.ok()) {
-        if (p.direct) std::memset(p.dst, 0, p.len);  // never leave bad bytes looking like data
-        if (req.status.ok()) req.status = s;
-      }
-      ReleaseBuffer(p.bounce);
-      p.bounce = IoBuffer{};
+  // Pieces whose segment is gone fail here; the rest go to the disk.
+  std::vector<size_t> io;
+  std::vector<int> fds(pieces.size(), -1);
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    ReadPiece& p = pieces[i];
+    fds[i] = chunks_->Fd(p.extent.segment);
+    if (fds[i] >= 0) {
+      io.push_back(i);
+    } else if (requests[p.request].status.ok()) {
+      requests[p.request].status = Status::Corruption(
+          fmt::format("chunk {} of \"{}\": segment {} is missing", p.chunk,
+                      requests[p.request].path, p.extent.segment));
     }
   }
+  auto prepare = [&](size_t k, IoOp* op) {
+    ReadPiece& p = pieces[io[k]];
+    uint32_t disk_len = static_cast<uint32_t>(AlignUp(p.extent.length, kBlockSize));
+    void* target = p.dst;
+    if (!p.direct) {
+      p.bounce = AcquireBuffer(disk_len);
+      target = p.bounce.data;
+    }
+    *op = IoOp{IoOp::Kind::kRead, fds[io[k]], p.extent.offset, target, disk_len,
+               p.bounce.registered_index, nullptr, 0};
+  };
+  auto complete = [&](size_t k, int32_t result) {
+    ReadPiece& p = pieces[io[k]];
+    ReadRequest& req = requests[p.request];
+    const std::byte* chunk = p.direct ? p.dst : p.bounce.data;
+    auto where = [&] {
+      return fmt::format("chunk {} of \"{}\" (segment {}, offset {})", p.chunk, req.path,
+                         p.extent.segment, p.extent.offset);
+    };
+    Status s;
+    if (result < 0) {
+      s = ErrnoStatus(-result, "reading " + where());
+    } else if (static_cast<uint64_t>(result) < p.extent.length) {
+      s = Status::Corruption(fmt::format("{}: short read ({} of {} bytes)", where(), result,
+                                         p.extent.length));
+    } else if (uint32_t crc = Crc32c(chunk, p.extent.length); crc != p.extent.crc) {
+      s = Status::Corruption(fmt::format("{}: CRC32C mismatch (stored {:08x}, read {:08x})",
+                                         where(), p.extent.crc, crc));
+    }
+    if (s.ok() && !p.direct) std::memcpy(p.dst, chunk + p.in_chunk, p.len);
+    if (!s.ok()) {
+      if (p.direct) std::memset(p.dst, 0, p.len);  // never leave bad bytes looking like data
+      if (req.status.ok()) req.status = s;
+    }
+    ReleaseBuffer(p.bounce);
+    p.bounce = IoBuffer{};
+  };
+  disk_->Execute(io.size(), prepare, complete);
   for (ReadRequest& req : requests) {
     if (!req.status.ok()) req.bytes_read = 0;
   }

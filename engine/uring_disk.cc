@@ -1,9 +1,19 @@
-// UringDisk: chunk I/O through one io_uring. Submitters serialize on the submission queue and
-// submit a whole batch with one io_uring_submit; a reaper thread waits on the completion queue
+// UringDisk: chunk I/O through io_uring.
+//
+// Background I/O (Submit): one shared ring. Submitters serialize on its submission queue and
+// submit a whole group with one io_uring_submit; a reaper thread waits on the completion queue
 // and calls the sinks. A counting semaphore keeps at most `queue_depth` ops in flight, so the
-// completion queue can never overflow. Buffers registered once are used with READ/WRITE_FIXED.
+// completion queue cannot overflow.
+//
+// Synchronous batches (Execute, the read path): the calling thread borrows a ring from a small
+// pool and submits and reaps on it itself, as a raw io_uring loop would. Waking a reaper and
+// then the caller costs a second thread wake-up per completion (measured: ~70 us per 128 KiB
+// random read on a 2-vCPU VM, a third of the op); a borrowed ring avoids it.
+//
+// Buffers registered once are used with READ/WRITE_FIXED on every ring.
 #include <liburing.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -13,11 +23,24 @@
 
 #include "engine/disk.h"
 #include "engine/errno_status.h"
+#include "engine/log.h"
 
 namespace shoal::engine {
 namespace {
 
 constexpr uint64_t kStopTag = 0;  // user_data of the NOP that ends the reaper
+constexpr size_t kMaxIdleRings = 16;
+
+void Prep(io_uring_sqe* sqe, const IoOp& op, bool registered) {
+  bool fixed = registered && op.buf_index >= 0;
+  if (op.kind == IoOp::Kind::kRead) {
+    if (fixed) io_uring_prep_read_fixed(sqe, op.fd, op.buf, op.len, op.offset, op.buf_index);
+    else io_uring_prep_read(sqe, op.fd, op.buf, op.len, op.offset);
+  } else {
+    if (fixed) io_uring_prep_write_fixed(sqe, op.fd, op.buf, op.len, op.offset, op.buf_index);
+    else io_uring_prep_write(sqe, op.fd, op.buf, op.len, op.offset);
+  }
+}
 
 class UringDisk final : public Disk {
  public:
@@ -35,17 +58,17 @@ class UringDisk final : public Disk {
     if (!initialized_) return;
     {
       std::lock_guard lk(sq_mu_);
-      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-      while (sqe == nullptr) {  // cannot happen with the slot bound, but never spin forever
-        io_uring_submit(&ring_);
-        sqe = io_uring_get_sqe(&ring_);
-      }
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // a free entry: the slot bound leaves one
       io_uring_prep_nop(sqe);
       io_uring_sqe_set_data64(sqe, kStopTag);
       io_uring_submit(&ring_);
     }
     reaper_.join();
     io_uring_queue_exit(&ring_);
+    for (io_uring* r : idle_rings_) {
+      io_uring_queue_exit(r);
+      delete r;
+    }
   }
 
   std::string_view name() const override { return "io_uring"; }
@@ -53,9 +76,16 @@ class UringDisk final : public Disk {
   bool RegisterBuffers(std::span<const iovec> buffers) override {
     if (buffers.empty()) return false;
     std::lock_guard lk(sq_mu_);
-    int rc = io_uring_register_buffers(&ring_, buffers.data(), static_cast<unsigned>(buffers.size()));
-    registered_ = rc == 0;
-    return registered_;
+    int rc = io_uring_register_buffers(&ring_, buffers.data(),
+                                       static_cast<unsigned>(buffers.size()));
+    if (rc != 0) {
+      Log(LogLevel::kWarn, "io_uring buffer registration refused ({}); using plain reads/writes",
+          std::strerror(-rc));
+      return false;
+    }
+    registered_ = true;
+    buffers_.assign(buffers.begin(), buffers.end());
+    return true;
   }
 
   void Submit(std::span<const IoOp> ops) override {
@@ -68,23 +98,13 @@ class UringDisk final : public Disk {
       while (i + n < ops.size() && slots_.try_acquire()) ++n;
       std::lock_guard lk(sq_mu_);
       for (size_t k = 0; k < n; ++k) {
-        const IoOp& op = ops[i + k];
         io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-        auto* copy = new IoOp(op);
-        bool fixed = registered_ && op.buf_index >= 0;
-        if (op.kind == IoOp::Kind::kRead) {
-          if (fixed) io_uring_prep_read_fixed(sqe, op.fd, op.buf, op.len, op.offset, op.buf_index);
-          else io_uring_prep_read(sqe, op.fd, op.buf, op.len, op.offset);
-        } else {
-          if (fixed) io_uring_prep_write_fixed(sqe, op.fd, op.buf, op.len, op.offset, op.buf_index);
-          else io_uring_prep_write(sqe, op.fd, op.buf, op.len, op.offset);
-        }
-        io_uring_sqe_set_data(sqe, copy);
+        Prep(sqe, ops[i + k], registered_);
+        io_uring_sqe_set_data(sqe, new IoOp(ops[i + k]));
       }
       int rc = io_uring_submit(&ring_);
       if (rc < 0) {
-        // Nothing was consumed by the kernel in this case only for errors like EBADR; report
-        // every op of the group as failed so no caller waits forever.
+        // The kernel took none of them: fail each so no caller waits forever.
         for (size_t k = 0; k < n; ++k) {
           ops[i + k].sink->OnComplete(ops[i + k].tag, rc);
           slots_.release();
@@ -94,13 +114,91 @@ class UringDisk final : public Disk {
     }
   }
 
+  void Execute(size_t count, const std::function<void(size_t, IoOp*)>& prepare,
+               const std::function<void(size_t, int32_t)>& complete) override {
+    auto [ring, fixed] = BorrowRing();
+    if (ring == nullptr) return Disk::Execute(count, prepare, complete);
+    size_t next = 0;
+    std::vector<size_t> outstanding;  // indices submitted or queued, not yet completed
+    auto reap = [&](bool wait) {
+      io_uring_cqe* cqe = nullptr;
+      if (wait && io_uring_wait_cqe(ring, &cqe) < 0) return;
+      unsigned head = 0, seen = 0;
+      io_uring_for_each_cqe(ring, head, cqe) {
+        size_t i = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
+        complete(i, cqe->res);
+        outstanding.erase(std::find(outstanding.begin(), outstanding.end(), i));
+        ++seen;
+      }
+      io_uring_cq_advance(ring, seen);
+    };
+    while (next < count || !outstanding.empty()) {
+      while (next < count && outstanding.size() < depth_) {
+        IoOp op;
+        prepare(next, &op);
+        io_uring_sqe* sqe = io_uring_get_sqe(ring);
+        Prep(sqe, op, fixed);
+        io_uring_sqe_set_data64(sqe, next);
+        outstanding.push_back(next++);
+      }
+      int rc = io_uring_submit_and_wait(ring, 1);
+      if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+        // The ring is unusable. Wait for what the kernel holds, fail the rest, drop the ring.
+        Log(LogLevel::kError, "io_uring_submit_and_wait: {}", std::strerror(-rc));
+        size_t held = outstanding.size() - io_uring_sq_ready(ring);
+        for (size_t k = 0; k < held && !outstanding.empty(); ++k) reap(true);
+        for (size_t i : outstanding) complete(i, rc);
+        for (; next < count; ++next) complete(next, rc);
+        io_uring_queue_exit(ring);
+        delete ring;
+        return;
+      }
+      reap(false);
+    }
+    if (ring != nullptr) ReturnRing(ring);
+  }
+
  private:
+  // A ring for one caller's batch, with the pool's buffers registered when possible.
+  std::pair<io_uring*, bool> BorrowRing() {
+    {
+      std::lock_guard lk(rings_mu_);
+      if (!idle_rings_.empty()) {
+        io_uring* r = idle_rings_.back();
+        idle_rings_.pop_back();
+        return {r, registered_};
+      }
+    }
+    auto* r = new io_uring{};
+    if (io_uring_queue_init(depth_, r, 0) < 0) {
+      delete r;
+      return {nullptr, false};
+    }
+    bool fixed = registered_ && io_uring_register_buffers(
+                                    r, buffers_.data(), static_cast<unsigned>(buffers_.size())) == 0;
+    if (registered_ && !fixed) {  // keep the fixed-index contract simple: unregistered ring
+      io_uring_queue_exit(r);
+      delete r;
+      return {nullptr, false};
+    }
+    return {r, fixed};
+  }
+
+  void ReturnRing(io_uring* r) {
+    std::lock_guard lk(rings_mu_);
+    if (idle_rings_.size() < kMaxIdleRings) {
+      idle_rings_.push_back(r);
+      return;
+    }
+    io_uring_queue_exit(r);
+    delete r;
+  }
+
   void Reap() {
     while (true) {
       io_uring_cqe* cqe = nullptr;
       int rc = io_uring_wait_cqe(&ring_, &cqe);
-      if (rc == -EINTR) continue;
-      if (rc < 0) continue;
+      if (rc < 0) continue;  // -EINTR
       uint64_t data = io_uring_cqe_get_data64(cqe);
       int32_t res = cqe->res;
       io_uring_cqe_seen(&ring_, cqe);
@@ -117,8 +215,11 @@ class UringDisk final : public Disk {
   io_uring ring_{};
   bool initialized_ = false;
   bool registered_ = false;
+  std::vector<iovec> buffers_;
   std::mutex sq_mu_;
   std::thread reaper_;
+  std::mutex rings_mu_;
+  std::vector<io_uring*> idle_rings_;
 };
 
 }  // namespace

@@ -1,0 +1,417 @@
+// shoal-bench: measures one shoal member against the raw disk beneath it, in the same run.
+//
+//   shoal-bench write    --size 2G --dir D [--json]   sequential write of one object (+ seal)
+//   shoal-bench read     --size 2G --dir D [--json]   sequential read (reuses what write left)
+//   shoal-bench randread --dir D [--json]             random reads of sample-sized objects
+//   shoal-bench all      --size 2G                    all three (the README's main job)
+//
+// Every engine figure is printed beside the raw baseline: O_DIRECT io_uring on a file in the
+// same directory with the same block size (the chunk size, or the sample size) and queue depth.
+// Each measurement is repeated (--repeat, engine and raw interleaved) and the median reported.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "benchmarks/progress.h"
+#include "benchmarks/raw_disk.h"
+#include "engine/buffer_pool.h"
+#include "shoal/engine.h"
+
+namespace shoal::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Config {
+  std::string mode;
+  uint64_t size = 2ull << 30;
+  std::string dir;
+  uint32_t chunk_size = 4u << 20;
+  uint32_t queue_depth = 16;
+  std::string backend = "auto";
+  uint64_t sample_size = 128u << 10;
+  uint64_t sample_bytes = 512ull << 20;
+  uint64_t reads = 20000;
+  uint64_t read_call = 256ull << 20;
+  int repeat = 3;
+  bool json = false;
+  bool keep = false;
+};
+
+struct Figure {
+  double seconds = 0;
+  uint64_t bytes = 0;
+  uint64_t ops = 0;
+  double mbps() const { return seconds > 0 ? static_cast<double>(bytes) / 1e6 / seconds : 0; }
+  double ops_per_s() const { return seconds > 0 ? static_cast<double>(ops) / seconds : 0; }
+};
+
+struct Row {
+  std::string mode;
+  Figure engine;  // median run
+  Figure raw;     // median run
+  double ratio = 0;  // median of the per-pair ratios engine/raw
+  uint64_t block = 0;
+};
+
+[[noreturn]] void Die(const Status& s, std::string_view what) {
+  std::fprintf(stderr, "shoal-bench: %.*s: %s\n", static_cast<int>(what.size()), what.data(),
+               s.ToString().c_str());
+  std::exit(1);
+}
+
+template <typename T>
+T Check(Result<T> r, std::string_view what) {
+  if (!r.ok()) Die(r.status(), what);
+  return std::move(r).value();
+}
+
+void Check(const Status& s, std::string_view what) {
+  if (!s.ok()) Die(s, what);
+}
+
+Figure Median(std::vector<Figure> v) {
+  std::sort(v.begin(), v.end(), [](const Figure& a, const Figure& b) { return a.seconds < b.seconds; });
+  return v[v.size() / 2];
+}
+
+Figure FromRaw(const RawResult& r) { return Figure{r.seconds, r.bytes, r.ops}; }
+
+// Page-aligned buffer, freed on scope exit.
+struct Buffer {
+  explicit Buffer(size_t n) : b(engine::BufferPool::AllocateRaw(n)), size(n) {}
+  ~Buffer() { engine::BufferPool::FreeRaw(b); }
+  std::byte* data() const { return b.data; }
+  engine::IoBuffer b;
+  size_t size;
+};
+
+class Bench {
+ public:
+  explicit Bench(Config c) : c_(std::move(c)) {}
+
+  void OpenEngine() {
+    Options o;
+    o.store_dir = c_.dir + "/store";
+    o.chunk_size = c_.chunk_size;
+    o.queue_depth = c_.queue_depth;
+    o.io_backend = c_.backend == "posix"      ? IoBackend::kPosix
+                   : c_.backend == "io_uring" ? IoBackend::kIoUring
+                                              : IoBackend::kAuto;
+    engine_ = Check(Engine::Open(o), "open engine");
+  }
+
+  // --- sequential write ---
+  Figure EngineWrite() {
+    const std::string path = "bench/seq.bin";
+    if (engine_->Stat(path).ok()) Check(engine_->Remove(path), "remove old object");
+    Buffer buf(c_.chunk_size);
+    Progress progress("write", c_.size);
+    auto start = Clock::now();
+    Check(engine_->Create(path, {.size = c_.size}), "create");
+    for (uint64_t off = 0; off < c_.size; off += c_.chunk_size) {
+      uint64_t n = std::min<uint64_t>(c_.chunk_size, c_.size - off);
+      std::memcpy(buf.data(), &off, sizeof(off));  // every chunk differs
+      Check(engine_->Write(path, off, buf.data(), n), "write");
+      progress.Add(n);
+    }
+    Check(engine_->Seal(path), "seal");
+    double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    return Figure{secs, c_.size, (c_.size + c_.chunk_size - 1) / c_.chunk_size};
+  }
+
+  Figure RawWrite() {
+    Progress progress("raw write", c_.size);
+    return FromRaw(Check(RawSequentialWrite(RawSeqPath(), c_.size, c_.chunk_size,
+                                            c_.queue_depth, &progress), "raw write"));
+  }
+
+  // --- sequential read ---
+  void EnsureSequentialData() {
+    auto info = engine_->Stat("bench/seq.bin");
+    if (!info.ok() || info->size != c_.size) (void)EngineWrite();
+    struct stat st {};
+    if (::stat(RawSeqPath().c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != c_.size) {
+      (void)RawWrite();
+    }
+  }
+
+  Figure EngineRead() {
+    const std::string path = "bench/seq.bin";
+    uint64_t call = std::min<uint64_t>(c_.read_call, c_.size);
+    Buffer buf(call);
+    Progress progress("read", c_.size);
+    auto start = Clock::now();
+    for (uint64_t off = 0; off < c_.size; off += call) {
+      uint64_t n = std::min<uint64_t>(call, c_.size - off);
+      uint64_t got = Check(engine_->Read(path, off, {buf.data(), n}), "read");
+      if (got != n) Die(Status::Internal("short read"), "read");
+      progress.Add(n);
+    }
+    double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    return Figure{secs, c_.size, (c_.size + c_.chunk_size - 1) / c_.chunk_size};
+  }
+
+  Figure RawRead() {
+    Progress progress("raw read", c_.size);
+    return FromRaw(Check(RawSequentialRead(RawSeqPath(), c_.size, c_.chunk_size, c_.queue_depth,
+                                           &progress), "raw read"));
+  }
+
+  // --- random reads of sample-sized objects ---
+  uint64_t SampleCount() const { return std::max<uint64_t>(1, c_.sample_bytes / c_.sample_size); }
+  static std::string SamplePath(uint64_t i) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "bench/samples/%08llu", static_cast<unsigned long long>(i));
+    return name;
+  }
+
+  void EnsureSamples() {
+    const uint64_t n = SampleCount();
+    auto page = engine_->List("bench/samples", {.start_after = "", .limit = 1});
+    auto last = engine_->Stat(SamplePath(n - 1));
+    if (!(page.ok() && last.ok() && last->size == c_.sample_size)) {
+      // Samples are written by several threads so their seals share metadata commits.
+      Progress progress("samples", n * c_.sample_size);
+      std::atomic<uint64_t> next{0};
+      std::vector<std::thread> ts;
+      for (int t = 0; t < 8; ++t) {
+        ts.emplace_back([&] {
+          std::vector<std::byte> data(c_.sample_size);
+          for (uint64_t i; (i = next.fetch_add(1)) < n;) {
+            std::memcpy(data.data(), &i, sizeof(i));
+            Status s = engine_->Put(SamplePath(i), data);
+            if (!s.ok() && !s.IsAlreadyExists()) Die(s, "write sample");
+            progress.Add(c_.sample_size);
+          }
+        });
+      }
+      for (auto& t : ts) t.join();
+    }
+    struct stat st {};
+    if (::stat(RawSamplesPath().c_str(), &st) != 0 ||
+        static_cast<uint64_t>(st.st_size) != n * c_.sample_size) {
+      Check(RawSequentialWrite(RawSamplesPath(), n * c_.sample_size,
+                               static_cast<uint32_t>(c_.sample_size), c_.queue_depth, nullptr),
+            "raw samples");
+    }
+    std::mt19937_64 rng(42);
+    std::uniform_int_distribution<uint64_t> pick(0, n - 1);
+    picks_.resize(c_.reads);
+    for (auto& p : picks_) p = pick(rng);
+  }
+
+  Figure EngineRandomRead() {
+    const size_t batch = 1024;  // a DataLoader-sized batch; the pipeline drains once per batch
+    Buffer buf(batch * c_.sample_size);
+    std::vector<ReadRequest> reqs(batch);
+    auto start = Clock::now();
+    for (size_t i = 0; i < picks_.size(); i += batch) {
+      size_t n = std::min(batch, picks_.size() - i);
+      for (size_t k = 0; k < n; ++k) {
+        reqs[k].path = SamplePath(picks_[i + k]);
+        reqs[k].offset = 0;
+        reqs[k].dst = {buf.data() + k * c_.sample_size, c_.sample_size};
+      }
+      Check(engine_->ReadBatch({reqs.data(), n}), "read batch");
+      for (size_t k = 0; k < n; ++k) {
+        Check(reqs[k].status, "read sample");
+        if (reqs[k].bytes_read != c_.sample_size) Die(Status::Internal("short"), "read sample");
+      }
+    }
+    double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    return Figure{secs, picks_.size() * c_.sample_size, picks_.size()};
+  }
+
+  Figure RawRandomRead() {
+    std::vector<uint64_t> offsets(picks_.size());
+    for (size_t i = 0; i < picks_.size(); ++i) offsets[i] = picks_[i] * c_.sample_size;
+    return FromRaw(Check(bench::RawRandomRead(RawSamplesPath(), offsets,
+                                              static_cast<uint32_t>(c_.sample_size),
+                                              c_.queue_depth), "raw random read"));
+  }
+
+  // Runs engine and raw back to back `repeat` times, alternating which goes first so neither
+  // always inherits the other's device state; reports medians and the median pair ratio.
+  template <typename E, typename R>
+  Row Measure(std::string mode, uint64_t block, E engine_fn, R raw_fn) {
+    std::vector<Figure> e, r;
+    std::vector<double> ratios;
+    for (int i = 0; i < c_.repeat; ++i) {
+      if (i % 2 == 0) {
+        r.push_back(raw_fn());
+        e.push_back(engine_fn());
+      } else {
+        e.push_back(engine_fn());
+        r.push_back(raw_fn());
+      }
+      ratios.push_back(r.back().mbps() > 0 ? e.back().mbps() / r.back().mbps() : 0);
+    }
+    std::sort(ratios.begin(), ratios.end());
+    return Row{std::move(mode), Median(e), Median(r), ratios[ratios.size() / 2], block};
+  }
+
+  std::vector<Row> Run() {
+    OpenEngine();
+    std::vector<Row> rows;
+    const std::string& m = c_.mode;
+    if (m == "write" || m == "all") {
+      rows.push_back(Measure("write", c_.chunk_size, [&] { return EngineWrite(); },
+                             [&] { return RawWrite(); }));
+    }
+    if (m == "read" || m == "all") {
+      EnsureSequentialData();
+      rows.push_back(Measure("read", c_.chunk_size, [&] { return EngineRead(); },
+                             [&] { return RawRead(); }));
+    }
+    if (m == "randread" || m == "all") {
+      EnsureSamples();
+      rows.push_back(Measure("randread", c_.sample_size, [&] { return EngineRandomRead(); },
+                             [&] { return RawRandomRead(); }));
+    }
+    return rows;
+  }
+
+  std::string_view backend() const { return engine_->io_backend(); }
+  void Close() { engine_.reset(); }
+
+ private:
+  std::string RawSeqPath() const { return c_.dir + "/raw-seq.dat"; }
+  std::string RawSamplesPath() const { return c_.dir + "/raw-samples.dat"; }
+
+  Config c_;
+  std::unique_ptr<Engine> engine_;
+  std::vector<uint64_t> picks_;
+};
+
+bool ParseSize(const std::string& s, uint64_t* out) {
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (end == s.c_str() || v < 0) return false;
+  std::string unit(end);
+  for (auto& ch : unit) ch = static_cast<char>(std::toupper(ch));
+  uint64_t mul = 1;
+  if (unit == "" || unit == "B") mul = 1;
+  else if (unit == "K" || unit == "KB" || unit == "KIB") mul = 1ull << 10;
+  else if (unit == "M" || unit == "MB" || unit == "MIB") mul = 1ull << 20;
+  else if (unit == "G" || unit == "GB" || unit == "GIB") mul = 1ull << 30;
+  else if (unit == "T" || unit == "TB" || unit == "TIB") mul = 1ull << 40;
+  else return false;
+  *out = static_cast<uint64_t>(v * static_cast<double>(mul));
+  return true;
+}
+
+}  // namespace
+}  // namespace shoal::bench
+
+int main(int argc, char** argv) {
+  using namespace shoal::bench;
+  Config c;
+  CLI::App app{"shoal-bench: one shoal member against the raw disk, measured in the same run"};
+  app.require_subcommand(1, 1);
+  std::string size = "2G", chunk = "4M", sample = "128K", sample_bytes = "512M", read_call = "256M";
+  auto add_common = [&](CLI::App* sub) {
+    sub->add_option("--size", size, "bytes written/read sequentially (e.g. 2G)");
+    sub->add_option("--dir", c.dir, "directory for the store and the raw files (default: a "
+                                    "temporary directory under /var/tmp, removed afterwards)");
+    sub->add_option("--chunk-size", chunk, "engine chunk size = raw block size");
+    sub->add_option("--qd", c.queue_depth, "queue depth of engine and raw baseline")
+        ->check(CLI::Range(1, 1024));
+    sub->add_option("--backend", c.backend, "engine I/O backend")
+        ->check(CLI::IsMember({"auto", "io_uring", "posix"}));
+    sub->add_option("--sample-size", sample, "object size of the random-read mode");
+    sub->add_option("--sample-bytes", sample_bytes, "total bytes of sample objects");
+    sub->add_option("--reads", c.reads, "random reads per measurement");
+    sub->add_option("--read-call", read_call, "bytes per Read call in the read mode");
+    sub->add_option("--repeat", c.repeat, "measurements per mode; the median is reported")
+        ->check(CLI::Range(1, 100));
+    sub->add_flag("--json", c.json, "one JSON object per line instead of a table");
+    sub->add_flag("--keep", c.keep, "keep a temporary --dir");
+  };
+  for (const char* m : {"write", "read", "randread", "all"}) {
+    add_common(app.add_subcommand(m, std::string("mode ") + m)->callback([&c, m] { c.mode = m; }));
+  }
+  CLI11_PARSE(app, argc, argv);
+
+  uint64_t v = 0;
+  auto parse = [&](const std::string& s, const char* name, uint64_t* out) {
+    if (!ParseSize(s, out) || *out == 0) {
+      std::fprintf(stderr, "shoal-bench: bad %s '%s' (use e.g. 512M, 2G)\n", name, s.c_str());
+      std::exit(2);
+    }
+  };
+  parse(size, "--size", &c.size);
+  parse(chunk, "--chunk-size", &v);
+  c.chunk_size = static_cast<uint32_t>(v);
+  parse(sample, "--sample-size", &c.sample_size);
+  parse(sample_bytes, "--sample-bytes", &c.sample_bytes);
+  parse(read_call, "--read-call", &c.read_call);
+  if (c.size % c.chunk_size != 0 || c.sample_size % 4096 != 0 || c.read_call % 4096 != 0) {
+    std::fprintf(stderr, "shoal-bench: --size must be a multiple of --chunk-size, and "
+                         "--sample-size and --read-call multiples of 4 KiB\n");
+    return 2;
+  }
+
+  bool temp = c.dir.empty();
+  if (temp) {
+    char tmpl[] = "/var/tmp/shoal-bench-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      std::perror("mkdtemp");
+      return 1;
+    }
+    c.dir = tmpl;
+  } else {
+    std::filesystem::create_directories(c.dir);
+  }
+
+  Bench bench(c);
+  std::vector<Row> rows = bench.Run();
+  std::string backend(bench.backend());
+  bench.Close();
+
+  if (c.json) {
+    for (const Row& r : rows) {
+      nlohmann::json j = {
+          {"mode", r.mode},
+          {"bytes", r.engine.bytes},
+          {"block_size", r.block},
+          {"queue_depth", c.queue_depth},
+          {"backend", backend},
+          {"seconds", r.engine.seconds},
+          {"mbps", r.engine.mbps()},
+          {"ops_per_s", r.engine.ops_per_s()},
+          {"baseline_mbps", r.raw.mbps()},
+          {"baseline_ops_per_s", r.raw.ops_per_s()},
+          {"ratio", r.ratio},
+          {"repeat", c.repeat},
+      };
+      std::printf("%s\n", j.dump().c_str());
+    }
+  } else {
+    std::printf("shoal-bench  dir %s  backend %s  chunk %u KiB  qd %u  median of %d\n",
+                c.dir.c_str(), backend.c_str(), c.chunk_size >> 10, c.queue_depth, c.repeat);
+    std::printf("%-9s %10s %8s | %12s %11s | %12s %11s | %6s\n", "mode", "bytes", "block",
+                "engine MB/s", "ops/s", "raw MB/s", "ops/s", "ratio");
+    for (const Row& r : rows) {
+      std::printf("%-9s %10llu %7lluK | %12.1f %11.0f | %12.1f %11.0f | %6.3f\n", r.mode.c_str(),
+                  static_cast<unsigned long long>(r.engine.bytes),
+                  static_cast<unsigned long long>(r.block >> 10), r.engine.mbps(),
+                  r.engine.ops_per_s(), r.raw.mbps(), r.raw.ops_per_s(),
+                  r.ratio);
+    }
+  }
+  if (temp && !c.keep) std::filesystem::remove_all(c.dir);
+  return 0;
+}
