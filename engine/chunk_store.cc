@@ -39,6 +39,13 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(Disk* disk, const std::stri
 }
 
 ChunkStore::~ChunkStore() {
+  // Hand back the active segment's unused reservation (a segment never written past this
+  // offset again: allocation resumes in a new segment after Open).
+  auto it = segments_.find(active_);
+  if (it != segments_.end() && reserved_until_ > next_offset_) {
+    Status s = disk_->Truncate(it->second.fd, next_offset_);
+    if (!s.ok()) Log(LogLevel::kWarn, "{}: {}", SegmentPath(active_), s.ToString());
+  }
   for (auto& [id, seg] : segments_) disk_->CloseFile(seg.fd);
 }
 

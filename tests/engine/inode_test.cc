@@ -1,0 +1,90 @@
+#include "engine/inode.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/interval_set.h"
+#include "tests/test_util.h"
+
+namespace shoal::engine {
+namespace {
+
+Inode Sample() {
+  Inode n;
+  n.id = 7;
+  n.size = (3ull << 20) + 5;
+  n.chunk_size = 1u << 20;
+  n.seal_time_ns = 123;
+  for (uint64_t i = 0; i < n.NumChunks(); ++i) {
+    n.chunks.push_back(Extent{1, i * 4096 * 256, n.ChunkLength(i), static_cast<uint32_t>(i)});
+  }
+  n.chunks[1].segment = kHoleSegment;
+  return n;
+}
+
+TEST(Inode, RoundTrip) {
+  Inode n = Sample();
+  auto d = DecodeInode(EncodeInode(n), "p");
+  ASSERT_OK(d);
+  EXPECT_EQ(d->size, n.size);
+  EXPECT_EQ(d->chunks.size(), 4u);
+  EXPECT_EQ(d->chunks[3].length, 5u);
+  EXPECT_TRUE(d->chunks[1].is_hole());
+  EXPECT_EQ(d->chunks[2].offset, n.chunks[2].offset);
+
+  Inode in;
+  in.chunk_size = 1u << 20;
+  in.is_inline = true;
+  in.size = 3;
+  in.inline_data = "abc";
+  auto di = DecodeInode(EncodeInode(in), "p");
+  ASSERT_OK(di);
+  EXPECT_EQ(di->inline_data, "abc");
+}
+
+TEST(Inode, EveryTruncationIsCorruption) {
+  std::string b = EncodeInode(Sample());
+  for (size_t n = 0; n < b.size(); ++n) {
+    auto d = DecodeInode(std::string_view(b).substr(0, n), "obj");
+    EXPECT_TRUE(d.status().IsCorruption()) << "length " << n;
+  }
+}
+
+TEST(Inode, InconsistentFieldsAreCorruption) {
+  Inode n = Sample();
+  n.size += (1u << 20);  // one chunk more than the table holds
+  EXPECT_TRUE(DecodeInode(EncodeInode(n), "x").status().IsCorruption());
+  n = Sample();
+  n.chunk_size = 12345;
+  EXPECT_TRUE(DecodeInode(EncodeInode(n), "x").status().IsCorruption());
+  n = Sample();
+  n.chunks[0].length = 17;
+  EXPECT_TRUE(DecodeInode(EncodeInode(n), "x").status().IsCorruption());
+  std::string b = EncodeInode(Sample());
+  b[0] = 9;  // unknown version
+  auto d = DecodeInode(b, "x");
+  EXPECT_TRUE(d.status().IsCorruption());
+  EXPECT_NE(d.status().message().find("\"x\""), std::string::npos);
+}
+
+TEST(IntervalSet, MergesAndDetectsOverlap) {
+  IntervalSet s;
+  s.Add(10, 20);
+  s.Add(30, 40);
+  EXPECT_TRUE(s.Overlaps(15, 16));
+  EXPECT_TRUE(s.Overlaps(5, 11));
+  EXPECT_TRUE(s.Overlaps(39, 50));
+  EXPECT_FALSE(s.Overlaps(20, 30));
+  EXPECT_FALSE(s.Overlaps(0, 10));
+  EXPECT_FALSE(s.Covers(10, 40));
+  s.Add(20, 30);
+  EXPECT_TRUE(s.Covers(10, 40));
+  EXPECT_FALSE(s.Covers(0, 40));
+  std::vector<std::pair<uint64_t, uint64_t>> gaps;
+  s.ForEachGap(50, [&](uint64_t b, uint64_t e) { gaps.emplace_back(b, e); });
+  ASSERT_EQ(gaps.size(), 2u);
+  EXPECT_EQ(gaps[0], std::make_pair(uint64_t{0}, uint64_t{10}));
+  EXPECT_EQ(gaps[1], std::make_pair(uint64_t{40}, uint64_t{50}));
+}
+
+}  // namespace
+}  // namespace shoal::engine

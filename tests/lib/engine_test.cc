@@ -1,0 +1,313 @@
+// The object API end to end on real files, run once per I/O backend (io_uring and POSIX).
+#include "shoal/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/test_util.h"
+
+namespace shoal {
+namespace {
+
+using testing::Pattern;
+using testing::TempDir;
+
+constexpr uint32_t kChunk = 64u << 10;
+
+class EngineTest : public ::testing::TestWithParam<IoBackend> {
+ protected:
+  Options MakeOptions() const {
+    Options o;
+    o.store_dir = dir_.Sub("store");
+    o.chunk_size = kChunk;
+    o.queue_depth = 8;
+    o.io_backend = GetParam();
+    o.segment_size = 64ull << 20;
+    return o;
+  }
+  void Open() {
+    engine_.reset();
+    auto e = Engine::Open(MakeOptions());
+    ASSERT_OK(e);
+    engine_ = std::move(e).value();
+  }
+  void SetUp() override { Open(); }
+
+  std::vector<std::byte> ReadAll(const std::string& path) {
+    auto info = engine_->Stat(path);
+    EXPECT_OK(info);
+    if (!info.ok()) return {};
+    std::vector<std::byte> out(info->size);
+    auto n = engine_->Read(path, 0, out);
+    EXPECT_OK(n);
+    if (n.ok()) {
+      EXPECT_EQ(*n, info->size);
+    }
+    return out;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_P(EngineTest, ReportsBackend) {
+  EXPECT_EQ(engine_->io_backend(), GetParam() == IoBackend::kPosix ? "posix" : "io_uring");
+}
+
+TEST_P(EngineTest, RoundTripsAtChunkBoundaries) {
+  const std::vector<uint64_t> sizes = {0, 1, 100, 2048, 2049, 4096, kChunk - 1, kChunk,
+                                       kChunk + 1, 7 * kChunk + 123, 16 * kChunk};
+  for (uint64_t size : sizes) {
+    std::string path = "rt/size-" + std::to_string(size);
+    auto data = Pattern(size, size);
+    ASSERT_OK(engine_->Put(path, data));
+    auto info = engine_->Stat(path);
+    ASSERT_OK(info);
+    EXPECT_EQ(info->size, size);
+    EXPECT_EQ(info->is_inline, size <= 2048);
+    EXPECT_EQ(ReadAll(path), data) << "size " << size;
+  }
+  // Everything survives a reopen.
+  Open();
+  for (uint64_t size : sizes) {
+    EXPECT_EQ(ReadAll("rt/size-" + std::to_string(size)), Pattern(size, size)) << size;
+  }
+}
+
+TEST_P(EngineTest, ReadsArbitraryRangesIntoUnalignedBuffers) {
+  const uint64_t size = 5 * kChunk + 777;
+  auto data = Pattern(size, 9);
+  ASSERT_OK(engine_->Put("r/obj", data));
+  std::vector<std::byte> buf(size + 64);
+  for (auto [off, len] : std::vector<std::pair<uint64_t, uint64_t>>{
+           {0, 1}, {1, kChunk}, {kChunk - 3, 10}, {2 * kChunk, kChunk}, {size - 5, 5},
+           {12345, 3 * kChunk + 17}, {size, 10}}) {
+    std::span<std::byte> dst(buf.data() + 3, len);  // deliberately misaligned
+    auto n = engine_->Read("r/obj", off, dst);
+    ASSERT_OK(n);
+    uint64_t want = std::min(len, size - off);
+    ASSERT_EQ(*n, want);
+    EXPECT_TRUE(std::equal(dst.begin(), dst.begin() + want, data.begin() + off)) << off;
+  }
+  // Reading past the end is an error, at the end a zero-byte read.
+  EXPECT_CODE(engine_->Read("r/obj", size + 1, buf), kInvalidArgument);
+}
+
+TEST_P(EngineTest, ParallelWritersFillDisjointRanges) {
+  const uint64_t size = 8 * kChunk + 1000;
+  auto data = Pattern(size, 3);
+  ASSERT_OK(engine_->Create("p/obj", {.size = size}));
+  // 7 writers, each a stripe of odd-sized pieces crossing chunk boundaries.
+  const uint64_t piece = 10007;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 7; ++t) {
+    ts.emplace_back([&, t] {
+      for (uint64_t off = t * piece; off < size; off += 7 * piece) {
+        uint64_t n = std::min(piece, size - off);
+        EXPECT_OK(engine_->Write("p/obj", off, data.data() + off, n));
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  ASSERT_OK(engine_->Seal("p/obj"));
+  EXPECT_EQ(ReadAll("p/obj"), data);
+}
+
+TEST_P(EngineTest, UnknownSizeObjectsAndHoles) {
+  ASSERT_OK(engine_->Create("h/obj"));
+  auto a = Pattern(100, 1);
+  ASSERT_OK(engine_->Write("h/obj", 3 * kChunk + 50, a));  // chunks 0..2 never written
+  ASSERT_OK(engine_->Write("h/obj", 10, a.data(), 20));
+  ASSERT_OK(engine_->Seal("h/obj"));
+  auto got = ReadAll("h/obj");
+  ASSERT_EQ(got.size(), 3 * kChunk + 150);
+  std::vector<std::byte> want(got.size());
+  std::copy(a.begin(), a.begin() + 20, want.begin() + 10);
+  std::copy(a.begin(), a.end(), want.begin() + 3 * kChunk + 50);
+  EXPECT_EQ(got, want);
+}
+
+TEST_P(EngineTest, UnsealedObjectsAreInvisible) {
+  ASSERT_OK(engine_->Create("u/obj"));
+  ASSERT_OK(engine_->Write("u/obj", 0, Pattern(3 * kChunk, 1)));
+  EXPECT_CODE(engine_->Stat("u/obj"), kNotFound);
+  std::vector<std::byte> buf(10);
+  EXPECT_CODE(engine_->Read("u/obj", 0, buf), kNotFound);
+  EXPECT_CODE(engine_->List("u"), kNotFound);
+  ASSERT_OK(engine_->Seal("u/obj"));
+  EXPECT_OK(engine_->Stat("u/obj"));
+  auto page = engine_->List("u");
+  ASSERT_OK(page);
+  ASSERT_EQ(page->entries.size(), 1u);
+  EXPECT_EQ(page->entries[0].size, 3 * kChunk);
+}
+
+TEST_P(EngineTest, SealedObjectsAreImmutable) {
+  ASSERT_OK(engine_->Put("i/obj", "content"));
+  EXPECT_CODE(engine_->Write("i/obj", 0, "x", 1), kFailedPrecondition);
+  EXPECT_CODE(engine_->Create("i/obj"), kAlreadyExists);
+  EXPECT_CODE(engine_->Put("i/obj", "other"), kAlreadyExists);
+  EXPECT_CODE(engine_->Seal("i/obj"), kFailedPrecondition);
+  std::vector<std::byte> buf(7);
+  ASSERT_OK(engine_->Read("i/obj", 0, buf));
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(buf.data()), 7), "content");
+}
+
+TEST_P(EngineTest, RefusesBadWrites) {
+  ASSERT_OK(engine_->Create("w/obj", {.size = 1000}));
+  EXPECT_CODE(engine_->Write("w/obj", 990, Pattern(20, 1)), kInvalidArgument);  // past size
+  ASSERT_OK(engine_->Write("w/obj", 100, Pattern(100, 1)));
+  EXPECT_CODE(engine_->Write("w/obj", 150, Pattern(10, 1)), kInvalidArgument);  // overlap
+  EXPECT_CODE(engine_->Write("w/obj", 50, Pattern(51, 1)), kInvalidArgument);   // overlap
+  EXPECT_OK(engine_->Write("w/obj", 50, Pattern(50, 1)));                       // adjacent
+  EXPECT_CODE(engine_->Write("w/obj", UINT64_MAX - 5, Pattern(10, 1)), kInvalidArgument);
+  EXPECT_CODE(engine_->Write("never/created", 0, Pattern(10, 1)), kFailedPrecondition);
+  EXPECT_CODE(engine_->Write("/bad", 0, Pattern(10, 1)), kInvalidArgument);
+  EXPECT_CODE(engine_->Create("bad//name"), kInvalidArgument);
+  EXPECT_CODE(engine_->Create("w/obj"), kAlreadyExists);  // being written
+  EXPECT_CODE(engine_->Create("c/obj", {.chunk_size = 1000}), kInvalidArgument);
+  ASSERT_OK(engine_->Abort("w/obj"));
+  EXPECT_CODE(engine_->Stat("w/obj"), kNotFound);
+  EXPECT_OK(engine_->Create("w/obj"));  // the name is free again
+}
+
+TEST_P(EngineTest, FilesAndDirectoriesDoNotCollide) {
+  ASSERT_OK(engine_->Put("d/file", "x"));
+  EXPECT_CODE(engine_->Create("d/file/child"), kInvalidArgument);  // ancestor is an object
+  EXPECT_CODE(engine_->Create("d"), kAlreadyExists);               // is a directory
+  EXPECT_CODE(engine_->Stat("d"), kNotFound);
+  EXPECT_CODE(engine_->List("d/file"), kNotFound);
+}
+
+TEST_P(EngineTest, ListsWithSizesAndPages) {
+  for (int i = 0; i < 25; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "ls/f%03d", i);
+    ASSERT_OK(engine_->Put(name, Pattern(i * 1000, i)));
+  }
+  ASSERT_OK(engine_->Put("ls/sub/deep/x", "1"));
+  ASSERT_OK(engine_->Put("ls/sub/y", "22"));
+  std::vector<DirEntry> all;
+  ListOptions lo{.start_after = "", .limit = 7};
+  int pages = 0;
+  while (true) {
+    auto page = engine_->List("ls", lo);
+    ASSERT_OK(page);
+    ++pages;
+    all.insert(all.end(), page->entries.begin(), page->entries.end());
+    if (!page->truncated) break;
+    lo.start_after = page->next_start_after;
+  }
+  EXPECT_EQ(pages, 4);
+  ASSERT_EQ(all.size(), 26u);
+  EXPECT_EQ(all[3].name, "f003");
+  EXPECT_EQ(all[3].size, 3000u);
+  EXPECT_FALSE(all[3].is_dir);
+  EXPECT_EQ(all[25].name, "sub");
+  EXPECT_TRUE(all[25].is_dir);
+  EXPECT_EQ(all[25].size, 2u);  // "deep" and "y"
+  auto root = engine_->List("");
+  ASSERT_OK(root);
+  ASSERT_EQ(root->entries.size(), 1u);
+  EXPECT_EQ(root->entries[0].name, "ls");
+  EXPECT_CODE(engine_->List("ls", {.start_after = "", .limit = 0}), kInvalidArgument);
+  EXPECT_CODE(engine_->List("/ls"), kInvalidArgument);
+}
+
+uint64_t AllocatedBytes(const std::string& dir) {
+  uint64_t allocated = 0;
+  for (auto& f : std::filesystem::directory_iterator(dir)) {
+    struct stat st {};
+    if (::stat(f.path().c_str(), &st) == 0) allocated += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return allocated;
+}
+
+TEST_P(EngineTest, RemoveFreesNamesDirectoriesAndSpace) {
+  ASSERT_OK(engine_->Put("rm/a/big", Pattern(40 * kChunk, 1)));
+  ASSERT_OK(engine_->Put("rm/b", "small"));
+  const uint64_t before = AllocatedBytes(dir_.Sub("store/chunks"));
+  ASSERT_OK(engine_->Remove("rm/a/big"));
+  EXPECT_CODE(engine_->Stat("rm/a/big"), kNotFound);
+  EXPECT_CODE(engine_->List("rm/a"), kNotFound);  // empty directory vanished
+  auto page = engine_->List("rm");
+  ASSERT_OK(page);
+  ASSERT_EQ(page->entries.size(), 1u);
+  EXPECT_CODE(engine_->Remove("rm/a/big"), kNotFound);
+  // The 2.5 MiB of chunks were punched out of the segment file at once.
+  const uint64_t after = AllocatedBytes(dir_.Sub("store/chunks"));
+  EXPECT_GE(before - after, 40 * kChunk) << before << " -> " << after;
+  ASSERT_OK(engine_->Remove("rm/b"));
+  EXPECT_CODE(engine_->List("rm"), kNotFound);
+  ASSERT_OK(engine_->Put("rm/a/big", "reborn"));  // names are reusable
+  // After a reopen, segments without live chunks are gone entirely.
+  ASSERT_OK(engine_->Remove("rm/a/big"));
+  Open();
+  EXPECT_EQ(AllocatedBytes(dir_.Sub("store/chunks")), 0u);
+}
+
+TEST_P(EngineTest, ReadBatchReportsEachRequest) {
+  ASSERT_OK(engine_->Put("b/1", Pattern(3 * kChunk, 1)));
+  ASSERT_OK(engine_->Put("b/2", Pattern(100, 2)));
+  std::vector<std::byte> b1(3 * kChunk), b2(100), b3(10);
+  std::vector<ReadRequest> reqs = {{"b/1", 0, b1, {}, 0}, {"b/2", 0, b2, {}, 0},
+                                   {"b/missing", 0, b3, {}, 0}, {"b/2", 200, b3, {}, 0}};
+  ASSERT_OK(engine_->ReadBatch(reqs));
+  EXPECT_OK(reqs[0].status);
+  EXPECT_EQ(reqs[0].bytes_read, 3 * kChunk);
+  EXPECT_EQ(b1, Pattern(3 * kChunk, 1));
+  EXPECT_OK(reqs[1].status);
+  EXPECT_EQ(b2, Pattern(100, 2));
+  EXPECT_CODE(reqs[2].status, kNotFound);
+  EXPECT_CODE(reqs[3].status, kInvalidArgument);
+}
+
+TEST_P(EngineTest, SecondOpenOfAStoreIsRefused) {
+  auto second = Engine::Open(MakeOptions());
+  EXPECT_CODE(second, kPermissionDenied);
+  Options missing = MakeOptions();
+  missing.store_dir = dir_.Sub("nope");
+  missing.create_if_missing = false;
+  EXPECT_CODE(Engine::Open(missing), kNotFound);
+  Options bad = MakeOptions();
+  bad.chunk_size = 3000;
+  EXPECT_CODE(Engine::Open(bad), kInvalidArgument);
+  bad = MakeOptions();
+  bad.queue_depth = 0;
+  EXPECT_CODE(Engine::Open(bad), kInvalidArgument);
+}
+
+TEST_P(EngineTest, StoreIsPrivateToItsUser) {
+  struct stat st {};
+  ASSERT_EQ(::stat(MakeOptions().store_dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+}
+
+TEST_P(EngineTest, LongPathsAreDistinct) {
+  std::string base(250, 'a');
+  std::string deep = base + "/" + base + "/" + base;  // keys beyond LMDB's 511 bytes
+  ASSERT_OK(engine_->Put(deep + "/one", "1"));
+  ASSERT_OK(engine_->Put(deep + "/two", "22"));
+  ASSERT_OK(engine_->Put(base + "/" + base + "/" + std::string(250, 'b') + "/one", "333"));
+  EXPECT_EQ(engine_->Stat(deep + "/one")->size, 1u);
+  EXPECT_EQ(engine_->Stat(deep + "/two")->size, 2u);
+  auto page = engine_->List(deep);
+  ASSERT_OK(page);
+  ASSERT_EQ(page->entries.size(), 2u);
+  EXPECT_EQ(page->entries[1].name, "two");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, EngineTest,
+                         ::testing::Values(IoBackend::kIoUring, IoBackend::kPosix),
+                         [](const auto& info) {
+                           return info.param == IoBackend::kPosix ? "Posix" : "IoUring";
+                         });
+
+}  // namespace
+}  // namespace shoal

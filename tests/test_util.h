@@ -1,0 +1,78 @@
+// Helpers shared by shoal's tests.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "shoal/result.h"
+#include "shoal/status.h"
+
+// Asserts a Status (or Result) is OK, printing it when it is not; more may be streamed in.
+#define ASSERT_OK(expr) ASSERT_PRED_FORMAT1(::shoal::testing::IsOk, (expr))
+#define EXPECT_OK(expr) EXPECT_PRED_FORMAT1(::shoal::testing::IsOk, (expr))
+// Expects a Status (or Result) with the given Code (kNotFound, ...).
+#define EXPECT_CODE(expr, code_) \
+  EXPECT_PRED_FORMAT2(::shoal::testing::HasCode, (expr), ::shoal::Code::code_)
+
+namespace shoal::testing {
+
+inline Status ToStatus(const Status& s) { return s; }
+template <typename T>
+Status ToStatus(const Result<T>& r) {
+  return r.status();
+}
+
+template <typename T>
+::testing::AssertionResult IsOk(const char* text, const T& v) {
+  Status s = ToStatus(v);
+  if (s.ok()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << text << " -> " << s.ToString();
+}
+
+template <typename T>
+::testing::AssertionResult HasCode(const char* text, const char*, const T& v, Code code) {
+  Status s = ToStatus(v);
+  if (s.code() == code) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << text << " -> " << s.ToString() << " (wanted " << CodeName(code) << ")";
+}
+
+// A fresh directory under $TMPDIR (or /var/tmp: a real disk, O_DIRECT works), removed at the end.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base ? base : "/var/tmp") + "/shoal-test-XXXXXX";
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Deterministic pseudo-random bytes.
+inline std::vector<std::byte> Pattern(size_t n, uint64_t seed) {
+  std::vector<std::byte> v(n);
+  std::mt19937_64 rng(seed);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x = rng();
+    std::memcpy(v.data() + i, &x, 8);
+  }
+  for (; i < n; ++i) v[i] = static_cast<std::byte>(rng());
+  return v;
+}
+
+}  // namespace shoal::testing
