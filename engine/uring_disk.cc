@@ -119,41 +119,65 @@ class UringDisk final : public Disk {
     auto [ring, fixed] = BorrowRing();
     if (ring == nullptr) return Disk::Execute(count, prepare, complete);
     size_t next = 0;
-    std::vector<size_t> outstanding;  // indices submitted or queued, not yet completed
-    auto reap = [&](bool wait) {
-      io_uring_cqe* cqe = nullptr;
-      if (wait && io_uring_wait_cqe(ring, &cqe) < 0) return;
-      unsigned head = 0, seen = 0;
-      io_uring_for_each_cqe(ring, head, cqe) {
-        size_t i = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
-        complete(i, cqe->res);
-        outstanding.erase(std::find(outstanding.begin(), outstanding.end(), i));
-        ++seen;
-      }
-      io_uring_cq_advance(ring, seen);
-    };
-    while (next < count || !outstanding.empty()) {
-      while (next < count && outstanding.size() < depth_) {
+    size_t in_kernel = 0;  // submitted or queued, not yet reaped
+    std::vector<std::pair<size_t, int32_t>> done;
+    done.reserve(depth_);
+    auto fill = [&] {
+      while (next < count && in_kernel < depth_) {
         IoOp op;
         prepare(next, &op);
         io_uring_sqe* sqe = io_uring_get_sqe(ring);
         Prep(sqe, op, fixed);
-        io_uring_sqe_set_data64(sqe, next);
-        outstanding.push_back(next++);
+        io_uring_sqe_set_data64(sqe, next++);
+        ++in_kernel;
       }
+    };
+    auto reap = [&] {
+      io_uring_cqe* cqe = nullptr;
+      unsigned head = 0, seen = 0;
+      io_uring_for_each_cqe(ring, head, cqe) {
+        done.emplace_back(static_cast<size_t>(io_uring_cqe_get_data64(cqe)), cqe->res);
+        ++seen;
+      }
+      io_uring_cq_advance(ring, seen);
+      in_kernel -= seen;
+    };
+    fill();
+    while (in_kernel > 0) {
       int rc = io_uring_submit_and_wait(ring, 1);
       if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
         // The ring is unusable. Wait for what the kernel holds, fail the rest, drop the ring.
         Log(LogLevel::kError, "io_uring_submit_and_wait: {}", std::strerror(-rc));
-        size_t held = outstanding.size() - io_uring_sq_ready(ring);
-        for (size_t k = 0; k < held && !outstanding.empty(); ++k) reap(true);
-        for (size_t i : outstanding) complete(i, rc);
-        for (; next < count; ++next) complete(next, rc);
+        size_t queued = io_uring_sq_ready(ring);
+        std::vector<bool> finished(next, false);
+        while (in_kernel > queued) {
+          io_uring_cqe* cqe = nullptr;
+          if (io_uring_wait_cqe(ring, &cqe) < 0) break;
+          reap();
+        }
+        for (auto [i, res] : done) {
+          complete(i, res);
+          finished[i] = true;
+        }
+        for (size_t i = 0; i < next; ++i) {
+          if (!finished[i]) complete(i, rc);
+        }
+        for (; next < count; ++next) {
+          IoOp op;
+          prepare(next, &op);
+          complete(next, rc);
+        }
         io_uring_queue_exit(ring);
         delete ring;
         return;
       }
-      reap(false);
+      // Refill the freed slots and submit before verifying what completed, so the device
+      // stays busy while this thread checksums and copies.
+      reap();
+      fill();
+      if (io_uring_sq_ready(ring) > 0) io_uring_submit(ring);
+      for (auto [i, res] : done) complete(i, res);
+      done.clear();
     }
     if (ring != nullptr) ReturnRing(ring);
   }
