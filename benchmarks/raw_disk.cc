@@ -8,11 +8,19 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <random>
 
 #include "benchmarks/progress.h"
 #include "engine/errno_status.h"
 
 namespace shoal::bench {
+void StampBlocks(void* p, size_t n, uint64_t stamp) {
+  for (size_t off = 0; off + 8 <= n; off += 4096) {
+    uint64_t v = stamp * 0x9E3779B97F4A7C15ull + off;
+    std::memcpy(static_cast<char*>(p) + off, &v, 8);
+  }
+}
+
 namespace {
 
 using engine::ErrnoStatus;
@@ -28,7 +36,12 @@ Result<RawResult> Run(int fd, bool write, uint64_t count, uint32_t block, uint32
   for (auto& b : bufs) {
     void* p = nullptr;
     if (posix_memalign(&p, 4096, block) != 0) return Status::NoSpace("out of memory");
-    std::memset(p, 0x5a, block);
+    // Random contents (see FillRandom in shoal_bench.cc): no zero or repeated blocks.
+    std::mt19937_64 rng(reinterpret_cast<uintptr_t>(p));
+    for (size_t i = 0; i + 8 <= block; i += 8) {
+      uint64_t x = rng();
+      std::memcpy(static_cast<char*>(p) + i, &x, 8);
+    }
     b = iovec{p, block};
   }
   bool fixed = io_uring_register_buffers(&ring, bufs.data(), depth) == 0;
@@ -45,6 +58,7 @@ Result<RawResult> Run(int fd, bool write, uint64_t count, uint32_t block, uint32
       io_uring_sqe* sqe = io_uring_get_sqe(&ring);
       uint64_t off = offset_of(next);
       if (write) {
+        StampBlocks(bufs[b].iov_base, block, next + 1);
         if (fixed) io_uring_prep_write_fixed(sqe, fd, bufs[b].iov_base, block, off, b);
         else io_uring_prep_write(sqe, fd, bufs[b].iov_base, block, off);
       } else {

@@ -13,6 +13,10 @@ namespace shoal::bench {
 
 class Progress;
 
+// Writes a distinct 8-byte stamp into every 4 KiB block of [p, p+n), so no two blocks written
+// by a benchmark are equal (dedup-capable storage would otherwise flatter repeated data).
+void StampBlocks(void* p, size_t n, uint64_t stamp);
+
 struct RawResult {
   double seconds = 0;
   uint64_t bytes = 0;

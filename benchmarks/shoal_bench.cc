@@ -24,6 +24,8 @@
 #include <thread>
 #include <vector>
 
+#include <cstring>
+
 #include "benchmarks/progress.h"
 #include "benchmarks/raw_disk.h"
 #include "engine/buffer_pool.h"
@@ -89,6 +91,18 @@ Figure Median(std::vector<Figure> v) {
 
 Figure FromRaw(const RawResult& r) { return Figure{r.seconds, r.bytes, r.ops}; }
 
+// Fills with pseudo-random bytes: storage stacks that detect zero or repeated blocks (thin
+// provisioning, compression, dedup) must not make either side of a comparison look faster.
+void FillRandom(std::byte* p, size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x = rng();
+    std::memcpy(p + i, &x, 8);
+  }
+  for (; i < n; ++i) p[i] = static_cast<std::byte>(rng());
+}
+
 // Page-aligned buffer, freed on scope exit.
 struct Buffer {
   explicit Buffer(size_t n) : b(engine::BufferPool::AllocateRaw(n)), size(n) {}
@@ -118,12 +132,13 @@ class Bench {
     const std::string path = "bench/seq.bin";
     if (engine_->Stat(path).ok()) Check(engine_->Remove(path), "remove old object");
     Buffer buf(c_.chunk_size);
+    FillRandom(buf.data(), c_.chunk_size, 1);
     Progress progress("write", c_.size);
     auto start = Clock::now();
     Check(engine_->Create(path, {.size = c_.size}), "create");
     for (uint64_t off = 0; off < c_.size; off += c_.chunk_size) {
       uint64_t n = std::min<uint64_t>(c_.chunk_size, c_.size - off);
-      std::memcpy(buf.data(), &off, sizeof(off));  // every chunk differs
+      StampBlocks(buf.data(), n, off / c_.chunk_size + 1);  // every block differs
       Check(engine_->Write(path, off, buf.data(), n), "write");
       progress.Add(n);
     }
@@ -191,7 +206,7 @@ class Bench {
         ts.emplace_back([&] {
           std::vector<std::byte> data(c_.sample_size);
           for (uint64_t i; (i = next.fetch_add(1)) < n;) {
-            std::memcpy(data.data(), &i, sizeof(i));
+            FillRandom(data.data(), data.size(), i);  // every sample differs
             Status s = engine_->Put(SamplePath(i), data);
             if (!s.ok() && !s.IsAlreadyExists()) Die(s, "write sample");
             progress.Add(c_.sample_size);
