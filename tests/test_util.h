@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "shoal/options.h"
 #include "shoal/result.h"
 #include "shoal/status.h"
 
@@ -60,6 +61,28 @@ class TempDir {
 
  private:
   std::string path_;
+};
+
+// Small chunks and segments keep tests fast while crossing every boundary often.
+inline constexpr uint32_t kTestChunk = 64u << 10;
+
+inline Options TestOptions(const std::string& store_dir, IoBackend backend,
+                           uint32_t queue_depth = 8) {
+  Options o;
+  o.store_dir = store_dir;
+  o.chunk_size = kTestChunk;
+  o.queue_depth = queue_depth;
+  o.io_backend = backend;
+  o.segment_size = 64ull << 20;
+  return o;
+}
+
+// Names test instances of backend-parametrized suites "IoUring" / "Posix".
+struct BackendName {
+  template <typename Info>
+  std::string operator()(const Info& info) const {
+    return info.param == IoBackend::kPosix ? "Posix" : "IoUring";
+  }
 };
 
 // Deterministic pseudo-random bytes.

@@ -14,7 +14,7 @@ namespace {
 using testing::Pattern;
 using testing::TempDir;
 
-constexpr uint32_t kChunk = 64u << 10;
+constexpr uint32_t kChunk = testing::kTestChunk;
 
 class ConcurrencyTest : public ::testing::TestWithParam<IoBackend> {};
 
@@ -90,10 +90,7 @@ TEST_P(ConcurrencyTest, ReadsRacingRemoveSeeDataOrNotFoundNeverCorruption) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ConcurrencyTest,
-                         ::testing::Values(IoBackend::kIoUring, IoBackend::kPosix),
-                         [](const auto& info) {
-                           return info.param == IoBackend::kPosix ? "Posix" : "IoUring";
-                         });
+                         ::testing::Values(IoBackend::kIoUring, IoBackend::kPosix), testing::BackendName());
 
 }  // namespace
 }  // namespace shoal

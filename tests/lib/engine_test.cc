@@ -18,18 +18,12 @@ namespace {
 using testing::Pattern;
 using testing::TempDir;
 
-constexpr uint32_t kChunk = 64u << 10;
+constexpr uint32_t kChunk = testing::kTestChunk;
 
 class EngineTest : public ::testing::TestWithParam<IoBackend> {
  protected:
   Options MakeOptions() const {
-    Options o;
-    o.store_dir = dir_.Sub("store");
-    o.chunk_size = kChunk;
-    o.queue_depth = 8;
-    o.io_backend = GetParam();
-    o.segment_size = 64ull << 20;
-    return o;
+    return testing::TestOptions(dir_.Sub("store"), GetParam(), 8);
   }
   void Open() {
     engine_.reset();
@@ -304,10 +298,7 @@ TEST_P(EngineTest, LongPathsAreDistinct) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, EngineTest,
-                         ::testing::Values(IoBackend::kIoUring, IoBackend::kPosix),
-                         [](const auto& info) {
-                           return info.param == IoBackend::kPosix ? "Posix" : "IoUring";
-                         });
+                         ::testing::Values(IoBackend::kIoUring, IoBackend::kPosix), testing::BackendName());
 
 }  // namespace
 }  // namespace shoal

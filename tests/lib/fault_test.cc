@@ -15,18 +15,12 @@ using engine::FaultDisk;
 using testing::Pattern;
 using testing::TempDir;
 
-constexpr uint32_t kChunk = 64u << 10;
+constexpr uint32_t kChunk = testing::kTestChunk;
 
 class FaultTest : public ::testing::TestWithParam<IoBackend> {
  protected:
   Options MakeOptions() const {
-    Options o;
-    o.store_dir = dir_.Sub("store");
-    o.chunk_size = kChunk;
-    o.queue_depth = 4;
-    o.io_backend = GetParam();
-    o.segment_size = 64ull << 20;
-    return o;
+    return testing::TestOptions(dir_.Sub("store"), GetParam(), 4);
   }
   void Open(Options o) {
     engine_.reset();
@@ -139,10 +133,7 @@ TEST_P(FaultTest, FullMetadataMapGivesNoSpace) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, FaultTest,
-                         ::testing::Values(IoBackend::kIoUring, IoBackend::kPosix),
-                         [](const auto& info) {
-                           return info.param == IoBackend::kPosix ? "Posix" : "IoUring";
-                         });
+                         ::testing::Values(IoBackend::kIoUring, IoBackend::kPosix), testing::BackendName());
 
 }  // namespace
 }  // namespace shoal
