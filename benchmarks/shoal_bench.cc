@@ -46,6 +46,7 @@ struct Config {
   uint64_t sample_size = 128u << 10;
   uint64_t sample_bytes = 512ull << 20;
   uint64_t reads = 20000;
+  uint32_t batch = 1024;
   uint64_t read_call = 256ull << 20;
   int repeat = 3;
   bool json = false;
@@ -229,7 +230,7 @@ class Bench {
   }
 
   Figure EngineRandomRead() {
-    const size_t batch = 1024;  // a DataLoader-sized batch; the pipeline drains once per batch
+    const size_t batch = c_.batch;  // samples per ReadBatch call; the pipeline drains per call
     Buffer buf(batch * c_.sample_size);
     std::vector<ReadRequest> reqs(batch);
     auto start = Clock::now();
@@ -349,6 +350,8 @@ int main(int argc, char** argv) {
     sub->add_option("--sample-size", sample, "object size of the random-read mode");
     sub->add_option("--sample-bytes", sample_bytes, "total bytes of sample objects");
     sub->add_option("--reads", c.reads, "random reads per measurement");
+    sub->add_option("--batch", c.batch, "samples per ReadBatch call in the randread mode")
+        ->check(CLI::Range(1, 65536));
     sub->add_option("--read-call", read_call, "bytes per Read call in the read mode");
     sub->add_option("--repeat", c.repeat, "measurements per mode; the median is reported")
         ->check(CLI::Range(1, 100));

@@ -136,7 +136,9 @@ class SHOAL_EXPORT Engine {
   // which is smaller only at the end of the object. InvalidArgument when offset > size. Every
   // chunk read is verified (CRC32C): a mismatch gives Corruption naming object and chunk and no
   // bytes of that chunk are returned as data. Reads of large ranges keep `queue_depth` chunk
-  // I/Os in flight; a dst aligned to 4 KiB lets whole chunks land in it without a copy.
+  // I/Os in flight. Chunks are read into the engine's registered I/O buffers and copied out
+  // after verification (measured faster than reading into caller memory, see
+  // docs/architecture.md); `dst` needs no alignment.
   Result<uint64_t> Read(std::string_view path, uint64_t offset, std::span<std::byte> dst);
 
   // Reads many (typically small, sample-sized) ranges with queue_depth I/Os in flight. Each
