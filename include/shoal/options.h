@@ -30,10 +30,11 @@ struct Options {
   bool create_if_missing = true;
 
   // Default chunk size in bytes for new objects (power of two, 64 KiB .. 1 GiB). A chunk is the
-  // unit of placement, checksumming and disk I/O. Default 4 MiB: measured on this project's
-  // reference machine (docs/chunk-size.md), 4 MiB chunks at queue depth 16 reach the raw device's
-  // sequential bandwidth while a read that touches a chunk stays cheap; larger chunks do not go
-  // faster, smaller ones spend more per-op overhead. Per-object override: CreateOptions.
+  // unit of placement, checksumming and disk I/O. Default 4 MiB, chosen by a sweep of 1, 4 and
+  // 16 MiB with shoal-bench (docs/bench.md, "Chunk size"): 4 MiB wrote fastest, all three read
+  // at the raw device's rate, 16 MiB gained nothing. Smaller chunks spread one object over more
+  // members (issue 3) but cost more metadata per byte; a small read of a big chunk reads and
+  // checksums the whole chunk. Per-object override: CreateOptions::chunk_size.
   uint32_t chunk_size = 4u << 20;
 
   // I/O backend, see IoBackend. Default kAuto.
