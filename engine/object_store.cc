@@ -496,7 +496,7 @@ Status ObjectStore::ReadBatch(std::span<ReadRequest> requests) {
                                                     req.path));
         continue;
       }
-      std::memcpy(req.dst.data(), inode->inline_data.data() + req.offset, n);
+      if (n > 0) std::memcpy(req.dst.data(), inode->inline_data.data() + req.offset, n);
       continue;
     }
     uint64_t cs = inode->chunk_size;

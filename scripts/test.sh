@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Install what is missing, build, and run every test (ctest: GoogleTest suites, the install /
-# find_package check, the bench smoke test).
+# find_package check, the bench smoke test, the example), then the same suite again in an
+# AddressSanitizer + UndefinedBehaviorSanitizer build that stops at the first report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh
 ctest --test-dir build --output-on-failure -j 2 --timeout 600
+
+echo "== sanitizers (ASan + UBSan)"
+san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS="$san" \
+  -DCMAKE_EXE_LINKER_FLAGS="$san" -DCMAKE_SHARED_LINKER_FLAGS="$san" > /dev/null
+cmake --build build-sanitize -j "$(nproc)" > /dev/null
+# The install check links a consumer without the sanitizer runtime; it ran above.
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-sanitize --output-on-failure -j 2 --timeout 900 -E cmake_install
