@@ -11,7 +11,7 @@
 #include <random>
 
 #include "benchmarks/progress.h"
-#include "engine/errno_status.h"
+#include "base/errno_status.h"
 
 namespace shoal::bench {
 void StampBlocks(void* p, size_t n, uint64_t stamp) {
@@ -23,7 +23,7 @@ void StampBlocks(void* p, size_t n, uint64_t stamp) {
 
 namespace {
 
-using engine::ErrnoStatus;
+
 
 // Keeps `depth` I/Os of `block` bytes in flight until `count` were done; offset_of(i) gives the
 // i-th offset.

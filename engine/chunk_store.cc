@@ -7,8 +7,8 @@
 #include <cerrno>
 
 #include "engine/buffer_pool.h"
-#include "engine/errno_status.h"
-#include "engine/log.h"
+#include "base/errno_status.h"
+#include "base/log.h"
 
 namespace shoal::engine {
 namespace {

@@ -11,8 +11,8 @@
 #include <mutex>
 #include <vector>
 
-#include "engine/errno_status.h"
-#include "engine/log.h"
+#include "base/errno_status.h"
+#include "base/log.h"
 
 namespace shoal::engine {
 

@@ -3,7 +3,7 @@
 #include <cerrno>
 #include <vector>
 
-#include "engine/errno_status.h"
+#include "base/errno_status.h"
 
 namespace shoal::engine {
 

@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "engine/errno_status.h"
+#include "base/errno_status.h"
 #include "engine/path.h"
 
 namespace shoal::engine {

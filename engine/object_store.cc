@@ -13,10 +13,10 @@
 #include <set>
 #include <vector>
 
-#include "engine/crc32c.h"
-#include "engine/errno_status.h"
+#include "base/crc32c.h"
+#include "base/errno_status.h"
 #include "engine/interval_set.h"
-#include "engine/log.h"
+#include "base/log.h"
 #include "engine/path.h"
 
 namespace shoal::engine {

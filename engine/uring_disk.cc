@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "engine/disk.h"
-#include "engine/errno_status.h"
-#include "engine/log.h"
+#include "base/errno_status.h"
+#include "base/log.h"
 
 namespace shoal::engine {
 namespace {

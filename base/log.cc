@@ -1,10 +1,10 @@
-#include "engine/log.h"
+#include "base/log.h"
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
-namespace shoal::engine {
+namespace shoal {
 namespace {
 
 LogLevel ThresholdFromEnv() {
@@ -31,4 +31,4 @@ void LogLine(LogLevel level, std::string_view line) {
   std::fwrite(out.data(), 1, out.size(), stderr);
 }
 
-}  // namespace shoal::engine
+}  // namespace shoal

@@ -1,11 +1,11 @@
-#include "engine/crc32c.h"
+#include "base/crc32c.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-namespace shoal::engine {
+namespace shoal {
 namespace {
 
 TEST(Crc32c, KnownVectors) {
@@ -32,4 +32,4 @@ TEST(Crc32c, DetectsOneFlippedBit) {
 }
 
 }  // namespace
-}  // namespace shoal::engine
+}  // namespace shoal

@@ -5,9 +5,9 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace shoal::engine {
+namespace shoal {
 
 // CRC32C of `len` bytes at `data`, continuing from `crc` (0 to start).
 uint32_t Crc32c(const void* data, size_t len, uint32_t crc = 0);
 
-}  // namespace shoal::engine
+}  // namespace shoal

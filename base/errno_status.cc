@@ -1,11 +1,11 @@
-#include "engine/errno_status.h"
+#include "base/errno_status.h"
 
 #include <fmt/format.h>
 
 #include <cerrno>
 #include <cstring>
 
-namespace shoal::engine {
+namespace shoal {
 
 Status ErrnoStatus(int err, std::string_view context) {
   std::string msg = fmt::format("{}: {} (errno {})", context, std::strerror(err), err);
@@ -24,4 +24,4 @@ Status ErrnoStatus(int err, std::string_view context) {
   }
 }
 
-}  // namespace shoal::engine
+}  // namespace shoal

@@ -6,7 +6,7 @@
 
 #include <string_view>
 
-namespace shoal::engine {
+namespace shoal {
 
 enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
 
@@ -18,4 +18,4 @@ void Log(LogLevel level, fmt::format_string<Args...> f, Args&&... args) {
   if (LogEnabled(level)) LogLine(level, fmt::format(f, std::forward<Args>(args)...));
 }
 
-}  // namespace shoal::engine
+}  // namespace shoal

@@ -1,10 +1,10 @@
-#include "engine/crc32c.h"
+#include "base/crc32c.h"
 
 #include <isa-l/crc.h>
 
 #include <climits>
 
-namespace shoal::engine {
+namespace shoal {
 
 uint32_t Crc32c(const void* data, size_t len, uint32_t crc) {
   // ISA-L takes an int length and inverts on entry and exit; ~crc in / ~result out gives the
@@ -20,4 +20,4 @@ uint32_t Crc32c(const void* data, size_t len, uint32_t crc) {
   return ~c;
 }
 
-}  // namespace shoal::engine
+}  // namespace shoal
