@@ -1,0 +1,215 @@
+// Messenger between two real processes over UCX (TCP / shared memory on this machine).
+#include "transport/messenger.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include "transport/message.h"
+#include "tests/test_util.h"
+
+namespace shoal::transport {
+namespace {
+
+using namespace std::chrono_literals;
+using shoal::testing::Pattern;
+using shoal::testing::TempDir;
+
+std::vector<std::byte> WaitFile(const std::string& path, std::chrono::seconds limit = 30s) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (!std::filesystem::exists(path)) {
+    if (std::chrono::steady_clock::now() > until) return {};
+    std::this_thread::sleep_for(5ms);
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto* p = reinterpret_cast<const std::byte*>(s.data());
+  return {p, p + s.size()};
+}
+
+class MessengerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pid_ = ::fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      ::execl(SHOAL_TRANSPORT_PEER, SHOAL_TRANSPORT_PEER, dir_.path().c_str(), "1", "2", nullptr);
+      _exit(127);
+    }
+    auto m = Messenger::Create({.self = 0, .world_size = 2, .handler_threads = 2,
+                                .default_deadline = 20000ms});
+    ASSERT_OK(m);
+    msg_ = std::move(m).value();
+    msg_->SetHandler(1, [](uint32_t, std::span<const std::byte> p) {
+      return Reply{Status::OK(), Payload(p.begin(), p.end())};
+    });
+    {
+      std::ofstream out(dir_.Sub("addr-0.tmp"), std::ios::binary);
+      out.write(reinterpret_cast<const char*>(msg_->address().data()),
+                static_cast<std::streamsize>(msg_->address().size()));
+    }
+    std::filesystem::rename(dir_.Sub("addr-0.tmp"), dir_.Sub("addr-0"));
+    auto peer_addr = WaitFile(dir_.Sub("addr-1"));
+    ASSERT_FALSE(peer_addr.empty()) << "peer never published its address";
+    ASSERT_OK(msg_->Connect(0, msg_->address()));
+    ASSERT_OK(msg_->Connect(1, peer_addr));
+    WaitFile(dir_.Sub("ready-1"));
+    ASSERT_TRUE(std::filesystem::exists(dir_.Sub("ready-1")));
+  }
+
+  void TearDown() override {
+    std::ofstream(dir_.Sub("stop")).put('x');
+    msg_.reset();
+    if (pid_ > 0) {
+      for (int i = 0; i < 500; ++i) {
+        if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+        std::this_thread::sleep_for(10ms);
+      }
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  TempDir dir_;
+  pid_t pid_ = -1;
+  std::unique_ptr<Messenger> msg_;
+};
+
+TEST_F(MessengerTest, EchoesPayloadsOfEverySize) {
+  for (size_t size : {size_t{0}, size_t{1}, size_t{1000}, size_t{64} << 10, size_t{1} << 20,
+                      size_t{8} << 20, size_t{64} << 20}) {
+    auto data = Pattern(size, size);
+    auto r = msg_->Call(1, 1, data);
+    ASSERT_OK(r) << size;
+    EXPECT_EQ(*r, data) << size;
+  }
+  auto self = msg_->Call(0, 1, Pattern(100, 1));  // a member may call itself
+  ASSERT_OK(self);
+  EXPECT_EQ(*self, Pattern(100, 1));
+}
+
+TEST_F(MessengerTest, ManyConcurrentCalls) {
+  const int kCalls = 500;
+  std::atomic<int> ok{0}, done{0};
+  for (int i = 0; i < kCalls; ++i) {
+    auto data = Pattern(static_cast<size_t>(i * 37 % 20000), i);
+    msg_->CallAsync(1, 1, data, 0ms, [&, data](Result<Payload> r) {
+      if (r.ok() && *r == data) ok++;
+      done++;
+    });
+  }
+  auto until = std::chrono::steady_clock::now() + 30s;
+  while (done.load() < kCalls && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(ok.load(), kCalls);
+  EXPECT_GE(msg_->counters().requests_sent, static_cast<uint64_t>(kCalls));
+}
+
+TEST_F(MessengerTest, HandlerErrorsCrossTheWire) {
+  auto r = msg_->Call(1, 3, {});
+  EXPECT_CODE(r, kNotFound);
+  EXPECT_EQ(r.status().message(), "nothing here for member 0");
+  auto unknown = msg_->Call(1, 999, {});
+  EXPECT_CODE(unknown, kInvalidArgument);
+  EXPECT_NE(unknown.status().message().find("no handler for op 999"), std::string::npos);
+  EXPECT_CODE(msg_->Call(7, 1, {}), kInvalidArgument);  // no such member
+}
+
+TEST_F(MessengerTest, NestedCallsFromHandlers) {
+  auto data = Pattern(3000, 5);
+  auto r = msg_->Call(1, 5, data);  // member 1 asks member 0 (us) to echo, then answers
+  ASSERT_OK(r);
+  EXPECT_EQ(*r, data);
+}
+
+TEST_F(MessengerTest, DeadlinesGiveTimeout) {
+  uint32_t ms = 1500;
+  std::vector<std::byte> p(4);
+  std::memcpy(p.data(), &ms, 4);
+  auto start = std::chrono::steady_clock::now();
+  auto r = msg_->Call(1, 2, p, 200ms);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_CODE(r, kTimeout);
+  EXPECT_LT(took, 1000ms);
+  EXPECT_GE(msg_->counters().timeouts, 1u);
+  // The late reply is ignored; the link keeps working.
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_OK(msg_->Call(1, 1, Pattern(10, 1)));
+}
+
+TEST_F(MessengerTest, MalformedMessagesAreDroppedNotFatal) {
+  std::vector<std::vector<std::byte>> bad;
+  bad.push_back({});                                    // no header
+  bad.push_back(Pattern(31, 1));                        // short header
+  bad.push_back(Pattern(32, 2));                        // garbage
+  Header h;
+  h.kind = Kind::kRequest;
+  h.op = 1;
+  h.sender = 1;  // lies about who it is: that member is the receiver itself
+  h.payload_bytes = 10;
+  std::vector<std::byte> lie(kHeaderBytes);
+  EncodeHeader(h, lie.data());
+  bad.push_back(lie);
+  h.sender = 0;
+  h.payload_bytes = 5;  // says 5, sends 10
+  std::vector<std::byte> len(kHeaderBytes);
+  EncodeHeader(h, len.data());
+  bad.push_back(len);
+  h.sender = 9;  // outside the world
+  std::vector<std::byte> out(kHeaderBytes);
+  EncodeHeader(h, out.data());
+  bad.push_back(out);
+  for (auto& b : bad) msg_->SendRawForTest(1, b, Pattern(10, 3));
+  // A big malformed message (rendezvous path) too.
+  msg_->SendRawForTest(1, Pattern(32, 4), Pattern(4 << 20, 4));
+
+  // The peer is alive, still answers, and counted what it dropped.
+  auto r = msg_->Call(1, 4, {});
+  ASSERT_OK(r);
+  uint64_t dropped = 0;
+  std::memcpy(&dropped, r->data(), 8);
+  // The header claiming to be from member 1 passes validation at member 1 (it is a member of
+  // the world and connected); the other six are dropped.
+  EXPECT_GE(dropped, 6u);
+  EXPECT_OK(msg_->Call(1, 1, Pattern(100, 9)));
+}
+
+TEST_F(MessengerTest, KilledPeerFailsPendingAndLaterCalls) {
+  uint32_t ms = 10000;
+  std::vector<std::byte> p(4);
+  std::memcpy(p.data(), &ms, 4);
+  std::atomic<bool> finished{false};
+  Status got;
+  auto start = std::chrono::steady_clock::now();
+  msg_->CallAsync(1, 2, p, 8000ms, [&](Result<Payload> r) {
+    got = r.status();
+    finished = true;
+  });
+  std::this_thread::sleep_for(300ms);
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+  while (!finished.load()) std::this_thread::sleep_for(5ms);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(got.code() == Code::kUnavailable || got.code() == Code::kTimeout) << got;
+  EXPECT_LT(took, 9000ms);
+  std::printf("pending call to a killed peer ended after %lld ms: %s\n",
+              static_cast<long long>(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(took).count()),
+              got.ToString().c_str());
+  auto later = msg_->Call(1, 1, Pattern(10, 1), 3000ms);
+  EXPECT_FALSE(later.ok());
+}
+
+}  // namespace
+}  // namespace shoal::transport

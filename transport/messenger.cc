@@ -1,0 +1,640 @@
+#include "transport/messenger.h"
+
+#include <fmt/format.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <ucp/api/ucp.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <type_traits>
+
+#include "base/errno_status.h"
+#include "base/log.h"
+#include "transport/message.h"
+#include "transport/ucx_status.h"
+
+namespace shoal::transport {
+namespace {
+
+constexpr unsigned kAmId = 17;
+using Clock = std::chrono::steady_clock;
+
+struct ContextDeleter {
+  void operator()(ucp_context_h c) const { ucp_cleanup(c); }
+};
+struct WorkerDeleter {
+  void operator()(ucp_worker_h w) const { ucp_worker_destroy(w); }
+};
+using ContextPtr = std::unique_ptr<std::remove_pointer_t<ucp_context_h>, ContextDeleter>;
+using WorkerPtr = std::unique_ptr<std::remove_pointer_t<ucp_worker_h>, WorkerDeleter>;
+
+// Runs request handlers off the progress thread.
+class TaskPool {
+ public:
+  explicit TaskPool(uint32_t threads) {
+    for (uint32_t i = 0; i < std::max<uint32_t>(1, threads); ++i) {
+      threads_.emplace_back([this] { Run(); });
+    }
+  }
+  ~TaskPool() { Stop(); }
+  void Submit(std::function<void()> task) {
+    std::lock_guard lk(mu_);
+    if (stop_) return;
+    tasks_.push_back(std::move(task));
+    cv_.notify_one();
+  }
+  void Stop() {
+    {
+      std::lock_guard lk(mu_);
+      if (stop_ && threads_.empty()) return;
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lk(mu_);
+    while (true) {
+      cv_.wait(lk, [&] { return stop_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;
+      auto task = std::move(tasks_.front());
+      tasks_.pop_front();
+      lk.unlock();
+      task();
+      lk.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+Payload ErrorPayload(const Status& s) {
+  const std::string& m = s.message();
+  auto* p = reinterpret_cast<const std::byte*>(m.data());
+  return Payload(p, p + m.size());
+}
+
+}  // namespace
+
+class Messenger::Impl {
+ public:
+  explicit Impl(const MessengerOptions& o)
+      : options_(o), peers_(o.world_size), pool_(o.handler_threads) {
+    for (uint32_t i = 0; i < o.world_size; ++i) {
+      peers_[i].impl = this;
+      peers_[i].index = i;
+    }
+  }
+
+  Status Init(std::vector<std::byte>* address) {
+    if (options_.world_size == 0 || options_.self >= options_.world_size) {
+      return Status::InvalidArgument(fmt::format("member {} outside a world of {}",
+                                                 options_.self, options_.world_size));
+    }
+    ucp_config_t* config = nullptr;
+    ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
+    if (st != UCS_OK) return UcxStatus(st, "ucp_config_read");
+    ucp_params_t params{};
+    params.field_mask = UCP_PARAM_FIELD_FEATURES;
+    params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
+    ucp_context_h ctx = nullptr;
+    st = ucp_init(&params, config, &ctx);
+    ucp_config_release(config);
+    if (st != UCS_OK) return UcxStatus(st, "ucp_init");
+    context_.reset(ctx);
+
+    ucp_worker_params_t wp{};
+    wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    wp.thread_mode = UCS_THREAD_MODE_SINGLE;  // only the progress thread touches it
+    ucp_worker_h worker = nullptr;
+    st = ucp_worker_create(context_.get(), &wp, &worker);
+    if (st != UCS_OK) return UcxStatus(st, "ucp_worker_create");
+    worker_.reset(worker);
+
+    ucp_address_t* addr = nullptr;
+    size_t addr_len = 0;
+    st = ucp_worker_get_address(worker_.get(), &addr, &addr_len);
+    if (st != UCS_OK) return UcxStatus(st, "ucp_worker_get_address");
+    auto* a = reinterpret_cast<const std::byte*>(addr);
+    address->assign(a, a + addr_len);
+    ucp_worker_release_address(worker_.get(), addr);
+
+    ucp_am_handler_param_t hp{};
+    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                    UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
+    hp.id = kAmId;
+    hp.cb = &Impl::OnAm;
+    hp.arg = this;
+    hp.flags = UCP_AM_FLAG_WHOLE_MSG;
+    st = ucp_worker_set_am_recv_handler(worker_.get(), &hp);
+    if (st != UCS_OK) return UcxStatus(st, "ucp_worker_set_am_recv_handler");
+
+    int efd = -1;
+    st = ucp_worker_get_efd(worker_.get(), &efd);
+    if (st != UCS_OK) return UcxStatus(st, "ucp_worker_get_efd");
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (wake_fd_ < 0 || epoll_fd_ < 0) return ErrnoStatus(errno, "eventfd/epoll");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = efd;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, efd, &ev) != 0) return ErrnoStatus(errno, "epoll");
+    ev.data.fd = wake_fd_;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
+      return ErrnoStatus(errno, "epoll");
+    }
+    thread_ = std::thread([this] { Loop(); });
+    return Status::OK();
+  }
+
+  ~Impl() {
+    if (thread_.joinable()) {
+      // Fail pending calls first: handlers blocked in nested calls return, the pool drains.
+      Post([this] {
+        stopping_ = true;
+        FailAll(Status::Unavailable("messenger shutting down"));
+      });
+      pool_.Stop();
+      Post([this] { stop_ = true; });
+      thread_.join();
+    }
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+    if (epoll_fd_ >= 0) ::close(epoll_fd_);
+    worker_.reset();
+    context_.reset();
+  }
+
+  Status Connect(uint32_t peer, std::span<const std::byte> address) {
+    if (peer >= options_.world_size) {
+      return Status::InvalidArgument(fmt::format("member {} outside a world of {}", peer,
+                                                 options_.world_size));
+    }
+    std::vector<std::byte> addr(address.begin(), address.end());
+    std::promise<Status> done;
+    auto fut = done.get_future();
+    if (!Post([&, peer] {
+          Peer& p = peers_[peer];
+          if (stopping_) {
+            done.set_value(Status::Unavailable("messenger shutting down"));
+            return;
+          }
+          if (p.ep != nullptr) {
+            done.set_value(Status::AlreadyExists(fmt::format("member {} already connected", peer)));
+            return;
+          }
+          ucp_ep_params_t ep{};
+          ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                          UCP_EP_PARAM_FIELD_ERR_HANDLER;
+          ep.address = reinterpret_cast<const ucp_address_t*>(addr.data());
+          ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+          ep.err_handler.cb = &Impl::OnEpError;
+          ep.err_handler.arg = &p;
+          ucs_status_t st = ucp_ep_create(worker_.get(), &ep, &p.ep);
+          if (st == UCS_OK) p.up = true;
+          done.set_value(UcxStatus(st, fmt::format("connecting to member {}", peer)));
+        })) {
+      return Status::Unavailable("messenger is shut down");
+    }
+    return fut.get();
+  }
+
+  void SetHandler(uint16_t op, Handler h) {
+    std::lock_guard lk(handlers_mu_);
+    handlers_[op] = std::move(h);
+  }
+
+  void CallAsync(uint32_t peer, uint16_t op, Payload payload, std::chrono::milliseconds deadline,
+                 std::function<void(Result<Payload>)> done) {
+    if (peer >= options_.world_size) {
+      done(Status::InvalidArgument(fmt::format("member {} outside a world of {}", peer,
+                                               options_.world_size)));
+      return;
+    }
+    if (payload.size() > kMaxPayloadBytes) {
+      done(Status::InvalidArgument(fmt::format("payload of {} bytes above the 1 GiB limit",
+                                               payload.size())));
+      return;
+    }
+    if (deadline.count() <= 0) deadline = options_.default_deadline;
+    auto when = Clock::now() + deadline;
+    auto shared_done = std::make_shared<std::function<void(Result<Payload>)>>(std::move(done));
+    bool posted = Post([this, peer, op, when, shared_done, p = std::move(payload)]() mutable {
+      if (stopping_) {
+        (*shared_done)(Status::Unavailable("messenger shutting down"));
+        return;
+      }
+      uint64_t id = next_id_++;
+      pending_[id] = Pending{peer, when, std::move(*shared_done)};
+      deadlines_.emplace(when, id);
+      counters_.requests_sent++;
+      Header h;
+      h.kind = Kind::kRequest;
+      h.op = op;
+      h.request_id = id;
+      h.sender = options_.self;
+      h.payload_bytes = static_cast<uint32_t>(p.size());
+      Send(peer, &h, {}, std::move(p));
+    });
+    if (!posted) (*shared_done)(Status::Unavailable("messenger is shut down"));
+  }
+
+  bool peer_up(uint32_t peer) const {
+    return peer < peers_.size() && peers_[peer].up_flag.load();
+  }
+
+  MessengerCounters counters() const {
+    std::lock_guard lk(counters_mu_);
+    return published_;
+  }
+
+  void SendRaw(uint32_t peer, std::vector<std::byte> header, Payload payload) {
+    Post([this, peer, hdr = std::move(header), p = std::move(payload)]() mutable {
+      Send(peer, nullptr, std::move(hdr), std::move(p));
+    });
+  }
+
+ private:
+  struct Peer {
+    Impl* impl = nullptr;
+    uint32_t index = 0;
+    ucp_ep_h ep = nullptr;
+    bool up = false;
+    std::atomic<bool> up_flag{false};
+  };
+  struct Pending {
+    uint32_t peer;
+    Clock::time_point deadline;
+    std::function<void(Result<Payload>)> done;
+  };
+  struct OutMsg {
+    Impl* impl;
+    std::vector<std::byte> header;
+    Payload payload;
+    bool is_request;
+    uint64_t request_id;
+  };
+  struct RndvRecv {
+    Impl* impl;
+    Header header;
+    Payload payload;
+  };
+
+  // Queues fn for the progress thread; false once it has stopped.
+  bool Post(std::function<void()> fn) {
+    {
+      std::lock_guard lk(post_mu_);
+      if (loop_exited_) return false;
+      posted_.push_back(std::move(fn));
+    }
+    uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof(one));
+    return true;
+  }
+
+  void Publish() {
+    std::lock_guard lk(counters_mu_);
+    published_ = counters_;
+    for (auto& p : peers_) p.up_flag.store(p.up);
+  }
+
+  void Loop() {
+    while (true) {
+      std::deque<std::function<void()>> work;
+      {
+        std::lock_guard lk(post_mu_);
+        work.swap(posted_);
+      }
+      for (auto& fn : work) fn();
+      while (ucp_worker_progress(worker_.get()) != 0) {
+      }
+      Expire();
+      Publish();
+      if (stop_) break;
+      {
+        std::lock_guard lk(post_mu_);
+        if (!posted_.empty()) continue;
+      }
+      ucs_status_t st = ucp_worker_arm(worker_.get());
+      if (st == UCS_ERR_BUSY) continue;
+      int timeout_ms = 1000;
+      if (!deadlines_.empty()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadlines_.begin()->first - Clock::now());
+        timeout_ms = static_cast<int>(std::clamp<int64_t>(left.count() + 1, 0, 1000));
+      }
+      epoll_event evs[2];
+      int n = ::epoll_wait(epoll_fd_, evs, 2, timeout_ms);
+      for (int i = 0; i < n; ++i) {
+        if (evs[i].data.fd == wake_fd_) {
+          uint64_t v;
+          (void)!::read(wake_fd_, &v, sizeof(v));
+        }
+      }
+    }
+    CloseEndpoints();
+    std::lock_guard lk(post_mu_);
+    loop_exited_ = true;
+    for (auto& fn : posted_) fn();  // tasks posted while stopping still run (they fail fast)
+    posted_.clear();
+  }
+
+  void CloseEndpoints() {
+    std::vector<void*> closing;
+    for (auto& p : peers_) {
+      if (p.ep == nullptr) continue;
+      ucp_request_param_t rp{};
+      rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      void* req = ucp_ep_close_nbx(p.ep, &rp);
+      if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing.push_back(req);
+      p.ep = nullptr;
+      p.up = false;
+    }
+    auto until = Clock::now() + std::chrono::seconds(5);
+    for (void* req : closing) {
+      while (ucp_request_check_status(req) == UCS_INPROGRESS && Clock::now() < until) {
+        ucp_worker_progress(worker_.get());
+      }
+      ucp_request_free(req);
+    }
+    Publish();
+  }
+
+  void Complete(uint64_t id, Result<Payload> r) {
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    deadlines_.erase({p.deadline, id});
+    p.done(std::move(r));
+  }
+
+  void FailAll(const Status& s) {
+    std::vector<uint64_t> ids;
+    for (auto& [id, p] : pending_) ids.push_back(id);
+    for (uint64_t id : ids) Complete(id, s);
+  }
+
+  void Expire() {
+    auto now = Clock::now();
+    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+      uint64_t id = deadlines_.begin()->second;
+      deadlines_.erase(deadlines_.begin());
+      auto it = pending_.find(id);
+      if (it == pending_.end()) continue;
+      counters_.timeouts++;
+      Complete(id, Status::Timeout(
+                       fmt::format("request to member {} passed its deadline", it->second.peer)));
+    }
+  }
+
+  // Sends a message with header `h`, or, when h is null (tests), `raw_header` as it is.
+  void Send(uint32_t peer, const Header* h, std::vector<std::byte> raw_header, Payload payload) {
+    bool is_request = h != nullptr && h->kind == Kind::kRequest;
+    uint64_t request_id = h != nullptr ? h->request_id : 0;
+    Peer& p = peers_[peer];
+    if (!p.up) {
+      if (is_request) {
+        Complete(request_id, Status::Unavailable(fmt::format("member {} is not reachable", peer)));
+      }
+      return;
+    }
+    auto* m = new OutMsg{this, std::move(raw_header), std::move(payload), is_request, request_id};
+    if (h != nullptr) {
+      m->header.resize(kHeaderBytes);
+      EncodeHeader(*h, m->header.data());
+    }
+    counters_.bytes_sent += m->payload.size();
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    rp.cb.send = &Impl::OnSendDone;
+    rp.user_data = m;
+    void* req = ucp_am_send_nbx(p.ep, kAmId, m->header.data(), m->header.size(),
+                                m->payload.data(), m->payload.size(), &rp);
+    if (req == nullptr) {
+      delete m;
+    } else if (UCS_PTR_IS_ERR(req)) {
+      if (m->is_request) {
+        Complete(m->request_id, UcxStatus(UCS_PTR_STATUS(req),
+                                          fmt::format("sending to member {}", peer)));
+      }
+      delete m;
+    }
+  }
+
+  static void OnSendDone(void* request, ucs_status_t status, void* user_data) {
+    auto* m = static_cast<OutMsg*>(user_data);
+    if (status != UCS_OK && m->is_request) {
+      m->impl->Complete(m->request_id, UcxStatus(status, "sending request"));
+    }
+    delete m;
+    ucp_request_free(request);
+  }
+
+  static void OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status) {
+    auto* p = static_cast<Peer*>(arg);
+    Impl* self = p->impl;
+    if (!p->up) return;
+    p->up = false;
+    self->counters_.peer_failures++;
+    Log(LogLevel::kWarn, "member {} is unreachable: {}", p->index, ucs_status_string(status));
+    std::vector<uint64_t> ids;
+    for (auto& [id, pend] : self->pending_) {
+      if (pend.peer == p->index) ids.push_back(id);
+    }
+    for (uint64_t id : ids) {
+      self->Complete(id, UcxStatus(status, fmt::format("member {} failed", p->index)));
+    }
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    void* req = ucp_ep_close_nbx(ep, &rp);
+    if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
+    p->ep = nullptr;
+  }
+
+  void Drop(std::string_view why) {
+    counters_.bad_messages++;
+    Log(LogLevel::kWarn, "dropped a message: {}", why);
+  }
+
+  static ucs_status_t OnAm(void* arg, const void* header, size_t header_length, void* data,
+                           size_t length, const ucp_am_recv_param_t* param) {
+    auto* self = static_cast<Impl*>(arg);
+    auto h = DecodeHeader({static_cast<const std::byte*>(header), header_length}, length,
+                          self->options_.world_size);
+    if (!h.ok()) {
+      self->Drop(h.status().message());
+      return UCS_OK;
+    }
+    if (self->peers_[h->sender].ep == nullptr) {
+      self->Drop(fmt::format("sender {} is not a connected member", h->sender));
+      return UCS_OK;
+    }
+    self->counters_.bytes_received += length;
+    if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
+      auto* r = new RndvRecv{self, *h, Payload(length)};
+      ucp_request_param_t rp{};
+      rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+      rp.cb.recv_am = &Impl::OnRndvDone;
+      rp.user_data = r;
+      void* req = ucp_am_recv_data_nbx(self->worker_.get(), data, r->payload.data(), length, &rp);
+      if (req == nullptr) {
+        self->Deliver(r->header, std::move(r->payload));
+        delete r;
+      } else if (UCS_PTR_IS_ERR(req)) {
+        self->Drop(UcxStatus(UCS_PTR_STATUS(req), "rendezvous receive").message());
+        delete r;
+      }
+      return UCS_INPROGRESS;
+    }
+    auto* d = static_cast<const std::byte*>(data);
+    self->Deliver(*h, Payload(d, d + length));
+    return UCS_OK;
+  }
+
+  static void OnRndvDone(void* request, ucs_status_t status, size_t length, void* user_data) {
+    auto* r = static_cast<RndvRecv*>(user_data);
+    if (status == UCS_OK && length == r->payload.size()) {
+      r->impl->Deliver(r->header, std::move(r->payload));
+    } else {
+      r->impl->Drop(UcxStatus(status, "rendezvous receive").message());
+    }
+    delete r;
+    ucp_request_free(request);
+  }
+
+  void Deliver(const Header& h, Payload payload) {
+    if (h.kind == Kind::kResponse) {
+      auto it = pending_.find(h.request_id);
+      if (it == pending_.end()) return;  // late reply to a call that already timed out
+      if (it->second.peer != h.sender) {
+        Drop(fmt::format("reply to request {} from member {}, sent to {}", h.request_id,
+                         h.sender, it->second.peer));
+        return;
+      }
+      if (h.status == Code::kOk) {
+        Complete(h.request_id, std::move(payload));
+      } else {
+        std::string msg(reinterpret_cast<const char*>(payload.data()), payload.size());
+        Complete(h.request_id, Status(h.status, msg));
+      }
+      return;
+    }
+    Handler handler;
+    {
+      std::lock_guard lk(handlers_mu_);
+      auto it = handlers_.find(h.op);
+      if (it != handlers_.end()) handler = it->second;
+    }
+    if (!handler) {
+      Respond(h, Reply{Status::InvalidArgument(fmt::format("no handler for op {}", h.op)), {}});
+      return;
+    }
+    counters_.requests_served++;
+    pool_.Submit([this, h, handler, p = std::move(payload)] {
+      Reply r = handler(h.sender, p);
+      Post([this, h, r = std::move(r)]() mutable { Respond(h, std::move(r)); });
+    });
+  }
+
+  void Respond(const Header& req, Reply r) {
+    Header h;
+    h.kind = Kind::kResponse;
+    h.op = req.op;
+    h.request_id = req.request_id;
+    h.sender = options_.self;
+    h.status = r.status.code();
+    Payload p = r.status.ok() ? std::move(r.payload) : ErrorPayload(r.status);
+    if (p.size() > kMaxPayloadBytes) {
+      h.status = Code::kInternal;
+      p = ErrorPayload(Status::Internal("reply above the 1 GiB limit"));
+    }
+    h.payload_bytes = static_cast<uint32_t>(p.size());
+    Send(req.sender, &h, {}, std::move(p));
+  }
+
+  const MessengerOptions options_;
+  ContextPtr context_;
+  WorkerPtr worker_;
+  int wake_fd_ = -1;
+  int epoll_fd_ = -1;
+  std::thread thread_;
+
+  // Progress-thread state.
+  std::vector<Peer> peers_;
+  std::map<uint64_t, Pending> pending_;
+  std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;
+  uint64_t next_id_ = 1;
+  bool stopping_ = false;
+  bool stop_ = false;
+  MessengerCounters counters_;
+
+  mutable std::mutex counters_mu_;
+  MessengerCounters published_;
+
+  std::mutex post_mu_;
+  std::deque<std::function<void()>> posted_;
+  bool loop_exited_ = false;
+
+  std::mutex handlers_mu_;
+  std::map<uint16_t, Handler> handlers_;
+
+  TaskPool pool_;
+};
+
+Result<std::unique_ptr<Messenger>> Messenger::Create(const MessengerOptions& options) {
+  auto impl = std::make_unique<Impl>(options);
+  std::vector<std::byte> address;
+  SHOAL_RETURN_IF_ERROR(impl->Init(&address));
+  std::unique_ptr<Messenger> m(new Messenger(std::move(impl)));
+  m->address_ = std::move(address);
+  return m;
+}
+
+Messenger::Messenger(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Messenger::~Messenger() = default;
+
+Status Messenger::Connect(uint32_t peer, std::span<const std::byte> address) {
+  return impl_->Connect(peer, address);
+}
+
+void Messenger::SetHandler(uint16_t op, Handler handler) { impl_->SetHandler(op, std::move(handler)); }
+
+Result<Payload> Messenger::Call(uint32_t peer, uint16_t op, std::span<const std::byte> payload,
+                                std::chrono::milliseconds deadline) {
+  std::promise<Result<Payload>> done;
+  auto fut = done.get_future();
+  impl_->CallAsync(peer, op, Payload(payload.begin(), payload.end()), deadline,
+                   [&done](Result<Payload> r) { done.set_value(std::move(r)); });
+  return fut.get();
+}
+
+void Messenger::CallAsync(uint32_t peer, uint16_t op, Payload payload,
+                          std::chrono::milliseconds deadline,
+                          std::function<void(Result<Payload>)> done) {
+  impl_->CallAsync(peer, op, std::move(payload), deadline, std::move(done));
+}
+
+bool Messenger::peer_up(uint32_t peer) const { return impl_->peer_up(peer); }
+MessengerCounters Messenger::counters() const { return impl_->counters(); }
+
+void Messenger::SendRawForTest(uint32_t peer, std::vector<std::byte> header, Payload payload) {
+  impl_->SendRaw(peer, std::move(header), std::move(payload));
+}
+
+}  // namespace shoal::transport

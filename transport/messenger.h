@@ -1,0 +1,102 @@
+// Messenger: request/response messages between the members of a world, over UCX active
+// messages (RDMA, TCP or shared memory: UCX picks per peer, no code change).
+//
+// Threads: one progress thread owns the UCX worker and makes every UCX call (the worker runs in
+// UCS_THREAD_MODE_SINGLE); other threads hand it commands through a queue and an eventfd. It
+// sleeps on the worker's event fd between events. Request handlers run on a small pool of
+// handler threads, so a handler may block (disk I/O) or make calls of its own.
+//
+// Messages: a validated 32-byte header (transport/message.h) plus a payload. Payloads of any
+// size up to 1 GiB; UCX moves large ones with its rendezvous protocol straight into the
+// receiver's buffer (zero-copy on RDMA). A message that fails validation is dropped, counted
+// (counters().bad_messages) and logged; it never reaches a handler.
+//
+// Failure: every call has a deadline (Timeout). An endpoint error (peer died, link reset)
+// marks the peer down and fails its pending calls with Unavailable at once; later calls to it
+// fail fast. Destroying the Messenger fails pending calls with Unavailable.
+//
+// Thread-safety: all public methods are thread-safe, except that SetHandler must be called
+// before the first Connect.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "shoal/result.h"
+
+namespace shoal::transport {
+
+using Payload = std::vector<std::byte>;
+
+// What a request handler answers: a status and, when OK, a payload.
+struct Reply {
+  Status status;
+  Payload payload;
+};
+
+// Runs on a handler thread. `sender` is the requester's index in the world.
+using Handler = std::function<Reply(uint32_t sender, std::span<const std::byte> payload)>;
+
+struct MessengerOptions {
+  uint32_t self = 0;        // this member's index in the world
+  uint32_t world_size = 1;  // messages claiming another sender index are dropped
+  uint32_t handler_threads = 2;
+  std::chrono::milliseconds default_deadline{30000};
+};
+
+struct MessengerCounters {
+  uint64_t requests_sent = 0;
+  uint64_t requests_served = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  uint64_t bad_messages = 0;   // dropped: failed validation, unknown peer, stray response
+  uint64_t timeouts = 0;
+  uint64_t peer_failures = 0;  // endpoint errors
+};
+
+class Messenger {
+ public:
+  static Result<std::unique_ptr<Messenger>> Create(const MessengerOptions& options);
+  ~Messenger();
+  Messenger(const Messenger&) = delete;
+  Messenger& operator=(const Messenger&) = delete;
+
+  // This worker's UCX address: what the rendezvous publishes to the other members.
+  const std::vector<std::byte>& address() const { return address_; }
+
+  // Creates the endpoint to member `peer` from its published address (may be self).
+  Status Connect(uint32_t peer, std::span<const std::byte> address);
+
+  // Installs the handler of requests with this op. Call before Connect.
+  void SetHandler(uint16_t op, Handler handler);
+
+  // Sends a request and waits for its reply. A deadline of 0 means the default. The reply's
+  // non-OK status is returned as is (the handler's error crosses the wire with its message).
+  Result<Payload> Call(uint32_t peer, uint16_t op, std::span<const std::byte> payload,
+                       std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
+
+  // Like Call, but returns at once; `done` runs on the progress thread exactly once and must
+  // not block.
+  void CallAsync(uint32_t peer, uint16_t op, Payload payload, std::chrono::milliseconds deadline,
+                 std::function<void(Result<Payload>)> done);
+
+  bool peer_up(uint32_t peer) const;
+  MessengerCounters counters() const;
+
+  // For tests of message validation: sends `header` bytes as they are, with `payload`.
+  void SendRawForTest(uint32_t peer, std::vector<std::byte> header, Payload payload);
+
+  class Impl;
+
+ private:
+  explicit Messenger(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  std::vector<std::byte> address_;
+};
+
+}  // namespace shoal::transport
