@@ -257,8 +257,15 @@ class Messenger::Impl {
   }
 
   MessengerCounters counters() const {
-    std::lock_guard lk(counters_mu_);
-    return published_;
+    MessengerCounters c;
+    c.requests_sent = counters_.requests_sent.load();
+    c.requests_served = counters_.requests_served.load();
+    c.bytes_sent = counters_.bytes_sent.load();
+    c.bytes_received = counters_.bytes_received.load();
+    c.bad_messages = counters_.bad_messages.load();
+    c.timeouts = counters_.timeouts.load();
+    c.peer_failures = counters_.peer_failures.load();
+    return c;
   }
 
   void SendRaw(uint32_t peer, std::vector<std::byte> header, Payload payload) {
@@ -306,8 +313,6 @@ class Messenger::Impl {
   }
 
   void Publish() {
-    std::lock_guard lk(counters_mu_);
-    published_ = counters_;
     for (auto& p : peers_) p.up_flag.store(p.up);
   }
 
@@ -582,10 +587,11 @@ class Messenger::Impl {
   uint64_t next_id_ = 1;
   bool stopping_ = false;
   bool stop_ = false;
-  MessengerCounters counters_;
-
-  mutable std::mutex counters_mu_;
-  MessengerCounters published_;
+  // Written by the progress thread, read by any.
+  struct {
+    std::atomic<uint64_t> requests_sent{0}, requests_served{0}, bytes_sent{0}, bytes_received{0},
+        bad_messages{0}, timeouts{0}, peer_failures{0};
+  } counters_;
 
   std::mutex post_mu_;
   std::deque<std::function<void()>> posted_;
