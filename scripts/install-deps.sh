@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   liburing-dev libucx-dev liblmdb-dev libboost-dev libfmt-dev libgtest-dev
-  libisal-dev libxxhash-dev nlohmann-json3-dev libcli11-dev
+  libisal-dev libxxhash-dev nlohmann-json3-dev libcli11-dev libssl-dev
 )
 missing=()
 for p in "${packages[@]}"; do

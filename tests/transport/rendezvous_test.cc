@@ -1,0 +1,295 @@
+#include "transport/rendezvous.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "tests/test_util.h"
+#include "transport/launch_info.h"
+
+namespace shoal::transport {
+namespace {
+
+using namespace std::chrono_literals;
+using shoal::testing::TempDir;
+
+uint16_t FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+Blob BlobOf(const std::string& s) {
+  auto* p = reinterpret_cast<const std::byte*>(s.data());
+  return Blob(p, p + s.size());
+}
+
+TcpRendezvousOptions Opts(uint32_t rank, uint32_t world, uint16_t port, std::string token) {
+  TcpRendezvousOptions o;
+  o.rank = rank;
+  o.world_size = world;
+  o.host = "127.0.0.1";
+  o.port = port;
+  o.token = std::move(token);
+  o.timeout = 10s;
+  return o;
+}
+
+TEST(Rendezvous, TcpAllGatherInRankOrder) {
+  const uint32_t kWorld = 5;
+  uint16_t port = FreePort();
+  std::vector<Result<std::vector<Blob>>> results(kWorld, Status::Internal("not run"));
+  std::vector<std::thread> ts;
+  for (uint32_t r = kWorld; r-- > 0;) {  // rank 0 starts last: the others must retry
+    ts.emplace_back([&, r] {
+      results[r] = NewTcpRendezvous(Opts(r, kWorld, port, "s3cret"))
+                       ->AllGather(BlobOf("member-" + std::to_string(r)));
+    });
+    std::this_thread::sleep_for(20ms);
+  }
+  for (auto& t : ts) t.join();
+  for (uint32_t r = 0; r < kWorld; ++r) {
+    ASSERT_OK(results[r]) << r;
+    ASSERT_EQ(results[r]->size(), kWorld);
+    for (uint32_t k = 0; k < kWorld; ++k) {
+      EXPECT_EQ((*results[r])[k], BlobOf("member-" + std::to_string(k)));
+    }
+  }
+}
+
+TEST(Rendezvous, WrongTokenIsRefusedAndTheRestGoesOn) {
+  uint16_t port = FreePort();
+  std::vector<Result<std::vector<Blob>>> results(3, Status::Internal("not run"));
+  std::thread host([&] {
+    results[0] = NewTcpRendezvous(Opts(0, 3, port, "right"))->AllGather(BlobOf("zero"));
+  });
+  std::thread one([&] {
+    results[1] = NewTcpRendezvous(Opts(1, 3, port, "right"))->AllGather(BlobOf("one"));
+  });
+  // An intruder with another token claims rank 2 first.
+  auto intruder = NewTcpRendezvous(Opts(2, 3, port, "wrong"))->AllGather(BlobOf("evil"));
+  EXPECT_CODE(intruder, kPermissionDenied);
+  EXPECT_NE(intruder.status().message().find("job token"), std::string::npos)
+      << intruder.status();
+  results[2] = NewTcpRendezvous(Opts(2, 3, port, "right"))->AllGather(BlobOf("two"));
+  host.join();
+  one.join();
+  for (auto& r : results) {
+    ASSERT_OK(r);
+    EXPECT_EQ((*r)[2], BlobOf("two"));
+  }
+}
+
+TEST(Rendezvous, HostWithAnotherTokenIsDetectedByTheJoiner) {
+  uint16_t port = FreePort();
+  Result<std::vector<Blob>> host_result = Status::Internal("not run");
+  std::thread host([&] {
+    auto o = Opts(0, 2, port, "host-token");
+    o.timeout = 2s;
+    host_result = NewTcpRendezvous(o)->AllGather(BlobOf("h"));
+  });
+  auto joiner = NewTcpRendezvous(Opts(1, 2, port, "my-token"))->AllGather(BlobOf("j"));
+  host.join();
+  EXPECT_CODE(joiner, kPermissionDenied);
+  EXPECT_NE(joiner.status().message().find("does not hold this job token"), std::string::npos);
+  EXPECT_CODE(host_result, kTimeout);  // and the host says who never made it
+  EXPECT_NE(host_result.status().message().find("ranks 1"), std::string::npos)
+      << host_result.status();
+}
+
+TEST(Rendezvous, GarbageAndMisfitsDoNotDisturbTheHost) {
+  uint16_t port = FreePort();
+  Result<std::vector<Blob>> host_result = Status::Internal("not run");
+  std::thread host([&] {
+    host_result = NewTcpRendezvous(Opts(0, 2, port, "t"))->AllGather(BlobOf("h"));
+  });
+  std::this_thread::sleep_for(100ms);
+  // Raw garbage, including a huge length prefix.
+  for (const char* junk : {"GET / HTTP/1.0\r\n\r\n", "\xff\xff\xff\xff" "abc"}) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    ASSERT_GT(::send(fd, junk, std::strlen(junk), 0), 0);
+    ::close(fd);
+  }
+  auto misfit = NewTcpRendezvous(Opts(1, 3, port, "t"))->AllGather(BlobOf("x"));  // world 3 != 2
+  EXPECT_CODE(misfit, kInvalidArgument);
+  auto ok = NewTcpRendezvous(Opts(1, 2, port, "t"))->AllGather(BlobOf("j"));
+  host.join();
+  ASSERT_OK(ok);
+  ASSERT_OK(host_result);
+  EXPECT_EQ((*host_result)[1], BlobOf("j"));
+}
+
+// Forwards one TCP connection between a joiner and the host, recording every byte.
+TEST(Rendezvous, TheTokenNeverTravels) {
+  const std::string token = "0123456789-very-secret-token-ABCDEFGHIJ";
+  uint16_t host_port = FreePort(), proxy_port = FreePort();
+  std::string wire;
+  std::mutex mu;
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(proxy_port);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ::listen(lfd, 1);
+  std::thread proxy([&] {
+    int c = ::accept(lfd, nullptr, nullptr);
+    int h = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in ha = a;
+    ha.sin_port = htons(host_port);
+    while (::connect(h, reinterpret_cast<sockaddr*>(&ha), sizeof(ha)) != 0) {
+      ::close(h);
+      h = ::socket(AF_INET, SOCK_STREAM, 0);
+      std::this_thread::sleep_for(10ms);
+    }
+    pollfd fds[2] = {{c, POLLIN, 0}, {h, POLLIN, 0}};
+    char buf[65536];
+    while (::poll(fds, 2, 5000) > 0) {
+      bool closed = false;
+      for (int i = 0; i < 2; ++i) {
+        if (fds[i].revents == 0) continue;
+        ssize_t n = ::recv(fds[i].fd, buf, sizeof(buf), 0);
+        if (n <= 0) {
+          closed = true;
+          break;
+        }
+        {
+          std::lock_guard lk(mu);
+          wire.append(buf, static_cast<size_t>(n));
+        }
+        ::send(fds[1 - i].fd, buf, static_cast<size_t>(n), MSG_NOSIGNAL);
+      }
+      if (closed) break;
+    }
+    ::close(c);
+    ::close(h);
+  });
+  Result<std::vector<Blob>> host_result = Status::Internal("not run");
+  std::thread host([&] {
+    host_result = NewTcpRendezvous(Opts(0, 2, host_port, token))->AllGather(BlobOf("h"));
+  });
+  auto joined = NewTcpRendezvous(Opts(1, 2, proxy_port, token))->AllGather(BlobOf("j"));
+  host.join();
+  proxy.join();
+  ::close(lfd);
+  ASSERT_OK(joined);
+  ASSERT_OK(host_result);
+  EXPECT_GT(wire.size(), 100u);
+  EXPECT_EQ(wire.find(token), std::string::npos);
+  EXPECT_EQ(wire.find("very-secret"), std::string::npos);
+}
+
+TEST(Rendezvous, FileAllGatherChecksTheToken) {
+  TempDir dir;
+  std::vector<Result<std::vector<Blob>>> results(3, Status::Internal("not run"));
+  std::vector<std::thread> ts;
+  for (uint32_t r = 0; r < 3; ++r) {
+    ts.emplace_back([&, r] {
+      results[r] = NewFileRendezvous(dir.path(), r, 3, "tok", 10s)
+                       ->AllGather(BlobOf(std::to_string(r)));
+    });
+  }
+  for (auto& t : ts) t.join();
+  for (auto& r : results) {
+    ASSERT_OK(r);
+    EXPECT_EQ((*r)[1], BlobOf("1"));
+  }
+  TempDir other;
+  std::thread bad([&] {
+    (void)NewFileRendezvous(other.path(), 1, 2, "not-tok", 2s)->AllGather(BlobOf("b"));
+  });
+  auto r0 = NewFileRendezvous(other.path(), 0, 2, "tok", 5s)->AllGather(BlobOf("a"));
+  bad.join();
+  EXPECT_CODE(r0, kPermissionDenied);
+  auto timeout = NewFileRendezvous(TempDir().path() + "-x", 0, 2, "tok", 100ms)
+                     ->AllGather(BlobOf("a"));
+  EXPECT_CODE(timeout, kTimeout);
+}
+
+// Sets launcher variables for one scope, clearing all others; clears them again at the end.
+class EnvGuard {
+ public:
+  explicit EnvGuard(const std::vector<std::pair<const char*, const char*>>& vars) {
+    Clear();
+    for (auto [n, v] : vars) ::setenv(n, v, 1);
+  }
+  ~EnvGuard() { Clear(); }
+
+ private:
+  static void Clear() {
+    for (const char* n : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
+                          "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+                          "OMPI_COMM_WORLD_LOCAL_RANK", "SHOAL_RANK", "SHOAL_WORLD_SIZE",
+                          "SHOAL_NODE"}) {
+      ::unsetenv(n);
+    }
+  }
+};
+
+TEST(LaunchInfo, ReadsTorchrunOpenMpiAndDefaults) {
+  {
+    EnvGuard g({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"},
+                {"MASTER_ADDR", "node-a"}, {"MASTER_PORT", "29500"}, {"SHOAL_NODE", "rack1-n2"}});
+    auto li = LaunchInfoFromEnv();
+    ASSERT_OK(li);
+    EXPECT_EQ(li->source, "torchrun");
+    EXPECT_EQ(li->rank, 3u);
+    EXPECT_EQ(li->world_size, 8u);
+    EXPECT_EQ(li->local_rank, 1u);
+    EXPECT_EQ(li->master_addr, "node-a");
+    EXPECT_EQ(li->master_port, 29500);
+    EXPECT_EQ(li->node, "rack1-n2");
+  }
+  {
+    EnvGuard g({{"OMPI_COMM_WORLD_RANK", "5"}, {"OMPI_COMM_WORLD_SIZE", "6"}});
+    auto li = LaunchInfoFromEnv();
+    ASSERT_OK(li);
+    EXPECT_EQ(li->source, "openmpi");
+    EXPECT_EQ(li->rank, 5u);
+    EXPECT_FALSE(li->node.empty());  // the host name
+  }
+  {
+    EnvGuard g({});
+    auto li = LaunchInfoFromEnv();
+    ASSERT_OK(li);
+    EXPECT_EQ(li->world_size, 1u);
+    EXPECT_EQ(li->source, "default");
+  }
+}
+
+TEST(LaunchInfo, RejectsNonsense) {
+  for (auto vars : std::vector<std::vector<std::pair<const char*, const char*>>>{
+           {{"RANK", "4"}, {"WORLD_SIZE", "4"}},
+           {{"RANK", "x"}, {"WORLD_SIZE", "4"}},
+           {{"RANK", "-1"}, {"WORLD_SIZE", "4"}},
+           {{"RANK", "1"}},
+           {{"RANK", "0"}, {"WORLD_SIZE", "0"}},
+           {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "70000"}}}) {
+    EnvGuard g(vars);
+    EXPECT_CODE(LaunchInfoFromEnv(), kInvalidArgument) << vars[0].first << "=" << vars[0].second;
+  }
+}
+
+}  // namespace
+}  // namespace shoal::transport

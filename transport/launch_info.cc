@@ -1,0 +1,82 @@
+#include "transport/launch_info.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <optional>
+
+namespace shoal::transport {
+namespace {
+
+// nullopt when unset; InvalidArgument when set but not a number in [0, max].
+Result<std::optional<uint64_t>> Number(const char* name, uint64_t max) {
+  const char* v = std::getenv(name);
+  if (v == nullptr) return std::optional<uint64_t>();
+  std::string_view s(v);
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || n > max) {
+    return Status::InvalidArgument(fmt::format("{}=\"{}\" is not a number in 0..{}", name, s, max));
+  }
+  return std::optional<uint64_t>(n);
+}
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? std::string() : std::string(v);
+}
+
+}  // namespace
+
+Result<LaunchInfo> LaunchInfoFromEnv() {
+  struct Scheme {
+    const char* source;
+    const char* rank;
+    const char* size;
+    const char* local;
+    const char* addr;
+    const char* port;
+  };
+  const Scheme schemes[] = {
+      {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"},
+      {"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+       "SHOAL_MASTER_ADDR", "SHOAL_MASTER_PORT"},
+      {"shoal", "SHOAL_RANK", "SHOAL_WORLD_SIZE", "SHOAL_LOCAL_RANK", "SHOAL_MASTER_ADDR",
+       "SHOAL_MASTER_PORT"},
+  };
+  LaunchInfo info;
+  info.source = "default";
+  for (const Scheme& s : schemes) {
+    SHOAL_ASSIGN_OR_RETURN(auto rank, Number(s.rank, UINT32_MAX));
+    SHOAL_ASSIGN_OR_RETURN(auto size, Number(s.size, 1u << 20));
+    if (!rank && !size) continue;
+    if (!rank || !size) {
+      return Status::InvalidArgument(
+          fmt::format("{} and {} must be set together", s.rank, s.size));
+    }
+    if (*size == 0 || *rank >= *size) {
+      return Status::InvalidArgument(
+          fmt::format("{}={} is not below {}={}", s.rank, *rank, s.size, *size));
+    }
+    SHOAL_ASSIGN_OR_RETURN(auto local, Number(s.local, UINT32_MAX));
+    SHOAL_ASSIGN_OR_RETURN(auto port, Number(s.port, 65535));
+    info.rank = static_cast<uint32_t>(*rank);
+    info.world_size = static_cast<uint32_t>(*size);
+    info.local_rank = static_cast<uint32_t>(local.value_or(0));
+    info.master_addr = Env(s.addr);
+    info.master_port = static_cast<uint16_t>(port.value_or(0));
+    info.source = s.source;
+    break;
+  }
+  info.node = Env("SHOAL_NODE");
+  if (info.node.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof(host) - 1) == 0) info.node = host;
+    if (info.node.empty()) info.node = "localhost";
+  }
+  return info;
+}
+
+}  // namespace shoal::transport

@@ -1,0 +1,27 @@
+// LaunchInfo: where this process sits in the job, as its launcher describes it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "shoal/result.h"
+
+namespace shoal::transport {
+
+struct LaunchInfo {
+  uint32_t rank = 0;
+  uint32_t world_size = 1;
+  uint32_t local_rank = 0;
+  std::string node;         // failure domain: SHOAL_NODE, else the host name
+  std::string master_addr;  // where rank 0 hosts the rendezvous ("" when not given)
+  uint16_t master_port = 0;
+  std::string source;       // "torchrun", "openmpi", "shoal" or "default"
+};
+
+// Reads, in order: torchrun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT); Open MPI
+// (OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK); shoal's own (SHOAL_RANK, SHOAL_WORLD_SIZE,
+// SHOAL_LOCAL_RANK, SHOAL_MASTER_ADDR, SHOAL_MASTER_PORT). With none set: a world of one.
+// InvalidArgument when a variable is not a number, or rank >= world size.
+Result<LaunchInfo> LaunchInfoFromEnv();
+
+}  // namespace shoal::transport

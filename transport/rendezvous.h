@@ -1,0 +1,58 @@
+// Rendezvous: the one all-gather a world needs before it can talk over UCX. Every member puts
+// in a blob (its member id, node and UCX worker address) and gets back every member's blob, in
+// rank order. No server process exists: rank 0 hosts the TCP rendezvous inside its own process.
+//
+// Job token: every exchange is bound to the job token (Options / SHOAL_TOKEN). Over TCP both
+// sides prove they hold it with HMAC-SHA256 over fresh nonces (transport/job_token.h); the token
+// itself never travels. A member with the wrong token is refused with a clear error on both
+// sides and does not disturb the others; the rank-0 host keeps waiting for the right members.
+//
+// Implementations:
+//   TCP  — rank 0 listens on `port` (all interfaces, or `bind_addr`); the others connect to
+//          `host:port`, retrying until the deadline (rank 0 may start later than they do).
+//   file — each rank writes <dir>/member-<rank> (atomically, with a token MAC) and waits for
+//          all others: for tests and for jobs with a shared directory. Use a fresh directory
+//          per job start.
+//   callback — the caller's own all-gather (e.g. over torch.distributed).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "shoal/result.h"
+
+namespace shoal::transport {
+
+using Blob = std::vector<std::byte>;
+inline constexpr size_t kMaxBlobBytes = 1u << 20;
+
+class Rendezvous {
+ public:
+  virtual ~Rendezvous() = default;
+  // Blocks until every member's blob is known or the deadline passes (Timeout).
+  virtual Result<std::vector<Blob>> AllGather(const Blob& mine) = 0;
+};
+
+struct TcpRendezvousOptions {
+  uint32_t rank = 0;
+  uint32_t world_size = 1;
+  std::string host = "127.0.0.1";  // where rank 0 listens (MASTER_ADDR)
+  uint16_t port = 0;               // 0 is refused: choose one (docs/bootstrap.md)
+  std::string bind_addr;           // rank 0: interface to listen on; "" = all
+  std::string token;
+  std::chrono::milliseconds timeout{120000};
+};
+
+std::unique_ptr<Rendezvous> NewTcpRendezvous(const TcpRendezvousOptions& options);
+std::unique_ptr<Rendezvous> NewFileRendezvous(std::string dir, uint32_t rank, uint32_t world_size,
+                                              std::string token,
+                                              std::chrono::milliseconds timeout);
+using AllGatherFn = std::function<Result<std::vector<Blob>>(const Blob& mine)>;
+std::unique_ptr<Rendezvous> NewCallbackRendezvous(AllGatherFn fn, uint32_t world_size);
+
+}  // namespace shoal::transport
