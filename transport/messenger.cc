@@ -204,8 +204,12 @@ class Messenger::Impl {
           ep.err_handler.cb = &Impl::OnEpError;
           ep.err_handler.arg = &p;
           ucs_status_t st = ucp_ep_create(worker_.get(), &ep, &p.ep);
-          if (st == UCS_OK) p.up = true;
+          if (st == UCS_OK) {
+            p.up = true;
+            p.up_once = true;
+          }
           done.set_value(UcxStatus(st, fmt::format("connecting to member {}", peer)));
+          if (st == UCS_OK) ReplayHeld(peer);
         })) {
       return Status::Unavailable("messenger is shut down");
     }
@@ -280,6 +284,7 @@ class Messenger::Impl {
     uint32_t index = 0;
     ucp_ep_h ep = nullptr;
     bool up = false;
+    bool up_once = false;  // was connected: after a failure its messages are not held
     std::atomic<bool> up_flag{false};
   };
   struct Pending {
@@ -472,6 +477,20 @@ class Messenger::Impl {
     p->ep = nullptr;
   }
 
+  void ReplayHeld(uint32_t peer) {
+    std::deque<std::pair<Header, Payload>> keep;
+    std::vector<std::pair<Header, Payload>> replay;
+    for (auto& [h, p] : held_) {
+      if (h.sender == peer) replay.emplace_back(h, std::move(p));
+      else keep.emplace_back(h, std::move(p));
+    }
+    held_.swap(keep);
+    for (auto& [h, p] : replay) {
+      held_bytes_ -= p.size();
+      Deliver(h, std::move(p));
+    }
+  }
+
   void Drop(std::string_view why) {
     counters_.bad_messages++;
     Log(LogLevel::kWarn, "dropped a message: {}", why);
@@ -484,10 +503,6 @@ class Messenger::Impl {
                           self->options_.world_size);
     if (!h.ok()) {
       self->Drop(h.status().message());
-      return UCS_OK;
-    }
-    if (self->peers_[h->sender].ep == nullptr) {
-      self->Drop(fmt::format("sender {} is not a connected member", h->sender));
       return UCS_OK;
     }
     self->counters_.bytes_received += length;
@@ -524,6 +539,18 @@ class Messenger::Impl {
   }
 
   void Deliver(const Header& h, Payload payload) {
+    if (peers_[h.sender].ep == nullptr) {
+      // A member may write before this side has created its endpoint back (it is still
+      // reading the rendezvous table). Hold a bounded amount until Connect, then replay.
+      if (peers_[h.sender].up_once || held_.size() >= kMaxHeld ||
+          held_bytes_ + payload.size() > kMaxHeldBytes) {
+        Drop(fmt::format("sender {} is not a connected member", h.sender));
+        return;
+      }
+      held_bytes_ += payload.size();
+      held_.emplace_back(h, std::move(payload));
+      return;
+    }
     if (h.kind == Kind::kResponse) {
       auto it = pending_.find(h.request_id);
       if (it == pending_.end()) return;  // late reply to a call that already timed out
@@ -585,6 +612,10 @@ class Messenger::Impl {
   std::map<uint64_t, Pending> pending_;
   std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;
   uint64_t next_id_ = 1;
+  static constexpr size_t kMaxHeld = 256;
+  static constexpr size_t kMaxHeldBytes = 64u << 20;
+  std::deque<std::pair<Header, Payload>> held_;  // from members not connected yet
+  size_t held_bytes_ = 0;
   bool stopping_ = false;
   bool stop_ = false;
   // Written by the progress thread, read by any.

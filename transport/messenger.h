@@ -11,6 +11,10 @@
 // receiver's buffer (zero-copy on RDMA). A message that fails validation is dropped, counted
 // (counters().bad_messages) and logged; it never reaches a handler.
 //
+// Joining: a member may be written to before it has connected back to the writer (it is still
+// reading the rendezvous table); up to 256 such messages (64 MiB) are held and replayed when
+// Connect creates the endpoint, so no start-up ordering is needed between members.
+//
 // Failure: every call has a deadline (Timeout). An endpoint error (peer died, link reset)
 // marks the peer down and fails its pending calls with Unavailable at once; later calls to it
 // fail fast. Destroying the Messenger fails pending calls with Unavailable.

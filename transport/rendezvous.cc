@@ -307,7 +307,8 @@ class TcpRendezvous final : public Rendezvous {
     SHOAL_RETURN_IF_ERROR(SendFrame(fd, 'C', challenge, deadline));
     auto join = RecvFrame(fd, &tag, deadline);
     if (!join.ok()) {
-      return Status::Unavailable("left during the handshake (does it hold another job token?)");
+      return Status::Unavailable(
+          "left during the token handshake (most likely it holds another job token)");
     }
     Reader r(*join);
     std::span<const std::byte> cmac_bytes, rest;

@@ -1,0 +1,248 @@
+#include "engine/world.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <cstring>
+#include <future>
+#include <set>
+
+#include "base/log.h"
+
+namespace shoal::engine {
+namespace {
+
+using transport::Blob;
+using transport::Payload;
+using transport::Reply;
+
+constexpr uint32_t kMemberInfoVersion = 1;
+constexpr size_t kMaxNode = 255;
+constexpr size_t kMaxAddress = 64u << 10;
+constexpr size_t kMaxCollectiveBlob = 1u << 20;
+
+void PutU32(Blob* b, uint32_t v) {
+  auto* p = reinterpret_cast<const std::byte*>(&v);
+  b->insert(b->end(), p, p + 4);
+}
+void PutU64(Blob* b, uint64_t v) {
+  auto* p = reinterpret_cast<const std::byte*>(&v);
+  b->insert(b->end(), p, p + 8);
+}
+void PutBytes(Blob* b, std::span<const std::byte> s) {
+  PutU32(b, static_cast<uint32_t>(s.size()));
+  b->insert(b->end(), s.begin(), s.end());
+}
+std::span<const std::byte> AsBytes(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+class Reader {
+ public:
+  explicit Reader(std::span<const std::byte> b) : b_(b) {}
+  bool U32(uint32_t* v) { return Fixed(v, 4); }
+  bool U64(uint64_t* v) { return Fixed(v, 8); }
+  bool Bytes(size_t max, std::span<const std::byte>* out) {
+    uint32_t n = 0;
+    if (!U32(&n) || n > max || b_.size() < n) return false;
+    *out = b_.subspan(0, n);
+    b_ = b_.subspan(n);
+    return true;
+  }
+  bool done() const { return b_.empty(); }
+
+ private:
+  bool Fixed(void* v, size_t n) {
+    if (b_.size() < n) return false;
+    std::memcpy(v, b_.data(), n);
+    b_ = b_.subspan(n);
+    return true;
+  }
+  std::span<const std::byte> b_;
+};
+
+}  // namespace
+
+Blob EncodeMemberInfo(const MemberInfo& m) {
+  Blob b;
+  PutU32(&b, kMemberInfoVersion);
+  PutU32(&b, m.rank);
+  PutBytes(&b, AsBytes(m.member_id));
+  PutBytes(&b, AsBytes(m.node));
+  PutBytes(&b, m.ucx_address);
+  return b;
+}
+
+Result<MemberInfo> DecodeMemberInfo(std::span<const std::byte> bytes) {
+  Reader r(bytes);
+  uint32_t version = 0;
+  MemberInfo m;
+  std::span<const std::byte> id, node, addr;
+  if (!r.U32(&version) || version != kMemberInfoVersion || !r.U32(&m.rank) ||
+      !r.Bytes(64, &id) || !r.Bytes(kMaxNode, &node) || !r.Bytes(kMaxAddress, &addr) ||
+      !r.done()) {
+    return Status::InvalidArgument("member info: malformed record");
+  }
+  m.member_id.assign(reinterpret_cast<const char*>(id.data()), id.size());
+  m.node.assign(reinterpret_cast<const char*>(node.data()), node.size());
+  m.ucx_address.assign(addr.begin(), addr.end());
+  if (m.member_id.size() != 32 ||
+      m.member_id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return Status::InvalidArgument("member info: member id is not 32 hex digits");
+  }
+  if (m.node.empty()) return Status::InvalidArgument("member info: empty node name");
+  if (m.ucx_address.empty()) return Status::InvalidArgument("member info: empty UCX address");
+  return m;
+}
+
+Result<std::unique_ptr<World>> World::Join(const WorldOptions& o, transport::Rendezvous& rdzv) {
+  std::unique_ptr<World> w(new World());
+  w->rank_ = o.rank;
+  w->collect_wait_ = o.timeout;
+  SHOAL_ASSIGN_OR_RETURN(
+      w->messenger_, transport::Messenger::Create({.self = o.rank,
+                                                   .world_size = o.world_size,
+                                                   .handler_threads = o.handler_threads}));
+  World* self = w.get();
+  w->messenger_->SetHandler(kOpCollectiveContribute,
+                            [self](uint32_t, std::span<const std::byte> p) {
+                              return self->OnContribute(p);
+                            });
+  w->messenger_->SetHandler(kOpCollectiveResult, [self](uint32_t, std::span<const std::byte> p) {
+    return self->OnResult(p);
+  });
+
+  MemberInfo me{o.rank, o.member_id, o.node, w->messenger_->address()};
+  SHOAL_ASSIGN_OR_RETURN(auto table, rdzv.AllGather(EncodeMemberInfo(me)));
+  if (table.size() != o.world_size) {
+    return Status::InvalidArgument(fmt::format("rendezvous returned {} members, expected {}",
+                                               table.size(), o.world_size));
+  }
+  std::set<std::string> ids;
+  for (uint32_t r = 0; r < table.size(); ++r) {
+    auto m = DecodeMemberInfo(table[r]);
+    if (!m.ok()) return m.status().WithContext(fmt::format("member {}", r));
+    if (m->rank != r) {
+      return Status::InvalidArgument(fmt::format("member {} claims rank {}", r, m->rank));
+    }
+    if (!ids.insert(m->member_id).second) {
+      return Status::InvalidArgument(fmt::format(
+          "ranks share member id {}: two ranks opened the same store directory", m->member_id));
+    }
+    w->members_.push_back(std::move(m).value());
+  }
+  for (uint32_t r = 0; r < w->members_.size(); ++r) {
+    SHOAL_RETURN_IF_ERROR(w->messenger_->Connect(r, w->members_[r].ucx_address));
+  }
+  SHOAL_RETURN_IF_ERROR(w->Barrier(o.timeout).WithContext("joining the world"));
+  Log(LogLevel::kInfo, "world: rank {} of {} joined (member {}, node {})", o.rank, o.world_size,
+      o.member_id, o.node);
+  return w;
+}
+
+World::~World() { messenger_.reset(); }
+
+Reply World::OnContribute(std::span<const std::byte> payload) {
+  Reader r(payload);
+  uint64_t epoch = 0;
+  if (!r.U64(&epoch) || !r.done()) return {Status::InvalidArgument("contribute: bad request"), {}};
+  std::unique_lock lk(mu_);
+  // Rank 0 may ask before this member reached the collective: wait for it.
+  if (!cv_.wait_for(lk, collect_wait_, [&] { return contributions_.count(epoch) != 0; })) {
+    return {Status::Timeout(fmt::format("member {} never reached collective {}", rank_, epoch)),
+            {}};
+  }
+  Blob b = std::move(contributions_[epoch]);
+  contributions_.erase(epoch);
+  return {Status::OK(), std::move(b)};
+}
+
+Reply World::OnResult(std::span<const std::byte> payload) {
+  Reader r(payload);
+  uint64_t epoch = 0;
+  uint32_t n = 0;
+  if (!r.U64(&epoch) || !r.U32(&n) || n != members_.size()) {
+    return {Status::InvalidArgument("collective result: bad header"), {}};
+  }
+  std::vector<Blob> table(n);
+  for (auto& b : table) {
+    std::span<const std::byte> s;
+    if (!r.Bytes(kMaxCollectiveBlob, &s)) {
+      return {Status::InvalidArgument("collective result: bad entry"), {}};
+    }
+    b.assign(s.begin(), s.end());
+  }
+  if (!r.done()) return {Status::InvalidArgument("collective result: trailing bytes"), {}};
+  std::lock_guard lk(mu_);
+  results_[epoch] = std::move(table);
+  cv_.notify_all();
+  return {Status::OK(), {}};
+}
+
+Status World::Barrier(std::chrono::milliseconds deadline) {
+  return AllGather({}, deadline).status();
+}
+
+Result<std::vector<Blob>> World::AllGather(const Blob& mine, std::chrono::milliseconds deadline) {
+  if (mine.size() > kMaxCollectiveBlob) {
+    return Status::InvalidArgument("all-gather contribution above 1 MiB");
+  }
+  uint64_t epoch;
+  {
+    std::lock_guard lk(mu_);
+    epoch = epoch_++;
+    if (rank_ != 0) {
+      contributions_[epoch] = mine;
+      cv_.notify_all();
+    }
+  }
+  if (rank_ != 0) {
+    std::unique_lock lk(mu_);
+    if (!cv_.wait_for(lk, deadline, [&] { return results_.count(epoch) != 0; })) {
+      contributions_.erase(epoch);
+      return Status::Timeout(fmt::format("collective {}: no result from rank 0", epoch));
+    }
+    auto table = std::move(results_[epoch]);
+    results_.erase(epoch);
+    return table;
+  }
+
+  // Rank 0: collect every contribution, then hand every member the table.
+  const uint32_t n = size();
+  std::vector<Blob> table(n);
+  table[0] = mine;
+  Blob req;
+  PutU64(&req, epoch);
+  std::vector<std::promise<Result<Payload>>> replies(n);
+  for (uint32_t r = 1; r < n; ++r) {
+    messenger_->CallAsync(r, kOpCollectiveContribute, req, deadline,
+                          [&replies, r](Result<Payload> p) { replies[r].set_value(std::move(p)); });
+  }
+  Status first;
+  for (uint32_t r = 1; r < n; ++r) {
+    auto p = replies[r].get_future().get();
+    if (!p.ok()) {
+      if (first.ok()) first = p.status().WithContext(fmt::format("collective {} at member {}", epoch, r));
+      continue;
+    }
+    table[r] = std::move(p).value();
+  }
+  SHOAL_RETURN_IF_ERROR(first);
+  Blob result;
+  PutU64(&result, epoch);
+  PutU32(&result, n);
+  for (const Blob& b : table) PutBytes(&result, b);
+  std::vector<std::promise<Result<Payload>>> acks(n);
+  for (uint32_t r = 1; r < n; ++r) {
+    messenger_->CallAsync(r, kOpCollectiveResult, result, deadline,
+                          [&acks, r](Result<Payload> p) { acks[r].set_value(std::move(p)); });
+  }
+  for (uint32_t r = 1; r < n; ++r) {
+    auto p = acks[r].get_future().get();
+    if (!p.ok() && first.ok()) first = p.status().WithContext(fmt::format("member {}", r));
+  }
+  SHOAL_RETURN_IF_ERROR(first);
+  return table;
+}
+
+}  // namespace shoal::engine
