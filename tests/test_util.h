@@ -1,7 +1,11 @@
 // Helpers shared by shoal's tests.
 #pragma once
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
@@ -84,6 +88,19 @@ struct BackendName {
     return info.param == IoBackend::kPosix ? "Posix" : "IoUring";
   }
 };
+
+// A loopback TCP port that was free a moment ago (for rendezvous tests).
+inline uint16_t FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
 
 // Deterministic pseudo-random bytes.
 inline std::vector<std::byte> Pattern(size_t n, uint64_t seed) {

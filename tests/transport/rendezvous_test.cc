@@ -19,19 +19,8 @@ namespace shoal::transport {
 namespace {
 
 using namespace std::chrono_literals;
+using shoal::testing::FreePort;
 using shoal::testing::TempDir;
-
-uint16_t FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 Blob BlobOf(const std::string& s) {
   auto* p = reinterpret_cast<const std::byte*>(s.data());
