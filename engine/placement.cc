@@ -1,0 +1,69 @@
+#include "engine/placement.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <set>
+
+namespace shoal::engine {
+namespace {
+
+uint64_t Hash(std::string_view s, uint64_t seed) { return XXH3_64bits_withSeed(s.data(), s.size(), seed); }
+
+}  // namespace
+
+Placement::Placement(std::vector<PlacementMember> members, uint32_t vnodes)
+    : members_(std::move(members)) {
+  std::sort(members_.begin(), members_.end(),
+            [](const PlacementMember& a, const PlacementMember& b) {
+              return a.member_id < b.member_id;
+            });
+  vnodes = std::max<uint32_t>(1, vnodes);
+  ring_.reserve(members_.size() * vnodes);
+  for (uint32_t m = 0; m < members_.size(); ++m) {
+    for (uint32_t v = 0; v < vnodes; ++v) ring_.emplace_back(Hash(members_[m].member_id, v), m);
+  }
+  std::sort(ring_.begin(), ring_.end());
+}
+
+template <typename Order>
+std::vector<uint32_t> Placement::Pick(uint32_t want, size_t candidates, Order order) const {
+  want = static_cast<uint32_t>(std::min<size_t>(want, members_.size()));
+  std::vector<uint32_t> out;
+  std::set<uint32_t> taken;
+  std::set<std::string_view> nodes;
+  // First pass: distinct nodes. Second pass: any member not yet taken.
+  for (int pass = 0; pass < 2 && out.size() < want; ++pass) {
+    for (size_t k = 0; k < candidates && out.size() < want; ++k) {
+      uint32_t m = order(k);
+      if (taken.count(m) != 0) continue;
+      if (pass == 0 && nodes.count(members_[m].node) != 0) continue;
+      taken.insert(m);
+      nodes.insert(members_[m].node);
+      out.push_back(m);
+    }
+  }
+  return out;
+}
+
+std::vector<uint32_t> Placement::ChunkHolders(uint64_t object_id, uint64_t chunk,
+                                              uint32_t replicas) const {
+  if (members_.empty()) return {};
+  const size_t n = members_.size();
+  uint64_t start = XXH3_64bits_withSeed(&object_id, sizeof(object_id), 0x5107) % n;
+  return Pick(replicas, n, [&](size_t k) {
+    return static_cast<uint32_t>((start + chunk + k) % n);
+  });
+}
+
+std::vector<uint32_t> Placement::MetadataOwners(std::string_view path, uint32_t replicas) const {
+  if (ring_.empty()) return {};
+  uint64_t h = Hash(path, 0x3e7a);
+  size_t first = static_cast<size_t>(
+      std::lower_bound(ring_.begin(), ring_.end(), std::make_pair(h, uint32_t{0})) -
+      ring_.begin());
+  return Pick(replicas, ring_.size(),
+              [&](size_t k) { return ring_[(first + k) % ring_.size()].second; });
+}
+
+}  // namespace shoal::engine

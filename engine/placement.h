@@ -1,0 +1,55 @@
+// Placement: where chunks and metadata live, as pure functions of the membership. Every rank
+// computes the same answer without asking anyone.
+//
+// Members are ordered by member id, not by rank, so a restarted job whose ranks are permuted over
+// the same store directories places everything exactly where it was.
+//
+// Chunks: chunk i of an object goes first to member (start + i) mod N, where start is a hash of
+// the object id: the chunks of one object rotate over all members (a big checkpoint shard is
+// spread perfectly evenly) and different objects start at different members. Further replicas
+// walk on from there, skipping members whose node already holds a replica; only when there are
+// fewer nodes than replicas do two replicas share a node (never a member).
+//
+// Metadata: a consistent-hash ring with `vnodes` virtual points per member (xxHash3 of
+// member id and point index). A path's owners are the first members met walking clockwise from
+// hash(path), again on distinct nodes where possible. Adding or removing one member moves about
+// 1/N of the paths.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shoal::engine {
+
+struct PlacementMember {
+  std::string member_id;
+  std::string node;
+};
+
+class Placement {
+ public:
+  // `members` in any order (they are sorted by member id); vnodes >= 1.
+  explicit Placement(std::vector<PlacementMember> members, uint32_t vnodes = 128);
+
+  size_t size() const { return members_.size(); }
+  const std::vector<PlacementMember>& members() const { return members_; }  // sorted
+
+  // Indices into members() of the `replicas` holders of a chunk, primary first.
+  std::vector<uint32_t> ChunkHolders(uint64_t object_id, uint64_t chunk, uint32_t replicas) const;
+
+  // Indices into members() of the `replicas` owners of a path's metadata, primary first.
+  std::vector<uint32_t> MetadataOwners(std::string_view path, uint32_t replicas) const;
+
+ private:
+  // Up to `want` distinct members taken in the order order(0), order(1), ... over `candidates`
+  // steps: first only members on nodes not chosen yet, then any member not chosen yet.
+  template <typename Order>
+  std::vector<uint32_t> Pick(uint32_t want, size_t candidates, Order order) const;
+
+  std::vector<PlacementMember> members_;
+  std::vector<std::pair<uint64_t, uint32_t>> ring_;  // (point, member index), sorted
+};
+
+}  // namespace shoal::engine

@@ -1,0 +1,91 @@
+#include "engine/placement.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+namespace shoal::engine {
+namespace {
+
+std::vector<PlacementMember> Members(int n, int per_node) {
+  std::vector<PlacementMember> m;
+  for (int i = 0; i < n; ++i) {
+    m.push_back({"member-" + std::to_string(i * 7919 % 1000), "node-" + std::to_string(i / per_node)});
+  }
+  return m;
+}
+
+TEST(Placement, ChunksOfOneObjectSpreadPerfectlyEvenly) {
+  Placement p(Members(4, 1));
+  std::map<uint32_t, int> count;
+  for (uint64_t c = 0; c < 1000; ++c) count[p.ChunkHolders(42, c, 1)[0]]++;
+  ASSERT_EQ(count.size(), 4u);
+  for (auto [m, n] : count) EXPECT_EQ(n, 250) << m;
+}
+
+TEST(Placement, ReplicasLandOnDistinctNodes) {
+  Placement p(Members(8, 2));  // 8 members on 4 nodes
+  for (uint64_t c = 0; c < 200; ++c) {
+    auto h = p.ChunkHolders(7, c, 3);
+    ASSERT_EQ(h.size(), 3u);
+    std::set<std::string> nodes;
+    for (uint32_t m : h) nodes.insert(p.members()[m].node);
+    EXPECT_EQ(nodes.size(), 3u) << c;
+    auto o = p.MetadataOwners("ckpt/step-" + std::to_string(c), 2);
+    ASSERT_EQ(o.size(), 2u);
+    EXPECT_NE(p.members()[o[0]].node, p.members()[o[1]].node);
+  }
+}
+
+TEST(Placement, FewerNodesThanReplicasStillUsesDistinctMembers) {
+  Placement p(Members(3, 3));  // one node
+  auto h = p.ChunkHolders(1, 0, 2);
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_NE(h[0], h[1]);
+  EXPECT_EQ(p.ChunkHolders(1, 0, 9).size(), 3u);  // never more than the members
+}
+
+TEST(Placement, DependsOnMembershipNotOrder) {
+  auto m = Members(5, 1);
+  Placement a(m);
+  std::reverse(m.begin(), m.end());
+  Placement b(m);
+  for (uint64_t c = 0; c < 50; ++c) {
+    EXPECT_EQ(a.members()[a.ChunkHolders(9, c, 2)[1]].member_id,
+              b.members()[b.ChunkHolders(9, c, 2)[1]].member_id);
+  }
+  for (int i = 0; i < 50; ++i) {
+    std::string path = "data/" + std::to_string(i);
+    EXPECT_EQ(a.members()[a.MetadataOwners(path, 1)[0]].member_id,
+              b.members()[b.MetadataOwners(path, 1)[0]].member_id);
+  }
+}
+
+TEST(Placement, RingIsBalancedAndMovesLittleWhenAMemberJoins) {
+  Placement four(Members(4, 1));
+  std::map<std::string, int> load;
+  const int kPaths = 40000;
+  std::vector<std::string> owner(kPaths);
+  for (int i = 0; i < kPaths; ++i) {
+    std::string path = "ds/sample-" + std::to_string(i);
+    owner[i] = four.members()[four.MetadataOwners(path, 1)[0]].member_id;
+    load[owner[i]]++;
+  }
+  for (auto [m, n] : load) {
+    EXPECT_GT(n, kPaths / 4 * 0.8) << m;
+    EXPECT_LT(n, kPaths / 4 * 1.2) << m;
+  }
+  Placement five(Members(5, 1));
+  int moved = 0;
+  for (int i = 0; i < kPaths; ++i) {
+    std::string path = "ds/sample-" + std::to_string(i);
+    if (five.members()[five.MetadataOwners(path, 1)[0]].member_id != owner[i]) ++moved;
+  }
+  // Ideal is 1/5 of the paths; allow for virtual-node variance.
+  EXPECT_GT(moved, kPaths / 5 * 0.7);
+  EXPECT_LT(moved, kPaths / 5 * 1.3);
+}
+
+}  // namespace
+}  // namespace shoal::engine
