@@ -4,41 +4,14 @@
 
 #include <cstring>
 
+#include "base/bytes.h"
+
 namespace shoal::engine {
 namespace {
 
 constexpr uint8_t kInodeVersion = 1;
 constexpr uint8_t kFlagInline = 1;
 constexpr size_t kExtentBytes = 4 + 8 + 4 + 4;
-constexpr size_t kHeaderBytes = 1 + 1 + 8 + 8 + 4 + 8;
-
-template <typename T>
-void Put(std::string* out, T v) {
-  char b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));  // little-endian hosts only (x86-64, aarch64)
-  out->append(b, sizeof(T));
-}
-
-class Reader {
- public:
-  explicit Reader(std::string_view b) : b_(b) {}
-  template <typename T>
-  bool Get(T* v) {
-    if (b_.size() < sizeof(T)) return false;
-    std::memcpy(v, b_.data(), sizeof(T));
-    b_.remove_prefix(sizeof(T));
-    return true;
-  }
-  std::string_view Take(size_t n) {
-    std::string_view s = b_.substr(0, n);
-    b_.remove_prefix(s.size());
-    return s;
-  }
-  size_t left() const { return b_.size(); }
-
- private:
-  std::string_view b_;
-};
 
 }  // namespace
 
@@ -53,34 +26,33 @@ uint32_t Inode::ChunkLength(uint64_t index) const {
 }
 
 std::string EncodeInode(const Inode& inode) {
-  std::string out;
-  out.reserve(kHeaderBytes + 12 + inode.inline_data.size() + inode.chunks.size() * kExtentBytes);
-  Put<uint8_t>(&out, kInodeVersion);
-  Put<uint8_t>(&out, inode.is_inline ? kFlagInline : 0);
-  Put<uint64_t>(&out, inode.id);
-  Put<uint64_t>(&out, inode.size);
-  Put<uint32_t>(&out, inode.chunk_size);
-  Put<int64_t>(&out, inode.seal_time_ns);
+  ByteWriter w;
+  w.Put<uint8_t>(kInodeVersion);
+  w.Put<uint8_t>(inode.is_inline ? kFlagInline : 0);
+  w.Put<uint64_t>(inode.id);
+  w.Put<uint64_t>(inode.size);
+  w.Put<uint32_t>(inode.chunk_size);
+  w.Put<int64_t>(inode.seal_time_ns);
   if (inode.is_inline) {
-    Put<uint32_t>(&out, inode.inline_crc);
-    out.append(inode.inline_data);
+    w.Put<uint32_t>(inode.inline_crc);
+    w.Raw(inode.inline_data);
   } else {
-    Put<uint64_t>(&out, inode.chunks.size());
+    w.Put<uint64_t>(inode.chunks.size());
     for (const Extent& e : inode.chunks) {
-      Put<uint32_t>(&out, e.segment);
-      Put<uint64_t>(&out, e.offset);
-      Put<uint32_t>(&out, e.length);
-      Put<uint32_t>(&out, e.crc);
+      w.Put<uint32_t>(e.segment);
+      w.Put<uint64_t>(e.offset);
+      w.Put<uint32_t>(e.length);
+      w.Put<uint32_t>(e.crc);
     }
   }
-  return out;
+  return w.TakeString();
 }
 
 Result<Inode> DecodeInode(std::string_view bytes, std::string_view path) {
   auto bad = [&](std::string_view why) {
     return Status::Corruption(fmt::format("inode of \"{}\": {}", path, why));
   };
-  Reader r(bytes);
+  ByteReader r(bytes);
   Inode n;
   uint8_t version = 0, flags = 0;
   if (!r.Get(&version) || !r.Get(&flags) || !r.Get(&n.id) || !r.Get(&n.size) ||
@@ -92,9 +64,12 @@ Result<Inode> DecodeInode(std::string_view bytes, std::string_view path) {
   if (!IsValidChunkSize(n.chunk_size)) return bad(fmt::format("chunk size {}", n.chunk_size));
   n.is_inline = (flags & kFlagInline) != 0;
   if (n.is_inline) {
+    std::span<const std::byte> data;
     if (!r.Get(&n.inline_crc)) return bad("truncated inline record");
-    if (r.left() != n.size) return bad("inline data length differs from size");
-    n.inline_data = std::string(r.Take(n.size));
+    if (r.left() != n.size || !r.Raw(n.size, &data)) {
+      return bad("inline data length differs from size");
+    }
+    n.inline_data = std::string(AsChars(data));
     return n;
   }
   uint64_t count = 0;

@@ -7,6 +7,7 @@
 #include <future>
 #include <set>
 
+#include "base/bytes.h"
 #include "base/log.h"
 
 namespace shoal::engine {
@@ -21,70 +22,30 @@ constexpr size_t kMaxNode = 255;
 constexpr size_t kMaxAddress = 64u << 10;
 constexpr size_t kMaxCollectiveBlob = 1u << 20;
 
-void PutU32(Blob* b, uint32_t v) {
-  auto* p = reinterpret_cast<const std::byte*>(&v);
-  b->insert(b->end(), p, p + 4);
-}
-void PutU64(Blob* b, uint64_t v) {
-  auto* p = reinterpret_cast<const std::byte*>(&v);
-  b->insert(b->end(), p, p + 8);
-}
-void PutBytes(Blob* b, std::span<const std::byte> s) {
-  PutU32(b, static_cast<uint32_t>(s.size()));
-  b->insert(b->end(), s.begin(), s.end());
-}
-std::span<const std::byte> AsBytes(const std::string& s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
-
-class Reader {
- public:
-  explicit Reader(std::span<const std::byte> b) : b_(b) {}
-  bool U32(uint32_t* v) { return Fixed(v, 4); }
-  bool U64(uint64_t* v) { return Fixed(v, 8); }
-  bool Bytes(size_t max, std::span<const std::byte>* out) {
-    uint32_t n = 0;
-    if (!U32(&n) || n > max || b_.size() < n) return false;
-    *out = b_.subspan(0, n);
-    b_ = b_.subspan(n);
-    return true;
-  }
-  bool done() const { return b_.empty(); }
-
- private:
-  bool Fixed(void* v, size_t n) {
-    if (b_.size() < n) return false;
-    std::memcpy(v, b_.data(), n);
-    b_ = b_.subspan(n);
-    return true;
-  }
-  std::span<const std::byte> b_;
-};
-
 }  // namespace
 
 Blob EncodeMemberInfo(const MemberInfo& m) {
-  Blob b;
-  PutU32(&b, kMemberInfoVersion);
-  PutU32(&b, m.rank);
-  PutBytes(&b, AsBytes(m.member_id));
-  PutBytes(&b, AsBytes(m.node));
-  PutBytes(&b, m.ucx_address);
-  return b;
+  ByteWriter w;
+  w.Put<uint32_t>(kMemberInfoVersion);
+  w.Put<uint32_t>(m.rank);
+  w.Prefixed(m.member_id);
+  w.Prefixed(m.node);
+  w.Prefixed(m.ucx_address);
+  return w.Take();
 }
 
 Result<MemberInfo> DecodeMemberInfo(std::span<const std::byte> bytes) {
-  Reader r(bytes);
+  ByteReader r(bytes);
   uint32_t version = 0;
   MemberInfo m;
   std::span<const std::byte> id, node, addr;
-  if (!r.U32(&version) || version != kMemberInfoVersion || !r.U32(&m.rank) ||
-      !r.Bytes(64, &id) || !r.Bytes(kMaxNode, &node) || !r.Bytes(kMaxAddress, &addr) ||
-      !r.done()) {
+  if (!r.Get(&version) || version != kMemberInfoVersion || !r.Get(&m.rank) ||
+      !r.Prefixed(64, &id) || !r.Prefixed(kMaxNode, &node) ||
+      !r.Prefixed(kMaxAddress, &addr) || !r.done()) {
     return Status::InvalidArgument("member info: malformed record");
   }
-  m.member_id.assign(reinterpret_cast<const char*>(id.data()), id.size());
-  m.node.assign(reinterpret_cast<const char*>(node.data()), node.size());
+  m.member_id = std::string(AsChars(id));
+  m.node = std::string(AsChars(node));
   m.ucx_address.assign(addr.begin(), addr.end());
   if (m.member_id.size() != 32 ||
       m.member_id.find_first_not_of("0123456789abcdef") != std::string::npos) {
@@ -143,9 +104,9 @@ Result<std::unique_ptr<World>> World::Join(const WorldOptions& o, transport::Ren
 World::~World() { messenger_.reset(); }
 
 Reply World::OnContribute(std::span<const std::byte> payload) {
-  Reader r(payload);
+  ByteReader r(payload);
   uint64_t epoch = 0;
-  if (!r.U64(&epoch) || !r.done()) return {Status::InvalidArgument("contribute: bad request"), {}};
+  if (!r.Get(&epoch) || !r.done()) return {Status::InvalidArgument("contribute: bad request"), {}};
   std::unique_lock lk(mu_);
   // Rank 0 may ask before this member reached the collective: wait for it.
   if (!cv_.wait_for(lk, collect_wait_, [&] { return contributions_.count(epoch) != 0; })) {
@@ -158,16 +119,16 @@ Reply World::OnContribute(std::span<const std::byte> payload) {
 }
 
 Reply World::OnResult(std::span<const std::byte> payload) {
-  Reader r(payload);
+  ByteReader r(payload);
   uint64_t epoch = 0;
   uint32_t n = 0;
-  if (!r.U64(&epoch) || !r.U32(&n) || n != members_.size()) {
+  if (!r.Get(&epoch) || !r.Get(&n) || n != members_.size()) {
     return {Status::InvalidArgument("collective result: bad header"), {}};
   }
   std::vector<Blob> table(n);
   for (auto& b : table) {
     std::span<const std::byte> s;
-    if (!r.Bytes(kMaxCollectiveBlob, &s)) {
+    if (!r.Prefixed(kMaxCollectiveBlob, &s)) {
       return {Status::InvalidArgument("collective result: bad entry"), {}};
     }
     b.assign(s.begin(), s.end());
@@ -211,8 +172,9 @@ Result<std::vector<Blob>> World::AllGather(const Blob& mine, std::chrono::millis
   const uint32_t n = size();
   std::vector<Blob> table(n);
   table[0] = mine;
-  Blob req;
-  PutU64(&req, epoch);
+  ByteWriter req_writer;
+  req_writer.Put<uint64_t>(epoch);
+  Blob req = req_writer.Take();
   std::vector<std::promise<Result<Payload>>> replies(n);
   for (uint32_t r = 1; r < n; ++r) {
     messenger_->CallAsync(r, kOpCollectiveContribute, req, deadline,
@@ -228,10 +190,11 @@ Result<std::vector<Blob>> World::AllGather(const Blob& mine, std::chrono::millis
     table[r] = std::move(p).value();
   }
   SHOAL_RETURN_IF_ERROR(first);
-  Blob result;
-  PutU64(&result, epoch);
-  PutU32(&result, n);
-  for (const Blob& b : table) PutBytes(&result, b);
+  ByteWriter rw;
+  rw.Put<uint64_t>(epoch);
+  rw.Put<uint32_t>(n);
+  for (const Blob& b : table) rw.Prefixed(b);
+  Blob result = rw.Take();
   std::vector<std::promise<Result<Payload>>> acks(n);
   for (uint32_t r = 1; r < n; ++r) {
     messenger_->CallAsync(r, kOpCollectiveResult, result, deadline,

@@ -17,6 +17,7 @@
 #include <iterator>
 #include <thread>
 
+#include "base/bytes.h"
 #include "base/errno_status.h"
 #include "base/log.h"
 #include "transport/job_token.h"
@@ -31,69 +32,28 @@ constexpr std::string_view kClientLabel = "shoal-rdzv-client-v1";
 constexpr std::string_view kTableLabel = "shoal-rdzv-table-v1";
 constexpr std::string_view kFileLabel = "shoal-rdzv-file-v1";
 
-std::span<const std::byte> Bytes(const void* p, size_t n) {
-  return {static_cast<const std::byte*>(p), n};
-}
-
-// Concatenation by resize + memcpy (vector::insert of arrays trips a GCC 12 false
-// -Warray-bounds).
-Blob Concat(std::initializer_list<std::span<const std::byte>> parts) {
-  size_t n = 0;
-  for (auto p : parts) n += p.size();
-  Blob out(n);
-  size_t off = 0;
-  for (auto p : parts) {
-    if (!p.empty()) std::memcpy(out.data() + off, p.data(), p.size());
-    off += p.size();
-  }
-  return out;
-}
-
-void AppendU32(Blob* b, uint32_t v) {
-  auto* p = reinterpret_cast<const std::byte*>(&v);
-  b->insert(b->end(), p, p + 4);
-}
-
-class Reader {
- public:
-  explicit Reader(std::span<const std::byte> b) : b_(b) {}
-  bool U32(uint32_t* v) {
-    if (b_.size() < 4) return false;
-    std::memcpy(v, b_.data(), 4);
-    b_ = b_.subspan(4);
-    return true;
-  }
-  bool Take(size_t n, std::span<const std::byte>* out) {
-    if (b_.size() < n) return false;
-    *out = b_.subspan(0, n);
-    b_ = b_.subspan(n);
-    return true;
-  }
-  size_t left() const { return b_.size(); }
-
- private:
-  std::span<const std::byte> b_;
-};
-
 Blob EncodeTable(const std::vector<Blob>& table) {
-  Blob out;
-  AppendU32(&out, static_cast<uint32_t>(table.size()));
-  for (const Blob& b : table) {
-    AppendU32(&out, static_cast<uint32_t>(b.size()));
-    out.insert(out.end(), b.begin(), b.end());
-  }
-  return out;
+  ByteWriter w;
+  w.Put<uint32_t>(static_cast<uint32_t>(table.size()));
+  for (const Blob& b : table) w.Prefixed(b);
+  return w.Take();
+}
+
+// The concatenation of `parts`.
+Blob Concat(std::initializer_list<std::span<const std::byte>> parts) {
+  ByteWriter w;
+  for (auto p : parts) w.Raw(p);
+  return w.Take();
 }
 
 Result<std::vector<Blob>> DecodeTable(std::span<const std::byte> bytes, uint32_t world) {
-  Reader r(bytes);
+  ByteReader r(bytes);
   uint32_t n = 0;
-  if (!r.U32(&n) || n != world) return Status::InvalidArgument("rendezvous table: member count");
+  if (!r.Get(&n) || n != world) return Status::InvalidArgument("rendezvous table: member count");
   std::vector<Blob> table(n);
   for (uint32_t i = 0; i < n; ++i) {
-    uint32_t len = 0;
     std::span<const std::byte> b;
-    if (!r.U32(&len) || len > kMaxBlobBytes || !r.Take(len, &b)) {
+    if (!r.Prefixed(kMaxBlobBytes, &b)) {
       return Status::InvalidArgument(fmt::format("rendezvous table: entry {} malformed", i));
     }
     table[i].assign(b.begin(), b.end());
@@ -255,7 +215,7 @@ class TcpRendezvous final : public Rendezvous {
         for (auto& c : clients) {
           if (c.fd.fd >= 0) {
             std::string why = "rendezvous timed out waiting for ranks " + missing;
-            (void)SendFrame(c.fd.fd, 'R', Bytes(why.data(), why.size()), Clock::now() + std::chrono::seconds(1));
+            (void)SendFrame(c.fd.fd, 'R', AsBytes(why), Clock::now() + std::chrono::seconds(1));
           }
         }
         return Status::Timeout(fmt::format("rendezvous: ranks {} never joined", missing));
@@ -272,7 +232,7 @@ class TcpRendezvous final : public Rendezvous {
       if (!hs.ok()) {
         Log(LogLevel::kWarn, "rendezvous: refused {}: {}", PeerName(fd.fd), hs.message());
         if (hs.code() == Code::kPermissionDenied || hs.code() == Code::kInvalidArgument) {
-          (void)SendFrame(fd.fd, 'R', Bytes(hs.message().data(), hs.message().size()), hs_deadline);
+          (void)SendFrame(fd.fd, 'R', AsBytes(hs.message()), hs_deadline);
         }
         continue;
       }
@@ -310,10 +270,10 @@ class TcpRendezvous final : public Rendezvous {
       return Status::Unavailable(
           "left during the token handshake (most likely it holds another job token)");
     }
-    Reader r(*join);
+    ByteReader r(*join);
     std::span<const std::byte> cmac_bytes, rest;
     uint32_t world = 0;
-    if (tag != 'J' || !r.Take(32, &cmac_bytes) || !r.U32(rank) || !r.U32(&world)) {
+    if (tag != 'J' || !r.Raw(32, &cmac_bytes) || !r.Get(rank) || !r.Get(&world)) {
       return Status::InvalidArgument("malformed join");
     }
     Mac cmac;
@@ -328,7 +288,7 @@ class TcpRendezvous final : public Rendezvous {
     if (*rank == 0 || *rank >= o_.world_size || have[*rank]) {
       return Status::InvalidArgument(fmt::format("rank {} is invalid or already joined", *rank));
     }
-    if (r.left() > kMaxBlobBytes || !r.Take(r.left(), &rest)) {
+    if (r.left() > kMaxBlobBytes || !r.Raw(r.left(), &rest)) {
       return Status::InvalidArgument("blob too large");
     }
     blob->assign(rest.begin(), rest.end());
@@ -365,8 +325,7 @@ class TcpRendezvous final : public Rendezvous {
           "every rank?)", where));
     }
     Mac cmac = TokenMac(o_.token, kClientLabel, {sn, cn});
-    uint32_t ids[2] = {o_.rank, o_.world_size};
-    Blob join = Concat({cmac, Bytes(ids, sizeof(ids)), mine});
+    Blob join = Concat({cmac, BytesOf(o_.rank), BytesOf(o_.world_size), mine});
     SHOAL_RETURN_IF_ERROR(SendFrame(fd.fd, 'J', join, deadline));
     SHOAL_ASSIGN_OR_RETURN(Blob resp, RecvFrame(fd.fd, &tag, deadline));
     if (tag == 'R') {
@@ -434,7 +393,7 @@ class FileRendezvous final : public Rendezvous {
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
     uint32_t r = rank_;
-    Mac mac = TokenMac(token_, kFileLabel, {Bytes(&r, 4), mine});
+    Mac mac = TokenMac(token_, kFileLabel, {BytesOf(r), mine});
     std::string path = Path(rank_), tmp = path + ".tmp";
     {
       std::ofstream out(tmp, std::ios::binary);
@@ -463,7 +422,7 @@ class FileRendezvous final : public Rendezvous {
       Mac got;
       std::memcpy(got.data(), b.data(), 32);
       Blob blob(b.begin() + 32, b.end());
-      if (!MacEqual(got, TokenMac(token_, kFileLabel, {Bytes(&i, 4), blob}))) {
+      if (!MacEqual(got, TokenMac(token_, kFileLabel, {BytesOf(i), blob}))) {
         return Status::PermissionDenied(
             fmt::format("rendezvous: {} was not written with this job token", Path(i)));
       }
