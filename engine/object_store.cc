@@ -81,7 +81,8 @@ struct ObjectStore::OpenObject final : IoSink {
   Status error;             // first failure of a background write: the object cannot seal
   bool closing = false;     // Seal or Abort in progress
 
-  // The bytes chunk `index` must hold before it can be flushed early, or 0 if unknown.
+  // The bytes chunk `index` holds when complete: the chunk size, or less for the last chunk of
+  // an object whose size was declared.
   uint32_t FullLength(uint64_t index) const {
     if (declared_size == kUnknownSize) return chunk_size;
     uint64_t start = index * chunk_size;
@@ -189,10 +190,15 @@ void ObjectStore::ReleaseBuffer(IoBuffer buf) {
   else BufferPool::FreeRaw(buf);
 }
 
-std::shared_ptr<ObjectStore::OpenObject> ObjectStore::FindOpen(std::string_view path) {
-  std::lock_guard lk(open_mu_);
-  auto it = open_.find(path);
-  return it == open_.end() ? nullptr : it->second;
+Result<std::shared_ptr<ObjectStore::OpenObject>> ObjectStore::FindOpen(std::string_view path) {
+  {
+    std::lock_guard lk(open_mu_);
+    auto it = open_.find(path);
+    if (it != open_.end()) return it->second;
+  }
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+  return Status::FailedPrecondition(fmt::format(
+      "\"{}\" is not being written (create it first; sealed objects are immutable)", path));
 }
 
 Status ObjectStore::Create(std::string_view path, const CreateOptions& co) {
@@ -223,13 +229,7 @@ Status ObjectStore::Create(std::string_view path, const CreateOptions& co) {
 }
 
 Status ObjectStore::Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) {
-  auto obj = FindOpen(path);
-  if (obj == nullptr) {
-    SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
-    return Status::FailedPrecondition(
-        fmt::format("\"{}\" is not being written (create it first; sealed objects are immutable)",
-                    path));
-  }
+  SHOAL_ASSIGN_OR_RETURN(auto obj, FindOpen(path));
   uint64_t len = data.size();
   if (offset > kMaxObjectSize || len > kMaxObjectSize - offset) {
     return Status::InvalidArgument(
@@ -332,11 +332,7 @@ void ObjectStore::Flush(OpenObject* obj, uint64_t index, IoBuffer buf, uint32_t 
 }
 
 Status ObjectStore::Seal(std::string_view path) {
-  auto obj = FindOpen(path);
-  if (obj == nullptr) {
-    SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
-    return Status::FailedPrecondition(fmt::format("\"{}\" is not being written", path));
-  }
+  SHOAL_ASSIGN_OR_RETURN(auto obj, FindOpen(path));
   Inode inode;
   {
     std::unique_lock lk(obj->mu);
@@ -444,11 +440,7 @@ void ObjectStore::Discard(const std::shared_ptr<OpenObject>& obj) {
 }
 
 Status ObjectStore::Abort(std::string_view path) {
-  auto obj = FindOpen(path);
-  if (obj == nullptr) {
-    SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
-    return Status::FailedPrecondition(fmt::format("\"{}\" is not being written", path));
-  }
+  SHOAL_ASSIGN_OR_RETURN(auto obj, FindOpen(path));
   Discard(obj);
   return Status::OK();
 }
@@ -471,7 +463,6 @@ struct ReadPiece {
 Status ObjectStore::ReadBatch(std::span<ReadRequest> requests) {
   std::shared_lock reclaim(reclaim_mu_);
   std::vector<ReadPiece> pieces;
-  std::vector<std::string> paths;  // for messages
   for (size_t r = 0; r < requests.size(); ++r) {
     ReadRequest& req = requests[r];
     req.bytes_read = 0;

@@ -50,7 +50,9 @@ class ObjectStore {
   struct OpenObject;
   ObjectStore() = default;
   Status Init(const Options& options, std::unique_ptr<Disk> disk);
-  std::shared_ptr<OpenObject> FindOpen(std::string_view path);
+  // The object being written under `path`; InvalidArgument for a bad name, FailedPrecondition
+  // when nothing is being written there.
+  Result<std::shared_ptr<OpenObject>> FindOpen(std::string_view path);
   // Writes one staged chunk (ownership of `buf` passes on). Called without obj->mu held.
   void Flush(OpenObject* obj, uint64_t index, IoBuffer buf, uint32_t length);
   IoBuffer AcquireBuffer(uint32_t chunk_size);
