@@ -13,7 +13,6 @@
 // Buffers registered once are used with READ/WRITE_FIXED on every ring.
 #include <liburing.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>

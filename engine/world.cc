@@ -2,8 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <atomic>
-#include <cstring>
 #include <future>
 #include <set>
 
