@@ -11,6 +11,8 @@ namespace {
 
 constexpr uint8_t kInodeVersion = 1;
 constexpr uint8_t kFlagInline = 1;
+constexpr uint8_t kFlagStriped = 2;
+constexpr uint32_t kMaxLayout = 1u << 20;
 constexpr size_t kExtentBytes = 4 + 8 + 4 + 4;
 
 }  // namespace
@@ -28,7 +30,7 @@ uint32_t Inode::ChunkLength(uint64_t index) const {
 std::string EncodeInode(const Inode& inode) {
   ByteWriter w;
   w.Put<uint8_t>(kInodeVersion);
-  w.Put<uint8_t>(inode.is_inline ? kFlagInline : 0);
+  w.Put<uint8_t>(inode.is_inline ? kFlagInline : inode.is_striped ? kFlagStriped : 0);
   w.Put<uint64_t>(inode.id);
   w.Put<uint64_t>(inode.size);
   w.Put<uint32_t>(inode.chunk_size);
@@ -36,6 +38,16 @@ std::string EncodeInode(const Inode& inode) {
   if (inode.is_inline) {
     w.Put<uint32_t>(inode.inline_crc);
     w.Raw(inode.inline_data);
+  } else if (inode.is_striped) {
+    w.Put<uint64_t>(inode.uid);
+    w.Put<uint32_t>(inode.replicas);
+    w.Put<uint32_t>(static_cast<uint32_t>(inode.layout.size()));
+    for (const PlacementMember& m : inode.layout) {
+      w.Prefixed(m.member_id);
+      w.Prefixed(m.node);
+    }
+    w.Prefixed(std::span<const std::byte>(
+        reinterpret_cast<const std::byte*>(inode.written.data()), inode.written.size()));
   } else {
     w.Put<uint64_t>(inode.chunks.size());
     for (const Extent& e : inode.chunks) {
@@ -60,7 +72,7 @@ Result<Inode> DecodeInode(std::string_view bytes, std::string_view path) {
     return bad("truncated header");
   }
   if (version != kInodeVersion) return bad(fmt::format("unknown version {}", version));
-  if ((flags & ~kFlagInline) != 0) return bad("unknown flags");
+  if (flags != 0 && flags != kFlagInline && flags != kFlagStriped) return bad("unknown flags");
   if (!IsValidChunkSize(n.chunk_size)) return bad(fmt::format("chunk size {}", n.chunk_size));
   n.is_inline = (flags & kFlagInline) != 0;
   if (n.is_inline) {
@@ -70,6 +82,25 @@ Result<Inode> DecodeInode(std::string_view bytes, std::string_view path) {
       return bad("inline data length differs from size");
     }
     n.inline_data = std::string(AsChars(data));
+    return n;
+  }
+  if (flags == kFlagStriped) {
+    n.is_striped = true;
+    uint32_t members = 0;
+    if (!r.Get(&n.uid) || !r.Get(&n.replicas) || !r.Get(&members)) return bad("truncated layout");
+    if (members == 0 || members > kMaxLayout || n.replicas == 0 || n.replicas > members) {
+      return bad(fmt::format("layout of {} members, {} replicas", members, n.replicas));
+    }
+    for (uint32_t i = 0; i < members; ++i) {
+      std::span<const std::byte> id, node;
+      if (!r.Prefixed(64, &id) || !r.Prefixed(255, &node)) return bad("truncated layout member");
+      n.layout.push_back({std::string(AsChars(id)), std::string(AsChars(node))});
+    }
+    std::span<const std::byte> bits;
+    if (!r.Prefixed(1u << 30, &bits) || !r.done()) return bad("truncated chunk bitmap");
+    if (bits.size() != (n.NumChunks() + 7) / 8) return bad("chunk bitmap length");
+    n.written.assign(reinterpret_cast<const uint8_t*>(bits.data()),
+                     reinterpret_cast<const uint8_t*>(bits.data()) + bits.size());
     return n;
   }
   uint64_t count = 0;

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/placement.h"
 #include "shoal/result.h"
 
 namespace shoal::engine {
@@ -34,7 +35,18 @@ struct Inode {
   bool is_inline = false;
   uint32_t inline_crc = 0;
   std::string inline_data;     // when is_inline
-  std::vector<Extent> chunks;  // when !is_inline: NumChunks() entries
+  std::vector<Extent> chunks;  // when local (neither inline nor striped): NumChunks() entries
+
+  // Striped over a world (engine/cluster.h): chunk i's replicas live on the members
+  // Placement(layout).ChunkHolders(uid, i, replicas); `written` has bit i set when chunk i holds
+  // data (a clear bit is a hole of zeros, so a member that lost its store is an error, not zeros).
+  bool is_striped = false;
+  uint64_t uid = 0;
+  uint32_t replicas = 0;
+  std::vector<PlacementMember> layout;
+  std::vector<uint8_t> written;  // ceil(NumChunks() / 8) bytes
+
+  bool ChunkWritten(uint64_t index) const { return (written[index / 8] >> (index % 8)) & 1; }
 
   uint64_t NumChunks() const { return is_inline ? 0 : (size + chunk_size - 1) / chunk_size; }
   // Logical length of chunk `index` (the last one may be short).

@@ -26,6 +26,7 @@ namespace shoal::engine {
 struct PlacementMember {
   std::string member_id;
   std::string node;
+  bool operator==(const PlacementMember&) const = default;
 };
 
 class Placement {

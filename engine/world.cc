@@ -70,6 +70,7 @@ Result<std::unique_ptr<World>> World::Join(const WorldOptions& o, transport::Ren
   w->messenger_->SetHandler(kOpCollectiveResult, [self](uint32_t, std::span<const std::byte> p) {
     return self->OnResult(p);
   });
+  if (o.install_handlers) o.install_handlers(*w->messenger_);
 
   MemberInfo me{o.rank, o.member_id, o.node, w->messenger_->address()};
   SHOAL_ASSIGN_OR_RETURN(auto table, rdzv.AllGather(EncodeMemberInfo(me)));

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -43,6 +44,9 @@ struct WorldOptions {
   std::string member_id;
   std::chrono::milliseconds timeout{120000};  // for the barrier that ends Join
   uint32_t handler_threads = 2;
+  // Called with the messenger before any endpoint exists: the place to install the handlers of
+  // the layers above (engine/cluster.h), so no request can arrive before its handler.
+  std::function<void(transport::Messenger&)> install_handlers;
 };
 
 class World {

@@ -7,10 +7,13 @@
 // a crash (SIGKILL, power loss) after Seal returns loses nothing, and a crash before it leaves no
 // trace of the object visible.
 //
-// In this release an Engine is one member: its objects live in Options::store_dir on the local
-// disk. The API is the one a world of many members will serve (names, sealed objects, chunks as
-// the unit of placement), so programs written against it need no change when objects are striped
-// over many ranks.
+// One member or a world: with a world size of 1 an Engine keeps its objects in
+// Options::store_dir on the local disk. When the launcher (torchrun, mpirun) or Options describe
+// a world of several ranks, every rank's Engine joins the others at Open and together they form
+// one storage system: chunks striped over every member's store directory (with
+// Options::replicas copies on distinct nodes), metadata on a hash ring of the members, and any
+// rank can read, list and remove any object. The calls are the same; an object is written
+// (Create/Write/Seal/Abort) through the rank that created it. See docs/architecture.md.
 //
 // Names: relative paths of components separated by '/'. A component is 1..255 bytes, not "." or
 // "..", and holds no NUL, '/', or control character (0x01..0x1f, 0x7f); a path is at most 4096
@@ -95,7 +98,9 @@ struct ReadRequest {
 class SHOAL_EXPORT Engine {
  public:
   // Opens (or creates) the store in options.store_dir. Recovers from any earlier crash: space of
-  // objects that were never sealed is returned to the file system.
+  // objects that were never sealed is returned to the file system. In a world, Open also joins
+  // the other ranks and returns once all of them are reachable (PermissionDenied for a wrong
+  // job token, Timeout when ranks are missing after join_timeout_ms).
   static Result<std::unique_ptr<Engine>> Open(const Options& options);
 
   // Waits for background I/O, closes files. Unsealed objects are discarded.
@@ -159,6 +164,17 @@ class SHOAL_EXPORT Engine {
 
   // "io_uring" or "posix": the backend chosen at Open.
   std::string_view io_backend() const;
+
+  // This rank and the world's size (0 and 1 for a single member).
+  uint32_t rank() const;
+  uint32_t world_size() const;
+
+  // Collectives over the engine's own transport, for the coordination a job needs (e.g. "every
+  // rank sealed its shard"). Every rank must call them in the same order; one at a time per
+  // rank. Timeout when a rank does not arrive within Options::join_timeout_ms.
+  Status Barrier();
+  // Every rank's `mine` (up to 1 MiB each), in rank order.
+  Result<std::vector<std::vector<std::byte>>> AllGather(std::span<const std::byte> mine);
 
   class Impl;
   // For tests and tools inside the project: an Engine around an already built implementation.

@@ -2,10 +2,22 @@
 // controls. Options are read once by Engine::Open; changing them afterwards has no effect.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
+
+#include "shoal/result.h"
 
 namespace shoal {
+
+// An all-gather the caller already has (e.g. built on torch.distributed): every rank passes its
+// bytes and gets every rank's bytes back, in rank order.
+using AllGatherFn =
+    std::function<Result<std::vector<std::vector<std::byte>>>(const std::vector<std::byte>&)>;
+
+inline constexpr uint32_t kFromLauncher = 0xFFFFFFFFu;
 
 // Which kernel interface moves chunk bytes between memory and the store's files.
 enum class IoBackend : uint8_t {
@@ -64,6 +76,44 @@ struct Options {
   // Upper bound of the LMDB metadata map (virtual address space; the file grows only as used).
   // Default 64 GiB, roughly 200 million small objects. Exceeding it fails writes with NoSpace.
   uint64_t metadata_map_size = 64ull << 30;
+
+  // ---- The world: the ranks of a job as one storage system (docs/bootstrap.md) ----
+  // With a world size of 1 (the default when no launcher variables are set) the engine is a
+  // single member and uses no network at all.
+
+  // This rank and the number of ranks. Default: from the launcher's environment (torchrun's
+  // RANK / WORLD_SIZE, Open MPI's OMPI_COMM_WORLD_*, or SHOAL_RANK / SHOAL_WORLD_SIZE).
+  uint32_t rank = kFromLauncher;
+  uint32_t world_size = 0;  // 0: from the launcher
+
+  // Failure domain of this member. Default: SHOAL_NODE, else the host name. Replicas go to
+  // distinct nodes; give each process its own node name to make one machine act as several.
+  std::string node;
+
+  // How the ranks find each other. Default "": TCP hosted inside rank 0's process at
+  // MASTER_ADDR (SHOAL_MASTER_ADDR) on port SHOAL_RENDEZVOUS_PORT, else MASTER_PORT + 1.
+  // "tcp:HOST:PORT" names it explicitly; "file:DIR" uses a directory every rank can see (tests,
+  // shared file systems; use a fresh one per job start). SHOAL_RENDEZVOUS sets it too.
+  std::string rendezvous;
+
+  // When set, used instead of `rendezvous`: the caller's own all-gather.
+  AllGatherFn allgather;
+
+  // Secret shared by the ranks of one job (default: SHOAL_TOKEN). Required when world_size > 1.
+  // Ranks prove they hold it without sending it; a rank without it is refused.
+  std::string token;
+
+  // Copies of every chunk and every inode, on distinct nodes where there are enough. 1 .. world
+  // size, default 2: a job survives losing any one node with its disk. 1 gives the full write
+  // bandwidth of every disk but loses what lived on a failed node.
+  uint32_t replicas = 2;
+
+  // Chunk requests in flight per Write/Read call (bounded window). Default 16.
+  uint32_t window = 16;
+
+  // How long Open waits for every rank to join, and each request's deadline, in milliseconds.
+  uint32_t join_timeout_ms = 120000;
+  uint32_t request_timeout_ms = 30000;
 };
 
 }  // namespace shoal

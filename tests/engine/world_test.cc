@@ -4,13 +4,9 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <fstream>
-#include <iterator>
 #include <sstream>
 
+#include "tests/process_util.h"
 #include "tests/test_util.h"
 
 namespace shoal::engine {
@@ -19,39 +15,11 @@ namespace {
 using shoal::testing::FreePort;
 using shoal::testing::TempDir;
 
-struct Proc {
-  pid_t pid;
-  std::string out, err;
-};
+using shoal::testing::Process;
 
-Proc Spawn(const TempDir& dir, int id, std::vector<std::string> args) {
-  Proc p{0, dir.Sub("out-" + std::to_string(id)), dir.Sub("err-" + std::to_string(id))};
-  p.pid = ::fork();
-  if (p.pid == 0) {
-    FILE* o = std::freopen(p.out.c_str(), "w", stdout);
-    FILE* e = std::freopen(p.err.c_str(), "w", stderr);
-    (void)o;
-    (void)e;
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(SHOAL_WORLD_MEMBER));
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::setenv("SHOAL_LOG", "warn", 1);
-    ::execv(SHOAL_WORLD_MEMBER, argv.data());
-    _exit(127);
-  }
-  return p;
-}
-
-int Wait(const Proc& p) {
-  int status = 0;
-  ::waitpid(p.pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+Process Spawn(const TempDir& dir, int id, std::vector<std::string> args) {
+  return shoal::testing::Spawn(SHOAL_WORLD_MEMBER, args, dir.Sub("out-" + std::to_string(id)),
+                               dir.Sub("err-" + std::to_string(id)));
 }
 
 struct Outcome {
@@ -67,7 +35,7 @@ std::vector<Outcome> RunWorld(const TempDir& dir,
                                                   std::vector<std::string> tokens = {},
                                                   std::string timeout_ms = "30000") {
   const size_t n = store_of.size();
-  std::vector<Proc> procs;
+  std::vector<Process> procs;
   static int run = 0;
   ++run;
   for (size_t r = 0; r < n; ++r) {
@@ -78,8 +46,8 @@ std::vector<Outcome> RunWorld(const TempDir& dir,
   }
   std::vector<Outcome> out;
   for (auto& p : procs) {
-    int code = Wait(p);
-    out.push_back({code, Slurp(p.out), Slurp(p.err)});
+    int code = shoal::testing::Wait(p);
+    out.push_back({code, shoal::testing::Slurp(p.out), shoal::testing::Slurp(p.err)});
   }
   return out;
 }

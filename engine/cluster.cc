@@ -1,0 +1,967 @@
+#include "engine/cluster.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <optional>
+#include <random>
+
+#include "base/bytes.h"
+#include "base/crc32c.h"
+#include "base/log.h"
+#include "engine/interval_set.h"
+#include "engine/path.h"
+
+namespace shoal::engine {
+namespace {
+
+using transport::Payload;
+using transport::Reply;
+
+constexpr uint64_t kMaxObjectSize = 1ull << 50;
+constexpr uint32_t kMaxListLimit = 1000000;
+constexpr size_t kChunkWriteHeader = 8 + 4 + 8 + 4;
+constexpr size_t kChunkReadHeader = 4 + 8;
+
+std::string ChunkObject(uint64_t uid) { return fmt::format("c/{:016x}", uid); }
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t NewUid() {
+  thread_local std::mt19937_64 gen{(static_cast<uint64_t>(std::random_device{}()) << 32) ^
+                                   std::random_device{}() ^ static_cast<uint64_t>(NowNs())};
+  uint64_t v = 0;
+  while (v == 0) v = gen();
+  return v;
+}
+
+// Counts asynchronous calls in flight, at most `window` at a time.
+class Flight {
+ public:
+  explicit Flight(size_t window) : window_(std::max<size_t>(1, window)) {}
+  void Acquire() {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return n_ < window_; });
+    ++n_;
+  }
+  void Release() {
+    std::lock_guard lk(mu_);
+    --n_;
+    cv_.notify_all();  // under the lock: the waiter may destroy this right after
+  }
+  void Wait() {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return n_ == 0; });
+  }
+
+ private:
+  const size_t window_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t n_ = 0;
+};
+
+bool Decisive(const Status& s) {
+  // Errors that another replica would answer the same way.
+  return s.code() == Code::kNotFound || s.code() == Code::kInvalidArgument ||
+         s.code() == Code::kAlreadyExists;
+}
+
+Payload PathRequest(std::string_view path) {
+  ByteWriter w;
+  w.Prefixed(path);
+  return w.Take();
+}
+
+Payload UidRequest(uint64_t uid) {
+  ByteWriter w;
+  w.Put<uint64_t>(uid);
+  return w.Take();
+}
+
+}  // namespace
+
+// An object between Create and Seal/Abort on this rank.
+struct Cluster::Writing {
+  std::string path;
+  uint64_t uid = 0;
+  uint32_t chunk_size = 0;
+  uint64_t declared = kUnknownSize;
+  bool keep_inline = false;  // declared size <= inline threshold: the bytes stay here
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string small;          // keep_inline: the object's bytes
+  IntervalSet small_written;  // keep_inline: overlap checks
+  uint64_t end = 0;
+  std::vector<uint8_t> written;  // bit per chunk with data
+  std::set<uint32_t> holders;    // ranks holding pieces
+  uint32_t writers = 0;
+  bool closing = false;
+  Status error;
+};
+
+// One chunk range of a read and the replicas it may come from.
+struct Cluster::Piece {
+  size_t request = 0;
+  uint64_t uid = 0;
+  uint32_t chunk_size = 0;
+  uint64_t chunk = 0;
+  uint32_t in_chunk = 0;
+  uint32_t len = 0;
+  std::byte* dst = nullptr;
+  std::vector<uint32_t> candidates;  // ranks, nearest first
+  size_t next = 0;
+  Status status;
+};
+
+Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
+                                                std::unique_ptr<ObjectStore> store,
+                                                WorldOptions wo,
+                                                transport::Rendezvous& rendezvous) {
+  std::unique_ptr<Cluster> c(new Cluster());
+  c->options_ = options;
+  c->store_ = std::move(store);
+  SHOAL_ASSIGN_OR_RETURN(c->ring_, MetaStore::Open(options.ring_dir, options.metadata_map_size));
+  wo.member_id = c->store_->member_id();
+  wo.handler_threads = std::max<uint32_t>(wo.handler_threads, 4);
+  Cluster* self = c.get();
+  wo.install_handlers = [self](transport::Messenger& m) {
+    for (uint16_t op : {kOpChunkWrite, kOpChunkCommit, kOpChunkDrop, kOpChunkRead, kOpMetaCheck,
+                        kOpMetaInsert, kOpMetaGet, kOpMetaList, kOpMetaRemove}) {
+      m.SetHandler(op, [self, op](uint32_t, std::span<const std::byte> p) {
+        return self->Serve(op, p);
+      });
+    }
+  };
+  SHOAL_ASSIGN_OR_RETURN(c->world_, World::Join(wo, rendezvous));
+
+  std::vector<PlacementMember> members;
+  for (const MemberInfo& m : c->world_->members()) {
+    members.push_back({m.member_id, m.node});
+    c->rank_of_member_[m.member_id] = m.rank;
+  }
+  c->placement_ = std::make_unique<Placement>(std::move(members));
+  for (const PlacementMember& m : c->placement_->members()) {
+    c->rank_of_.push_back(c->rank_of_member_.at(m.member_id));
+  }
+  c->replicas_ = std::clamp<uint32_t>(options.replicas, 1, c->world_->size());
+  Log(LogLevel::kInfo, "cluster: rank {} of {}, {} replica(s), window {}", c->world_->rank(),
+      c->world_->size(), c->replicas_, options.window);
+  return c;
+}
+
+Cluster::~Cluster() {
+  world_.reset();  // no handler runs after this
+  ring_.reset();
+  store_.reset();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serving side: holders and owners. Every field of a request is checked before use.
+
+Reply Cluster::Serve(uint16_t op, std::span<const std::byte> request) {
+  ByteReader r(request);
+  auto bad = [&](std::string_view what) {
+    return Reply{Status::InvalidArgument(fmt::format("malformed {} request", what)), {}};
+  };
+  auto path_of = [&](std::string_view* path) {
+    std::span<const std::byte> p;
+    if (!r.Prefixed(kMaxPathBytes, &p)) return false;
+    *path = AsChars(p);
+    return true;
+  };
+  switch (op) {
+    case kOpChunkWrite: {
+      uint64_t uid = 0, chunk = 0;
+      uint32_t cs = 0, in = 0;
+      std::span<const std::byte> data;
+      if (!r.Get(&uid) || !r.Get(&cs) || !r.Get(&chunk) || !r.Get(&in) ||
+          !r.Raw(r.left(), &data)) {
+        return bad("chunk write");
+      }
+      return {HolderWrite(uid, cs, chunk, in, data), {}};
+    }
+    case kOpChunkCommit:
+    case kOpChunkDrop: {
+      uint64_t uid = 0;
+      if (!r.Get(&uid) || !r.done()) return bad("chunk commit/drop");
+      return {op == kOpChunkCommit ? HolderCommit(uid) : HolderDrop(uid), {}};
+    }
+    case kOpChunkRead: {
+      uint64_t uid = 0, chunk = 0;
+      uint32_t cs = 0, in = 0, len = 0;
+      if (!r.Get(&uid) || !r.Get(&cs) || !r.Get(&chunk) || !r.Get(&in) || !r.Get(&len) ||
+          !r.done()) {
+        return bad("chunk read");
+      }
+      if (!IsValidChunkSize(cs) || len == 0 || in >= cs || len > cs - in ||
+          chunk >= kMaxObjectSize / cs) {
+        return {Status::InvalidArgument(fmt::format(
+                    "chunk read: range [{}, +{}) of chunk {} (size {}) is invalid", in, len,
+                    chunk, cs)),
+                {}};
+      }
+      Payload out(kChunkReadHeader + len);
+      ReadRequest rq{ChunkObject(uid), chunk * cs + in,
+                     std::span<std::byte>(out.data() + kChunkReadHeader, len), {}, 0};
+      (void)store_->ReadBatch({&rq, 1});
+      if (!rq.status.ok()) return {rq.status, {}};
+      uint32_t crc = Crc32c(out.data() + kChunkReadHeader, rq.bytes_read);
+      uint64_t n = rq.bytes_read;
+      std::memcpy(out.data(), &crc, 4);
+      std::memcpy(out.data() + 4, &n, 8);
+      out.resize(kChunkReadHeader + n);
+      return {Status::OK(), std::move(out)};
+    }
+    case kOpMetaCheck:
+    case kOpMetaGet: {
+      std::string_view path;
+      if (!path_of(&path) || !r.done()) return bad("metadata");
+      Status v = ValidateObjectPath(path);
+      if (!v.ok()) return {v, {}};
+      if (op == kOpMetaCheck) return {ring_->CheckCreatable(path), {}};
+      auto inode = ring_->GetInode(path);
+      if (!inode.ok()) return {inode.status(), {}};
+      std::string rec = EncodeInode(*inode);
+      return {Status::OK(), Payload(AsBytes(rec).begin(), AsBytes(rec).end())};
+    }
+    case kOpMetaInsert: {
+      std::string_view path;
+      std::span<const std::byte> rec;
+      if (!path_of(&path) || !r.Raw(r.left(), &rec)) return bad("metadata insert");
+      Status v = ValidateObjectPath(path);
+      if (!v.ok()) return {v, {}};
+      auto inode = DecodeInode(AsChars(rec), path);
+      if (!inode.ok()) return {Status::InvalidArgument(inode.status().message()), {}};
+      if (!inode->is_inline && !inode->is_striped) {
+        return {Status::InvalidArgument("metadata insert: inode names local extents"), {}};
+      }
+      return {ring_->InsertObject(path, &*inode), {}};
+    }
+    case kOpMetaList: {
+      std::string_view dir, start;
+      uint32_t limit = 0;
+      if (!path_of(&dir) || !path_of(&start) || !r.Get(&limit) || !r.done()) return bad("list");
+      Status v = ValidateDirPath(dir);
+      if (!v.ok()) return {v, {}};
+      ListOptions lo{std::string(start), limit};
+      auto page = ring_->List(dir, lo);
+      if (!page.ok()) return {page.status(), {}};
+      ByteWriter w;
+      w.Put<uint8_t>(page->truncated ? 1 : 0);
+      w.Put<uint32_t>(static_cast<uint32_t>(page->entries.size()));
+      for (const DirEntry& e : page->entries) {
+        w.Prefixed(e.name);
+        w.Put<uint8_t>(e.is_dir ? 1 : 0);
+        w.Put<uint64_t>(e.size);
+      }
+      return {Status::OK(), w.Take()};
+    }
+    case kOpMetaRemove: {
+      std::string_view path;
+      uint64_t uid = 0;
+      if (!path_of(&path) || !r.Get(&uid) || !r.done()) return bad("metadata remove");
+      Status v = ValidateObjectPath(path);
+      if (!v.ok()) return {v, {}};
+      if (uid != 0) {  // only the record of that object (a rollback must not remove a winner's)
+        auto cur = ring_->GetInode(path);
+        if (!cur.ok()) return {cur.status(), {}};
+        if (cur->uid != uid) {
+          return {Status::NotFound(fmt::format("\"{}\" is another object now", path)), {}};
+        }
+      }
+      auto removed = ring_->RemoveObject(path);
+      if (!removed.ok()) return {removed.status(), {}};
+      std::string rec = EncodeInode(*removed);
+      return {Status::OK(), Payload(AsBytes(rec).begin(), AsBytes(rec).end())};
+    }
+    default:
+      return {Status::InvalidArgument(fmt::format("unknown cluster op {}", op)), {}};
+  }
+}
+
+Status Cluster::HolderWrite(uint64_t uid, uint32_t cs, uint64_t chunk, uint32_t in,
+                            std::span<const std::byte> data) {
+  if (!IsValidChunkSize(cs) || data.empty() || in >= cs || data.size() > cs - in ||
+      chunk >= kMaxObjectSize / cs) {
+    return Status::InvalidArgument(fmt::format(
+        "chunk write: {} bytes at {} of chunk {} (size {}) is invalid", data.size(), in, chunk,
+        cs));
+  }
+  std::string name = ChunkObject(uid);
+  {
+    std::lock_guard lk(holder_mu_);
+    auto it = holder_open_.find(uid);
+    if (it == holder_open_.end()) {
+      SHOAL_RETURN_IF_ERROR(store_->Create(name, CreateOptions{kUnknownSize, cs}));
+      holder_open_.emplace(uid, cs);
+    } else if (it->second != cs) {
+      return Status::InvalidArgument(fmt::format("chunk write: object {:016x} has chunk size {}, "
+                                                 "not {}", uid, it->second, cs));
+    }
+  }
+  return store_->Write(name, chunk * cs + in, data);
+}
+
+Status Cluster::HolderCommit(uint64_t uid) {
+  {
+    std::lock_guard lk(holder_mu_);
+    if (holder_open_.count(uid) == 0) {
+      // Sealed by an earlier commit whose reply was lost: committing again is a no-op.
+      auto st = store_->Stat(ChunkObject(uid));
+      if (st.ok()) return Status::OK();
+      return Status::FailedPrecondition(
+          fmt::format("commit of object {:016x}: this member holds no chunk of it", uid));
+    }
+  }
+  Status s = store_->Seal(ChunkObject(uid));
+  if (s.ok()) {
+    std::lock_guard lk(holder_mu_);
+    holder_open_.erase(uid);
+  }
+  return s;
+}
+
+Status Cluster::HolderDrop(uint64_t uid) {
+  std::string name = ChunkObject(uid);
+  bool open = false;
+  {
+    std::lock_guard lk(holder_mu_);
+    open = holder_open_.erase(uid) != 0;
+  }
+  if (open) return store_->Abort(name);
+  Status s = store_->Remove(name);
+  return s.code() == Code::kNotFound ? Status::OK() : s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side.
+
+Result<Payload> Cluster::Ask(uint32_t rank, uint16_t op, std::span<const std::byte> request) {
+  if (rank == world_->rank()) {
+    Reply r = Serve(op, request);
+    if (!r.status.ok()) return r.status;
+    return std::move(r.payload);
+  }
+  return world_->messenger().Call(rank, op, request, options_.deadline);
+}
+
+std::vector<Result<Payload>> Cluster::AskAll(const std::vector<uint32_t>& ranks, uint16_t op,
+                                             std::span<const std::byte> request) {
+  std::vector<Result<Payload>> out(ranks.size(), Status::Unavailable("no reply"));
+  Flight flight(ranks.size() + 1);
+  bool local = false;
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    if (ranks[i] == world_->rank()) {
+      local = true;
+      continue;
+    }
+    flight.Acquire();
+    world_->messenger().CallAsync(ranks[i], op, Payload(request.begin(), request.end()),
+                                  options_.deadline, [&out, &flight, i](Result<Payload> r) {
+                                    out[i] = std::move(r);
+                                    flight.Release();
+                                  });
+  }
+  if (local) {
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      if (ranks[i] == world_->rank()) out[i] = Ask(ranks[i], op, request);
+    }
+  }
+  flight.Wait();
+  return out;
+}
+
+std::vector<uint32_t> Cluster::Owners(std::string_view path) const {
+  std::vector<uint32_t> ranks;
+  for (uint32_t idx : placement_->MetadataOwners(path, replicas_)) ranks.push_back(rank_of_[idx]);
+  return ranks;
+}
+
+std::vector<uint32_t> Cluster::Nearest(const Placement& placement,
+                                       const std::vector<uint32_t>& holders) {
+  const uint32_t me = world_->rank();
+  const std::string& my_node = world_->members()[me].node;
+  std::vector<std::pair<int, uint32_t>> ranked;
+  for (uint32_t idx : holders) {
+    auto it = rank_of_member_.find(placement.members()[idx].member_id);
+    if (it == rank_of_member_.end()) continue;  // not in this world
+    uint32_t rank = it->second;
+    if (rank != me && !world_->messenger().peer_up(rank)) continue;
+    int distance = rank == me ? 0 : world_->members()[rank].node == my_node ? 1 : 2;
+    ranked.emplace_back(distance, rank);
+  }
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<uint32_t> out;
+  for (auto& [d, r] : ranked) out.push_back(r);
+  return out;
+}
+
+const Placement& Cluster::PlacementFor(const Inode& inode,
+                                       std::unique_ptr<Placement>* scratch) const {
+  if (inode.layout == placement_->members()) return *placement_;
+  *scratch = std::make_unique<Placement>(inode.layout);
+  return **scratch;
+}
+
+Result<Inode> Cluster::LookupInode(std::string_view path) {
+  std::vector<uint32_t> owners = Owners(path);
+  const uint32_t me = world_->rank();
+  std::stable_partition(owners.begin(), owners.end(), [&](uint32_t r) { return r == me; });
+  Status last = Status::Unavailable(
+      fmt::format("no live member holds the metadata of \"{}\"", path));
+  bool not_found = false;
+  Payload request = PathRequest(path);
+  for (uint32_t owner : owners) {
+    if (owner != me && !world_->messenger().peer_up(owner)) continue;
+    auto reply = Ask(owner, kOpMetaGet, request);
+    if (reply.ok()) {
+      auto inode = DecodeInode(AsChars(*reply), path);
+      if (inode.ok()) return inode;
+      last = inode.status();
+      continue;
+    }
+    if (reply.status().code() == Code::kNotFound) {
+      not_found = true;  // a replica that lost its store says so too: ask the others
+    } else if (reply.status().code() == Code::kInvalidArgument) {
+      return reply.status();
+    } else {
+      last = reply.status();
+    }
+  }
+  if (not_found) return Status::NotFound(fmt::format("no object \"{}\"", path));
+  return last;
+}
+
+Status Cluster::Create(std::string_view path, const CreateOptions& co) {
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+  uint32_t cs = co.chunk_size == 0 ? options_.chunk_size : co.chunk_size;
+  if (!IsValidChunkSize(cs)) {
+    return Status::InvalidArgument(
+        fmt::format("chunk size {} is not a power of two in 64 KiB..1 GiB", cs));
+  }
+  if (co.size != kUnknownSize && co.size > kMaxObjectSize) {
+    return Status::InvalidArgument(
+        fmt::format("size {} above the maximum {}", co.size, kMaxObjectSize));
+  }
+  auto w = std::make_shared<Writing>();
+  w->path = std::string(path);
+  w->uid = NewUid();
+  w->chunk_size = cs;
+  w->declared = co.size;
+  w->keep_inline = co.size != kUnknownSize && co.size <= options_.inline_threshold;
+  if (w->keep_inline) w->small.assign(co.size, '\0');
+  {
+    std::lock_guard lk(open_mu_);
+    if (open_.count(path) != 0) {
+      return Status::AlreadyExists(fmt::format("object \"{}\" is being written", path));
+    }
+  }
+  // The primary owner (or the first live replica) decides whether the name is free now; a
+  // concurrent creator elsewhere is caught again at Seal.
+  Status check = Status::Unavailable(fmt::format("no live owner of \"{}\"", path));
+  Payload request = PathRequest(path);
+  for (uint32_t owner : Owners(path)) {
+    if (owner != world_->rank() && !world_->messenger().peer_up(owner)) continue;
+    auto reply = Ask(owner, kOpMetaCheck, request);
+    check = reply.status();
+    if (reply.ok() || Decisive(check) || check.code() == Code::kFailedPrecondition) break;
+  }
+  SHOAL_RETURN_IF_ERROR(check);
+  std::lock_guard lk(open_mu_);
+  if (!open_.emplace(w->path, w).second) {
+    return Status::AlreadyExists(fmt::format("object \"{}\" is being written", path));
+  }
+  return Status::OK();
+}
+
+Result<std::shared_ptr<Cluster::Writing>> Cluster::FindWriting(std::string_view path) {
+  {
+    std::lock_guard lk(open_mu_);
+    auto it = open_.find(path);
+    if (it != open_.end()) return it->second;
+  }
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+  return Status::FailedPrecondition(fmt::format(
+      "\"{}\" is not being written by this rank (create it first; sealed objects are immutable)",
+      path));
+}
+
+Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) {
+  SHOAL_ASSIGN_OR_RETURN(auto w, FindWriting(path));
+  const uint64_t len = data.size();
+  if (offset > kMaxObjectSize || len > kMaxObjectSize - offset) {
+    return Status::InvalidArgument(
+        fmt::format("write of {} bytes at {} passes the maximum object size", len, offset));
+  }
+  if (w->declared != kUnknownSize && offset + len > w->declared) {
+    return Status::InvalidArgument(fmt::format("write [{}, {}) passes the declared size {} of \"{}\"",
+                                               offset, offset + len, w->declared, path));
+  }
+  if (len == 0) return Status::OK();
+  {
+    std::lock_guard lk(w->mu);
+    if (!w->error.ok()) return w->error;
+    if (w->closing) {
+      return Status::FailedPrecondition(fmt::format("\"{}\" is being sealed or aborted", path));
+    }
+    if (w->keep_inline) {
+      if (w->small_written.Overlaps(offset, offset + len)) {
+        return Status::InvalidArgument(fmt::format(
+            "write [{}, {}) of \"{}\" overlaps an earlier write", offset, offset + len, path));
+      }
+      w->small_written.Add(offset, offset + len);
+      std::memcpy(w->small.data() + offset, data.data(), len);
+      w->end = std::max(w->end, offset + len);
+      return Status::OK();
+    }
+    w->writers++;
+  }
+
+  const uint64_t cs = w->chunk_size;
+  const uint32_t me = world_->rank();
+  std::mutex err_mu;
+  Status first;
+  auto record = [&](const Status& s) {
+    if (s.ok()) return;
+    std::lock_guard lk(err_mu);
+    if (first.ok()) first = s;
+  };
+  std::set<uint32_t> used;
+  std::vector<uint64_t> chunks;
+  Flight flight(options_.window);
+  for (uint64_t pos = offset; pos < offset + len;) {
+    uint64_t chunk = pos / cs;
+    uint32_t in = static_cast<uint32_t>(pos - chunk * cs);
+    uint64_t take = std::min<uint64_t>(cs - in, offset + len - pos);
+    auto piece = data.subspan(pos - offset, take);
+    chunks.push_back(chunk);
+    for (uint32_t idx : placement_->ChunkHolders(w->uid, chunk, replicas_)) {
+      uint32_t rank = rank_of_[idx];
+      used.insert(rank);
+      if (rank == me) {
+        record(HolderWrite(w->uid, static_cast<uint32_t>(cs), chunk, in, piece));
+        continue;
+      }
+      Payload req(kChunkWriteHeader + take);
+      ByteWriter hdr;
+      hdr.Put<uint64_t>(w->uid);
+      hdr.Put<uint32_t>(static_cast<uint32_t>(cs));
+      hdr.Put<uint64_t>(chunk);
+      hdr.Put<uint32_t>(in);
+      Payload h = hdr.Take();
+      std::memcpy(req.data(), h.data(), h.size());
+      std::memcpy(req.data() + kChunkWriteHeader, piece.data(), take);
+      flight.Acquire();
+      world_->messenger().CallAsync(rank, kOpChunkWrite, std::move(req), options_.deadline,
+                                    [&record, &flight](Result<Payload> r) {
+                                      record(r.status());
+                                      flight.Release();
+                                    });
+    }
+    pos += take;
+  }
+  flight.Wait();
+
+  std::lock_guard lk(w->mu);
+  w->writers--;
+  w->holders.insert(used.begin(), used.end());
+  for (uint64_t c : chunks) {
+    if (w->written.size() <= c / 8) w->written.resize(c / 8 + 1, 0);
+    w->written[c / 8] |= static_cast<uint8_t>(1u << (c % 8));
+  }
+  w->end = std::max(w->end, offset + len);
+  if (!first.ok() && w->error.ok()) w->error = first.WithContext(fmt::format("writing \"{}\"", path));
+  w->cv.notify_all();
+  return first;
+}
+
+Status Cluster::Seal(std::string_view path) {
+  SHOAL_ASSIGN_OR_RETURN(auto w, FindWriting(path));
+  Inode inode;
+  {
+    std::unique_lock lk(w->mu);
+    if (w->closing) return Status::FailedPrecondition(fmt::format("\"{}\" is being sealed", path));
+    w->closing = true;
+    w->cv.wait(lk, [&] { return w->writers == 0; });
+    if (!w->error.ok()) {
+      w->closing = false;
+      return w->error;
+    }
+    inode.chunk_size = w->chunk_size;
+    inode.size = w->declared != kUnknownSize ? w->declared : w->end;
+  }
+  auto fail = [&](Status s) {
+    std::lock_guard lk(w->mu);
+    if (w->error.ok()) w->error = s;
+    w->closing = false;  // only Abort remains possible
+    return s;
+  };
+
+  if (w->keep_inline || (w->holders.empty() && inode.size <= options_.inline_threshold)) {
+    inode.is_inline = true;
+    inode.inline_data = w->keep_inline ? w->small : std::string(inode.size, '\0');
+    inode.inline_crc = Crc32c(inode.inline_data.data(), inode.size);
+  } else {
+    inode.is_striped = true;
+    inode.uid = w->uid;
+    inode.replicas = replicas_;
+    inode.layout = placement_->members();
+    inode.written = w->written;
+    inode.written.resize((inode.NumChunks() + 7) / 8, 0);
+    std::vector<uint32_t> holders(w->holders.begin(), w->holders.end());
+    for (auto& r : AskAll(holders, kOpChunkCommit, UidRequest(w->uid))) {
+      if (!r.ok()) return fail(r.status().WithContext(fmt::format("sealing \"{}\"", path)));
+    }
+  }
+  inode.seal_time_ns = NowNs();
+
+  ByteWriter req;
+  req.Prefixed(path);
+  req.Raw(EncodeInode(inode));
+  Payload request = req.Take();
+  std::vector<uint32_t> owners = Owners(path);
+  // The primary decides a race between two creators of the path; then its replicas.
+  auto primary = Ask(owners[0], kOpMetaInsert, request);
+  if (!primary.ok()) return fail(primary.status().WithContext(fmt::format("sealing \"{}\"", path)));
+  std::vector<uint32_t> replicas(owners.begin() + 1, owners.end());
+  auto results = AskAll(replicas, kOpMetaInsert, request);
+  Status bad;
+  std::vector<uint32_t> inserted{owners[0]};
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (results[i].ok()) inserted.push_back(replicas[i]);
+    else if (bad.ok()) bad = results[i].status();
+  }
+  if (!bad.ok()) {
+    ByteWriter rm;
+    rm.Prefixed(path);
+    rm.Put<uint64_t>(inode.uid);
+    (void)AskAll(inserted, kOpMetaRemove, rm.Take());
+    return fail(bad.WithContext(fmt::format("sealing \"{}\" (metadata replica)", path)));
+  }
+  std::lock_guard lk(open_mu_);
+  open_.erase(w->path);
+  return Status::OK();
+}
+
+Status Cluster::Abort(std::string_view path) {
+  SHOAL_ASSIGN_OR_RETURN(auto w, FindWriting(path));
+  std::set<uint32_t> holders;
+  {
+    std::unique_lock lk(w->mu);
+    w->closing = true;
+    w->cv.wait(lk, [&] { return w->writers == 0; });
+    holders = w->holders;
+  }
+  Inode none;
+  none.uid = w->uid;
+  Status s = DropEverywhere(none, holders);
+  std::lock_guard lk(open_mu_);
+  open_.erase(w->path);
+  return s;
+}
+
+Status Cluster::DropEverywhere(const Inode& inode, const std::set<uint32_t>& ranks) {
+  std::vector<uint32_t> live;
+  for (uint32_t r : ranks) {
+    if (r == world_->rank() || world_->messenger().peer_up(r)) live.push_back(r);
+  }
+  Status first;
+  for (auto& r : AskAll(live, kOpChunkDrop, UidRequest(inode.uid))) {
+    if (!r.ok() && first.ok()) first = r.status();
+  }
+  if (!first.ok()) {
+    Log(LogLevel::kWarn, "dropping chunks of object {:016x}: {} (space stays used)", inode.uid,
+        first.ToString());
+  }
+  return Status::OK();
+}
+
+Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
+  std::vector<Piece> pieces;
+  std::unique_ptr<Placement> scratch;
+  for (size_t q = 0; q < requests.size(); ++q) {
+    ReadRequest& req = requests[q];
+    req.bytes_read = 0;
+    req.status = ValidateObjectPath(req.path);
+    if (!req.status.ok()) continue;
+    auto inode = LookupInode(req.path);
+    if (!inode.ok()) {
+      req.status = inode.status();
+      continue;
+    }
+    if (req.offset > inode->size) {
+      req.status = Status::InvalidArgument(
+          fmt::format("read at offset {} past the end of \"{}\" ({} bytes)", req.offset, req.path,
+                      inode->size));
+      continue;
+    }
+    uint64_t n = std::min<uint64_t>(req.dst.size(), inode->size - req.offset);
+    req.bytes_read = n;
+    if (inode->is_inline) {
+      if (Crc32c(inode->inline_data.data(), inode->size) != inode->inline_crc) {
+        req.status =
+            Status::Corruption(fmt::format("inline data of \"{}\": CRC32C mismatch", req.path));
+        continue;
+      }
+      if (n > 0) std::memcpy(req.dst.data(), inode->inline_data.data() + req.offset, n);
+      continue;
+    }
+    if (!inode->is_striped) {
+      req.status = Status::Corruption(fmt::format("\"{}\": metadata names no chunks", req.path));
+      continue;
+    }
+    const Placement& placement = PlacementFor(*inode, &scratch);
+    const uint64_t cs = inode->chunk_size;
+    for (uint64_t pos = req.offset; pos < req.offset + n;) {
+      uint64_t chunk = pos / cs;
+      uint32_t in = static_cast<uint32_t>(pos - chunk * cs);
+      uint32_t take = static_cast<uint32_t>(std::min<uint64_t>(cs - in, req.offset + n - pos));
+      std::byte* dst = req.dst.data() + (pos - req.offset);
+      if (!inode->ChunkWritten(chunk)) {
+        std::memset(dst, 0, take);
+      } else {
+        Piece p;
+        p.request = q;
+        p.uid = inode->uid;
+        p.chunk_size = static_cast<uint32_t>(cs);
+        p.chunk = chunk;
+        p.in_chunk = in;
+        p.len = take;
+        p.dst = dst;
+        p.candidates =
+            Nearest(placement, placement.ChunkHolders(inode->uid, chunk, inode->replicas));
+        pieces.push_back(std::move(p));
+      }
+      pos += take;
+    }
+  }
+
+  // Rounds: every piece asks its current candidate; failed pieces move to the next replica.
+  std::vector<size_t> todo(pieces.size());
+  for (size_t i = 0; i < todo.size(); ++i) todo[i] = i;
+  const uint32_t me = world_->rank();
+  while (!todo.empty()) {
+    std::vector<size_t> local, remote;
+    for (size_t i : todo) {
+      Piece& p = pieces[i];
+      if (p.next >= p.candidates.size()) {
+        ReadRequest& req = requests[p.request];
+        if (req.status.ok()) {
+          req.status = p.status.ok()
+                           ? Status::Unavailable(fmt::format(
+                                 "chunk {} of \"{}\": no live member holds a replica", p.chunk,
+                                 req.path))
+                           : p.status.WithContext(fmt::format(
+                                 "chunk {} of \"{}\", every replica failed", p.chunk, req.path));
+        }
+        continue;
+      }
+      (p.candidates[p.next] == me ? local : remote).push_back(i);
+    }
+    Flight flight(options_.window);
+    for (size_t i : remote) {
+      Piece* p = &pieces[i];
+      ByteWriter w;
+      w.Put<uint64_t>(p->uid);
+      w.Put<uint32_t>(p->chunk_size);
+      w.Put<uint64_t>(p->chunk);
+      w.Put<uint32_t>(p->in_chunk);
+      w.Put<uint32_t>(p->len);
+      flight.Acquire();
+      world_->messenger().CallAsync(
+          p->candidates[p->next], kOpChunkRead, w.Take(), options_.deadline,
+          [p, &flight](Result<Payload> r) {
+            if (!r.ok()) {
+              p->status = r.status();
+            } else {
+              ByteReader rd(*r);
+              uint32_t crc = 0;
+              uint64_t n = 0;
+              std::span<const std::byte> bytes;
+              if (!rd.Get(&crc) || !rd.Get(&n) || n > p->len || !rd.Raw(n, &bytes) ||
+                  !rd.done()) {
+                p->status = Status::Corruption("chunk read: malformed reply");
+              } else if (Crc32c(bytes.data(), n) != crc) {
+                p->status = Status::Corruption("chunk read: CRC32C mismatch in transit");
+              } else {
+                std::memcpy(p->dst, bytes.data(), n);
+                std::memset(p->dst + n, 0, p->len - n);  // never written there: zeros
+                p->status = Status::OK();
+              }
+            }
+            flight.Release();
+          });
+    }
+    if (!local.empty()) {
+      std::vector<ReadRequest> lr;
+      for (size_t i : local) {
+        Piece& p = pieces[i];
+        lr.push_back({ChunkObject(p.uid), p.chunk * p.chunk_size + p.in_chunk,
+                      std::span<std::byte>(p.dst, p.len), {}, 0});
+      }
+      (void)store_->ReadBatch(lr);
+      for (size_t k = 0; k < local.size(); ++k) {
+        Piece& p = pieces[local[k]];
+        p.status = lr[k].status;
+        if (p.status.ok()) std::memset(p.dst + lr[k].bytes_read, 0, p.len - lr[k].bytes_read);
+      }
+    }
+    flight.Wait();
+    std::vector<size_t> again;
+    for (size_t i : local) again.push_back(i);
+    for (size_t i : remote) again.push_back(i);
+    todo.clear();
+    for (size_t i : again) {
+      Piece& p = pieces[i];
+      if (p.status.ok()) continue;
+      Log(LogLevel::kWarn, "chunk {} of \"{}\" from rank {}: {}; trying the next replica", p.chunk,
+          requests[p.request].path, p.candidates[p.next], p.status.ToString());
+      p.next++;
+      todo.push_back(i);
+    }
+  }
+  for (ReadRequest& req : requests) {
+    if (!req.status.ok()) req.bytes_read = 0;
+  }
+  return Status::OK();
+}
+
+Result<ObjectInfo> Cluster::Stat(std::string_view path) {
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+  SHOAL_ASSIGN_OR_RETURN(Inode inode, LookupInode(path));
+  ObjectInfo info;
+  info.path = std::string(path);
+  info.size = inode.size;
+  info.chunk_size = inode.chunk_size;
+  info.num_chunks = inode.NumChunks();
+  info.is_inline = inode.is_inline;
+  info.seal_time_ns = inode.seal_time_ns;
+  return info;
+}
+
+Result<ListPage> Cluster::List(std::string_view dir, const ListOptions& options) {
+  SHOAL_RETURN_IF_ERROR(ValidateDirPath(dir));
+  if (options.limit < 1 || options.limit > kMaxListLimit) {
+    return Status::InvalidArgument(
+        fmt::format("list limit {} not in 1..{}", options.limit, kMaxListLimit));
+  }
+  std::vector<uint32_t> ranks;
+  for (uint32_t r = 0; r < world_->size(); ++r) {
+    if (r == world_->rank() || world_->messenger().peer_up(r)) ranks.push_back(r);
+  }
+  ByteWriter w;
+  w.Prefixed(dir);
+  w.Prefixed(options.start_after);
+  w.Put<uint32_t>(options.limit);
+  auto results = AskAll(ranks, kOpMetaList, w.Take());
+
+  std::map<std::string, DirEntry> merged;
+  std::optional<std::string> cutoff;  // entries past a truncated shard's last name are unknown
+  uint32_t failed = world_->size() - static_cast<uint32_t>(ranks.size());
+  Status failure = Status::Unavailable("members are down");
+  size_t empty = 0;  // shards without the directory: none of its entries hash onto them
+  for (auto& res : results) {
+    if (!res.ok() && res.status().code() == Code::kNotFound) {
+      if (++empty == results.size()) return res.status();
+      continue;
+    }
+    if (!res.ok()) {
+      if (Decisive(res.status())) return res.status();
+      failure = res.status();
+      failed++;
+      continue;
+    }
+    ByteReader r(*res);
+    uint8_t truncated = 0;
+    uint32_t count = 0;
+    if (!r.Get(&truncated) || !r.Get(&count) || count > kMaxListLimit) {
+      return Status::Corruption("list: malformed reply");
+    }
+    std::string last;
+    for (uint32_t i = 0; i < count; ++i) {
+      std::span<const std::byte> name;
+      uint8_t is_dir = 0;
+      uint64_t size = 0;
+      if (!r.Prefixed(kMaxPathBytes, &name) || !r.Get(&is_dir) || !r.Get(&size)) {
+        return Status::Corruption("list: malformed reply entry");
+      }
+      last = std::string(AsChars(name));
+      auto [it, fresh] = merged.try_emplace(last, DirEntry{last, is_dir != 0, size});
+      if (!fresh) it->second.size = std::max(it->second.size, size);
+    }
+    if (truncated != 0 && (!cutoff || last < *cutoff)) cutoff = last;
+  }
+  // An entry is lost only when all its owners are down; with r replicas, r - 1 members may be.
+  if (failed >= replicas_) {
+    return failure.WithContext(fmt::format("listing \"{}\": {} member(s) unreachable", dir, failed));
+  }
+  ListPage page;
+  for (auto& [name, e] : merged) {
+    if (cutoff && name > *cutoff) {
+      page.truncated = true;
+      break;
+    }
+    if (page.entries.size() == options.limit) {
+      page.truncated = true;
+      break;
+    }
+    page.entries.push_back(std::move(e));
+  }
+  if (cutoff && !page.truncated) page.truncated = true;
+  if (page.truncated && !page.entries.empty()) page.next_start_after = page.entries.back().name;
+  return page;
+}
+
+Status Cluster::Remove(std::string_view path) {
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+  ByteWriter w;
+  w.Prefixed(path);
+  w.Put<uint64_t>(0);
+  Payload request = w.Take();
+  std::vector<uint32_t> owners = Owners(path);
+  Status s = Status::Unavailable(fmt::format("no live owner of \"{}\"", path));
+  std::optional<Inode> removed;
+  std::vector<uint32_t> rest;
+  for (uint32_t owner : owners) {
+    if (removed) {
+      rest.push_back(owner);
+      continue;
+    }
+    if (owner != world_->rank() && !world_->messenger().peer_up(owner)) continue;
+    auto reply = Ask(owner, kOpMetaRemove, request);
+    if (reply.ok()) {
+      auto inode = DecodeInode(AsChars(*reply), path);
+      if (!inode.ok()) return inode.status();
+      removed = std::move(inode).value();
+    } else {
+      s = reply.status();
+      if (Decisive(s)) return s;
+    }
+  }
+  if (!removed) return s;
+  std::vector<uint32_t> live;
+  for (uint32_t r : rest) {
+    if (r == world_->rank() || world_->messenger().peer_up(r)) live.push_back(r);
+  }
+  (void)AskAll(live, kOpMetaRemove, request);
+  if (removed->is_striped) {
+    std::set<uint32_t> holders;
+    for (const PlacementMember& m : removed->layout) {
+      auto it = rank_of_member_.find(m.member_id);
+      if (it != rank_of_member_.end()) holders.insert(it->second);
+    }
+    return DropEverywhere(*removed, holders);
+  }
+  return Status::OK();
+}
+
+}  // namespace shoal::engine

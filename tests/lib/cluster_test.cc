@@ -1,0 +1,163 @@
+// Worlds of real processes on loopback through the public Engine: each rank has its own store
+// directory and node name and joins through the users' bootstrap (environment variables, file
+// or TCP rendezvous). The member program (cluster_member_main.cc) does the checks; here we start
+// worlds, kill members, delete stores and permute ranks.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <thread>
+
+#include "tests/process_util.h"
+#include "tests/test_util.h"
+
+namespace shoal {
+namespace {
+
+using testing::FreePort;
+using testing::Process;
+using testing::TempDir;
+
+struct Member {
+  std::string store;
+  std::string node;
+  std::string token = "cluster-job-token";
+};
+
+struct Outcome {
+  int code;
+  std::string err;
+};
+
+class World {
+ public:
+  World(const TempDir& dir, std::string rendezvous) : dir_(dir), rdzv_(std::move(rendezvous)) {}
+
+  // Starts one member per entry of `members`, rank = index.
+  void Start(const std::vector<Member>& members, const std::string& scenario,
+             const std::string& replicas, const std::string& arg = "",
+             const std::string& join_timeout_ms = "60000") {
+    static int run = 0;
+    ++run;
+    for (size_t r = 0; r < members.size(); ++r) {
+      std::string id = std::to_string(run) + "-" + std::to_string(r);
+      std::vector<std::string> args{scenario, members[r].store, dir_.Sub("sync"), replicas};
+      if (!arg.empty()) args.push_back(arg);
+      procs_.push_back(testing::Spawn(SHOAL_CLUSTER_MEMBER, args, dir_.Sub("out-" + id),
+                                      dir_.Sub("err-" + id),
+                                      {{"SHOAL_RANK", std::to_string(r)},
+                                       {"SHOAL_WORLD_SIZE", std::to_string(members.size())},
+                                       {"SHOAL_NODE", members[r].node},
+                                       {"SHOAL_TOKEN", members[r].token},
+                                       {"SHOAL_RENDEZVOUS", rdzv_},
+                                       {"TEST_JOIN_TIMEOUT_MS", join_timeout_ms}}));
+    }
+  }
+  const Process& proc(size_t r) const { return procs_[r]; }
+
+  std::vector<Outcome> WaitAll() {
+    std::vector<Outcome> out;
+    for (auto& p : procs_) out.push_back({testing::Wait(p), testing::Slurp(p.err)});
+    procs_.clear();
+    return out;
+  }
+
+ private:
+  const TempDir& dir_;
+  std::string rdzv_;
+  std::vector<Process> procs_;
+};
+
+std::vector<Member> Members(const TempDir& dir, int n) {
+  std::vector<Member> m;
+  for (int r = 0; r < n; ++r) {
+    m.push_back({dir.Sub("store-" + std::to_string(r)), "node-" + std::to_string(r)});
+  }
+  return m;
+}
+
+void ExpectAllOk(const std::vector<Outcome>& res) {
+  for (size_t r = 0; r < res.size(); ++r) EXPECT_EQ(res[r].code, 0) << "rank " << r << ":\n" << res[r].err;
+}
+
+TEST(Cluster, FourRanksReadWriteListRemoveEachOthersObjects) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.Sub("sync"));
+  World w(dir, "file:" + dir.Sub("rdzv"));
+  w.Start(Members(dir, 4), "full", "1");
+  ExpectAllOk(w.WaitAll());
+}
+
+TEST(Cluster, TcpRendezvousHostedByRankZeroWithReplicationTwo) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.Sub("sync"));
+  World w(dir, "tcp:127.0.0.1:" + std::to_string(FreePort()));
+  w.Start(Members(dir, 4), "full", "2");
+  ExpectAllOk(w.WaitAll());
+}
+
+TEST(Cluster, RestartWithPermutedRanksFindsEveryObject) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.Sub("sync"));
+  auto members = Members(dir, 4);
+  {
+    World w(dir, "file:" + dir.Sub("rdzv-1"));
+    w.Start(members, "write", "1");
+    ExpectAllOk(w.WaitAll());
+  }
+  // Same store directories (a store stays on its node), rank numbers rotated.
+  std::vector<Member> permuted = {members[2], members[3], members[1], members[0]};
+  World w(dir, "file:" + dir.Sub("rdzv-2"));
+  w.Start(permuted, "verify", "1", "4");
+  ExpectAllOk(w.WaitAll());
+}
+
+TEST(Cluster, ReplicationTwoSurvivesANodeKilledWithItsStoreDeleted) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.Sub("sync"));
+  auto members = Members(dir, 4);
+  const int victim = 2;
+  World w(dir, "file:" + dir.Sub("rdzv"));
+  w.Start(members, "kill", "2", std::to_string(victim));
+  for (int r = 0; r < 4; ++r) {
+    std::string ready = dir.Sub("sync/ready-" + std::to_string(r));
+    for (int i = 0; i < 6000 && !std::filesystem::exists(ready); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_TRUE(std::filesystem::exists(ready)) << "rank " << r << " never got ready";
+  }
+  ASSERT_EQ(::kill(w.proc(victim).pid, SIGKILL), 0);
+  std::filesystem::remove_all(members[victim].store);
+  { std::FILE* f = std::fopen(dir.Sub("sync/go").c_str(), "w"); ASSERT_NE(f, nullptr); std::fclose(f); }
+  auto res = w.WaitAll();
+  EXPECT_EQ(res[victim].code, 128 + SIGKILL);
+  for (int r = 0; r < 4; ++r) {
+    if (r == victim) continue;
+    EXPECT_EQ(res[r].code, 0) << "rank " << r << ":\n" << res[r].err;
+  }
+}
+
+TEST(Cluster, MalformedMessagesFromAMemberCrashNobody) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.Sub("sync"));
+  World w(dir, "file:" + dir.Sub("rdzv"));
+  w.Start(Members(dir, 4), "evil", "2");
+  ExpectAllOk(w.WaitAll());
+}
+
+TEST(Cluster, WrongTokenIsRefusedAtOpen) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.Sub("sync"));
+  auto members = Members(dir, 2);
+  members[1].token = "stolen-token";
+  World w(dir, "tcp:127.0.0.1:" + std::to_string(FreePort()));
+  w.Start(members, "write", "1", "", "4000");
+  auto res = w.WaitAll();  // rank 0 keeps waiting for a rightful rank 1 until its join timeout
+  EXPECT_EQ(res[1].code, 3) << res[1].err;
+  EXPECT_NE(res[1].err.find("job token"), std::string::npos) << res[1].err;
+  EXPECT_NE(res[0].code, 0);
+  EXPECT_NE(res[0].err.find("job token"), std::string::npos) << res[0].err;
+}
+
+}  // namespace
+}  // namespace shoal
