@@ -848,6 +848,22 @@ Result<ObjectInfo> Cluster::Stat(std::string_view path) {
   return info;
 }
 
+Result<std::vector<std::vector<uint32_t>>> Cluster::Locate(std::string_view path) {
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+  SHOAL_ASSIGN_OR_RETURN(Inode inode, LookupInode(path));
+  std::vector<std::vector<uint32_t>> out(inode.NumChunks());
+  if (inode.is_striped) {
+    std::unique_ptr<Placement> scratch;
+    const Placement& placement = PlacementFor(inode, &scratch);
+    for (uint64_t i = 0; i < out.size(); ++i) {
+      if (inode.ChunkWritten(i)) {
+        out[i] = Nearest(placement, placement.ChunkHolders(inode.uid, i, inode.replicas));
+      }
+    }
+  }
+  return out;
+}
+
 Result<ListPage> Cluster::List(std::string_view dir, const ListOptions& options) {
   SHOAL_RETURN_IF_ERROR(ValidateDirPath(dir));
   if (options.limit < 1 || options.limit > kMaxListLimit) {

@@ -92,6 +92,7 @@ class Cluster {
   Result<ObjectInfo> Stat(std::string_view path);
   Result<ListPage> List(std::string_view dir, const ListOptions& options);
   Status Remove(std::string_view path);
+  Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path);
 
   World& world() { return *world_; }
   ObjectStore& store() { return *store_; }

@@ -594,6 +594,16 @@ Result<ObjectInfo> ObjectStore::Stat(std::string_view path) {
   return info;
 }
 
+Result<std::vector<std::vector<uint32_t>>> ObjectStore::Locate(std::string_view path) {
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+  SHOAL_ASSIGN_OR_RETURN(Inode inode, meta_->GetInode(path));
+  std::vector<std::vector<uint32_t>> out(inode.NumChunks());
+  for (uint64_t i = 0; i < out.size(); ++i) {
+    if (!inode.chunks[i].is_hole()) out[i] = {0};
+  }
+  return out;
+}
+
 Result<ListPage> ObjectStore::List(std::string_view dir, const ListOptions& options) {
   SHOAL_RETURN_IF_ERROR(ValidateDirPath(dir));
   return meta_->List(dir, options);

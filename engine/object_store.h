@@ -40,6 +40,7 @@ class ObjectStore {
   Result<ObjectInfo> Stat(std::string_view path);
   Result<ListPage> List(std::string_view dir, const ListOptions& options);
   Status Remove(std::string_view path);
+  Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path);
 
   std::string_view io_backend() const { return disk_->name(); }
   bool direct_io() const { return chunks_->direct_io(); }

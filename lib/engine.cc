@@ -84,6 +84,10 @@ Status Engine::Remove(std::string_view path) {
   return impl_->Serve([&](auto& s) { return s.Remove(path); });
 }
 
+Result<std::vector<std::vector<uint32_t>>> Engine::Locate(std::string_view path) {
+  return impl_->Serve([&](auto& s) { return s.Locate(path); });
+}
+
 std::string_view Engine::io_backend() const { return impl_->store().io_backend(); }
 
 uint32_t Engine::rank() const { return impl_->cluster() ? impl_->cluster()->world().rank() : 0; }

@@ -162,6 +162,12 @@ class SHOAL_EXPORT Engine {
   // with their last entry. Reads already in progress on the object complete first.
   Status Remove(std::string_view path);
 
+  // Where a sealed object's chunks live: for chunk i, the ranks of the live members holding a
+  // replica, nearest first (this rank, then this node, then others); empty for a chunk never
+  // written (it reads as zeros). Inline objects have no chunks. For locality-aware readers
+  // (read what is local first) and tools. NotFound like Stat.
+  Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path);
+
   // "io_uring" or "posix": the backend chosen at Open.
   std::string_view io_backend() const;
 

@@ -253,6 +253,19 @@ int main(int argc, char** argv) {
     WriteMine(eng, rank);
     Check(eng.Barrier(), "barrier");
     VerifyAll(eng, world);
+    // Chunks are spread over the members, each on `replicas` distinct ranks.
+    auto where = eng.Locate(fmt::format("w/r{}/s{}", rank, 5 * kChunk + 123));
+    Check(where.status(), "locate");
+    std::set<uint32_t> spread;
+    if (where->size() != 6) Die(fmt::format("locate: {} chunks, want 6", where->size()));
+    for (const auto& holders : *where) {
+      if (holders.size() != o.replicas) Die(fmt::format("locate: {} holders", holders.size()));
+      if (std::set<uint32_t>(holders.begin(), holders.end()).size() != holders.size()) {
+        Die("locate: a chunk's replicas share a rank");
+      }
+      spread.insert(holders.begin(), holders.end());
+    }
+    if (spread.size() != static_cast<size_t>(world)) Die("chunks of 6 do not reach every member");
     // Conflicts and bad input.
     if (eng.Create(fmt::format("w/r{}/s2048", (rank + 1) % world)).code() != Code::kAlreadyExists) {
       Die("create over another rank's sealed object was not refused");
