@@ -102,6 +102,7 @@ struct Cluster::Writing {
   uint64_t end = 0;
   std::vector<uint8_t> written;  // bit per chunk with data
   std::set<uint32_t> holders;    // ranks holding pieces
+  std::unique_ptr<Flight> flight;  // remote piece writes in flight (bounded by the window)
   uint32_t writers = 0;
   bool closing = false;
   Status error;
@@ -458,6 +459,7 @@ Status Cluster::Create(std::string_view path, const CreateOptions& co) {
   w->chunk_size = cs;
   w->declared = co.size;
   w->keep_inline = co.size != kUnknownSize && co.size <= options_.inline_threshold;
+  w->flight = std::make_unique<Flight>(options_.window);
   if (w->keep_inline) w->small.assign(co.size, '\0');
   {
     std::lock_guard lk(open_mu_);
@@ -526,19 +528,15 @@ Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const st
     w->writers++;
   }
 
+  // Remote pieces are copied into their requests, so the caller's buffer is free on return and
+  // the requests stay in flight (at most `window` per object); their errors surface at a later
+  // Write or at Seal. Pieces this member holds go to its store now.
   const uint64_t cs = w->chunk_size;
   const uint32_t me = world_->rank();
-  std::mutex err_mu;
   Status first;
-  auto record = [&](const Status& s) {
-    if (s.ok()) return;
-    std::lock_guard lk(err_mu);
-    if (first.ok()) first = s;
-  };
   std::set<uint32_t> used;
   std::vector<uint64_t> chunks;
-  Flight flight(options_.window);
-  for (uint64_t pos = offset; pos < offset + len;) {
+  for (uint64_t pos = offset; pos < offset + len && first.ok();) {
     uint64_t chunk = pos / cs;
     uint32_t in = static_cast<uint32_t>(pos - chunk * cs);
     uint64_t take = std::min<uint64_t>(cs - in, offset + len - pos);
@@ -548,28 +546,33 @@ Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const st
       uint32_t rank = rank_of_[idx];
       used.insert(rank);
       if (rank == me) {
-        record(HolderWrite(w->uid, static_cast<uint32_t>(cs), chunk, in, piece));
+        first = HolderWrite(w->uid, static_cast<uint32_t>(cs), chunk, in, piece);
+        if (!first.ok()) break;
         continue;
       }
-      Payload req(kChunkWriteHeader + take);
       ByteWriter hdr;
       hdr.Put<uint64_t>(w->uid);
       hdr.Put<uint32_t>(static_cast<uint32_t>(cs));
       hdr.Put<uint64_t>(chunk);
       hdr.Put<uint32_t>(in);
-      Payload h = hdr.Take();
-      std::memcpy(req.data(), h.data(), h.size());
-      std::memcpy(req.data() + kChunkWriteHeader, piece.data(), take);
-      flight.Acquire();
-      world_->messenger().CallAsync(rank, kOpChunkWrite, std::move(req), options_.deadline,
-                                    [&record, &flight](Result<Payload> r) {
-                                      record(r.status());
-                                      flight.Release();
-                                    });
+      Payload req = hdr.Take();
+      req.insert(req.end(), piece.begin(), piece.end());
+      w->flight->Acquire();
+      world_->messenger().CallAsync(
+          rank, kOpChunkWrite, std::move(req), options_.deadline,
+          [w, chunk, rank](Result<Payload> r) {
+            if (!r.ok()) {
+              std::lock_guard lk(w->mu);
+              if (w->error.ok()) {
+                w->error = r.status().WithContext(
+                    fmt::format("writing chunk {} of \"{}\" to rank {}", chunk, w->path, rank));
+              }
+            }
+            w->flight->Release();
+          });
     }
     pos += take;
   }
-  flight.Wait();
 
   std::lock_guard lk(w->mu);
   w->writers--;
@@ -581,7 +584,7 @@ Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const st
   w->end = std::max(w->end, offset + len);
   if (!first.ok() && w->error.ok()) w->error = first.WithContext(fmt::format("writing \"{}\"", path));
   w->cv.notify_all();
-  return first;
+  return first.ok() ? w->error : first;
 }
 
 Status Cluster::Seal(std::string_view path) {
@@ -592,6 +595,9 @@ Status Cluster::Seal(std::string_view path) {
     if (w->closing) return Status::FailedPrecondition(fmt::format("\"{}\" is being sealed", path));
     w->closing = true;
     w->cv.wait(lk, [&] { return w->writers == 0; });
+    lk.unlock();
+    w->flight->Wait();
+    lk.lock();
     if (!w->error.ok()) {
       w->closing = false;
       return w->error;
@@ -661,6 +667,7 @@ Status Cluster::Abort(std::string_view path) {
     w->cv.wait(lk, [&] { return w->writers == 0; });
     holders = w->holders;
   }
+  w->flight->Wait();
   Inode none;
   none.uid = w->uid;
   Status s = DropEverywhere(none, holders);
