@@ -28,6 +28,7 @@
 
 #include "benchmarks/progress.h"
 #include "benchmarks/raw_disk.h"
+#include "benchmarks/world_bench.h"
 #include "engine/buffer_pool.h"
 #include "shoal/engine.h"
 
@@ -334,7 +335,8 @@ bool ParseSize(const std::string& s, uint64_t* out) {
 int main(int argc, char** argv) {
   using namespace shoal::bench;
   Config c;
-  CLI::App app{"shoal-bench: one shoal member against the raw disk, measured in the same run"};
+  CLI::App app{"shoal-bench: shoal against the raw disk (and raw UCX), measured in the same run"};
+  WorldConfig wc;
   app.require_subcommand(1, 1);
   std::string size = "2G", chunk = "4M", sample = "128K", sample_bytes = "512M", read_call = "256M";
   auto add_common = [&](CLI::App* sub) {
@@ -356,8 +358,19 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 100));
     sub->add_flag("--json", c.json, "one JSON object per line instead of a table");
     sub->add_flag("--keep", c.keep, "keep a temporary --dir");
+    sub->add_option("--ranks", wc.ranks, "start a world of N ranks on this machine (each with "
+                                         "its own store and node name)")
+        ->check(CLI::Range(1, 256));
+    sub->add_option("--replicas", wc.replicas, "copies of every chunk and inode (world modes)")
+        ->check(CLI::Range(1, 16));
+    sub->add_option("--window", wc.window, "chunk requests in flight per call (world modes)")
+        ->check(CLI::Range(1, 1024));
+    sub->add_option("--threads", wc.threads, "metadata clients per rank (meta mode)")
+        ->check(CLI::Range(1, 256));
+    sub->add_option("--files", wc.files, "objects created by all ranks (meta mode)");
+    sub->add_option("--stats", wc.stats, "stats by all ranks (meta mode)");
   };
-  for (const char* m : {"write", "read", "randread", "all"}) {
+  for (const char* m : {"write", "read", "randread", "remote-read", "meta", "all"}) {
     add_common(app.add_subcommand(m, std::string("mode ") + m)->callback([&c, m] { c.mode = m; }));
   }
   CLI11_PARSE(app, argc, argv);
@@ -379,6 +392,52 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "shoal-bench: --size must be a multiple of --chunk-size, and "
                          "--sample-size and --read-call multiples of 4 KiB\n");
     return 2;
+  }
+
+  const bool world = wc.ranks > 1 || InWorld();
+  if (!world && (c.mode == "remote-read" || c.mode == "meta")) {
+    std::fprintf(stderr, "shoal-bench: mode %s needs a world: add --ranks N\n", c.mode.c_str());
+    return 2;
+  }
+  if (world && c.mode == "randread") {
+    std::fprintf(stderr, "shoal-bench: randread runs on one member (drop --ranks)\n");
+    return 2;
+  }
+  if (world) {
+    wc.mode = c.mode;
+    wc.size = c.size;
+    wc.dir = c.dir;
+    wc.chunk_size = c.chunk_size;
+    wc.queue_depth = c.queue_depth;
+    wc.repeat = c.repeat;
+    wc.json = c.json;
+    if (InWorld()) {  // a rank: spawned below, or started by torchrun / mpirun
+      if (wc.dir.empty()) {
+        std::fprintf(stderr, "shoal-bench: a rank needs --dir\n");
+        return 2;
+      }
+      return RunWorldMember(wc);
+    }
+    bool temp_dir = wc.dir.empty();
+    if (temp_dir) {
+      char tmpl[] = "/var/tmp/shoal-bench-XXXXXX";
+      if (mkdtemp(tmpl) == nullptr) {
+        std::perror("mkdtemp");
+        return 1;
+      }
+      wc.dir = tmpl;
+    }
+    std::filesystem::create_directories(wc.dir);
+    std::vector<std::string> args(argv, argv + argc);
+    if (temp_dir) {
+      args.push_back("--dir");
+      args.push_back(wc.dir);
+    }
+    std::vector<char*> cargs;
+    for (auto& a : args) cargs.push_back(a.data());
+    int rc = SpawnWorld(wc, static_cast<int>(cargs.size()), cargs.data());
+    if (temp_dir && !c.keep) std::filesystem::remove_all(wc.dir);
+    return rc;
   }
 
   bool temp = c.dir.empty();

@@ -1,0 +1,462 @@
+#include "benchmarks/world_bench.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "benchmarks/raw_disk.h"
+#include "engine/buffer_pool.h"
+#include "shoal/engine.h"
+#include "transport/launch_info.h"
+#include "transport/messenger.h"
+
+namespace shoal::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Bytes = std::vector<std::byte>;
+
+[[noreturn]] void Die(const Status& s, const std::string& what) {
+  std::fprintf(stderr, "shoal-bench: %s: %s\n", what.c_str(), s.ToString().c_str());
+  std::fflush(stderr);
+  std::_Exit(1);
+}
+void Check(const Status& s, const std::string& what) {
+  if (!s.ok()) Die(s, what);
+}
+template <typename T>
+T Check(Result<T> r, const std::string& what) {
+  if (!r.ok()) Die(r.status(), what);
+  return std::move(r).value();
+}
+
+struct Row {
+  std::string mode;
+  uint64_t bytes = 0, ops = 0, block = 0;
+  double seconds = 0;
+  std::optional<double> baseline_mbps, baseline_ops, disk_mbps, ucx_mbps, ratio;
+  double mbps() const { return seconds > 0 ? bytes / 1e6 / seconds : 0; }
+  double ops_per_s() const { return seconds > 0 ? ops / seconds : 0; }
+};
+
+// Page-aligned buffer (O_DIRECT and registered memory friendly).
+struct Buffer {
+  explicit Buffer(size_t n) : b(engine::BufferPool::AllocateRaw(n)) {}
+  ~Buffer() { engine::BufferPool::FreeRaw(b); }
+  std::byte* data() const { return b.data; }
+  engine::IoBuffer b;
+};
+
+class Member {
+ public:
+  Member(const WorldConfig& c, std::unique_ptr<Engine> e)
+      : c_(c), e_(std::move(e)), rank_(e_->rank()), n_(e_->world_size()) {}
+
+  // Every rank runs fn after a barrier; returns the slowest rank's seconds.
+  template <typename Fn>
+  double Timed(Fn fn) {
+    Check(e_->Barrier(), "barrier");
+    auto t0 = Clock::now();
+    fn();
+    double mine = std::chrono::duration<double>(Clock::now() - t0).count();
+    Bytes b(sizeof(double));
+    std::memcpy(b.data(), &mine, sizeof(double));
+    auto all = Check(e_->AllGather(b), "all-gather");
+    double worst = 0;
+    for (auto& x : all) {
+      double v = 0;
+      std::memcpy(&v, x.data(), sizeof(double));
+      worst = std::max(worst, v);
+    }
+    return worst;
+  }
+
+  std::vector<Row> Run() {
+    std::vector<Row> rows;
+    const std::string& m = c_.mode;
+    per_rank_ = c_.size / n_ / c_.chunk_size * c_.chunk_size;
+    if (per_rank_ == 0) per_rank_ = c_.chunk_size;
+    if (m == "write" || m == "read" || m == "all") {
+      rows.push_back(Write());
+      if (m != "write") rows.push_back(Read());
+    }
+    if (m == "remote-read" || m == "all") rows.push_back(RemoteRead());
+    if (m == "meta" || m == "all") {
+      for (Row& r : Meta()) rows.push_back(r);
+    }
+    return rows;
+  }
+
+  uint32_t rank() const { return rank_; }
+  uint32_t size() const { return n_; }
+
+ private:
+  std::string RawPath(const std::string& what) const {
+    return fmt::format("{}/raw-{}-{}.dat", c_.dir, what, rank_);
+  }
+  std::string Object(int rep) const { return fmt::format("bench/w{}-{}", rank_, rep); }
+
+  void EngineWriteOnce(const std::string& path, uint64_t bytes, uint64_t stamp) {
+    const uint64_t call = 64ull << 20;
+    Buffer buf(std::min(bytes, call));
+    Check(e_->Create(path, {.size = bytes}), "create " + path);
+    for (uint64_t off = 0; off < bytes; off += call) {
+      uint64_t n = std::min(call, bytes - off);
+      StampBlocks(buf.data(), n, stamp * 1000003 + off / 4096 + 1);
+      Check(e_->Write(path, off, buf.data(), n), "write " + path);
+    }
+    Check(e_->Seal(path), "seal " + path);
+  }
+
+  // Medians of engine and raw over `repeat` back-to-back pairs (alternating order) and the
+  // median pair ratio.
+  template <typename E, typename R>
+  Row Pair(std::string mode, uint64_t bytes, E engine_fn, R raw_fn) {
+    std::vector<double> es, rs, ratios;
+    for (int i = 0; i < c_.repeat; ++i) {
+      double e = 0, r = 0;
+      if (i % 2 == 0) {
+        r = Timed([&] { raw_fn(i); });
+        e = Timed([&] { engine_fn(i); });
+      } else {
+        e = Timed([&] { engine_fn(i); });
+        r = Timed([&] { raw_fn(i); });
+      }
+      es.push_back(e);
+      rs.push_back(r);
+      ratios.push_back(r / e);
+    }
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    Row row;
+    row.mode = std::move(mode);
+    row.bytes = bytes;
+    row.block = c_.chunk_size;
+    row.ops = bytes / c_.chunk_size;
+    row.seconds = median(es);
+    row.baseline_mbps = bytes / 1e6 / median(rs);
+    row.ratio = median(ratios);
+    return row;
+  }
+
+  Row Write() {
+    const uint64_t total = per_rank_ * n_;
+    Row row = Pair(
+        "write", total,
+        [&](int rep) { EngineWriteOnce(Object(rep), per_rank_, rank_ * 100 + rep); },
+        [&](int) {
+          Check(RawSequentialWrite(RawPath("seq"), per_rank_, c_.chunk_size, c_.queue_depth,
+                                   nullptr).status(),
+                "raw write");
+        });
+    last_ = Object(c_.repeat - 1);
+    for (int rep = 0; rep + 1 < c_.repeat; ++rep) Check(e_->Remove(Object(rep)), "remove");
+    return row;
+  }
+
+  Row Read() {
+    Buffer buf(256ull << 20);
+    const uint64_t total = per_rank_ * n_;
+    return Pair(
+        "read", total,
+        [&](int) {
+          for (uint64_t off = 0; off < per_rank_; off += 256ull << 20) {
+            uint64_t n = std::min<uint64_t>(256ull << 20, per_rank_ - off);
+            auto got = Check(e_->Read(last_, off, std::span<std::byte>(buf.data(), n)), "read");
+            if (got != n) Die(Status::Internal("short read"), last_);
+          }
+        },
+        [&](int) {
+          Check(RawSequentialRead(RawPath("seq"), per_rank_, c_.chunk_size, c_.queue_depth,
+                                  nullptr).status(),
+                "raw read");
+        });
+  }
+
+  // Rank 1 reads the chunks of rank 0's object that only other members hold.
+  Row RemoteRead() {
+    if (n_ < 2) Die(Status::InvalidArgument("remote-read needs --ranks 2 or more"), "remote-read");
+    const std::string path = "bench/remote";
+    if (rank_ == 0) {
+      if (e_->Stat(path).ok()) Check(e_->Remove(path), "remove");
+      EngineWriteOnce(path, c_.size / c_.chunk_size * c_.chunk_size, 7);
+    }
+    Check(e_->Barrier(), "barrier");
+    std::vector<ReadRequest> reqs;
+    uint64_t remote_bytes = 0;
+    const uint64_t batch = 32;
+    Buffer buf(batch * c_.chunk_size);
+    if (rank_ == 1) {
+      auto where = Check(e_->Locate(path), "locate");
+      for (uint64_t i = 0; i < where.size(); ++i) {
+        if (std::find(where[i].begin(), where[i].end(), 1u) != where[i].end()) continue;
+        reqs.push_back({path, i * c_.chunk_size, {}, {}, 0});
+        remote_bytes += c_.chunk_size;
+      }
+    }
+    // Everyone learns the byte count (rank 1's) for the baselines.
+    Bytes mine(8);
+    std::memcpy(mine.data(), &remote_bytes, 8);
+    auto all = Check(e_->AllGather(mine), "all-gather");
+    std::memcpy(&remote_bytes, all[1].data(), 8);
+    if (remote_bytes == 0) Die(Status::Internal("no chunk of the object is remote"), "remote-read");
+    if (rank_ == 0) {  // the raw file rank 0's disk would serve
+      Check(RawSequentialWrite(RawPath("remote"), remote_bytes, c_.chunk_size, c_.queue_depth,
+                               nullptr).status(), "raw write");
+    }
+    // A bare messenger between the ranks: the raw UCX transfer of the same sizes.
+    auto m = Check(transport::Messenger::Create({.self = rank_, .world_size = n_}), "messenger");
+    Bytes source(c_.chunk_size);
+    m->SetHandler(100, [&](uint32_t, std::span<const std::byte>) {
+      return transport::Reply{Status::OK(), source};
+    });
+    auto addrs = Check(e_->AllGather(m->address()), "all-gather");
+    for (uint32_t r = 0; r < n_; ++r) Check(m->Connect(r, addrs[r]), "connect");
+
+    std::vector<double> es, ds, us, ratios;
+    for (int i = 0; i < c_.repeat; ++i) {
+      double e = Timed([&] {
+        if (rank_ != 1) return;
+        for (size_t b = 0; b < reqs.size(); b += batch) {
+          size_t k = std::min<size_t>(batch, reqs.size() - b);
+          for (size_t j = 0; j < k; ++j) {
+            reqs[b + j].dst = std::span<std::byte>(buf.data() + j * c_.chunk_size, c_.chunk_size);
+          }
+          Check(e_->ReadBatch(std::span(reqs).subspan(b, k)), "read batch");
+          for (size_t j = 0; j < k; ++j) Check(reqs[b + j].status, "remote chunk read");
+        }
+      });
+      double d = Timed([&] {
+        if (rank_ != 0) return;
+        Check(RawSequentialRead(RawPath("remote"), remote_bytes, c_.chunk_size, c_.queue_depth,
+                                nullptr).status(), "raw read");
+      });
+      double u = Timed([&] {
+        if (rank_ != 1) return;
+        std::mutex mu;
+        std::condition_variable cv;
+        uint32_t inflight = 0;
+        Status bad;
+        for (uint64_t got = 0; got < remote_bytes; got += c_.chunk_size) {
+          {
+            std::unique_lock lk(mu);
+            cv.wait(lk, [&] { return inflight < c_.window; });
+            ++inflight;
+          }
+          m->CallAsync(0, 100, {}, std::chrono::milliseconds(30000),
+                       [&](Result<transport::Payload> r) {
+                         std::lock_guard lk(mu);
+                         if (!r.ok()) bad = r.status();
+                         else std::memcpy(buf.data(), r->data(), r->size());  // as the engine does
+                         --inflight;
+                         cv.notify_all();
+                       });
+        }
+        std::unique_lock lk(mu);
+        cv.wait(lk, [&] { return inflight == 0; });
+        Check(bad, "raw UCX transfer");
+      });
+      es.push_back(e);
+      ds.push_back(d);
+      us.push_back(u);
+      ratios.push_back((remote_bytes / e) / std::min(remote_bytes / d, remote_bytes / u));
+    }
+    Check(e_->Barrier(), "barrier");
+    m.reset();
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    Row row;
+    row.mode = "remote-read";
+    row.bytes = remote_bytes;
+    row.block = c_.chunk_size;
+    row.ops = remote_bytes / c_.chunk_size;
+    row.seconds = median(es);
+    row.disk_mbps = remote_bytes / 1e6 / median(ds);
+    row.ucx_mbps = remote_bytes / 1e6 / median(us);
+    row.baseline_mbps = std::min(*row.disk_mbps, *row.ucx_mbps);
+    row.ratio = median(ratios);
+    return row;
+  }
+
+  std::vector<Row> Meta() {
+    const uint64_t per_rank = c_.files / n_;
+    const uint64_t total = per_rank * n_;
+    const uint32_t t = c_.threads;
+    auto name = [](uint64_t r, uint64_t i) { return fmt::format("meta/d/f{}-{:08}", r, i); };
+    auto parallel = [&](uint64_t count, auto&& op) {
+      std::vector<std::thread> threads;
+      for (uint32_t k = 0; k < t; ++k) {
+        threads.emplace_back([&, k] {
+          for (uint64_t i = k; i < count; i += t) op(k, i);
+        });
+      }
+      for (auto& th : threads) th.join();
+    };
+    std::string payload(100, 'x');
+    double create = Timed([&] {
+      parallel(per_rank, [&](uint32_t, uint64_t i) {
+        Check(e_->Put(name(rank_, i), payload), "put");
+      });
+    });
+    const uint64_t stats_per_rank = c_.stats / n_;
+    double stat = Timed([&] {
+      parallel(stats_per_rank, [&](uint32_t k, uint64_t i) {
+        thread_local std::mt19937_64 rng(rank_ * 1000 + k);
+        uint64_t r = rng() % n_, j = rng() % per_rank;
+        auto info = Check(e_->Stat(name(r, j)), "stat");
+        if (info.size != payload.size()) Die(Status::Internal("stat size"), name(r, j));
+        (void)i;
+      });
+    });
+    uint64_t listed = 0;
+    double list = Timed([&] {
+      if (rank_ != 0) return;
+      ListOptions lo;
+      lo.limit = 1000000;
+      for (;;) {
+        auto page = Check(e_->List("meta/d", lo), "list");
+        for (const DirEntry& d : page.entries) {
+          if (d.size != payload.size()) Die(Status::Internal("list size"), d.name);
+        }
+        listed += page.entries.size();
+        if (!page.truncated) break;
+        lo.start_after = page.next_start_after;
+      }
+    });
+    if (rank_ == 0 && listed != total) {
+      Die(Status::Internal(fmt::format("listed {} entries, created {}", listed, total)), "list");
+    }
+    Check(e_->Barrier(), "barrier");
+    auto row = [](std::string mode, uint64_t ops, double s) {
+      Row r;
+      r.mode = std::move(mode);
+      r.ops = ops;
+      r.seconds = s;
+      return r;
+    };
+    return {row("create", total, create), row("stat", stats_per_rank * n_, stat),
+            row("list", total, list)};
+  }
+
+  const WorldConfig& c_;
+  std::unique_ptr<Engine> e_;
+  uint32_t rank_, n_;
+  uint64_t per_rank_ = 0;
+  std::string last_;
+};
+
+void Print(const WorldConfig& c, uint32_t ranks, const std::vector<Row>& rows) {
+  if (c.json) {
+    for (const Row& r : rows) {
+      auto opt = [](const std::optional<double>& v) {
+        return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+      };
+      nlohmann::json j = {{"mode", r.mode},
+                          {"ranks", ranks},
+                          {"replicas", c.replicas},
+                          {"bytes", r.bytes},
+                          {"block_size", r.block},
+                          {"seconds", r.seconds},
+                          {"mbps", r.mbps()},
+                          {"ops", r.ops},
+                          {"ops_per_s", r.ops_per_s()},
+                          {"baseline_mbps", opt(r.baseline_mbps)},
+                          {"ratio", opt(r.ratio)},
+                          {"repeat", c.repeat}};
+      if (r.disk_mbps) j["baseline_disk_mbps"] = *r.disk_mbps;
+      if (r.ucx_mbps) j["baseline_ucx_mbps"] = *r.ucx_mbps;
+      std::printf("%s\n", j.dump().c_str());
+    }
+    return;
+  }
+  std::printf("shoal-bench  %u ranks  replicas %u  chunk %u KiB  qd %u  window %u  median of %d\n",
+              ranks, c.replicas, c.chunk_size >> 10, c.queue_depth, c.window, c.repeat);
+  std::printf("%-11s %11s %8s | %12s %11s | %13s | %6s  %s\n", "mode", "bytes", "seconds",
+              "engine MB/s", "ops/s", "baseline MB/s", "ratio", "baseline");
+  for (const Row& r : rows) {
+    std::string base = r.mode == "remote-read"
+                           ? fmt::format("min(raw disk {:.1f}, raw UCX {:.1f})", *r.disk_mbps,
+                                         *r.ucx_mbps)
+                       : r.baseline_mbps ? std::string("raw O_DIRECT file per rank")
+                                         : std::string("-");
+    std::printf("%-11s %11llu %8.3f | %12.1f %11.0f | %13s | %6s  %s\n", r.mode.c_str(),
+                static_cast<unsigned long long>(r.bytes), r.seconds, r.mbps(), r.ops_per_s(),
+                r.baseline_mbps ? fmt::format("{:.1f}", *r.baseline_mbps).c_str() : "-",
+                r.ratio ? fmt::format("{:.3f}", *r.ratio).c_str() : "-", base.c_str());
+  }
+}
+
+}  // namespace
+
+bool InWorld() {
+  auto li = transport::LaunchInfoFromEnv();
+  return li.ok() && li->world_size > 1;
+}
+
+int SpawnWorld(const WorldConfig& c, int argc, char** argv) {
+  std::string token = fmt::format("bench-{:016x}", std::random_device{}() * 0x9E3779B97F4A7C15ull);
+  std::string rdzv = c.dir + "/rendezvous";
+  std::filesystem::remove_all(rdzv);
+  std::filesystem::create_directories(rdzv);
+  std::vector<pid_t> pids;
+  for (uint32_t r = 0; r < c.ranks; ++r) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::setenv("SHOAL_RANK", std::to_string(r).c_str(), 1);
+      ::setenv("SHOAL_WORLD_SIZE", std::to_string(c.ranks).c_str(), 1);
+      ::setenv("SHOAL_NODE", fmt::format("bench-node-{}", r).c_str(), 1);
+      ::setenv("SHOAL_TOKEN", token.c_str(), 1);
+      ::setenv("SHOAL_RENDEZVOUS", ("file:" + rdzv).c_str(), 1);
+      std::vector<char*> args(argv, argv + argc);
+      args.push_back(nullptr);
+      ::execv("/proc/self/exe", args.data());
+      std::_Exit(127);
+    }
+    pids.push_back(pid);
+  }
+  int rc = 0;
+  for (pid_t p : pids) {
+    int st = 0;
+    ::waitpid(p, &st, 0);
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (code != 0 && rc == 0) rc = code;
+  }
+  std::filesystem::remove_all(rdzv);
+  return rc;
+}
+
+int RunWorldMember(const WorldConfig& c) {
+  auto li = Check(transport::LaunchInfoFromEnv(), "launcher environment");
+  Options o;
+  o.store_dir = fmt::format("{}/rank-{}", c.dir, li.rank);
+  o.chunk_size = c.chunk_size;
+  o.queue_depth = c.queue_depth;
+  o.replicas = c.replicas;
+  o.window = c.window;
+  auto e = Check(Engine::Open(o), "open engine (rank " + std::to_string(li.rank) + ")");
+  Member m(c, std::move(e));
+  std::vector<Row> rows = m.Run();
+  if (m.rank() == 0) Print(c, m.size(), rows);
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace shoal::bench
