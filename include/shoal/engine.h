@@ -103,7 +103,9 @@ class SHOAL_EXPORT Engine {
   // job token, Timeout when ranks are missing after join_timeout_ms).
   static Result<std::unique_ptr<Engine>> Open(const Options& options);
 
-  // Waits for background I/O, closes files. Unsealed objects are discarded.
+  // Waits for background I/O, closes files. Unsealed objects are discarded. In a world, this
+  // member's chunks and metadata become unreachable: call Barrier() first so that no rank leaves
+  // while others may still read from it (with replicas >= 2, readers fail over meanwhile).
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -155,7 +157,10 @@ class SHOAL_EXPORT Engine {
   Result<ObjectInfo> Stat(std::string_view path);
 
   // One page of a directory's entries with their sizes: readdir + getattr in one call, served
-  // by a single range scan. NotFound if `dir` is neither "" nor a directory.
+  // by a single range scan (in a world: one scan per member, in parallel, merged). NotFound if
+  // `dir` is neither "" nor a directory. In a world a directory entry's size is a lower bound
+  // of its entry count, and Unavailable is returned when so many members are unreachable
+  // (>= replicas) that entries could be missing.
   Result<ListPage> List(std::string_view dir, const ListOptions& options = {});
 
   // Removes a sealed object; its disk space is returned to the file system. Directories vanish
