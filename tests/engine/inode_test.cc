@@ -86,5 +86,45 @@ TEST(IntervalSet, MergesAndDetectsOverlap) {
   EXPECT_EQ(gaps[1], std::make_pair(uint64_t{40}, uint64_t{50}));
 }
 
+Inode Striped() {
+  Inode n;
+  n.size = (5ull << 20) + 1;
+  n.chunk_size = 1u << 20;
+  n.is_striped = true;
+  n.uid = 0xABCDEF;
+  n.replicas = 2;
+  n.layout = {{"00000000000000000000000000000001", "node-a"},
+              {"00000000000000000000000000000002", "node-b"}};
+  n.written = {0b00101101};  // 6 chunks; 1 and 4 never written
+  return n;
+}
+
+TEST(Inode, StripedRoundTripKeepsLayoutAndBitmap) {
+  Inode n = Striped();
+  auto d = DecodeInode(EncodeInode(n), "p");
+  ASSERT_OK(d);
+  EXPECT_TRUE(d->is_striped);
+  EXPECT_EQ(d->uid, n.uid);
+  EXPECT_EQ(d->replicas, 2u);
+  EXPECT_EQ(d->layout, n.layout);
+  EXPECT_TRUE(d->ChunkWritten(0));
+  EXPECT_FALSE(d->ChunkWritten(1));
+  EXPECT_FALSE(d->ChunkWritten(4));
+  EXPECT_TRUE(d->ChunkWritten(5));
+}
+
+TEST(Inode, StripedRecordsThatDisagreeAreCorruption) {
+  Inode n = Striped();
+  n.written = {1, 0};  // bitmap longer than 6 chunks need
+  EXPECT_CODE(DecodeInode(EncodeInode(n), "p"), kCorruption);
+  n = Striped();
+  n.replicas = 3;  // more replicas than members
+  EXPECT_CODE(DecodeInode(EncodeInode(n), "p"), kCorruption);
+  std::string rec = EncodeInode(Striped());
+  for (size_t cut = 0; cut < rec.size(); ++cut) {
+    EXPECT_CODE(DecodeInode(rec.substr(0, cut), "p"), kCorruption) << "cut at " << cut;
+  }
+}
+
 }  // namespace
 }  // namespace shoal::engine
