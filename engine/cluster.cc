@@ -845,14 +845,7 @@ Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
 Result<ObjectInfo> Cluster::Stat(std::string_view path) {
   SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
   SHOAL_ASSIGN_OR_RETURN(Inode inode, LookupInode(path));
-  ObjectInfo info;
-  info.path = std::string(path);
-  info.size = inode.size;
-  info.chunk_size = inode.chunk_size;
-  info.num_chunks = inode.NumChunks();
-  info.is_inline = inode.is_inline;
-  info.seal_time_ns = inode.seal_time_ns;
-  return info;
+  return InfoOf(path, inode);
 }
 
 Result<std::vector<std::vector<uint32_t>>> Cluster::Locate(std::string_view path) {

@@ -21,6 +21,17 @@ bool IsValidChunkSize(uint64_t c) {
   return c >= kMinChunkSize && c <= kMaxChunkSize && (c & (c - 1)) == 0;
 }
 
+ObjectInfo InfoOf(std::string_view path, const Inode& inode) {
+  ObjectInfo info;
+  info.path = std::string(path);
+  info.size = inode.size;
+  info.chunk_size = inode.chunk_size;
+  info.num_chunks = inode.NumChunks();
+  info.is_inline = inode.is_inline;
+  info.seal_time_ns = inode.seal_time_ns;
+  return info;
+}
+
 uint32_t Inode::ChunkLength(uint64_t index) const {
   uint64_t start = index * chunk_size;
   uint64_t end = std::min<uint64_t>(start + chunk_size, size);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/placement.h"
+#include "shoal/engine.h"
 #include "shoal/result.h"
 
 namespace shoal::engine {
@@ -54,6 +55,9 @@ struct Inode {
 };
 
 bool IsValidChunkSize(uint64_t chunk_size);
+
+// What Stat reports about a sealed object.
+ObjectInfo InfoOf(std::string_view path, const Inode& inode);
 
 std::string EncodeInode(const Inode& inode);
 // Corruption (naming `path`) if `bytes` is not a consistent inode record.

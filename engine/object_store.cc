@@ -584,14 +584,7 @@ Status ObjectStore::ReadBatch(std::span<ReadRequest> requests) {
 Result<ObjectInfo> ObjectStore::Stat(std::string_view path) {
   SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
   SHOAL_ASSIGN_OR_RETURN(Inode inode, meta_->GetInode(path));
-  ObjectInfo info;
-  info.path = std::string(path);
-  info.size = inode.size;
-  info.chunk_size = inode.chunk_size;
-  info.num_chunks = inode.NumChunks();
-  info.is_inline = inode.is_inline;
-  info.seal_time_ns = inode.seal_time_ns;
-  return info;
+  return InfoOf(path, inode);
 }
 
 Result<std::vector<std::vector<uint32_t>>> ObjectStore::Locate(std::string_view path) {
