@@ -12,6 +12,7 @@
 #include "base/crc32c.h"
 #include "base/log.h"
 #include "engine/interval_set.h"
+#include "engine/object_rules.h"
 #include "engine/path.h"
 
 namespace shoal::engine {
@@ -20,22 +21,15 @@ namespace {
 using transport::Payload;
 using transport::Reply;
 
-constexpr uint64_t kMaxObjectSize = 1ull << 50;
 constexpr uint32_t kMaxListLimit = 1000000;
 constexpr size_t kChunkWriteHeader = 8 + 4 + 8 + 4;
 constexpr size_t kChunkReadHeader = 4 + 8;
 
 std::string ChunkObject(uint64_t uid) { return fmt::format("c/{:016x}", uid); }
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 uint64_t NewUid() {
   thread_local std::mt19937_64 gen{(static_cast<uint64_t>(std::random_device{}()) << 32) ^
-                                   std::random_device{}() ^ static_cast<uint64_t>(NowNs())};
+                                   std::random_device{}() ^ static_cast<uint64_t>(SealTimeNs())};
   uint64_t v = 0;
   while (v == 0) v = gen();
   return v;
@@ -443,16 +437,7 @@ Result<Inode> Cluster::LookupInode(std::string_view path) {
 }
 
 Status Cluster::Create(std::string_view path, const CreateOptions& co) {
-  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
-  uint32_t cs = co.chunk_size == 0 ? options_.chunk_size : co.chunk_size;
-  if (!IsValidChunkSize(cs)) {
-    return Status::InvalidArgument(
-        fmt::format("chunk size {} is not a power of two in 64 KiB..1 GiB", cs));
-  }
-  if (co.size != kUnknownSize && co.size > kMaxObjectSize) {
-    return Status::InvalidArgument(
-        fmt::format("size {} above the maximum {}", co.size, kMaxObjectSize));
-  }
+  SHOAL_ASSIGN_OR_RETURN(uint32_t cs, CheckCreate(path, co, options_.chunk_size));
   auto w = std::make_shared<Writing>();
   w->path = std::string(path);
   w->uid = NewUid();
@@ -500,14 +485,7 @@ Result<std::shared_ptr<Cluster::Writing>> Cluster::FindWriting(std::string_view 
 Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) {
   SHOAL_ASSIGN_OR_RETURN(auto w, FindWriting(path));
   const uint64_t len = data.size();
-  if (offset > kMaxObjectSize || len > kMaxObjectSize - offset) {
-    return Status::InvalidArgument(
-        fmt::format("write of {} bytes at {} passes the maximum object size", len, offset));
-  }
-  if (w->declared != kUnknownSize && offset + len > w->declared) {
-    return Status::InvalidArgument(fmt::format("write [{}, {}) passes the declared size {} of \"{}\"",
-                                               offset, offset + len, w->declared, path));
-  }
+  SHOAL_RETURN_IF_ERROR(CheckWrite(path, offset, len, w->declared));
   if (len == 0) return Status::OK();
   {
     std::lock_guard lk(w->mu);
@@ -628,7 +606,7 @@ Status Cluster::Seal(std::string_view path) {
       if (!r.ok()) return fail(r.status().WithContext(fmt::format("sealing \"{}\"", path)));
     }
   }
-  inode.seal_time_ns = NowNs();
+  inode.seal_time_ns = SealTimeNs();
 
   ByteWriter req;
   req.Prefixed(path);
@@ -705,21 +683,15 @@ Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
       req.status = inode.status();
       continue;
     }
-    if (req.offset > inode->size) {
-      req.status = Status::InvalidArgument(
-          fmt::format("read at offset {} past the end of \"{}\" ({} bytes)", req.offset, req.path,
-                      inode->size));
+    auto len = ReadLength(req.path, req.offset, req.dst.size(), inode->size);
+    if (!len.ok()) {
+      req.status = len.status();
       continue;
     }
-    uint64_t n = std::min<uint64_t>(req.dst.size(), inode->size - req.offset);
+    const uint64_t n = *len;
     req.bytes_read = n;
     if (inode->is_inline) {
-      if (Crc32c(inode->inline_data.data(), inode->size) != inode->inline_crc) {
-        req.status =
-            Status::Corruption(fmt::format("inline data of \"{}\": CRC32C mismatch", req.path));
-        continue;
-      }
-      if (n > 0) std::memcpy(req.dst.data(), inode->inline_data.data() + req.offset, n);
+      req.status = CopyInline(*inode, req.path, req.offset, req.dst.first(n));
       continue;
     }
     if (!inode->is_striped) {

@@ -16,20 +16,12 @@
 #include "base/crc32c.h"
 #include "base/errno_status.h"
 #include "engine/interval_set.h"
+#include "engine/object_rules.h"
 #include "base/log.h"
 #include "engine/path.h"
 
 namespace shoal::engine {
 namespace {
-
-// Largest object: chunk tables stay addressable and offsets never overflow.
-constexpr uint64_t kMaxObjectSize = 1ull << 50;
-
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Status ValidateOptions(const Options& o) {
   auto bad = [](std::string msg) { return Status::InvalidArgument("Options: " + msg); };
@@ -202,16 +194,7 @@ Result<std::shared_ptr<ObjectStore::OpenObject>> ObjectStore::FindOpen(std::stri
 }
 
 Status ObjectStore::Create(std::string_view path, const CreateOptions& co) {
-  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
-  uint32_t cs = co.chunk_size == 0 ? options_.chunk_size : co.chunk_size;
-  if (!IsValidChunkSize(cs)) {
-    return Status::InvalidArgument(
-        fmt::format("chunk size {} is not a power of two in 64 KiB..1 GiB", cs));
-  }
-  if (co.size != kUnknownSize && co.size > kMaxObjectSize) {
-    return Status::InvalidArgument(fmt::format("size {} above the maximum {}", co.size,
-                                               kMaxObjectSize));
-  }
+  SHOAL_ASSIGN_OR_RETURN(uint32_t cs, CheckCreate(path, co, options_.chunk_size));
   auto obj = std::make_shared<OpenObject>();
   obj->store = this;
   obj->path = std::string(path);
@@ -231,15 +214,7 @@ Status ObjectStore::Create(std::string_view path, const CreateOptions& co) {
 Status ObjectStore::Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) {
   SHOAL_ASSIGN_OR_RETURN(auto obj, FindOpen(path));
   uint64_t len = data.size();
-  if (offset > kMaxObjectSize || len > kMaxObjectSize - offset) {
-    return Status::InvalidArgument(
-        fmt::format("write of {} bytes at {} passes the maximum object size", len, offset));
-  }
-  if (obj->declared_size != kUnknownSize && offset + len > obj->declared_size) {
-    return Status::InvalidArgument(fmt::format(
-        "write [{}, {}) passes the declared size {} of \"{}\"", offset, offset + len,
-        obj->declared_size, path));
-  }
+  SHOAL_RETURN_IF_ERROR(CheckWrite(path, offset, len, obj->declared_size));
   if (len == 0) return Status::OK();
 
   const uint64_t cs = obj->chunk_size;
@@ -404,7 +379,7 @@ Status ObjectStore::Seal(std::string_view path) {
 
   Status s = chunks_->Sync(segments);
   if (!s.ok()) return fail(s.WithContext(fmt::format("sealing \"{}\"", path)));
-  inode.seal_time_ns = NowNs();
+  inode.seal_time_ns = SealTimeNs();
   s = meta_->InsertObject(path, &inode);
   if (!s.ok()) return fail(s);
   {
@@ -473,21 +448,15 @@ Status ObjectStore::ReadBatch(std::span<ReadRequest> requests) {
       req.status = inode.status();
       continue;
     }
-    if (req.offset > inode->size) {
-      req.status = Status::InvalidArgument(fmt::format(
-          "read at offset {} past the end of \"{}\" ({} bytes)", req.offset, req.path,
-          inode->size));
+    auto len = ReadLength(req.path, req.offset, req.dst.size(), inode->size);
+    if (!len.ok()) {
+      req.status = len.status();
       continue;
     }
-    uint64_t n = std::min<uint64_t>(req.dst.size(), inode->size - req.offset);
+    const uint64_t n = *len;
     req.bytes_read = n;
     if (inode->is_inline) {
-      if (Crc32c(inode->inline_data.data(), inode->size) != inode->inline_crc) {
-        req.status = Status::Corruption(fmt::format("inline data of \"{}\": CRC32C mismatch",
-                                                    req.path));
-        continue;
-      }
-      if (n > 0) std::memcpy(req.dst.data(), inode->inline_data.data() + req.offset, n);
+      req.status = CopyInline(*inode, req.path, req.offset, req.dst.first(n));
       continue;
     }
     uint64_t cs = inode->chunk_size;
