@@ -673,12 +673,16 @@ Status Cluster::DropEverywhere(const Inode& inode, const std::set<uint32_t>& ran
 Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
   std::vector<Piece> pieces;
   std::unique_ptr<Placement> scratch;
+  // One metadata lookup per object, however many ranges of it the batch reads.
+  std::map<std::string_view, Result<Inode>> inodes;
   for (size_t q = 0; q < requests.size(); ++q) {
     ReadRequest& req = requests[q];
     req.bytes_read = 0;
     req.status = ValidateObjectPath(req.path);
     if (!req.status.ok()) continue;
-    auto inode = LookupInode(req.path);
+    auto found = inodes.find(req.path);
+    if (found == inodes.end()) found = inodes.emplace(req.path, LookupInode(req.path)).first;
+    const Result<Inode>& inode = found->second;
     if (!inode.ok()) {
       req.status = inode.status();
       continue;
