@@ -389,7 +389,7 @@ std::vector<uint32_t> Cluster::Nearest(const Placement& placement,
     auto it = rank_of_member_.find(placement.members()[idx].member_id);
     if (it == rank_of_member_.end()) continue;  // not in this world
     uint32_t rank = it->second;
-    if (rank != me && !world_->messenger().peer_up(rank)) continue;
+    if (!Reachable(rank)) continue;
     int distance = rank == me ? 0 : world_->members()[rank].node == my_node ? 1 : 2;
     ranked.emplace_back(distance, rank);
   }
@@ -416,7 +416,7 @@ Result<Inode> Cluster::LookupInode(std::string_view path) {
   bool not_found = false;
   Payload request = PathRequest(path);
   for (uint32_t owner : owners) {
-    if (owner != me && !world_->messenger().peer_up(owner)) continue;
+    if (!Reachable(owner)) continue;
     auto reply = Ask(owner, kOpMetaGet, request);
     if (reply.ok()) {
       auto inode = DecodeInode(AsChars(*reply), path);
@@ -457,7 +457,7 @@ Status Cluster::Create(std::string_view path, const CreateOptions& co) {
   Status check = Status::Unavailable(fmt::format("no live owner of \"{}\"", path));
   Payload request = PathRequest(path);
   for (uint32_t owner : Owners(path)) {
-    if (owner != world_->rank() && !world_->messenger().peer_up(owner)) continue;
+    if (!Reachable(owner)) continue;
     auto reply = Ask(owner, kOpMetaCheck, request);
     check = reply.status();
     if (reply.ok() || Decisive(check) || check.code() == Code::kFailedPrecondition) break;
@@ -646,28 +646,29 @@ Status Cluster::Abort(std::string_view path) {
     holders = w->holders;
   }
   w->flight->Wait();
-  Inode none;
-  none.uid = w->uid;
-  Status s = DropEverywhere(none, holders);
+  DropEverywhere(w->uid, holders);
   std::lock_guard lk(open_mu_);
   open_.erase(w->path);
-  return s;
+  return Status::OK();
 }
 
-Status Cluster::DropEverywhere(const Inode& inode, const std::set<uint32_t>& ranks) {
+bool Cluster::Reachable(uint32_t rank) const {
+  return rank == world_->rank() || world_->messenger().peer_up(rank);
+}
+
+void Cluster::DropEverywhere(uint64_t uid, const std::set<uint32_t>& ranks) {
   std::vector<uint32_t> live;
   for (uint32_t r : ranks) {
-    if (r == world_->rank() || world_->messenger().peer_up(r)) live.push_back(r);
+    if (Reachable(r)) live.push_back(r);
   }
   Status first;
-  for (auto& r : AskAll(live, kOpChunkDrop, UidRequest(inode.uid))) {
+  for (auto& r : AskAll(live, kOpChunkDrop, UidRequest(uid))) {
     if (!r.ok() && first.ok()) first = r.status();
   }
   if (!first.ok()) {
-    Log(LogLevel::kWarn, "dropping chunks of object {:016x}: {} (space stays used)", inode.uid,
+    Log(LogLevel::kWarn, "dropping chunks of object {:016x}: {} (space stays used)", uid,
         first.ToString());
   }
-  return Status::OK();
 }
 
 Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
@@ -848,7 +849,7 @@ Result<ListPage> Cluster::List(std::string_view dir, const ListOptions& options)
   }
   std::vector<uint32_t> ranks;
   for (uint32_t r = 0; r < world_->size(); ++r) {
-    if (r == world_->rank() || world_->messenger().peer_up(r)) ranks.push_back(r);
+    if (Reachable(r)) ranks.push_back(r);
   }
   ByteWriter w;
   w.Prefixed(dir);
@@ -928,7 +929,7 @@ Status Cluster::Remove(std::string_view path) {
       rest.push_back(owner);
       continue;
     }
-    if (owner != world_->rank() && !world_->messenger().peer_up(owner)) continue;
+    if (!Reachable(owner)) continue;
     auto reply = Ask(owner, kOpMetaRemove, request);
     if (reply.ok()) {
       auto inode = DecodeInode(AsChars(*reply), path);
@@ -942,7 +943,7 @@ Status Cluster::Remove(std::string_view path) {
   if (!removed) return s;
   std::vector<uint32_t> live;
   for (uint32_t r : rest) {
-    if (r == world_->rank() || world_->messenger().peer_up(r)) live.push_back(r);
+    if (Reachable(r)) live.push_back(r);
   }
   (void)AskAll(live, kOpMetaRemove, request);
   if (removed->is_striped) {
@@ -951,7 +952,7 @@ Status Cluster::Remove(std::string_view path) {
       auto it = rank_of_member_.find(m.member_id);
       if (it != rank_of_member_.end()) holders.insert(it->second);
     }
-    return DropEverywhere(*removed, holders);
+    DropEverywhere(removed->uid, holders);
   }
   return Status::OK();
 }

@@ -114,7 +114,11 @@ class Cluster {
   // Ask on every rank in `ranks` in parallel; one result per rank, in order.
   std::vector<Result<transport::Payload>> AskAll(const std::vector<uint32_t>& ranks, uint16_t op,
                                                  std::span<const std::byte> request);
-  Status DropEverywhere(const Inode& inode, const std::set<uint32_t>& ranks);
+  // Drops object `uid`'s chunks on the reachable ranks among `ranks`. A failure only leaks
+  // space (logged): the object is gone from the metadata already.
+  void DropEverywhere(uint64_t uid, const std::set<uint32_t>& ranks);
+  // This member, or a peer whose endpoint is up.
+  bool Reachable(uint32_t rank) const;
   const Placement& PlacementFor(const Inode& inode, std::unique_ptr<Placement>* scratch) const;
 
   // ---- holder and owner side: every op, local or from the network ----
