@@ -27,6 +27,7 @@
 #include <cstring>
 
 #include "benchmarks/progress.h"
+#include "benchmarks/bench_util.h"
 #include "benchmarks/raw_disk.h"
 #include "benchmarks/world_bench.h"
 #include "engine/buffer_pool.h"
@@ -70,23 +71,7 @@ struct Row {
   uint64_t block = 0;
 };
 
-[[noreturn]] void Die(const Status& s, std::string_view what) {
-  std::fprintf(stderr, "shoal-bench: %.*s: %s\n", static_cast<int>(what.size()), what.data(),
-               s.ToString().c_str());
-  std::exit(1);
-}
-
-template <typename T>
-T Check(Result<T> r, std::string_view what) {
-  if (!r.ok()) Die(r.status(), what);
-  return std::move(r).value();
-}
-
-void Check(const Status& s, std::string_view what) {
-  if (!s.ok()) Die(s, what);
-}
-
-Figure Median(std::vector<Figure> v) {
+Figure MedianRun(std::vector<Figure> v) {
   std::sort(v.begin(), v.end(), [](const Figure& a, const Figure& b) { return a.seconds < b.seconds; });
   return v[v.size() / 2];
 }
@@ -104,15 +89,6 @@ void FillRandom(std::byte* p, size_t n, uint64_t seed) {
   }
   for (; i < n; ++i) p[i] = static_cast<std::byte>(rng());
 }
-
-// Page-aligned buffer, freed on scope exit.
-struct Buffer {
-  explicit Buffer(size_t n) : b(engine::BufferPool::AllocateRaw(n)), size(n) {}
-  ~Buffer() { engine::BufferPool::FreeRaw(b); }
-  std::byte* data() const { return b.data; }
-  engine::IoBuffer b;
-  size_t size;
-};
 
 class Bench {
  public:
@@ -275,8 +251,7 @@ class Bench {
       }
       ratios.push_back(r.back().mbps() > 0 ? e.back().mbps() / r.back().mbps() : 0);
     }
-    std::sort(ratios.begin(), ratios.end());
-    return Row{std::move(mode), Median(e), Median(r), ratios[ratios.size() / 2], block};
+    return Row{std::move(mode), MedianRun(e), MedianRun(r), Median(ratios), block};
   }
 
   std::vector<Row> Run() {
@@ -406,41 +381,21 @@ int main(int argc, char** argv) {
   if (world) {
     wc.mode = c.mode;
     wc.size = c.size;
-    wc.dir = c.dir;
     wc.chunk_size = c.chunk_size;
     wc.queue_depth = c.queue_depth;
     wc.repeat = c.repeat;
     wc.json = c.json;
-    if (InWorld()) {  // a rank: spawned below, or started by torchrun / mpirun
-      if (wc.dir.empty()) {
+    if (InWorld()) {  // a rank: spawned by --ranks below, or started by torchrun / mpirun
+      if (c.dir.empty()) {
         std::fprintf(stderr, "shoal-bench: a rank needs --dir\n");
         return 2;
       }
+      wc.dir = c.dir;
       return RunWorldMember(wc);
     }
-    bool temp_dir = wc.dir.empty();
-    if (temp_dir) {
-      char tmpl[] = "/var/tmp/shoal-bench-XXXXXX";
-      if (mkdtemp(tmpl) == nullptr) {
-        std::perror("mkdtemp");
-        return 1;
-      }
-      wc.dir = tmpl;
-    }
-    std::filesystem::create_directories(wc.dir);
-    std::vector<std::string> args(argv, argv + argc);
-    if (temp_dir) {
-      args.push_back("--dir");
-      args.push_back(wc.dir);
-    }
-    std::vector<char*> cargs;
-    for (auto& a : args) cargs.push_back(a.data());
-    int rc = SpawnWorld(wc, static_cast<int>(cargs.size()), cargs.data());
-    if (temp_dir && !c.keep) std::filesystem::remove_all(wc.dir);
-    return rc;
   }
 
-  bool temp = c.dir.empty();
+  const bool temp = c.dir.empty();
   if (temp) {
     char tmpl[] = "/var/tmp/shoal-bench-XXXXXX";
     if (mkdtemp(tmpl) == nullptr) {
@@ -450,6 +405,20 @@ int main(int argc, char** argv) {
     c.dir = tmpl;
   } else {
     std::filesystem::create_directories(c.dir);
+  }
+
+  if (world) {  // start the ranks: this program again, each told where the world lives
+    wc.dir = c.dir;
+    std::vector<std::string> args(argv, argv + argc);
+    if (temp) {
+      args.push_back("--dir");
+      args.push_back(c.dir);
+    }
+    std::vector<char*> cargs;
+    for (auto& a : args) cargs.push_back(a.data());
+    int rc = SpawnWorld(wc, static_cast<int>(cargs.size()), cargs.data());
+    if (temp && !c.keep) std::filesystem::remove_all(c.dir);
+    return rc;
   }
 
   Bench bench(c);

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "benchmarks/bench_util.h"
 #include "benchmarks/raw_disk.h"
 #include "engine/buffer_pool.h"
 #include "shoal/engine.h"
@@ -30,35 +31,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Bytes = std::vector<std::byte>;
 
-[[noreturn]] void Die(const Status& s, const std::string& what) {
-  std::fprintf(stderr, "shoal-bench: %s: %s\n", what.c_str(), s.ToString().c_str());
-  std::fflush(stderr);
-  std::_Exit(1);
-}
-void Check(const Status& s, const std::string& what) {
-  if (!s.ok()) Die(s, what);
-}
-template <typename T>
-T Check(Result<T> r, const std::string& what) {
-  if (!r.ok()) Die(r.status(), what);
-  return std::move(r).value();
-}
-
 struct Row {
   std::string mode;
   uint64_t bytes = 0, ops = 0, block = 0;
   double seconds = 0;
-  std::optional<double> baseline_mbps, baseline_ops, disk_mbps, ucx_mbps, ratio;
+  std::optional<double> baseline_mbps, disk_mbps, ucx_mbps, ratio;
   double mbps() const { return seconds > 0 ? bytes / 1e6 / seconds : 0; }
   double ops_per_s() const { return seconds > 0 ? ops / seconds : 0; }
-};
-
-// Page-aligned buffer (O_DIRECT and registered memory friendly).
-struct Buffer {
-  explicit Buffer(size_t n) : b(engine::BufferPool::AllocateRaw(n)) {}
-  ~Buffer() { engine::BufferPool::FreeRaw(b); }
-  std::byte* data() const { return b.data; }
-  engine::IoBuffer b;
 };
 
 class Member {
@@ -140,18 +119,14 @@ class Member {
       rs.push_back(r);
       ratios.push_back(r / e);
     }
-    auto median = [](std::vector<double> v) {
-      std::sort(v.begin(), v.end());
-      return v[v.size() / 2];
-    };
     Row row;
     row.mode = std::move(mode);
     row.bytes = bytes;
     row.block = c_.chunk_size;
     row.ops = bytes / c_.chunk_size;
-    row.seconds = median(es);
-    row.baseline_mbps = bytes / 1e6 / median(rs);
-    row.ratio = median(ratios);
+    row.seconds = Median(es);
+    row.baseline_mbps = bytes / 1e6 / Median(rs);
+    row.ratio = Median(ratios);
     return row;
   }
 
@@ -279,20 +254,16 @@ class Member {
     }
     Check(e_->Barrier(), "barrier");
     m.reset();
-    auto median = [](std::vector<double> v) {
-      std::sort(v.begin(), v.end());
-      return v[v.size() / 2];
-    };
     Row row;
     row.mode = "remote-read";
     row.bytes = remote_bytes;
     row.block = c_.chunk_size;
     row.ops = remote_bytes / c_.chunk_size;
-    row.seconds = median(es);
-    row.disk_mbps = remote_bytes / 1e6 / median(ds);
-    row.ucx_mbps = remote_bytes / 1e6 / median(us);
+    row.seconds = Median(es);
+    row.disk_mbps = remote_bytes / 1e6 / Median(ds);
+    row.ucx_mbps = remote_bytes / 1e6 / Median(us);
     row.baseline_mbps = std::min(*row.disk_mbps, *row.ucx_mbps);
-    row.ratio = median(ratios);
+    row.ratio = Median(ratios);
     return row;
   }
 
