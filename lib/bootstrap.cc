@@ -2,28 +2,9 @@
 
 #include <fmt/format.h>
 
-#include <cstdlib>
-
 #include "transport/launch_info.h"
 
 namespace shoal {
-namespace {
-
-std::string Env(const char* name) {
-  const char* v = std::getenv(name);
-  return v == nullptr ? std::string() : std::string(v);
-}
-
-Result<uint16_t> Port(const std::string& text, std::string_view what) {
-  char* end = nullptr;
-  unsigned long v = std::strtoul(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || v == 0 || v > 65535) {
-    return Status::InvalidArgument(fmt::format("{} \"{}\" is not a port number", what, text));
-  }
-  return static_cast<uint16_t>(v);
-}
-
-}  // namespace
 
 Result<BootstrapPlan> PlanBootstrap(const Options& o) {
   SHOAL_ASSIGN_OR_RETURN(transport::LaunchInfo launch, transport::LaunchInfoFromEnv());
@@ -37,11 +18,11 @@ Result<BootstrapPlan> PlanBootstrap(const Options& o) {
     return Status::InvalidArgument(
         fmt::format("rank {} is outside a world of {} ranks", w.rank, w.world_size));
   }
-  std::string rdzv = !o.rendezvous.empty() ? o.rendezvous : Env("SHOAL_RENDEZVOUS");
+  std::string rdzv = !o.rendezvous.empty() ? o.rendezvous : launch.rendezvous;
   if (w.world_size == 1 && rdzv.empty() && !o.allgather) return plan;  // alone
   plan.alone = false;
 
-  std::string token = !o.token.empty() ? o.token : Env("SHOAL_TOKEN");
+  std::string token = !o.token.empty() ? o.token : launch.token;
   if (token.empty()) {
     return Status::InvalidArgument(
         "a world of several ranks needs a job token: set Options::token or SHOAL_TOKEN to the "
@@ -70,15 +51,14 @@ Result<BootstrapPlan> PlanBootstrap(const Options& o) {
             fmt::format("rendezvous \"{}\" is not tcp:HOST:PORT", rdzv));
       }
       t.host = hp.substr(0, colon);
-      SHOAL_ASSIGN_OR_RETURN(t.port, Port(hp.substr(colon + 1), "rendezvous port"));
+      SHOAL_ASSIGN_OR_RETURN(uint64_t port,
+                             transport::ParseNumber("rendezvous port", hp.substr(colon + 1), 65535));
+      if (port == 0) return Status::InvalidArgument("rendezvous port 0: choose a port");
+      t.port = static_cast<uint16_t>(port);
     } else if (rdzv.empty()) {
       t.host = launch.master_addr.empty() ? "127.0.0.1" : launch.master_addr;
-      std::string port = Env("SHOAL_RENDEZVOUS_PORT");
-      if (!port.empty()) {
-        SHOAL_ASSIGN_OR_RETURN(t.port, Port(port, "SHOAL_RENDEZVOUS_PORT"));
-      } else if (launch.master_port != 0 && launch.master_port < 65535) {
-        t.port = static_cast<uint16_t>(launch.master_port + 1);
-      } else {
+      t.port = launch.rendezvous_port;
+      if (t.port == 0) {
         return Status::InvalidArgument(
             "no rendezvous port: set SHOAL_RENDEZVOUS_PORT (or MASTER_PORT, whose next port is "
             "used), or Options::rendezvous (docs/bootstrap.md)");

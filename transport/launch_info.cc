@@ -14,12 +14,7 @@ namespace {
 Result<std::optional<uint64_t>> Number(const char* name, uint64_t max) {
   const char* v = std::getenv(name);
   if (v == nullptr) return std::optional<uint64_t>();
-  std::string_view s(v);
-  uint64_t n = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || n > max) {
-    return Status::InvalidArgument(fmt::format("{}=\"{}\" is not a number in 0..{}", name, s, max));
-  }
+  SHOAL_ASSIGN_OR_RETURN(uint64_t n, ParseNumber(name, v, max));
   return std::optional<uint64_t>(n);
 }
 
@@ -29,6 +24,15 @@ std::string Env(const char* name) {
 }
 
 }  // namespace
+
+Result<uint64_t> ParseNumber(std::string_view what, std::string_view s, uint64_t max) {
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || n > max) {
+    return Status::InvalidArgument(fmt::format("{}=\"{}\" is not a number in 0..{}", what, s, max));
+  }
+  return n;
+}
 
 Result<LaunchInfo> LaunchInfoFromEnv() {
   struct Scheme {
@@ -70,6 +74,16 @@ Result<LaunchInfo> LaunchInfoFromEnv() {
     info.source = s.source;
     break;
   }
+  // The rendezvous: SHOAL_RENDEZVOUS_PORT, else the port after MASTER_PORT (torch's store owns
+  // MASTER_PORT itself).
+  SHOAL_ASSIGN_OR_RETURN(auto rport, Number("SHOAL_RENDEZVOUS_PORT", 65535));
+  if (rport) {
+    info.rendezvous_port = static_cast<uint16_t>(*rport);
+  } else if (info.master_port != 0 && info.master_port < 65535) {
+    info.rendezvous_port = static_cast<uint16_t>(info.master_port + 1);
+  }
+  info.rendezvous = Env("SHOAL_RENDEZVOUS");
+  info.token = Env("SHOAL_TOKEN");
   info.node = Env("SHOAL_NODE");
   if (info.node.empty()) {
     char host[256] = {};

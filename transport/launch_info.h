@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "shoal/result.h"
 
@@ -16,6 +17,9 @@ struct LaunchInfo {
   std::string master_addr;  // where rank 0 hosts the rendezvous ("" when not given)
   uint16_t master_port = 0;
   std::string source;       // "torchrun", "openmpi", "shoal" or "default"
+  uint16_t rendezvous_port = 0;  // SHOAL_RENDEZVOUS_PORT, else master_port + 1; 0: none
+  std::string rendezvous;        // SHOAL_RENDEZVOUS ("tcp:HOST:PORT", "file:DIR" or "")
+  std::string token;             // SHOAL_TOKEN
 };
 
 // Reads, in order: torchrun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT); Open MPI
@@ -23,5 +27,8 @@ struct LaunchInfo {
 // SHOAL_LOCAL_RANK, SHOAL_MASTER_ADDR, SHOAL_MASTER_PORT). With none set: a world of one.
 // InvalidArgument when a variable is not a number, or rank >= world size.
 Result<LaunchInfo> LaunchInfoFromEnv();
+
+// `text` as a decimal number in [0, max]; InvalidArgument naming `what` otherwise.
+Result<uint64_t> ParseNumber(std::string_view what, std::string_view text, uint64_t max);
 
 }  // namespace shoal::transport

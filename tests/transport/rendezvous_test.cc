@@ -230,7 +230,8 @@ class EnvGuard {
     for (const char* n : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
                           "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
                           "OMPI_COMM_WORLD_LOCAL_RANK", "SHOAL_RANK", "SHOAL_WORLD_SIZE",
-                          "SHOAL_NODE"}) {
+                          "SHOAL_NODE", "SHOAL_RENDEZVOUS_PORT", "SHOAL_RENDEZVOUS",
+                          "SHOAL_TOKEN"}) {
       ::unsetenv(n);
     }
   }
@@ -249,6 +250,17 @@ TEST(LaunchInfo, ReadsTorchrunOpenMpiAndDefaults) {
     EXPECT_EQ(li->master_addr, "node-a");
     EXPECT_EQ(li->master_port, 29500);
     EXPECT_EQ(li->node, "rack1-n2");
+    EXPECT_EQ(li->rendezvous_port, 29501);  // torch's store keeps MASTER_PORT
+  }
+  {
+    EnvGuard g({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "29500"},
+                {"SHOAL_RENDEZVOUS_PORT", "29600"}, {"SHOAL_RENDEZVOUS", "file:/x"},
+                {"SHOAL_TOKEN", "t"}});
+    auto li = LaunchInfoFromEnv();
+    ASSERT_OK(li);
+    EXPECT_EQ(li->rendezvous_port, 29600);
+    EXPECT_EQ(li->rendezvous, "file:/x");
+    EXPECT_EQ(li->token, "t");
   }
   {
     EnvGuard g({{"OMPI_COMM_WORLD_RANK", "5"}, {"OMPI_COMM_WORLD_SIZE", "6"}});
@@ -274,7 +286,8 @@ TEST(LaunchInfo, RejectsNonsense) {
            {{"RANK", "-1"}, {"WORLD_SIZE", "4"}},
            {{"RANK", "1"}},
            {{"RANK", "0"}, {"WORLD_SIZE", "0"}},
-           {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "70000"}}}) {
+           {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "70000"}},
+           {{"SHOAL_RENDEZVOUS_PORT", "29x"}}}) {
     EnvGuard g(vars);
     EXPECT_CODE(LaunchInfoFromEnv(), kInvalidArgument) << vars[0].first << "=" << vars[0].second;
   }
