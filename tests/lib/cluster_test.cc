@@ -31,7 +31,10 @@ struct Outcome {
 
 class World {
  public:
-  World(const TempDir& dir, std::string rendezvous) : dir_(dir), rdzv_(std::move(rendezvous)) {}
+  // Members meet through `rendezvous` and leave files for each other in <dir>/sync.
+  World(const TempDir& dir, std::string rendezvous) : dir_(dir), rdzv_(std::move(rendezvous)) {
+    std::filesystem::create_directories(dir_.Sub("sync"));
+  }
 
   // Starts one member per entry of `members`, rank = index.
   void Start(const std::vector<Member>& members, const std::string& scenario,
@@ -82,7 +85,6 @@ void ExpectAllOk(const std::vector<Outcome>& res) {
 
 TEST(Cluster, FourRanksReadWriteListRemoveEachOthersObjects) {
   TempDir dir;
-  std::filesystem::create_directories(dir.Sub("sync"));
   World w(dir, "file:" + dir.Sub("rdzv"));
   w.Start(Members(dir, 4), "full", "1");
   ExpectAllOk(w.WaitAll());
@@ -90,7 +92,6 @@ TEST(Cluster, FourRanksReadWriteListRemoveEachOthersObjects) {
 
 TEST(Cluster, TcpRendezvousHostedByRankZeroWithReplicationTwo) {
   TempDir dir;
-  std::filesystem::create_directories(dir.Sub("sync"));
   World w(dir, "tcp:127.0.0.1:" + std::to_string(FreePort()));
   w.Start(Members(dir, 4), "full", "2");
   ExpectAllOk(w.WaitAll());
@@ -98,7 +99,6 @@ TEST(Cluster, TcpRendezvousHostedByRankZeroWithReplicationTwo) {
 
 TEST(Cluster, RestartWithPermutedRanksFindsEveryObject) {
   TempDir dir;
-  std::filesystem::create_directories(dir.Sub("sync"));
   auto members = Members(dir, 4);
   {
     World w(dir, "file:" + dir.Sub("rdzv-1"));
@@ -114,7 +114,6 @@ TEST(Cluster, RestartWithPermutedRanksFindsEveryObject) {
 
 TEST(Cluster, ReplicationTwoSurvivesANodeKilledWithItsStoreDeleted) {
   TempDir dir;
-  std::filesystem::create_directories(dir.Sub("sync"));
   auto members = Members(dir, 4);
   const int victim = 2;
   World w(dir, "file:" + dir.Sub("rdzv"));
@@ -139,7 +138,6 @@ TEST(Cluster, ReplicationTwoSurvivesANodeKilledWithItsStoreDeleted) {
 
 TEST(Cluster, MalformedMessagesFromAMemberCrashNobody) {
   TempDir dir;
-  std::filesystem::create_directories(dir.Sub("sync"));
   World w(dir, "file:" + dir.Sub("rdzv"));
   w.Start(Members(dir, 4), "evil", "2");
   ExpectAllOk(w.WaitAll());
@@ -147,7 +145,6 @@ TEST(Cluster, MalformedMessagesFromAMemberCrashNobody) {
 
 TEST(Cluster, WrongTokenIsRefusedAtOpen) {
   TempDir dir;
-  std::filesystem::create_directories(dir.Sub("sync"));
   auto members = Members(dir, 2);
   members[1].token = "stolen-token";
   World w(dir, "tcp:127.0.0.1:" + std::to_string(FreePort()));
