@@ -73,6 +73,32 @@ Payload PathRequest(std::string_view path) {
   return w.Take();
 }
 
+// A holder's chunk-read reply into `dst`: CRC32C, count, bytes (fewer than asked: zeros after).
+Status TakeChunkReply(const Payload& reply, std::span<std::byte> dst) {
+  ByteReader rd(reply);
+  uint32_t crc = 0;
+  uint64_t n = 0;
+  std::span<const std::byte> bytes;
+  if (!rd.Get(&crc) || !rd.Get(&n) || n > dst.size() || !rd.Raw(n, &bytes) || !rd.done()) {
+    return Status::Corruption("chunk read: malformed reply");
+  }
+  if (Crc32c(bytes.data(), n) != crc) return Status::Corruption("chunk read: CRC32C mismatch in transit");
+  std::memcpy(dst.data(), bytes.data(), n);
+  std::memset(dst.data() + n, 0, dst.size() - n);  // never written there: zeros
+  return Status::OK();
+}
+
+Payload ChunkReadRequest(uint64_t uid, uint32_t chunk_size, uint64_t chunk, uint32_t in,
+                         uint32_t len) {
+  ByteWriter w;
+  w.Put<uint64_t>(uid);
+  w.Put<uint32_t>(chunk_size);
+  w.Put<uint64_t>(chunk);
+  w.Put<uint32_t>(in);
+  w.Put<uint32_t>(len);
+  return w.Take();
+}
+
 Payload UidRequest(uint64_t uid) {
   ByteWriter w;
   w.Put<uint64_t>(uid);
@@ -88,6 +114,7 @@ struct Cluster::Writing {
   uint32_t chunk_size = 0;
   uint64_t declared = kUnknownSize;
   bool keep_inline = false;  // declared size <= inline threshold: the bytes stay here
+  int32_t home = -1;         // local_first: this member's placement index
 
   std::mutex mu;
   std::condition_variable cv;
@@ -105,13 +132,12 @@ struct Cluster::Writing {
 // One chunk range of a read and the replicas it may come from.
 struct Cluster::Piece {
   size_t request = 0;
-  uint64_t uid = 0;
   uint32_t chunk_size = 0;
   uint64_t chunk = 0;
   uint32_t in_chunk = 0;
   uint32_t len = 0;
   std::byte* dst = nullptr;
-  std::vector<uint32_t> candidates;  // ranks, nearest first
+  std::vector<Replica> candidates;  // nearest first
   size_t next = 0;
   Status status;
 };
@@ -129,7 +155,7 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
   Cluster* self = c.get();
   wo.install_handlers = [self](transport::Messenger& m) {
     for (uint16_t op : {kOpChunkWrite, kOpChunkCommit, kOpChunkDrop, kOpChunkRead, kOpMetaCheck,
-                        kOpMetaInsert, kOpMetaGet, kOpMetaList, kOpMetaRemove}) {
+                        kOpMetaInsert, kOpMetaGet, kOpMetaList, kOpMetaRemove, kOpMetaReplace}) {
       m.SetHandler(op, [self, op](uint32_t, std::span<const std::byte> p) {
         return self->Serve(op, p);
       });
@@ -144,6 +170,9 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
   }
   c->placement_ = std::make_unique<Placement>(std::move(members));
   for (const PlacementMember& m : c->placement_->members()) {
+    if (m.member_id == c->store_->member_id()) {
+      c->my_index_ = static_cast<int32_t>(c->rank_of_.size());
+    }
     c->rank_of_.push_back(c->rank_of_member_.at(m.member_id));
   }
   c->replicas_ = std::clamp<uint32_t>(options.replicas, 1, c->world_->size());
@@ -239,6 +268,17 @@ Reply Cluster::Serve(uint16_t op, std::span<const std::byte> request) {
         return {Status::InvalidArgument("metadata insert: inode names local extents"), {}};
       }
       return {ring_->InsertObject(path, &*inode), {}};
+    }
+    case kOpMetaReplace: {
+      std::string_view path;
+      uint64_t uid = 0;
+      std::span<const std::byte> rec;
+      if (!path_of(&path) || !r.Get(&uid) || !r.Raw(r.left(), &rec)) return bad("metadata replace");
+      Status v = ValidateObjectPath(path);
+      if (!v.ok()) return {v, {}};
+      auto inode = DecodeInode(AsChars(rec), path);
+      if (!inode.ok()) return {Status::InvalidArgument(inode.status().message()), {}};
+      return {ring_->ReplaceStriped(path, uid, *inode), {}};
     }
     case kOpMetaList: {
       std::string_view dir, start;
@@ -380,22 +420,32 @@ std::vector<uint32_t> Cluster::Owners(std::string_view path) const {
   return ranks;
 }
 
-std::vector<uint32_t> Cluster::Nearest(const Placement& placement,
-                                       const std::vector<uint32_t>& holders) {
+std::vector<Cluster::Replica> Cluster::LiveReplicas(const Inode& inode,
+                                                   const Placement& placement,
+                                                   uint64_t chunk) const {
   const uint32_t me = world_->rank();
   const std::string& my_node = world_->members()[me].node;
-  std::vector<std::pair<int, uint32_t>> ranked;
-  for (uint32_t idx : holders) {
-    auto it = rank_of_member_.find(placement.members()[idx].member_id);
-    if (it == rank_of_member_.end()) continue;  // not in this world
+  std::vector<std::pair<int, Replica>> ranked;
+  auto add = [&](const std::string& member_id, uint64_t uid) {
+    auto it = rank_of_member_.find(member_id);
+    if (it == rank_of_member_.end()) return;  // not in this world
     uint32_t rank = it->second;
-    if (!Reachable(rank)) continue;
+    if (!Reachable(rank)) return;
+    for (auto& [d, r] : ranked) {
+      if (r.rank == rank && r.uid == uid) return;
+    }
     int distance = rank == me ? 0 : world_->members()[rank].node == my_node ? 1 : 2;
-    ranked.emplace_back(distance, rank);
+    ranked.push_back({distance, Replica{rank, uid}});
+  };
+  for (uint32_t idx : placement.ChunkHolders(inode.uid, chunk, inode.replicas, inode.home)) {
+    add(placement.members()[idx].member_id, inode.uid);
+  }
+  for (const Inode::Copy& c : inode.copies) {
+    if (c.chunk == chunk) add(c.member.member_id, c.uid);
   }
   std::stable_sort(ranked.begin(), ranked.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<uint32_t> out;
+  std::vector<Replica> out;
   for (auto& [d, r] : ranked) out.push_back(r);
   return out;
 }
@@ -444,6 +494,7 @@ Status Cluster::Create(std::string_view path, const CreateOptions& co) {
   w->chunk_size = cs;
   w->declared = co.size;
   w->keep_inline = co.size != kUnknownSize && co.size <= options_.inline_threshold;
+  w->home = co.local_first ? my_index_ : -1;
   w->flight = std::make_unique<Flight>(options_.window);
   if (w->keep_inline) w->small.assign(co.size, '\0');
   {
@@ -520,7 +571,7 @@ Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const st
     uint64_t take = std::min<uint64_t>(cs - in, offset + len - pos);
     auto piece = data.subspan(pos - offset, take);
     chunks.push_back(chunk);
-    for (uint32_t idx : placement_->ChunkHolders(w->uid, chunk, replicas_)) {
+    for (uint32_t idx : placement_->ChunkHolders(w->uid, chunk, replicas_, w->home)) {
       uint32_t rank = rank_of_[idx];
       used.insert(rank);
       if (rank == me) {
@@ -599,6 +650,7 @@ Status Cluster::Seal(std::string_view path) {
     inode.uid = w->uid;
     inode.replicas = replicas_;
     inode.layout = placement_->members();
+    inode.home = w->home;
     inode.written = w->written;
     inode.written.resize((inode.NumChunks() + 7) / 8, 0);
     std::vector<uint32_t> holders(w->holders.begin(), w->holders.end());
@@ -715,14 +767,12 @@ Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
       } else {
         Piece p;
         p.request = q;
-        p.uid = inode->uid;
         p.chunk_size = static_cast<uint32_t>(cs);
         p.chunk = chunk;
         p.in_chunk = in;
         p.len = take;
         p.dst = dst;
-        p.candidates =
-            Nearest(placement, placement.ChunkHolders(inode->uid, chunk, inode->replicas));
+        p.candidates = LiveReplicas(*inode, placement, chunk);
         pieces.push_back(std::move(p));
       }
       pos += take;
@@ -749,39 +799,18 @@ Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
         }
         continue;
       }
-      (p.candidates[p.next] == me ? local : remote).push_back(i);
+      (p.candidates[p.next].rank == me ? local : remote).push_back(i);
     }
     Flight flight(options_.window);
     for (size_t i : remote) {
       Piece* p = &pieces[i];
-      ByteWriter w;
-      w.Put<uint64_t>(p->uid);
-      w.Put<uint32_t>(p->chunk_size);
-      w.Put<uint64_t>(p->chunk);
-      w.Put<uint32_t>(p->in_chunk);
-      w.Put<uint32_t>(p->len);
+      const Replica& from = p->candidates[p->next];
       flight.Acquire();
       world_->messenger().CallAsync(
-          p->candidates[p->next], kOpChunkRead, w.Take(), options_.deadline,
-          [p, &flight](Result<Payload> r) {
-            if (!r.ok()) {
-              p->status = r.status();
-            } else {
-              ByteReader rd(*r);
-              uint32_t crc = 0;
-              uint64_t n = 0;
-              std::span<const std::byte> bytes;
-              if (!rd.Get(&crc) || !rd.Get(&n) || n > p->len || !rd.Raw(n, &bytes) ||
-                  !rd.done()) {
-                p->status = Status::Corruption("chunk read: malformed reply");
-              } else if (Crc32c(bytes.data(), n) != crc) {
-                p->status = Status::Corruption("chunk read: CRC32C mismatch in transit");
-              } else {
-                std::memcpy(p->dst, bytes.data(), n);
-                std::memset(p->dst + n, 0, p->len - n);  // never written there: zeros
-                p->status = Status::OK();
-              }
-            }
+          from.rank, kOpChunkRead,
+          ChunkReadRequest(from.uid, p->chunk_size, p->chunk, p->in_chunk, p->len),
+          options_.deadline, [p, &flight](Result<Payload> r) {
+            p->status = r.ok() ? TakeChunkReply(*r, {p->dst, p->len}) : r.status();
             flight.Release();
           });
     }
@@ -789,7 +818,7 @@ Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
       std::vector<ReadRequest> lr;
       for (size_t i : local) {
         Piece& p = pieces[i];
-        lr.push_back({ChunkObject(p.uid), p.chunk * p.chunk_size + p.in_chunk,
+        lr.push_back({ChunkObject(p.candidates[p.next].uid), p.chunk * p.chunk_size + p.in_chunk,
                       std::span<std::byte>(p.dst, p.len), {}, 0});
       }
       (void)store_->ReadBatch(lr);
@@ -808,7 +837,7 @@ Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
       Piece& p = pieces[i];
       if (p.status.ok()) continue;
       Log(LogLevel::kWarn, "chunk {} of \"{}\" from rank {}: {}; trying the next replica", p.chunk,
-          requests[p.request].path, p.candidates[p.next], p.status.ToString());
+          requests[p.request].path, p.candidates[p.next].rank, p.status.ToString());
       p.next++;
       todo.push_back(i);
     }
@@ -833,8 +862,11 @@ Result<std::vector<std::vector<uint32_t>>> Cluster::Locate(std::string_view path
     std::unique_ptr<Placement> scratch;
     const Placement& placement = PlacementFor(inode, &scratch);
     for (uint64_t i = 0; i < out.size(); ++i) {
-      if (inode.ChunkWritten(i)) {
-        out[i] = Nearest(placement, placement.ChunkHolders(inode.uid, i, inode.replicas));
+      if (!inode.ChunkWritten(i)) continue;
+      for (const Replica& r : LiveReplicas(inode, placement, i)) {
+        if (std::find(out[i].begin(), out[i].end(), r.rank) == out[i].end()) {
+          out[i].push_back(r.rank);
+        }
       }
     }
   }
@@ -924,6 +956,7 @@ Status Cluster::Remove(std::string_view path) {
   Status s = Status::Unavailable(fmt::format("no live owner of \"{}\"", path));
   std::optional<Inode> removed;
   std::vector<uint32_t> rest;
+  bool not_found = false;
   for (uint32_t owner : owners) {
     if (removed) {
       rest.push_back(owner);
@@ -935,12 +968,14 @@ Status Cluster::Remove(std::string_view path) {
       auto inode = DecodeInode(AsChars(*reply), path);
       if (!inode.ok()) return inode.status();
       removed = std::move(inode).value();
+    } else if (reply.status().code() == Code::kNotFound) {
+      not_found = true;  // an owner that joined after a member was lost: ask the others
     } else {
       s = reply.status();
       if (Decisive(s)) return s;
     }
   }
-  if (!removed) return s;
+  if (!removed) return not_found ? Status::NotFound(fmt::format("no object \"{}\"", path)) : s;
   std::vector<uint32_t> live;
   for (uint32_t r : rest) {
     if (Reachable(r)) live.push_back(r);
@@ -953,6 +988,188 @@ Status Cluster::Remove(std::string_view path) {
       if (it != rank_of_member_.end()) holders.insert(it->second);
     }
     DropEverywhere(removed->uid, holders);
+    for (const Inode::Copy& c : removed->copies) {
+      auto it = rank_of_member_.find(c.member.member_id);
+      if (it != rank_of_member_.end()) DropEverywhere(c.uid, {it->second});
+    }
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Repair.
+
+Status Cluster::ReadPiece(const Replica& from, uint32_t chunk_size, uint64_t chunk,
+                          uint32_t in_chunk, std::span<std::byte> dst) {
+  auto reply = Ask(from.rank, kOpChunkRead,
+                   ChunkReadRequest(from.uid, chunk_size, chunk, in_chunk,
+                                    static_cast<uint32_t>(dst.size())));
+  if (!reply.ok()) return reply.status();
+  return TakeChunkReply(*reply, dst);
+}
+
+Result<RepairReport> Cluster::Repair(std::string_view dir) {
+  SHOAL_RETURN_IF_ERROR(ValidateDirPath(dir));
+  RepairReport report;
+  // Depth-first over the namespace below `dir`, one listing page at a time.
+  std::vector<std::string> dirs{std::string(dir)};
+  while (!dirs.empty()) {
+    std::string d = std::move(dirs.back());
+    dirs.pop_back();
+    ListOptions lo;
+    for (;;) {
+      auto page = List(d, lo);
+      if (!page.ok()) {
+        if (page.status().code() == Code::kNotFound) break;  // removed meanwhile
+        return page.status().WithContext(fmt::format("repair: listing \"{}\"", d));
+      }
+      for (const DirEntry& e : page->entries) {
+        std::string child = d.empty() ? e.name : d + "/" + e.name;
+        if (e.is_dir) {
+          dirs.push_back(std::move(child));
+        } else {
+          SHOAL_RETURN_IF_ERROR(RepairObject(child, &report));
+        }
+      }
+      if (!page->truncated) break;
+      lo.start_after = page->next_start_after;
+    }
+  }
+  return report;
+}
+
+Status Cluster::RepairObject(const std::string& path, RepairReport* report) {
+  auto found = LookupInode(path);
+  if (!found.ok()) {
+    if (found.status().code() == Code::kNotFound) return Status::OK();  // removed meanwhile
+    return found.status().WithContext("repair");
+  }
+  Inode inode = std::move(found).value();
+  report->objects++;
+
+  // Chunks: every written chunk with fewer live replicas than the object was written with gets
+  // copies on other live members (nodes without a replica first), in one new local object per
+  // target member.
+  if (inode.is_striped) {
+    std::unique_ptr<Placement> scratch;
+    const Placement& placement = PlacementFor(inode, &scratch);
+    std::map<uint32_t, uint64_t> target_uid;  // rank -> uid of its new local object
+    std::vector<Inode::Copy> added;
+    // Copies on members that left this world can never be read again: drop them.
+    const size_t before = inode.copies.size();
+    std::erase_if(inode.copies, [&](const Inode::Copy& c) {
+      return rank_of_member_.count(c.member.member_id) == 0;
+    });
+    bool changed = inode.copies.size() != before;
+    bool lost = false;
+    uint64_t copied_bytes = 0;
+    std::vector<std::byte> buf;
+    for (uint64_t chunk = 0; chunk < inode.NumChunks(); ++chunk) {
+      if (!inode.ChunkWritten(chunk)) continue;
+      std::vector<Replica> live = LiveReplicas(inode, placement, chunk);
+      if (live.empty()) {
+        lost = true;
+        continue;
+      }
+      if (live.size() >= inode.replicas) continue;
+      std::set<uint32_t> have;
+      std::set<std::string_view> nodes;
+      for (const Replica& r : live) {
+        have.insert(r.rank);
+        nodes.insert(world_->members()[r.rank].node);
+      }
+      std::vector<uint32_t> targets;
+      const uint32_t want = inode.replicas - static_cast<uint32_t>(live.size());
+      auto order = placement_->ChunkHolders(inode.uid, chunk, world_->size());
+      for (int pass = 0; pass < 2 && targets.size() < want; ++pass) {
+        for (uint32_t idx : order) {
+          uint32_t rank = rank_of_[idx];
+          if (targets.size() == want) break;
+          if (have.count(rank) != 0 || !Reachable(rank)) continue;
+          if (pass == 0 && nodes.count(world_->members()[rank].node) != 0) continue;
+          have.insert(rank);
+          nodes.insert(world_->members()[rank].node);
+          targets.push_back(rank);
+        }
+      }
+      if (targets.empty()) continue;  // no member left to hold another copy
+      buf.resize(inode.ChunkLength(chunk));
+      Status read = Status::Unavailable("no replica");
+      for (const Replica& from : live) {
+        read = ReadPiece(from, inode.chunk_size, chunk, 0, buf);
+        if (read.ok()) break;
+      }
+      if (!read.ok()) {
+        Log(LogLevel::kWarn, "repair: chunk {} of \"{}\" unreadable: {}", chunk, path,
+            read.ToString());
+        lost = true;
+        continue;
+      }
+      for (uint32_t rank : targets) {
+        auto [it, fresh] = target_uid.try_emplace(rank, 0);
+        if (fresh) it->second = NewUid();
+        ByteWriter hdr;
+        hdr.Put<uint64_t>(it->second);
+        hdr.Put<uint32_t>(inode.chunk_size);
+        hdr.Put<uint64_t>(chunk);
+        hdr.Put<uint32_t>(0);
+        Payload req = hdr.Take();
+        req.insert(req.end(), buf.begin(), buf.end());
+        auto wrote = Ask(rank, kOpChunkWrite, req);
+        if (!wrote.ok()) {
+          return wrote.status().WithContext(
+              fmt::format("repair: copying chunk {} of \"{}\" to rank {}", chunk, path, rank));
+        }
+        const MemberInfo& m = world_->members()[rank];
+        added.push_back({chunk, PlacementMember{m.member_id, m.node}, it->second});
+        copied_bytes += buf.size();
+      }
+    }
+    if (lost) report->lost.push_back(path);
+    for (auto& [rank, uid] : target_uid) {
+      auto committed = Ask(rank, kOpChunkCommit, UidRequest(uid));
+      if (!committed.ok()) return committed.status().WithContext(fmt::format("repair of \"{}\"", path));
+    }
+    if (!added.empty() || changed) {
+      inode.copies.insert(inode.copies.end(), added.begin(), added.end());
+      ByteWriter req;
+      req.Prefixed(path);
+      req.Put<uint64_t>(inode.uid);
+      req.Raw(EncodeInode(inode));
+      Payload request = req.Take();
+      std::vector<uint32_t> live_owners;
+      for (uint32_t owner : Owners(path)) {
+        if (Reachable(owner)) live_owners.push_back(owner);
+      }
+      bool any = false;
+      for (auto& r : AskAll(live_owners, kOpMetaReplace, request)) any = any || r.ok();
+      if (!any) {
+        // The object was removed or replaced meanwhile: the new copies belong to nobody.
+        for (auto& [rank, uid] : target_uid) DropEverywhere(uid, {rank});
+        return Status::OK();
+      }
+      report->chunks_copied += added.size();
+      report->bytes_copied += copied_bytes;
+    }
+  }
+
+  // Metadata: every current owner holds the record (owners that joined after a loss lack it).
+  Payload get = PathRequest(path);
+  ByteWriter ins;
+  ins.Prefixed(path);
+  ins.Raw(EncodeInode(inode));
+  Payload insert = ins.Take();
+  for (uint32_t owner : Owners(path)) {
+    if (!Reachable(owner)) continue;
+    auto have = Ask(owner, kOpMetaGet, get);
+    if (have.ok() || have.status().code() != Code::kNotFound) continue;
+    auto put = Ask(owner, kOpMetaInsert, insert);
+    if (put.ok()) {
+      report->metadata_copied++;
+    } else {
+      Log(LogLevel::kWarn, "repair: metadata of \"{}\" on rank {}: {}", path, owner,
+          put.status().ToString());
+    }
   }
   return Status::OK();
 }

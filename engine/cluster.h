@@ -73,6 +73,7 @@ inline constexpr uint16_t kOpMetaInsert = 25;
 inline constexpr uint16_t kOpMetaGet = 26;
 inline constexpr uint16_t kOpMetaList = 27;
 inline constexpr uint16_t kOpMetaRemove = 28;
+inline constexpr uint16_t kOpMetaReplace = 29;
 
 class Cluster {
  public:
@@ -93,6 +94,8 @@ class Cluster {
   Result<ListPage> List(std::string_view dir, const ListOptions& options);
   Status Remove(std::string_view path);
   Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path);
+  // Engine::Repair.
+  Result<RepairReport> Repair(std::string_view dir);
 
   World& world() { return *world_; }
   ObjectStore& store() { return *store_; }
@@ -100,12 +103,24 @@ class Cluster {
  private:
   struct Writing;
   struct Piece;
+  // A live copy of a chunk: the rank holding it and the uid of the local object it is in.
+  struct Replica {
+    uint32_t rank = 0;
+    uint64_t uid = 0;
+  };
   Cluster() = default;
 
   // ---- client side ----
   Result<std::shared_ptr<Writing>> FindWriting(std::string_view path);
-  // World ranks of the live members among `holders` (indices into `placement`), nearest first.
-  std::vector<uint32_t> Nearest(const Placement& placement, const std::vector<uint32_t>& holders);
+  // The live replicas of chunk `chunk` of a striped object (its placement holders and the
+  // copies a repair made), nearest first: this rank, this node, others.
+  std::vector<Replica> LiveReplicas(const Inode& inode, const Placement& placement,
+                                    uint64_t chunk) const;
+  // Reads `dst.size()` bytes at `in_chunk` of a chunk from one replica (bytes past what the
+  // holder has read as zeros), checking the holder's transit CRC32C.
+  Status ReadPiece(const Replica& from, uint32_t chunk_size, uint64_t chunk, uint32_t in_chunk,
+                   std::span<std::byte> dst);
+  Status RepairObject(const std::string& path, RepairReport* report);
   // Ranks owning `path`'s metadata, primary first (down members included).
   std::vector<uint32_t> Owners(std::string_view path) const;
   Result<Inode> LookupInode(std::string_view path);
@@ -134,6 +149,7 @@ class Cluster {
   std::unique_ptr<World> world_;
   std::unique_ptr<Placement> placement_;            // of the current world
   std::vector<uint32_t> rank_of_;                   // placement index -> world rank
+  int32_t my_index_ = -1;                           // this member's placement index
   std::unordered_map<std::string, uint32_t> rank_of_member_;
   uint32_t replicas_ = 1;
 

@@ -59,6 +59,17 @@ std::string EncodeInode(const Inode& inode) {
     }
     w.Prefixed(std::span<const std::byte>(
         reinterpret_cast<const std::byte*>(inode.written.data()), inode.written.size()));
+    // Optional tail (records without it decode as home -1, no copies).
+    if (inode.home >= 0 || !inode.copies.empty()) {
+      w.Put<int32_t>(inode.home);
+      w.Put<uint32_t>(static_cast<uint32_t>(inode.copies.size()));
+      for (const Inode::Copy& c : inode.copies) {
+        w.Put<uint64_t>(c.chunk);
+        w.Prefixed(c.member.member_id);
+        w.Prefixed(c.member.node);
+        w.Put<uint64_t>(c.uid);
+      }
+    }
   } else {
     w.Put<uint64_t>(inode.chunks.size());
     for (const Extent& e : inode.chunks) {
@@ -108,10 +119,30 @@ Result<Inode> DecodeInode(std::string_view bytes, std::string_view path) {
       n.layout.push_back({std::string(AsChars(id)), std::string(AsChars(node))});
     }
     std::span<const std::byte> bits;
-    if (!r.Prefixed(1u << 30, &bits) || !r.done()) return bad("truncated chunk bitmap");
+    if (!r.Prefixed(1u << 30, &bits)) return bad("truncated chunk bitmap");
     if (bits.size() != (n.NumChunks() + 7) / 8) return bad("chunk bitmap length");
     n.written.assign(reinterpret_cast<const uint8_t*>(bits.data()),
                      reinterpret_cast<const uint8_t*>(bits.data()) + bits.size());
+    if (r.done()) return n;
+    uint32_t copies = 0;
+    if (!r.Get(&n.home) || !r.Get(&copies)) return bad("truncated placement tail");
+    if (n.home < -1 || n.home >= static_cast<int32_t>(members)) {
+      return bad(fmt::format("home member {} of {}", n.home, members));
+    }
+    if (copies > r.left() / (8 + 1 + 1 + 8)) return bad(fmt::format("{} repaired copies", copies));
+    for (uint32_t i = 0; i < copies; ++i) {
+      Inode::Copy c;
+      std::span<const std::byte> id, node;
+      if (!r.Get(&c.chunk) || !r.Prefixed(64, &id) || !r.Prefixed(255, &node) || !r.Get(&c.uid)) {
+        return bad("truncated repaired copy");
+      }
+      if (c.chunk >= n.NumChunks() || c.uid == 0 || id.empty() || node.empty()) {
+        return bad(fmt::format("repaired copy of chunk {}", c.chunk));
+      }
+      c.member = {std::string(AsChars(id)), std::string(AsChars(node))};
+      n.copies.push_back(std::move(c));
+    }
+    if (!r.done()) return bad("trailing bytes");
     return n;
   }
   uint64_t count = 0;

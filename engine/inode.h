@@ -46,6 +46,18 @@ struct Inode {
   uint32_t replicas = 0;
   std::vector<PlacementMember> layout;
   std::vector<uint8_t> written;  // ceil(NumChunks() / 8) bytes
+  // Local-first objects: index into `layout` of the member holding the first replica of every
+  // chunk (Placement::ChunkHolders' `home`); -1 when chunks rotate over all members.
+  int32_t home = -1;
+  // Replicas rebuilt by a repair after their holder was lost: chunk `chunk` also lives in the
+  // local object of `uid` (not the object's uid) on `member`.
+  struct Copy {
+    uint64_t chunk = 0;
+    PlacementMember member;
+    uint64_t uid = 0;
+    bool operator==(const Copy&) const = default;
+  };
+  std::vector<Copy> copies;
 
   bool ChunkWritten(uint64_t index) const { return (written[index / 8] >> (index % 8)) & 1; }
 

@@ -58,6 +58,9 @@ class MetaStore {
 
   // Records a sealed object (assigning inode->id) with the checks of CheckCreatable.
   Status InsertObject(std::string_view path, Inode* inode);
+  // Replaces the record of a striped object whose uid is `uid` (a repair adding replicas);
+  // NotFound when the path holds no such object any more. Size and entries are unchanged.
+  Status ReplaceStriped(std::string_view path, uint64_t uid, const Inode& inode);
   // Deletes a sealed object; returns its inode (whose extents the caller frees).
   Result<Inode> RemoveObject(std::string_view path);
 

@@ -47,10 +47,16 @@ std::vector<uint32_t> Placement::Pick(uint32_t want, size_t candidates, Order or
 }
 
 std::vector<uint32_t> Placement::ChunkHolders(uint64_t object_id, uint64_t chunk,
-                                              uint32_t replicas) const {
+                                              uint32_t replicas, int32_t home) const {
   if (members_.empty()) return {};
   const size_t n = members_.size();
   uint64_t start = XXH3_64bits_withSeed(&object_id, sizeof(object_id), 0x5107) % n;
+  if (home >= 0 && static_cast<size_t>(home) < n) {
+    return Pick(replicas, n + 1, [&](size_t k) {
+      return k == 0 ? static_cast<uint32_t>(home)
+                    : static_cast<uint32_t>((start + chunk + k - 1) % n);
+    });
+  }
   return Pick(replicas, n, [&](size_t k) {
     return static_cast<uint32_t>((start + chunk + k) % n);
   });

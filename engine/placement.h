@@ -37,8 +37,12 @@ class Placement {
   size_t size() const { return members_.size(); }
   const std::vector<PlacementMember>& members() const { return members_; }  // sorted
 
-  // Indices into members() of the `replicas` holders of a chunk, primary first.
-  std::vector<uint32_t> ChunkHolders(uint64_t object_id, uint64_t chunk, uint32_t replicas) const;
+  // Indices into members() of the `replicas` holders of a chunk, primary first. With `home`
+  // (an index into members()), the home member is the primary of every chunk and the further
+  // replicas rotate as usual over the other nodes: an object read back by the member that wrote
+  // it (a checkpoint shard) is read from local disk only.
+  std::vector<uint32_t> ChunkHolders(uint64_t object_id, uint64_t chunk, uint32_t replicas,
+                                     int32_t home = -1) const;
 
   // Indices into members() of the `replicas` owners of a path's metadata, primary first.
   std::vector<uint32_t> MetadataOwners(std::string_view path, uint32_t replicas) const;

@@ -88,6 +88,14 @@ Result<std::vector<std::vector<uint32_t>>> Engine::Locate(std::string_view path)
   return impl_->Serve([&](auto& s) { return s.Locate(path); });
 }
 
+Result<RepairReport> Engine::Repair(std::string_view dir) {
+  if (impl_->cluster() == nullptr) {
+    SHOAL_RETURN_IF_ERROR(impl_->store().List(dir, {}).status());
+    return RepairReport{};
+  }
+  return impl_->cluster()->Repair(dir);
+}
+
 std::string_view Engine::io_backend() const { return impl_->store().io_backend(); }
 
 uint32_t Engine::rank() const { return impl_->cluster() ? impl_->cluster()->world().rank() : 0; }

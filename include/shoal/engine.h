@@ -53,6 +53,10 @@ struct CreateOptions {
   uint64_t size = kUnknownSize;
   // Chunk size for this object; 0 means Options::chunk_size. Power of two, 64 KiB .. 1 GiB.
   uint32_t chunk_size = 0;
+  // In a world: the first replica of every chunk stays on this rank's member (further replicas
+  // on other nodes as usual), so the writer reads it back from local disk only — the shape of a
+  // checkpoint shard restored by the same rank. Default: chunks rotate over all members.
+  bool local_first = false;
 };
 
 struct ObjectInfo {
@@ -82,6 +86,15 @@ struct ListPage {
   std::vector<DirEntry> entries;  // sorted by name
   bool truncated = false;         // more entries follow
   std::string next_start_after;   // set when truncated
+};
+
+// What Engine::Repair did.
+struct RepairReport {
+  uint64_t objects = 0;          // sealed objects examined
+  uint64_t chunks_copied = 0;    // chunk replicas rebuilt on live members
+  uint64_t bytes_copied = 0;
+  uint64_t metadata_copied = 0;  // metadata records rebuilt on their current owners
+  std::vector<std::string> lost; // objects with a chunk no live member holds (unreadable)
 };
 
 // One read of a batch; see Engine::ReadBatch. `dst` is owned by the caller and must stay valid
@@ -172,6 +185,14 @@ class SHOAL_EXPORT Engine {
   // written (it reads as zeros). Inline objects have no chunks. For locality-aware readers
   // (read what is local first) and tools. NotFound like Stat.
   Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path);
+
+  // Restores the replica count of every object below `dir` ("" for all) after members were lost
+  // (a node whose store is gone): chunks with fewer live replicas than the object was written
+  // with are copied from a live replica to other members (distinct nodes first), and metadata
+  // records are copied to the current owners that lack them. Readers are served meanwhile. Call
+  // it from one rank. Objects no live member can read are reported in `lost`, not an error. A
+  // single member has nothing to repair.
+  Result<RepairReport> Repair(std::string_view dir = "");
 
   // "io_uring" or "posix": the backend chosen at Open.
   std::string_view io_backend() const;

@@ -126,5 +126,30 @@ TEST(Inode, StripedRecordsThatDisagreeAreCorruption) {
   }
 }
 
+TEST(Inode, StripedTailKeepsHomeAndRepairedCopies) {
+  Inode n = Striped();
+  n.home = 1;
+  n.copies = {{0, {"m-c", "node-c"}, 77}, {5, {"m-d", "node-d"}, 78}};
+  const std::string rec = EncodeInode(n);
+  auto d = DecodeInode(rec, "p");
+  ASSERT_OK(d);
+  EXPECT_EQ(d->home, 1);
+  EXPECT_EQ(d->copies, n.copies);
+  // A record without the tail (written before it existed) is the same object, home -1.
+  const size_t plain = EncodeInode(Striped()).size();
+  auto old = DecodeInode(rec.substr(0, plain), "p");
+  ASSERT_OK(old);
+  EXPECT_EQ(old->home, -1);
+  EXPECT_TRUE(old->copies.empty());
+  for (size_t cut = plain + 1; cut < rec.size(); ++cut) {
+    EXPECT_CODE(DecodeInode(rec.substr(0, cut), "p"), kCorruption) << "cut at " << cut;
+  }
+  n.home = 2;  // only two members
+  EXPECT_CODE(DecodeInode(EncodeInode(n), "p"), kCorruption);
+  n.home = -1;
+  n.copies = {{6, {"m-c", "node-c"}, 77}};  // past the last chunk
+  EXPECT_CODE(DecodeInode(EncodeInode(n), "p"), kCorruption);
+}
+
 }  // namespace
 }  // namespace shoal::engine

@@ -38,6 +38,27 @@ TEST(Placement, ReplicasLandOnDistinctNodes) {
   }
 }
 
+TEST(Placement, HomeMemberIsPrimaryOfEveryChunkAndReplicasLeaveItsNode) {
+  std::vector<PlacementMember> members;
+  for (int m = 0; m < 6; ++m) {
+    members.push_back({"m" + std::to_string(m), "node-" + std::to_string(m / 2)});
+  }
+  Placement p(members);
+  for (int32_t home = 0; home < 6; ++home) {
+    std::map<uint32_t, int> second;
+    for (uint64_t c = 0; c < 60; ++c) {
+      auto h = p.ChunkHolders(99, c, 2, home);
+      ASSERT_EQ(h.size(), 2u);
+      EXPECT_EQ(h[0], static_cast<uint32_t>(home));
+      EXPECT_NE(p.members()[h[1]].node, p.members()[home].node);
+      second[h[1]]++;
+    }
+    EXPECT_EQ(second.size(), 4u) << "second replicas spread over the other nodes' members";
+  }
+  // One replica: everything on the home member.
+  for (uint64_t c = 0; c < 10; ++c) EXPECT_EQ(p.ChunkHolders(5, c, 1, 3), std::vector<uint32_t>{3});
+}
+
 TEST(Placement, FewerNodesThanReplicasStillUsesDistinctMembers) {
   Placement p(Members(3, 3));  // one node
   auto h = p.ChunkHolders(1, 0, 2);

@@ -82,6 +82,7 @@ std::vector<Object> WriteSet(int k) {
 
 // The "mt" object: four threads write its quarters, unaligned, size unknown in advance.
 constexpr uint64_t kMtSize = 8 * kChunk + 100;
+constexpr uint64_t kLocalSize = 6 * kChunk + 9;
 
 void WriteMine(Engine& e, int k) {
   for (const Object& o : WriteSet(k)) Check(e.Put(o.path, Pattern(o.seed, o.size)), "put " + o.path);
@@ -99,6 +100,16 @@ void WriteMine(Engine& e, int k) {
   for (auto& t : threads) t.join();
   if (!ok) Die("threaded write of " + mt);
   Check(e.Seal(mt), "seal " + mt);
+  // A checkpoint-shaped object: every chunk's first replica on the writer's member.
+  std::string local = fmt::format("w/r{}/local", k);
+  CreateOptions co;
+  co.local_first = true;
+  Check(e.Put(local, Pattern(k * 11 + 3, kLocalSize), co), "put " + local);
+  auto where = e.Locate(local);
+  Check(where.status(), "locate " + local);
+  for (const auto& ranks : *where) {
+    if (ranks.empty() || ranks[0] != e.rank()) Die(local + ": a chunk's nearest replica is remote");
+  }
 }
 
 void VerifyObject(Engine& e, const std::string& path, uint64_t size, uint64_t seed) {
@@ -140,6 +151,7 @@ void VerifyAll(Engine& e, int writers) {
   for (int k = 0; k < writers; ++k) {
     for (const Object& o : WriteSet(k)) VerifyObject(e, o.path, o.size, o.seed);
     VerifyObject(e, fmt::format("w/r{}/mt", k), kMtSize, k * 7 + 5);
+    VerifyObject(e, fmt::format("w/r{}/local", k), kLocalSize, k * 11 + 3);
   }
   // The shared directory's entries live on every shard; a paginated listing sees each once.
   auto entries = ListAll(e, "shared", 7);
@@ -296,6 +308,53 @@ int main(int argc, char** argv) {
   } else if (scenario == "verify") {
     VerifyAll(eng, arg);
     Check(eng.Barrier(), "barrier");  // nobody leaves while others may still read from it
+  } else if (scenario == "repair") {
+    // A member of the world that wrote was lost with its store: rank 0 repairs, after which
+    // every written chunk has `replicas` live replicas again (Locate lists live ones only).
+    auto count_short = [&] {
+      uint64_t shortage = 0;
+      std::vector<std::string> dirs{""};
+      while (!dirs.empty()) {
+        std::string d = dirs.back();
+        dirs.pop_back();
+        for (const DirEntry& x : ListAll(eng, d, 1000)) {
+          std::string p = d.empty() ? x.name : d + "/" + x.name;
+          if (x.is_dir) {
+            dirs.push_back(p);
+            continue;
+          }
+          auto where = eng.Locate(p);
+          Check(where.status(), "locate " + p);
+          for (const auto& ranks : *where) {
+            if (!ranks.empty() && ranks.size() < o.replicas) shortage++;
+          }
+        }
+      }
+      return shortage;
+    };
+    if (rank == 0) {
+      uint64_t before = count_short();
+      auto report = eng.Repair();
+      Check(report.status(), "repair");
+      std::printf("repair: %llu objects, %llu chunks (%llu bytes) copied, %llu metadata records, "
+                  "%zu lost; %llu chunks were short\n",
+                  (unsigned long long)report->objects, (unsigned long long)report->chunks_copied,
+                  (unsigned long long)report->bytes_copied,
+                  (unsigned long long)report->metadata_copied, report->lost.size(),
+                  (unsigned long long)before);
+      if (before == 0) Die("no chunk was short of replicas before the repair");
+      if (report->chunks_copied != before) Die("repair copied a different number of chunks");
+      if (!report->lost.empty()) Die("repair reports lost objects: " + report->lost[0]);
+      if (uint64_t after = count_short(); after != 0) {
+        Die(fmt::format("{} chunks still short after repair", after));
+      }
+      auto again = eng.Repair();
+      Check(again.status(), "second repair");
+      if (again->chunks_copied != 0 || again->metadata_copied != 0) Die("second repair copied");
+    }
+    Check(eng.Barrier(), "barrier");
+    VerifyAll(eng, arg);
+    Check(eng.Barrier(), "barrier");
   } else if (scenario == "kill") {
     WriteMine(eng, rank);
     Check(eng.Barrier(), "barrier");

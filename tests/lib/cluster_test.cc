@@ -136,6 +136,31 @@ TEST(Cluster, ReplicationTwoSurvivesANodeKilledWithItsStoreDeleted) {
   }
 }
 
+// Repair after a lost node: four members write with replication 2; member 3's store is deleted.
+// The three others repair (every chunk back to 2 live replicas, checked with Locate); then member
+// 2's store is deleted too and the last two still read every object. Without the repair, chunks
+// whose two replicas were on members 2 and 3 would be gone.
+TEST(Cluster, RepairRebuildsReplicasSoASecondLossIsSurvived) {
+  TempDir dir;
+  auto members = Members(dir, 4);
+  {
+    World w(dir, "file:" + dir.Sub("rdzv-1"));
+    w.Start(members, "write", "2");
+    ExpectAllOk(w.WaitAll());
+  }
+  std::filesystem::remove_all(members[3].store);
+  {
+    World w(dir, "file:" + dir.Sub("rdzv-2"));
+    w.Start({members[0], members[1], members[2]}, "repair", "2", "4");
+    auto res = w.WaitAll();
+    ExpectAllOk(res);
+  }
+  std::filesystem::remove_all(members[2].store);
+  World w(dir, "file:" + dir.Sub("rdzv-3"));
+  w.Start({members[1], members[0]}, "verify", "2", "4");
+  ExpectAllOk(w.WaitAll());
+}
+
 TEST(Cluster, MalformedMessagesFromAMemberCrashNobody) {
   TempDir dir;
   World w(dir, "file:" + dir.Sub("rdzv"));
