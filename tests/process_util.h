@@ -7,6 +7,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -25,6 +26,9 @@ inline Process Spawn(const std::string& binary, const std::vector<std::string>& 
                      const std::string& out, const std::string& err,
                      const std::vector<std::pair<std::string, std::string>>& env = {}) {
   Process p{-1, out, err};
+  // Unflushed output of this process would be copied into the child and written to its files.
+  std::fflush(stdout);
+  std::fflush(stderr);
   p.pid = ::fork();
   if (p.pid == 0) {
     if (std::freopen(out.c_str(), "w", stdout) == nullptr) _exit(126);

@@ -1,0 +1,307 @@
+// The checkpoint API on one member: manifests, listing, loading, bad input, retention,
+// collection of torn tags, async save through a pool smaller than the state. Multi-process
+// worlds, kills and repair are in checkpoint_world_test.cc.
+#include "shoal/checkpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "lib/manifest.h"
+#include "lib/staging_pool.h"
+#include "tests/lib/ckpt_content.h"
+#include "tests/test_util.h"
+
+namespace shoal {
+namespace {
+
+using testing::Content;
+using testing::TempDir;
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Options o = testing::TestOptions(dir_.Sub("store"), IoBackend::kAuto);
+    o.world_size = 1;
+    o.rank = 0;
+    auto e = Engine::Open(o);
+    ASSERT_OK(e);
+    engine_ = std::move(e).value();
+  }
+
+  std::unique_ptr<Checkpointer> Open(CheckpointOptions co = {}) {
+    auto ck = Checkpointer::Open(*engine_, co);
+    EXPECT_TRUE(ck.ok()) << ck.status().ToString();
+    return ck.ok() ? std::move(ck).value() : nullptr;
+  }
+
+  // Saves blobs "model" and "optim" of sizes derived from the tag, commits.
+  Status SaveTag(Checkpointer& ck, const std::string& tag, const std::string& meta = "{}") {
+    auto save = ck.Begin(tag);
+    SHOAL_RETURN_IF_ERROR(save.status());
+    for (const char* name : {"r0/model", "r0/optim"}) {
+      SHOAL_RETURN_IF_ERROR((*save)->Save(name, Content(tag, name)));
+    }
+    return (*save)->Commit(meta).Wait();
+  }
+
+  void ExpectLoads(Checkpointer& ck, const std::string& tag) {
+    auto m = ck.GetManifest(tag);
+    ASSERT_OK(m);
+    ASSERT_EQ(m->blobs.size(), 2u);
+    for (const BlobInfo& b : m->blobs) {
+      std::vector<std::byte> got(b.size);
+      ASSERT_OK(ck.Load(*m, b.name, got));
+      EXPECT_EQ(got, Content(tag, b.name)) << tag << "/" << b.name;
+      EXPECT_EQ(b.rank, 0u);
+    }
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(CheckpointTest, CommitPublishesManifestAndLatest) {
+  auto ck = Open();
+  EXPECT_CODE(ck->Latest(), kNotFound);
+  ASSERT_OK(SaveTag(*ck, "step-1", "{\"lr\": 0.1}"));
+  ASSERT_OK(SaveTag(*ck, "step-2"));
+  auto latest = ck->Latest();
+  ASSERT_OK(latest);
+  EXPECT_EQ(*latest, "step-2");
+  auto tags = ck->List();
+  ASSERT_OK(tags);
+  ASSERT_EQ(tags->size(), 2u);
+  EXPECT_EQ((*tags)[0].tag, "step-1");
+  EXPECT_EQ((*tags)[0].sequence, 1u);
+  EXPECT_EQ((*tags)[1].sequence, 2u);
+  auto m = ck->GetManifest("step-1");
+  ASSERT_OK(m);
+  EXPECT_EQ(m->metadata, "{\"lr\": 0.1}");
+  EXPECT_EQ(m->world_size, 1u);
+  ASSERT_NE(m->Find("r0/model"), nullptr);
+  EXPECT_EQ(m->Find("r0/model")->size, testing::SizeOf("step-1", "r0/model"));
+  EXPECT_EQ(m->Find("nope"), nullptr);
+  ExpectLoads(*ck, "step-1");
+  ExpectLoads(*ck, "step-2");
+  // A slice of a blob.
+  std::vector<std::byte> part(100);
+  auto n = ck->Read(*m, "r0/model", 1000, part);
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 100u);
+  auto whole = Content("step-1", "r0/model");
+  EXPECT_TRUE(std::equal(part.begin(), part.end(), whole.begin() + 1000));
+  // Committed tags survive reopening the engine.
+  ck.reset();
+  engine_.reset();
+  SetUp();
+  ck = Open();
+  ExpectLoads(*ck, "step-2");
+}
+
+TEST_F(CheckpointTest, BadInputIsRefusedAndLosesNothing) {
+  auto ck = Open();
+  ASSERT_OK(SaveTag(*ck, "good"));
+  for (std::string bad : std::vector<std::string>{"", ".hidden", "a/b", "sp ace",
+                                                 std::string(201, 'x'), std::string("nul\0x", 5)}) {
+    EXPECT_CODE(ck->Begin(bad), kInvalidArgument) << bad;
+  }
+  EXPECT_CODE(ck->Begin("good"), kAlreadyExists);
+  EXPECT_CODE(ck->GetManifest("absent"), kNotFound);
+  EXPECT_CODE(ck->Remove("absent"), kNotFound);
+
+  auto save = ck->Begin("next");
+  ASSERT_OK(save);
+  EXPECT_CODE((*save)->Save("", "x"), kInvalidArgument);
+  EXPECT_CODE((*save)->Save("a/../b", "x"), kInvalidArgument);
+  EXPECT_CODE((*save)->Save("bad\xff", "x"), kInvalidArgument);
+  ASSERT_OK((*save)->Save("blob", "data"));
+  EXPECT_CODE((*save)->Save("blob", "again"), kAlreadyExists);
+  EXPECT_CODE((*save)->Commit(std::string(70000, 'm')).Wait(), kInvalidArgument);  // metadata
+  EXPECT_CODE(ck->GetManifest("next"), kNotFound);
+
+  auto m = ck->GetManifest("good");
+  ASSERT_OK(m);
+  std::vector<std::byte> small(10);
+  EXPECT_CODE(ck->Load(*m, "r0/model", small), kInvalidArgument);
+  EXPECT_CODE(ck->Load(*m, "absent", small), kNotFound);
+  CheckpointManifest forged = *m;
+  for (BlobInfo& b : forged.blobs) b.crc32c ^= 1;
+  std::vector<std::byte> buf(forged.blobs[0].size);
+  EXPECT_CODE(ck->Load(forged, forged.blobs[0].name, buf), kCorruption);
+  ExpectLoads(*ck, "good");
+
+  CheckpointOptions co;
+  co.root = "";
+  EXPECT_CODE(Checkpointer::Open(*engine_, co), kInvalidArgument);
+  co.root = "x";
+  co.async = true;
+  co.staging_bytes = 1000;
+  EXPECT_CODE(Checkpointer::Open(*engine_, co), kInvalidArgument);
+}
+
+TEST_F(CheckpointTest, TornTagIsNeverListedAndIsCollected) {
+  auto ck = Open();
+  ASSERT_OK(SaveTag(*ck, "step-1"));
+  // What a crash mid-save leaves: blobs of a tag without a manifest.
+  ASSERT_OK(engine_->Put("checkpoints/data/step-2/r0/model", std::string(5000, 'x')));
+  ASSERT_OK(engine_->Put("checkpoints/data/step-2/r1/model", std::string(10, 'y')));
+  auto latest = ck->Latest();
+  ASSERT_OK(latest);
+  EXPECT_EQ(*latest, "step-1");
+  EXPECT_EQ(ck->List()->size(), 1u);
+  auto report = ck->CollectAbandoned();
+  ASSERT_OK(report);
+  EXPECT_EQ(report->tags, std::vector<std::string>{"step-2"});
+  EXPECT_EQ(report->objects, 2u);
+  EXPECT_CODE(engine_->Stat("checkpoints/data/step-2/r0/model"), kNotFound);
+  ExpectLoads(*ck, "step-1");
+  // Begin collects too, so the torn tag can be saved again.
+  ASSERT_OK(engine_->Put("checkpoints/data/step-2/r0/model", std::string(5000, 'x')));
+  ASSERT_OK(SaveTag(*ck, "step-2"));
+  ExpectLoads(*ck, "step-2");
+  // A save abandoned without Commit leaves nothing.
+  {
+    auto save = ck->Begin("step-3");
+    ASSERT_OK(save);
+    ASSERT_OK((*save)->Save("r0/model", Content("step-3", "r0/model")));
+  }
+  EXPECT_CODE(engine_->Stat("checkpoints/data/step-3/r0/model"), kNotFound);
+  EXPECT_EQ(*ck->Latest(), "step-2");
+}
+
+TEST_F(CheckpointTest, RetentionKeepsTheNewest) {
+  CheckpointOptions co;
+  co.keep_last = 2;
+  auto ck = Open(co);
+  for (int s = 1; s <= 5; ++s) ASSERT_OK(SaveTag(*ck, "step-" + std::to_string(s)));
+  auto tags = ck->List();
+  ASSERT_OK(tags);
+  ASSERT_EQ(tags->size(), 2u);
+  EXPECT_EQ((*tags)[0].tag, "step-4");
+  EXPECT_EQ((*tags)[1].tag, "step-5");
+  EXPECT_CODE(engine_->Stat("checkpoints/data/step-1/r0/model"), kNotFound);
+  auto data = engine_->List("checkpoints/data", {});
+  ASSERT_OK(data);
+  EXPECT_EQ(data->entries.size(), 2u);
+  // Explicit retention and removal.
+  auto removed = ck->Retain(1);
+  ASSERT_OK(removed);
+  EXPECT_EQ(*removed, 1u);
+  ASSERT_OK(ck->Remove("step-5"));
+  EXPECT_CODE(ck->Latest(), kNotFound);
+  // With every tag removed, sequences start again at 1.
+  ASSERT_OK(SaveTag(*ck, "step-6"));
+  EXPECT_EQ(*ck->Latest(), "step-6");
+}
+
+TEST_F(CheckpointTest, AsyncSaveThroughAPoolSmallerThanTheState) {
+  CheckpointOptions co;
+  co.async = true;
+  co.staging_bytes = 1 << 20;  // the blobs are 1..2 MiB each: Save must recycle the pool
+  auto ck = Open(co);
+  SaveHandle first;
+  {
+    auto save = ck->Begin("a-1");
+    ASSERT_OK(save);
+    for (const char* name : {"r0/model", "r0/optim"}) {
+      auto data = Content("a-1", name);
+      ASSERT_OK((*save)->Save(name, data));
+      std::fill(data.begin(), data.end(), std::byte{0});  // the caller's buffer is free on return
+    }
+    first = (*save)->Commit("{}");
+  }  // the save object may go away before the background commit finished
+  // The next Begin waits for the previous save.
+  ASSERT_OK(SaveTag(*ck, "a-2"));
+  EXPECT_TRUE(first.done());
+  ASSERT_OK(first.Wait());
+  EXPECT_GT(first.duration().count(), 0);
+  ExpectLoads(*ck, "a-1");
+  ExpectLoads(*ck, "a-2");
+  // A failure in the background is reported by the handle, and nothing is published.
+  auto save = ck->Begin("a-3");
+  ASSERT_OK(save);
+  ASSERT_OK((*save)->Save("r0/model", Content("a-3", "r0/model")));
+  ASSERT_OK(engine_->Put("checkpoints/data/a-3/r0/optim", "taken"));  // a name clash
+  EXPECT_CODE((*save)->Save("r0/optim", Content("a-3", "r0/optim")), kAlreadyExists);
+  ASSERT_OK((*save)->Save("r0/other", "x"));
+  SaveHandle h = (*save)->Commit("{}");
+  ASSERT_OK(h.Wait());  // the clash was refused at Save; the rest commits
+  auto m = ck->GetManifest("a-3");
+  ASSERT_OK(m);
+  EXPECT_EQ(m->blobs.size(), 2u);
+}
+
+TEST(StagingPool, RegionsNeverOverlapAndTheRingWraps) {
+  StagingPool pool(1000);
+  std::vector<std::span<std::byte>> held;
+  std::thread consumer;
+  std::mutex mu;
+  std::deque<std::pair<std::span<std::byte>, uint8_t>> q;
+  std::atomic<bool> bad{false};
+  consumer = std::thread([&] {
+    for (int i = 0; i < 2000; ++i) {
+      std::pair<std::span<std::byte>, uint8_t> item;
+      for (;;) {
+        std::lock_guard lk(mu);
+        if (!q.empty()) {
+          item = q.front();
+          q.pop_front();
+          break;
+        }
+      }
+      for (std::byte b : item.first) {
+        if (b != static_cast<std::byte>(item.second)) bad = true;  // overwritten while held
+      }
+      pool.Release(item.first);
+    }
+  });
+  for (int i = 0; i < 2000; ++i) {
+    uint64_t n = 1 + (i * 7919) % 600;
+    auto r = pool.Acquire(n);
+    ASSERT_EQ(r.size(), n);
+    std::fill(r.begin(), r.end(), static_cast<std::byte>(i));
+    std::lock_guard lk(mu);
+    q.emplace_back(r, static_cast<uint8_t>(i));
+  }
+  consumer.join();
+  EXPECT_FALSE(bad);
+}
+
+TEST(Manifest, RoundTripAndDamageIsCorruption) {
+  CheckpointManifest m;
+  m.tag = "step-9";
+  m.sequence = 9;
+  m.commit_time_ns = 123;
+  m.world_size = 4;
+  m.metadata = "{\"a\": \"\xc3\xa9\"}";
+  m.blobs = {{"a", 1, 2, 0}, {"b/c", 1ull << 40, 0xffffffffu, 3}};
+  auto json = EncodeManifest(m);
+  ASSERT_OK(json);
+  auto d = DecodeManifest(*json, "x");
+  ASSERT_OK(d);
+  EXPECT_EQ(d->tag, m.tag);
+  EXPECT_EQ(d->metadata, m.metadata);
+  EXPECT_EQ(d->blobs.size(), 2u);
+  EXPECT_EQ(d->blobs[1].size, 1ull << 40);
+  EXPECT_EQ(d->blobs[1].crc32c, 0xffffffffu);
+  for (size_t cut = 0; cut < json->size(); cut += 7) {
+    EXPECT_CODE(DecodeManifest(json->substr(0, cut), "x"), kCorruption) << cut;
+  }
+  for (std::string bad : std::vector<std::string>{"[]", "{\"format\":\"other\"}", "null",
+                          R"({"format":"shoal-checkpoint/1","tag":"t","sequence":-1,"commit_time_ns":0,"world_size":1,"metadata":"","blobs":[]})",
+                          R"({"format":"shoal-checkpoint/1","tag":"t","sequence":1,"commit_time_ns":0,"world_size":1,"metadata":"","blobs":[{"name":"a","size":1,"crc32c":4294967296,"rank":0}]})"}) {
+    EXPECT_CODE(DecodeManifest(bad, "x"), kCorruption) << bad;
+  }
+  m.metadata = "\xff";
+  EXPECT_CODE(EncodeManifest(m), kInvalidArgument);
+  EXPECT_EQ(ManifestName(12, "t"), "0000000000000012.t");
+  auto t = ParseManifestName("0000000000000012.t");
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(t->sequence, 12u);
+  EXPECT_FALSE(ParseManifestName("12.t").has_value());
+  EXPECT_FALSE(ParseManifestName("000000000000001x.t").has_value());
+}
+
+}  // namespace
+}  // namespace shoal
