@@ -315,7 +315,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1, 1);
   std::string size = "2G", chunk = "4M", sample = "128K", sample_bytes = "512M", read_call = "256M";
   auto add_common = [&](CLI::App* sub) {
-    sub->add_option("--size", size, "bytes written/read sequentially (e.g. 2G)");
+    sub->add_option("--size", size, "bytes written/read sequentially (e.g. 2G; world modes: "
+                                    "over all ranks; ckpt: per rank)");
     sub->add_option("--dir", c.dir, "directory for the store and the raw files (default: a "
                                     "temporary directory under /var/tmp, removed afterwards)");
     sub->add_option("--chunk-size", chunk, "engine chunk size = raw block size");
@@ -345,7 +346,7 @@ int main(int argc, char** argv) {
     sub->add_option("--files", wc.files, "objects created by all ranks (meta mode)");
     sub->add_option("--stats", wc.stats, "stats by all ranks (meta mode)");
   };
-  for (const char* m : {"write", "read", "randread", "remote-read", "meta", "all"}) {
+  for (const char* m : {"write", "read", "randread", "remote-read", "meta", "ckpt", "all"}) {
     add_common(app.add_subcommand(m, std::string("mode ") + m)->callback([&c, m] { c.mode = m; }));
   }
   CLI11_PARSE(app, argc, argv);
@@ -370,7 +371,7 @@ int main(int argc, char** argv) {
   }
 
   const bool world = wc.ranks > 1 || InWorld();
-  if (!world && (c.mode == "remote-read" || c.mode == "meta")) {
+  if (!world && (c.mode == "remote-read" || c.mode == "meta" || c.mode == "ckpt")) {
     std::fprintf(stderr, "shoal-bench: mode %s needs a world: add --ranks N\n", c.mode.c_str());
     return 2;
   }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "benchmarks/bench_util.h"
 #include "benchmarks/raw_disk.h"
 #include "engine/buffer_pool.h"
+#include "shoal/checkpoint.h"
 #include "shoal/engine.h"
 #include "transport/launch_info.h"
 #include "transport/messenger.h"
@@ -36,6 +38,9 @@ struct Row {
   uint64_t bytes = 0, ops = 0, block = 0;
   double seconds = 0;
   std::optional<double> baseline_mbps, disk_mbps, ucx_mbps, ratio;
+  // ckpt modes: the users' baseline (a file per rank, write + fsync / read) and, for the async
+  // row, one memory copy of the state and the save's total time.
+  std::optional<double> file_mbps, ratio_vs_file, copy_seconds, total_seconds;
   double mbps() const { return seconds > 0 ? bytes / 1e6 / seconds : 0; }
   double ops_per_s() const { return seconds > 0 ? ops / seconds : 0; }
 };
@@ -77,6 +82,9 @@ class Member {
     if (m == "meta" || m == "all") {
       for (Row& r : Meta()) rows.push_back(r);
     }
+    if (m == "ckpt") {
+      for (Row& r : Ckpt()) rows.push_back(r);
+    }
     return rows;
   }
 
@@ -84,6 +92,132 @@ class Member {
   uint32_t size() const { return n_; }
 
  private:
+  // The users' baseline: this rank's state to a file with write(2) + fsync, its page cache
+  // dropped afterwards (a restart reads from the device), and read back with read(2).
+  void FileWrite(const std::string& path, const std::byte* p, uint64_t n) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) Die(Status::IOError("open"), path);
+    for (uint64_t off = 0; off < n;) {
+      ssize_t w = ::write(fd, p + off, std::min<uint64_t>(n - off, 64ull << 20));
+      if (w <= 0) Die(Status::IOError("write"), path);
+      off += static_cast<uint64_t>(w);
+    }
+    if (::fsync(fd) != 0) Die(Status::IOError("fsync"), path);
+    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+  void FileRead(const std::string& path, std::byte* p, uint64_t n) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) Die(Status::IOError("open"), path);
+    for (uint64_t off = 0; off < n;) {
+      ssize_t r = ::read(fd, p + off, std::min<uint64_t>(n - off, 64ull << 20));
+      if (r <= 0) Die(Status::IOError("read"), path);
+      off += static_cast<uint64_t>(r);
+    }
+    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+
+  // Checkpoint save and restore of `size` bytes per rank (blobs of up to 128 MiB), each beside
+  // the raw O_DIRECT disk and the users' file-per-rank baseline; then async saves: the time
+  // Save+Commit block the caller against one memcpy of the state.
+  std::vector<Row> Ckpt() {
+    const uint64_t per = c_.size / c_.chunk_size * c_.chunk_size;
+    const uint64_t piece = 128ull << 20;
+    Buffer state(per), back(per);
+    StampBlocks(state.data(), per, rank_ + 1);
+    std::memset(back.data(), 0, per);  // touched: page faults are not the engine's
+    CheckpointOptions co;
+    co.root = "bench-ckpt";
+    co.keep_last = 1;
+    auto ck = Check(Checkpointer::Open(*e_, co), "checkpointer");
+    auto blobs = [&](auto&& fn) {
+      for (uint64_t off = 0, i = 0; off < per; off += piece, ++i) {
+        fn(fmt::format("r{}/shard-{}", rank_, i), off, std::min(piece, per - off));
+      }
+    };
+    int tag = 0;
+    auto save = [&](Checkpointer& k) {
+      auto s = Check(k.Begin(fmt::format("t-{}", ++tag)), "begin");
+      blobs([&](const std::string& name, uint64_t off, uint64_t n) {
+        Check(s->Save(name, std::span<const std::byte>(state.data() + off, n)), "save " + name);
+      });
+      return s->Commit("{}");
+    };
+    auto restore = [&] {
+      auto latest = Check(ck->Latest(), "latest");
+      auto m = Check(ck->GetManifest(latest), "manifest");
+      blobs([&](const std::string& name, uint64_t off, uint64_t n) {
+        Check(ck->Load(m, name, std::span<std::byte>(back.data() + off, n)), "load " + name);
+      });
+    };
+    const std::string file = RawPath("ckpt-file");
+    std::vector<double> es, rs, fs, ers, rrs, frs;
+    for (int i = 0; i < c_.repeat; ++i) {
+      es.push_back(Timed([&] { Check(save(*ck).Wait(), "commit"); }));
+      rs.push_back(Timed([&] {
+        Check(RawSequentialWrite(RawPath("ckpt"), per, c_.chunk_size, c_.queue_depth, nullptr)
+                  .status(), "raw write");
+      }));
+      fs.push_back(Timed([&] { FileWrite(file, state.data(), per); }));
+      ers.push_back(Timed(restore));
+      rrs.push_back(Timed([&] {
+        Check(RawSequentialRead(RawPath("ckpt"), per, c_.chunk_size, c_.queue_depth, nullptr)
+                  .status(), "raw read");
+      }));
+      frs.push_back(Timed([&] { FileRead(file, back.data(), per); }));
+    }
+    if (std::memcmp(state.data(), back.data(), per) != 0) Die(Status::Corruption("restore"), "ckpt");
+    const uint64_t total = per * n_;
+    auto row = [&](const char* mode, const std::vector<double>& eng, const std::vector<double>& raw,
+                   const std::vector<double>& f) {
+      Row r;
+      r.mode = mode;
+      r.bytes = total;
+      r.block = c_.chunk_size;
+      r.ops = total / c_.chunk_size;
+      r.seconds = Median(eng);
+      r.baseline_mbps = total / 1e6 / Median(raw);
+      r.ratio = Median(raw) / r.seconds;
+      r.file_mbps = total / 1e6 / Median(f);
+      r.ratio_vs_file = Median(f) / r.seconds;
+      return r;
+    };
+    std::vector<Row> rows{row("ckpt-save", es, rs, fs), row("ckpt-restore", ers, rrs, frs)};
+
+    // Async: a pool that holds the whole state, so Save only copies.
+    CheckpointOptions ao = co;
+    ao.async = true;
+    ao.staging_bytes = per + (8ull << 20);
+    auto ack = Check(Checkpointer::Open(*e_, ao), "async checkpointer");
+    Buffer copy(per);
+    std::memset(copy.data(), 0, per);
+    std::vector<double> blocked, copied, totals;
+    for (int i = 0; i < c_.repeat + 1; ++i) {  // the first one allocates the pool: not counted
+      SaveHandle h;
+      double b = Timed([&] { h = save(*ack); });
+      double t0 = b;
+      auto start = Clock::now();
+      Check(h.Wait(), "async commit");
+      double rest = std::chrono::duration<double>(Clock::now() - start).count();
+      double c = Timed([&] { std::memcpy(copy.data(), state.data(), per); });
+      if (i == 0) continue;
+      blocked.push_back(b);
+      copied.push_back(c);
+      totals.push_back(t0 + rest);
+    }
+    Row a;
+    a.mode = "ckpt-async";
+    a.bytes = total;
+    a.block = c_.chunk_size;
+    a.seconds = Median(blocked);
+    a.copy_seconds = Median(copied);
+    a.total_seconds = Median(totals);
+    a.ratio = *a.copy_seconds / a.seconds;
+    rows.push_back(a);
+    return rows;
+  }
+
   std::string RawPath(const std::string& what) const {
     return fmt::format("{}/raw-{}-{}.dat", c_.dir, what, rank_);
   }
@@ -354,6 +488,10 @@ void Print(const WorldConfig& c, uint32_t ranks, const std::vector<Row>& rows) {
                           {"repeat", c.repeat}};
       if (r.disk_mbps) j["baseline_disk_mbps"] = *r.disk_mbps;
       if (r.ucx_mbps) j["baseline_ucx_mbps"] = *r.ucx_mbps;
+      if (r.file_mbps) j["baseline_file_fsync_mbps"] = *r.file_mbps;
+      if (r.ratio_vs_file) j["ratio_vs_file"] = *r.ratio_vs_file;
+      if (r.copy_seconds) j["memcpy_seconds"] = *r.copy_seconds;
+      if (r.total_seconds) j["total_seconds"] = *r.total_seconds;
       std::printf("%s\n", j.dump().c_str());
     }
     return;
@@ -363,11 +501,16 @@ void Print(const WorldConfig& c, uint32_t ranks, const std::vector<Row>& rows) {
   std::printf("%-11s %11s %8s | %12s %11s | %13s | %6s  %s\n", "mode", "bytes", "seconds",
               "engine MB/s", "ops/s", "baseline MB/s", "ratio", "baseline");
   for (const Row& r : rows) {
-    std::string base = r.mode == "remote-read"
-                           ? fmt::format("min(raw disk {:.1f}, raw UCX {:.1f})", *r.disk_mbps,
-                                         *r.ucx_mbps)
-                       : r.baseline_mbps ? std::string("raw O_DIRECT file per rank")
-                                         : std::string("-");
+    std::string base =
+        r.mode == "remote-read"
+            ? fmt::format("min(raw disk {:.1f}, raw UCX {:.1f})", *r.disk_mbps, *r.ucx_mbps)
+        : r.file_mbps ? fmt::format("raw O_DIRECT per rank; file+fsync per rank {:.1f} MB/s "
+                                    "(engine {:.2f}x)", *r.file_mbps, *r.ratio_vs_file)
+        : r.copy_seconds ? fmt::format("save blocked {:.3f} s vs one memcpy of the state "
+                                       "{:.3f} s (ratio = memcpy/blocked); whole save {:.3f} s",
+                                       r.seconds, *r.copy_seconds, *r.total_seconds)
+        : r.baseline_mbps ? std::string("raw O_DIRECT file per rank")
+                          : std::string("-");
     std::printf("%-11s %11llu %8.3f | %12.1f %11.0f | %13s | %6s  %s\n", r.mode.c_str(),
                 static_cast<unsigned long long>(r.bytes), r.seconds, r.mbps(), r.ops_per_s(),
                 r.baseline_mbps ? fmt::format("{:.1f}", *r.baseline_mbps).c_str() : "-",

@@ -24,7 +24,9 @@ namespace {
 constexpr size_t kMaxMetadata = 64 << 10;
 // A commit's part (one rank's blob list) travels in one all-gather contribution (<= 1 MiB).
 constexpr size_t kMaxPart = (1 << 20) - 1024;
-constexpr uint64_t kMaxSlice = 8 << 20;  // async: the largest piece staged and written at once
+// async: the largest piece staged and written at once. Large, so that memcpy takes its
+// non-temporal path for big states (measured: 8 MiB slices blocked the caller ~2x a plain memcpy).
+constexpr uint64_t kMaxSlice = 64ull << 20;
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -173,6 +175,9 @@ struct SaveJob {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Item> queue;
+  // The writer starts once the caller is done copying (Commit) or the pool is full: until then
+  // it would only take CPU and memory bandwidth from the copies the caller waits for.
+  bool draining = false;
   bool committed = false;  // Commit was called
   Status error;            // the first failure of this rank's saves
   std::set<std::string, std::less<>> names;
@@ -193,7 +198,14 @@ struct SaveJob {
 
   void Push(Item item) {
     std::lock_guard lk(mu);
+    if (item.kind == Item::kCommit || item.kind == Item::kStop) draining = true;
     queue.push_back(std::move(item));
+    cv.notify_all();
+  }
+
+  void Drain() {
+    std::lock_guard lk(mu);
+    draining = true;
     cv.notify_all();
   }
 
@@ -208,7 +220,7 @@ void SaveJob::Work() {
     Item item;
     {
       std::unique_lock lk(mu);
-      cv.wait(lk, [&] { return !queue.empty(); });
+      cv.wait(lk, [&] { return !queue.empty() && draining; });
       item = std::move(queue.front());
       queue.pop_front();
     }
@@ -537,9 +549,10 @@ Status CheckpointSave::Save(std::string_view name, std::span<const std::byte> da
     job.names.insert(std::string(name));
     job.crc[path] = 0;
   }
-  const uint64_t slice = std::min<uint64_t>(kMaxSlice, job.pool->capacity());
+  const uint64_t slice = std::min<uint64_t>(kMaxSlice, job.pool->capacity() / 4096 * 4096);
   for (uint64_t off = 0; off < data.size(); off += slice) {
     const uint64_t n = std::min<uint64_t>(slice, data.size() - off);
+    if (job.pool->WouldWait(n)) job.Drain();
     std::span<std::byte> region = job.pool->Acquire(n);  // waits while the pool is full
     std::memcpy(region.data(), data.data() + off, n);
     job.Push(SaveJob::Item::Write(path, off, region));

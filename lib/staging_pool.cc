@@ -4,39 +4,58 @@
 
 namespace shoal {
 
-StagingPool::StagingPool(uint64_t capacity)
-    : capacity_(capacity), buf_(std::make_unique_for_overwrite<std::byte[]>(capacity)) {}
+namespace {
+// Regions start at page boundaries: memcpy from page-aligned caller memory into a region at an
+// odd offset measured ~2x slower than into aligned memory.
+constexpr uint64_t kAlign = 4096;
+uint64_t Rounded(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+}  // namespace
 
-std::span<std::byte> StagingPool::Acquire(uint64_t n) {
-  assert(n >= 1 && n <= capacity_);
-  std::unique_lock lk(mu_);
-  uint64_t off = 0;
-  cv_.wait(lk, [&] {
-    if (live_.empty()) {
-      off = 0;
+void StagingPool::Free::operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t(kAlign)); }
+
+StagingPool::StagingPool(uint64_t capacity)
+    : capacity_(capacity / kAlign * kAlign),
+      buf_(static_cast<std::byte*>(::operator new[](capacity_, std::align_val_t(kAlign)))) {}
+
+bool StagingPool::Fits(uint64_t n, uint64_t* off, bool* wrap) const {
+  *wrap = false;
+  if (live_.empty()) {
+    *off = 0;
+    return true;
+  }
+  const uint64_t oldest = live_.front().first;
+  const uint64_t end = live_.back().first + live_.back().second;
+  if (!wrapped_) {
+    if (capacity_ - end >= n) {
+      *off = end;
       return true;
     }
-    const uint64_t oldest = live_.front().first;
-    const uint64_t end = live_.back().first + live_.back().second;
-    if (!wrapped_) {
-      if (capacity_ - end >= n) {
-        off = end;
-        return true;
-      }
-      if (oldest >= n) {  // the tail of the buffer is too short: start again at 0
-        off = 0;
-        wrapped_ = true;
-        return true;
-      }
-      return false;
-    }
-    if (oldest - end >= n) {
-      off = end;
+    if (oldest >= n) {  // the tail of the buffer is too short: start again at 0
+      *off = 0;
+      *wrap = true;
       return true;
     }
     return false;
-  });
-  live_.emplace_back(off, n);
+  }
+  *off = end;
+  return oldest - end >= n;
+}
+
+bool StagingPool::WouldWait(uint64_t n) {
+  std::lock_guard lk(mu_);
+  uint64_t off = 0;
+  bool wrap = false;
+  return !Fits(Rounded(n), &off, &wrap);
+}
+
+std::span<std::byte> StagingPool::Acquire(uint64_t n) {
+  assert(n >= 1 && Rounded(n) <= capacity_);
+  std::unique_lock lk(mu_);
+  uint64_t off = 0;
+  bool wrap = false;
+  cv_.wait(lk, [&] { return Fits(Rounded(n), &off, &wrap); });
+  if (wrap) wrapped_ = true;
+  live_.emplace_back(off, Rounded(n));
   return {buf_.get() + off, n};
 }
 
