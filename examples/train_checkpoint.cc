@@ -12,7 +12,7 @@
 //
 // --crash-at S: rank 1 SIGKILLs itself in the middle of the save of step S (after its first
 // blob, before Commit); the launcher then kills the other ranks, as torchrun does. Run again
-// without it to resume. At the end every rank prints "final rank R step N xxh64 H" of its state.
+// without it to resume. At the end every rank prints "final rank R step N digest H" of its state.
 // scripts/example-train-resume.sh checks that a crashed-and-resumed run ends bit-identical to
 // an uninterrupted one.
 #include <fcntl.h>
@@ -128,7 +128,7 @@ int RunRank(const Args& a) {
   }
   if (saving && !pending.Wait().ok()) Fail("checkpoint", pending.Wait());
   if (auto s = e.Barrier(); !s.ok()) Fail("barrier", s);
-  std::printf("final rank %u step %d xxh64 %016llx\n", rank, a.steps,
+  std::printf("final rank %u step %d digest %016llx\n", rank, a.steps,
               static_cast<unsigned long long>(Digest(w, m)));
   return 0;
 }
