@@ -1,5 +1,6 @@
 #include "lib/staging_pool.h"
 
+#include <algorithm>
 #include <cassert>
 
 namespace shoal {
@@ -14,7 +15,7 @@ uint64_t Rounded(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 void StagingPool::Free::operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t(kAlign)); }
 
 StagingPool::StagingPool(uint64_t capacity)
-    : capacity_(capacity / kAlign * kAlign),
+    : capacity_(std::max(kAlign, capacity / kAlign * kAlign)),
       buf_(static_cast<std::byte*>(::operator new[](capacity_, std::align_val_t(kAlign)))) {}
 
 bool StagingPool::Fits(uint64_t n, uint64_t* off, bool* wrap) const {

@@ -18,7 +18,7 @@ namespace shoal {
 
 class StagingPool {
  public:
-  // `capacity` is rounded down to a multiple of 4 KiB.
+  // `capacity` is rounded down to a multiple of 4 KiB (at least 4 KiB).
   explicit StagingPool(uint64_t capacity);
 
   uint64_t capacity() const { return capacity_; }

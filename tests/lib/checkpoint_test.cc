@@ -233,7 +233,7 @@ TEST_F(CheckpointTest, AsyncSaveThroughAPoolSmallerThanTheState) {
 }
 
 TEST(StagingPool, RegionsNeverOverlapAndTheRingWraps) {
-  StagingPool pool(1000);
+  StagingPool pool(64 << 10);  // regions are rounded up to 4 KiB
   std::vector<std::span<std::byte>> held;
   std::thread consumer;
   std::mutex mu;
@@ -257,7 +257,7 @@ TEST(StagingPool, RegionsNeverOverlapAndTheRingWraps) {
     }
   });
   for (int i = 0; i < 2000; ++i) {
-    uint64_t n = 1 + (i * 7919) % 600;
+    uint64_t n = 1 + (i * 7919) % 40000;
     auto r = pool.Acquire(n);
     ASSERT_EQ(r.size(), n);
     std::fill(r.begin(), r.end(), static_cast<std::byte>(i));
