@@ -118,8 +118,9 @@ int MaxMarker(const TempDir& dir) {
 
 // A rank killed at a random instant of save or commit, then the whole job torn down (as a
 // launcher does) and restarted on the same stores, ranks permuted every other trial: every
-// committed tag loads bit-exact, the listed tags are the last min(L, 4) of step-1..step-L with
-// no gap (a torn tag is never listed; retention keeps 4, so kills also land in deletions),
+// committed tag loads bit-exact, the listed tags are the last 4 (5 when the kill fell between a
+// publish and its retention) of step-1..step-L with no gap (a torn tag is never listed;
+// retention keeps 4, so kills also land in deletions),
 // `latest` never goes back and covers every commit that returned OK, and the next Begin leaves
 // no data of uncommitted tags. Seeded; SHOAL_CKPT_TRIALS / SHOAL_CKPT_SEED override.
 TEST(CheckpointWorld, RankKilledAtRandomPointsNeverTearsACheckpoint) {
@@ -152,7 +153,10 @@ TEST(CheckpointWorld, RankKilledAtRandomPointsNeverTearsACheckpoint) {
     auto res = verify.WaitAll();
     ExpectAllOk(res);
     Seen s = Verified(res);
-    ASSERT_EQ(s.tags, std::min(s.latest, 4)) << "trial " << trial << "\n" << res[0].out;
+    // Retention runs after the publish: a kill in between leaves one extra (complete) tag,
+    // which the next commit's retention removes.
+    ASSERT_GE(s.tags, std::min(s.latest, 4)) << "trial " << trial << "\n" << res[0].out;
+    ASSERT_LE(s.tags, std::min(s.latest, 5)) << "trial " << trial << "\n" << res[0].out;
     ASSERT_EQ(s.latest - s.first + 1, s.tags) << "trial " << trial << ": a gap in the tags\n"
                                               << res[0].out;
     ASSERT_GE(s.latest, latest) << "trial " << trial << ": latest went back";
