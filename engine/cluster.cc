@@ -88,6 +88,25 @@ Status TakeChunkReply(const Payload& reply, std::span<std::byte> dst) {
   return Status::OK();
 }
 
+Payload ChunkWriteRequest(uint64_t uid, uint32_t chunk_size, uint64_t chunk, uint32_t in,
+                          std::span<const std::byte> data) {
+  ByteWriter w;
+  w.Put<uint64_t>(uid);
+  w.Put<uint32_t>(chunk_size);
+  w.Put<uint64_t>(chunk);
+  w.Put<uint32_t>(in);
+  w.Raw(data);
+  return w.Take();
+}
+
+// A metadata insert: the path and the encoded inode.
+Payload InsertRequest(std::string_view path, const Inode& inode) {
+  ByteWriter w;
+  w.Prefixed(path);
+  w.Raw(EncodeInode(inode));
+  return w.Take();
+}
+
 Payload ChunkReadRequest(uint64_t uid, uint32_t chunk_size, uint64_t chunk, uint32_t in,
                          uint32_t len) {
   ByteWriter w;
@@ -579,13 +598,7 @@ Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const st
         if (!first.ok()) break;
         continue;
       }
-      ByteWriter hdr;
-      hdr.Put<uint64_t>(w->uid);
-      hdr.Put<uint32_t>(static_cast<uint32_t>(cs));
-      hdr.Put<uint64_t>(chunk);
-      hdr.Put<uint32_t>(in);
-      Payload req = hdr.Take();
-      req.insert(req.end(), piece.begin(), piece.end());
+      Payload req = ChunkWriteRequest(w->uid, static_cast<uint32_t>(cs), chunk, in, piece);
       w->flight->Acquire();
       world_->messenger().CallAsync(
           rank, kOpChunkWrite, std::move(req), options_.deadline,
@@ -660,10 +673,7 @@ Status Cluster::Seal(std::string_view path) {
   }
   inode.seal_time_ns = SealTimeNs();
 
-  ByteWriter req;
-  req.Prefixed(path);
-  req.Raw(EncodeInode(inode));
-  Payload request = req.Take();
+  Payload request = InsertRequest(path, inode);
   std::vector<uint32_t> owners = Owners(path);
   // The primary decides a race between two creators of the path; then its replicas.
   auto primary = Ask(owners[0], kOpMetaInsert, request);
@@ -736,21 +746,9 @@ Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
     auto found = inodes.find(req.path);
     if (found == inodes.end()) found = inodes.emplace(req.path, LookupInode(req.path)).first;
     const Result<Inode>& inode = found->second;
-    if (!inode.ok()) {
-      req.status = inode.status();
-      continue;
-    }
-    auto len = ReadLength(req.path, req.offset, req.dst.size(), inode->size);
-    if (!len.ok()) {
-      req.status = len.status();
-      continue;
-    }
+    const std::optional<uint64_t> len = StartRead(req, inode);
+    if (!len) continue;
     const uint64_t n = *len;
-    req.bytes_read = n;
-    if (inode->is_inline) {
-      req.status = CopyInline(*inode, req.path, req.offset, req.dst.first(n));
-      continue;
-    }
     if (!inode->is_striped) {
       req.status = Status::Corruption(fmt::format("\"{}\": metadata names no chunks", req.path));
       continue;
@@ -1038,6 +1036,103 @@ Result<RepairReport> Cluster::Repair(std::string_view dir) {
   return report;
 }
 
+Result<bool> Cluster::RepairChunks(const std::string& path, Inode* inode,
+                                   RepairReport* report) {
+  // Chunks: every written chunk with fewer live replicas than the object was written with gets
+  // copies on other live members (nodes without a replica first), in one new local object per
+  // target member.
+  std::unique_ptr<Placement> scratch;
+  const Placement& placement = PlacementFor(*inode, &scratch);
+  std::map<uint32_t, uint64_t> target_uid;  // rank -> uid of its new local object
+  std::vector<Inode::Copy> added;
+  // Copies on members that left this world can never be read again: drop them.
+  const size_t before = inode->copies.size();
+  std::erase_if(inode->copies, [&](const Inode::Copy& c) {
+    return rank_of_member_.count(c.member.member_id) == 0;
+  });
+  bool changed = inode->copies.size() != before;
+  bool lost = false;
+  uint64_t copied_bytes = 0;
+  std::vector<std::byte> buf;
+  for (uint64_t chunk = 0; chunk < inode->NumChunks(); ++chunk) {
+    if (!inode->ChunkWritten(chunk)) continue;
+    std::vector<Replica> live = LiveReplicas(*inode, placement, chunk);
+    if (live.empty()) {
+      lost = true;
+      continue;
+    }
+    if (live.size() >= inode->replicas) continue;
+    // Placement indices of the members holding it now and of those that cannot take it.
+    std::vector<uint32_t> holding, unusable;
+    for (uint32_t idx = 0; idx < rank_of_.size(); ++idx) {
+      const uint32_t rank = rank_of_[idx];
+      bool holds = std::any_of(live.begin(), live.end(),
+                               [&](const Replica& r) { return r.rank == rank; });
+      if (holds) holding.push_back(idx);
+      else if (!Reachable(rank)) unusable.push_back(idx);
+    }
+    std::vector<uint32_t> targets;
+    for (uint32_t idx : placement_->MoreHolders(
+             inode->uid, chunk, holding, unusable,
+             inode->replicas - static_cast<uint32_t>(live.size()))) {
+      targets.push_back(rank_of_[idx]);
+    }
+    if (targets.empty()) continue;  // no member left to hold another copy
+    buf.resize(inode->ChunkLength(chunk));
+    Status read = Status::Unavailable("no replica");
+    for (const Replica& from : live) {
+      read = ReadPiece(from, inode->chunk_size, chunk, 0, buf);
+      if (read.ok()) break;
+    }
+    if (!read.ok()) {
+      Log(LogLevel::kWarn, "repair: chunk {} of \"{}\" unreadable: {}", chunk, path,
+          read.ToString());
+      lost = true;
+      continue;
+    }
+    for (uint32_t rank : targets) {
+      auto [it, fresh] = target_uid.try_emplace(rank, 0);
+      if (fresh) it->second = NewUid();
+      auto wrote =
+          Ask(rank, kOpChunkWrite, ChunkWriteRequest(it->second, inode->chunk_size, chunk, 0, buf));
+      if (!wrote.ok()) {
+        return wrote.status().WithContext(
+            fmt::format("repair: copying chunk {} of \"{}\" to rank {}", chunk, path, rank));
+      }
+      const MemberInfo& m = world_->members()[rank];
+      added.push_back({chunk, PlacementMember{m.member_id, m.node}, it->second});
+      copied_bytes += buf.size();
+    }
+  }
+  if (lost) report->lost.push_back(path);
+  for (auto& [rank, uid] : target_uid) {
+    auto committed = Ask(rank, kOpChunkCommit, UidRequest(uid));
+    if (!committed.ok()) return committed.status().WithContext(fmt::format("repair of \"{}\"", path));
+  }
+  if (!added.empty() || changed) {
+    inode->copies.insert(inode->copies.end(), added.begin(), added.end());
+    ByteWriter req;
+    req.Prefixed(path);
+    req.Put<uint64_t>(inode->uid);
+    req.Raw(EncodeInode(*inode));
+    Payload request = req.Take();
+    std::vector<uint32_t> live_owners;
+    for (uint32_t owner : Owners(path)) {
+      if (Reachable(owner)) live_owners.push_back(owner);
+    }
+    bool any = false;
+    for (auto& r : AskAll(live_owners, kOpMetaReplace, request)) any = any || r.ok();
+    if (!any) {
+      // The object was removed or replaced meanwhile: the new copies belong to nobody.
+      for (auto& [rank, uid] : target_uid) DropEverywhere(uid, {rank});
+      return false;
+    }
+    report->chunks_copied += added.size();
+    report->bytes_copied += copied_bytes;
+  }
+  return true;
+}
+
 Status Cluster::RepairObject(const std::string& path, RepairReport* report) {
   auto found = LookupInode(path);
   if (!found.ok()) {
@@ -1047,118 +1142,14 @@ Status Cluster::RepairObject(const std::string& path, RepairReport* report) {
   Inode inode = std::move(found).value();
   report->objects++;
 
-  // Chunks: every written chunk with fewer live replicas than the object was written with gets
-  // copies on other live members (nodes without a replica first), in one new local object per
-  // target member.
   if (inode.is_striped) {
-    std::unique_ptr<Placement> scratch;
-    const Placement& placement = PlacementFor(inode, &scratch);
-    std::map<uint32_t, uint64_t> target_uid;  // rank -> uid of its new local object
-    std::vector<Inode::Copy> added;
-    // Copies on members that left this world can never be read again: drop them.
-    const size_t before = inode.copies.size();
-    std::erase_if(inode.copies, [&](const Inode::Copy& c) {
-      return rank_of_member_.count(c.member.member_id) == 0;
-    });
-    bool changed = inode.copies.size() != before;
-    bool lost = false;
-    uint64_t copied_bytes = 0;
-    std::vector<std::byte> buf;
-    for (uint64_t chunk = 0; chunk < inode.NumChunks(); ++chunk) {
-      if (!inode.ChunkWritten(chunk)) continue;
-      std::vector<Replica> live = LiveReplicas(inode, placement, chunk);
-      if (live.empty()) {
-        lost = true;
-        continue;
-      }
-      if (live.size() >= inode.replicas) continue;
-      std::set<uint32_t> have;
-      std::set<std::string_view> nodes;
-      for (const Replica& r : live) {
-        have.insert(r.rank);
-        nodes.insert(world_->members()[r.rank].node);
-      }
-      std::vector<uint32_t> targets;
-      const uint32_t want = inode.replicas - static_cast<uint32_t>(live.size());
-      auto order = placement_->ChunkHolders(inode.uid, chunk, world_->size());
-      for (int pass = 0; pass < 2 && targets.size() < want; ++pass) {
-        for (uint32_t idx : order) {
-          uint32_t rank = rank_of_[idx];
-          if (targets.size() == want) break;
-          if (have.count(rank) != 0 || !Reachable(rank)) continue;
-          if (pass == 0 && nodes.count(world_->members()[rank].node) != 0) continue;
-          have.insert(rank);
-          nodes.insert(world_->members()[rank].node);
-          targets.push_back(rank);
-        }
-      }
-      if (targets.empty()) continue;  // no member left to hold another copy
-      buf.resize(inode.ChunkLength(chunk));
-      Status read = Status::Unavailable("no replica");
-      for (const Replica& from : live) {
-        read = ReadPiece(from, inode.chunk_size, chunk, 0, buf);
-        if (read.ok()) break;
-      }
-      if (!read.ok()) {
-        Log(LogLevel::kWarn, "repair: chunk {} of \"{}\" unreadable: {}", chunk, path,
-            read.ToString());
-        lost = true;
-        continue;
-      }
-      for (uint32_t rank : targets) {
-        auto [it, fresh] = target_uid.try_emplace(rank, 0);
-        if (fresh) it->second = NewUid();
-        ByteWriter hdr;
-        hdr.Put<uint64_t>(it->second);
-        hdr.Put<uint32_t>(inode.chunk_size);
-        hdr.Put<uint64_t>(chunk);
-        hdr.Put<uint32_t>(0);
-        Payload req = hdr.Take();
-        req.insert(req.end(), buf.begin(), buf.end());
-        auto wrote = Ask(rank, kOpChunkWrite, req);
-        if (!wrote.ok()) {
-          return wrote.status().WithContext(
-              fmt::format("repair: copying chunk {} of \"{}\" to rank {}", chunk, path, rank));
-        }
-        const MemberInfo& m = world_->members()[rank];
-        added.push_back({chunk, PlacementMember{m.member_id, m.node}, it->second});
-        copied_bytes += buf.size();
-      }
-    }
-    if (lost) report->lost.push_back(path);
-    for (auto& [rank, uid] : target_uid) {
-      auto committed = Ask(rank, kOpChunkCommit, UidRequest(uid));
-      if (!committed.ok()) return committed.status().WithContext(fmt::format("repair of \"{}\"", path));
-    }
-    if (!added.empty() || changed) {
-      inode.copies.insert(inode.copies.end(), added.begin(), added.end());
-      ByteWriter req;
-      req.Prefixed(path);
-      req.Put<uint64_t>(inode.uid);
-      req.Raw(EncodeInode(inode));
-      Payload request = req.Take();
-      std::vector<uint32_t> live_owners;
-      for (uint32_t owner : Owners(path)) {
-        if (Reachable(owner)) live_owners.push_back(owner);
-      }
-      bool any = false;
-      for (auto& r : AskAll(live_owners, kOpMetaReplace, request)) any = any || r.ok();
-      if (!any) {
-        // The object was removed or replaced meanwhile: the new copies belong to nobody.
-        for (auto& [rank, uid] : target_uid) DropEverywhere(uid, {rank});
-        return Status::OK();
-      }
-      report->chunks_copied += added.size();
-      report->bytes_copied += copied_bytes;
-    }
+    SHOAL_ASSIGN_OR_RETURN(bool still_there, RepairChunks(path, &inode, report));
+    if (!still_there) return Status::OK();
   }
 
   // Metadata: every current owner holds the record (owners that joined after a loss lack it).
   Payload get = PathRequest(path);
-  ByteWriter ins;
-  ins.Prefixed(path);
-  ins.Raw(EncodeInode(inode));
-  Payload insert = ins.Take();
+  Payload insert = InsertRequest(path, inode);
   for (uint32_t owner : Owners(path)) {
     if (!Reachable(owner)) continue;
     auto have = Ask(owner, kOpMetaGet, get);

@@ -121,6 +121,9 @@ class Cluster {
   Status ReadPiece(const Replica& from, uint32_t chunk_size, uint64_t chunk, uint32_t in_chunk,
                    std::span<std::byte> dst);
   Status RepairObject(const std::string& path, RepairReport* report);
+  // The chunk part of RepairObject for a striped object; records the new copies in *inode and
+  // on its owners. False when the object was removed or replaced meanwhile.
+  Result<bool> RepairChunks(const std::string& path, Inode* inode, RepairReport* report);
   // Ranks owning `path`'s metadata, primary first (down members included).
   std::vector<uint32_t> Owners(std::string_view path) const;
   Result<Inode> LookupInode(std::string_view path);

@@ -37,22 +37,27 @@ Status CheckWrite(std::string_view path, uint64_t offset, uint64_t len, uint64_t
   return Status::OK();
 }
 
-Result<uint64_t> ReadLength(std::string_view path, uint64_t offset, uint64_t dst_size,
-                            uint64_t size) {
-  if (offset > size) {
-    return Status::InvalidArgument(fmt::format(
-        "read at offset {} past the end of \"{}\" ({} bytes)", offset, path, size));
+std::optional<uint64_t> StartRead(ReadRequest& req, const Result<Inode>& inode) {
+  req.bytes_read = 0;
+  if (!inode.ok()) {
+    req.status = inode.status();
+    return std::nullopt;
   }
-  return std::min<uint64_t>(dst_size, size - offset);
-}
-
-Status CopyInline(const Inode& inode, std::string_view path, uint64_t offset,
-                  std::span<std::byte> dst) {
-  if (Crc32c(inode.inline_data.data(), inode.size) != inode.inline_crc) {
-    return Status::Corruption(fmt::format("inline data of \"{}\": CRC32C mismatch", path));
+  if (req.offset > inode->size) {
+    req.status = Status::InvalidArgument(fmt::format(
+        "read at offset {} past the end of \"{}\" ({} bytes)", req.offset, req.path, inode->size));
+    return std::nullopt;
   }
-  if (!dst.empty()) std::memcpy(dst.data(), inode.inline_data.data() + offset, dst.size());
-  return Status::OK();
+  const uint64_t n = std::min<uint64_t>(req.dst.size(), inode->size - req.offset);
+  req.bytes_read = n;
+  req.status = Status::OK();
+  if (!inode->is_inline) return n;
+  if (Crc32c(inode->inline_data.data(), inode->size) != inode->inline_crc) {
+    req.status = Status::Corruption(fmt::format("inline data of \"{}\": CRC32C mismatch", req.path));
+  } else if (n > 0) {
+    std::memcpy(req.dst.data(), inode->inline_data.data() + req.offset, n);
+  }
+  return std::nullopt;
 }
 
 int64_t SealTimeNs() {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -23,15 +24,11 @@ Result<uint32_t> CheckCreate(std::string_view path, const CreateOptions& options
 // the declared size (kUnknownSize: none).
 Status CheckWrite(std::string_view path, uint64_t offset, uint64_t len, uint64_t declared);
 
-// The bytes a read of `dst_size` at `offset` returns from an object of `size` bytes;
-// InvalidArgument when offset > size.
-Result<uint64_t> ReadLength(std::string_view path, uint64_t offset, uint64_t dst_size,
-                            uint64_t size);
-
-// Copies dst.size() bytes at `offset` of an inline object after checking its CRC32C
-// (Corruption on mismatch, nothing copied).
-Status CopyInline(const Inode& inode, std::string_view path, uint64_t offset,
-                  std::span<std::byte> dst);
+// The first steps of one read of a batch, once its inode lookup is done: the lookup's error,
+// InvalidArgument for an offset past the end, bytes_read set, and inline objects copied out
+// after their CRC32C check (Corruption on mismatch). Returns the byte count still to be read
+// from chunks, or nullopt when the request is finished (req.status tells how).
+std::optional<uint64_t> StartRead(ReadRequest& req, const Result<Inode>& inode);
 
 // Wall clock in nanoseconds since the Unix epoch: an object's seal time.
 int64_t SealTimeNs();

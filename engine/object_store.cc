@@ -444,21 +444,9 @@ Status ObjectStore::ReadBatch(std::span<ReadRequest> requests) {
     req.status = ValidateObjectPath(req.path);
     if (!req.status.ok()) continue;
     auto inode = meta_->GetInode(req.path);
-    if (!inode.ok()) {
-      req.status = inode.status();
-      continue;
-    }
-    auto len = ReadLength(req.path, req.offset, req.dst.size(), inode->size);
-    if (!len.ok()) {
-      req.status = len.status();
-      continue;
-    }
+    const std::optional<uint64_t> len = StartRead(req, inode);
+    if (!len) continue;
     const uint64_t n = *len;
-    req.bytes_read = n;
-    if (inode->is_inline) {
-      req.status = CopyInline(*inode, req.path, req.offset, req.dst.first(n));
-      continue;
-    }
     uint64_t cs = inode->chunk_size;
     for (uint64_t pos = req.offset; pos < req.offset + n;) {
       uint64_t index = pos / cs;

@@ -10,6 +10,11 @@ namespace {
 
 uint64_t Hash(std::string_view s, uint64_t seed) { return XXH3_64bits_withSeed(s.data(), s.size(), seed); }
 
+// Where an object's chunk rotation starts among n members.
+uint64_t RotationStart(uint64_t object_id, size_t n) {
+  return XXH3_64bits_withSeed(&object_id, sizeof(object_id), 0x5107) % n;
+}
+
 }  // namespace
 
 Placement::Placement(std::vector<PlacementMember> members, uint32_t vnodes)
@@ -27,11 +32,18 @@ Placement::Placement(std::vector<PlacementMember> members, uint32_t vnodes)
 }
 
 template <typename Order>
-std::vector<uint32_t> Placement::Pick(uint32_t want, size_t candidates, Order order) const {
-  want = static_cast<uint32_t>(std::min<size_t>(want, members_.size()));
+std::vector<uint32_t> Placement::Pick(uint32_t want, size_t candidates, Order order,
+                                      const std::vector<uint32_t>& holding,
+                                      const std::vector<uint32_t>& unusable) const {
   std::vector<uint32_t> out;
-  std::set<uint32_t> taken;
+  std::set<uint32_t> taken(unusable.begin(), unusable.end());
   std::set<std::string_view> nodes;
+  for (uint32_t m : holding) {
+    taken.insert(m);
+    nodes.insert(members_[m].node);
+  }
+  want = static_cast<uint32_t>(
+      std::min<size_t>(want, members_.size() - std::min(members_.size(), taken.size())));
   // First pass: distinct nodes. Second pass: any member not yet taken.
   for (int pass = 0; pass < 2 && out.size() < want; ++pass) {
     for (size_t k = 0; k < candidates && out.size() < want; ++k) {
@@ -50,7 +62,7 @@ std::vector<uint32_t> Placement::ChunkHolders(uint64_t object_id, uint64_t chunk
                                               uint32_t replicas, int32_t home) const {
   if (members_.empty()) return {};
   const size_t n = members_.size();
-  uint64_t start = XXH3_64bits_withSeed(&object_id, sizeof(object_id), 0x5107) % n;
+  const uint64_t start = RotationStart(object_id, n);
   if (home >= 0 && static_cast<size_t>(home) < n) {
     return Pick(replicas, n + 1, [&](size_t k) {
       return k == 0 ? static_cast<uint32_t>(home)
@@ -60,6 +72,17 @@ std::vector<uint32_t> Placement::ChunkHolders(uint64_t object_id, uint64_t chunk
   return Pick(replicas, n, [&](size_t k) {
     return static_cast<uint32_t>((start + chunk + k) % n);
   });
+}
+
+std::vector<uint32_t> Placement::MoreHolders(uint64_t object_id, uint64_t chunk,
+                                             const std::vector<uint32_t>& holding,
+                                             const std::vector<uint32_t>& unusable,
+                                             uint32_t want) const {
+  const size_t n = members_.size();
+  if (n == 0) return {};
+  const uint64_t start = RotationStart(object_id, n);
+  return Pick(want, n, [&](size_t k) { return static_cast<uint32_t>((start + chunk + k) % n); },
+              holding, unusable);
 }
 
 std::vector<uint32_t> Placement::MetadataOwners(std::string_view path, uint32_t replicas) const {

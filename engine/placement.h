@@ -44,14 +44,25 @@ class Placement {
   std::vector<uint32_t> ChunkHolders(uint64_t object_id, uint64_t chunk, uint32_t replicas,
                                      int32_t home = -1) const;
 
+  // Up to `want` further holders of a chunk that the members `holding` already hold (a repair
+  // after a loss), none of them in `unusable`: in the chunk's rotation order, members on nodes
+  // without a replica first — the same rule as ChunkHolders.
+  std::vector<uint32_t> MoreHolders(uint64_t object_id, uint64_t chunk,
+                                    const std::vector<uint32_t>& holding,
+                                    const std::vector<uint32_t>& unusable, uint32_t want) const;
+
   // Indices into members() of the `replicas` owners of a path's metadata, primary first.
   std::vector<uint32_t> MetadataOwners(std::string_view path, uint32_t replicas) const;
 
  private:
   // Up to `want` distinct members taken in the order order(0), order(1), ... over `candidates`
-  // steps: first only members on nodes not chosen yet, then any member not chosen yet.
+  // steps: first only members on nodes not chosen yet, then any member not chosen yet. Members
+  // in `holding` count as chosen already (their nodes too) but are not returned; members in
+  // `unusable` are never taken.
   template <typename Order>
-  std::vector<uint32_t> Pick(uint32_t want, size_t candidates, Order order) const;
+  std::vector<uint32_t> Pick(uint32_t want, size_t candidates, Order order,
+                             const std::vector<uint32_t>& holding = {},
+                             const std::vector<uint32_t>& unusable = {}) const;
 
   std::vector<PlacementMember> members_;
   std::vector<std::pair<uint64_t, uint32_t>> ring_;  // (point, member index), sorted

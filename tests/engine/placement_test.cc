@@ -59,6 +59,27 @@ TEST(Placement, HomeMemberIsPrimaryOfEveryChunkAndReplicasLeaveItsNode) {
   for (uint64_t c = 0; c < 10; ++c) EXPECT_EQ(p.ChunkHolders(5, c, 1, 3), std::vector<uint32_t>{3});
 }
 
+TEST(Placement, MoreHoldersPrefersNodesWithoutAReplicaAndSkipsUnusable) {
+  std::vector<PlacementMember> members;
+  for (int m = 0; m < 6; ++m) {
+    members.push_back({"m" + std::to_string(m), "node-" + std::to_string(m / 2)});
+  }
+  Placement p(members);
+  for (uint64_t c = 0; c < 30; ++c) {
+    // Member 0 (node-0) holds it; member 2 (node-1) is down.
+    auto more = p.MoreHolders(7, c, {0}, {2}, 2);
+    ASSERT_EQ(more.size(), 2u);
+    std::set<std::string> nodes{p.members()[0].node};
+    for (uint32_t m : more) {
+      EXPECT_NE(m, 0u);
+      EXPECT_NE(m, 2u);
+      EXPECT_TRUE(nodes.insert(p.members()[m].node).second) << "two replicas on one node";
+    }
+  }
+  // Fewer usable members than wanted: only those.
+  EXPECT_EQ(p.MoreHolders(7, 0, {0, 1}, {2, 3, 4}, 3), std::vector<uint32_t>{5});
+}
+
 TEST(Placement, FewerNodesThanReplicasStillUsesDistinctMembers) {
   Placement p(Members(3, 3));  // one node
   auto h = p.ChunkHolders(1, 0, 2);
