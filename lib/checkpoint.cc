@@ -14,6 +14,7 @@
 #include "base/bytes.h"
 #include "base/crc32c.h"
 #include "base/log.h"
+#include "engine/object_rules.h"
 #include "engine/path.h"
 #include "lib/manifest.h"
 #include "lib/staging_pool.h"
@@ -24,21 +25,24 @@ namespace {
 constexpr size_t kMaxMetadata = 64 << 10;
 // A commit's part (one rank's blob list) travels in one all-gather contribution (<= 1 MiB).
 constexpr size_t kMaxPart = (1 << 20) - 1024;
-// async: the largest piece staged and written at once. Large, so that memcpy takes its
-// non-temporal path for big states (measured: 8 MiB slices blocked the caller ~2x a plain memcpy).
+// async: the largest piece staged and written at once (one queue item). 8 MiB and 64 MiB
+// measured the same blocked time (docs/bench.md); larger means fewer items.
 constexpr uint64_t kMaxSlice = 64ull << 20;
-
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::vector<std::byte> EncodeStatus(const Status& s) {
   ByteWriter w;
   w.Put<uint8_t>(static_cast<uint8_t>(s.code()));
   w.Prefixed(s.message());
   return w.Take();
+}
+
+Status DecodeStatus(std::span<const std::byte> b);
+
+// Collective: every rank returns rank 0's `verdict` (the others' argument is ignored).
+Status Rank0Verdict(Engine& e, const Status& verdict) {
+  auto told = e.AllGather(e.rank() == 0 ? EncodeStatus(verdict) : std::vector<std::byte>{});
+  if (!told.ok()) return told.status();
+  return e.rank() == 0 ? verdict : DecodeStatus((*told)[0]);
 }
 
 Status DecodeStatus(std::span<const std::byte> b) {
@@ -66,6 +70,19 @@ Result<std::vector<DirEntry>> ListAll(Engine& e, const std::string& dir) {
     if (!page->truncated) return all;
     lo.start_after = page->next_start_after;
   }
+}
+
+// The committed tags below `root`, oldest first.
+Result<std::vector<TagInfo>> CommittedTags(Engine& e, std::string_view root) {
+  SHOAL_ASSIGN_OR_RETURN(auto entries, ListAll(e, CommitsDir(root)));
+  std::vector<TagInfo> tags;
+  for (const DirEntry& d : entries) {
+    if (d.is_dir) continue;
+    if (auto t = ParseManifestName(d.name)) tags.push_back(std::move(*t));
+  }
+  std::sort(tags.begin(), tags.end(),
+            [](const TagInfo& a, const TagInfo& b) { return a.sequence < b.sequence; });
+  return tags;
 }
 
 // Removes every object below `dir`; returns how many.
@@ -136,7 +153,7 @@ struct SaveJob {
     enum Kind { kWrite, kSeal, kCommit, kStop } kind = kWrite;
     std::string path;  // kWrite, kSeal
     std::string name;  // kSeal: the blob's name
-    uint64_t offset = 0;
+    uint64_t offset = 0;  // kWrite; kSeal: the blob's size
     std::span<std::byte> bytes;  // kWrite: a staging pool region
     std::string metadata;        // kCommit
 
@@ -146,10 +163,11 @@ struct SaveJob {
       i.metadata = std::string(meta);
       return i;
     }
-    static Item Seal(const std::string& path, std::string_view name) {
+    static Item Seal(const std::string& path, std::string_view name, uint64_t size) {
       Item i = Item{}.As(kSeal);
       i.path = path;
       i.name = std::string(name);
+      i.offset = size;
       return i;
     }
     static Item Write(const std::string& path, uint64_t offset, std::span<std::byte> bytes) {
@@ -187,9 +205,7 @@ struct SaveJob {
   std::thread worker;
   std::function<void()> after_publish;  // rank 0: retention
 
-  std::string BlobPath(std::string_view name) const {
-    return fmt::format("{}/data/{}/{}", root, tag, name);
-  }
+  std::string BlobPath(std::string_view name) const { return shoal::BlobPath(root, tag, name); }
 
   void Fail(const Status& s) {
     std::lock_guard lk(mu);
@@ -251,13 +267,8 @@ void SaveJob::Work() {
           Fail(s.WithContext(fmt::format("saving \"{}\"", item.path)));
           break;
         }
-        auto info = engine->Stat(item.path);
         std::lock_guard lk(mu);
-        if (!info.ok()) {
-          if (error.ok()) error = info.status();
-          break;
-        }
-        blobs.push_back({item.name, info->size, crc[item.path], engine->rank()});
+        blobs.push_back({item.name, item.offset, crc[item.path], engine->rank()});
         crc.erase(item.path);
         break;
       }
@@ -350,17 +361,16 @@ Status SaveJob::Commit(std::string_view metadata) {
     }
     if (outcome.ok()) {
       // The sequence: one past the newest committed tag.
-      auto commits = ListAll(e, root + "/commits");
-      outcome = commits.status();
-      if (outcome.ok()) {
-        for (const DirEntry& d : *commits) {
-          if (auto t = ParseManifestName(d.name)) m.sequence = std::max(m.sequence, t->sequence);
-          if (auto t = ParseManifestName(d.name); t && t->tag == tag) {
-            outcome = Status::AlreadyExists(fmt::format("checkpoint \"{}\" is committed", tag));
-          }
+      auto tags = CommittedTags(e, root);
+      outcome = tags.status();
+      for (size_t i = 0; outcome.ok() && i < tags->size(); ++i) {
+        if ((*tags)[i].tag == tag) {
+          outcome = Status::AlreadyExists(fmt::format("checkpoint \"{}\" is committed", tag));
         }
-        m.sequence++;
-        m.commit_time_ns = NowNs();
+      }
+      if (outcome.ok()) {
+        m.sequence = tags->empty() ? 1 : tags->back().sequence + 1;
+        m.commit_time_ns = engine::SealTimeNs();
       }
     }
     if (outcome.ok()) {
@@ -368,7 +378,7 @@ Status SaveJob::Commit(std::string_view metadata) {
       outcome = json.status();
       // The commit point: sealing this one object publishes the tag.
       if (outcome.ok()) {
-        outcome = e.Put(fmt::format("{}/commits/{}", root, ManifestName(m.sequence, tag)), *json);
+        outcome = e.Put(ManifestPath(root, m.sequence, tag), *json);
       }
     }
     if (outcome.ok()) {
@@ -379,10 +389,7 @@ Status SaveJob::Commit(std::string_view metadata) {
     outcome = outcome.WithContext(fmt::format("committing \"{}\"", tag));
   }
   // 3. Every rank learns the outcome.
-  auto told = e.AllGather(e.rank() == 0 ? EncodeStatus(outcome) : std::vector<std::byte>{});
-  if (!told.ok()) return told.status().WithContext(fmt::format("committing \"{}\"", tag));
-  Status result = e.rank() == 0 ? outcome : DecodeStatus((*told)[0]);
-  return result;
+  return Rank0Verdict(e, outcome).WithContext(fmt::format("committing \"{}\"", tag));
 }
 
 void SaveJob::Discard() {
@@ -419,27 +426,13 @@ class Checkpointer::Impl {
     if (job && job->worker.joinable()) job->worker.join();
   }
 
-  std::string CommitsDir() const { return options_.root + "/commits"; }
-  std::string DataDir() const { return options_.root + "/data"; }
-
-  Result<std::vector<TagInfo>> Tags() {
-    SHOAL_ASSIGN_OR_RETURN(auto entries, ListAll(engine_, CommitsDir()));
-    std::vector<TagInfo> tags;
-    for (const DirEntry& d : entries) {
-      if (d.is_dir) continue;
-      if (auto t = ParseManifestName(d.name)) tags.push_back(std::move(*t));
-    }
-    std::sort(tags.begin(), tags.end(),
-              [](const TagInfo& a, const TagInfo& b) { return a.sequence < b.sequence; });
-    return tags;
-  }
+  Result<std::vector<TagInfo>> Tags() { return CommittedTags(engine_, options_.root); }
 
   Status Remove(std::string_view tag) {
     SHOAL_ASSIGN_OR_RETURN(TagInfo t, Find(tag));
     // Unpublish first: from here on the tag is not listed, whatever happens to its data.
-    SHOAL_RETURN_IF_ERROR(
-        engine_.Remove(fmt::format("{}/{}", CommitsDir(), ManifestName(t.sequence, t.tag))));
-    return RemoveTree(engine_, DataDir() + "/" + t.tag).status();
+    SHOAL_RETURN_IF_ERROR(engine_.Remove(ManifestPath(options_.root, t.sequence, t.tag)));
+    return RemoveTree(engine_, DataDir(options_.root) + "/" + t.tag).status();
   }
 
   Result<uint32_t> Retain(uint32_t keep_last) {
@@ -456,11 +449,11 @@ class Checkpointer::Impl {
     SHOAL_ASSIGN_OR_RETURN(auto tags, Tags());
     std::set<std::string> committed;
     for (const TagInfo& t : tags) committed.insert(t.tag);
-    SHOAL_ASSIGN_OR_RETURN(auto dirs, ListAll(engine_, DataDir()));
+    SHOAL_ASSIGN_OR_RETURN(auto dirs, ListAll(engine_, DataDir(options_.root)));
     CollectReport report;
     for (const DirEntry& d : dirs) {
       if (committed.count(d.name) != 0) continue;
-      std::string dir = DataDir() + "/" + d.name;
+      std::string dir = DataDir(options_.root) + "/" + d.name;
       if (!d.is_dir) {
         SHOAL_RETURN_IF_ERROR(engine_.Remove(dir));
         report.objects++;
@@ -489,7 +482,6 @@ class Checkpointer::Impl {
 class CheckpointSave::Impl {
  public:
   std::shared_ptr<SaveJob> job;
-  bool local_first = true;
 };
 
 CheckpointSave::CheckpointSave(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -534,7 +526,7 @@ Status CheckpointSave::Save(std::string_view name, std::span<const std::byte> da
   SHOAL_RETURN_IF_ERROR(engine::ValidateObjectPath(path).WithContext("blob name"));
   CreateOptions co;
   co.size = data.size();
-  co.local_first = impl_->local_first;
+  co.local_first = true;  // a rank restores its own shard from its own disk
   if (!job.async) {
     const uint32_t crc = Crc32c(data.data(), data.size());
     SHOAL_RETURN_IF_ERROR(job.engine->Put(path, data, co));
@@ -549,7 +541,7 @@ Status CheckpointSave::Save(std::string_view name, std::span<const std::byte> da
     job.names.insert(std::string(name));
     job.crc[path] = 0;
   }
-  const uint64_t slice = std::min<uint64_t>(kMaxSlice, job.pool->capacity() / 4096 * 4096);
+  const uint64_t slice = std::min<uint64_t>(kMaxSlice, job.pool->capacity());
   for (uint64_t off = 0; off < data.size(); off += slice) {
     const uint64_t n = std::min<uint64_t>(slice, data.size() - off);
     if (job.pool->WouldWait(n)) job.Drain();
@@ -557,7 +549,7 @@ Status CheckpointSave::Save(std::string_view name, std::span<const std::byte> da
     std::memcpy(region.data(), data.data() + off, n);
     job.Push(SaveJob::Item::Write(path, off, region));
   }
-  job.Push(SaveJob::Item::Seal(path, name));
+  job.Push(SaveJob::Item::Seal(path, name, data.size()));
   return Status::OK();
 }
 
@@ -622,9 +614,7 @@ Result<std::unique_ptr<CheckpointSave>> Checkpointer::Begin(std::string_view tag
       }
     }
   }
-  auto told = e.AllGather(e.rank() == 0 ? EncodeStatus(ready) : std::vector<std::byte>{});
-  if (!told.ok()) return told.status().WithContext(fmt::format("beginning \"{}\"", tag));
-  SHOAL_RETURN_IF_ERROR(e.rank() == 0 ? ready : DecodeStatus((*told)[0]));
+  SHOAL_RETURN_IF_ERROR(Rank0Verdict(e, ready).WithContext(fmt::format("beginning \"{}\"", tag)));
 
   auto job = std::make_shared<SaveJob>();
   job->engine = &e;
@@ -664,7 +654,7 @@ Result<std::string> Checkpointer::Latest() {
 
 Result<CheckpointManifest> Checkpointer::GetManifest(std::string_view tag) {
   SHOAL_ASSIGN_OR_RETURN(TagInfo t, impl_->Find(tag));
-  const std::string path = fmt::format("{}/{}", impl_->CommitsDir(), ManifestName(t.sequence, t.tag));
+  const std::string path = ManifestPath(impl_->options_.root, t.sequence, t.tag);
   SHOAL_ASSIGN_OR_RETURN(ObjectInfo info, impl_->engine_.Stat(path));
   std::string json(info.size, '\0');
   SHOAL_ASSIGN_OR_RETURN(uint64_t n, impl_->engine_.Read(path, 0, std::as_writable_bytes(std::span(json))));
@@ -683,18 +673,26 @@ const BlobInfo* CheckpointManifest::Find(std::string_view name) const {
   return it != blobs.end() && it->name == name ? &*it : nullptr;
 }
 
-Status Checkpointer::Load(const CheckpointManifest& m, std::string_view name,
-                          std::span<std::byte> dst) {
+namespace {
+
+Result<const BlobInfo*> BlobOf(const CheckpointManifest& m, std::string_view name) {
   const BlobInfo* b = m.Find(name);
   if (b == nullptr) {
     return Status::NotFound(fmt::format("checkpoint \"{}\" has no blob \"{}\"", m.tag, name));
   }
+  return b;
+}
+
+}  // namespace
+
+Status Checkpointer::Load(const CheckpointManifest& m, std::string_view name,
+                          std::span<std::byte> dst) {
+  SHOAL_ASSIGN_OR_RETURN(const BlobInfo* b, BlobOf(m, name));
   if (dst.size() != b->size) {
     return Status::InvalidArgument(fmt::format("blob \"{}\" of \"{}\" has {} bytes, buffer {}",
                                                name, m.tag, b->size, dst.size()));
   }
-  const std::string path = fmt::format("{}/data/{}/{}", impl_->options_.root, m.tag, name);
-  SHOAL_ASSIGN_OR_RETURN(uint64_t n, impl_->engine_.Read(path, 0, dst));
+  SHOAL_ASSIGN_OR_RETURN(uint64_t n, Read(m, name, 0, dst));
   if (n != b->size) {
     return Status::Corruption(fmt::format("blob \"{}\" of \"{}\": {} bytes stored, manifest says {}",
                                           name, m.tag, n, b->size));
@@ -708,12 +706,8 @@ Status Checkpointer::Load(const CheckpointManifest& m, std::string_view name,
 
 Result<uint64_t> Checkpointer::Read(const CheckpointManifest& m, std::string_view name,
                                     uint64_t offset, std::span<std::byte> dst) {
-  const BlobInfo* b = m.Find(name);
-  if (b == nullptr) {
-    return Status::NotFound(fmt::format("checkpoint \"{}\" has no blob \"{}\"", m.tag, name));
-  }
-  return impl_->engine_.Read(fmt::format("{}/data/{}/{}", impl_->options_.root, m.tag, name),
-                             offset, dst);
+  SHOAL_RETURN_IF_ERROR(BlobOf(m, name).status());
+  return impl_->engine_.Read(BlobPath(impl_->options_.root, m.tag, name), offset, dst);
 }
 
 Status Checkpointer::Remove(std::string_view tag) { return impl_->Remove(tag); }

@@ -31,22 +31,25 @@ Status ValidateTag(std::string_view tag) {
 }
 
 bool IsUtf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t n = 0;
-    if (c < 0x80) n = 0;
-    else if ((c >> 5) == 0x6) n = 1;
-    else if ((c >> 4) == 0xE) n = 2;
-    else if ((c >> 3) == 0x1E) n = 3;
-    else return false;
-    if (n > s.size() - i - 1) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    }
-    if ((n == 1 && c < 0xC2) || (n == 3 && c > 0xF4)) return false;  // overlong, > U+10FFFF
-    i += n + 1;
+  // nlohmann-json's encoder validates UTF-8 (surrogates and overlong forms included) and is
+  // what writes the manifest, so it is also the judge of what the manifest can hold.
+  try {
+    (void)nlohmann::json(std::string(s)).dump();
+    return true;
+  } catch (const nlohmann::json::exception&) {
+    return false;
   }
-  return true;
+}
+
+std::string DataDir(std::string_view root) { return fmt::format("{}/data", root); }
+std::string CommitsDir(std::string_view root) { return fmt::format("{}/commits", root); }
+
+std::string BlobPath(std::string_view root, std::string_view tag, std::string_view name) {
+  return fmt::format("{}/data/{}/{}", root, tag, name);
+}
+
+std::string ManifestPath(std::string_view root, uint64_t sequence, std::string_view tag) {
+  return fmt::format("{}/commits/{}", root, ManifestName(sequence, tag));
 }
 
 std::string ManifestName(uint64_t sequence, std::string_view tag) {
@@ -79,7 +82,7 @@ Result<std::string> EncodeManifest(const CheckpointManifest& m) {
   }
   try {
     return j.dump(1);
-  } catch (const nlohmann::json::exception& e) {  // what IsUtf8 lets through (surrogates)
+  } catch (const nlohmann::json::exception& e) {  // not reached: every string was checked above
     return Status::InvalidArgument(fmt::format("checkpoint manifest: {}", e.what()));
   }
 }

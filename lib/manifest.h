@@ -18,7 +18,15 @@ namespace shoal {
 Status ValidateTag(std::string_view tag);
 bool IsUtf8(std::string_view s);
 
-// "<root>/commits/<seq, 16 digits>.<tag>" and its inverse (nullopt for a foreign name).
+// Where a checkpoint's objects live below `root`:
+//   <root>/data/<tag>/<blob name>        BlobPath
+//   <root>/commits/<seq>.<tag>           ManifestPath (ManifestName is the last component)
+std::string DataDir(std::string_view root);
+std::string CommitsDir(std::string_view root);
+std::string BlobPath(std::string_view root, std::string_view tag, std::string_view name);
+std::string ManifestPath(std::string_view root, uint64_t sequence, std::string_view tag);
+
+// "<seq, 16 digits>.<tag>" and its inverse (nullopt for a foreign name).
 std::string ManifestName(uint64_t sequence, std::string_view tag);
 std::optional<TagInfo> ParseManifestName(std::string_view name);
 

@@ -18,13 +18,11 @@ namespace shoal {
 
 class StagingPool {
  public:
-  // `capacity` is rounded down to a multiple of 4 KiB (at least 4 KiB).
-  explicit StagingPool(uint64_t capacity);
+  explicit StagingPool(uint64_t capacity);  // bytes, at least 1
 
   uint64_t capacity() const { return capacity_; }
 
-  // A region of `n` bytes (1 <= n <= capacity(), n rounded up to 4 KiB fits), starting at a
-  // 4 KiB boundary, waiting until the ring has room.
+  // A region of `n` bytes (1 <= n <= capacity()), waiting until the ring has room.
   std::span<std::byte> Acquire(uint64_t n);
   // True when Acquire(n) would wait now (only the producer calls Acquire, so a false answer
   // stays true until it does).
@@ -37,10 +35,7 @@ class StagingPool {
   bool Fits(uint64_t n, uint64_t* off, bool* wrap) const;
 
   const uint64_t capacity_;
-  struct Free {
-    void operator()(std::byte* p) const;
-  };
-  std::unique_ptr<std::byte[], Free> buf_;
+  std::unique_ptr<std::byte[]> buf_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<uint64_t, uint64_t>> live_;  // (offset, length), oldest first

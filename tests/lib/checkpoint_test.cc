@@ -233,7 +233,7 @@ TEST_F(CheckpointTest, AsyncSaveThroughAPoolSmallerThanTheState) {
 }
 
 TEST(StagingPool, RegionsNeverOverlapAndTheRingWraps) {
-  StagingPool pool(64 << 10);  // regions are rounded up to 4 KiB
+  StagingPool pool(64 << 10);
   std::vector<std::span<std::byte>> held;
   std::thread consumer;
   std::mutex mu;
