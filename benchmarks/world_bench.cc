@@ -41,6 +41,8 @@ struct Row {
   // ckpt modes: the users' baseline (a file per rank, write + fsync / read) and, for the async
   // row, one memory copy of the state and the save's total time.
   std::optional<double> file_mbps, ratio_vs_file, copy_seconds, total_seconds;
+  // ckpt-async: where the blocked time goes (slowest rank per phase, medians).
+  std::vector<std::pair<std::string, double>> phases;
   double mbps() const { return seconds > 0 ? bytes / 1e6 / seconds : 0; }
   double ops_per_s() const { return seconds > 0 ? ops / seconds : 0; }
 };
@@ -56,7 +58,11 @@ class Member {
     Check(e_->Barrier(), "barrier");
     auto t0 = Clock::now();
     fn();
-    double mine = std::chrono::duration<double>(Clock::now() - t0).count();
+    return Worst(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+
+  // Collective: the largest of every rank's `mine`.
+  double Worst(double mine) {
     Bytes b(sizeof(double));
     std::memcpy(b.data(), &mine, sizeof(double));
     auto all = Check(e_->AllGather(b), "all-gather");
@@ -137,53 +143,53 @@ class Member {
       }
     };
     int tag = 0;
+    double phase[3] = {0, 0, 0};  // this rank's last save: Begin, the Save calls, Commit
     auto save = [&](Checkpointer& k) {
+      auto t0 = Clock::now();
       auto s = Check(k.Begin(fmt::format("t-{}", ++tag)), "begin");
+      auto t1 = Clock::now();
       blobs([&](const std::string& name, uint64_t off, uint64_t n) {
         Check(s->Save(name, std::span<const std::byte>(state.data() + off, n)), "save " + name);
       });
-      return s->Commit("{}");
+      auto t2 = Clock::now();
+      SaveHandle h = s->Commit("{}");
+      auto t3 = Clock::now();
+      phase[0] = std::chrono::duration<double>(t1 - t0).count();
+      phase[1] = std::chrono::duration<double>(t2 - t1).count();
+      phase[2] = std::chrono::duration<double>(t3 - t2).count();
+      return h;
     };
-    auto restore = [&] {
+    auto restore = [&](int) {
       auto latest = Check(ck->Latest(), "latest");
       auto m = Check(ck->GetManifest(latest), "manifest");
       blobs([&](const std::string& name, uint64_t off, uint64_t n) {
         Check(ck->Load(m, name, std::span<std::byte>(back.data() + off, n)), "load " + name);
       });
     };
-    const std::string file = RawPath("ckpt-file");
-    std::vector<double> es, rs, fs, ers, rrs, frs;
-    for (int i = 0; i < c_.repeat; ++i) {
-      es.push_back(Timed([&] { Check(save(*ck).Wait(), "commit"); }));
-      rs.push_back(Timed([&] {
-        Check(RawSequentialWrite(RawPath("ckpt"), per, c_.chunk_size, c_.queue_depth, nullptr)
-                  .status(), "raw write");
-      }));
-      fs.push_back(Timed([&] { FileWrite(file, state.data(), per); }));
-      ers.push_back(Timed(restore));
-      rrs.push_back(Timed([&] {
-        Check(RawSequentialRead(RawPath("ckpt"), per, c_.chunk_size, c_.queue_depth, nullptr)
-                  .status(), "raw read");
-      }));
-      frs.push_back(Timed([&] { FileRead(file, back.data(), per); }));
-    }
+    // Engine against the raw disk, as every other row (alternating pairs, median ratio).
+    std::vector<Row> rows;
+    rows.push_back(Pair(
+        "ckpt-save", per * n_, [&](int) { Check(save(*ck).Wait(), "commit"); },
+        [&](int) {
+          Check(RawSequentialWrite(RawPath("ckpt"), per, c_.chunk_size, c_.queue_depth, nullptr)
+                    .status(), "raw write");
+        }));
+    rows.push_back(Pair("ckpt-restore", per * n_, restore, [&](int) {
+      Check(RawSequentialRead(RawPath("ckpt"), per, c_.chunk_size, c_.queue_depth, nullptr)
+                .status(), "raw read");
+    }));
     if (std::memcmp(state.data(), back.data(), per) != 0) Die(Status::Corruption("restore"), "ckpt");
-    const uint64_t total = per * n_;
-    auto row = [&](const char* mode, const std::vector<double>& eng, const std::vector<double>& raw,
-                   const std::vector<double>& f) {
-      Row r;
-      r.mode = mode;
-      r.bytes = total;
-      r.block = c_.chunk_size;
-      r.ops = total / c_.chunk_size;
-      r.seconds = Median(eng);
-      r.baseline_mbps = total / 1e6 / Median(raw);
-      r.ratio = Median(raw) / r.seconds;
-      r.file_mbps = total / 1e6 / Median(f);
-      r.ratio_vs_file = Median(f) / r.seconds;
-      return r;
-    };
-    std::vector<Row> rows{row("ckpt-save", es, rs, fs), row("ckpt-restore", ers, rrs, frs)};
+    // The users' baseline: a file per rank.
+    const std::string file = RawPath("ckpt-file");
+    std::vector<double> fw, fr;
+    for (int i = 0; i < c_.repeat; ++i) {
+      fw.push_back(Timed([&] { FileWrite(file, state.data(), per); }));
+      fr.push_back(Timed([&] { FileRead(file, back.data(), per); }));
+    }
+    for (auto [row, f] : {std::pair{&rows[0], &fw}, std::pair{&rows[1], &fr}}) {
+      row->file_mbps = row->bytes / 1e6 / Median(*f);
+      row->ratio_vs_file = Median(*f) / row->seconds;
+    }
 
     // Async: a pool that holds the whole state, so Save only copies.
     CheckpointOptions ao = co;
@@ -192,28 +198,31 @@ class Member {
     auto ack = Check(Checkpointer::Open(*e_, ao), "async checkpointer");
     Buffer copy(per);
     std::memset(copy.data(), 0, per);
-    std::vector<double> blocked, copied, totals;
+    std::vector<double> blocked, copied, totals, phases[3];
     for (int i = 0; i < c_.repeat + 1; ++i) {  // the first one allocates the pool: not counted
       SaveHandle h;
       double b = Timed([&] { h = save(*ack); });
-      double t0 = b;
       auto start = Clock::now();
       Check(h.Wait(), "async commit");
       double rest = std::chrono::duration<double>(Clock::now() - start).count();
+      double worst_phase[3] = {Worst(phase[0]), Worst(phase[1]), Worst(phase[2])};
       double c = Timed([&] { std::memcpy(copy.data(), state.data(), per); });
       if (i == 0) continue;
       blocked.push_back(b);
       copied.push_back(c);
-      totals.push_back(t0 + rest);
+      totals.push_back(b + rest);
+      for (int k = 0; k < 3; ++k) phases[k].push_back(worst_phase[k]);
     }
     Row a;
     a.mode = "ckpt-async";
-    a.bytes = total;
+    a.bytes = per * n_;
     a.block = c_.chunk_size;
     a.seconds = Median(blocked);
     a.copy_seconds = Median(copied);
     a.total_seconds = Median(totals);
     a.ratio = *a.copy_seconds / a.seconds;
+    a.phases = {{"begin", Median(phases[0])}, {"save_calls", Median(phases[1])},
+                {"commit", Median(phases[2])}};
     rows.push_back(a);
     return rows;
   }
@@ -492,6 +501,7 @@ void Print(const WorldConfig& c, uint32_t ranks, const std::vector<Row>& rows) {
       if (r.ratio_vs_file) j["ratio_vs_file"] = *r.ratio_vs_file;
       if (r.copy_seconds) j["memcpy_seconds"] = *r.copy_seconds;
       if (r.total_seconds) j["total_seconds"] = *r.total_seconds;
+      for (const auto& [name, secs] : r.phases) j["phases_seconds"][name] = secs;
       std::printf("%s\n", j.dump().c_str());
     }
     return;
@@ -506,9 +516,11 @@ void Print(const WorldConfig& c, uint32_t ranks, const std::vector<Row>& rows) {
             ? fmt::format("min(raw disk {:.1f}, raw UCX {:.1f})", *r.disk_mbps, *r.ucx_mbps)
         : r.file_mbps ? fmt::format("raw O_DIRECT per rank; file+fsync per rank {:.1f} MB/s "
                                     "(engine {:.2f}x)", *r.file_mbps, *r.ratio_vs_file)
-        : r.copy_seconds ? fmt::format("save blocked {:.3f} s vs one memcpy of the state "
-                                       "{:.3f} s (ratio = memcpy/blocked); whole save {:.3f} s",
-                                       r.seconds, *r.copy_seconds, *r.total_seconds)
+        : r.copy_seconds ? fmt::format("save blocked {:.3f} s (Begin {:.3f}, Save calls {:.3f}, "
+                                       "Commit {:.3f}) vs one memcpy of the state {:.3f} s "
+                                       "(ratio = memcpy/blocked); whole save {:.3f} s",
+                                       r.seconds, r.phases[0].second, r.phases[1].second,
+                                       r.phases[2].second, *r.copy_seconds, *r.total_seconds)
         : r.baseline_mbps ? std::string("raw O_DIRECT file per rank")
                           : std::string("-");
     std::printf("%-11s %11llu %8.3f | %12.1f %11.0f | %13s | %6s  %s\n", r.mode.c_str(),
