@@ -46,6 +46,18 @@ inline Process Spawn(const std::string& binary, const std::vector<std::string>& 
   return p;
 }
 
+// The launcher variables of one rank of a world (what torchrun's environment becomes for
+// shoal), for Spawn's `env`.
+inline std::vector<std::pair<std::string, std::string>> RankEnv(
+    size_t rank, size_t world_size, const std::string& node, const std::string& token,
+    const std::string& rendezvous) {
+  return {{"SHOAL_RANK", std::to_string(rank)},
+          {"SHOAL_WORLD_SIZE", std::to_string(world_size)},
+          {"SHOAL_NODE", node},
+          {"SHOAL_TOKEN", token},
+          {"SHOAL_RENDEZVOUS", rendezvous}};
+}
+
 // Exit code, or 128 + signal number.
 inline int Wait(const Process& p) {
   int status = 0;

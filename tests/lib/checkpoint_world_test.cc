@@ -42,13 +42,9 @@ class Job {
       std::string id = std::to_string(run) + "-" + std::to_string(r);
       std::vector<std::string> argv{args[0], members[r].store, dir_.Sub("sync"), args[1]};
       argv.insert(argv.end(), args.begin() + 2, args.end());
-      procs_.push_back(testing::Spawn(SHOAL_CKPT_MEMBER, argv, dir_.Sub("out-" + id),
-                                      dir_.Sub("err-" + id),
-                                      {{"SHOAL_RANK", std::to_string(r)},
-                                       {"SHOAL_WORLD_SIZE", std::to_string(members.size())},
-                                       {"SHOAL_NODE", members[r].node},
-                                       {"SHOAL_TOKEN", token_},
-                                       {"SHOAL_RENDEZVOUS", "file:" + rdzv}}));
+      procs_.push_back(testing::Spawn(
+          SHOAL_CKPT_MEMBER, argv, dir_.Sub("out-" + id), dir_.Sub("err-" + id),
+          testing::RankEnv(r, members.size(), members[r].node, token_, "file:" + rdzv)));
     }
   }
   std::vector<Process>& procs() { return procs_; }

@@ -46,14 +46,10 @@ class World {
       std::string id = std::to_string(run) + "-" + std::to_string(r);
       std::vector<std::string> args{scenario, members[r].store, dir_.Sub("sync"), replicas};
       if (!arg.empty()) args.push_back(arg);
+      auto env = testing::RankEnv(r, members.size(), members[r].node, members[r].token, rdzv_);
+      env.emplace_back("TEST_JOIN_TIMEOUT_MS", join_timeout_ms);
       procs_.push_back(testing::Spawn(SHOAL_CLUSTER_MEMBER, args, dir_.Sub("out-" + id),
-                                      dir_.Sub("err-" + id),
-                                      {{"SHOAL_RANK", std::to_string(r)},
-                                       {"SHOAL_WORLD_SIZE", std::to_string(members.size())},
-                                       {"SHOAL_NODE", members[r].node},
-                                       {"SHOAL_TOKEN", members[r].token},
-                                       {"SHOAL_RENDEZVOUS", rdzv_},
-                                       {"TEST_JOIN_TIMEOUT_MS", join_timeout_ms}}));
+                                      dir_.Sub("err-" + id), env));
     }
   }
   const Process& proc(size_t r) const { return procs_[r]; }
