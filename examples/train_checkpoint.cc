@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -135,8 +136,9 @@ int RunRank(const Args& a) {
 
 // Starts a.ranks copies of this program as one world; if one dies, kills the others.
 int Launch(const Args& a, char** argv) {
-  std::string rdzv = a.dir + "/rendezvous";
-  std::system(("rm -rf '" + rdzv + "' && mkdir -p '" + rdzv + "'").c_str());
+  const std::string rdzv = a.dir + "/rendezvous";
+  std::filesystem::remove_all(rdzv);  // a file rendezvous directory is per launch
+  std::filesystem::create_directories(rdzv);
   std::vector<pid_t> pids;
   for (int r = 0; r < a.ranks; ++r) {
     pid_t pid = ::fork();
