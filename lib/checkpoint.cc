@@ -510,6 +510,12 @@ CheckpointSave::~CheckpointSave() {
 const std::string& CheckpointSave::tag() const { return impl_->job->tag; }
 
 Status CheckpointSave::Save(std::string_view name, std::span<const std::byte> data) {
+  const std::span<const std::byte> one[] = {data};
+  return Save(name, std::span<const std::span<const std::byte>>(one));
+}
+
+Status CheckpointSave::Save(std::string_view name,
+                            std::span<const std::span<const std::byte>> pieces) {
   SaveJob& job = *impl_->job;
   {
     std::lock_guard lk(job.mu);
@@ -524,15 +530,31 @@ Status CheckpointSave::Save(std::string_view name, std::span<const std::byte> da
   }
   const std::string path = job.BlobPath(name);
   SHOAL_RETURN_IF_ERROR(engine::ValidateObjectPath(path).WithContext("blob name"));
+  uint64_t size = 0;
+  for (const auto& p : pieces) size += p.size();
   CreateOptions co;
-  co.size = data.size();
+  co.size = size;
   co.local_first = true;  // a rank restores its own shard from its own disk
   if (!job.async) {
-    const uint32_t crc = Crc32c(data.data(), data.size());
-    SHOAL_RETURN_IF_ERROR(job.engine->Put(path, data, co));
+    SHOAL_RETURN_IF_ERROR(job.engine->Create(path, co));
+    uint32_t crc = 0;
+    uint64_t off = 0;
+    Status s;
+    for (const auto& p : pieces) {
+      if (p.empty()) continue;
+      crc = Crc32c(p.data(), p.size(), crc);
+      s = job.engine->Write(path, off, p);
+      if (!s.ok()) break;
+      off += p.size();
+    }
+    if (s.ok()) s = job.engine->Seal(path);
+    if (!s.ok()) {
+      (void)job.engine->Abort(path);
+      return s;
+    }
     std::lock_guard lk(job.mu);
     job.names.insert(std::string(name));
-    job.blobs.push_back({std::string(name), data.size(), crc, job.engine->rank()});
+    job.blobs.push_back({std::string(name), size, crc, job.engine->rank()});
     return Status::OK();
   }
   SHOAL_RETURN_IF_ERROR(job.engine->Create(path, co));
@@ -541,15 +563,31 @@ Status CheckpointSave::Save(std::string_view name, std::span<const std::byte> da
     job.names.insert(std::string(name));
     job.crc[path] = 0;
   }
+  // Small pieces share a staging region (one engine Write for many small tensors); a region is
+  // at most one slice.
   const uint64_t slice = std::min<uint64_t>(kMaxSlice, job.pool->capacity());
-  for (uint64_t off = 0; off < data.size(); off += slice) {
-    const uint64_t n = std::min<uint64_t>(slice, data.size() - off);
+  uint64_t blob_off = 0;
+  size_t i = 0;
+  uint64_t piece_off = 0;
+  while (blob_off < size) {
+    const uint64_t n = std::min<uint64_t>(slice, size - blob_off);
     if (job.pool->WouldWait(n)) job.Drain();
     std::span<std::byte> region = job.pool->Acquire(n);  // waits while the pool is full
-    std::memcpy(region.data(), data.data() + off, n);
-    job.Push(SaveJob::Item::Write(path, off, region));
+    for (uint64_t filled = 0; filled < n;) {
+      const auto& p = pieces[i];
+      const uint64_t k = std::min<uint64_t>(n - filled, p.size() - piece_off);
+      std::memcpy(region.data() + filled, p.data() + piece_off, k);
+      filled += k;
+      piece_off += k;
+      if (piece_off == p.size()) {
+        ++i;
+        piece_off = 0;
+      }
+    }
+    job.Push(SaveJob::Item::Write(path, blob_off, region));
+    blob_off += n;
   }
-  job.Push(SaveJob::Item::Seal(path, name, data.size()));
+  job.Push(SaveJob::Item::Seal(path, name, size));
   return Status::OK();
 }
 

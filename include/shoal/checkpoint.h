@@ -128,6 +128,9 @@ class SHOAL_EXPORT CheckpointSave {
   // while the pool is full); errors surface at Commit. AlreadyExists when any rank saved that
   // name in this tag. The caller's buffer may be reused on return.
   Status Save(std::string_view name, std::span<const std::byte> data);
+  // The same for a blob gathered from several buffers (e.g. every tensor of a state dict),
+  // stored as their concatenation in order, with no intermediate copy in sync mode.
+  Status Save(std::string_view name, std::span<const std::span<const std::byte>> pieces);
   Status Save(std::string_view name, std::string_view data) {
     return Save(name, std::as_bytes(std::span<const char>(data.data(), data.size())));
   }

@@ -23,8 +23,9 @@ inline uint64_t SizeOf(const std::string& tag, const std::string& name) {
   return (1u << 20) + h % (1u << 20);                      // several chunks
 }
 
-inline std::vector<std::byte> Content(const std::string& tag, const std::string& name) {
-  std::vector<std::byte> v(SizeOf(tag, name));
+inline std::vector<std::byte> Content(const std::string& tag, const std::string& name,
+                                      size_t size) {
+  std::vector<std::byte> v(size);
   uint64_t x = Seed(tag, name) | 1;
   for (size_t i = 0; i < v.size(); ++i) {
     x ^= x << 13;
@@ -33,6 +34,10 @@ inline std::vector<std::byte> Content(const std::string& tag, const std::string&
     v[i] = static_cast<std::byte>(x);
   }
   return v;
+}
+
+inline std::vector<std::byte> Content(const std::string& tag, const std::string& name) {
+  return Content(tag, name, SizeOf(tag, name));
 }
 
 }  // namespace shoal::testing
