@@ -71,7 +71,7 @@ struct BlobInfo {
   uint32_t rank = 0;  // the rank that saved it
 };
 
-struct CheckpointManifest {
+struct SHOAL_EXPORT CheckpointManifest {
   std::string tag;
   uint64_t sequence = 0;       // commit order: 1, 2, ...
   int64_t commit_time_ns = 0;  // wall clock at commit, since the Unix epoch

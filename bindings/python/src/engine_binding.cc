@@ -1,0 +1,259 @@
+// shoal._shoal.Engine: the object API. Every call that may block (disk, network, collectives)
+// releases the GIL; buffers are pinned (Bytes) before and released after, with the GIL held.
+#include <pybind11/functional.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "bindings/python/src/buffers.h"
+#include "bindings/python/src/errors.h"
+#include "bindings/python/src/py_engine.h"
+
+namespace py = pybind11;
+
+namespace shoal::python {
+namespace {
+
+using Release = py::gil_scoped_release;
+
+// The caller's all-gather (e.g. over torch.distributed) as the engine's bootstrap. Called from
+// Engine::Open with the GIL released; takes it for the Python call. The function object is
+// destroyed with the GIL held, whichever thread drops the last copy.
+AllGatherFn WrapAllGather(py::function fn) {
+  std::shared_ptr<py::function> f(new py::function(std::move(fn)), [](py::function* p) {
+    py::gil_scoped_acquire gil;
+    delete p;
+  });
+  return [f](const std::vector<std::byte>& mine) -> Result<std::vector<std::vector<std::byte>>> {
+    py::gil_scoped_acquire gil;
+    try {
+      py::object out = (*f)(py::bytes(reinterpret_cast<const char*>(mine.data()), mine.size()));
+      std::vector<std::vector<std::byte>> all;
+      for (py::handle item : out) {
+        std::string b = py::bytes(py::reinterpret_borrow<py::object>(item));
+        all.emplace_back(reinterpret_cast<const std::byte*>(b.data()),
+                         reinterpret_cast<const std::byte*>(b.data()) + b.size());
+      }
+      return all;
+    } catch (py::error_already_set& e) {
+      return Status::Unavailable(std::string("the all-gather given to shoal failed: ") + e.what());
+    }
+  };
+}
+
+IoBackend ParseBackend(const std::string& s) {
+  if (s == "auto") return IoBackend::kAuto;
+  if (s == "io_uring") return IoBackend::kIoUring;
+  if (s == "posix") return IoBackend::kPosix;
+  throw StatusError(Status::InvalidArgument("io_backend \"" + s +
+                                            "\": expected auto, io_uring or posix"));
+}
+
+std::unique_ptr<PyEngine> Open(const std::string& store_dir, int64_t rank, int64_t world_size,
+                               const std::string& node, const std::string& token,
+                               const std::string& rendezvous, uint32_t replicas,
+                               uint32_t chunk_size, const std::string& io_backend, bool direct_io,
+                               uint32_t queue_depth, uint32_t join_timeout_ms,
+                               std::optional<py::function> allgather) {
+  Options o;
+  o.store_dir = store_dir;
+  if (rank >= 0) o.rank = static_cast<uint32_t>(rank);
+  if (world_size > 0) o.world_size = static_cast<uint32_t>(world_size);
+  if (rank < -1 || world_size < 0) {
+    throw StatusError(Status::InvalidArgument("rank and world_size must not be negative"));
+  }
+  o.node = node;
+  o.token = token;
+  o.rendezvous = rendezvous;
+  if (replicas != 0) o.replicas = replicas;
+  if (chunk_size != 0) o.chunk_size = chunk_size;
+  o.io_backend = ParseBackend(io_backend);
+  o.direct_io = direct_io;
+  if (queue_depth != 0) o.queue_depth = queue_depth;
+  if (join_timeout_ms != 0) o.join_timeout_ms = join_timeout_ms;
+  if (allgather) o.allgather = WrapAllGather(std::move(*allgather));
+  auto pe = std::make_unique<PyEngine>();
+  {
+    Release nogil;
+    // A failure destroys `o` (and the wrapped Python function) as the exception leaves; the
+    // function's deleter takes the GIL itself.
+    auto e = Engine::Open(o);
+    ThrowIfError(e.status());
+    pe->engine = std::move(e).value();
+  }
+  return pe;
+}
+
+py::bytes ReadBytes(PyEngine& pe, const std::string& path, uint64_t offset, int64_t size) {
+  Engine& e = pe.get();
+  uint64_t n;
+  if (size < 0) {
+    ObjectInfo info;
+    {
+      Release nogil;
+      info = ValueOrThrow(e.Stat(path));
+    }
+    if (offset > info.size) {
+      throw StatusError(Status::InvalidArgument("offset " + std::to_string(offset) +
+                                                " is past the end of \"" + path + "\" (" +
+                                                std::to_string(info.size) + " bytes)"));
+    }
+    n = info.size - offset;
+  } else {
+    n = static_cast<uint64_t>(size);
+  }
+  PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
+  if (raw == nullptr) throw py::error_already_set();
+  py::object out = py::reinterpret_steal<py::object>(raw);
+  std::span<std::byte> dst(reinterpret_cast<std::byte*>(PyBytes_AS_STRING(raw)), n);
+  uint64_t got;
+  {
+    Release nogil;
+    got = ValueOrThrow(e.Read(path, offset, dst));
+  }
+  if (got < n) {  // the object ended early
+    PyObject* p = out.release().ptr();
+    if (_PyBytes_Resize(&p, static_cast<Py_ssize_t>(got)) != 0) throw py::error_already_set();
+    out = py::reinterpret_steal<py::object>(p);
+  }
+  return py::reinterpret_steal<py::bytes>(out.release());
+}
+
+std::vector<DirEntry> ListAll(PyEngine& pe, const std::string& dir, const std::string& start_after,
+                              uint32_t limit) {
+  Engine& e = pe.get();
+  Release nogil;
+  std::vector<DirEntry> all;
+  ListOptions lo;
+  lo.start_after = start_after;
+  if (limit != 0) lo.limit = limit;
+  for (;;) {
+    ListPage page = ValueOrThrow(e.List(dir, lo));
+    for (DirEntry& d : page.entries) all.push_back(std::move(d));
+    if (!page.truncated || limit != 0) break;
+    lo.start_after = page.next_start_after;
+  }
+  return all;
+}
+
+}  // namespace
+
+void BindEngine(py::module_& m) {
+  py::class_<ObjectInfo>(m, "ObjectInfo", "Metadata of a sealed object (Engine.stat).")
+      .def_readonly("path", &ObjectInfo::path)
+      .def_readonly("size", &ObjectInfo::size)
+      .def_readonly("chunk_size", &ObjectInfo::chunk_size)
+      .def_readonly("num_chunks", &ObjectInfo::num_chunks)
+      .def_readonly("is_inline", &ObjectInfo::is_inline)
+      .def_readonly("seal_time_ns", &ObjectInfo::seal_time_ns)
+      .def("__repr__", [](const ObjectInfo& i) {
+        return "ObjectInfo(path='" + i.path + "', size=" + std::to_string(i.size) + ")";
+      });
+  py::class_<DirEntry>(m, "DirEntry", "One entry of a directory listing (Engine.list).")
+      .def_readonly("name", &DirEntry::name)
+      .def_readonly("is_dir", &DirEntry::is_dir)
+      .def_readonly("size", &DirEntry::size, "bytes of an object; entries of a directory")
+      .def("__repr__", [](const DirEntry& d) {
+        return "DirEntry(name='" + d.name + "', is_dir=" + (d.is_dir ? "True" : "False") +
+               ", size=" + std::to_string(d.size) + ")";
+      });
+
+  py::class_<PyEngine>(m, "Engine", "A shoal member; see shoal.init.")
+      .def_static("open", &Open, py::arg("store_dir"), py::arg("rank") = -1,
+                  py::arg("world_size") = 0, py::arg("node") = "", py::arg("token") = "",
+                  py::arg("rendezvous") = "", py::arg("replicas") = 0, py::arg("chunk_size") = 0,
+                  py::arg("io_backend") = "auto", py::arg("direct_io") = true,
+                  py::arg("queue_depth") = 0, py::arg("join_timeout_ms") = 0,
+                  py::arg("allgather") = py::none())
+      .def_property_readonly("rank", [](PyEngine& pe) { return pe.get().rank(); })
+      .def_property_readonly("world_size", [](PyEngine& pe) { return pe.get().world_size(); })
+      .def_property_readonly("io_backend",
+                             [](PyEngine& pe) { return std::string(pe.get().io_backend()); })
+      .def_property_readonly("closed", [](PyEngine& pe) { return !pe.engine; })
+      .def(
+          "write",
+          [](PyEngine& pe, const std::string& path, py::handle data, uint32_t chunk_size,
+             bool local_first) {
+            Engine& e = pe.get();
+            Bytes b(data, /*writable=*/false);
+            CreateOptions co;
+            co.chunk_size = chunk_size;
+            co.local_first = local_first;
+            Release nogil;
+            ThrowIfError(e.Put(path, b.cspan(), co));
+          },
+          py::arg("path"), py::arg("data"), py::arg("chunk_size") = 0,
+          py::arg("local_first") = false,
+          "Stores `data` (bytes-like or CPU tensor) as the sealed object `path`.")
+      .def(
+          "create",
+          [](PyEngine& pe, const std::string& path, std::optional<uint64_t> size,
+             uint32_t chunk_size) {
+            Engine& e = pe.get();
+            CreateOptions co;
+            if (size) co.size = *size;
+            co.chunk_size = chunk_size;
+            Release nogil;
+            ThrowIfError(e.Create(path, co));
+          },
+          py::arg("path"), py::arg("size") = py::none(), py::arg("chunk_size") = 0)
+      .def(
+          "write_at",
+          [](PyEngine& pe, const std::string& path, uint64_t offset, py::handle data) {
+            Engine& e = pe.get();
+            Bytes b(data, false);
+            Release nogil;
+            ThrowIfError(e.Write(path, offset, b.cspan()));
+          },
+          py::arg("path"), py::arg("offset"), py::arg("data"))
+      .def(
+          "seal", [](PyEngine& pe, const std::string& path) { ThrowIfError(pe.get().Seal(path)); },
+          py::arg("path"), py::call_guard<Release>())
+      .def(
+          "abort", [](PyEngine& pe, const std::string& path) { ThrowIfError(pe.get().Abort(path)); },
+          py::arg("path"), py::call_guard<Release>())
+      .def("read", &ReadBytes, py::arg("path"), py::arg("offset") = 0, py::arg("size") = -1,
+           "Bytes of `path` from `offset`: `size` of them, or up to the end when -1.")
+      .def(
+          "readinto",
+          [](PyEngine& pe, const std::string& path, py::handle buffer, uint64_t offset) {
+            Engine& e = pe.get();
+            Bytes b(buffer, /*writable=*/true);
+            Release nogil;
+            return ValueOrThrow(e.Read(path, offset, b.span()));
+          },
+          py::arg("path"), py::arg("buffer"), py::arg("offset") = 0,
+          "Reads into the caller's writable buffer (bytearray, memoryview, numpy array, CPU "
+          "tensor) with no intermediate copy; returns the byte count.")
+      .def(
+          "stat", [](PyEngine& pe, const std::string& path) { return ValueOrThrow(pe.get().Stat(path)); },
+          py::arg("path"), py::call_guard<Release>())
+      .def("list", &ListAll, py::arg("dir") = "", py::arg("start_after") = "",
+           py::arg("limit") = 0,
+           "Entries of `dir` with sizes, sorted by name: every page, or one page of `limit`.")
+      .def(
+          "remove",
+          [](PyEngine& pe, const std::string& path) { ThrowIfError(pe.get().Remove(path)); },
+          py::arg("path"), py::call_guard<Release>())
+      .def(
+          "locate",
+          [](PyEngine& pe, const std::string& path) { return ValueOrThrow(pe.get().Locate(path)); },
+          py::arg("path"), py::call_guard<Release>())
+      .def("barrier", [](PyEngine& pe) { ThrowIfError(pe.get().Barrier()); },
+           py::call_guard<Release>())
+      .def("close",
+           [](PyEngine& pe) {
+             if (pe.checkpointers > 0) {
+               throw StatusError(Status::FailedPrecondition(
+                   "the shoal engine still has open checkpointers: close them first"));
+             }
+             std::unique_ptr<Engine> e = std::move(pe.engine);
+             Release nogil;
+             e.reset();
+           },
+           "Closes the engine (idempotent). Call barrier() first in a world.");
+}
+
+}  // namespace shoal::python
