@@ -161,7 +161,7 @@ void BindEngine(py::module_& m) {
       });
 
   py::class_<PyEngine>(m, "Engine", "A shoal member; see shoal.init.")
-      .def_static("open", &Open, py::arg("store_dir"), py::arg("rank") = -1,
+      .def_static("_open_store", &Open, py::arg("store_dir"), py::arg("rank") = -1,
                   py::arg("world_size") = 0, py::arg("node") = "", py::arg("token") = "",
                   py::arg("rendezvous") = "", py::arg("replicas") = 0, py::arg("chunk_size") = 0,
                   py::arg("io_backend") = "auto", py::arg("direct_io") = true,
