@@ -1,0 +1,184 @@
+"""One member from Python: the object API, caller buffers, file-like objects with
+torch.save/torch.load, the exception mapping, and that blocking calls release the GIL."""
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import shoal
+
+
+@pytest.fixture
+def eng(tmp_path):
+    e = shoal.init(str(tmp_path / "store-{rank}"), rank=0, world_size=1)
+    yield e
+    shoal.shutdown()
+
+
+def test_write_read_stat_list_remove(eng):
+    eng.write("d/a.bin", b"hello world")
+    eng.write("d/sub/b.bin", bytes(range(256)) * 40000)  # ~10 MiB: several chunks
+    assert eng.read("d/a.bin") == b"hello world"
+    assert eng.read("d/a.bin", 6) == b"world"
+    assert eng.read("d/a.bin", 0, 5) == b"hello"
+    info = eng.stat("d/sub/b.bin")
+    assert info.size == 256 * 40000 and info.num_chunks == 3
+    entries = {e.name: (e.is_dir, e.size) for e in eng.list("d")}
+    assert entries == {"a.bin": (False, 11), "sub": (True, 1)}
+    assert [e.name for e in eng.list("d", limit=1)] == ["a.bin"]
+    eng.remove("d/a.bin")
+    with pytest.raises(FileNotFoundError):
+        eng.stat("d/a.bin")
+
+
+def test_reads_into_caller_buffers_without_copies(eng):
+    data = np.arange(1 << 20, dtype=np.float32)
+    eng.write("x", data)                      # numpy in
+    out = bytearray(data.nbytes)
+    assert eng.readinto("x", out) == data.nbytes
+    assert bytes(out) == data.tobytes()
+    arr = np.empty_like(data)
+    eng.readinto("x", arr)
+    assert np.array_equal(arr, data)
+    mv = memoryview(bytearray(100))
+    assert eng.readinto("x", mv[10:30], 8) == 20
+    assert bytes(mv[10:30]) == data.tobytes()[8:28]
+    t = torch.empty(1 << 20, dtype=torch.float32)
+    eng.readinto("x", t)
+    assert torch.equal(t, torch.from_numpy(data))
+    bf = torch.randn(1000).to(torch.bfloat16)  # no numpy dtype: read through data_ptr
+    eng.write("bf", bf)
+    back = torch.empty_like(bf)
+    eng.readinto("bf", back)
+    assert torch.equal(back, bf)
+
+
+def test_bad_buffers_are_refused_clearly(eng):
+    eng.write("x", b"abc")
+    with pytest.raises(TypeError, match="writable"):
+        eng.readinto("x", b"xyz")
+    with pytest.raises(ValueError, match="contiguous"):
+        eng.readinto("x", torch.zeros(4, 4)[:, 1])
+    with pytest.raises(ValueError, match="contiguous"):
+        eng.write("y", np.zeros((4, 4))[:, 1])
+    with pytest.raises(TypeError, match="bytes-like"):
+        eng.write("y", 12345)
+
+
+def test_status_codes_map_to_python_exceptions(eng):
+    eng.write("x", b"abc")
+    with pytest.raises(shoal.NotFoundError) as e:
+        eng.read("nope")
+    assert isinstance(e.value, FileNotFoundError) and e.value.code == "NotFound"
+    assert e.value.errno == 2 and "nope" in str(e.value)
+    with pytest.raises(FileExistsError) as e:
+        eng.write("x", b"again")
+    assert isinstance(e.value, shoal.AlreadyExistsError)
+    with pytest.raises(ValueError) as e:
+        eng.write("a/../b", b"")
+    assert isinstance(e.value, shoal.InvalidArgumentError) and e.value.code == "InvalidArgument"
+    with pytest.raises(ValueError):
+        eng.read("x", 10)  # offset past the end
+    with pytest.raises(shoal.FailedPreconditionError):
+        eng.write_at("never-created", 0, b"x")
+    for cls, std in [(shoal.CorruptionError, OSError), (shoal.StorageIOError, OSError),
+                     (shoal.NoSpaceError, OSError), (shoal.PermissionDeniedError, PermissionError),
+                     (shoal.TimeoutError, TimeoutError), (shoal.UnavailableError, ConnectionError)]:
+        assert issubclass(cls, shoal.Error) and issubclass(cls, std)
+    with pytest.raises(ValueError, match="store directory"):
+        shoal.init(None, rank=0, world_size=1, set_default=False)
+
+
+def test_second_engine_on_a_store_is_permission_denied(eng, tmp_path):
+    with pytest.raises(PermissionError):
+        shoal.init(str(tmp_path / "store-{rank}"), rank=0, world_size=1, set_default=False)
+
+
+def test_file_like_round_trip_with_torch_save_and_load(eng):
+    state = {"w": torch.randn(1000, 100), "i": torch.arange(7), "s": "text", "e": torch.empty(0)}
+    with shoal.open("models/m.pt", "wb") as f:
+        torch.save(state, f)
+    with pytest.raises(FileExistsError):
+        shoal.open("models/m.pt", "wb")
+    with shoal.open("models/m.pt") as f:
+        back = torch.load(f)
+    assert back.keys() == state.keys() and back["s"] == "text"
+    assert all(torch.equal(back[k], state[k]) for k in ("w", "i", "e"))
+    # read / readinto / seek / tell
+    payload = bytes(range(256)) * 100
+    with eng.open("raw", "wb") as f:
+        f.write(payload[:1000])
+        f.write(memoryview(payload)[1000:])
+        assert f.tell() == len(payload)
+    with shoal.open("raw") as f:
+        assert f.read(10) == payload[:10]
+        f.seek(-6, io.SEEK_END)
+        assert f.tell() == len(payload) - 6
+        assert f.read() == payload[-6:]
+        f.seek(300)
+        buf = bytearray(50)
+        assert f.readinto(buf) == 50 and bytes(buf) == payload[300:350]
+        assert f.read(0) == b""
+    with pytest.raises(ValueError, match="binary"):
+        shoal.open("raw", "r+")
+
+
+def test_a_writer_left_by_an_exception_or_unclosed_is_never_sealed(eng):
+    with pytest.raises(RuntimeError):
+        with shoal.open("half", "wb") as f:
+            f.write(b"x" * 100)
+            raise RuntimeError("training crashed")
+    with pytest.raises(FileNotFoundError):
+        eng.stat("half")
+    f = shoal.open("dropped", "wb")
+    f.write(b"partial")
+    del f
+    with pytest.raises(FileNotFoundError):
+        eng.stat("dropped")
+    with shoal.open("dropped", "wb") as f:  # the name is free again
+        f.write(b"whole")
+    assert eng.read("dropped") == b"whole"
+
+
+def test_blocking_calls_release_the_gil(eng):
+    big = np.random.default_rng(0).integers(0, 255, 64 << 20, dtype=np.uint8)
+    ticks = []
+    stop = threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    th = threading.Thread(target=ticker)
+    th.start()
+    try:
+        t0 = time.perf_counter()
+        for i in range(3):
+            eng.write(f"big-{i}", big)
+            eng.readinto(f"big-{i}", np.empty_like(big))
+        t1 = time.perf_counter()
+    finally:
+        stop.set()
+        th.join()
+    during = [t for t in ticks if t0 <= t <= t1]
+    # With the GIL held for the whole I/O the ticker could not run at all meanwhile.
+    assert len(during) >= 10, (len(during), t1 - t0)
+
+
+def test_torch_save_load_single_member(eng):
+    import shoal.torch
+    from state_dicts import assert_same, mixed_state
+    sd = mixed_state(0)
+    shoal.torch.save(sd, "step-1")
+    assert_same(shoal.torch.load("step-1"), sd)
+    assert shoal.torch.latest() == "step-1"
+    with pytest.raises(FileNotFoundError):
+        shoal.torch.load("step-9")
+    with pytest.raises(ValueError):
+        shoal.torch.save(sd, "bad/tag")
+    with pytest.raises(ValueError, match="not supported"):
+        shoal.torch.save({"s": torch.randn(3, 3).to_sparse()}, "sparse")
