@@ -6,6 +6,7 @@ packages=(
   build-essential cmake pkg-config git
   liburing-dev libucx-dev liblmdb-dev libboost-dev libfmt-dev libgtest-dev
   libisal-dev libxxhash-dev nlohmann-json3-dev libcli11-dev libssl-dev
+  python3-dev pybind11-dev python3-torch python3-numpy python3-pytest
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -98,6 +98,8 @@ def init(store=None, *, rank=None, world_size=None, process_group=None, token=No
     node_name = node or os.environ.get("SHOAL_NODE") or socket.gethostname()
     store = store.format(rank=rank if rank is not None else 0,
                          local_rank=local_rank if local_rank is not None else 0, node=node_name)
+    parent = os.path.dirname(os.path.abspath(store))
+    os.makedirs(parent, exist_ok=True)  # the engine makes the store directory itself
     eng = _shoal.Engine._open_store(
         store, rank=-1 if rank is None else rank, world_size=world_size or 0, node=node or "",
         token=token or "", rendezvous=rendezvous or "", replicas=replicas or 0,
