@@ -748,6 +748,14 @@ Result<uint64_t> Checkpointer::Read(const CheckpointManifest& m, std::string_vie
   return impl_->engine_.Read(BlobPath(impl_->options_.root, m.tag, name), offset, dst);
 }
 
+Status Checkpointer::ReadBatch(const CheckpointManifest& m, std::string_view name,
+                               std::span<ReadRequest> requests) {
+  SHOAL_RETURN_IF_ERROR(BlobOf(m, name).status());
+  const std::string path = BlobPath(impl_->options_.root, m.tag, name);
+  for (ReadRequest& r : requests) r.path = path;
+  return impl_->engine_.ReadBatch(requests);
+}
+
 Status Checkpointer::Remove(std::string_view tag) { return impl_->Remove(tag); }
 
 Result<uint32_t> Checkpointer::Retain(uint32_t keep_last) { return impl_->Retain(keep_last); }

@@ -179,6 +179,11 @@ class SHOAL_EXPORT Checkpointer {
   Result<uint64_t> Read(const CheckpointManifest& manifest, std::string_view name,
                         uint64_t offset, std::span<std::byte> dst);
 
+  // Many reads of one blob at once (e.g. every tensor of a state dict into its own memory),
+  // queue_depth chunk I/Os in flight, like Engine::ReadBatch; each request's `path` is set here.
+  Status ReadBatch(const CheckpointManifest& manifest, std::string_view name,
+                   std::span<ReadRequest> requests);
+
   // Deletes committed `tag`: the manifest first (the tag stops being listed at once), then its
   // blobs on every member. Not collective; call it from one rank.
   Status Remove(std::string_view tag);

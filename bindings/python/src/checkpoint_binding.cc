@@ -1,7 +1,7 @@
 // shoal._shoal.Checkpointer: collective checkpoints (include/shoal/checkpoint.h) from Python.
 // Blocking calls release the GIL. `read_into_many` fills many destinations (a state dict's
-// tensors) from one blob: large pieces are read straight into their memory, runs of small ones
-// through one bounce read, so a thousand small tensors cost a few chunk reads, not a thousand.
+// tensors) from one blob: very large pieces are read straight into their memory, runs of the
+// others through one bounce read each, so every chunk is read once.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -56,8 +56,13 @@ struct PySave {
   }
 };
 
-constexpr uint64_t kDirectMin = 1u << 20;  // pieces this large are read in place
-constexpr uint64_t kBounceMax = 16u << 20;  // one bounce read covers at most this much
+constexpr uint64_t kDirectMin = 64u << 20;  // pieces this large are read in place, batched
+constexpr uint64_t kBounceMax = 64u << 20;  // one bounce read covers at most this much
+// Why a bounce read for everything smaller: tensors packed back to back straddle chunk
+// boundaries, and a read per tensor reads every shared chunk twice. One read per run reads each
+// chunk once; measured (benchmarks/torch_bench.py, 1 GiB over 4 ranks, 256 MiB each as 64
+// tensors): 877 MB/s with a batched read per tensor, 1807 MB/s with bounce runs (the disk's
+// rate), the extra memcpy included.
 constexpr uint64_t kMaxGap = 64u << 10;     // small pieces this close share a bounce read
 
 struct Piece {
@@ -84,18 +89,21 @@ uint64_t ReadIntoMany(Checkpointer& ck, const CheckpointManifest& m, const std::
   }
   std::sort(pieces.begin(), pieces.end(),
             [](const Piece& a, const Piece& b) { return a.offset < b.offset; });
+  // Large pieces: one batch straight into their memory (queue_depth I/Os in flight across
+  // pieces). Runs of small ones: one bounce read each, copied out.
   uint64_t total = 0;
-  std::vector<std::byte> bounce;
+  std::vector<ReadRequest> direct;
+  std::vector<std::pair<size_t, size_t>> runs;  // [i, j) of pieces sharing a bounce read
   for (size_t i = 0; i < pieces.size();) {
     Bytes& d = dsts[pieces[i].index];
     if (d.size() >= kDirectMin) {
-      const uint64_t got = ValueOrThrow(ck.Read(m, name, pieces[i].offset, d.span()));
-      if (got != d.size()) throw StatusError(Status::Corruption("short read of blob \"" + name + "\""));
-      total += got;
+      ReadRequest r;
+      r.offset = pieces[i].offset;
+      r.dst = d.span();
+      direct.push_back(std::move(r));
       ++i;
       continue;
     }
-    // A run of small pieces, close together, read once.
     size_t j = i;
     const uint64_t start = pieces[i].offset;
     uint64_t end = start;
@@ -109,6 +117,24 @@ uint64_t ReadIntoMany(Checkpointer& ck, const CheckpointManifest& m, const std::
       end = std::max(end, pend);
       ++j;
     }
+    runs.emplace_back(i, j);
+    i = j;
+  }
+  if (!direct.empty()) {
+    ThrowIfError(ck.ReadBatch(m, name, direct));
+    for (const ReadRequest& r : direct) {
+      ThrowIfError(r.status);
+      if (r.bytes_read != r.dst.size()) {
+        throw StatusError(Status::Corruption("short read of blob \"" + name + "\""));
+      }
+      total += r.bytes_read;
+    }
+  }
+  std::vector<std::byte> bounce;
+  for (auto [i, j] : runs) {
+    const uint64_t start = pieces[i].offset;
+    uint64_t end = start;
+    for (size_t k = i; k < j; ++k) end = std::max(end, pieces[k].offset + dsts[pieces[k].index].size());
     bounce.resize(end - start);
     const uint64_t got = ValueOrThrow(ck.Read(m, name, start, bounce));
     if (got != bounce.size()) throw StatusError(Status::Corruption("short read of blob \"" + name + "\""));
@@ -117,7 +143,6 @@ uint64_t ReadIntoMany(Checkpointer& ck, const CheckpointManifest& m, const std::
       std::memcpy(dk.span().data(), bounce.data() + (pieces[k].offset - start), dk.size());
       total += dk.size();
     }
-    i = j;
   }
   return total;
 }
