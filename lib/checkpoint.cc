@@ -576,7 +576,7 @@ Status CheckpointSave::Save(std::string_view name,
     for (uint64_t filled = 0; filled < n;) {
       const auto& p = pieces[i];
       const uint64_t k = std::min<uint64_t>(n - filled, p.size() - piece_off);
-      std::memcpy(region.data() + filled, p.data() + piece_off, k);
+      if (k != 0) std::memcpy(region.data() + filled, p.data() + piece_off, k);  // empty pieces: no pointer
       filled += k;
       piece_off += k;
       if (piece_off == p.size()) {
