@@ -34,7 +34,10 @@ void FaultDisk::Submit(std::span<const IoOp> ops) {
   pass.reserve(ops.size());
   for (const IoOp& op : ops) {
     int err = 0;
-    if (op.kind == IoOp::Kind::kRead && fail_reads_.load()) err = EIO;
+    if (op.kind == IoOp::Kind::kRead) {
+      reads_.fetch_add(1);
+      if (fail_reads_.load()) err = EIO;
+    }
     if (op.kind == IoOp::Kind::kWrite) {
       if (fail_writes_.load()) err = EIO;
       else if (!TakeSpace(op.len)) err = ENOSPC;

@@ -23,6 +23,8 @@ class FaultDisk final : public Disk {
   void SetFailWrites(bool fail) { fail_writes_.store(fail); }
   // fdatasync fails with EIO while set.
   void SetFailSync(bool fail) { fail_sync_.store(fail); }
+  // Read operations submitted so far (to check how often the engine goes to the disk).
+  uint64_t reads() const { return reads_.load(); }
 
   std::string_view name() const override { return inner_->name(); }
   Result<int> OpenFile(const std::string& path, bool create, bool direct,
@@ -51,6 +53,7 @@ class FaultDisk final : public Disk {
   std::atomic<bool> fail_reads_{false};
   std::atomic<bool> fail_writes_{false};
   std::atomic<bool> fail_sync_{false};
+  std::atomic<uint64_t> reads_{0};
 };
 
 }  // namespace shoal::engine

@@ -132,6 +132,42 @@ TEST_P(FaultTest, FullMetadataMapGivesNoSpace) {
   ASSERT_OK(engine_->Remove(sealed[0]));
 }
 
+// A batch of ranges packed back to back across chunk boundaries (a state dict's tensors, one
+// blob) goes to the disk once per chunk, not once per range, and every range gets its bytes;
+// a read error reaches every range of the failed chunk.
+TEST_P(FaultTest, BatchOfRangesSharingChunksReadsEachChunkOnce) {
+  auto data = Pattern(4 * kChunk, 9);
+  ASSERT_OK(engine_->Put("blob", data));
+  // 13 ranges of uneven sizes covering the 4 chunks, most straddling a boundary.
+  std::vector<uint64_t> cuts = {0};
+  for (uint64_t c = kChunk / 3; c < data.size(); c += kChunk / 3 + 77) cuts.push_back(c);
+  cuts.push_back(data.size());
+  std::vector<std::vector<std::byte>> got(cuts.size() - 1);
+  std::vector<ReadRequest> reqs(got.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    got[i].resize(cuts[i + 1] - cuts[i]);
+    reqs[i].path = "blob";
+    reqs[i].offset = cuts[i];
+    reqs[i].dst = got[i];
+  }
+  ASSERT_GT(reqs.size(), 8u);
+  const uint64_t before = fault_->reads();
+  ASSERT_OK(engine_->ReadBatch(reqs));
+  EXPECT_EQ(fault_->reads() - before, 4u);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_OK(reqs[i].status) << i;
+    EXPECT_EQ(reqs[i].bytes_read, got[i].size());
+    EXPECT_TRUE(std::equal(got[i].begin(), got[i].end(), data.begin() + cuts[i])) << i;
+  }
+  fault_->SetFailReads(true);
+  ASSERT_OK(engine_->ReadBatch(reqs));
+  fault_->SetFailReads(false);
+  for (const ReadRequest& r : reqs) {
+    EXPECT_CODE(r.status, kIOError);
+    EXPECT_EQ(r.bytes_read, 0u);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, FaultTest,
                          ::testing::Values(IoBackend::kIoUring, IoBackend::kPosix), testing::BackendName());
 
