@@ -60,4 +60,11 @@ Bytes::~Bytes() {
   if (has_view_) PyBuffer_Release(&view_);
 }
 
+std::vector<Bytes> BytesOf(py::sequence items, bool writable) {
+  std::vector<Bytes> held;
+  held.reserve(py::len(items));
+  for (py::handle item : items) held.emplace_back(item, writable);
+  return held;
+}
+
 }  // namespace shoal::python

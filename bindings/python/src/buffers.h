@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <span>
+#include <vector>
 
 namespace shoal::python {
 
@@ -39,5 +40,8 @@ class Bytes {
   Py_buffer view_{};
   pybind11::object keep_;  // the tensor, when read through data_ptr()
 };
+
+// Every item of `items`, pinned (a state dict's tensors).
+std::vector<Bytes> BytesOf(pybind11::sequence items, bool writable);
 
 }  // namespace shoal::python

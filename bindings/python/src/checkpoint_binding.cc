@@ -1,12 +1,9 @@
 // shoal._shoal.Checkpointer: collective checkpoints (include/shoal/checkpoint.h) from Python.
 // Blocking calls release the GIL. `read_into_many` fills many destinations (a state dict's
-// tensors) from one blob: very large pieces are read straight into their memory, runs of the
-// others through one bounce read each, so every chunk is read once.
+// tensors) from one blob in one batch.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <algorithm>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -56,27 +53,16 @@ struct PySave {
   }
 };
 
-constexpr uint64_t kDirectMin = 64u << 20;  // pieces this large are read in place, batched
-constexpr uint64_t kBounceMax = 64u << 20;  // one bounce read covers at most this much
-// Why a bounce read for everything smaller: tensors packed back to back straddle chunk
-// boundaries, and a read per tensor reads every shared chunk twice. One read per run reads each
-// chunk once; measured (benchmarks/torch_bench.py, 1 GiB over 4 ranks, 256 MiB each as 64
-// tensors): 877 MB/s with a batched read per tensor, 1807 MB/s with bounce runs (the disk's
-// rate), the extra memcpy included.
-constexpr uint64_t kMaxGap = 64u << 10;     // small pieces this close share a bounce read
-
-struct Piece {
-  uint64_t offset;
-  size_t index;  // into the Bytes vector
-};
-
+// Fills dsts[i] with the blob's bytes at offsets[i]: one batch, queue_depth chunk I/Os in flight,
+// each chunk read once however many destinations it serves (ObjectStore::ReadBatch), bytes
+// copied from the verified chunk straight into the destination's memory.
 uint64_t ReadIntoMany(Checkpointer& ck, const CheckpointManifest& m, const std::string& name,
                       const std::vector<uint64_t>& offsets, std::vector<Bytes>& dsts) {
   const BlobInfo* blob = m.Find(name);
   if (blob == nullptr) {
     throw StatusError(Status::NotFound("checkpoint \"" + m.tag + "\" has no blob \"" + name + "\""));
   }
-  std::vector<Piece> pieces;
+  std::vector<ReadRequest> reqs;
   for (size_t i = 0; i < dsts.size(); ++i) {
     const uint64_t end = offsets[i] + dsts[i].size();
     if (end < offsets[i] || end > blob->size) {
@@ -85,64 +71,17 @@ uint64_t ReadIntoMany(Checkpointer& ck, const CheckpointManifest& m, const std::
           std::to_string(dsts[i].size()) + " bytes passes the end of blob \"" + name + "\" (" +
           std::to_string(blob->size) + " bytes)"));
     }
-    if (dsts[i].size() > 0) pieces.push_back({offsets[i], i});
+    if (dsts[i].size() == 0) continue;
+    ReadRequest r;
+    r.offset = offsets[i];
+    r.dst = dsts[i].span();
+    reqs.push_back(std::move(r));
   }
-  std::sort(pieces.begin(), pieces.end(),
-            [](const Piece& a, const Piece& b) { return a.offset < b.offset; });
-  // Large pieces: one batch straight into their memory (queue_depth I/Os in flight across
-  // pieces). Runs of small ones: one bounce read each, copied out.
+  ThrowIfError(ck.ReadBatch(m, name, reqs));
   uint64_t total = 0;
-  std::vector<ReadRequest> direct;
-  std::vector<std::pair<size_t, size_t>> runs;  // [i, j) of pieces sharing a bounce read
-  for (size_t i = 0; i < pieces.size();) {
-    Bytes& d = dsts[pieces[i].index];
-    if (d.size() >= kDirectMin) {
-      ReadRequest r;
-      r.offset = pieces[i].offset;
-      r.dst = d.span();
-      direct.push_back(std::move(r));
-      ++i;
-      continue;
-    }
-    size_t j = i;
-    const uint64_t start = pieces[i].offset;
-    uint64_t end = start;
-    while (j < pieces.size()) {
-      const Bytes& dj = dsts[pieces[j].index];
-      const uint64_t pend = pieces[j].offset + dj.size();
-      if (dj.size() >= kDirectMin || pieces[j].offset > end + kMaxGap ||
-          std::max(end, pend) - start > kBounceMax) {
-        break;
-      }
-      end = std::max(end, pend);
-      ++j;
-    }
-    runs.emplace_back(i, j);
-    i = j;
-  }
-  if (!direct.empty()) {
-    ThrowIfError(ck.ReadBatch(m, name, direct));
-    for (const ReadRequest& r : direct) {
-      ThrowIfError(r.status);
-      if (r.bytes_read != r.dst.size()) {
-        throw StatusError(Status::Corruption("short read of blob \"" + name + "\""));
-      }
-      total += r.bytes_read;
-    }
-  }
-  std::vector<std::byte> bounce;
-  for (auto [i, j] : runs) {
-    const uint64_t start = pieces[i].offset;
-    uint64_t end = start;
-    for (size_t k = i; k < j; ++k) end = std::max(end, pieces[k].offset + dsts[pieces[k].index].size());
-    bounce.resize(end - start);
-    const uint64_t got = ValueOrThrow(ck.Read(m, name, start, bounce));
-    if (got != bounce.size()) throw StatusError(Status::Corruption("short read of blob \"" + name + "\""));
-    for (size_t k = i; k < j; ++k) {
-      Bytes& dk = dsts[pieces[k].index];
-      std::memcpy(dk.span().data(), bounce.data() + (pieces[k].offset - start), dk.size());
-      total += dk.size();
-    }
+  for (const ReadRequest& r : reqs) {
+    ThrowIfError(r.status);
+    total += r.bytes_read;
   }
   return total;
 }
@@ -199,9 +138,7 @@ void BindCheckpoint(py::module_& m) {
           "save_pieces",
           [](PySave& s, const std::string& name, py::sequence pieces) {
             CheckpointSave& cs = s.get();
-            std::vector<Bytes> held;
-            held.reserve(py::len(pieces));
-            for (py::handle p : pieces) held.emplace_back(p, false);
+            std::vector<Bytes> held = BytesOf(pieces, /*writable=*/false);
             std::vector<std::span<const std::byte>> spans;
             spans.reserve(held.size());
             for (const Bytes& b : held) spans.push_back(b.cspan());
@@ -330,9 +267,7 @@ void BindCheckpoint(py::module_& m) {
             if (offsets.size() != py::len(dsts)) {
               throw StatusError(Status::InvalidArgument("offsets and destinations differ in count"));
             }
-            std::vector<Bytes> held;
-            held.reserve(offsets.size());
-            for (py::handle d : dsts) held.emplace_back(d, true);
+            std::vector<Bytes> held = BytesOf(dsts, /*writable=*/true);
             Release nogil;
             return ReadIntoMany(ck, mf, name, offsets, held);
           },
