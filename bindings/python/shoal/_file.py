@@ -43,8 +43,7 @@ class ObjectReader(io.RawIOBase):
         self._check_closed()
         if self._pos >= self._size:
             return 0
-        n = self._engine.readinto(self._path, b if isinstance(b, memoryview) else memoryview(b),
-                                  self._pos)
+        n = self._engine.readinto(self._path, b, self._pos)
         self._pos += n
         return n
 
@@ -177,7 +176,7 @@ class ObjectWriter(io.RawIOBase):
 def open(path, mode="rb", *, engine=None, size=None, chunk_size=0, buffer_size=4 << 20):
     """Opens shoal object `path` as a binary file: "rb" (seekable reader, buffered) or "wb"
     (a new object; `size` may be declared in advance). Text modes are refused."""
-    eng = engine if engine is not None else _default_engine()
+    eng = _default_engine(engine)
     if mode in ("rb", "r"):
         return io.BufferedReader(ObjectReader(eng, path), buffer_size=buffer_size)
     if mode in ("wb", "w", "xb", "x"):

@@ -116,8 +116,10 @@ def init(store=None, *, rank=None, world_size=None, process_group=None, token=No
     return eng
 
 
-def engine():
-    """The default engine made by shoal.init."""
+def engine(given=None):
+    """The engine to use: `given` when not None, else the default one made by shoal.init."""
+    if given is not None:
+        return given
     if _default is None or _default.closed:
         raise _shoal.FailedPreconditionError("call shoal.init() first")
     return _default

@@ -97,7 +97,7 @@ class ShoalWriter(StorageWriter):
     def init(self, is_coordinator):
         if not self.tag:
             raise _shoal.InvalidArgumentError("ShoalWriter needs a tag (e.g. \"step-100\")")
-        eng = self.engine if self.engine is not None else _default_engine()
+        eng = _default_engine(self.engine)
         if is_coordinator != (eng.rank == 0):
             raise _shoal.InvalidArgumentError(
                 "the DCP coordinator must be shoal rank 0 (coordinator_rank=0, the process group "
@@ -182,9 +182,8 @@ class ShoalReader(StorageReader):
         return isinstance(checkpoint_id, str)
 
     def _open(self):
-        from .torch import _keep, checkpointer
-        eng = self.engine if self.engine is not None else _default_engine()
-        ck = checkpointer(engine=eng, root=self.root, **_keep(eng, self.root))
+        from .torch import _reader
+        ck = _reader(self.engine, self.root)
         tag = ck.latest() if self.tag == "latest" else self.tag
         if tag is None:
             raise _shoal.NotFoundError(2, f"no committed checkpoint in \"{self.root}\"")
@@ -245,7 +244,7 @@ class ShoalReader(StorageReader):
                 self._ck.read_into_many(self._m, blob, [o for o, _ in live], [b for _, b in live])
             for (req, info), buf, dst in zip(reqs, bufs, direct):
                 if req.type == LoadItemType.BYTE_IO:
-                    planner.load_bytes(req, io.BytesIO(bytes(buf)))
+                    planner.load_bytes(req, io.BytesIO(buf))  # copies once
                     continue
                 if buf is not dst:
                     src = buf

@@ -40,7 +40,7 @@ import torch as _torch
 
 from . import _shoal
 from ._launch import _checkpointer_closers
-from ._launch import engine as _default_engine
+from ._launch import engine as _engine
 
 FORMAT = "shoal-torch/1"
 
@@ -51,7 +51,7 @@ def checkpointer(*, engine=None, root="checkpoints", async_save=False, keep_last
                  staging_bytes=1 << 30, verify_on_load=True):
     """The shoal Checkpointer of `root` on `engine` with these options (cached: the same
     options return the same one; new options close the old one first, waiting for its save)."""
-    eng = engine if engine is not None else _default_engine()
+    eng = _engine(engine)
     key = (id(eng), root)
     opts = (async_save, keep_last, staging_bytes, verify_on_load)
     cur = _checkpointers.get(key)
@@ -78,12 +78,15 @@ class _TensorTable:
     """Tensors found while pickling: each distinct tensor object once, with its key path."""
 
     def __init__(self, paths):
-        self.paths = paths  # id(tensor) -> "model.layer.weight"
+        self.paths = paths  # id(tensor) -> ("model.layer.weight", tensor)
         self.entries = []
         self.pieces = []
         self.keep = []  # the originals, so ids stay unique while pickling
         self.index = {}
         self.offset = 0
+
+    def path(self, t):
+        return self.paths.get(id(t), (None, None))[0]
 
     def add(self, t):
         i = self.index.get(id(t))
@@ -91,7 +94,7 @@ class _TensorTable:
             return i
         if t.layout != _torch.strided or t.is_quantized:
             raise _shoal.InvalidArgumentError(
-                f"tensor {self.paths.get(id(t), '?')}: {t.layout} / quantized tensors are not "
+                f"tensor {self.path(t) or '?'}: {t.layout} / quantized tensors are not "
                 "supported by shoal.torch (convert to a dense tensor)")
         src = t.detach()
         if src.device.type != "cpu":
@@ -106,7 +109,7 @@ class _TensorTable:
             "offset": self.offset,
             "nbytes": nbytes,
             "requires_grad": bool(t.requires_grad),
-            "path": self.paths.get(id(t)),
+            "path": self.path(t),
         })
         self.pieces.append(src)
         self.keep.append(t)
@@ -115,24 +118,20 @@ class _TensorTable:
         return i
 
 
-def _tensor_paths(obj, prefix="", out=None, seen=None):
-    """id(tensor) -> key path, through dicts, lists and tuples."""
+def _tensors(obj, prefix="", out=None, seen=None):
+    """id(tensor) -> (key path, tensor) of every tensor reachable through dicts, lists and
+    tuples (the first path when a tensor appears twice)."""
     if out is None:
         out, seen = {}, set()
     if isinstance(obj, _torch.Tensor):
-        out.setdefault(id(obj), prefix)
-    elif isinstance(obj, dict):
+        out.setdefault(id(obj), (prefix, obj))
+    elif isinstance(obj, (dict, list, tuple)):
         if id(obj) in seen:
             return out
         seen.add(id(obj))
-        for k, v in obj.items():
-            _tensor_paths(v, f"{prefix}.{k}" if prefix else str(k), out, seen)
-    elif isinstance(obj, (list, tuple)):
-        if id(obj) in seen:
-            return out
-        seen.add(id(obj))
-        for k, v in enumerate(obj):
-            _tensor_paths(v, f"{prefix}.{k}" if prefix else str(k), out, seen)
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for k, v in items:
+            _tensors(v, f"{prefix}.{k}" if prefix else str(k), out, seen)
     return out
 
 
@@ -175,12 +174,12 @@ def save(obj, tag, *, engine=None, root="checkpoints", async_save=False, keep_la
     """
     ck = checkpointer(engine=engine, root=root, async_save=async_save, keep_last=keep_last,
                       staging_bytes=staging_bytes)
-    table = _TensorTable(_tensor_paths(obj))
+    table = _TensorTable(_tensors(obj))
     buf = io.BytesIO()
     _Pickler(buf, table).dump(obj)
     state = pickle.dumps({"format": FORMAT, "tensors": table.entries, "object": buf.getvalue()},
                          protocol=pickle.HIGHEST_PROTOCOL)
-    rank = (engine if engine is not None else _default_engine()).rank
+    rank = _engine(engine).rank
     meta = {"format": FORMAT}
     if metadata is not None:
         meta["user"] = metadata
@@ -199,22 +198,19 @@ def save(obj, tag, *, engine=None, root="checkpoints", async_save=False, keep_la
 
 def latest(*, engine=None, root="checkpoints"):
     """The newest committed tag, or None."""
-    return checkpointer(engine=engine, root=root, **_keep(engine, root)).latest()
+    return _reader(engine, root).latest()
 
 
 def tags(*, engine=None, root="checkpoints"):
     """Committed tags, oldest first."""
-    return [t for t, _ in checkpointer(engine=engine, root=root, **_keep(engine, root)).list()]
+    return [t for t, _ in _reader(engine, root).list()]
 
 
-def _keep(engine, root):
-    """Options of the cached checkpointer of `root`, so reading does not reopen it."""
-    eng = engine if engine is not None else _default_engine()
-    cur = _checkpointers.get((id(eng), root))
-    if cur is None:
-        return {}
-    a, k, s, v = cur[0]
-    return {"async_save": a, "keep_last": k, "staging_bytes": s, "verify_on_load": v}
+def _reader(engine, root):
+    """A checkpointer of `root` to read with: the cached one whatever its save options (so
+    reading never reopens it), else one with the defaults."""
+    cur = _checkpointers.get((id(_engine(engine)), root))
+    return cur[1] if cur is not None else checkpointer(engine=engine, root=root)
 
 
 def _dtype(name):
@@ -237,8 +233,8 @@ def load(tag="latest", target=None, *, engine=None, root="checkpoints", map_loca
     Errors: NotFoundError (FileNotFoundError) when there is no such committed tag;
     CorruptionError when bytes do not match their checksums.
     """
-    ck = checkpointer(engine=engine, root=root, **_keep(engine, root))
-    eng = engine if engine is not None else _default_engine()
+    ck = _reader(engine, root)
+    eng = _engine(engine)
     if tag == "latest":
         tag = ck.latest()
         if tag is None:
@@ -268,12 +264,7 @@ def load(tag="latest", target=None, *, engine=None, root="checkpoints", map_loca
     if state.get("format") != FORMAT:
         raise _shoal.CorruptionError(errno.EIO, f"checkpoint \"{tag}\" rank {shard}: unknown format")
 
-    targets = {}
-    if target is not None:
-        paths = _tensor_paths(target)
-        ids = {}
-        _collect_tensors(target, ids)
-        targets = {p: ids[i] for i, p in paths.items()}
+    targets = dict(_tensors(target).values()) if target is not None else {}
     tensors, offsets, dsts, copies = [], [], [], []
     for e in state["tensors"]:
         dt = _dtype(e["dtype"])
@@ -307,13 +298,3 @@ def load(tag="latest", target=None, *, engine=None, root="checkpoints", map_loca
         tensors = [t if id(t) in in_place else t.to(map_location) for t in tensors]
     return _Unpickler(io.BytesIO(state["object"]), tensors).load()
 
-
-def _collect_tensors(obj, out):
-    if isinstance(obj, _torch.Tensor):
-        out[id(obj)] = obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            _collect_tensors(v, out)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _collect_tensors(v, out)
