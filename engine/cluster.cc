@@ -546,10 +546,7 @@ Result<std::shared_ptr<Cluster::Writing>> Cluster::FindWriting(std::string_view 
     auto it = open_.find(path);
     if (it != open_.end()) return it->second;
   }
-  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
-  return Status::FailedPrecondition(fmt::format(
-      "\"{}\" is not being written by this rank (create it first; sealed objects are immutable)",
-      path));
+  return NotBeingWritten(path);
 }
 
 Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) {

@@ -60,6 +60,13 @@ std::optional<uint64_t> StartRead(ReadRequest& req, const Result<Inode>& inode) 
   return std::nullopt;
 }
 
+Status NotBeingWritten(std::string_view path) {
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+  return Status::FailedPrecondition(fmt::format(
+      "\"{}\" is not being written by this rank (create it first; sealed objects are immutable)",
+      path));
+}
+
 int64_t SealTimeNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())

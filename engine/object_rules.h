@@ -30,6 +30,10 @@ Status CheckWrite(std::string_view path, uint64_t offset, uint64_t len, uint64_t
 // from chunks, or nullopt when the request is finished (req.status tells how).
 std::optional<uint64_t> StartRead(ReadRequest& req, const Result<Inode>& inode);
 
+// Why a Write/Seal/Abort of `path` found no object being written: InvalidArgument for a bad
+// name, else FailedPrecondition (never created here, or already sealed/aborted).
+Status NotBeingWritten(std::string_view path);
+
 // Wall clock in nanoseconds since the Unix epoch: an object's seal time.
 int64_t SealTimeNs();
 

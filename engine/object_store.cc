@@ -189,9 +189,7 @@ Result<std::shared_ptr<ObjectStore::OpenObject>> ObjectStore::FindOpen(std::stri
     auto it = open_.find(path);
     if (it != open_.end()) return it->second;
   }
-  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
-  return Status::FailedPrecondition(fmt::format(
-      "\"{}\" is not being written (create it first; sealed objects are immutable)", path));
+  return NotBeingWritten(path);
 }
 
 Status ObjectStore::Create(std::string_view path, const CreateOptions& co) {
