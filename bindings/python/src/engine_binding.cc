@@ -59,11 +59,11 @@ std::unique_ptr<PyEngine> Open(const std::string& store_dir, int64_t rank, int64
                                std::optional<py::function> allgather) {
   Options o;
   o.store_dir = store_dir;
-  if (rank >= 0) o.rank = static_cast<uint32_t>(rank);
-  if (world_size > 0) o.world_size = static_cast<uint32_t>(world_size);
   if (rank < -1 || world_size < 0) {
     throw StatusError(Status::InvalidArgument("rank and world_size must not be negative"));
   }
+  if (rank >= 0) o.rank = static_cast<uint32_t>(rank);
+  if (world_size > 0) o.world_size = static_cast<uint32_t>(world_size);
   o.node = node;
   o.token = token;
   o.rendezvous = rendezvous;
@@ -89,18 +89,13 @@ std::unique_ptr<PyEngine> Open(const std::string& store_dir, int64_t rank, int64
 py::bytes ReadBytes(PyEngine& pe, const std::string& path, uint64_t offset, int64_t size) {
   Engine& e = pe.get();
   uint64_t n;
-  if (size < 0) {
-    ObjectInfo info;
+  if (size < 0) {  // to the end; an offset past it is refused by Read below
+    uint64_t object_size;
     {
       Release nogil;
-      info = ValueOrThrow(e.Stat(path));
+      object_size = ValueOrThrow(e.Stat(path)).size;
     }
-    if (offset > info.size) {
-      throw StatusError(Status::InvalidArgument("offset " + std::to_string(offset) +
-                                                " is past the end of \"" + path + "\" (" +
-                                                std::to_string(info.size) + " bytes)"));
-    }
-    n = info.size - offset;
+    n = offset < object_size ? object_size - offset : 0;
   } else {
     n = static_cast<uint64_t>(size);
   }
