@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <vector>
@@ -120,6 +121,11 @@ Status ObjectStore::Init(const Options& options, std::unique_ptr<Disk> disk) {
     if (errno != ENOENT) return ErrnoStatus(errno, "stat " + dir);
     if (!options.create_if_missing) {
       return Status::NotFound(fmt::format("store directory {} does not exist", dir));
+    }
+    std::error_code ec;
+    const std::filesystem::path parent = std::filesystem::path(dir).parent_path();
+    if (!parent.empty() && !std::filesystem::create_directories(parent, ec) && ec) {
+      return ErrnoStatus(ec.value(), "creating the parents of " + dir);
     }
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir " + dir);
   } else if (!S_ISDIR(st.st_mode)) {

@@ -6,6 +6,17 @@
 
 namespace shoal {
 
+namespace {
+
+std::string Fill(std::string s, std::string_view key, std::string_view value) {
+  for (size_t at = s.find(key); at != std::string::npos; at = s.find(key, at + value.size())) {
+    s.replace(at, key.size(), value);
+  }
+  return s;
+}
+
+}  // namespace
+
 Result<BootstrapPlan> PlanBootstrap(const Options& o) {
   SHOAL_ASSIGN_OR_RETURN(transport::LaunchInfo launch, transport::LaunchInfoFromEnv());
   BootstrapPlan plan;
@@ -18,6 +29,9 @@ Result<BootstrapPlan> PlanBootstrap(const Options& o) {
     return Status::InvalidArgument(
         fmt::format("rank {} is outside a world of {} ranks", w.rank, w.world_size));
   }
+  plan.store_dir = Fill(Fill(Fill(o.store_dir, "{rank}", std::to_string(w.rank)), "{local_rank}",
+                             std::to_string(launch.local_rank)),
+                        "{node}", w.node);
   std::string rdzv = !o.rendezvous.empty() ? o.rendezvous : launch.rendezvous;
   if (w.world_size == 1 && rdzv.empty() && !o.allgather) return plan;  // alone
   plan.alone = false;

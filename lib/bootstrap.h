@@ -12,6 +12,7 @@ namespace shoal {
 
 struct BootstrapPlan {
   bool alone = true;  // a world of one: no network at all
+  std::string store_dir;  // Options::store_dir with {rank}, {local_rank}, {node} filled in
   engine::WorldOptions world;
   std::unique_ptr<transport::Rendezvous> rendezvous;
 };

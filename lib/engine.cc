@@ -15,7 +15,9 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
     return Status::InvalidArgument(fmt::format("Options: window {} not in 1..1024", options.window));
   }
   SHOAL_ASSIGN_OR_RETURN(BootstrapPlan plan, PlanBootstrap(options));
-  SHOAL_ASSIGN_OR_RETURN(auto store, engine::ObjectStore::Open(options));
+  Options local = options;
+  local.store_dir = plan.store_dir;
+  SHOAL_ASSIGN_OR_RETURN(auto store, engine::ObjectStore::Open(local));
   if (plan.alone) return std::make_unique<Engine>(std::make_unique<Impl>(std::move(store)));
 
   engine::ClusterOptions co;
@@ -25,7 +27,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   co.inline_threshold = options.inline_threshold;
   co.chunk_size = options.chunk_size;
   co.metadata_map_size = options.metadata_map_size;
-  co.ring_dir = options.store_dir + "/ring";
+  co.ring_dir = local.store_dir + "/ring";
   SHOAL_ASSIGN_OR_RETURN(auto cluster, engine::Cluster::Start(co, std::move(store), plan.world,
                                                              *plan.rendezvous));
   return std::make_unique<Engine>(std::make_unique<Impl>(std::move(cluster)));

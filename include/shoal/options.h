@@ -33,8 +33,11 @@ enum class IoBackend : uint8_t {
 
 struct Options {
   // Directory holding this member's chunk segments and metadata (created 0700 if missing and
-  // `create_if_missing`). Required. One Engine at a time may open it: a second Open, from this
-  // or another process, fails with PermissionDenied.
+  // `create_if_missing`, with missing parents). Required. "{rank}", "{local_rank}" and "{node}"
+  // in it are replaced at Open by this member's rank, local rank and node (from these options or
+  // the launcher), so every rank of a job can be given the same setting
+  // ("/nvme/shoal/{rank}"). One Engine at a time may open it: a second Open, from this or
+  // another process, fails with PermissionDenied.
   std::string store_dir;
 
   // Create store_dir and an empty store when absent. Default true. When false, Open of a

@@ -54,6 +54,20 @@ TEST_P(EngineTest, ReportsBackend) {
   EXPECT_EQ(engine_->io_backend(), GetParam() == IoBackend::kPosix ? "posix" : "io_uring");
 }
 
+// One setting for every rank of a job: {rank}, {local_rank} and {node} are filled in, and
+// missing parents are made.
+TEST_P(EngineTest, StoreDirTemplateIsFilledAndParentsAreMade) {
+  Options o = testing::TestOptions(dir_.Sub("jobs/a/{node}-r{rank}-l{local_rank}"), GetParam(), 8);
+  o.rank = 0;
+  o.world_size = 1;
+  o.node = "n7";
+  auto e = Engine::Open(o);
+  ASSERT_OK(e);
+  ASSERT_OK((*e)->Put("x", std::string_view("y")));
+  EXPECT_TRUE(std::filesystem::is_directory(dir_.Sub("jobs/a/n7-r0-l0/meta")));
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("jobs/a/{node}-r{rank}-l{local_rank}")));
+}
+
 TEST_P(EngineTest, RoundTripsAtChunkBoundaries) {
   const std::vector<uint64_t> sizes = {0, 1, 100, 2048, 2049, 4096, kChunk - 1, kChunk,
                                        kChunk + 1, 7 * kChunk + 123, 16 * kChunk};

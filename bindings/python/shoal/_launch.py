@@ -3,22 +3,10 @@ process group; the process-wide default engine that shoal.open and shoal.torch u
 import atexit
 import os
 import secrets
-import socket
 
 from . import _shoal
 
 _default = None
-
-
-def _env_int(*names):
-    for n in names:
-        v = os.environ.get(n)
-        if v not in (None, ""):
-            try:
-                return int(v)
-            except ValueError:
-                raise _shoal.InvalidArgumentError(f"{n}={v!r} is not an integer") from None
-    return None
 
 
 def _torch_group(process_group):
@@ -42,7 +30,8 @@ def init(store=None, *, rank=None, world_size=None, process_group=None, token=No
     of shoal.open / shoal.torch unless set_default=False). Collective when world_size > 1.
 
     store: this rank's store directory (its local disk); "{rank}", "{local_rank}" and "{node}"
-      are filled in. Default: $SHOAL_STORE.
+      are filled in by the engine (Options::store_dir) and missing directories made. Default:
+      $SHOAL_STORE.
     rank, world_size: default from the launcher (torchrun's RANK/WORLD_SIZE, Open MPI,
       SHOAL_RANK/SHOAL_WORLD_SIZE), or from `process_group`.
     process_group: a torch.distributed group to bootstrap over (its all-gather exchanges the
@@ -86,20 +75,13 @@ def init(store=None, *, rank=None, world_size=None, process_group=None, token=No
             dist.all_gather_object(out, mine, group=group)
             return out
 
-    if rank is None:
-        rank = _env_int("RANK", "OMPI_COMM_WORLD_RANK", "SHOAL_RANK")
-    local_rank = _env_int("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK")
     if store is None:
         store = os.environ.get("SHOAL_STORE")
     if not store:
         raise _shoal.InvalidArgumentError(
             "shoal.init needs a store directory: pass store=... or set SHOAL_STORE "
             "(\"{rank}\" in it becomes the rank, e.g. /nvme/shoal/{rank})")
-    node_name = node or os.environ.get("SHOAL_NODE") or socket.gethostname()
-    store = store.format(rank=rank if rank is not None else 0,
-                         local_rank=local_rank if local_rank is not None else 0, node=node_name)
-    parent = os.path.dirname(os.path.abspath(store))
-    os.makedirs(parent, exist_ok=True)  # the engine makes the store directory itself
+    # The engine fills in {rank}/{local_rank}/{node} and makes missing directories (options.h).
     eng = _shoal.Engine._open_store(
         store, rank=-1 if rank is None else rank, world_size=world_size or 0, node=node or "",
         token=token or "", rendezvous=rendezvous or "", replicas=replicas or 0,
