@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "engine/buffer_pool.h"
+#include "engine/store_layout.h"
 #include "base/errno_status.h"
 #include "base/log.h"
 
@@ -17,15 +18,6 @@ namespace {
 // writes run concurrently (extending writes serialize on the inode) and turn a full disk into
 // an early, clear NoSpace.
 constexpr uint64_t kReserveStep = 64ull << 20;
-
-bool ParseSegmentName(const char* name, uint32_t* id) {
-  unsigned v = 0;
-  char tail = 0;
-  if (std::sscanf(name, "seg-%8x.da%c", &v, &tail) != 2 || tail != 't') return false;
-  if (std::string_view(name).size() != 16) return false;
-  *id = v;
-  return true;
-}
 
 }  // namespace
 
@@ -50,7 +42,7 @@ ChunkStore::~ChunkStore() {
 }
 
 std::string ChunkStore::SegmentPath(uint32_t id) const {
-  return fmt::format("{}/seg-{:08x}.dat", dir_, id);
+  return StorePath(dir_, SegmentFileName(id));
 }
 
 Status ChunkStore::Recover(MetaStore* meta) {
@@ -64,7 +56,7 @@ Status ChunkStore::Recover(MetaStore* meta) {
   std::vector<uint32_t> ids;
   while (dirent* e = ::readdir(d)) {
     uint32_t id = 0;
-    if (ParseSegmentName(e->d_name, &id)) ids.push_back(id);
+    if (ParseSegmentFileName(e->d_name, &id)) ids.push_back(id);
   }
   ::closedir(d);
 

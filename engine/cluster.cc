@@ -6,9 +6,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <optional>
-#include <random>
 
-#include "base/bytes.h"
 #include "base/crc32c.h"
 #include "base/log.h"
 #include "engine/interval_set.h"
@@ -18,110 +16,10 @@
 namespace shoal::engine {
 namespace {
 
-using transport::Payload;
-using transport::Reply;
-
-constexpr uint32_t kMaxListLimit = 1000000;
-constexpr size_t kChunkWriteHeader = 8 + 4 + 8 + 4;
-constexpr size_t kChunkReadHeader = 4 + 8;
-
-std::string ChunkObject(uint64_t uid) { return fmt::format("c/{:016x}", uid); }
-
-uint64_t NewUid() {
-  thread_local std::mt19937_64 gen{(static_cast<uint64_t>(std::random_device{}()) << 32) ^
-                                   std::random_device{}() ^ static_cast<uint64_t>(SealTimeNs())};
-  uint64_t v = 0;
-  while (v == 0) v = gen();
-  return v;
-}
-
-// Counts asynchronous calls in flight, at most `window` at a time.
-class Flight {
- public:
-  explicit Flight(size_t window) : window_(std::max<size_t>(1, window)) {}
-  void Acquire() {
-    std::unique_lock lk(mu_);
-    cv_.wait(lk, [&] { return n_ < window_; });
-    ++n_;
-  }
-  void Release() {
-    std::lock_guard lk(mu_);
-    --n_;
-    cv_.notify_all();  // under the lock: the waiter may destroy this right after
-  }
-  void Wait() {
-    std::unique_lock lk(mu_);
-    cv_.wait(lk, [&] { return n_ == 0; });
-  }
-
- private:
-  const size_t window_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  size_t n_ = 0;
-};
-
+// Errors that another replica would answer the same way.
 bool Decisive(const Status& s) {
-  // Errors that another replica would answer the same way.
   return s.code() == Code::kNotFound || s.code() == Code::kInvalidArgument ||
          s.code() == Code::kAlreadyExists;
-}
-
-Payload PathRequest(std::string_view path) {
-  ByteWriter w;
-  w.Prefixed(path);
-  return w.Take();
-}
-
-// A holder's chunk-read reply into `dst`: CRC32C, count, bytes (fewer than asked: zeros after).
-Status TakeChunkReply(const Payload& reply, std::span<std::byte> dst) {
-  ByteReader rd(reply);
-  uint32_t crc = 0;
-  uint64_t n = 0;
-  std::span<const std::byte> bytes;
-  if (!rd.Get(&crc) || !rd.Get(&n) || n > dst.size() || !rd.Raw(n, &bytes) || !rd.done()) {
-    return Status::Corruption("chunk read: malformed reply");
-  }
-  if (Crc32c(bytes.data(), n) != crc) return Status::Corruption("chunk read: CRC32C mismatch in transit");
-  std::memcpy(dst.data(), bytes.data(), n);
-  std::memset(dst.data() + n, 0, dst.size() - n);  // never written there: zeros
-  return Status::OK();
-}
-
-Payload ChunkWriteRequest(uint64_t uid, uint32_t chunk_size, uint64_t chunk, uint32_t in,
-                          std::span<const std::byte> data) {
-  ByteWriter w;
-  w.Put<uint64_t>(uid);
-  w.Put<uint32_t>(chunk_size);
-  w.Put<uint64_t>(chunk);
-  w.Put<uint32_t>(in);
-  w.Raw(data);
-  return w.Take();
-}
-
-// A metadata insert: the path and the encoded inode.
-Payload InsertRequest(std::string_view path, const Inode& inode) {
-  ByteWriter w;
-  w.Prefixed(path);
-  w.Raw(EncodeInode(inode));
-  return w.Take();
-}
-
-Payload ChunkReadRequest(uint64_t uid, uint32_t chunk_size, uint64_t chunk, uint32_t in,
-                         uint32_t len) {
-  ByteWriter w;
-  w.Put<uint64_t>(uid);
-  w.Put<uint32_t>(chunk_size);
-  w.Put<uint64_t>(chunk);
-  w.Put<uint32_t>(in);
-  w.Put<uint32_t>(len);
-  return w.Take();
-}
-
-Payload UidRequest(uint64_t uid) {
-  ByteWriter w;
-  w.Put<uint64_t>(uid);
-  return w.Take();
 }
 
 }  // namespace
@@ -134,53 +32,47 @@ struct Cluster::Writing {
   uint64_t declared = kUnknownSize;
   bool keep_inline = false;  // declared size <= inline threshold: the bytes stay here
   int32_t home = -1;         // local_first: this member's placement index
-
-  std::mutex mu;
-  std::condition_variable cv;
-  std::string small;          // keep_inline: the object's bytes
-  IntervalSet small_written;  // keep_inline: overlap checks
-  uint64_t end = 0;
-  std::vector<uint8_t> written;  // bit per chunk with data
-  std::set<uint32_t> holders;    // ranks holding pieces
   std::unique_ptr<Flight> flight;  // remote piece writes in flight (bounded by the window)
-  uint32_t writers = 0;
-  bool closing = false;
-  Status error;
-};
 
-// One chunk range of a read and the replicas it may come from.
-struct Cluster::Piece {
-  size_t request = 0;
-  uint32_t chunk_size = 0;
-  uint64_t chunk = 0;
-  uint32_t in_chunk = 0;
-  uint32_t len = 0;
-  std::byte* dst = nullptr;
-  std::vector<Replica> candidates;  // nearest first
-  size_t next = 0;
-  Status status;
+  Mutex mu;
+  std::condition_variable cv;
+  std::string small GUARDED_BY(mu);          // keep_inline: the object's bytes
+  IntervalSet small_written GUARDED_BY(mu);  // keep_inline: overlap checks
+  uint64_t end GUARDED_BY(mu) = 0;
+  std::vector<uint8_t> written GUARDED_BY(mu);  // bit per chunk with data
+  std::set<uint32_t> holders GUARDED_BY(mu);    // ranks holding pieces
+  uint32_t writers GUARDED_BY(mu) = 0;
+  bool closing GUARDED_BY(mu) = false;
+  Status error GUARDED_BY(mu);
+
+  void Fail(const Status& s) EXCLUDES(mu) {
+    MutexLock lk(&mu);
+    if (error.ok()) error = s;
+  }
 };
 
 Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
                                                 std::unique_ptr<ObjectStore> store,
                                                 WorldOptions wo,
+                                                std::unique_ptr<transport::Transport> transport,
                                                 transport::Rendezvous& rendezvous) {
   std::unique_ptr<Cluster> c(new Cluster());
   c->options_ = options;
+  {
+    MutexLock lk(&c->uid_mu_);
+    std::random_device rd;
+    c->uid_gen_.seed(options.uid_seed != 0 ? options.uid_seed
+                                           : (uint64_t{rd()} << 32) ^ rd() ^
+                                                 static_cast<uint64_t>(SealTimeNs()));
+  }
   c->store_ = std::move(store);
   SHOAL_ASSIGN_OR_RETURN(c->ring_, MetaStore::Open(options.ring_dir, options.metadata_map_size));
+  c->service_ = std::make_unique<MemberService>(c->store_.get(), c->ring_.get());
   wo.member_id = c->store_->member_id();
-  wo.handler_threads = std::max<uint32_t>(wo.handler_threads, 4);
-  Cluster* self = c.get();
-  wo.install_handlers = [self](transport::Messenger& m) {
-    for (uint16_t op : {kOpChunkWrite, kOpChunkCommit, kOpChunkDrop, kOpChunkRead, kOpMetaCheck,
-                        kOpMetaInsert, kOpMetaGet, kOpMetaList, kOpMetaRemove, kOpMetaReplace}) {
-      m.SetHandler(op, [self, op](uint32_t, std::span<const std::byte> p) {
-        return self->Serve(op, p);
-      });
-    }
-  };
-  SHOAL_ASSIGN_OR_RETURN(c->world_, World::Join(wo, rendezvous));
+  MemberService* service = c->service_.get();
+  wo.install_handlers = [service](transport::Transport& t) { service->Install(t); };
+  SHOAL_ASSIGN_OR_RETURN(c->world_, World::Join(wo, std::move(transport), rendezvous));
+  c->client_ = std::make_unique<MemberClient>(&c->world_->transport(), service, options.deadline);
 
   std::vector<PlacementMember> members;
   for (const MemberInfo& m : c->world_->members()) {
@@ -200,280 +92,42 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
   return c;
 }
 
+uint64_t Cluster::NewUid() {
+  MutexLock lk(&uid_mu_);
+  uint64_t v = 0;
+  while (v == 0) v = uid_gen_();
+  return v;
+}
+
 Cluster::~Cluster() {
   world_.reset();  // no handler runs after this
+  client_.reset();
+  service_.reset();
   ring_.reset();
   store_.reset();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Serving side: holders and owners. Every field of a request is checked before use.
-
-Reply Cluster::Serve(uint16_t op, std::span<const std::byte> request) {
-  ByteReader r(request);
-  auto bad = [&](std::string_view what) {
-    return Reply{Status::InvalidArgument(fmt::format("malformed {} request", what)), {}};
-  };
-  auto path_of = [&](std::string_view* path) {
-    std::span<const std::byte> p;
-    if (!r.Prefixed(kMaxPathBytes, &p)) return false;
-    *path = AsChars(p);
-    return true;
-  };
-  switch (op) {
-    case kOpChunkWrite: {
-      uint64_t uid = 0, chunk = 0;
-      uint32_t cs = 0, in = 0;
-      std::span<const std::byte> data;
-      if (!r.Get(&uid) || !r.Get(&cs) || !r.Get(&chunk) || !r.Get(&in) ||
-          !r.Raw(r.left(), &data)) {
-        return bad("chunk write");
-      }
-      return {HolderWrite(uid, cs, chunk, in, data), {}};
-    }
-    case kOpChunkCommit:
-    case kOpChunkDrop: {
-      uint64_t uid = 0;
-      if (!r.Get(&uid) || !r.done()) return bad("chunk commit/drop");
-      return {op == kOpChunkCommit ? HolderCommit(uid) : HolderDrop(uid), {}};
-    }
-    case kOpChunkRead: {
-      uint64_t uid = 0, chunk = 0;
-      uint32_t cs = 0, in = 0, len = 0;
-      if (!r.Get(&uid) || !r.Get(&cs) || !r.Get(&chunk) || !r.Get(&in) || !r.Get(&len) ||
-          !r.done()) {
-        return bad("chunk read");
-      }
-      if (!IsValidChunkSize(cs) || len == 0 || in >= cs || len > cs - in ||
-          chunk >= kMaxObjectSize / cs) {
-        return {Status::InvalidArgument(fmt::format(
-                    "chunk read: range [{}, +{}) of chunk {} (size {}) is invalid", in, len,
-                    chunk, cs)),
-                {}};
-      }
-      Payload out(kChunkReadHeader + len);
-      ReadRequest rq{ChunkObject(uid), chunk * cs + in,
-                     std::span<std::byte>(out.data() + kChunkReadHeader, len), {}, 0};
-      (void)store_->ReadBatch({&rq, 1});
-      if (!rq.status.ok()) return {rq.status, {}};
-      uint32_t crc = Crc32c(out.data() + kChunkReadHeader, rq.bytes_read);
-      uint64_t n = rq.bytes_read;
-      std::memcpy(out.data(), &crc, 4);
-      std::memcpy(out.data() + 4, &n, 8);
-      out.resize(kChunkReadHeader + n);
-      return {Status::OK(), std::move(out)};
-    }
-    case kOpMetaCheck:
-    case kOpMetaGet: {
-      std::string_view path;
-      if (!path_of(&path) || !r.done()) return bad("metadata");
-      Status v = ValidateObjectPath(path);
-      if (!v.ok()) return {v, {}};
-      if (op == kOpMetaCheck) return {ring_->CheckCreatable(path), {}};
-      auto inode = ring_->GetInode(path);
-      if (!inode.ok()) return {inode.status(), {}};
-      std::string rec = EncodeInode(*inode);
-      return {Status::OK(), Payload(AsBytes(rec).begin(), AsBytes(rec).end())};
-    }
-    case kOpMetaInsert: {
-      std::string_view path;
-      std::span<const std::byte> rec;
-      if (!path_of(&path) || !r.Raw(r.left(), &rec)) return bad("metadata insert");
-      Status v = ValidateObjectPath(path);
-      if (!v.ok()) return {v, {}};
-      auto inode = DecodeInode(AsChars(rec), path);
-      if (!inode.ok()) return {Status::InvalidArgument(inode.status().message()), {}};
-      if (!inode->is_inline && !inode->is_striped) {
-        return {Status::InvalidArgument("metadata insert: inode names local extents"), {}};
-      }
-      return {ring_->InsertObject(path, &*inode), {}};
-    }
-    case kOpMetaReplace: {
-      std::string_view path;
-      uint64_t uid = 0;
-      std::span<const std::byte> rec;
-      if (!path_of(&path) || !r.Get(&uid) || !r.Raw(r.left(), &rec)) return bad("metadata replace");
-      Status v = ValidateObjectPath(path);
-      if (!v.ok()) return {v, {}};
-      auto inode = DecodeInode(AsChars(rec), path);
-      if (!inode.ok()) return {Status::InvalidArgument(inode.status().message()), {}};
-      return {ring_->ReplaceStriped(path, uid, *inode), {}};
-    }
-    case kOpMetaList: {
-      std::string_view dir, start;
-      uint32_t limit = 0;
-      if (!path_of(&dir) || !path_of(&start) || !r.Get(&limit) || !r.done()) return bad("list");
-      Status v = ValidateDirPath(dir);
-      if (!v.ok()) return {v, {}};
-      ListOptions lo{std::string(start), limit};
-      auto page = ring_->List(dir, lo);
-      if (!page.ok()) return {page.status(), {}};
-      ByteWriter w;
-      w.Put<uint8_t>(page->truncated ? 1 : 0);
-      w.Put<uint32_t>(static_cast<uint32_t>(page->entries.size()));
-      for (const DirEntry& e : page->entries) {
-        w.Prefixed(e.name);
-        w.Put<uint8_t>(e.is_dir ? 1 : 0);
-        w.Put<uint64_t>(e.size);
-      }
-      return {Status::OK(), w.Take()};
-    }
-    case kOpMetaRemove: {
-      std::string_view path;
-      uint64_t uid = 0;
-      if (!path_of(&path) || !r.Get(&uid) || !r.done()) return bad("metadata remove");
-      Status v = ValidateObjectPath(path);
-      if (!v.ok()) return {v, {}};
-      if (uid != 0) {  // only the record of that object (a rollback must not remove a winner's)
-        auto cur = ring_->GetInode(path);
-        if (!cur.ok()) return {cur.status(), {}};
-        if (cur->uid != uid) {
-          return {Status::NotFound(fmt::format("\"{}\" is another object now", path)), {}};
-        }
-      }
-      auto removed = ring_->RemoveObject(path);
-      if (!removed.ok()) return {removed.status(), {}};
-      std::string rec = EncodeInode(*removed);
-      return {Status::OK(), Payload(AsBytes(rec).begin(), AsBytes(rec).end())};
-    }
-    default:
-      return {Status::InvalidArgument(fmt::format("unknown cluster op {}", op)), {}};
-  }
+Result<std::vector<std::vector<std::byte>>> Cluster::AllGather(std::span<const std::byte> mine) {
+  return world_->AllGather(std::vector<std::byte>(mine.begin(), mine.end()));
 }
 
-Status Cluster::HolderWrite(uint64_t uid, uint32_t cs, uint64_t chunk, uint32_t in,
-                            std::span<const std::byte> data) {
-  if (!IsValidChunkSize(cs) || data.empty() || in >= cs || data.size() > cs - in ||
-      chunk >= kMaxObjectSize / cs) {
-    return Status::InvalidArgument(fmt::format(
-        "chunk write: {} bytes at {} of chunk {} (size {}) is invalid", data.size(), in, chunk,
-        cs));
-  }
-  std::string name = ChunkObject(uid);
-  {
-    std::lock_guard lk(holder_mu_);
-    auto it = holder_open_.find(uid);
-    if (it == holder_open_.end()) {
-      SHOAL_RETURN_IF_ERROR(store_->Create(name, CreateOptions{kUnknownSize, cs}));
-      holder_open_.emplace(uid, cs);
-    } else if (it->second != cs) {
-      return Status::InvalidArgument(fmt::format("chunk write: object {:016x} has chunk size {}, "
-                                                 "not {}", uid, it->second, cs));
-    }
-  }
-  return store_->Write(name, chunk * cs + in, data);
-}
-
-Status Cluster::HolderCommit(uint64_t uid) {
-  {
-    std::lock_guard lk(holder_mu_);
-    if (holder_open_.count(uid) == 0) {
-      // Sealed by an earlier commit whose reply was lost: committing again is a no-op.
-      auto st = store_->Stat(ChunkObject(uid));
-      if (st.ok()) return Status::OK();
-      return Status::FailedPrecondition(
-          fmt::format("commit of object {:016x}: this member holds no chunk of it", uid));
-    }
-  }
-  Status s = store_->Seal(ChunkObject(uid));
-  if (s.ok()) {
-    std::lock_guard lk(holder_mu_);
-    holder_open_.erase(uid);
-  }
-  return s;
-}
-
-Status Cluster::HolderDrop(uint64_t uid) {
-  std::string name = ChunkObject(uid);
-  bool open = false;
-  {
-    std::lock_guard lk(holder_mu_);
-    open = holder_open_.erase(uid) != 0;
-  }
-  if (open) return store_->Abort(name);
-  Status s = store_->Remove(name);
-  return s.code() == Code::kNotFound ? Status::OK() : s;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Client side.
-
-Result<Payload> Cluster::Ask(uint32_t rank, uint16_t op, std::span<const std::byte> request) {
-  if (rank == world_->rank()) {
-    Reply r = Serve(op, request);
-    if (!r.status.ok()) return r.status;
-    return std::move(r.payload);
-  }
-  return world_->messenger().Call(rank, op, request, options_.deadline);
-}
-
-std::vector<Result<Payload>> Cluster::AskAll(const std::vector<uint32_t>& ranks, uint16_t op,
-                                             std::span<const std::byte> request) {
-  std::vector<Result<Payload>> out(ranks.size(), Status::Unavailable("no reply"));
-  Flight flight(ranks.size() + 1);
-  bool local = false;
-  for (size_t i = 0; i < ranks.size(); ++i) {
-    if (ranks[i] == world_->rank()) {
-      local = true;
-      continue;
-    }
-    flight.Acquire();
-    world_->messenger().CallAsync(ranks[i], op, Payload(request.begin(), request.end()),
-                                  options_.deadline, [&out, &flight, i](Result<Payload> r) {
-                                    out[i] = std::move(r);
-                                    flight.Release();
-                                  });
-  }
-  if (local) {
-    for (size_t i = 0; i < ranks.size(); ++i) {
-      if (ranks[i] == world_->rank()) out[i] = Ask(ranks[i], op, request);
-    }
-  }
-  flight.Wait();
-  return out;
-}
-
-std::vector<uint32_t> Cluster::Owners(std::string_view path) const {
+std::vector<uint32_t> Cluster::MetadataOwners(std::string_view path) const {
   std::vector<uint32_t> ranks;
   for (uint32_t idx : placement_->MetadataOwners(path, replicas_)) ranks.push_back(rank_of_[idx]);
   return ranks;
 }
 
-std::vector<Cluster::Replica> Cluster::LiveReplicas(const Inode& inode,
-                                                   const Placement& placement,
-                                                   uint64_t chunk) const {
-  const uint32_t me = world_->rank();
-  const std::string& my_node = world_->members()[me].node;
-  std::vector<std::pair<int, Replica>> ranked;
-  auto add = [&](const std::string& member_id, uint64_t uid) {
-    auto it = rank_of_member_.find(member_id);
-    if (it == rank_of_member_.end()) return;  // not in this world
-    uint32_t rank = it->second;
-    if (!Reachable(rank)) return;
-    for (auto& [d, r] : ranked) {
-      if (r.rank == rank && r.uid == uid) return;
-    }
-    int distance = rank == me ? 0 : world_->members()[rank].node == my_node ? 1 : 2;
-    ranked.push_back({distance, Replica{rank, uid}});
-  };
-  for (uint32_t idx : placement.ChunkHolders(inode.uid, chunk, inode.replicas, inode.home)) {
-    add(placement.members()[idx].member_id, inode.uid);
+std::vector<uint32_t> Cluster::ReachableOf(const std::vector<uint32_t>& ranks) const {
+  std::vector<uint32_t> live;
+  for (uint32_t r : ranks) {
+    if (Reachable(r)) live.push_back(r);
   }
-  for (const Inode::Copy& c : inode.copies) {
-    if (c.chunk == chunk) add(c.member.member_id, c.uid);
-  }
-  std::stable_sort(ranked.begin(), ranked.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<Replica> out;
-  for (auto& [d, r] : ranked) out.push_back(r);
-  return out;
+  return live;
 }
 
-const Placement& Cluster::PlacementFor(const Inode& inode,
-                                       std::unique_ptr<Placement>* scratch) const {
-  if (inode.layout == placement_->members()) return *placement_;
-  *scratch = std::make_unique<Placement>(inode.layout);
-  return **scratch;
+int64_t Cluster::RankOfMember(const std::string& member_id) const {
+  auto it = rank_of_member_.find(member_id);
+  return it == rank_of_member_.end() ? -1 : it->second;
 }
 
 Result<Inode> Cluster::LookupInode(std::string_view path) {
@@ -483,22 +137,17 @@ Result<Inode> Cluster::LookupInode(std::string_view path) {
   Status last = Status::Unavailable(
       fmt::format("no live member holds the metadata of \"{}\"", path));
   bool not_found = false;
-  Payload request = PathRequest(path);
   for (uint32_t owner : owners) {
     if (!Reachable(owner)) continue;
-    auto reply = Ask(owner, kOpMetaGet, request);
-    if (reply.ok()) {
-      auto inode = DecodeInode(AsChars(*reply), path);
-      if (inode.ok()) return inode;
-      last = inode.status();
-      continue;
-    }
-    if (reply.status().code() == Code::kNotFound) {
+    auto inode = client_->MetaGet(owner, path);
+    if (inode.ok()) return inode;
+    const Status& s = inode.status();
+    if (s.code() == Code::kNotFound) {
       not_found = true;  // a replica that lost its store says so too: ask the others
-    } else if (reply.status().code() == Code::kInvalidArgument) {
-      return reply.status();
+    } else if (s.code() == Code::kInvalidArgument) {
+      return s;
     } else {
-      last = reply.status();
+      last = s;
     }
   }
   if (not_found) return Status::NotFound(fmt::format("no object \"{}\"", path));
@@ -515,9 +164,12 @@ Status Cluster::Create(std::string_view path, const CreateOptions& co) {
   w->keep_inline = co.size != kUnknownSize && co.size <= options_.inline_threshold;
   w->home = co.local_first ? my_index_ : -1;
   w->flight = std::make_unique<Flight>(options_.window);
-  if (w->keep_inline) w->small.assign(co.size, '\0');
+  if (w->keep_inline) {
+    MutexLock lk(&w->mu);
+    w->small.assign(co.size, '\0');
+  }
   {
-    std::lock_guard lk(open_mu_);
+    MutexLock lk(&open_mu_);
     if (open_.count(path) != 0) {
       return Status::AlreadyExists(fmt::format("object \"{}\" is being written", path));
     }
@@ -525,15 +177,13 @@ Status Cluster::Create(std::string_view path, const CreateOptions& co) {
   // The primary owner (or the first live replica) decides whether the name is free now; a
   // concurrent creator elsewhere is caught again at Seal.
   Status check = Status::Unavailable(fmt::format("no live owner of \"{}\"", path));
-  Payload request = PathRequest(path);
   for (uint32_t owner : Owners(path)) {
     if (!Reachable(owner)) continue;
-    auto reply = Ask(owner, kOpMetaCheck, request);
-    check = reply.status();
-    if (reply.ok() || Decisive(check) || check.code() == Code::kFailedPrecondition) break;
+    check = client_->MetaCheck(owner, path);
+    if (check.ok() || Decisive(check) || check.code() == Code::kFailedPrecondition) break;
   }
   SHOAL_RETURN_IF_ERROR(check);
-  std::lock_guard lk(open_mu_);
+  MutexLock lk(&open_mu_);
   if (!open_.emplace(w->path, w).second) {
     return Status::AlreadyExists(fmt::format("object \"{}\" is being written", path));
   }
@@ -542,7 +192,7 @@ Status Cluster::Create(std::string_view path, const CreateOptions& co) {
 
 Result<std::shared_ptr<Cluster::Writing>> Cluster::FindWriting(std::string_view path) {
   {
-    std::lock_guard lk(open_mu_);
+    MutexLock lk(&open_mu_);
     auto it = open_.find(path);
     if (it != open_.end()) return it->second;
   }
@@ -555,7 +205,7 @@ Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const st
   SHOAL_RETURN_IF_ERROR(CheckWrite(path, offset, len, w->declared));
   if (len == 0) return Status::OK();
   {
-    std::lock_guard lk(w->mu);
+    MutexLock lk(&w->mu);
     if (!w->error.ok()) return w->error;
     if (w->closing) {
       return Status::FailedPrecondition(fmt::format("\"{}\" is being sealed or aborted", path));
@@ -582,38 +232,33 @@ Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const st
   std::set<uint32_t> used;
   std::vector<uint64_t> chunks;
   for (uint64_t pos = offset; pos < offset + len && first.ok();) {
-    uint64_t chunk = pos / cs;
-    uint32_t in = static_cast<uint32_t>(pos - chunk * cs);
-    uint64_t take = std::min<uint64_t>(cs - in, offset + len - pos);
-    auto piece = data.subspan(pos - offset, take);
+    const uint64_t chunk = pos / cs;
+    const uint32_t in = static_cast<uint32_t>(pos - chunk * cs);
+    const uint64_t take = std::min<uint64_t>(cs - in, offset + len - pos);
+    const protocol::ChunkWrite piece{w->uid, static_cast<uint32_t>(cs), chunk, in,
+                                     data.subspan(pos - offset, take)};
     chunks.push_back(chunk);
     for (uint32_t idx : placement_->ChunkHolders(w->uid, chunk, replicas_, w->home)) {
-      uint32_t rank = rank_of_[idx];
+      const uint32_t rank = rank_of_[idx];
       used.insert(rank);
       if (rank == me) {
-        first = HolderWrite(w->uid, static_cast<uint32_t>(cs), chunk, in, piece);
+        first = service_->ChunkWrite(piece);
         if (!first.ok()) break;
         continue;
       }
-      Payload req = ChunkWriteRequest(w->uid, static_cast<uint32_t>(cs), chunk, in, piece);
       w->flight->Acquire();
-      world_->messenger().CallAsync(
-          rank, kOpChunkWrite, std::move(req), options_.deadline,
-          [w, chunk, rank](Result<Payload> r) {
-            if (!r.ok()) {
-              std::lock_guard lk(w->mu);
-              if (w->error.ok()) {
-                w->error = r.status().WithContext(
-                    fmt::format("writing chunk {} of \"{}\" to rank {}", chunk, w->path, rank));
-              }
-            }
-            w->flight->Release();
-          });
+      client_->ChunkWriteAsync(rank, piece, [w, chunk, rank](Status s) {
+        if (!s.ok()) {
+          w->Fail(s.WithContext(
+              fmt::format("writing chunk {} of \"{}\" to rank {}", chunk, w->path, rank)));
+        }
+        w->flight->Release();
+      });
     }
     pos += take;
   }
 
-  std::lock_guard lk(w->mu);
+  MutexLock lk(&w->mu);
   w->writers--;
   w->holders.insert(used.begin(), used.end());
   for (uint64_t c : chunks) {
@@ -629,68 +274,68 @@ Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const st
 Status Cluster::Seal(std::string_view path) {
   SHOAL_ASSIGN_OR_RETURN(auto w, FindWriting(path));
   Inode inode;
+  std::vector<uint32_t> holders;
   {
-    std::unique_lock lk(w->mu);
+    MutexLock lk(&w->mu);
     if (w->closing) return Status::FailedPrecondition(fmt::format("\"{}\" is being sealed", path));
     w->closing = true;
-    w->cv.wait(lk, [&] { return w->writers == 0; });
-    lk.unlock();
-    w->flight->Wait();
-    lk.lock();
+    Await(w->cv, &w->mu, [&]() REQUIRES(w->mu) { return w->writers == 0; });
+  }
+  w->flight->Wait();
+  auto fail = [&](Status s) {
+    MutexLock lk(&w->mu);
+    if (w->error.ok()) w->error = s;
+    w->closing = false;  // only Abort remains possible
+    return s;
+  };
+  {
+    MutexLock lk(&w->mu);
     if (!w->error.ok()) {
       w->closing = false;
       return w->error;
     }
     inode.chunk_size = w->chunk_size;
     inode.size = w->declared != kUnknownSize ? w->declared : w->end;
+    if (w->keep_inline || (w->holders.empty() && inode.size <= options_.inline_threshold)) {
+      inode.is_inline = true;
+      inode.inline_data = w->keep_inline ? w->small : std::string(inode.size, '\0');
+      inode.inline_crc = Crc32c(inode.inline_data.data(), inode.size);
+    } else {
+      inode.is_striped = true;
+      inode.uid = w->uid;
+      inode.replicas = replicas_;
+      inode.layout = placement_->members();
+      inode.home = w->home;
+      inode.written = w->written;
+      inode.written.resize((inode.NumChunks() + 7) / 8, 0);
+      holders.assign(w->holders.begin(), w->holders.end());
+    }
   }
-  auto fail = [&](Status s) {
-    std::lock_guard lk(w->mu);
-    if (w->error.ok()) w->error = s;
-    w->closing = false;  // only Abort remains possible
-    return s;
-  };
-
-  if (w->keep_inline || (w->holders.empty() && inode.size <= options_.inline_threshold)) {
-    inode.is_inline = true;
-    inode.inline_data = w->keep_inline ? w->small : std::string(inode.size, '\0');
-    inode.inline_crc = Crc32c(inode.inline_data.data(), inode.size);
-  } else {
-    inode.is_striped = true;
-    inode.uid = w->uid;
-    inode.replicas = replicas_;
-    inode.layout = placement_->members();
-    inode.home = w->home;
-    inode.written = w->written;
-    inode.written.resize((inode.NumChunks() + 7) / 8, 0);
-    std::vector<uint32_t> holders(w->holders.begin(), w->holders.end());
-    for (auto& r : AskAll(holders, kOpChunkCommit, UidRequest(w->uid))) {
-      if (!r.ok()) return fail(r.status().WithContext(fmt::format("sealing \"{}\"", path)));
+  if (inode.is_striped) {
+    for (const Status& s : client_->ChunkCommitAll(holders, w->uid)) {
+      if (!s.ok()) return fail(s.WithContext(fmt::format("sealing \"{}\"", path)));
     }
   }
   inode.seal_time_ns = SealTimeNs();
 
-  Payload request = InsertRequest(path, inode);
   std::vector<uint32_t> owners = Owners(path);
   // The primary decides a race between two creators of the path; then its replicas.
-  auto primary = Ask(owners[0], kOpMetaInsert, request);
-  if (!primary.ok()) return fail(primary.status().WithContext(fmt::format("sealing \"{}\"", path)));
+  Status primary = client_->MetaInsert(owners[0], path, inode);
+  if (!primary.ok()) return fail(primary.WithContext(fmt::format("sealing \"{}\"", path)));
   std::vector<uint32_t> replicas(owners.begin() + 1, owners.end());
-  auto results = AskAll(replicas, kOpMetaInsert, request);
+  auto results = client_->MetaInsertAll(replicas, path, inode);
   Status bad;
   std::vector<uint32_t> inserted{owners[0]};
   for (size_t i = 0; i < results.size(); ++i) {
     if (results[i].ok()) inserted.push_back(replicas[i]);
-    else if (bad.ok()) bad = results[i].status();
+    else if (bad.ok()) bad = results[i];
   }
   if (!bad.ok()) {
-    ByteWriter rm;
-    rm.Prefixed(path);
-    rm.Put<uint64_t>(inode.uid);
-    (void)AskAll(inserted, kOpMetaRemove, rm.Take());
+    // Roll back the records inserted (only this object's: a winner's must stay).
+    (void)client_->MetaRemoveAll(inserted, path, inode.uid);
     return fail(bad.WithContext(fmt::format("sealing \"{}\" (metadata replica)", path)));
   }
-  std::lock_guard lk(open_mu_);
+  MutexLock lk(&open_mu_);
   open_.erase(w->path);
   return Status::OK();
 }
@@ -699,148 +344,27 @@ Status Cluster::Abort(std::string_view path) {
   SHOAL_ASSIGN_OR_RETURN(auto w, FindWriting(path));
   std::set<uint32_t> holders;
   {
-    std::unique_lock lk(w->mu);
+    MutexLock lk(&w->mu);
     w->closing = true;
-    w->cv.wait(lk, [&] { return w->writers == 0; });
+    Await(w->cv, &w->mu, [&]() REQUIRES(w->mu) { return w->writers == 0; });
     holders = w->holders;
   }
   w->flight->Wait();
   DropEverywhere(w->uid, holders);
-  std::lock_guard lk(open_mu_);
+  MutexLock lk(&open_mu_);
   open_.erase(w->path);
   return Status::OK();
 }
 
-bool Cluster::Reachable(uint32_t rank) const {
-  return rank == world_->rank() || world_->messenger().peer_up(rank);
-}
-
 void Cluster::DropEverywhere(uint64_t uid, const std::set<uint32_t>& ranks) {
-  std::vector<uint32_t> live;
-  for (uint32_t r : ranks) {
-    if (Reachable(r)) live.push_back(r);
-  }
   Status first;
-  for (auto& r : AskAll(live, kOpChunkDrop, UidRequest(uid))) {
-    if (!r.ok() && first.ok()) first = r.status();
+  for (const Status& s : client_->ChunkDropAll(ReachableOf({ranks.begin(), ranks.end()}), uid)) {
+    if (!s.ok() && first.ok()) first = s;
   }
   if (!first.ok()) {
     Log(LogLevel::kWarn, "dropping chunks of object {:016x}: {} (space stays used)", uid,
         first.ToString());
   }
-}
-
-Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
-  std::vector<Piece> pieces;
-  std::unique_ptr<Placement> scratch;
-  // One metadata lookup per object, however many ranges of it the batch reads.
-  std::map<std::string_view, Result<Inode>> inodes;
-  for (size_t q = 0; q < requests.size(); ++q) {
-    ReadRequest& req = requests[q];
-    req.bytes_read = 0;
-    req.status = ValidateObjectPath(req.path);
-    if (!req.status.ok()) continue;
-    auto found = inodes.find(req.path);
-    if (found == inodes.end()) found = inodes.emplace(req.path, LookupInode(req.path)).first;
-    const Result<Inode>& inode = found->second;
-    const std::optional<uint64_t> len = StartRead(req, inode);
-    if (!len) continue;
-    const uint64_t n = *len;
-    if (!inode->is_striped) {
-      req.status = Status::Corruption(fmt::format("\"{}\": metadata names no chunks", req.path));
-      continue;
-    }
-    const Placement& placement = PlacementFor(*inode, &scratch);
-    const uint64_t cs = inode->chunk_size;
-    for (uint64_t pos = req.offset; pos < req.offset + n;) {
-      uint64_t chunk = pos / cs;
-      uint32_t in = static_cast<uint32_t>(pos - chunk * cs);
-      uint32_t take = static_cast<uint32_t>(std::min<uint64_t>(cs - in, req.offset + n - pos));
-      std::byte* dst = req.dst.data() + (pos - req.offset);
-      if (!inode->ChunkWritten(chunk)) {
-        std::memset(dst, 0, take);
-      } else {
-        Piece p;
-        p.request = q;
-        p.chunk_size = static_cast<uint32_t>(cs);
-        p.chunk = chunk;
-        p.in_chunk = in;
-        p.len = take;
-        p.dst = dst;
-        p.candidates = LiveReplicas(*inode, placement, chunk);
-        pieces.push_back(std::move(p));
-      }
-      pos += take;
-    }
-  }
-
-  // Rounds: every piece asks its current candidate; failed pieces move to the next replica.
-  std::vector<size_t> todo(pieces.size());
-  for (size_t i = 0; i < todo.size(); ++i) todo[i] = i;
-  const uint32_t me = world_->rank();
-  while (!todo.empty()) {
-    std::vector<size_t> local, remote;
-    for (size_t i : todo) {
-      Piece& p = pieces[i];
-      if (p.next >= p.candidates.size()) {
-        ReadRequest& req = requests[p.request];
-        if (req.status.ok()) {
-          req.status = p.status.ok()
-                           ? Status::Unavailable(fmt::format(
-                                 "chunk {} of \"{}\": no live member holds a replica", p.chunk,
-                                 req.path))
-                           : p.status.WithContext(fmt::format(
-                                 "chunk {} of \"{}\", every replica failed", p.chunk, req.path));
-        }
-        continue;
-      }
-      (p.candidates[p.next].rank == me ? local : remote).push_back(i);
-    }
-    Flight flight(options_.window);
-    for (size_t i : remote) {
-      Piece* p = &pieces[i];
-      const Replica& from = p->candidates[p->next];
-      flight.Acquire();
-      world_->messenger().CallAsync(
-          from.rank, kOpChunkRead,
-          ChunkReadRequest(from.uid, p->chunk_size, p->chunk, p->in_chunk, p->len),
-          options_.deadline, [p, &flight](Result<Payload> r) {
-            p->status = r.ok() ? TakeChunkReply(*r, {p->dst, p->len}) : r.status();
-            flight.Release();
-          });
-    }
-    if (!local.empty()) {
-      std::vector<ReadRequest> lr;
-      for (size_t i : local) {
-        Piece& p = pieces[i];
-        lr.push_back({ChunkObject(p.candidates[p.next].uid), p.chunk * p.chunk_size + p.in_chunk,
-                      std::span<std::byte>(p.dst, p.len), {}, 0});
-      }
-      (void)store_->ReadBatch(lr);
-      for (size_t k = 0; k < local.size(); ++k) {
-        Piece& p = pieces[local[k]];
-        p.status = lr[k].status;
-        if (p.status.ok()) std::memset(p.dst + lr[k].bytes_read, 0, p.len - lr[k].bytes_read);
-      }
-    }
-    flight.Wait();
-    std::vector<size_t> again;
-    for (size_t i : local) again.push_back(i);
-    for (size_t i : remote) again.push_back(i);
-    todo.clear();
-    for (size_t i : again) {
-      Piece& p = pieces[i];
-      if (p.status.ok()) continue;
-      Log(LogLevel::kWarn, "chunk {} of \"{}\" from rank {}: {}; trying the next replica", p.chunk,
-          requests[p.request].path, p.candidates[p.next].rank, p.status.ToString());
-      p.next++;
-      todo.push_back(i);
-    }
-  }
-  for (ReadRequest& req : requests) {
-    if (!req.status.ok()) req.bytes_read = 0;
-  }
-  return Status::OK();
 }
 
 Result<ObjectInfo> Cluster::Stat(std::string_view path) {
@@ -870,19 +394,15 @@ Result<std::vector<std::vector<uint32_t>>> Cluster::Locate(std::string_view path
 
 Result<ListPage> Cluster::List(std::string_view dir, const ListOptions& options) {
   SHOAL_RETURN_IF_ERROR(ValidateDirPath(dir));
-  if (options.limit < 1 || options.limit > kMaxListLimit) {
+  if (options.limit < 1 || options.limit > protocol::kMaxListLimit) {
     return Status::InvalidArgument(
-        fmt::format("list limit {} not in 1..{}", options.limit, kMaxListLimit));
+        fmt::format("list limit {} not in 1..{}", options.limit, protocol::kMaxListLimit));
   }
   std::vector<uint32_t> ranks;
   for (uint32_t r = 0; r < world_->size(); ++r) {
     if (Reachable(r)) ranks.push_back(r);
   }
-  ByteWriter w;
-  w.Prefixed(dir);
-  w.Prefixed(options.start_after);
-  w.Put<uint32_t>(options.limit);
-  auto results = AskAll(ranks, kOpMetaList, w.Take());
+  auto results = client_->MetaListAll(ranks, dir, options.start_after, options.limit);
 
   std::map<std::string, DirEntry> merged;
   std::optional<std::string> cutoff;  // entries past a truncated shard's last name are unknown
@@ -900,25 +420,14 @@ Result<ListPage> Cluster::List(std::string_view dir, const ListOptions& options)
       failed++;
       continue;
     }
-    ByteReader r(*res);
-    uint8_t truncated = 0;
-    uint32_t count = 0;
-    if (!r.Get(&truncated) || !r.Get(&count) || count > kMaxListLimit) {
-      return Status::Corruption("list: malformed reply");
+    for (DirEntry& e : res->entries) {
+      auto [it, fresh] = merged.try_emplace(e.name, e);
+      if (!fresh) it->second.size = std::max(it->second.size, e.size);
     }
-    std::string last;
-    for (uint32_t i = 0; i < count; ++i) {
-      std::span<const std::byte> name;
-      uint8_t is_dir = 0;
-      uint64_t size = 0;
-      if (!r.Prefixed(kMaxPathBytes, &name) || !r.Get(&is_dir) || !r.Get(&size)) {
-        return Status::Corruption("list: malformed reply entry");
-      }
-      last = std::string(AsChars(name));
-      auto [it, fresh] = merged.try_emplace(last, DirEntry{last, is_dir != 0, size});
-      if (!fresh) it->second.size = std::max(it->second.size, size);
+    if (res->truncated && !res->entries.empty()) {
+      const std::string& last = res->entries.back().name;
+      if (!cutoff || last < *cutoff) cutoff = last;
     }
-    if (truncated != 0 && (!cutoff || last < *cutoff)) cutoff = last;
   }
   // An entry is lost only when all its owners are down; with r replicas, r - 1 members may be.
   if (failed >= replicas_) {
@@ -926,11 +435,7 @@ Result<ListPage> Cluster::List(std::string_view dir, const ListOptions& options)
   }
   ListPage page;
   for (auto& [name, e] : merged) {
-    if (cutoff && name > *cutoff) {
-      page.truncated = true;
-      break;
-    }
-    if (page.entries.size() == options.limit) {
+    if ((cutoff && name > *cutoff) || page.entries.size() == options.limit) {
       page.truncated = true;
       break;
     }
@@ -943,10 +448,6 @@ Result<ListPage> Cluster::List(std::string_view dir, const ListOptions& options)
 
 Status Cluster::Remove(std::string_view path) {
   SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
-  ByteWriter w;
-  w.Prefixed(path);
-  w.Put<uint64_t>(0);
-  Payload request = w.Take();
   std::vector<uint32_t> owners = Owners(path);
   Status s = Status::Unavailable(fmt::format("no live owner of \"{}\"", path));
   std::optional<Inode> removed;
@@ -958,205 +459,28 @@ Status Cluster::Remove(std::string_view path) {
       continue;
     }
     if (!Reachable(owner)) continue;
-    auto reply = Ask(owner, kOpMetaRemove, request);
-    if (reply.ok()) {
-      auto inode = DecodeInode(AsChars(*reply), path);
-      if (!inode.ok()) return inode.status();
+    auto inode = client_->MetaRemove(owner, path, 0);
+    if (inode.ok()) {
       removed = std::move(inode).value();
-    } else if (reply.status().code() == Code::kNotFound) {
+    } else if (inode.status().code() == Code::kNotFound) {
       not_found = true;  // an owner that joined after a member was lost: ask the others
     } else {
-      s = reply.status();
+      s = inode.status();
       if (Decisive(s)) return s;
     }
   }
   if (!removed) return not_found ? Status::NotFound(fmt::format("no object \"{}\"", path)) : s;
-  std::vector<uint32_t> live;
-  for (uint32_t r : rest) {
-    if (Reachable(r)) live.push_back(r);
-  }
-  (void)AskAll(live, kOpMetaRemove, request);
+  (void)client_->MetaRemoveAll(ReachableOf(rest), path, 0);
   if (removed->is_striped) {
     std::set<uint32_t> holders;
     for (const PlacementMember& m : removed->layout) {
-      auto it = rank_of_member_.find(m.member_id);
-      if (it != rank_of_member_.end()) holders.insert(it->second);
+      const int64_t rank = RankOfMember(m.member_id);
+      if (rank >= 0) holders.insert(static_cast<uint32_t>(rank));
     }
     DropEverywhere(removed->uid, holders);
     for (const Inode::Copy& c : removed->copies) {
-      auto it = rank_of_member_.find(c.member.member_id);
-      if (it != rank_of_member_.end()) DropEverywhere(c.uid, {it->second});
-    }
-  }
-  return Status::OK();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Repair.
-
-Status Cluster::ReadPiece(const Replica& from, uint32_t chunk_size, uint64_t chunk,
-                          uint32_t in_chunk, std::span<std::byte> dst) {
-  auto reply = Ask(from.rank, kOpChunkRead,
-                   ChunkReadRequest(from.uid, chunk_size, chunk, in_chunk,
-                                    static_cast<uint32_t>(dst.size())));
-  if (!reply.ok()) return reply.status();
-  return TakeChunkReply(*reply, dst);
-}
-
-Result<RepairReport> Cluster::Repair(std::string_view dir) {
-  SHOAL_RETURN_IF_ERROR(ValidateDirPath(dir));
-  RepairReport report;
-  // Depth-first over the namespace below `dir`, one listing page at a time.
-  std::vector<std::string> dirs{std::string(dir)};
-  while (!dirs.empty()) {
-    std::string d = std::move(dirs.back());
-    dirs.pop_back();
-    ListOptions lo;
-    for (;;) {
-      auto page = List(d, lo);
-      if (!page.ok()) {
-        if (page.status().code() == Code::kNotFound) break;  // removed meanwhile
-        return page.status().WithContext(fmt::format("repair: listing \"{}\"", d));
-      }
-      for (const DirEntry& e : page->entries) {
-        std::string child = d.empty() ? e.name : d + "/" + e.name;
-        if (e.is_dir) {
-          dirs.push_back(std::move(child));
-        } else {
-          SHOAL_RETURN_IF_ERROR(RepairObject(child, &report));
-        }
-      }
-      if (!page->truncated) break;
-      lo.start_after = page->next_start_after;
-    }
-  }
-  return report;
-}
-
-Result<bool> Cluster::RepairChunks(const std::string& path, Inode* inode,
-                                   RepairReport* report) {
-  // Chunks: every written chunk with fewer live replicas than the object was written with gets
-  // copies on other live members (nodes without a replica first), in one new local object per
-  // target member.
-  std::unique_ptr<Placement> scratch;
-  const Placement& placement = PlacementFor(*inode, &scratch);
-  std::map<uint32_t, uint64_t> target_uid;  // rank -> uid of its new local object
-  std::vector<Inode::Copy> added;
-  // Copies on members that left this world can never be read again: drop them.
-  const size_t before = inode->copies.size();
-  std::erase_if(inode->copies, [&](const Inode::Copy& c) {
-    return rank_of_member_.count(c.member.member_id) == 0;
-  });
-  bool changed = inode->copies.size() != before;
-  bool lost = false;
-  uint64_t copied_bytes = 0;
-  std::vector<std::byte> buf;
-  for (uint64_t chunk = 0; chunk < inode->NumChunks(); ++chunk) {
-    if (!inode->ChunkWritten(chunk)) continue;
-    std::vector<Replica> live = LiveReplicas(*inode, placement, chunk);
-    if (live.empty()) {
-      lost = true;
-      continue;
-    }
-    if (live.size() >= inode->replicas) continue;
-    // Placement indices of the members holding it now and of those that cannot take it.
-    std::vector<uint32_t> holding, unusable;
-    for (uint32_t idx = 0; idx < rank_of_.size(); ++idx) {
-      const uint32_t rank = rank_of_[idx];
-      bool holds = std::any_of(live.begin(), live.end(),
-                               [&](const Replica& r) { return r.rank == rank; });
-      if (holds) holding.push_back(idx);
-      else if (!Reachable(rank)) unusable.push_back(idx);
-    }
-    std::vector<uint32_t> targets;
-    for (uint32_t idx : placement_->MoreHolders(
-             inode->uid, chunk, holding, unusable,
-             inode->replicas - static_cast<uint32_t>(live.size()))) {
-      targets.push_back(rank_of_[idx]);
-    }
-    if (targets.empty()) continue;  // no member left to hold another copy
-    buf.resize(inode->ChunkLength(chunk));
-    Status read = Status::Unavailable("no replica");
-    for (const Replica& from : live) {
-      read = ReadPiece(from, inode->chunk_size, chunk, 0, buf);
-      if (read.ok()) break;
-    }
-    if (!read.ok()) {
-      Log(LogLevel::kWarn, "repair: chunk {} of \"{}\" unreadable: {}", chunk, path,
-          read.ToString());
-      lost = true;
-      continue;
-    }
-    for (uint32_t rank : targets) {
-      auto [it, fresh] = target_uid.try_emplace(rank, 0);
-      if (fresh) it->second = NewUid();
-      auto wrote =
-          Ask(rank, kOpChunkWrite, ChunkWriteRequest(it->second, inode->chunk_size, chunk, 0, buf));
-      if (!wrote.ok()) {
-        return wrote.status().WithContext(
-            fmt::format("repair: copying chunk {} of \"{}\" to rank {}", chunk, path, rank));
-      }
-      const MemberInfo& m = world_->members()[rank];
-      added.push_back({chunk, PlacementMember{m.member_id, m.node}, it->second});
-      copied_bytes += buf.size();
-    }
-  }
-  if (lost) report->lost.push_back(path);
-  for (auto& [rank, uid] : target_uid) {
-    auto committed = Ask(rank, kOpChunkCommit, UidRequest(uid));
-    if (!committed.ok()) return committed.status().WithContext(fmt::format("repair of \"{}\"", path));
-  }
-  if (!added.empty() || changed) {
-    inode->copies.insert(inode->copies.end(), added.begin(), added.end());
-    ByteWriter req;
-    req.Prefixed(path);
-    req.Put<uint64_t>(inode->uid);
-    req.Raw(EncodeInode(*inode));
-    Payload request = req.Take();
-    std::vector<uint32_t> live_owners;
-    for (uint32_t owner : Owners(path)) {
-      if (Reachable(owner)) live_owners.push_back(owner);
-    }
-    bool any = false;
-    for (auto& r : AskAll(live_owners, kOpMetaReplace, request)) any = any || r.ok();
-    if (!any) {
-      // The object was removed or replaced meanwhile: the new copies belong to nobody.
-      for (auto& [rank, uid] : target_uid) DropEverywhere(uid, {rank});
-      return false;
-    }
-    report->chunks_copied += added.size();
-    report->bytes_copied += copied_bytes;
-  }
-  return true;
-}
-
-Status Cluster::RepairObject(const std::string& path, RepairReport* report) {
-  auto found = LookupInode(path);
-  if (!found.ok()) {
-    if (found.status().code() == Code::kNotFound) return Status::OK();  // removed meanwhile
-    return found.status().WithContext("repair");
-  }
-  Inode inode = std::move(found).value();
-  report->objects++;
-
-  if (inode.is_striped) {
-    SHOAL_ASSIGN_OR_RETURN(bool still_there, RepairChunks(path, &inode, report));
-    if (!still_there) return Status::OK();
-  }
-
-  // Metadata: every current owner holds the record (owners that joined after a loss lack it).
-  Payload get = PathRequest(path);
-  Payload insert = InsertRequest(path, inode);
-  for (uint32_t owner : Owners(path)) {
-    if (!Reachable(owner)) continue;
-    auto have = Ask(owner, kOpMetaGet, get);
-    if (have.ok() || have.status().code() != Code::kNotFound) continue;
-    auto put = Ask(owner, kOpMetaInsert, insert);
-    if (put.ok()) {
-      report->metadata_copied++;
-    } else {
-      Log(LogLevel::kWarn, "repair: metadata of \"{}\" on rank {}: {}", path, owner,
-          put.status().ToString());
+      const int64_t rank = RankOfMember(c.member.member_id);
+      if (rank >= 0) DropEverywhere(c.uid, {static_cast<uint32_t>(rank)});
     }
   }
   return Status::OK();

@@ -1,24 +1,25 @@
-// Cluster: the Engine API over a whole world. Every rank runs one; together they are one
-// storage system with no server process.
+// Cluster: the object API (engine/object_api.h) over a world — every rank runs one, a one-rank
+// job included (a world of one); together they are one storage system with no server process.
 //
-// Roles of a member (all in one process):
-//   client  — the calls of its own rank: Create/Write/Seal/Abort/Read/Stat/List/Remove.
-//   holder  — keeps chunk replicas for the world in its ObjectStore: chunk i of object `uid`
-//             lives in the local object "c/<uid>" at offset i * chunk_size, so a holder's share of
-//             an object is one local object (written in the background, one fsync and one LMDB
-//             commit per object at seal, holes where it holds nothing).
-//   owner   — keeps a shard of the metadata ring in its own LMDB environment (<store>/ring):
-//             the inode of every path hashed onto it (Placement::MetadataOwners), with the
-//             directory entry and size in the same transaction.
+// A member plays three roles, in their own files:
+//   member service (engine/member_service.h)  what it does for others: chunk holder, metadata
+//                                              owner; independent of the rest.
+//   client paths   (cluster.cc)               the calls of its own rank: Create, Write, Seal,
+//                                              Abort, Stat, List, Remove, Locate.
+//   read planning  (cluster_read.cc)          which replica serves each chunk, and failover.
+//   repair         (cluster_repair.cc)        replicas and metadata records rebuilt.
+// All of them reach members (itself included) through MemberClient: typed calls, encoded by
+// engine/protocol.h only when they cross the transport.
 //
 // Write: each Write is split into chunk pieces and sent to every replica holder of the piece
-// (Placement::ChunkHolders), at most `window` requests in flight per call; pieces held by this
-// member go straight to its ObjectStore. Objects with a declared size <= inline_threshold are
-// staged here and stored inside the inode. Seal commits the object on every holder (durable:
-// fdatasync + LMDB), then inserts the inode on the primary metadata owner (which decides a race
-// between two creators of one path) and on its replicas; it returns only when all succeeded.
-// The inode records the layout (member ids and nodes) and which chunks hold data, so a later
-// world with other rank numbers, or with members missing, still finds every chunk.
+// (Placement::ChunkHolders), at most `window` requests in flight per object; pieces held by this
+// member go straight to its store. Objects with a declared size <= inline_threshold are staged
+// here and stored inside the inode. Seal commits the object on every holder (durable: fdatasync
+// + LMDB), then inserts the inode on the primary metadata owner (which decides a race between
+// two creators of one path) and on its replicas; it returns only when all succeeded, and rolls
+// the inserted records back when a replica failed. The inode records the layout (member ids and
+// nodes) and which chunks hold data, so a later world with other rank numbers, or with members
+// missing, still finds every chunk.
 //
 // Read: the inode comes from the nearest live owner (self when it is one); chunk pieces from
 // the nearest live holder (self, same node, others). Holders verify CRC32C on disk and send a
@@ -37,7 +38,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
+#include <random>
 #include <set>
 #include <span>
 #include <string>
@@ -45,11 +46,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/thread_annotations.h"
+#include "engine/member_client.h"
+#include "engine/member_service.h"
 #include "engine/meta_store.h"
+#include "engine/object_api.h"
 #include "engine/object_store.h"
 #include "engine/placement.h"
 #include "engine/world.h"
-#include "shoal/engine.h"
 
 namespace shoal::engine {
 
@@ -61,44 +65,42 @@ struct ClusterOptions {
   uint32_t chunk_size = 4u << 20;
   uint64_t metadata_map_size = 64ull << 30;
   std::string ring_dir;  // the metadata shard's LMDB directory (<store>/ring)
+  // Object uids: random (0), or drawn from a generator with this seed, so that a test's
+  // placement (which hashes uids) replays exactly.
+  uint64_t uid_seed = 0;
 };
 
-// Message ops of the cluster (the world uses 1 and 2).
-inline constexpr uint16_t kOpChunkWrite = 16;
-inline constexpr uint16_t kOpChunkCommit = 17;
-inline constexpr uint16_t kOpChunkDrop = 18;
-inline constexpr uint16_t kOpChunkRead = 19;
-inline constexpr uint16_t kOpMetaCheck = 24;
-inline constexpr uint16_t kOpMetaInsert = 25;
-inline constexpr uint16_t kOpMetaGet = 26;
-inline constexpr uint16_t kOpMetaList = 27;
-inline constexpr uint16_t kOpMetaRemove = 28;
-inline constexpr uint16_t kOpMetaReplace = 29;
-
-class Cluster {
+class Cluster final : public ObjectApi {
  public:
-  // Opens the metadata shard, joins the world through `rendezvous` (installing the cluster's
-  // handlers first) and returns when every member is reachable.
+  // Opens the metadata shard, joins the world through `rendezvous` over `transport` (installing
+  // the member service's handlers first) and returns when every member is reachable.
   static Result<std::unique_ptr<Cluster>> Start(const ClusterOptions& options,
                                                 std::unique_ptr<ObjectStore> store,
                                                 WorldOptions world_options,
+                                                std::unique_ptr<transport::Transport> transport,
                                                 transport::Rendezvous& rendezvous);
-  ~Cluster();
+  ~Cluster() override;
 
-  Status Create(std::string_view path, const CreateOptions& options);
-  Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data);
-  Status Seal(std::string_view path);
-  Status Abort(std::string_view path);
-  Status ReadBatch(std::span<ReadRequest> requests);
-  Result<ObjectInfo> Stat(std::string_view path);
-  Result<ListPage> List(std::string_view dir, const ListOptions& options);
-  Status Remove(std::string_view path);
-  Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path);
-  // Engine::Repair.
-  Result<RepairReport> Repair(std::string_view dir);
+  Status Create(std::string_view path, const CreateOptions& options) override;
+  Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) override;
+  Status Seal(std::string_view path) override;
+  Status Abort(std::string_view path) override;
+  Status ReadBatch(std::span<ReadRequest> requests) override;
+  Result<ObjectInfo> Stat(std::string_view path) override;
+  Result<ListPage> List(std::string_view dir, const ListOptions& options) override;
+  Status Remove(std::string_view path) override;
+  Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path) override;
+  Result<RepairReport> Repair(std::string_view dir) override;
+  uint32_t rank() const override { return world_->rank(); }
+  uint32_t world_size() const override { return world_->size(); }
+  Status Barrier() override { return world_->Barrier(); }
+  Result<std::vector<std::vector<std::byte>>> AllGather(std::span<const std::byte> mine) override;
+  std::string_view io_backend() const override { return store_->io_backend(); }
 
   World& world() { return *world_; }
   ObjectStore& store() { return *store_; }
+  // Ranks owning `path`'s metadata, primary first (down members included).
+  std::vector<uint32_t> MetadataOwners(std::string_view path) const;
 
  private:
   struct Writing;
@@ -110,57 +112,52 @@ class Cluster {
   };
   Cluster() = default;
 
-  // ---- client side ----
-  Result<std::shared_ptr<Writing>> FindWriting(std::string_view path);
+  // ---- client paths (cluster.cc) ----
+  Result<std::shared_ptr<Writing>> FindWriting(std::string_view path) EXCLUDES(open_mu_);
+  std::vector<uint32_t> Owners(std::string_view path) const { return MetadataOwners(path); }
+  Result<Inode> LookupInode(std::string_view path);
+  // Drops object `uid`'s chunks on the reachable ranks among `ranks`. A failure only leaks
+  // space (logged): the object is gone from the metadata already.
+  void DropEverywhere(uint64_t uid, const std::set<uint32_t>& ranks);
+  bool Reachable(uint32_t rank) const { return client_->Reachable(rank); }
+  std::vector<uint32_t> ReachableOf(const std::vector<uint32_t>& ranks) const;
+  // The rank of a member of this world; -1 for a member not in it.
+  int64_t RankOfMember(const std::string& member_id) const;
+
+  // A fresh non-zero id for a world object or a repair's copy (64 random bits: collisions are
+  // not a practical concern at any store size).
+  uint64_t NewUid() EXCLUDES(uid_mu_);
+
+  // ---- read planning (cluster_read.cc) ----
   // The live replicas of chunk `chunk` of a striped object (its placement holders and the
   // copies a repair made), nearest first: this rank, this node, others.
   std::vector<Replica> LiveReplicas(const Inode& inode, const Placement& placement,
                                     uint64_t chunk) const;
-  // Reads `dst.size()` bytes at `in_chunk` of a chunk from one replica (bytes past what the
-  // holder has read as zeros), checking the holder's transit CRC32C.
-  Status ReadPiece(const Replica& from, uint32_t chunk_size, uint64_t chunk, uint32_t in_chunk,
-                   std::span<std::byte> dst);
+  const Placement& PlacementFor(const Inode& inode, std::unique_ptr<Placement>* scratch) const;
+
+  // ---- repair (cluster_repair.cc) ----
   Status RepairObject(const std::string& path, RepairReport* report);
   // The chunk part of RepairObject for a striped object; records the new copies in *inode and
   // on its owners. False when the object was removed or replaced meanwhile.
   Result<bool> RepairChunks(const std::string& path, Inode* inode, RepairReport* report);
-  // Ranks owning `path`'s metadata, primary first (down members included).
-  std::vector<uint32_t> Owners(std::string_view path) const;
-  Result<Inode> LookupInode(std::string_view path);
-  // Runs op on `rank` (directly when it is this member) and returns its reply.
-  Result<transport::Payload> Ask(uint32_t rank, uint16_t op, std::span<const std::byte> request);
-  // Ask on every rank in `ranks` in parallel; one result per rank, in order.
-  std::vector<Result<transport::Payload>> AskAll(const std::vector<uint32_t>& ranks, uint16_t op,
-                                                 std::span<const std::byte> request);
-  // Drops object `uid`'s chunks on the reachable ranks among `ranks`. A failure only leaks
-  // space (logged): the object is gone from the metadata already.
-  void DropEverywhere(uint64_t uid, const std::set<uint32_t>& ranks);
-  // This member, or a peer whose endpoint is up.
-  bool Reachable(uint32_t rank) const;
-  const Placement& PlacementFor(const Inode& inode, std::unique_ptr<Placement>* scratch) const;
-
-  // ---- holder and owner side: every op, local or from the network ----
-  transport::Reply Serve(uint16_t op, std::span<const std::byte> request);
-  Status HolderWrite(uint64_t uid, uint32_t chunk_size, uint64_t chunk, uint32_t in_chunk,
-                     std::span<const std::byte> data);
-  Status HolderCommit(uint64_t uid);
-  Status HolderDrop(uint64_t uid);
 
   ClusterOptions options_;
   std::unique_ptr<ObjectStore> store_;
   std::unique_ptr<MetaStore> ring_;
+  std::unique_ptr<MemberService> service_;
   std::unique_ptr<World> world_;
+  std::unique_ptr<MemberClient> client_;
   std::unique_ptr<Placement> placement_;            // of the current world
   std::vector<uint32_t> rank_of_;                   // placement index -> world rank
   int32_t my_index_ = -1;                           // this member's placement index
   std::unordered_map<std::string, uint32_t> rank_of_member_;
   uint32_t replicas_ = 1;
 
-  std::mutex open_mu_;
-  std::map<std::string, std::shared_ptr<Writing>, std::less<>> open_;
+  Mutex uid_mu_;
+  std::mt19937_64 uid_gen_ GUARDED_BY(uid_mu_);
 
-  std::mutex holder_mu_;
-  std::map<uint64_t, uint32_t> holder_open_;  // uid -> chunk size of chunk objects being written
+  Mutex open_mu_;
+  std::map<std::string, std::shared_ptr<Writing>, std::less<>> open_ GUARDED_BY(open_mu_);
 };
 
 }  // namespace shoal::engine

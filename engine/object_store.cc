@@ -21,32 +21,9 @@
 #include "engine/object_rules.h"
 #include "base/log.h"
 #include "engine/path.h"
+#include "engine/store_layout.h"
 
 namespace shoal::engine {
-namespace {
-
-Status ValidateOptions(const Options& o) {
-  auto bad = [](std::string msg) { return Status::InvalidArgument("Options: " + msg); };
-  if (o.store_dir.empty()) return bad("store_dir is empty");
-  if (!IsValidChunkSize(o.chunk_size)) {
-    return bad(fmt::format("chunk_size {} is not a power of two in 64 KiB..1 GiB", o.chunk_size));
-  }
-  if (o.queue_depth < 1 || o.queue_depth > 1024) {
-    return bad(fmt::format("queue_depth {} not in 1..1024", o.queue_depth));
-  }
-  if (o.inline_threshold > 65536) {
-    return bad(fmt::format("inline_threshold {} above 65536", o.inline_threshold));
-  }
-  uint64_t s = o.segment_size;
-  if (s < (64ull << 20) || s > (64ull << 30) || (s & (s - 1)) != 0 || s < o.chunk_size) {
-    return bad(fmt::format("segment_size {} is not a power of two in 64 MiB..64 GiB (and at "
-                           "least chunk_size)", s));
-  }
-  if (o.metadata_map_size < (16ull << 20)) return bad("metadata_map_size below 16 MiB");
-  return Status::OK();
-}
-
-}  // namespace
 
 // One object between Create and Seal/Abort. Its mutex guards everything below it; completions
 // of its chunk writes arrive through OnComplete on the disk backend's thread.
@@ -131,13 +108,21 @@ Status ObjectStore::Init(const Options& options, std::unique_ptr<Disk> disk) {
   } else if (!S_ISDIR(st.st_mode)) {
     return Status::InvalidArgument(fmt::format("store path {} is not a directory", dir));
   }
-  if (!options.create_if_missing && ::access((dir + "/meta/data.mdb").c_str(), F_OK) != 0) {
+  const std::string meta_dir = StorePath(dir, kMetaDir);
+  const bool existed = ::access(StorePath(meta_dir, kLmdbDataFile).c_str(), F_OK) == 0;
+  if (!options.create_if_missing && !existed) {
     return Status::NotFound(fmt::format("no shoal store in {}", dir));
+  }
+  SHOAL_ASSIGN_OR_RETURN(uint32_t format, ReadStoreFormat(dir));
+  if (format > kStoreFormat) {
+    return Status::FailedPrecondition(fmt::format(
+        "store {} has format {}, newer than this shoal's {}: open it with a newer shoal", dir,
+        format, kStoreFormat));
   }
 
   // One engine per store: an advisory lock held for the engine's lifetime (released by the
   // kernel if the process dies, so a crash never leaves the store locked).
-  std::string lock_path = dir + "/LOCK";
+  std::string lock_path = StorePath(dir, kLockFile);
   lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd_ < 0) return ErrnoStatus(errno, "open " + lock_path);
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
@@ -153,8 +138,9 @@ Status ObjectStore::Init(const Options& options, std::unique_ptr<Disk> disk) {
     SHOAL_ASSIGN_OR_RETURN(disk, NewDisk(options.io_backend, options.queue_depth));
   }
   disk_ = std::move(disk);
-  SHOAL_ASSIGN_OR_RETURN(meta_, MetaStore::Open(dir + "/meta", options.metadata_map_size));
-  SHOAL_ASSIGN_OR_RETURN(chunks_, ChunkStore::Open(disk_.get(), dir + "/chunks",
+  SHOAL_ASSIGN_OR_RETURN(meta_, MetaStore::Open(meta_dir, options.metadata_map_size));
+  if (format < kStoreFormat) SHOAL_RETURN_IF_ERROR(AdoptOlderFormat(dir, existed));
+  SHOAL_ASSIGN_OR_RETURN(chunks_, ChunkStore::Open(disk_.get(), StorePath(dir, kChunksDir),
                                                    options.segment_size, options.direct_io,
                                                    meta_.get()));
   pool_ = std::make_unique<BufferPool>(options.chunk_size, options.queue_depth,
@@ -176,6 +162,25 @@ ObjectStore::~ObjectStore() {
   chunks_.reset();
   disk_.reset();  // joins the backend threads before the pool goes
   if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+Status ObjectStore::AdoptOlderFormat(const std::string& dir, bool existed) {
+  if (existed) {
+    // Format 1 without a FORMAT file: a world's store (local objects are chunk objects only)
+    // has this layout already; a one-rank job's store kept user paths here.
+    SHOAL_ASSIGN_OR_RETURN(ListPage top, meta_->List("", ListOptions{"", 16}));
+    for (const DirEntry& e : top.entries) {
+      if (e.name != "c" || !e.is_dir) {
+        return Status::FailedPrecondition(fmt::format(
+            "store {} was written by a one-rank job of shoal format 1 (user objects such as "
+            "\"{}\" in {}/); this shoal keeps every store in the world layout (format {}, "
+            "docs/architecture.md) and cannot show them: copy them out with the shoal that "
+            "wrote them, or use a new store directory",
+            dir, e.name, kMetaDir, kStoreFormat));
+      }
+    }
+  }
+  return WriteStoreFormat(dir);
 }
 
 IoBuffer ObjectStore::AcquireBuffer(uint32_t chunk_size) {
@@ -586,6 +591,11 @@ Status ObjectStore::Remove(std::string_view path) {
   std::unique_lock reclaim(reclaim_mu_);  // reads that found the inode finish first
   chunks_->Free(removed.chunks);
   return Status::OK();
+}
+
+Result<RepairReport> ObjectStore::Repair(std::string_view dir) {
+  SHOAL_RETURN_IF_ERROR(List(dir, {}).status());
+  return RepairReport{};
 }
 
 }  // namespace shoal::engine

@@ -4,8 +4,10 @@
 // inode in the MetaStore. Reads look up the inode, keep queue_depth chunk reads in flight and
 // verify every chunk before its bytes are handed out.
 //
-// This is the implementation behind shoal::Engine (see include/shoal/engine.h for the contract
-// of each operation). Thread-safety: all methods are thread-safe.
+// It is a member's local store (the chunk holder's objects "c/<uid>", engine/store_layout.h)
+// and implements ObjectApi (engine/object_api.h) as a world of one over its own names, which
+// tests use to inject disk faults under the object API; every Engine runs a Cluster on top of
+// it. Thread-safety: all methods are thread-safe.
 #pragma once
 
 #include <map>
@@ -20,29 +22,38 @@
 #include "engine/chunk_store.h"
 #include "engine/disk.h"
 #include "engine/meta_store.h"
+#include "engine/object_api.h"
 #include "shoal/engine.h"
 
 namespace shoal::engine {
 
-class ObjectStore {
+class ObjectStore final : public ObjectApi {
  public:
   // Opens the store. `disk` may be null: the backend Options name is then built. Tests pass a
   // FaultDisk here.
   static Result<std::unique_ptr<ObjectStore>> Open(const Options& options,
                                                    std::unique_ptr<Disk> disk = nullptr);
-  ~ObjectStore();
+  ~ObjectStore() override;
 
-  Status Create(std::string_view path, const CreateOptions& options);
-  Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data);
-  Status Seal(std::string_view path);
-  Status Abort(std::string_view path);
-  Status ReadBatch(std::span<ReadRequest> requests);
-  Result<ObjectInfo> Stat(std::string_view path);
-  Result<ListPage> List(std::string_view dir, const ListOptions& options);
-  Status Remove(std::string_view path);
-  Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path);
+  Status Create(std::string_view path, const CreateOptions& options) override;
+  Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) override;
+  Status Seal(std::string_view path) override;
+  Status Abort(std::string_view path) override;
+  Status ReadBatch(std::span<ReadRequest> requests) override;
+  Result<ObjectInfo> Stat(std::string_view path) override;
+  Result<ListPage> List(std::string_view dir, const ListOptions& options) override;
+  Status Remove(std::string_view path) override;
+  Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path) override;
+  // One copy of everything: nothing to repair; checks `dir` can be listed.
+  Result<RepairReport> Repair(std::string_view dir) override;
+  uint32_t rank() const override { return 0; }
+  uint32_t world_size() const override { return 1; }
+  Status Barrier() override { return Status::OK(); }
+  Result<std::vector<std::vector<std::byte>>> AllGather(std::span<const std::byte> mine) override {
+    return std::vector<std::vector<std::byte>>{{mine.begin(), mine.end()}};
+  }
 
-  std::string_view io_backend() const { return disk_->name(); }
+  std::string_view io_backend() const override { return disk_->name(); }
   bool direct_io() const { return chunks_->direct_io(); }
   const std::string& member_id() const { return meta_->member_id(); }
   Disk* disk() { return disk_.get(); }
@@ -51,6 +62,9 @@ class ObjectStore {
   struct OpenObject;
   ObjectStore() = default;
   Status Init(const Options& options, std::unique_ptr<Disk> disk);
+  // A store without a FORMAT file (format 1): adopted when its layout is the world's, else
+  // refused (engine/store_layout.h); then stamped with the current format.
+  Status AdoptOlderFormat(const std::string& dir, bool existed);
   // The object being written under `path`; InvalidArgument for a bad name, FailedPrecondition
   // when nothing is being written there.
   Result<std::shared_ptr<OpenObject>> FindOpen(std::string_view path);

@@ -7,10 +7,13 @@
 
 #include "base/bytes.h"
 #include "base/log.h"
+#include "engine/protocol.h"
 
 namespace shoal::engine {
 namespace {
 
+using protocol::Op;
+using protocol::Wire;
 using transport::Blob;
 using transport::Payload;
 using transport::Reply;
@@ -18,7 +21,7 @@ using transport::Reply;
 constexpr uint32_t kMemberInfoVersion = 1;
 constexpr size_t kMaxNode = 255;
 constexpr size_t kMaxAddress = 64u << 10;
-constexpr size_t kMaxCollectiveBlob = 1u << 20;
+using protocol::kMaxCollectiveBlob;
 
 }  // namespace
 
@@ -54,25 +57,30 @@ Result<MemberInfo> DecodeMemberInfo(std::span<const std::byte> bytes) {
   return m;
 }
 
-Result<std::unique_ptr<World>> World::Join(const WorldOptions& o, transport::Rendezvous& rdzv) {
+Result<std::unique_ptr<World>> World::Join(const WorldOptions& o,
+                                           std::unique_ptr<transport::Transport> transport,
+                                           transport::Rendezvous& rdzv) {
+  if (transport->self() != o.rank || transport->world_size() != o.world_size) {
+    return Status::InvalidArgument(fmt::format(
+        "transport of member {} of {} for rank {} of {}", transport->self(),
+        transport->world_size(), o.rank, o.world_size));
+  }
   std::unique_ptr<World> w(new World());
   w->rank_ = o.rank;
   w->collect_wait_ = o.timeout;
-  SHOAL_ASSIGN_OR_RETURN(
-      w->messenger_, transport::Messenger::Create({.self = o.rank,
-                                                   .world_size = o.world_size,
-                                                   .handler_threads = o.handler_threads}));
+  w->transport_ = std::move(transport);
   World* self = w.get();
-  w->messenger_->SetHandler(kOpCollectiveContribute,
+  w->transport_->SetHandler(Wire(Op::kCollectiveContribute),
                             [self](uint32_t, std::span<const std::byte> p) {
                               return self->OnContribute(p);
                             });
-  w->messenger_->SetHandler(kOpCollectiveResult, [self](uint32_t, std::span<const std::byte> p) {
-    return self->OnResult(p);
-  });
-  if (o.install_handlers) o.install_handlers(*w->messenger_);
+  w->transport_->SetHandler(Wire(Op::kCollectiveResult),
+                            [self](uint32_t, std::span<const std::byte> p) {
+                              return self->OnResult(p);
+                            });
+  if (o.install_handlers) o.install_handlers(*w->transport_);
 
-  MemberInfo me{o.rank, o.member_id, o.node, w->messenger_->address()};
+  MemberInfo me{o.rank, o.member_id, o.node, w->transport_->address()};
   SHOAL_ASSIGN_OR_RETURN(auto table, rdzv.AllGather(EncodeMemberInfo(me)));
   if (table.size() != o.world_size) {
     return Status::InvalidArgument(fmt::format("rendezvous returned {} members, expected {}",
@@ -92,7 +100,7 @@ Result<std::unique_ptr<World>> World::Join(const WorldOptions& o, transport::Ren
     w->members_.push_back(std::move(m).value());
   }
   for (uint32_t r = 0; r < w->members_.size(); ++r) {
-    SHOAL_RETURN_IF_ERROR(w->messenger_->Connect(r, w->members_[r].ucx_address));
+    SHOAL_RETURN_IF_ERROR(w->transport_->Connect(r, w->members_[r].ucx_address));
   }
   SHOAL_RETURN_IF_ERROR(w->Barrier(o.timeout).WithContext("joining the world"));
   Log(LogLevel::kInfo, "world: rank {} of {} joined (member {}, node {})", o.rank, o.world_size,
@@ -100,12 +108,13 @@ Result<std::unique_ptr<World>> World::Join(const WorldOptions& o, transport::Ren
   return w;
 }
 
-World::~World() { messenger_.reset(); }
+World::~World() { transport_.reset(); }
 
 Reply World::OnContribute(std::span<const std::byte> payload) {
-  ByteReader r(payload);
-  uint64_t epoch = 0;
-  if (!r.Get(&epoch) || !r.done()) return {Status::InvalidArgument("contribute: bad request"), {}};
+  protocol::Contribute req;
+  Status bad = protocol::Decode(payload, &req);
+  if (!bad.ok()) return {bad, {}};
+  const uint64_t epoch = req.seq;
   std::unique_lock lk(mu_);
   // Rank 0 may ask before this member reached the collective: wait for it.
   if (!cv_.wait_for(lk, collect_wait_, [&] { return contributions_.count(epoch) != 0; })) {
@@ -118,23 +127,11 @@ Reply World::OnContribute(std::span<const std::byte> payload) {
 }
 
 Reply World::OnResult(std::span<const std::byte> payload) {
-  ByteReader r(payload);
-  uint64_t epoch = 0;
-  uint32_t n = 0;
-  if (!r.Get(&epoch) || !r.Get(&n) || n != members_.size()) {
-    return {Status::InvalidArgument("collective result: bad header"), {}};
-  }
-  std::vector<Blob> table(n);
-  for (auto& b : table) {
-    std::span<const std::byte> s;
-    if (!r.Prefixed(kMaxCollectiveBlob, &s)) {
-      return {Status::InvalidArgument("collective result: bad entry"), {}};
-    }
-    b.assign(s.begin(), s.end());
-  }
-  if (!r.done()) return {Status::InvalidArgument("collective result: trailing bytes"), {}};
+  protocol::CollectiveResult res;
+  Status bad = protocol::Decode(payload, size(), &res);
+  if (!bad.ok()) return {bad, {}};
   std::lock_guard lk(mu_);
-  results_[epoch] = std::move(table);
+  results_[res.seq] = std::move(res.table);
   cv_.notify_all();
   return {Status::OK(), {}};
 }
@@ -171,12 +168,10 @@ Result<std::vector<Blob>> World::AllGather(const Blob& mine, std::chrono::millis
   const uint32_t n = size();
   std::vector<Blob> table(n);
   table[0] = mine;
-  ByteWriter req_writer;
-  req_writer.Put<uint64_t>(epoch);
-  Blob req = req_writer.Take();
+  Blob req = protocol::Encode(protocol::Contribute{epoch});
   std::vector<std::promise<Result<Payload>>> replies(n);
   for (uint32_t r = 1; r < n; ++r) {
-    messenger_->CallAsync(r, kOpCollectiveContribute, req, deadline,
+    transport_->CallAsync(r, Wire(Op::kCollectiveContribute), req, deadline,
                           [&replies, r](Result<Payload> p) { replies[r].set_value(std::move(p)); });
   }
   Status first;
@@ -189,14 +184,10 @@ Result<std::vector<Blob>> World::AllGather(const Blob& mine, std::chrono::millis
     table[r] = std::move(p).value();
   }
   SHOAL_RETURN_IF_ERROR(first);
-  ByteWriter rw;
-  rw.Put<uint64_t>(epoch);
-  rw.Put<uint32_t>(n);
-  for (const Blob& b : table) rw.Prefixed(b);
-  Blob result = rw.Take();
+  Blob result = protocol::Encode(protocol::CollectiveResult{epoch, table});
   std::vector<std::promise<Result<Payload>>> acks(n);
   for (uint32_t r = 1; r < n; ++r) {
-    messenger_->CallAsync(r, kOpCollectiveResult, result, deadline,
+    transport_->CallAsync(r, Wire(Op::kCollectiveResult), result, deadline,
                           [&acks, r](Result<Payload> p) { acks[r].set_value(std::move(p)); });
   }
   for (uint32_t r = 1; r < n; ++r) {

@@ -1,12 +1,13 @@
 // World: the members of one job, connected. Built once per rank by Join: the rendezvous
-// exchanges each member's identity (persistent member id from its store, node name, UCX worker
-// address), every member connects to every other over UCX, and a barrier makes sure all are
-// reachable before Join returns.
+// exchanges each member's identity (persistent member id from its store, node name, transport
+// address), every member connects to every other over the transport (UCX between processes,
+// in-process in tests and for a world of one), and a barrier makes sure all are reachable before
+// Join returns.
 //
 // Collectives (Barrier, AllGather) run over the same messenger, rooted at rank 0. Every member
 // must call them in the same order; one collective at a time per member.
 //
-// Thread-safety: members(), rank(), size() and messenger() are safe from any thread;
+// Thread-safety: members(), rank(), size() and transport() are safe from any thread;
 // collectives are serialized by the caller.
 #pragma once
 
@@ -21,8 +22,8 @@
 #include <vector>
 
 #include "shoal/result.h"
-#include "transport/messenger.h"
 #include "transport/rendezvous.h"
+#include "transport/transport.h"
 
 namespace shoal::engine {
 
@@ -43,23 +44,25 @@ struct WorldOptions {
   std::string node;
   std::string member_id;
   std::chrono::milliseconds timeout{120000};  // for the barrier that ends Join
-  uint32_t handler_threads = 2;
-  // Called with the messenger before any endpoint exists: the place to install the handlers of
-  // the layers above (engine/cluster.h), so no request can arrive before its handler.
-  std::function<void(transport::Messenger&)> install_handlers;
+  uint32_t handler_threads = 2;  // for the transport the caller makes (lib/engine.cc)
+  // Called with the transport before any endpoint exists: the place to install the handlers of
+  // the layers above (engine/member_service.h), so no request can arrive before its handler.
+  std::function<void(transport::Transport&)> install_handlers;
 };
 
 class World {
  public:
-  // Joins through `rendezvous` (TCP hosted by rank 0, file, or the caller's all-gather).
+  // Joins through `rendezvous` (TCP hosted by rank 0, file, or the caller's all-gather) over
+  // `transport` (whose self() and world_size() must match the options).
   static Result<std::unique_ptr<World>> Join(const WorldOptions& options,
+                                             std::unique_ptr<transport::Transport> transport,
                                              transport::Rendezvous& rendezvous);
   ~World();
 
   uint32_t rank() const { return rank_; }
   uint32_t size() const { return static_cast<uint32_t>(members_.size()); }
   const std::vector<MemberInfo>& members() const { return members_; }
-  transport::Messenger& messenger() { return *messenger_; }
+  transport::Transport& transport() { return *transport_; }
 
   Status Barrier(std::chrono::milliseconds deadline = std::chrono::milliseconds(60000));
   // Every member's `mine`, in rank order. Up to 1 MiB per member.
@@ -74,7 +77,7 @@ class World {
 
   uint32_t rank_ = 0;
   std::vector<MemberInfo> members_;
-  std::unique_ptr<transport::Messenger> messenger_;
+  std::unique_ptr<transport::Transport> transport_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -83,9 +86,5 @@ class World {
   std::map<uint64_t, std::vector<transport::Blob>> results_;  // from rank 0
   std::chrono::milliseconds collect_wait_{60000};
 };
-
-// Message ops reserved by the world (engine ops use others).
-inline constexpr uint16_t kOpCollectiveContribute = 1;
-inline constexpr uint16_t kOpCollectiveResult = 2;
 
 }  // namespace shoal::engine

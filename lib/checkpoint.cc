@@ -16,44 +16,29 @@
 #include "base/log.h"
 #include "engine/object_rules.h"
 #include "engine/path.h"
+#include "engine/protocol.h"
 #include "lib/manifest.h"
 #include "lib/staging_pool.h"
 
 namespace shoal {
 namespace {
 
+namespace protocol = engine::protocol;
+
 constexpr size_t kMaxMetadata = 64 << 10;
-// A commit's part (one rank's blob list) travels in one all-gather contribution (<= 1 MiB).
-constexpr size_t kMaxPart = (1 << 20) - 1024;
 // async: the largest piece staged and written at once (one queue item). 8 MiB and 64 MiB
 // measured the same blocked time (docs/bench.md); larger means fewer items.
 constexpr uint64_t kMaxSlice = 64ull << 20;
 
-std::vector<std::byte> EncodeStatus(const Status& s) {
-  ByteWriter w;
-  w.Put<uint8_t>(static_cast<uint8_t>(s.code()));
-  w.Prefixed(s.message());
-  return w.Take();
-}
-
-Status DecodeStatus(std::span<const std::byte> b);
-
 // Collective: every rank returns rank 0's `verdict` (the others' argument is ignored).
 Status Rank0Verdict(Engine& e, const Status& verdict) {
-  auto told = e.AllGather(e.rank() == 0 ? EncodeStatus(verdict) : std::vector<std::byte>{});
+  auto told = e.AllGather(e.rank() == 0 ? protocol::Encode(protocol::Verdict{verdict})
+                                        : std::vector<std::byte>{});
   if (!told.ok()) return told.status();
-  return e.rank() == 0 ? verdict : DecodeStatus((*told)[0]);
-}
-
-Status DecodeStatus(std::span<const std::byte> b) {
-  ByteReader r(b);
-  uint8_t code = 0;
-  std::span<const std::byte> msg;
-  if (!r.Get(&code) || !r.Prefixed(kMaxPart, &msg) || !r.done()) {
-    return Status::Corruption("checkpoint: malformed outcome from rank 0");
-  }
-  if (code == 0) return Status::OK();
-  return Status(static_cast<Code>(code), AsChars(msg));
+  if (e.rank() == 0) return verdict;
+  protocol::Verdict v;
+  SHOAL_RETURN_IF_ERROR(protocol::Decode((*told)[0], &v));
+  return v.status;
 }
 
 // Every entry of `dir`; empty when it does not exist.
@@ -295,28 +280,16 @@ Status SaveJob::Commit(std::string_view metadata) {
     local = Status::InvalidArgument(
         fmt::format("checkpoint metadata of {} bytes (at most {})", metadata.size(), kMaxMetadata));
   }
-  ByteWriter part;
+  std::vector<std::byte> mine;
   if (local.ok()) {
-    part.Put<uint8_t>(1);
-    part.Put<uint32_t>(static_cast<uint32_t>(blobs.size()));
-    for (const BlobInfo& b : blobs) {
-      part.Prefixed(b.name);
-      part.Put<uint64_t>(b.size);
-      part.Put<uint32_t>(b.crc32c);
-    }
-  }
-  std::vector<std::byte> mine = part.Take();
-  if (!local.ok() || mine.size() > kMaxPart) {
-    if (local.ok()) {
+    mine = protocol::Encode(protocol::CommitPart{Status::OK(), blobs});
+    if (mine.size() > protocol::kMaxCommitPart) {
       local = Status::InvalidArgument(fmt::format(
           "rank {}: the list of {} blobs needs {} bytes, more than a commit carries ({})",
-          e.rank(), blobs.size(), mine.size(), kMaxPart));
+          e.rank(), blobs.size(), mine.size(), protocol::kMaxCommitPart));
     }
-    ByteWriter w;
-    w.Put<uint8_t>(0);
-    w.Raw(EncodeStatus(local));
-    mine = w.Take();
   }
+  if (!local.ok()) mine = protocol::Encode(protocol::CommitPart{local, {}});
   auto parts = e.AllGather(mine);
   if (!parts.ok()) return parts.status().WithContext(fmt::format("committing \"{}\"", tag));
 
@@ -328,29 +301,12 @@ Status SaveJob::Commit(std::string_view metadata) {
     m.world_size = e.world_size();
     m.metadata = std::string(metadata);
     for (uint32_t r = 0; r < parts->size() && outcome.ok(); ++r) {
-      ByteReader rd((*parts)[r]);
-      uint8_t ok = 0;
-      uint32_t n = 0;
-      if (!rd.Get(&ok)) {
-        outcome = Status::Corruption(fmt::format("commit: empty part from rank {}", r));
-      } else if (ok == 0) {
-        std::span<const std::byte> rest;
-        (void)rd.Raw(rd.left(), &rest);
-        outcome = DecodeStatus(rest).WithContext(fmt::format("rank {} could not save", r));
-      } else if (!rd.Get(&n)) {
-        outcome = Status::Corruption(fmt::format("commit: malformed part from rank {}", r));
-      } else {
-        for (uint32_t i = 0; i < n && outcome.ok(); ++i) {
-          BlobInfo b;
-          std::span<const std::byte> name;
-          if (!rd.Prefixed(kMaxPart, &name) || !rd.Get(&b.size) || !rd.Get(&b.crc32c)) {
-            outcome = Status::Corruption(fmt::format("commit: malformed part from rank {}", r));
-          }
-          b.name = std::string(AsChars(name));
-          b.rank = r;
-          m.blobs.push_back(std::move(b));
-        }
+      protocol::CommitPart part;
+      outcome = protocol::Decode((*parts)[r], r, &part);
+      if (outcome.ok() && !part.status.ok()) {
+        outcome = part.status.WithContext(fmt::format("rank {} could not save", r));
       }
+      for (BlobInfo& blob : part.blobs) m.blobs.push_back(std::move(blob));
     }
     std::sort(m.blobs.begin(), m.blobs.end(),
               [](const BlobInfo& a, const BlobInfo& b) { return a.name < b.name; });

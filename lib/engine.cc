@@ -1,24 +1,62 @@
 #include "shoal/engine.h"
 
 #include <fmt/format.h>
+#include <pthread.h>
+#include <unistd.h>
 
+#include <atomic>
+
+#include "engine/cluster.h"
+#include "engine/store_layout.h"
 #include "lib/bootstrap.h"
 #include "lib/engine_impl.h"
+#include "transport/inproc_transport.h"
+#include "transport/messenger.h"
 
 namespace shoal {
+namespace {
+
+// Counts forks of this process: a child sees a larger value than the engines its parent opened.
+std::atomic<uint64_t> fork_generation{0};
+
+uint64_t ForkGeneration() {
+  static const bool installed = [] {
+    ::pthread_atfork(nullptr, nullptr,
+                     [] { fork_generation.fetch_add(1, std::memory_order_relaxed); });
+    return true;
+  }();
+  (void)installed;
+  return fork_generation.load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+Engine::Impl::Impl(std::unique_ptr<engine::ObjectApi> api)
+    : api_(std::move(api)), fork_generation_(ForkGeneration()), pid_(::getpid()) {}
+
+std::unique_ptr<Engine> Engine::Impl::Wrap(std::unique_ptr<engine::ObjectApi> api) {
+  return std::unique_ptr<Engine>(new Engine(std::make_unique<Impl>(std::move(api))));
+}
+
+bool Engine::Impl::forked() const {
+  return fork_generation.load(std::memory_order_relaxed) != fork_generation_;
+}
+
+Status Engine::Impl::Usable() const {
+  if (!forked()) return Status::OK();
+  return Status::FailedPrecondition(fmt::format(
+      "this Engine was opened by process {}, and process {} is a fork of it: an Engine's "
+      "threads, transport and I/O rings do not survive fork; open an Engine in the child (on "
+      "its own store) or use it from the parent (docs/python.md)",
+      pid_, ::getpid()));
+}
 
 Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
-  if (options.replicas < 1 || options.replicas > 16) {
-    return Status::InvalidArgument(fmt::format("Options: replicas {} not in 1..16", options.replicas));
-  }
-  if (options.window < 1 || options.window > 1024) {
-    return Status::InvalidArgument(fmt::format("Options: window {} not in 1..1024", options.window));
-  }
+  SHOAL_RETURN_IF_ERROR(ValidateOptions(options));
   SHOAL_ASSIGN_OR_RETURN(BootstrapPlan plan, PlanBootstrap(options));
   Options local = options;
   local.store_dir = plan.store_dir;
   SHOAL_ASSIGN_OR_RETURN(auto store, engine::ObjectStore::Open(local));
-  if (plan.alone) return std::make_unique<Engine>(std::make_unique<Impl>(std::move(store)));
 
   engine::ClusterOptions co;
   co.replicas = options.replicas;
@@ -27,29 +65,57 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   co.inline_threshold = options.inline_threshold;
   co.chunk_size = options.chunk_size;
   co.metadata_map_size = options.metadata_map_size;
-  co.ring_dir = local.store_dir + "/ring";
+  co.ring_dir = engine::StorePath(local.store_dir, engine::kRingDir);
+
+  // A world of one is a world of size one (the same layout on disk), over an in-process
+  // transport: no network, no UCX.
+  std::unique_ptr<transport::Transport> transport;
+  std::unique_ptr<transport::Rendezvous> solo;
+  transport::Rendezvous* rendezvous = plan.rendezvous.get();
+  if (plan.alone) {
+    transport = transport::NewSoloTransport();
+    solo = transport::NewCallbackRendezvous(
+        [](const transport::Blob& mine) -> Result<std::vector<transport::Blob>> {
+          return std::vector<transport::Blob>{mine};
+        },
+        1);
+    rendezvous = solo.get();
+  } else {
+    SHOAL_ASSIGN_OR_RETURN(
+        transport, transport::Messenger::Create(
+                       {.self = plan.world.rank,
+                        .world_size = plan.world.world_size,
+                        .handler_threads = std::max<uint32_t>(plan.world.handler_threads, 4)}));
+  }
   SHOAL_ASSIGN_OR_RETURN(auto cluster, engine::Cluster::Start(co, std::move(store), plan.world,
-                                                             *plan.rendezvous));
-  return std::make_unique<Engine>(std::make_unique<Impl>(std::move(cluster)));
+                                                             std::move(transport), *rendezvous));
+  return Impl::Wrap(std::move(cluster));
 }
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Engine::~Engine() = default;
+
+Engine::~Engine() {
+  if (impl_ && impl_->forked()) impl_->Leak();
+}
 
 Status Engine::Create(std::string_view path, const CreateOptions& options) {
-  return impl_->Serve([&](auto& s) { return s.Create(path, options); });
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().Create(path, options);
 }
 
 Status Engine::Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) {
-  return impl_->Serve([&](auto& s) { return s.Write(path, offset, data); });
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().Write(path, offset, data);
 }
 
 Status Engine::Seal(std::string_view path) {
-  return impl_->Serve([&](auto& s) { return s.Seal(path); });
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().Seal(path);
 }
 
 Status Engine::Abort(std::string_view path) {
-  return impl_->Serve([&](auto& s) { return s.Abort(path); });
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().Abort(path);
 }
 
 Status Engine::Put(std::string_view path, std::span<const std::byte> data,
@@ -71,49 +137,47 @@ Result<uint64_t> Engine::Read(std::string_view path, uint64_t offset, std::span<
 }
 
 Status Engine::ReadBatch(std::span<ReadRequest> requests) {
-  return impl_->Serve([&](auto& s) { return s.ReadBatch(requests); });
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().ReadBatch(requests);
 }
 
 Result<ObjectInfo> Engine::Stat(std::string_view path) {
-  return impl_->Serve([&](auto& s) { return s.Stat(path); });
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().Stat(path);
 }
 
 Result<ListPage> Engine::List(std::string_view dir, const ListOptions& options) {
-  return impl_->Serve([&](auto& s) { return s.List(dir, options); });
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().List(dir, options);
 }
 
 Status Engine::Remove(std::string_view path) {
-  return impl_->Serve([&](auto& s) { return s.Remove(path); });
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().Remove(path);
 }
 
 Result<std::vector<std::vector<uint32_t>>> Engine::Locate(std::string_view path) {
-  return impl_->Serve([&](auto& s) { return s.Locate(path); });
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().Locate(path);
 }
 
 Result<RepairReport> Engine::Repair(std::string_view dir) {
-  if (impl_->cluster() == nullptr) {
-    SHOAL_RETURN_IF_ERROR(impl_->store().List(dir, {}).status());
-    return RepairReport{};
-  }
-  return impl_->cluster()->Repair(dir);
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().Repair(dir);
 }
 
-std::string_view Engine::io_backend() const { return impl_->store().io_backend(); }
-
-uint32_t Engine::rank() const { return impl_->cluster() ? impl_->cluster()->world().rank() : 0; }
-
-uint32_t Engine::world_size() const {
-  return impl_->cluster() ? impl_->cluster()->world().size() : 1;
-}
+std::string_view Engine::io_backend() const { return impl_->api().io_backend(); }
+uint32_t Engine::rank() const { return impl_->api().rank(); }
+uint32_t Engine::world_size() const { return impl_->api().world_size(); }
 
 Status Engine::Barrier() {
-  return impl_->cluster() ? impl_->cluster()->world().Barrier() : Status::OK();
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().Barrier();
 }
 
 Result<std::vector<std::vector<std::byte>>> Engine::AllGather(std::span<const std::byte> mine) {
-  std::vector<std::byte> blob(mine.begin(), mine.end());
-  if (!impl_->cluster()) return std::vector<std::vector<std::byte>>{std::move(blob)};
-  return impl_->cluster()->world().AllGather(blob);
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().AllGather(mine);
 }
 
 }  // namespace shoal

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/crc32c.h"
+#include "base/status_codec.h"
 
 namespace shoal::transport {
 namespace {
@@ -32,7 +33,8 @@ void EncodeHeader(const Header& h, std::byte out[kHeaderBytes]) {
   Put<uint32_t>(out, 16, h.sender);
   Put<uint32_t>(out, 20, h.payload_bytes);
   Put<uint8_t>(out, 24, static_cast<uint8_t>(h.status));
-  Put<uint32_t>(out, 28, Crc32c(out, 28));
+  Put<uint64_t>(out, 28, h.epoch);
+  Put<uint32_t>(out, 36, Crc32c(out, 36));
 }
 
 Result<Header> DecodeHeader(std::span<const std::byte> bytes, size_t payload_bytes,
@@ -45,7 +47,7 @@ Result<Header> DecodeHeader(std::span<const std::byte> bytes, size_t payload_byt
   }
   const std::byte* p = bytes.data();
   if (Get<uint32_t>(p, 0) != kWireMagic) return bad("bad magic");
-  if (Get<uint32_t>(p, 28) != Crc32c(p, 28)) return bad("header checksum mismatch");
+  if (Get<uint32_t>(p, 36) != Crc32c(p, 36)) return bad("header checksum mismatch");
   uint8_t version = Get<uint8_t>(p, 4);
   if (version != kWireVersion) return bad(fmt::format("unsupported version {}", version));
   Header h;
@@ -67,12 +69,13 @@ Result<Header> DecodeHeader(std::span<const std::byte> bytes, size_t payload_byt
                            payload_bytes));
   }
   uint8_t code = Get<uint8_t>(p, 24);
-  if (code > static_cast<uint8_t>(Code::kInternal)) return bad(fmt::format("status {}", code));
+  if (!IsWireCode(code)) return bad(fmt::format("status {}", code));
   if (h.kind == Kind::kRequest && code != 0) return bad("status set in a request");
   h.status = static_cast<Code>(code);
   if (Get<uint8_t>(p, 25) != 0 || Get<uint8_t>(p, 26) != 0 || Get<uint8_t>(p, 27) != 0) {
     return bad("reserved bytes set");
   }
+  h.epoch = Get<uint64_t>(p, 28);
   return h;
 }
 

@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "base/errno_status.h"
+#include "base/task_pool.h"
 #include "base/log.h"
 #include "transport/message.h"
 #include "transport/ucx_status.h"
@@ -35,52 +36,6 @@ struct WorkerDeleter {
 };
 using ContextPtr = std::unique_ptr<std::remove_pointer_t<ucp_context_h>, ContextDeleter>;
 using WorkerPtr = std::unique_ptr<std::remove_pointer_t<ucp_worker_h>, WorkerDeleter>;
-
-// Runs request handlers off the progress thread.
-class TaskPool {
- public:
-  explicit TaskPool(uint32_t threads) {
-    for (uint32_t i = 0; i < std::max<uint32_t>(1, threads); ++i) {
-      threads_.emplace_back([this] { Run(); });
-    }
-  }
-  ~TaskPool() { Stop(); }
-  void Submit(std::function<void()> task) {
-    std::lock_guard lk(mu_);
-    if (stop_) return;
-    tasks_.push_back(std::move(task));
-    cv_.notify_one();
-  }
-  void Stop() {
-    {
-      std::lock_guard lk(mu_);
-      if (stop_ && threads_.empty()) return;
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-    threads_.clear();
-  }
-
- private:
-  void Run() {
-    std::unique_lock lk(mu_);
-    while (true) {
-      cv_.wait(lk, [&] { return stop_ || !tasks_.empty(); });
-      if (tasks_.empty()) return;
-      auto task = std::move(tasks_.front());
-      tasks_.pop_front();
-      lk.unlock();
-      task();
-      lk.lock();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
 
 Payload ErrorPayload(const Status& s) {
   const std::string& m = s.message();
@@ -250,6 +205,7 @@ class Messenger::Impl {
       h.op = op;
       h.request_id = id;
       h.sender = options_.self;
+      h.epoch = options_.epoch;
       h.payload_bytes = static_cast<uint32_t>(p.size());
       Send(peer, &h, {}, std::move(p));
     });
@@ -505,6 +461,11 @@ class Messenger::Impl {
       self->Drop(h.status().message());
       return UCS_OK;
     }
+    if (h->epoch != self->options_.epoch) {
+      self->Drop(fmt::format("message of epoch {} from member {}; this member is in epoch {}",
+                             h->epoch, h->sender, self->options_.epoch));
+      return UCS_OK;
+    }
     self->counters_.bytes_received += length;
     if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
       auto* r = new RndvRecv{self, *h, Payload(length)};
@@ -590,6 +551,7 @@ class Messenger::Impl {
     h.op = req.op;
     h.request_id = req.request_id;
     h.sender = options_.self;
+    h.epoch = options_.epoch;
     h.status = r.status.code();
     Payload p = r.status.ok() ? std::move(r.payload) : ErrorPayload(r.status);
     if (p.size() > kMaxPayloadBytes) {
@@ -640,6 +602,8 @@ Result<std::unique_ptr<Messenger>> Messenger::Create(const MessengerOptions& opt
   SHOAL_RETURN_IF_ERROR(impl->Init(&address));
   std::unique_ptr<Messenger> m(new Messenger(std::move(impl)));
   m->address_ = std::move(address);
+  m->self_ = options.self;
+  m->world_size_ = options.world_size;
   return m;
 }
 
@@ -652,18 +616,8 @@ Status Messenger::Connect(uint32_t peer, std::span<const std::byte> address) {
 
 void Messenger::SetHandler(uint16_t op, Handler handler) { impl_->SetHandler(op, std::move(handler)); }
 
-Result<Payload> Messenger::Call(uint32_t peer, uint16_t op, std::span<const std::byte> payload,
-                                std::chrono::milliseconds deadline) {
-  std::promise<Result<Payload>> done;
-  auto fut = done.get_future();
-  impl_->CallAsync(peer, op, Payload(payload.begin(), payload.end()), deadline,
-                   [&done](Result<Payload> r) { done.set_value(std::move(r)); });
-  return fut.get();
-}
-
 void Messenger::CallAsync(uint32_t peer, uint16_t op, Payload payload,
-                          std::chrono::milliseconds deadline,
-                          std::function<void(Result<Payload>)> done) {
+                          std::chrono::milliseconds deadline, Done done) {
   impl_->CallAsync(peer, op, std::move(payload), deadline, std::move(done));
 }
 

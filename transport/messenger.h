@@ -32,25 +32,16 @@
 #include <vector>
 
 #include "shoal/result.h"
+#include "transport/transport.h"
 
 namespace shoal::transport {
-
-using Payload = std::vector<std::byte>;
-
-// What a request handler answers: a status and, when OK, a payload.
-struct Reply {
-  Status status;
-  Payload payload;
-};
-
-// Runs on a handler thread. `sender` is the requester's index in the world.
-using Handler = std::function<Reply(uint32_t sender, std::span<const std::byte> payload)>;
 
 struct MessengerOptions {
   uint32_t self = 0;        // this member's index in the world
   uint32_t world_size = 1;  // messages claiming another sender index are dropped
   uint32_t handler_threads = 2;
   std::chrono::milliseconds default_deadline{30000};
+  uint64_t epoch = 0;       // sent in every header; requests of another epoch are dropped
 };
 
 struct MessengerCounters {
@@ -63,33 +54,24 @@ struct MessengerCounters {
   uint64_t peer_failures = 0;  // endpoint errors
 };
 
-class Messenger {
+class Messenger final : public Transport {
  public:
   static Result<std::unique_ptr<Messenger>> Create(const MessengerOptions& options);
   ~Messenger();
   Messenger(const Messenger&) = delete;
   Messenger& operator=(const Messenger&) = delete;
 
-  // This worker's UCX address: what the rendezvous publishes to the other members.
-  const std::vector<std::byte>& address() const { return address_; }
-
-  // Creates the endpoint to member `peer` from its published address (may be self).
-  Status Connect(uint32_t peer, std::span<const std::byte> address);
-
-  // Installs the handler of requests with this op. Call before Connect.
-  void SetHandler(uint16_t op, Handler handler);
-
-  // Sends a request and waits for its reply. A deadline of 0 means the default. The reply's
-  // non-OK status is returned as is (the handler's error crosses the wire with its message).
-  Result<Payload> Call(uint32_t peer, uint16_t op, std::span<const std::byte> payload,
-                       std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
-
-  // Like Call, but returns at once; `done` runs on the progress thread exactly once and must
-  // not block.
+  // Transport (transport/transport.h). The address is this worker's UCX address; `done` of
+  // CallAsync runs on the progress thread.
+  uint32_t self() const override { return self_; }
+  uint32_t world_size() const override { return world_size_; }
+  const std::vector<std::byte>& address() const override { return address_; }
+  Status Connect(uint32_t peer, std::span<const std::byte> address) override;
+  void SetHandler(uint16_t op, Handler handler) override;
   void CallAsync(uint32_t peer, uint16_t op, Payload payload, std::chrono::milliseconds deadline,
-                 std::function<void(Result<Payload>)> done);
+                 Done done) override;
+  bool peer_up(uint32_t peer) const override;
 
-  bool peer_up(uint32_t peer) const;
   MessengerCounters counters() const;
 
   // For tests of message validation: sends `header` bytes as they are, with `payload`.
@@ -101,6 +83,8 @@ class Messenger {
   explicit Messenger(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
   std::vector<std::byte> address_;
+  uint32_t self_ = 0;
+  uint32_t world_size_ = 1;
 };
 
 }  // namespace shoal::transport

@@ -24,6 +24,9 @@
 // disjoint ranges of one object from several threads are supported; overlapping writes are
 // refused with InvalidArgument (the first one wins).
 //
+// Fork: an Engine belongs to the process that opened it. In a child forked after Open (e.g. a
+// PyTorch DataLoader worker) every call fails at once with FailedPrecondition saying so.
+//
 // Errors: methods return Status / Result; nothing throws. NoSpace and IOError during a write
 // leave every sealed object intact; the failed object stays unsealed and can be Abort()ed.
 #pragma once
@@ -119,6 +122,8 @@ class SHOAL_EXPORT Engine {
   // Waits for background I/O, closes files. Unsealed objects are discarded. In a world, this
   // member's chunks and metadata become unreachable: call Barrier() first so that no rank leaves
   // while others may still read from it (with replicas >= 2, readers fail over meanwhile).
+  // In a process forked after Open, the destructor releases nothing (the threads and transport
+  // state it would stop live only in the parent).
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -208,11 +213,10 @@ class SHOAL_EXPORT Engine {
   // Every rank's `mine` (up to 1 MiB each), in rank order.
   Result<std::vector<std::vector<std::byte>>> AllGather(std::span<const std::byte> mine);
 
-  class Impl;
-  // For tests and tools inside the project: an Engine around an already built implementation.
-  explicit Engine(std::unique_ptr<Impl> impl);
+  class Impl;  // lib/engine_impl.h
 
  private:
+  explicit Engine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "shoal/export.h"
+#include "shoal/status.h"
+
 #include "shoal/result.h"
 
 namespace shoal {
@@ -118,5 +121,9 @@ struct Options {
   uint32_t join_timeout_ms = 120000;
   uint32_t request_timeout_ms = 30000;
 };
+
+// The one check of a set of Options (Engine::Open runs it; the Python module too, before it
+// opens anything): InvalidArgument naming the first option out of its documented range.
+SHOAL_EXPORT Status ValidateOptions(const Options& options);
 
 }  // namespace shoal

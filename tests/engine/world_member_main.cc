@@ -8,6 +8,7 @@
 
 #include "engine/object_store.h"
 #include "engine/world.h"
+#include "transport/messenger.h"
 
 using namespace shoal;
 
@@ -54,7 +55,9 @@ int main(int argc, char** argv) {
   wo.node = node;
   wo.member_id = (*store)->member_id();
   wo.timeout = timeout;
-  auto w = engine::World::Join(wo, *r);
+  auto m = transport::Messenger::Create({.self = rank, .world_size = world});
+  if (!m.ok()) return Fail(m.status(), "messenger");
+  auto w = engine::World::Join(wo, std::move(m).value(), *r);
   if (!w.ok()) return Fail(w.status(), "join");
 
   std::string mine = std::to_string(rank) + ":" + node + ":" + wo.member_id;

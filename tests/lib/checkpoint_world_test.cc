@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "shoal/engine.h"
+#include "engine/object_store.h"
 #include "tests/lib/ckpt_content.h"
 #include "tests/process_util.h"
 #include "tests/test_util.h"
@@ -221,14 +222,13 @@ TEST(CheckpointWorld, RetentionDeletesOldTagsOnEveryMember) {
     EXPECT_EQ(s.tags, 2) << res[0].out;
     EXPECT_EQ(s.latest, 5);
   }
-  // Each member's store opened alone: its chunk objects ("c/<uid>") are exactly the striped
-  // blobs of the kept tags it wrote (local-first placement, replication 1).
+  // Each member's local store (the chunk holder's objects, engine/store_layout.h): its chunk
+  // objects ("c/<uid>") are exactly the striped blobs of the kept tags it wrote (local-first
+  // placement, replication 1).
   for (int r = 0; r < 3; ++r) {
     Options o;
     o.store_dir = members[r].store;
-    o.world_size = 1;
-    o.rank = 0;
-    auto e = Engine::Open(o);
+    auto e = engine::ObjectStore::Open(o);
     ASSERT_OK(e);
     uint64_t held = 0;
     auto page = (*e)->List("c", {});

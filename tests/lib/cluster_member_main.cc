@@ -26,6 +26,8 @@
 #include <vector>
 
 #include "engine/cluster.h"
+#include "engine/protocol.h"
+#include "transport/messenger.h"
 #include "lib/bootstrap.h"
 #include "shoal/engine.h"
 
@@ -178,9 +180,13 @@ void WaitForFile(const std::string& path) {
   while (!std::filesystem::exists(path)) std::this_thread::sleep_for(std::chrono::milliseconds(20));
 }
 
+using engine::protocol::Op;
+uint16_t W(Op op) { return engine::protocol::Wire(op); }
+transport::Messenger* messenger = nullptr;  // the evil rank's, for raw headers
+
 // The malformed traffic of the "evil" rank: every request must be refused, none may crash.
 void Attack(engine::Cluster& c) {
-  auto& m = c.world().messenger();
+  auto& m = c.world().transport();
   const uint32_t me = c.world().rank();
   auto bytes = [](std::initializer_list<int> v) {
     std::vector<std::byte> b;
@@ -188,18 +194,18 @@ void Attack(engine::Cluster& c) {
     return b;
   };
   std::vector<std::pair<uint16_t, std::vector<std::byte>>> requests = {
-      {engine::kOpChunkWrite, bytes({1, 2, 3})},
-      {engine::kOpChunkWrite, std::vector<std::byte>(24, std::byte{0xff})},
-      {engine::kOpChunkRead, std::vector<std::byte>(28, std::byte{0xff})},
-      {engine::kOpChunkRead, bytes({0})},
-      {engine::kOpChunkCommit, bytes({9, 9})},
-      {engine::kOpChunkCommit, std::vector<std::byte>(8, std::byte{0x42})},
-      {engine::kOpChunkDrop, bytes({})},
-      {engine::kOpMetaCheck, bytes({0xff, 0xff, 0xff, 0x7f, 'a'})},
-      {engine::kOpMetaGet, bytes({3, 0, 0, 0, '.', '.', '/'})},
-      {engine::kOpMetaInsert, bytes({1, 0, 0, 0, 'x', 1, 2, 3, 4})},
-      {engine::kOpMetaList, bytes({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})},
-      {engine::kOpMetaRemove, bytes({5, 0, 0, 0, 'a'})},
+      {W(Op::kChunkWrite), bytes({1, 2, 3})},
+      {W(Op::kChunkWrite), std::vector<std::byte>(24, std::byte{0xff})},
+      {W(Op::kChunkRead), std::vector<std::byte>(28, std::byte{0xff})},
+      {W(Op::kChunkRead), bytes({0})},
+      {W(Op::kChunkCommit), bytes({9, 9})},
+      {W(Op::kChunkCommit), std::vector<std::byte>(8, std::byte{0x42})},
+      {W(Op::kChunkDrop), bytes({})},
+      {W(Op::kMetaCheck), bytes({0xff, 0xff, 0xff, 0x7f, 'a'})},
+      {W(Op::kMetaGet), bytes({3, 0, 0, 0, '.', '.', '/'})},
+      {W(Op::kMetaInsert), bytes({1, 0, 0, 0, 'x', 1, 2, 3, 4})},
+      {W(Op::kMetaList), bytes({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})},
+      {W(Op::kMetaRemove), bytes({5, 0, 0, 0, 'a'})},
       {999, bytes({1})},
   };
   // A well-formed chunk read of a range no chunk size allows.
@@ -207,7 +213,7 @@ void Attack(engine::Cluster& c) {
   uint32_t cs = kChunk, len = 1u << 30;
   std::memcpy(big.data() + 8, &cs, 4);
   std::memcpy(big.data() + 24, &len, 4);
-  requests.push_back({engine::kOpChunkRead, big});
+  requests.push_back({W(Op::kChunkRead), big});
   for (uint32_t peer = 0; peer < c.world().size(); ++peer) {
     if (peer == me) continue;
     for (auto& [op, req] : requests) {
@@ -219,9 +225,10 @@ void Attack(engine::Cluster& c) {
     }
     // Raw headers: bad magic, wrong length, another sender's index. Dropped without reply.
     std::vector<std::byte> h(32, std::byte{0});
-    m.SendRawForTest(peer, h, {});
-    m.SendRawForTest(peer, std::vector<std::byte>(7, std::byte{1}), {});
-    m.SendRawForTest(peer, std::vector<std::byte>(32, std::byte{0xAB}), std::vector<std::byte>(100));
+    messenger->SendRawForTest(peer, h, {});
+    messenger->SendRawForTest(peer, std::vector<std::byte>(7, std::byte{1}), {});
+    messenger->SendRawForTest(peer, std::vector<std::byte>(40, std::byte{0xAB}),
+                              std::vector<std::byte>(100));
   }
 }
 
@@ -246,7 +253,12 @@ int main(int argc, char** argv) {
       Check(store.status(), "open store");
       engine::ClusterOptions co;
       co.ring_dir = o.store_dir + "/ring";
-      auto c = engine::Cluster::Start(co, std::move(store).value(), plan->world, *plan->rendezvous);
+      auto t = transport::Messenger::Create(
+          {.self = plan->world.rank, .world_size = plan->world.world_size, .handler_threads = 4});
+      Check(t.status(), "messenger");
+      messenger = t->get();
+      auto c = engine::Cluster::Start(co, std::move(store).value(), plan->world,
+                                      std::move(t).value(), *plan->rendezvous);
       Check(c.status(), "join");
       Check((*c)->world().Barrier(), "barrier 1");
       Attack(**c);

@@ -30,7 +30,7 @@ class FaultTest : public ::testing::TestWithParam<IoBackend> {
     fault_ = fault.get();
     auto store = engine::ObjectStore::Open(o, std::move(fault));
     ASSERT_OK(store);
-    engine_ = std::make_unique<Engine>(std::make_unique<Engine::Impl>(std::move(store).value()));
+    engine_ = Engine::Impl::Wrap(std::move(store).value());
   }
   void SetUp() override { Open(MakeOptions()); }
 

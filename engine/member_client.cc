@@ -1,0 +1,190 @@
+#include "engine/member_client.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "base/crc32c.h"
+
+namespace shoal::engine {
+
+using protocol::Op;
+using transport::Payload;
+
+namespace {
+
+// A holder's chunk-read reply into `dst`: check its CRC32C, copy, zeros after what it had.
+Status TakeChunkReply(const Payload& reply, std::span<std::byte> dst) {
+  protocol::ChunkReadReply r;
+  SHOAL_RETURN_IF_ERROR(protocol::Decode(reply, static_cast<uint32_t>(dst.size()), &r));
+  if (Crc32c(r.data.data(), r.data.size()) != r.crc) {
+    return Status::Corruption("chunk read: CRC32C mismatch in transit");
+  }
+  if (!r.data.empty()) std::memcpy(dst.data(), r.data.data(), r.data.size());
+  std::memset(dst.data() + r.data.size(), 0, dst.size() - r.data.size());
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<Payload> MemberClient::Call(uint32_t rank, Op op, std::span<const std::byte> request) {
+  return t_->Call(rank, protocol::Wire(op), request, deadline_);
+}
+
+template <typename T>
+std::vector<Result<T>> MemberClient::FanOut(
+    const std::vector<uint32_t>& ranks, Op op, const protocol::Bytes& request,
+    const std::function<Result<T>()>& local,
+    const std::function<Result<T>(const Payload&)>& decode) {
+  std::vector<Result<T>> out(ranks.size(), Status::Unavailable("no reply"));
+  Flight flight(ranks.size() + 1);
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    if (ranks[i] == self()) continue;
+    flight.Acquire();
+    t_->CallAsync(ranks[i], protocol::Wire(op), request, deadline_,
+                  [&out, &flight, &decode, i](Result<Payload> r) {
+                    out[i] = r.ok() ? decode(*r) : Result<T>(r.status());
+                    flight.Release();
+                  });
+  }
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    if (ranks[i] == self()) out[i] = local();
+  }
+  flight.Wait();
+  return out;
+}
+
+std::vector<Status> MemberClient::FanOutStatus(const std::vector<uint32_t>& ranks, Op op,
+                                               const protocol::Bytes& request,
+                                               const std::function<Status()>& local) {
+  struct None {};
+  auto results = FanOut<None>(
+      ranks, op, request,
+      [&]() -> Result<None> {
+        Status s = local();
+        if (!s.ok()) return s;
+        return None{};
+      },
+      [](const Payload&) -> Result<None> { return None{}; });
+  std::vector<Status> out;
+  out.reserve(results.size());
+  for (auto& r : results) out.push_back(r.status());
+  return out;
+}
+
+// ---- chunk holder ----
+
+Status MemberClient::ChunkWrite(uint32_t rank, const protocol::ChunkWrite& req) {
+  if (rank == self()) return local_->ChunkWrite(req);
+  return Call(rank, Op::kChunkWrite, protocol::Encode(req)).status();
+}
+
+void MemberClient::ChunkWriteAsync(uint32_t rank, const protocol::ChunkWrite& req,
+                                   std::function<void(Status)> done) {
+  if (rank == self()) return done(local_->ChunkWrite(req));
+  t_->CallAsync(rank, protocol::Wire(Op::kChunkWrite), protocol::Encode(req), deadline_,
+                [done = std::move(done)](Result<Payload> r) { done(r.status()); });
+}
+
+Status MemberClient::ChunkRead(uint32_t rank, const protocol::ChunkRead& req,
+                               std::span<std::byte> dst) {
+  if (rank == self()) {
+    uint64_t n = 0;
+    SHOAL_RETURN_IF_ERROR(local_->ChunkRead(req, dst, &n));
+    std::memset(dst.data() + n, 0, dst.size() - n);
+    return Status::OK();
+  }
+  auto reply = Call(rank, Op::kChunkRead, protocol::Encode(req));
+  if (!reply.ok()) return reply.status();
+  return TakeChunkReply(*reply, dst);
+}
+
+void MemberClient::ChunkReadAsync(uint32_t rank, const protocol::ChunkRead& req,
+                                  std::span<std::byte> dst, std::function<void(Status)> done) {
+  if (rank == self()) return done(ChunkRead(rank, req, dst));
+  t_->CallAsync(rank, protocol::Wire(Op::kChunkRead), protocol::Encode(req), deadline_,
+                [dst, done = std::move(done)](Result<Payload> r) {
+                  done(r.ok() ? TakeChunkReply(*r, dst) : r.status());
+                });
+}
+
+std::vector<Status> MemberClient::ChunkCommitAll(const std::vector<uint32_t>& ranks,
+                                                 uint64_t uid) {
+  return FanOutStatus(ranks, Op::kChunkCommit, protocol::Encode(protocol::UidRequest{uid}),
+                      [&] { return local_->ChunkCommit(uid); });
+}
+
+std::vector<Status> MemberClient::ChunkDropAll(const std::vector<uint32_t>& ranks, uint64_t uid) {
+  return FanOutStatus(ranks, Op::kChunkDrop, protocol::Encode(protocol::UidRequest{uid}),
+                      [&] { return local_->ChunkDrop(uid); });
+}
+
+// ---- metadata owner ----
+
+Status MemberClient::MetaCheck(uint32_t rank, std::string_view path) {
+  if (rank == self()) return local_->MetaCheck(path);
+  return Call(rank, Op::kMetaCheck, protocol::Encode(protocol::PathRequest{path})).status();
+}
+
+Result<Inode> MemberClient::MetaGet(uint32_t rank, std::string_view path) {
+  if (rank == self()) return local_->MetaGet(path);
+  SHOAL_ASSIGN_OR_RETURN(Payload reply,
+                         Call(rank, Op::kMetaGet, protocol::Encode(protocol::PathRequest{path})));
+  protocol::InodeReply r;
+  SHOAL_RETURN_IF_ERROR(protocol::Decode(reply, path, &r));
+  return std::move(r.inode);
+}
+
+Status MemberClient::MetaInsert(uint32_t rank, std::string_view path, const Inode& inode) {
+  if (rank == self()) return local_->MetaInsert(path, inode);
+  return Call(rank, Op::kMetaInsert, protocol::Encode(protocol::MetaInsert{path, inode}))
+      .status();
+}
+
+Result<Inode> MemberClient::MetaRemove(uint32_t rank, std::string_view path, uint64_t uid) {
+  if (rank == self()) return local_->MetaRemove(path, uid);
+  SHOAL_ASSIGN_OR_RETURN(
+      Payload reply, Call(rank, Op::kMetaRemove, protocol::Encode(protocol::MetaRemove{path, uid})));
+  protocol::InodeReply r;
+  SHOAL_RETURN_IF_ERROR(protocol::Decode(reply, path, &r));
+  return std::move(r.inode);
+}
+
+std::vector<Status> MemberClient::MetaInsertAll(const std::vector<uint32_t>& ranks,
+                                                std::string_view path, const Inode& inode) {
+  return FanOutStatus(ranks, Op::kMetaInsert, protocol::Encode(protocol::MetaInsert{path, inode}),
+                      [&] { return local_->MetaInsert(path, inode); });
+}
+
+std::vector<Status> MemberClient::MetaRemoveAll(const std::vector<uint32_t>& ranks,
+                                                std::string_view path, uint64_t uid) {
+  return FanOutStatus(ranks, Op::kMetaRemove, protocol::Encode(protocol::MetaRemove{path, uid}),
+                      [&] { return local_->MetaRemove(path, uid).status(); });
+}
+
+std::vector<Status> MemberClient::MetaReplaceAll(const std::vector<uint32_t>& ranks,
+                                                 std::string_view path, uint64_t uid,
+                                                 const Inode& inode) {
+  return FanOutStatus(ranks, Op::kMetaReplace,
+                      protocol::Encode(protocol::MetaReplace{path, uid, inode}),
+                      [&] { return local_->MetaReplace(path, uid, inode); });
+}
+
+std::vector<Result<ListPage>> MemberClient::MetaListAll(const std::vector<uint32_t>& ranks,
+                                                        std::string_view dir,
+                                                        std::string_view start_after,
+                                                        uint32_t limit) {
+  return FanOut<ListPage>(
+      ranks, Op::kMetaList, protocol::Encode(protocol::MetaList{dir, start_after, limit}),
+      [&]() { return local_->MetaList(dir, start_after, limit); },
+      [limit](const Payload& p) -> Result<ListPage> {
+        protocol::MetaListReply r;
+        SHOAL_RETURN_IF_ERROR(protocol::Decode(p, limit, &r));
+        ListPage page;
+        page.truncated = r.truncated;
+        page.entries = std::move(r.entries);
+        return page;
+      });
+}
+
+}  // namespace shoal::engine

@@ -1,0 +1,81 @@
+// MemberClient: this member's typed calls to any member of the world — to itself directly (the
+// MemberService's method, no encoding), to a peer through the transport with the request and
+// reply encoded by engine/protocol.h. The client paths (engine/cluster.h), read planning and
+// repair use it; none of them builds or parses message bytes.
+//
+// Fan-outs ask several members in parallel and return one result per member, in order.
+//
+// Thread-safety: all methods are thread-safe. The transport and the service must outlive it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "engine/flight.h"
+#include "engine/member_service.h"
+#include "engine/protocol.h"
+#include "transport/transport.h"
+
+namespace shoal::engine {
+
+class MemberClient {
+ public:
+  MemberClient(transport::Transport* transport, MemberService* local,
+               std::chrono::milliseconds deadline)
+      : t_(transport), local_(local), deadline_(deadline) {}
+
+  uint32_t self() const { return t_->self(); }
+  // This member, or a peer whose endpoint is up.
+  bool Reachable(uint32_t rank) const { return rank == self() || t_->peer_up(rank); }
+
+  // ---- chunk holder ----
+  Status ChunkWrite(uint32_t rank, const protocol::ChunkWrite& req);
+  // Returns at once; the piece is copied into the request, so req.data is free on return.
+  void ChunkWriteAsync(uint32_t rank, const protocol::ChunkWrite& req,
+                       std::function<void(Status)> done);
+  // Reads into dst (dst.size() == req.len), bytes past what the holder has as zeros, checking
+  // the holder's CRC32C of the bytes in transit.
+  Status ChunkRead(uint32_t rank, const protocol::ChunkRead& req, std::span<std::byte> dst);
+  void ChunkReadAsync(uint32_t rank, const protocol::ChunkRead& req, std::span<std::byte> dst,
+                      std::function<void(Status)> done);
+  std::vector<Status> ChunkCommitAll(const std::vector<uint32_t>& ranks, uint64_t uid);
+  std::vector<Status> ChunkDropAll(const std::vector<uint32_t>& ranks, uint64_t uid);
+
+  // ---- metadata owner ----
+  Status MetaCheck(uint32_t rank, std::string_view path);
+  Result<Inode> MetaGet(uint32_t rank, std::string_view path);
+  Status MetaInsert(uint32_t rank, std::string_view path, const Inode& inode);
+  Result<Inode> MetaRemove(uint32_t rank, std::string_view path, uint64_t uid);
+  std::vector<Status> MetaInsertAll(const std::vector<uint32_t>& ranks, std::string_view path,
+                                    const Inode& inode);
+  std::vector<Status> MetaRemoveAll(const std::vector<uint32_t>& ranks, std::string_view path,
+                                    uint64_t uid);
+  std::vector<Status> MetaReplaceAll(const std::vector<uint32_t>& ranks, std::string_view path,
+                                     uint64_t uid, const Inode& inode);
+  std::vector<Result<ListPage>> MetaListAll(const std::vector<uint32_t>& ranks,
+                                            std::string_view dir, std::string_view start_after,
+                                            uint32_t limit);
+
+ private:
+  Result<transport::Payload> Call(uint32_t rank, protocol::Op op,
+                                  std::span<const std::byte> request);
+  // Asks every rank in parallel: `local` for this member, `decode` of the reply for the others.
+  template <typename T>
+  std::vector<Result<T>> FanOut(const std::vector<uint32_t>& ranks, protocol::Op op,
+                                const protocol::Bytes& request,
+                                const std::function<Result<T>()>& local,
+                                const std::function<Result<T>(const transport::Payload&)>& decode);
+  std::vector<Status> FanOutStatus(const std::vector<uint32_t>& ranks, protocol::Op op,
+                                   const protocol::Bytes& request,
+                                   const std::function<Status()>& local);
+
+  transport::Transport* const t_;
+  MemberService* const local_;
+  const std::chrono::milliseconds deadline_;
+};
+
+}  // namespace shoal::engine

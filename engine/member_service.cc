@@ -1,0 +1,173 @@
+#include "engine/member_service.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "base/crc32c.h"
+#include "engine/path.h"
+#include "engine/store_layout.h"
+
+namespace shoal::engine {
+
+using protocol::Op;
+using transport::Payload;
+using transport::Reply;
+
+Status MemberService::ChunkWrite(const protocol::ChunkWrite& req) {
+  const std::string name = ChunkObjectName(req.uid);
+  {
+    MutexLock lk(&mu_);
+    auto it = open_.find(req.uid);
+    if (it == open_.end()) {
+      SHOAL_RETURN_IF_ERROR(store_->Create(name, CreateOptions{kUnknownSize, req.chunk_size}));
+      open_.emplace(req.uid, req.chunk_size);
+    } else if (it->second != req.chunk_size) {
+      return Status::InvalidArgument(fmt::format(
+          "chunk write: object {:016x} has chunk size {}, not {}", req.uid, it->second,
+          req.chunk_size));
+    }
+  }
+  return store_->Write(name, req.chunk * req.chunk_size + req.in_chunk, req.data);
+}
+
+Status MemberService::ChunkCommit(uint64_t uid) {
+  {
+    MutexLock lk(&mu_);
+    if (open_.count(uid) == 0) {
+      if (store_->Stat(ChunkObjectName(uid)).ok()) return Status::OK();
+      return Status::FailedPrecondition(
+          fmt::format("commit of object {:016x}: this member holds no chunk of it", uid));
+    }
+  }
+  Status s = store_->Seal(ChunkObjectName(uid));
+  if (s.ok()) {
+    MutexLock lk(&mu_);
+    open_.erase(uid);
+  }
+  return s;
+}
+
+Status MemberService::ChunkDrop(uint64_t uid) {
+  bool open = false;
+  {
+    MutexLock lk(&mu_);
+    open = open_.erase(uid) != 0;
+  }
+  if (open) return store_->Abort(ChunkObjectName(uid));
+  Status s = store_->Remove(ChunkObjectName(uid));
+  return s.code() == Code::kNotFound ? Status::OK() : s;
+}
+
+Status MemberService::ChunkRead(const protocol::ChunkRead& req, std::span<std::byte> dst,
+                                uint64_t* n) {
+  ReadRequest rq{ChunkObjectName(req.uid), req.chunk * req.chunk_size + req.in_chunk, dst, {}, 0};
+  (void)store_->ReadBatch({&rq, 1});
+  *n = rq.bytes_read;
+  return rq.status;
+}
+
+Status MemberService::MetaCheck(std::string_view path) { return shard_->CheckCreatable(path); }
+
+Result<Inode> MemberService::MetaGet(std::string_view path) { return shard_->GetInode(path); }
+
+Status MemberService::MetaInsert(std::string_view path, Inode inode) {
+  return shard_->InsertObject(path, &inode);
+}
+
+Status MemberService::MetaReplace(std::string_view path, uint64_t uid, const Inode& inode) {
+  return shard_->ReplaceStriped(path, uid, inode);
+}
+
+Result<Inode> MemberService::MetaRemove(std::string_view path, uint64_t uid) {
+  if (uid != 0) {
+    SHOAL_ASSIGN_OR_RETURN(Inode cur, shard_->GetInode(path));
+    if (cur.uid != uid) return Status::NotFound(fmt::format("\"{}\" is another object now", path));
+  }
+  return shard_->RemoveObject(path);
+}
+
+Result<ListPage> MemberService::MetaList(std::string_view dir, std::string_view start_after,
+                                         uint32_t limit) {
+  return shard_->List(dir, ListOptions{std::string(start_after), limit});
+}
+
+// ---- the request table ----
+
+namespace {
+
+Reply Fail(Status s) { return Reply{std::move(s), {}}; }
+Reply Done(Status s) { return Reply{std::move(s), {}}; }
+
+// Decodes a request of type Req, or answers the decoder's error.
+template <typename Req, typename Fn>
+Reply With(std::span<const std::byte> bytes, Fn&& fn) {
+  Req req;
+  Status s = protocol::Decode(bytes, &req);
+  if (!s.ok()) return Fail(std::move(s));
+  return fn(req);
+}
+
+Reply InodeAnswer(Result<Inode> inode) {
+  if (!inode.ok()) return Fail(inode.status());
+  return Reply{Status::OK(), protocol::Encode(protocol::InodeReply{std::move(inode).value()})};
+}
+
+}  // namespace
+
+Reply MemberService::Handle(uint16_t op, std::span<const std::byte> request) {
+  using namespace protocol;
+  switch (static_cast<Op>(op)) {
+    case Op::kChunkWrite:
+      return With<protocol::ChunkWrite>(request, [&](auto& r) { return Done(ChunkWrite(r)); });
+    case Op::kChunkCommit:
+      return With<UidRequest>(request, [&](auto& r) { return Done(ChunkCommit(r.uid)); });
+    case Op::kChunkDrop:
+      return With<UidRequest>(request, [&](auto& r) { return Done(ChunkDrop(r.uid)); });
+    case Op::kChunkRead:
+      return With<protocol::ChunkRead>(request, [&](auto& r) {
+        // The reply is built in place: head, then the bytes read straight into it.
+        Payload out(kChunkReadReplyHead + r.len);
+        uint64_t n = 0;
+        Status s = ChunkRead(r, {out.data() + kChunkReadReplyHead, r.len}, &n);
+        if (!s.ok()) return Fail(std::move(s));
+        EncodeChunkReadHead(Crc32c(out.data() + kChunkReadReplyHead, n), n, out.data());
+        out.resize(kChunkReadReplyHead + n);
+        return Reply{Status::OK(), std::move(out)};
+      });
+    case Op::kMetaCheck:
+      return With<PathRequest>(request, [&](auto& r) { return Done(MetaCheck(r.path)); });
+    case Op::kMetaGet:
+      return With<PathRequest>(request, [&](auto& r) { return InodeAnswer(MetaGet(r.path)); });
+    case Op::kMetaInsert:
+      return With<protocol::MetaInsert>(
+          request, [&](auto& r) { return Done(MetaInsert(r.path, std::move(r.inode))); });
+    case Op::kMetaReplace:
+      return With<protocol::MetaReplace>(
+          request, [&](auto& r) { return Done(MetaReplace(r.path, r.uid, r.inode)); });
+    case Op::kMetaRemove:
+      return With<protocol::MetaRemove>(
+          request, [&](auto& r) { return InodeAnswer(MetaRemove(r.path, r.uid)); });
+    case Op::kMetaList:
+      return With<protocol::MetaList>(request, [&](auto& r) {
+        auto page = MetaList(r.dir, r.start_after, r.limit);
+        if (!page.ok()) return Fail(page.status());
+        return Reply{Status::OK(), Encode(MetaListReply{page->truncated, page->entries})};
+      });
+    case Op::kCollectiveContribute:
+    case Op::kCollectiveResult:
+      break;  // the world's (engine/world.h)
+  }
+  return Fail(Status::InvalidArgument(fmt::format("unknown member op {}", op)));
+}
+
+void MemberService::Install(transport::Transport& transport) {
+  for (Op op : protocol::kAllOps) {
+    if (op == Op::kCollectiveContribute || op == Op::kCollectiveResult) continue;
+    transport.SetHandler(protocol::Wire(op), [this, op](uint32_t, std::span<const std::byte> p) {
+      return Handle(protocol::Wire(op), p);
+    });
+  }
+}
+
+}  // namespace shoal::engine

@@ -1,0 +1,70 @@
+// MemberService: what a member does for the others (and for itself) — the server side of the
+// protocol (engine/protocol.h), independent of the client paths.
+//
+//   chunk holder    keeps chunk replicas in the member's ObjectStore: chunk i of world object
+//                   `uid` lives in the local object ChunkObjectName(uid) at offset i * chunk_size,
+//                   so a holder's share of an object is one local object (written in the
+//                   background, one fsync and one LMDB commit per object at commit, holes where
+//                   it holds nothing).
+//   metadata owner  keeps its shard of the world's metadata in its own LMDB environment
+//                   (<store>/ring): the inode of every path placed on it, with the directory
+//                   entry and size in the same transaction.
+//
+// Each op has a typed method (called directly by this member's client, with no encoding) and a
+// table entry that decodes a request from a peer, runs the method and encodes the reply
+// (Handle). Every field of a request is checked by the protocol decoder before use.
+//
+// Thread-safety: all methods are thread-safe. The store and the shard must outlive the service.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string_view>
+
+#include "base/thread_annotations.h"
+#include "engine/meta_store.h"
+#include "engine/object_store.h"
+#include "engine/protocol.h"
+#include "transport/transport.h"
+
+namespace shoal::engine {
+
+class MemberService {
+ public:
+  MemberService(ObjectStore* store, MetaStore* shard) : store_(store), shard_(shard) {}
+
+  // ---- chunk holder ----
+  Status ChunkWrite(const protocol::ChunkWrite& req) EXCLUDES(mu_);
+  // Seals the local object of `uid`; OK again when it was sealed by an earlier commit whose
+  // reply was lost; FailedPrecondition when this member holds nothing of it.
+  Status ChunkCommit(uint64_t uid) EXCLUDES(mu_);
+  // Aborts or removes the local object of `uid`; OK when there is none.
+  Status ChunkDrop(uint64_t uid) EXCLUDES(mu_);
+  // Reads the range into dst (dst.size() == req.len); *n is what the holder has (the rest of
+  // the range was never written: the caller reads zeros there).
+  Status ChunkRead(const protocol::ChunkRead& req, std::span<std::byte> dst, uint64_t* n);
+
+  // ---- metadata owner ----
+  Status MetaCheck(std::string_view path);
+  Result<Inode> MetaGet(std::string_view path);
+  Status MetaInsert(std::string_view path, Inode inode);
+  Status MetaReplace(std::string_view path, uint64_t uid, const Inode& inode);
+  // uid != 0: only the record of that object (a rollback must not remove a winner's record).
+  Result<Inode> MetaRemove(std::string_view path, uint64_t uid);
+  Result<ListPage> MetaList(std::string_view dir, std::string_view start_after, uint32_t limit);
+
+  // A request from member `sender`, as its bytes: decode, run, encode the reply.
+  transport::Reply Handle(uint16_t op, std::span<const std::byte> request);
+  // Installs Handle for every member op (protocol::Op) on the transport.
+  void Install(transport::Transport& transport);
+
+ private:
+  ObjectStore* const store_;
+  MetaStore* const shard_;
+  Mutex mu_;
+  // uid -> chunk size of the local objects being written (created by the first ChunkWrite).
+  std::map<uint64_t, uint32_t> open_ GUARDED_BY(mu_);
+};
+
+}  // namespace shoal::engine

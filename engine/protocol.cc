@@ -1,0 +1,393 @@
+#include "engine/protocol.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "base/bytes.h"
+#include "base/status_codec.h"
+#include "engine/object_rules.h"
+#include "engine/path.h"
+
+namespace shoal::engine::protocol {
+namespace {
+
+// Requests that fail a check are refused as InvalidArgument; replies as Corruption (the peer
+// answered something no correct member sends).
+Status BadRequest(std::string_view op, std::string_view what) {
+  return Status::InvalidArgument(fmt::format("malformed {} request: {}", op, what));
+}
+Status BadReply(std::string_view op, std::string_view what) {
+  return Status::Corruption(fmt::format("malformed {} reply: {}", op, what));
+}
+
+bool GetPath(ByteReader* r, std::string_view* out) {
+  std::span<const std::byte> p;
+  if (!r->Prefixed(kMaxPathBytes, &p)) return false;
+  *out = AsChars(p);
+  return true;
+}
+
+Status CheckChunkRange(std::string_view op, uint32_t cs, uint64_t chunk, uint32_t in,
+                       uint64_t len) {
+  if (!IsValidChunkSize(cs) || len == 0 || in >= cs || len > cs - in ||
+      chunk >= kMaxObjectSize / cs) {
+    return BadRequest(op, fmt::format("range [{}, +{}) of chunk {} (size {}) is invalid", in, len,
+                                      chunk, cs));
+  }
+  return Status::OK();
+}
+
+Status CheckPath(std::string_view op, std::string_view path) {
+  Status v = ValidateObjectPath(path);
+  return v.ok() ? v : BadRequest(op, v.message());
+}
+
+void PutInode(ByteWriter* w, const Inode& inode) { w->Raw(EncodeInode(inode)); }
+
+}  // namespace
+
+std::string_view OpName(uint16_t op) {
+  switch (static_cast<Op>(op)) {
+    case Op::kCollectiveContribute: return "collective-contribute";
+    case Op::kCollectiveResult: return "collective-result";
+    case Op::kChunkWrite: return "chunk-write";
+    case Op::kChunkCommit: return "chunk-commit";
+    case Op::kChunkDrop: return "chunk-drop";
+    case Op::kChunkRead: return "chunk-read";
+    case Op::kMetaCheck: return "meta-check";
+    case Op::kMetaInsert: return "meta-insert";
+    case Op::kMetaGet: return "meta-get";
+    case Op::kMetaList: return "meta-list";
+    case Op::kMetaRemove: return "meta-remove";
+    case Op::kMetaReplace: return "meta-replace";
+  }
+  return "unknown";
+}
+
+// ---- collectives ----
+
+Bytes Encode(const Contribute& m) {
+  ByteWriter w;
+  w.Put<uint64_t>(m.seq);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, Contribute* out) {
+  ByteReader r(b);
+  if (!r.Get(&out->seq) || !r.done()) return BadRequest("collective-contribute", "length");
+  return Status::OK();
+}
+
+Bytes Encode(const CollectiveResult& m) {
+  ByteWriter w;
+  w.Put<uint64_t>(m.seq);
+  w.Put<uint32_t>(static_cast<uint32_t>(m.table.size()));
+  for (const Bytes& blob : m.table) w.Prefixed(blob);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, uint32_t world_size, CollectiveResult* out) {
+  ByteReader r(b);
+  uint32_t n = 0;
+  if (!r.Get(&out->seq) || !r.Get(&n)) return BadRequest("collective-result", "header");
+  if (n != world_size) {
+    return BadRequest("collective-result", fmt::format("{} entries in a world of {}", n,
+                                                       world_size));
+  }
+  if (n > r.left() / 4) return BadRequest("collective-result", "more entries than bytes");
+  out->table.assign(n, {});
+  for (Bytes& blob : out->table) {
+    std::span<const std::byte> s;
+    if (!r.Prefixed(kMaxCollectiveBlob, &s)) return BadRequest("collective-result", "entry");
+    blob.assign(s.begin(), s.end());
+  }
+  if (!r.done()) return BadRequest("collective-result", "trailing bytes");
+  return Status::OK();
+}
+
+// ---- chunk holder ----
+
+Bytes EncodeHead(const ChunkWrite& m) {
+  ByteWriter w;
+  w.Put<uint64_t>(m.uid);
+  w.Put<uint32_t>(m.chunk_size);
+  w.Put<uint64_t>(m.chunk);
+  w.Put<uint32_t>(m.in_chunk);
+  return w.Take();
+}
+
+Bytes Encode(const ChunkWrite& m) {
+  Bytes b = EncodeHead(m);
+  const size_t at = b.size();
+  b.resize(at + m.data.size());
+  if (!m.data.empty()) std::memcpy(b.data() + at, m.data.data(), m.data.size());
+  return b;
+}
+
+Status Decode(std::span<const std::byte> b, ChunkWrite* out) {
+  ByteReader r(b);
+  if (!r.Get(&out->uid) || !r.Get(&out->chunk_size) || !r.Get(&out->chunk) ||
+      !r.Get(&out->in_chunk) || !r.Raw(r.left(), &out->data)) {
+    return BadRequest("chunk-write", "header");
+  }
+  return CheckChunkRange("chunk-write", out->chunk_size, out->chunk, out->in_chunk,
+                         out->data.size());
+}
+
+Bytes Encode(const UidRequest& m) {
+  ByteWriter w;
+  w.Put<uint64_t>(m.uid);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, UidRequest* out) {
+  ByteReader r(b);
+  if (!r.Get(&out->uid) || !r.done()) return BadRequest("chunk commit/drop", "length");
+  return Status::OK();
+}
+
+Bytes Encode(const ChunkRead& m) {
+  ByteWriter w;
+  w.Put<uint64_t>(m.uid);
+  w.Put<uint32_t>(m.chunk_size);
+  w.Put<uint64_t>(m.chunk);
+  w.Put<uint32_t>(m.in_chunk);
+  w.Put<uint32_t>(m.len);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, ChunkRead* out) {
+  ByteReader r(b);
+  if (!r.Get(&out->uid) || !r.Get(&out->chunk_size) || !r.Get(&out->chunk) ||
+      !r.Get(&out->in_chunk) || !r.Get(&out->len) || !r.done()) {
+    return BadRequest("chunk-read", "length");
+  }
+  return CheckChunkRange("chunk-read", out->chunk_size, out->chunk, out->in_chunk, out->len);
+}
+
+void EncodeChunkReadHead(uint32_t crc, uint64_t n, std::byte out[kChunkReadReplyHead]) {
+  std::memcpy(out, &crc, 4);
+  std::memcpy(out + 4, &n, 8);
+}
+
+Bytes Encode(const ChunkReadReply& m) {
+  Bytes b(kChunkReadReplyHead + m.data.size());
+  EncodeChunkReadHead(m.crc, m.data.size(), b.data());
+  if (!m.data.empty()) std::memcpy(b.data() + kChunkReadReplyHead, m.data.data(), m.data.size());
+  return b;
+}
+
+Status Decode(std::span<const std::byte> b, uint32_t asked, ChunkReadReply* out) {
+  ByteReader r(b);
+  uint64_t n = 0;
+  if (!r.Get(&out->crc) || !r.Get(&n) || n > asked || !r.Raw(n, &out->data) || !r.done()) {
+    return BadReply("chunk-read", "length");
+  }
+  return Status::OK();
+}
+
+// ---- metadata owner ----
+
+Bytes Encode(const PathRequest& m) {
+  ByteWriter w;
+  w.Prefixed(m.path);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, PathRequest* out) {
+  ByteReader r(b);
+  if (!GetPath(&r, &out->path) || !r.done()) return BadRequest("metadata", "path");
+  return CheckPath("metadata", out->path);
+}
+
+Bytes Encode(const InodeReply& m) {
+  ByteWriter w;
+  PutInode(&w, m.inode);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, std::string_view path, InodeReply* out) {
+  auto inode = DecodeInode(AsChars(b), path);
+  if (!inode.ok()) return inode.status();
+  out->inode = std::move(inode).value();
+  return Status::OK();
+}
+
+Bytes Encode(const MetaInsert& m) {
+  ByteWriter w;
+  w.Prefixed(m.path);
+  PutInode(&w, m.inode);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, MetaInsert* out) {
+  ByteReader r(b);
+  std::span<const std::byte> rec;
+  if (!GetPath(&r, &out->path) || !r.Raw(r.left(), &rec)) return BadRequest("meta-insert", "path");
+  SHOAL_RETURN_IF_ERROR(CheckPath("meta-insert", out->path));
+  auto inode = DecodeInode(AsChars(rec), out->path);
+  if (!inode.ok()) return BadRequest("meta-insert", inode.status().message());
+  if (!inode->is_inline && !inode->is_striped) {
+    return BadRequest("meta-insert", "the inode names local extents");
+  }
+  out->inode = std::move(inode).value();
+  return Status::OK();
+}
+
+Bytes Encode(const MetaReplace& m) {
+  ByteWriter w;
+  w.Prefixed(m.path);
+  w.Put<uint64_t>(m.uid);
+  PutInode(&w, m.inode);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, MetaReplace* out) {
+  ByteReader r(b);
+  std::span<const std::byte> rec;
+  if (!GetPath(&r, &out->path) || !r.Get(&out->uid) || !r.Raw(r.left(), &rec)) {
+    return BadRequest("meta-replace", "header");
+  }
+  SHOAL_RETURN_IF_ERROR(CheckPath("meta-replace", out->path));
+  auto inode = DecodeInode(AsChars(rec), out->path);
+  if (!inode.ok()) return BadRequest("meta-replace", inode.status().message());
+  if (!inode->is_striped || inode->uid != out->uid) {
+    return BadRequest("meta-replace", "the inode is not the striped object named");
+  }
+  out->inode = std::move(inode).value();
+  return Status::OK();
+}
+
+Bytes Encode(const MetaRemove& m) {
+  ByteWriter w;
+  w.Prefixed(m.path);
+  w.Put<uint64_t>(m.uid);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, MetaRemove* out) {
+  ByteReader r(b);
+  if (!GetPath(&r, &out->path) || !r.Get(&out->uid) || !r.done()) {
+    return BadRequest("meta-remove", "length");
+  }
+  return CheckPath("meta-remove", out->path);
+}
+
+Bytes Encode(const MetaList& m) {
+  ByteWriter w;
+  w.Prefixed(m.dir);
+  w.Prefixed(m.start_after);
+  w.Put<uint32_t>(m.limit);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, MetaList* out) {
+  ByteReader r(b);
+  if (!GetPath(&r, &out->dir) || !GetPath(&r, &out->start_after) || !r.Get(&out->limit) ||
+      !r.done()) {
+    return BadRequest("meta-list", "length");
+  }
+  Status v = ValidateDirPath(out->dir);
+  if (!v.ok()) return BadRequest("meta-list", v.message());
+  if (out->limit < 1 || out->limit > kMaxListLimit) {
+    return BadRequest("meta-list", fmt::format("limit {} not in 1..{}", out->limit, kMaxListLimit));
+  }
+  return Status::OK();
+}
+
+Bytes Encode(const MetaListReply& m) {
+  ByteWriter w;
+  w.Put<uint8_t>(m.truncated ? 1 : 0);
+  w.Put<uint32_t>(static_cast<uint32_t>(m.entries.size()));
+  for (const DirEntry& e : m.entries) {
+    w.Prefixed(e.name);
+    w.Put<uint8_t>(e.is_dir ? 1 : 0);
+    w.Put<uint64_t>(e.size);
+  }
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, uint32_t limit, MetaListReply* out) {
+  ByteReader r(b);
+  uint8_t truncated = 0;
+  uint32_t count = 0;
+  constexpr size_t kMinEntry = 4 + 1 + 1 + 8;  // a name of at least one byte, flag, size
+  if (!r.Get(&truncated) || truncated > 1 || !r.Get(&count)) return BadReply("meta-list", "head");
+  if (count > limit || count > r.left() / kMinEntry) {
+    return BadReply("meta-list", fmt::format("{} entries for a limit of {}", count, limit));
+  }
+  out->truncated = truncated != 0;
+  out->entries.clear();
+  out->entries.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    std::span<const std::byte> name;
+    uint8_t is_dir = 0;
+    uint64_t size = 0;
+    if (!r.Prefixed(kMaxComponentBytes, &name) || name.empty() || !r.Get(&is_dir) ||
+        is_dir > 1 || !r.Get(&size)) {
+      return BadReply("meta-list", "entry");
+    }
+    std::string_view n = AsChars(name);
+    if (n.find('/') != std::string_view::npos || !ValidateObjectPath(n).ok()) {
+      return BadReply("meta-list", "entry name");
+    }
+    out->entries.push_back(DirEntry{std::string(n), is_dir != 0, size});
+  }
+  if (!r.done()) return BadReply("meta-list", "trailing bytes");
+  return Status::OK();
+}
+
+// ---- checkpoint commit ----
+
+Bytes Encode(const CommitPart& m) {
+  ByteWriter w;
+  EncodeStatus(m.status, &w);
+  w.Put<uint32_t>(static_cast<uint32_t>(m.blobs.size()));
+  for (const BlobInfo& b : m.blobs) {
+    w.Prefixed(b.name);
+    w.Put<uint64_t>(b.size);
+    w.Put<uint32_t>(b.crc32c);
+  }
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, uint32_t rank, CommitPart* out) {
+  ByteReader r(b);
+  uint32_t n = 0;
+  constexpr size_t kMinBlob = 4 + 1 + 8 + 4;
+  if (!DecodeStatus(&r, kMaxCommitPart, &out->status) || !r.Get(&n) || n > r.left() / kMinBlob) {
+    return BadReply("commit part", fmt::format("head from rank {}", rank));
+  }
+  if (!out->status.ok() && n != 0) return BadReply("commit part", "blobs of a failed rank");
+  out->blobs.clear();
+  for (uint32_t i = 0; i < n; ++i) {
+    BlobInfo blob;
+    std::span<const std::byte> name;
+    if (!r.Prefixed(kMaxPathBytes, &name) || name.empty() || !r.Get(&blob.size) ||
+        !r.Get(&blob.crc32c)) {
+      return BadReply("commit part", fmt::format("blob {} from rank {}", i, rank));
+    }
+    blob.name = std::string(AsChars(name));
+    blob.rank = rank;
+    out->blobs.push_back(std::move(blob));
+  }
+  if (!r.done()) return BadReply("commit part", "trailing bytes");
+  return Status::OK();
+}
+
+Bytes Encode(const Verdict& m) {
+  ByteWriter w;
+  EncodeStatus(m.status, &w);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, Verdict* out) {
+  ByteReader r(b);
+  if (!DecodeStatus(&r, kMaxCommitPart, &out->status) || !r.done()) {
+    return BadReply("checkpoint verdict", "length");
+  }
+  return Status::OK();
+}
+
+}  // namespace shoal::engine::protocol

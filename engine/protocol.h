@@ -1,0 +1,192 @@
+// The member-to-member protocol: every operation one member asks of another, as a named op with
+// a typed request and reply, and their encodings. No message bytes are built or parsed anywhere
+// else (the wire header is transport/message.h; a Status travels as base/status_codec.h).
+//
+// Decode functions check every field: lengths against the payload, counts against what the
+// remaining bytes can hold, ranges (chunk sizes and offsets, list limits), enum values, paths
+// (engine/path.h) and inodes (engine/inode.h). They return InvalidArgument naming the op and the
+// field, never read out of bounds, and never allocate more than the payload can justify.
+// Decoded requests may borrow from the payload (std::span / std::string_view members): the
+// payload must outlive them.
+//
+//   op                  request                      reply
+//   CollectiveContribute Contribute{seq}              the member's blob (raw bytes)
+//   CollectiveResult    CollectiveResult{seq, table}  empty
+//   ChunkWrite          ChunkWrite{uid, cs, chunk, in, data}   empty
+//   ChunkCommit         UidRequest{uid}               empty
+//   ChunkDrop           UidRequest{uid}               empty
+//   ChunkRead           ChunkRead{uid, cs, chunk, in, len}     ChunkReadReply{crc, data}
+//   MetaCheck           PathRequest{path}             empty
+//   MetaGet             PathRequest{path}             InodeReply
+//   MetaInsert          MetaInsert{path, inode}       empty
+//   MetaReplace         MetaReplace{path, uid, inode} empty
+//   MetaRemove          MetaRemove{path, uid}         InodeReply (the removed record)
+//   MetaList            MetaList{dir, start, limit}   MetaListReply{truncated, entries}
+//
+// Carried inside Engine::AllGather contributions by the checkpoint commit (lib/):
+//   CommitPart{status, blobs}   each rank's sealed blobs, or why it could not save
+//   Verdict{status}             rank 0's outcome, told to every rank
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/inode.h"
+#include "shoal/checkpoint.h"
+#include "shoal/engine.h"
+#include "shoal/result.h"
+
+namespace shoal::engine::protocol {
+
+using Bytes = std::vector<std::byte>;
+
+enum class Op : uint16_t {
+  kCollectiveContribute = 1,
+  kCollectiveResult = 2,
+  kChunkWrite = 16,
+  kChunkCommit = 17,
+  kChunkDrop = 18,
+  kChunkRead = 19,
+  kMetaCheck = 24,
+  kMetaInsert = 25,
+  kMetaGet = 26,
+  kMetaList = 27,
+  kMetaRemove = 28,
+  kMetaReplace = 29,
+};
+inline constexpr Op kAllOps[] = {Op::kCollectiveContribute, Op::kCollectiveResult,
+                                 Op::kChunkWrite,  Op::kChunkCommit, Op::kChunkDrop,
+                                 Op::kChunkRead,   Op::kMetaCheck,   Op::kMetaInsert,
+                                 Op::kMetaGet,     Op::kMetaList,    Op::kMetaRemove,
+                                 Op::kMetaReplace};
+// "chunk-write", ...; "unknown" for a value outside the enum.
+std::string_view OpName(uint16_t op);
+inline uint16_t Wire(Op op) { return static_cast<uint16_t>(op); }
+
+inline constexpr uint32_t kMaxListLimit = 1000000;
+inline constexpr size_t kMaxCollectiveBlob = 1u << 20;
+inline constexpr uint32_t kMaxWorldSize = 1u << 16;
+
+// ---- collectives (engine/world.h) ----
+struct Contribute {
+  uint64_t seq = 0;
+};
+struct CollectiveResult {
+  uint64_t seq = 0;
+  std::vector<Bytes> table;  // one blob per member, in rank order
+};
+
+// ---- chunk holder ----
+// Bytes of chunk `chunk` (of size `chunk_size`) of the holder's local object `uid`, at offset
+// `in_chunk` in the chunk. Decode checks chunk_size is valid and the range lies in one chunk of
+// an object no larger than kMaxObjectSize.
+struct ChunkWrite {
+  uint64_t uid = 0;
+  uint32_t chunk_size = 0;
+  uint64_t chunk = 0;
+  uint32_t in_chunk = 0;
+  std::span<const std::byte> data;  // borrowed
+};
+struct UidRequest {
+  uint64_t uid = 0;
+};
+struct ChunkRead {
+  uint64_t uid = 0;
+  uint32_t chunk_size = 0;
+  uint64_t chunk = 0;
+  uint32_t in_chunk = 0;
+  uint32_t len = 0;
+};
+// The holder's bytes (at most the asked length; fewer when it has fewer: the rest are zeros)
+// and their CRC32C, which the reader checks.
+struct ChunkReadReply {
+  uint32_t crc = 0;
+  std::span<const std::byte> data;  // borrowed
+};
+inline constexpr size_t kChunkReadReplyHead = 4 + 8;
+
+// ---- metadata owner ----
+struct PathRequest {
+  std::string_view path;  // a valid object path
+};
+struct InodeReply {
+  Inode inode;
+};
+struct MetaInsert {
+  std::string_view path;
+  Inode inode;  // inline or striped (never local extents)
+};
+struct MetaReplace {
+  std::string_view path;
+  uint64_t uid = 0;  // replace only the record of this object
+  Inode inode;
+};
+struct MetaRemove {
+  std::string_view path;
+  uint64_t uid = 0;  // 0: whatever is there; else only the record of that object
+};
+struct MetaList {
+  std::string_view dir;  // a valid directory path ("" = root)
+  std::string_view start_after;
+  uint32_t limit = 0;    // 1..kMaxListLimit
+};
+struct MetaListReply {
+  bool truncated = false;
+  std::vector<DirEntry> entries;
+};
+
+// ---- checkpoint commit (lib/checkpoint.cc) ----
+struct CommitPart {
+  Status status;                // not OK: this rank could not save (blobs empty)
+  std::vector<BlobInfo> blobs;  // name, size, crc32c (rank is the contributor's)
+};
+struct Verdict {
+  Status status;
+};
+inline constexpr size_t kMaxCommitPart = (1u << 20) - 1024;  // inside one all-gather blob
+
+Bytes Encode(const Contribute& m);
+Bytes Encode(const CollectiveResult& m);
+Bytes Encode(const ChunkWrite& m);
+// A ChunkWrite's fixed fields only: the data follows as the body of a gathered request.
+Bytes EncodeHead(const ChunkWrite& m);
+Bytes Encode(const UidRequest& m);
+Bytes Encode(const ChunkRead& m);
+Bytes Encode(const ChunkReadReply& m);
+// The reply head of a ChunkRead whose `n` bytes follow (the holder writes them in place).
+void EncodeChunkReadHead(uint32_t crc, uint64_t n, std::byte out[kChunkReadReplyHead]);
+Bytes Encode(const PathRequest& m);
+Bytes Encode(const InodeReply& m);
+Bytes Encode(const MetaInsert& m);
+Bytes Encode(const MetaReplace& m);
+Bytes Encode(const MetaRemove& m);
+Bytes Encode(const MetaList& m);
+Bytes Encode(const MetaListReply& m);
+
+Bytes Encode(const CommitPart& m);
+Bytes Encode(const Verdict& m);
+
+Status Decode(std::span<const std::byte> b, Contribute* out);
+// `rank`: the contributor, recorded in every blob.
+Status Decode(std::span<const std::byte> b, uint32_t rank, CommitPart* out);
+Status Decode(std::span<const std::byte> b, Verdict* out);
+// `world_size`: the table must have exactly that many entries.
+Status Decode(std::span<const std::byte> b, uint32_t world_size, CollectiveResult* out);
+Status Decode(std::span<const std::byte> b, ChunkWrite* out);
+Status Decode(std::span<const std::byte> b, UidRequest* out);
+Status Decode(std::span<const std::byte> b, ChunkRead* out);
+// `asked`: the length requested; a reply with more bytes is refused.
+Status Decode(std::span<const std::byte> b, uint32_t asked, ChunkReadReply* out);
+Status Decode(std::span<const std::byte> b, PathRequest* out);
+// `path`: the object the reply is about (named in a Corruption).
+Status Decode(std::span<const std::byte> b, std::string_view path, InodeReply* out);
+Status Decode(std::span<const std::byte> b, MetaInsert* out);
+Status Decode(std::span<const std::byte> b, MetaReplace* out);
+Status Decode(std::span<const std::byte> b, MetaRemove* out);
+Status Decode(std::span<const std::byte> b, MetaList* out);
+Status Decode(std::span<const std::byte> b, uint32_t limit, MetaListReply* out);
+
+}  // namespace shoal::engine::protocol

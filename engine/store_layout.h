@@ -1,0 +1,52 @@
+// Every name a store directory holds, in one place (leveldb's db/filename.h), and the store's
+// format version.
+//
+//   <store>/FORMAT              "shoal-store <version>\n": the layout below (kStoreFormat)
+//   <store>/LOCK                flock()ed by the one engine that has the store open
+//   <store>/meta/               LMDB: the member's local objects (chunk holder), its member id
+//   <store>/chunks/seg-XXXXXXXX.dat   chunk segments (8 hex digits)
+//   <store>/ring/               LMDB: the member's shard of the world's metadata (user paths)
+//   local object "c/<uid>"      the chunks this member holds of world object <uid> (16 hex)
+//
+// Format 2 (this version): every store has the world layout, whatever the size of the job that
+// wrote it — a one-rank job is a world of one — so jobs of any size can follow each other on
+// the same stores. Format 1 stores had no FORMAT file: a world's stores had the same layout and
+// are adopted as they are; a one-rank job's store kept user paths in meta/ and is refused with
+// an error that says so (its objects are not visible to a world, and silently showing nothing
+// would look like data loss).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "shoal/result.h"
+
+namespace shoal::engine {
+
+inline constexpr uint32_t kStoreFormat = 2;
+
+inline constexpr std::string_view kFormatFile = "FORMAT";
+inline constexpr std::string_view kLockFile = "LOCK";
+inline constexpr std::string_view kMetaDir = "meta";
+inline constexpr std::string_view kChunksDir = "chunks";
+inline constexpr std::string_view kRingDir = "ring";
+// The file LMDB keeps in kMetaDir / kRingDir.
+inline constexpr std::string_view kLmdbDataFile = "data.mdb";
+
+std::string StorePath(std::string_view store, std::string_view name);
+std::string SegmentFileName(uint32_t id);
+// True (and *id set) for a name SegmentFileName makes.
+bool ParseSegmentFileName(std::string_view name, uint32_t* id);
+// The local object holding this member's chunks of world object `uid`.
+std::string ChunkObjectName(uint64_t uid);
+// True for local object names ChunkObjectName makes.
+bool IsChunkObjectName(std::string_view name);
+
+// The format a store directory declares: 0 when it has no FORMAT file; Corruption when the
+// file is unreadable as one.
+Result<uint32_t> ReadStoreFormat(const std::string& store);
+// Writes FORMAT (atomically: temporary file, fsync, rename, fsync of the directory).
+Status WriteStoreFormat(const std::string& store);
+
+}  // namespace shoal::engine

@@ -1,0 +1,102 @@
+// InProcWorld: N Cluster members in one process over an InProcNetwork, each with its own store
+// directory and node name — the harness of the in-process world suite. Joins every member in
+// parallel (Join ends with a barrier), and restarts the world on the same stores (a new job,
+// possibly with a store wiped: a member whose disk was lost).
+#pragma once
+
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "engine/cluster.h"
+#include "tests/test_util.h"
+#include "transport/inproc_transport.h"
+
+namespace shoal::testing {
+
+class InProcWorld {
+ public:
+  InProcWorld(const TempDir& dir, std::vector<std::string> nodes, uint32_t replicas,
+              uint64_t seed)
+      : dir_(dir), nodes_(std::move(nodes)), replicas_(replicas), seed_(seed) {}
+  ~InProcWorld() { Stop(); }
+
+  // Opens every member (store <dir>/m<i>) and joins the world. `deadline`: request timeout.
+  Status Start(std::chrono::milliseconds deadline = std::chrono::milliseconds(400)) {
+    const uint32_t n = static_cast<uint32_t>(nodes_.size());
+    starts_++;
+    net_ = std::make_unique<transport::InProcNetwork>(n, seed_);
+    members_.clear();
+    members_.resize(n);
+    std::vector<Status> results(n);
+    std::vector<std::thread> threads;
+    auto gather = std::make_shared<Gather>(n);
+    for (uint32_t r = 0; r < n; ++r) {
+      threads.emplace_back([&, r] { results[r] = StartOne(r, deadline, gather); });
+    }
+    for (auto& t : threads) t.join();
+    for (const Status& s : results) SHOAL_RETURN_IF_ERROR(s);
+    return Status::OK();
+  }
+  void Stop() {
+    for (auto& m : members_) m.reset();
+    net_.reset();
+  }
+  std::string Store(uint32_t r) const { return dir_.Sub("m" + std::to_string(r)); }
+  engine::Cluster& at(uint32_t r) { return *members_.at(r); }
+  transport::InProcNetwork& net() { return *net_; }
+  uint32_t size() const { return static_cast<uint32_t>(nodes_.size()); }
+
+ private:
+  // The rendezvous of an in-process world: every member's blob, once all arrived.
+  struct Gather {
+    explicit Gather(uint32_t n) : blobs(n) {}
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<transport::Blob> blobs;
+    uint32_t arrived = 0;
+  };
+
+  Status StartOne(uint32_t r, std::chrono::milliseconds deadline, std::shared_ptr<Gather> g) {
+    Options o = TestOptions(Store(r), IoBackend::kPosix, 4);
+    SHOAL_ASSIGN_OR_RETURN(auto store, engine::ObjectStore::Open(o));
+    engine::ClusterOptions co;
+    co.replicas = replicas_;
+    co.chunk_size = kTestChunk;
+    co.inline_threshold = 1024;
+    co.deadline = deadline;
+    co.metadata_map_size = 64ull << 20;
+    co.ring_dir = Store(r) + "/ring";
+    co.uid_seed = seed_ * 1000 + r + 1 + 100 * starts_;
+    engine::WorldOptions wo;
+    wo.rank = r;
+    wo.world_size = size();
+    wo.node = nodes_[r];
+    wo.timeout = std::chrono::milliseconds(10000);
+    auto rdzv = transport::NewCallbackRendezvous(
+        [g, r](const transport::Blob& mine) -> Result<std::vector<transport::Blob>> {
+          std::unique_lock lk(g->mu);
+          g->blobs[r] = mine;
+          g->arrived++;
+          g->cv.notify_all();
+          g->cv.wait(lk, [&] { return g->arrived == g->blobs.size(); });
+          return g->blobs;
+        },
+        size());
+    SHOAL_ASSIGN_OR_RETURN(members_[r],
+                           engine::Cluster::Start(co, std::move(store), wo,
+                                                  net_->Endpoint(r, 4, deadline), *rdzv));
+    return Status::OK();
+  }
+
+  const TempDir& dir_;
+  std::vector<std::string> nodes_;
+  uint32_t replicas_;
+  uint64_t seed_;
+  uint64_t starts_ = 0;  // a restarted world draws other uids
+  std::unique_ptr<transport::InProcNetwork> net_;
+  std::vector<std::unique_ptr<engine::Cluster>> members_;
+};
+
+}  // namespace shoal::testing

@@ -1,0 +1,320 @@
+// The world's distributed logic in one process: N members over the in-process transport, with
+// faults injected at chosen messages (engine/../transport/inproc_transport.h). Every test is
+// deterministic for its seed (SHOAL_TEST_SEED overrides it; a failure prints the fault trace)
+// and runs in well under a second. The multi-process UCX suites (lib/cluster_test.cc,
+// lib/checkpoint_world_test.cc) test the same code over the real transport.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "engine/protocol.h"
+#include "tests/engine/inproc_world.h"
+#include "tests/test_util.h"
+
+namespace shoal {
+namespace {
+
+using engine::protocol::Op;
+using engine::protocol::Wire;
+using testing::InProcWorld;
+using testing::Pattern;
+using testing::TempDir;
+using transport::FaultAction;
+using transport::FaultRule;
+
+constexpr uint32_t kChunk = testing::kTestChunk;
+
+uint64_t Seed() {
+  const char* s = std::getenv("SHOAL_TEST_SEED");
+  return s != nullptr ? std::strtoull(s, nullptr, 10) : 20261129;
+}
+
+class InProcWorldTest : public ::testing::Test {
+ protected:
+  void Open(std::vector<std::string> nodes, uint32_t replicas) {
+    world_ = std::make_unique<InProcWorld>(dir_, std::move(nodes), replicas, Seed());
+    ASSERT_OK(world_->Start());
+  }
+  void TearDown() override {
+    if (HasFailure() && world_ && world_->size() > 0) {
+      std::string trace;
+      for (const std::string& t : world_->net().trace()) trace += "  " + t + "\n";
+      ADD_FAILURE() << "seed " << Seed() << ", faults applied:\n" << trace;
+    }
+  }
+  engine::Cluster& M(uint32_t r) { return world_->at(r); }
+
+  Status Put(uint32_t r, const std::string& path, const std::vector<std::byte>& data) {
+    SHOAL_RETURN_IF_ERROR(M(r).Create(path, {}));
+    Status s = M(r).Write(path, 0, data);
+    if (s.ok()) s = M(r).Seal(path);
+    if (!s.ok()) (void)M(r).Abort(path);
+    return s;
+  }
+  void ExpectRead(uint32_t r, const std::string& path, const std::vector<std::byte>& want) {
+    std::vector<std::byte> got(want.size());
+    ReadRequest req{path, 0, got, {}, 0};
+    ASSERT_OK(M(r).ReadBatch({&req, 1}));
+    ASSERT_OK(req.status) << "member " << r << " reading " << path;
+    ASSERT_EQ(req.bytes_read, want.size());
+    EXPECT_TRUE(got == want) << "member " << r << " read other bytes of " << path;
+  }
+  // Every name below `dir`, through member r (all pages).
+  Result<std::vector<std::string>> Names(uint32_t r, const std::string& dir) {
+    std::vector<std::string> out;
+    ListOptions lo;
+    lo.limit = 7;  // several pages
+    for (;;) {
+      SHOAL_ASSIGN_OR_RETURN(ListPage page, M(r).List(dir, lo));
+      for (auto& e : page.entries) out.push_back(e.name);
+      if (!page.truncated) return out;
+      lo.start_after = page.next_start_after;
+    }
+  }
+  // A member holding no metadata record of `path` and no chunk of it (a pure client), if any.
+  uint32_t OwnerIndex(const std::string& path, size_t i) { return M(0).MetadataOwners(path)[i]; }
+
+  TempDir dir_;
+  std::unique_ptr<InProcWorld> world_;
+};
+
+TEST_F(InProcWorldTest, EveryMemberReadsListsAndRemovesWhatAnyWrote) {
+  Open({"a", "b", "c"}, 2);
+  std::vector<std::vector<std::byte>> data;
+  for (uint32_t i = 0; i < 9; ++i) {
+    data.push_back(Pattern(i * kChunk / 2 + 100, i));
+    ASSERT_OK(Put(i % 3, "d/o" + std::to_string(i), data.back()));
+  }
+  for (uint32_t r = 0; r < 3; ++r) {
+    for (uint32_t i = 0; i < 9; ++i) ExpectRead(r, "d/o" + std::to_string(i), data[i]);
+    auto names = Names(r, "d");
+    ASSERT_OK(names);
+    EXPECT_EQ(names->size(), 9u);
+  }
+  EXPECT_GT(world_->net().delivered()[Wire(Op::kChunkRead)], 0u) << "no read crossed members";
+  ASSERT_OK(M(1).Remove("d/o0"));
+  for (uint32_t r = 0; r < 3; ++r) EXPECT_CODE(M(r).Stat("d/o0"), kNotFound);
+}
+
+TEST_F(InProcWorldTest, SealRollsBackWhenAHolderDiesMidSeal) {
+  Open({"a", "b", "c"}, 2);
+  const std::string path = "seal/x";
+  auto data = Pattern(6 * kChunk, 1);
+  ASSERT_OK(M(0).Create(path, {}));
+  ASSERT_OK(M(0).Write(path, 0, data));
+  // Holder 1 dies as its commit arrives (it holds some of the 6 chunks' 12 replicas).
+  world_->net().AddRule({1, Wire(Op::kChunkCommit), 1, FaultAction::kKillBefore});
+  Status s = M(0).Seal(path);
+  EXPECT_FALSE(s.ok()) << "sealed with a dead holder";
+  EXPECT_NE(s.message().find(path), std::string::npos) << s;
+  EXPECT_CODE(M(0).Seal(path), kUnavailable);  // stays failed: only Abort remains
+  ASSERT_OK(M(0).Abort(path));
+  EXPECT_CODE(M(0).Stat(path), kNotFound);  // nothing half-published
+  EXPECT_CODE(M(0).Create(path, {}), kOk);  // the name is free again
+  ASSERT_OK(M(0).Abort(path));
+}
+
+TEST_F(InProcWorldTest, SealRollsBackTheInodeWhenAMetadataReplicaFails) {
+  Open({"a", "b", "c", "d"}, 2);
+  // A path whose primary owner is not member 0 and whose replica is not member 0 either, so
+  // both inserts cross the network.
+  std::string path;
+  for (int i = 0; path.empty(); ++i) {
+    std::string p = "meta/p" + std::to_string(i);
+    auto owners = M(0).MetadataOwners(p);
+    if (owners[0] != 0 && owners[1] != 0) path = p;
+  }
+  const uint32_t primary = OwnerIndex(path, 0), replica = OwnerIndex(path, 1);
+  // The replica handles the insert and dies before replying: the writer cannot know it has the
+  // record, so Seal fails and the primary's record is rolled back.
+  world_->net().AddRule({replica, Wire(Op::kMetaInsert), 1, FaultAction::kKillAfter});
+  EXPECT_FALSE(Put(0, path, Pattern(3 * kChunk, 2)).ok());
+  EXPECT_CODE(M(primary).Stat(path), kNotFound);
+  for (uint32_t r = 0; r < 4; ++r) {
+    if (r != replica) {
+      EXPECT_CODE(M(r).Stat(path), kNotFound) << "member " << r;
+    }
+  }
+}
+
+TEST_F(InProcWorldTest, ReadsFailOverNearestFirst) {
+  // Members 0 and 2 share node "a": a chunk held by 1 and 2 is read from 2 first.
+  Open({"a", "b", "a"}, 2);
+  auto data = Pattern(12 * kChunk, 3);
+  ASSERT_OK(Put(1, "f/x", data));
+  auto where = M(0).Locate("f/x");
+  ASSERT_OK(where);
+  for (const auto& holders : *where) {
+    ASSERT_FALSE(holders.empty());
+    bool has0 = std::find(holders.begin(), holders.end(), 0u) != holders.end();
+    bool has2 = std::find(holders.begin(), holders.end(), 2u) != holders.end();
+    if (has0) {
+      EXPECT_EQ(holders[0], 0u) << "self first";
+    } else if (has2) {
+      EXPECT_EQ(holders[0], 2u) << "same node before other nodes";
+    }
+  }
+  ExpectRead(0, "f/x", data);
+  // Reads of chunks 0 holds stay local; the others went to 2 before 1 wherever 2 holds them.
+  const uint64_t from2 = world_->net().delivered_to(2, Wire(Op::kChunkRead));
+  EXPECT_GT(from2, 0u);
+  // Member 2 dies: every chunk is still read, from 1 now.
+  world_->net().Kill(2);
+  const uint64_t from1 = world_->net().delivered_to(1, Wire(Op::kChunkRead));
+  ExpectRead(0, "f/x", data);
+  EXPECT_GT(world_->net().delivered_to(1, Wire(Op::kChunkRead)), from1);
+}
+
+TEST_F(InProcWorldTest, AHolderDyingInTheMiddleOfItsReplyFailsOver) {
+  Open({"a", "a", "c"}, 2);  // member 1 reads from member 0 (same node) first
+  auto data = Pattern(8 * kChunk, 4);
+  ASSERT_OK(Put(0, "r/x", data));
+  // Member 0 dies after reading its first chunk for member 1, before replying: that piece and
+  // every later one of member 0's fail over to the other replica.
+  world_->net().AddRule({0, Wire(Op::kChunkRead), 1, FaultAction::kKillAfter});
+  ExpectRead(1, "r/x", data);
+  EXPECT_TRUE(world_->net().killed(0));
+}
+
+TEST_F(InProcWorldTest, ListingSurvivesFewerDownMembersThanReplicasAndRefusesMore) {
+  Open({"a", "b", "c", "d"}, 2);
+  for (int i = 0; i < 30; ++i) ASSERT_OK(Put(i % 4, "l/o" + std::to_string(i), Pattern(10, i)));
+  world_->net().Kill(3);
+  auto names = Names(0, "l");
+  ASSERT_OK(names);
+  EXPECT_EQ(names->size(), 30u) << "an entry went missing with one member down";
+  world_->net().Kill(2);
+  auto partial = M(0).List("l", {});
+  EXPECT_CODE(partial, kUnavailable);  // never a silently short listing
+}
+
+TEST_F(InProcWorldTest, RemoveWithAnOwnerDownRemovesForTheLiveMembers) {
+  Open({"a", "b", "c"}, 2);
+  const std::string path = "rm/x";
+  ASSERT_OK(Put(0, path, Pattern(3 * kChunk, 5)));
+  const uint32_t primary = OwnerIndex(path, 0);
+  const uint32_t asker = (primary + 1) % 3 == OwnerIndex(path, 1) ? (primary + 2) % 3
+                                                                   : (primary + 1) % 3;
+  world_->net().Kill(primary);
+  ASSERT_OK(M(asker).Remove(path));
+  for (uint32_t r = 0; r < 3; ++r) {
+    if (r != primary) {
+      EXPECT_CODE(M(r).Stat(path), kNotFound) << "member " << r;
+    }
+  }
+  EXPECT_CODE(M(asker).Remove(path), kNotFound);
+}
+
+TEST_F(InProcWorldTest, RepairRebuildsAWipedMembersReplicasAndRecords) {
+  std::vector<std::string> nodes{"a", "b", "c"};
+  Open(nodes, 2);
+  std::vector<std::vector<std::byte>> data;
+  for (int i = 0; i < 6; ++i) {
+    data.push_back(Pattern((i + 1) * kChunk + 7, 10 + i));
+    ASSERT_OK(Put(i % 3, "rep/o" + std::to_string(i), data.back()));
+  }
+  world_->Stop();
+  std::filesystem::remove_all(world_->Store(1));  // member 1's disk is lost
+  ASSERT_OK(world_->Start());
+  auto report = M(0).Repair("");
+  ASSERT_OK(report);
+  EXPECT_TRUE(report->lost.empty());
+  EXPECT_GT(report->chunks_copied, 0u);
+  EXPECT_GT(report->metadata_copied, 0u);
+  // The replicas are whole again: any one further member may die.
+  world_->net().Kill(2);
+  for (int i = 0; i < 6; ++i) ExpectRead(0, "rep/o" + std::to_string(i), data[i]);
+}
+
+TEST_F(InProcWorldTest, AMemberBackWithStaleMetadataSeesWhatWasWrittenMeanwhile) {
+  Open({"a", "b", "c"}, 2);
+  ASSERT_OK(Put(0, "s/before", Pattern(2 * kChunk, 20)));
+  // Member 2's store as it is now; the job goes on (another run) and writes more; then member 2
+  // comes back with the old store: its shard lacks every record written meanwhile.
+  world_->Stop();
+  const std::string stale = dir_.Sub("stale");
+  std::filesystem::copy(world_->Store(2), stale, std::filesystem::copy_options::recursive);
+  ASSERT_OK(world_->Start());
+  std::vector<std::vector<std::byte>> data;
+  for (int i = 0; i < 8; ++i) {
+    data.push_back(Pattern(kChunk + i, 30 + i));
+    ASSERT_OK(Put(i % 3, "s/new" + std::to_string(i), data.back()));
+  }
+  world_->Stop();
+  std::filesystem::remove_all(world_->Store(2));
+  std::filesystem::rename(stale, world_->Store(2));
+  ASSERT_OK(world_->Start());
+  // Records and chunks member 2 lacks are found on the other replicas, by every member.
+  for (uint32_t r = 0; r < 3; ++r) {
+    for (int i = 0; i < 8; ++i) ExpectRead(r, "s/new" + std::to_string(i), data[i]);
+    auto names = Names(r, "s");
+    ASSERT_OK(names);
+    EXPECT_EQ(names->size(), 9u) << "member " << r;
+  }
+  // Repair restores its records and replicas: then any other member may go.
+  auto report = M(2).Repair("s");
+  ASSERT_OK(report);
+  EXPECT_TRUE(report->lost.empty());
+  EXPECT_GT(report->metadata_copied + report->chunks_copied, 0u);
+  world_->net().Kill(0);
+  for (int i = 0; i < 8; ++i) ExpectRead(2, "s/new" + std::to_string(i), data[i]);
+}
+
+TEST_F(InProcWorldTest, DelayedAndReorderedMessagesLoseNothing) {
+  Open({"a", "b", "c"}, 2);
+  for (uint32_t a = 0; a < 3; ++a) {
+    for (uint32_t b = 0; b < 3; ++b) {
+      if (a != b) {
+        world_->net().SetLink(a, b, {0, std::chrono::microseconds(0),
+                                     std::chrono::microseconds(3000)});
+      }
+    }
+  }
+  std::vector<std::vector<std::byte>> data;
+  for (int i = 0; i < 6; ++i) {
+    data.push_back(Pattern(5 * kChunk + i, 40 + i));
+    ASSERT_OK(Put(i % 3, "z/o" + std::to_string(i), data.back()));
+  }
+  for (uint32_t r = 0; r < 3; ++r) {
+    for (int i = 0; i < 6; ++i) ExpectRead(r, "z/o" + std::to_string(i), data[i]);
+  }
+}
+
+TEST_F(InProcWorldTest, ALostRequestTimesOutWithAClearErrorAndTearsNothing) {
+  Open({"a", "b", "c"}, 2);
+  world_->net().Partition(0, 1);
+  world_->net().Partition(0, 2);
+  Status s = Put(0, "t/x", Pattern(4 * kChunk, 50));
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(s.code() == Code::kTimeout || s.code() == Code::kUnavailable) << s;
+  world_->net().Partition(0, 1, false);
+  world_->net().Partition(0, 2, false);
+  for (uint32_t r = 0; r < 3; ++r) EXPECT_CODE(M(r).Stat("t/x"), kNotFound);
+}
+
+TEST_F(InProcWorldTest, MalformedRequestsAreRefusedNotActedOn) {
+  Open({"a", "b"}, 2);
+  auto& t = M(0).world().transport();
+  std::vector<std::pair<Op, std::vector<std::byte>>> bad = {
+      {Op::kChunkWrite, Pattern(5, 1)},
+      {Op::kChunkRead, std::vector<std::byte>(28, std::byte{0xff})},
+      {Op::kChunkCommit, Pattern(3, 2)},
+      {Op::kMetaGet, Pattern(9, 3)},
+      {Op::kMetaList, std::vector<std::byte>(12, std::byte{0})},
+      {Op::kMetaInsert, Pattern(40, 4)},
+      {Op::kMetaRemove, Pattern(2, 5)},
+      {Op::kCollectiveResult, Pattern(30, 6)},
+  };
+  for (auto& [op, bytes] : bad) {
+    auto r = t.Call(1, Wire(op), bytes);
+    EXPECT_CODE(r, kInvalidArgument) << engine::protocol::OpName(Wire(op));
+  }
+  EXPECT_CODE(t.Call(1, 999, Pattern(4, 7)), kInvalidArgument);
+  // Member 1 still serves.
+  ASSERT_OK(Put(0, "ok/x", Pattern(2 * kChunk, 8)));
+  ExpectRead(1, "ok/x", Pattern(2 * kChunk, 8));
+}
+
+}  // namespace
+}  // namespace shoal

@@ -1,0 +1,121 @@
+// engine/protocol.h: every message round-trips, and every truncation, count or range a peer
+// could send wrong is refused with an error (the fuzzer, tests/fuzz, tries the rest).
+#include <gtest/gtest.h>
+
+#include "base/status_codec.h"
+#include "engine/protocol.h"
+#include "tests/test_util.h"
+
+namespace shoal::engine::protocol {
+namespace {
+
+using testing::Pattern;
+
+Inode Striped() {
+  Inode i;
+  i.is_striped = true;
+  i.size = 3 * 65536 + 5;
+  i.chunk_size = 65536;
+  i.uid = 77;
+  i.replicas = 2;
+  i.layout = {{"0123456789abcdef0123456789abcdef", "a"}, {"fedcba9876543210fedcba9876543210", "b"}};
+  i.written = {0x0f};
+  return i;
+}
+
+// Every strict prefix of a valid encoding is refused.
+template <typename Msg, typename DecodeFn>
+void ExpectPrefixesRefused(const Bytes& full, DecodeFn decode) {
+  for (size_t n = 0; n < full.size(); ++n) {
+    Msg m;
+    EXPECT_FALSE(decode(std::span<const std::byte>(full.data(), n), &m).ok()) << "prefix " << n;
+  }
+}
+
+TEST(Protocol, ChunkMessagesRoundTripAndCheckRanges) {
+  auto data = Pattern(1000, 1);
+  ChunkWrite w{5, 65536, 3, 100, data};
+  ChunkWrite w2;
+  const Bytes w_bytes = Encode(w);
+  ASSERT_OK(Decode(w_bytes, &w2));
+  EXPECT_EQ(w2.uid, 5u);
+  EXPECT_EQ(w2.chunk, 3u);
+  EXPECT_EQ(w2.in_chunk, 100u);
+  EXPECT_TRUE(std::equal(w2.data.begin(), w2.data.end(), data.begin(), data.end()));
+  EXPECT_CODE(Decode(Encode(ChunkWrite{5, 65536, 3, 65000, data}), &w2), kInvalidArgument);
+  EXPECT_CODE(Decode(Encode(ChunkWrite{5, 1000, 0, 0, data}), &w2), kInvalidArgument);
+  EXPECT_CODE(Decode(Encode(ChunkWrite{5, 65536, 0, 0, {}}), &w2), kInvalidArgument);
+
+  ChunkRead r{9, 65536, 2, 10, 500}, r2;
+  ASSERT_OK(Decode(Encode(r), &r2));
+  EXPECT_EQ(r2.len, 500u);
+  EXPECT_CODE(Decode(Encode(ChunkRead{9, 65536, 2, 10, 65536}), &r2), kInvalidArgument);
+  ExpectPrefixesRefused<ChunkRead>(Encode(r), [](auto b, auto* m) { return Decode(b, m); });
+
+  auto bytes = Pattern(300, 2);
+  ChunkReadReply rep{1234, bytes}, rep2;
+  const Bytes rep_bytes = Encode(rep);
+  ASSERT_OK(Decode(rep_bytes, 300, &rep2));
+  EXPECT_EQ(rep2.crc, 1234u);
+  EXPECT_CODE(Decode(Encode(rep), 299, &rep2), kCorruption);  // more than asked
+}
+
+TEST(Protocol, MetadataMessagesRoundTripAndValidatePaths) {
+  MetaInsert ins{"a/b", Striped()}, ins2;
+  const Bytes ins_bytes = Encode(ins);  // decoded messages borrow from their bytes
+  ASSERT_OK(Decode(ins_bytes, &ins2));
+  EXPECT_EQ(ins2.path, "a/b");
+  EXPECT_EQ(ins2.inode.uid, 77u);
+  EXPECT_CODE(Decode(Encode(MetaInsert{"../x", Striped()}), &ins2), kInvalidArgument);
+  MetaReplace rep;
+  EXPECT_CODE(Decode(Encode(MetaReplace{"a/b", 78, Striped()}), &rep), kInvalidArgument);
+  ExpectPrefixesRefused<MetaInsert>(Encode(ins), [](auto b, auto* m) { return Decode(b, m); });
+
+  MetaList l{"d", "x", 10}, l2;
+  const Bytes l_bytes = Encode(l);
+  ASSERT_OK(Decode(l_bytes, &l2));
+  EXPECT_EQ(l2.start_after, "x");
+  EXPECT_CODE(Decode(Encode(MetaList{"d", "", 0}), &l2), kInvalidArgument);
+  EXPECT_CODE(Decode(Encode(MetaList{"/d", "", 5}), &l2), kInvalidArgument);
+
+  MetaListReply page{true, {{"a", false, 5}, {"b", true, 2}}}, page2;
+  ASSERT_OK(Decode(Encode(page), 10, &page2));
+  ASSERT_EQ(page2.entries.size(), 2u);
+  EXPECT_TRUE(page2.truncated);
+  EXPECT_EQ(page2.entries[1].size, 2u);
+  EXPECT_CODE(Decode(Encode(page), 1, &page2), kCorruption);  // more entries than the limit
+  MetaListReply slash{false, {{"a/b", false, 1}}};
+  EXPECT_CODE(Decode(Encode(slash), 10, &page2), kCorruption);
+  // A count far beyond what the bytes can hold allocates nothing and fails.
+  Bytes lying = Encode(MetaListReply{false, {}});
+  uint32_t huge = 1000000;
+  std::memcpy(lying.data() + 1, &huge, 4);
+  EXPECT_CODE(Decode(lying, 1000000, &page2), kCorruption);
+}
+
+TEST(Protocol, CollectiveAndCommitMessages) {
+  CollectiveResult res{4, {Pattern(3, 1), {}, Pattern(9, 2)}}, res2;
+  ASSERT_OK(Decode(Encode(res), 3, &res2));
+  EXPECT_EQ(res2.table[2], res.table[2]);
+  EXPECT_CODE(Decode(Encode(res), 4, &res2), kInvalidArgument);  // another world size
+
+  CommitPart part{Status::OK(), {{"rank-0/model", 100, 7, 0}}}, part2;
+  ASSERT_OK(Decode(Encode(part), 3, &part2));
+  ASSERT_EQ(part2.blobs.size(), 1u);
+  EXPECT_EQ(part2.blobs[0].rank, 3u);
+  CommitPart failed{Status::NoSpace("disk full"), {}};
+  ASSERT_OK(Decode(Encode(failed), 1, &part2));
+  EXPECT_EQ(part2.status.code(), Code::kNoSpace);
+  Bytes bad_code = Encode(Verdict{Status::OK()});
+  bad_code[0] = std::byte{200};  // no such status code
+  Verdict v;
+  EXPECT_CODE(Decode(bad_code, &v), kCorruption);
+}
+
+TEST(Protocol, OpNamesCoverEveryOp) {
+  for (Op op : kAllOps) EXPECT_NE(OpName(Wire(op)), "unknown");
+  EXPECT_EQ(OpName(999), "unknown");
+}
+
+}  // namespace
+}  // namespace shoal::engine::protocol

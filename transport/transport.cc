@@ -1,0 +1,48 @@
+#include "transport/transport.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <future>
+
+namespace shoal::transport {
+
+Result<Payload> Transport::Call(uint32_t peer, uint16_t op, std::span<const std::byte> payload,
+                                std::chrono::milliseconds deadline) {
+  std::promise<Result<Payload>> done;
+  auto future = done.get_future();
+  CallAsync(peer, op, Payload(payload.begin(), payload.end()), deadline,
+            [&done](Result<Payload> r) { done.set_value(std::move(r)); });
+  return future.get();
+}
+
+void Transport::CallGather(uint32_t peer, uint16_t op, Payload head,
+                           std::span<const std::byte> body, std::chrono::milliseconds deadline,
+                           Done done) {
+  const size_t at = head.size();
+  head.resize(at + body.size());
+  if (!body.empty()) std::memcpy(head.data() + at, body.data(), body.size());
+  CallAsync(peer, op, std::move(head), deadline, std::move(done));
+}
+
+void Transport::CallInto(uint32_t peer, uint16_t op, Payload payload, size_t skip,
+                         std::span<std::byte> into, std::chrono::milliseconds deadline,
+                         DoneInto done) {
+  CallAsync(peer, op, std::move(payload), deadline,
+            [skip, into, done = std::move(done)](Result<Payload> r) {
+              if (!r.ok()) return done(r.status(), 0);
+              Payload& p = *r;
+              if (p.size() < skip || p.size() - skip > into.size()) {
+                return done(Status::Corruption(fmt::format(
+                                "reply of {} bytes does not fit {} + {}", p.size(), skip,
+                                into.size())),
+                            0);
+              }
+              const size_t n = p.size() - skip;
+              if (n != 0) std::memcpy(into.data(), p.data() + skip, n);
+              p.resize(skip);
+              done(std::move(p), n);
+            });
+}
+
+}  // namespace shoal::transport

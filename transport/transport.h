@@ -1,0 +1,90 @@
+// Transport: how one member sends requests to the others and answers theirs. The world, the
+// member service and the client paths above it see only this interface; two implementations:
+//   Messenger        (transport/messenger.h)  UCX active messages between processes/hosts.
+//   InProcTransport  (transport/inproc_transport.h)  members of one process, with faults
+//                    (drop, delay, reorder, partition, kill) injected per peer by a seeded
+//                    scheduler, so distributed logic is tested deterministically in one process.
+//
+// Contract shared by both:
+//   - A request is (op, payload) to a peer index; the peer's handler for `op` answers with a
+//     Reply. A non-OK reply status crosses as is (code and message).
+//   - Every call ends exactly once: with the reply, with Timeout at its deadline, or with
+//     Unavailable when the peer is down (its endpoint failed) or the transport shuts down.
+//   - Handlers run on handler threads and may block (disk I/O) or make calls of their own.
+//   - Messages carry the sender's membership epoch (transport/message.h); a member drops
+//     requests of another epoch (issue 7 moves worlds between epochs).
+//
+// Shaped for the zero-copy data path (issue 8): `CallInto` lets the reply's bytes land in the
+// caller's memory (UCX: rendezvous receive into a registered destination; in-process: one copy
+// from the handler's buffer), and `CallGather` sends a request whose body is the caller's memory
+// without joining it into one vector first. Today both have copying defaults below; an
+// implementation overrides them when it can do better.
+//
+// Thread-safety: every method is thread-safe, except that SetHandler must be called before the
+// first Connect.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "shoal/result.h"
+
+namespace shoal::transport {
+
+using Payload = std::vector<std::byte>;
+
+// What a request handler answers: a status and, when OK, a payload.
+struct Reply {
+  Status status;
+  Payload payload;
+};
+
+// Runs on a handler thread. `sender` is the requester's index in the world.
+using Handler = std::function<Reply(uint32_t sender, std::span<const std::byte> payload)>;
+using Done = std::function<void(Result<Payload>)>;
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // This member's index and the world's size.
+  virtual uint32_t self() const = 0;
+  virtual uint32_t world_size() const = 0;
+  // What the rendezvous publishes so the others can Connect to this member.
+  virtual const std::vector<std::byte>& address() const = 0;
+  // Creates the endpoint to member `peer` from its published address (may be self).
+  virtual Status Connect(uint32_t peer, std::span<const std::byte> address) = 0;
+  // Installs the handler of requests with this op. Call before Connect.
+  virtual void SetHandler(uint16_t op, Handler handler) = 0;
+
+  // Sends a request and returns at once; `done` runs exactly once, on a transport thread, and
+  // must not block. A deadline of 0 means the transport's default.
+  virtual void CallAsync(uint32_t peer, uint16_t op, Payload payload,
+                         std::chrono::milliseconds deadline, Done done) = 0;
+
+  // Sends a request and waits for its reply.
+  Result<Payload> Call(uint32_t peer, uint16_t op, std::span<const std::byte> payload,
+                       std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
+
+  // Like CallAsync with a request of `head` followed by `body`; `body` must stay valid until
+  // `done` ran.
+  virtual void CallGather(uint32_t peer, uint16_t op, Payload head,
+                          std::span<const std::byte> body, std::chrono::milliseconds deadline,
+                          Done done);
+
+  // Like CallAsync, but the reply's bytes from offset `skip` on land in `into` (which must stay
+  // valid until `done` ran); `done` gets the first `skip` bytes of the reply and the count of
+  // bytes written to `into`. A reply longer than skip + into.size() fails with Corruption.
+  using DoneInto = std::function<void(Result<Payload> head, size_t body_bytes)>;
+  virtual void CallInto(uint32_t peer, uint16_t op, Payload payload, size_t skip,
+                        std::span<std::byte> into, std::chrono::milliseconds deadline,
+                        DoneInto done);
+
+  // False once the peer's endpoint failed (it died, or the link broke) or it never connected.
+  virtual bool peer_up(uint32_t peer) const = 0;
+};
+
+}  // namespace shoal::transport
