@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/errno_status.h"
+#include "engine/lmdb_check.h"
 #include "engine/path.h"
 
 namespace shoal::engine {
@@ -73,11 +74,33 @@ class ReadTxn {
   int rc_ = 0;
 };
 
+// Corruption unless `v` lies within the pages the environment's data file holds. Values of
+// clean pages point into LMDB's map of the file; a damaged size would run past the file's end,
+// and touching that is SIGBUS, so it is checked before any decoder sees the bytes. Values of
+// pages dirtied by a write transaction live in LMDB's heap pages, outside the map.
+Status CheckValue(MDB_txn* txn, const MDB_val& v) {
+  MDB_envinfo info{};
+  MDB_stat st{};
+  MDB_env* env = mdb_txn_env(txn);
+  if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0) return Status::OK();
+  auto map = reinterpret_cast<uintptr_t>(info.me_mapaddr);
+  auto at = reinterpret_cast<uintptr_t>(v.mv_data);
+  if (at < map || at - map >= info.me_mapsize) return Status::OK();  // a dirty page
+  uint64_t used = (static_cast<uint64_t>(info.me_last_pgno) + 1) * st.ms_psize;
+  if (at - map > used || v.mv_size > used - (at - map)) {
+    return Status::Corruption(fmt::format(
+        "metadata record of {} bytes at {} runs past the {} bytes of used pages", v.mv_size,
+        at - map, used));
+  }
+  return Status::OK();
+}
+
 // Get into *out; NotFound if absent.
 Status Get(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std::string_view* out) {
   MDB_val k = Val(key), v{};
   int rc = mdb_get(txn, dbi, &k, &v);
   if (rc != 0) return LmdbStatus(rc, "get");
+  SHOAL_RETURN_IF_ERROR(CheckValue(txn, v));
   *out = View(v);
   return Status::OK();
 }
@@ -143,6 +166,10 @@ MetaStore::~MetaStore() {
 
 Status MetaStore::Init(const std::string& dir, uint64_t map_size) {
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir " + dir);
+  // LMDB maps data.mdb and has no checksums: a truncated file or a damaged page pointer would be
+  // SIGBUS at the first read. Check the file with plain reads before LMDB maps it.
+  auto checked = VerifyLmdbFile(dir + "/data.mdb");
+  if (!checked.ok() && !checked.status().IsNotFound()) return checked.status();
   int rc = mdb_env_create(&env_);
   if (rc != 0) return LmdbStatus(rc, "create env");
   mdb_env_set_maxdbs(env_, 8);
@@ -175,6 +202,9 @@ Status MetaStore::Init(const std::string& dir, uint64_t map_size) {
   } else if (s.ok()) {
     if (v != kFormat) s = Status::Corruption(fmt::format("metadata format \"{}\" unknown", v));
     if (s.ok()) s = Get(txn, meta_, "member_id", &v);
+    if (s.ok() && (v.empty() || v.size() > 64)) {
+      s = Status::Corruption(fmt::format("member id record of {} bytes", v.size()));
+    }
     if (s.ok()) member_id_ = std::string(v);
   }
   if (!s.ok()) {
@@ -393,6 +423,10 @@ Result<ListPage> MetaStore::List(std::string_view dir, const ListOptions& option
   rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
   Status s;
   while (rc == 0) {
+    if (Status c = CheckValue(txn.get(), k); !c.ok() || !(c = CheckValue(txn.get(), v)).ok()) {
+      s = c;
+      break;
+    }
     std::string_view key = View(k);
     if (key.substr(0, prefix.size()) != prefix) break;
     std::string_view name = key.substr(prefix.size());
@@ -434,6 +468,7 @@ Status MetaStore::ForEachExtent(
       s = Status::Corruption("extent record of wrong length");
       break;
     }
+    if (s = CheckValue(txn.get(), v); !s.ok()) break;
     auto* b = static_cast<const uint8_t*>(k.mv_data);
     uint32_t seg = 0;
     uint64_t off = 0;
@@ -441,6 +476,10 @@ Status MetaStore::ForEachExtent(
     for (int i = 4; i < 12; ++i) off = (off << 8) | b[i];
     uint32_t disk = 0;
     std::memcpy(&disk, v.mv_data, 4);
+    if (disk == 0 || disk % 4096 != 0 || disk > kMaxChunkSize) {
+      s = Status::Corruption(fmt::format("extent {}:{} of {} disk bytes", seg, off, disk));
+      break;
+    }
     fn(seg, off, disk);
   }
   mdb_cursor_close(cur);

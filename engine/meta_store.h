@@ -45,6 +45,10 @@ std::string PathKey(std::string_view path);
 
 class MetaStore {
  public:
+  // Opens (creating when absent) the environment in `dir`. Before LMDB maps <dir>/data.mdb, the
+  // file is checked with plain reads (VerifyLmdbFile): a truncated or damaged file is refused
+  // with Corruption naming it, never a SIGBUS. Every record read later is bounds-checked against
+  // the file's used pages before it is decoded.
   static Result<std::unique_ptr<MetaStore>> Open(const std::string& dir, uint64_t map_size);
   ~MetaStore();
 

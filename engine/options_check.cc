@@ -27,7 +27,6 @@ Status ValidateOptions(const Options& o) {
   if (o.replicas < 1 || o.replicas > 16) return bad(fmt::format("replicas {} not in 1..16", o.replicas));
   if (o.window < 1 || o.window > 1024) return bad(fmt::format("window {} not in 1..1024", o.window));
   if (o.request_timeout_ms == 0) return bad("request_timeout_ms is 0");
-  if (o.join_timeout_ms == 0) return bad("join_timeout_ms is 0");
   return Status::OK();
 }
 

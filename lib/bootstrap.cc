@@ -24,7 +24,11 @@ Result<BootstrapPlan> PlanBootstrap(const Options& o) {
   w.rank = o.rank != kFromLauncher ? o.rank : launch.rank;
   w.world_size = o.world_size != 0 ? o.world_size : launch.world_size;
   w.node = !o.node.empty() ? o.node : launch.node;
-  w.timeout = std::chrono::milliseconds(o.join_timeout_ms);
+  // Options first, then the launcher's environment, then the default.
+  uint32_t join_ms = o.join_timeout_ms != 0         ? o.join_timeout_ms
+                     : launch.join_timeout_ms != 0 ? launch.join_timeout_ms
+                                                   : kDefaultJoinTimeoutMs;
+  w.timeout = std::chrono::milliseconds(join_ms);
   if (w.rank >= w.world_size) {
     return Status::InvalidArgument(
         fmt::format("rank {} is outside a world of {} ranks", w.rank, w.world_size));
@@ -42,7 +46,7 @@ Result<BootstrapPlan> PlanBootstrap(const Options& o) {
         "a world of several ranks needs a job token: set Options::token or SHOAL_TOKEN to the "
         "same secret on every rank");
   }
-  auto timeout = std::chrono::milliseconds(o.join_timeout_ms);
+  auto timeout = std::chrono::milliseconds(join_ms);
   if (o.allgather) {
     AllGatherFn fn = o.allgather;
     plan.rendezvous = transport::NewCallbackRendezvous(

@@ -109,7 +109,12 @@ struct SaveHandle::State {
   }
 };
 
-SaveHandle::SaveHandle() : state_(std::make_shared<State>()) {}
+SaveHandle::SaveHandle() : state_(std::make_shared<State>()) {
+  // Nothing will ever finish this state: it is born finished, so Wait cannot block.
+  state_->Finish(Status::FailedPrecondition("no save: this SaveHandle was default-constructed, "
+                                            "not returned by CheckpointSave::Commit"),
+                 std::chrono::nanoseconds(0));
+}
 SaveHandle::SaveHandle(std::shared_ptr<State> state) : state_(std::move(state)) {}
 
 Status SaveHandle::Wait() const {

@@ -82,6 +82,11 @@ Result<LaunchInfo> LaunchInfoFromEnv() {
   } else if (info.master_port != 0 && info.master_port < 65535) {
     info.rendezvous_port = static_cast<uint16_t>(info.master_port + 1);
   }
+  SHOAL_ASSIGN_OR_RETURN(auto join_ms, Number("SHOAL_JOIN_TIMEOUT_MS", UINT32_MAX));
+  if (join_ms && *join_ms == 0) {
+    return Status::InvalidArgument("SHOAL_JOIN_TIMEOUT_MS=0: the join timeout must be positive");
+  }
+  info.join_timeout_ms = static_cast<uint32_t>(join_ms.value_or(0));
   info.rendezvous = Env("SHOAL_RENDEZVOUS");
   info.token = Env("SHOAL_TOKEN");
   info.node = Env("SHOAL_NODE");

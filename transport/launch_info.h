@@ -20,11 +20,14 @@ struct LaunchInfo {
   uint16_t rendezvous_port = 0;  // SHOAL_RENDEZVOUS_PORT, else master_port + 1; 0: none
   std::string rendezvous;        // SHOAL_RENDEZVOUS ("tcp:HOST:PORT", "file:DIR" or "")
   std::string token;             // SHOAL_TOKEN
+  uint32_t join_timeout_ms = 0;  // SHOAL_JOIN_TIMEOUT_MS; 0: not set
 };
 
 // Reads, in order: torchrun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT); Open MPI
 // (OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK); shoal's own (SHOAL_RANK, SHOAL_WORLD_SIZE,
 // SHOAL_LOCAL_RANK, SHOAL_MASTER_ADDR, SHOAL_MASTER_PORT). With none set: a world of one.
+// Also SHOAL_RENDEZVOUS_PORT, SHOAL_RENDEZVOUS, SHOAL_TOKEN, SHOAL_NODE, SHOAL_JOIN_TIMEOUT_MS
+// (1 .. 2^32-1 ms).
 // InvalidArgument when a variable is not a number, or rank >= world size.
 Result<LaunchInfo> LaunchInfoFromEnv();
 

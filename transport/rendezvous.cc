@@ -14,7 +14,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <iterator>
+#include <list>
 #include <thread>
 
 #include "base/bytes.h"
@@ -148,6 +150,49 @@ std::string PeerName(int fd) {
   return fmt::format("{}:{}", host, port);
 }
 
+// "1,3-5,9": the ranks r with !have[r], as ranges, at most `max_ranges` of them.
+std::string MissingRanks(const std::vector<bool>& have, size_t max_ranges = 32) {
+  std::string out;
+  size_t ranges = 0, missing = 0;
+  for (size_t r = 0; r < have.size();) {
+    if (have[r]) {
+      ++r;
+      continue;
+    }
+    size_t end = r;
+    while (end + 1 < have.size() && !have[end + 1]) ++end;
+    missing += end - r + 1;
+    if (ranges++ < max_ranges) {
+      out += (out.empty() ? "" : ",") +
+             (end == r ? std::to_string(r) : fmt::format("{}-{}", r, end));
+    }
+    r = end + 1;
+  }
+  if (ranges > max_ranges) out += fmt::format(",... ({} ranks in all)", missing);
+  return out;
+}
+
+// Time a connection gets, from accept, to complete the token handshake and its join.
+constexpr auto kHandshakeTime = std::chrono::seconds(5);
+// Connections in the handshake at once; past it the oldest is dropped (a legitimate rank's
+// handshake takes milliseconds, so the oldest are the idle and the stalled).
+constexpr size_t kMaxPending = 256;
+// Bytes of one hello frame (length, tag, client nonce), and the most a join frame may hold.
+constexpr size_t kHelloFrame = 4 + 1 + sizeof(Nonce);
+constexpr size_t kMaxJoinFrame = 4 + 1 + sizeof(Mac) + 8 + kMaxBlobBytes;
+// How often joined ranks hear which ranks are still missing.
+constexpr auto kProgressEvery = std::chrono::seconds(1);
+// Ranks named in one progress report.
+constexpr uint32_t kMaxReported = 64;
+
+Blob Frame(char tag, std::span<const std::byte> body) {
+  ByteWriter w;
+  w.Put<uint32_t>(static_cast<uint32_t>(body.size() + 1));
+  w.Put<char>(tag);
+  w.Raw(body);
+  return w.Take();
+}
+
 class TcpRendezvous final : public Rendezvous {
  public:
   explicit TcpRendezvous(TcpRendezvousOptions o) : o_(std::move(o)) {}
@@ -168,12 +213,180 @@ class TcpRendezvous final : public Rendezvous {
   }
 
  private:
-  struct Client {
+  // One TCP connection to the host, from accept to close. Non-blocking; the host's poll loop
+  // moves it through its states. Input is buffered up to one frame of the size its state
+  // allows, output until sent.
+  struct Conn {
+    enum State { kHello, kJoin, kJoined, kClosing } state = kHello;
     Fd fd;
+    std::string peer;
+    Clock::time_point deadline;  // kHello/kJoin: the handshake's; kClosing: the linger's
+    Clock::time_point accepted;
+    Blob in, out;
+    size_t out_sent = 0;
     Nonce cn{}, sn{};
+    bool mac_checked = false;
+    uint32_t rank = 0;
+
+    void Queue(char tag, std::span<const std::byte> body) {
+      Blob f = Frame(tag, body);
+      out.insert(out.end(), f.begin(), f.end());
+    }
+    // Sends what the socket takes now. False when the connection failed.
+    bool Flush() {
+      while (out_sent < out.size()) {
+        ssize_t k = ::send(fd.fd, out.data() + out_sent, out.size() - out_sent, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+        if (k <= 0) return false;
+        out_sent += static_cast<size_t>(k);
+      }
+      out.clear();
+      out_sent = 0;
+      return true;
+    }
+    bool Pending() const { return out_sent < out.size(); }
+    void Compact() {
+      out.erase(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(out_sent));
+      out_sent = 0;
+    }
   };
 
+  // The host's state while the world forms.
+  struct Hosting {
+    std::vector<Blob> table;
+    std::vector<bool> have;
+    std::vector<bool> left;      // joined, then closed its connection before the table
+    std::vector<int> conn_of;    // rank -> index in conns (-1: none)
+    std::list<Conn> conns;
+    uint32_t count = 1;
+    bool changed = true;
+    Clock::time_point last_progress{};
+  };
+
+  void Refuse(Conn& c, const Status& why, bool tell) {
+    Log(why.code() == Code::kPermissionDenied ? LogLevel::kWarn : LogLevel::kInfo,
+        "rendezvous: refused {}: {}", c.peer, why.message());
+    if (tell) c.Queue('R', AsBytes(why.message()));
+    c.state = Conn::kClosing;
+    c.deadline = Clock::now() + std::chrono::seconds(1);
+  }
+
+  // Takes what a frame needs from the socket. Returns false when the peer closed or failed.
+  static bool Fill(Conn& c, size_t cap) {
+    std::byte buf[4096];
+    while (c.in.size() < cap) {
+      size_t want = std::min(sizeof(buf), cap - c.in.size());
+      ssize_t k = ::recv(c.fd.fd, buf, want, 0);
+      if (k < 0 && errno == EINTR) continue;
+      if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+      if (k <= 0) return false;
+      c.in.insert(c.in.end(), buf, buf + k);
+    }
+    return true;
+  }
+
+  // Advances a connection in the handshake after input arrived.
+  void Advance(Hosting& h, Conn& c) {
+    if (c.state == Conn::kHello) {
+      if (c.in.size() < kHelloFrame) return;
+      uint32_t len = 0;
+      std::memcpy(&len, c.in.data(), 4);
+      if (len != 1 + sizeof(Nonce) || static_cast<char>(c.in[4]) != 'H') {
+        return Refuse(c, Status::InvalidArgument("not a shoal rendezvous hello"), false);
+      }
+      std::memcpy(c.cn.data(), c.in.data() + 5, c.cn.size());
+      c.in.clear();
+      c.sn = NewNonce();
+      Mac smac = TokenMac(o_.token, kServerLabel, {c.cn, c.sn});
+      c.Queue('C', Concat({c.sn, smac}));
+      c.state = Conn::kJoin;
+      return;
+    }
+    if (c.state != Conn::kJoin || c.in.size() < 5) return;
+    uint32_t len = 0;
+    std::memcpy(&len, c.in.data(), 4);
+    if (static_cast<char>(c.in[4]) != 'J' || len < 1 + sizeof(Mac) + 8 ||
+        len > kMaxJoinFrame - 4) {
+      return Refuse(c, Status::InvalidArgument("malformed join"), true);
+    }
+    // The MAC comes first: only a peer holding the token may make the host buffer a large blob.
+    if (!c.mac_checked && c.in.size() >= 5 + sizeof(Mac) + 4) {
+      Mac cmac;
+      std::memcpy(cmac.data(), c.in.data() + 5, cmac.size());
+      uint32_t rank = 0;
+      std::memcpy(&rank, c.in.data() + 5 + sizeof(Mac), 4);
+      if (!MacEqual(cmac, TokenMac(o_.token, kClientLabel, {c.sn, c.cn}))) {
+        return Refuse(c, Status::PermissionDenied(
+                             fmt::format("rank {} does not hold the job token", rank)), true);
+      }
+      c.mac_checked = true;
+    }
+    if (c.in.size() < 4 + size_t{len}) return;
+    ByteReader r(std::span<const std::byte>(c.in).subspan(5, len - 1));
+    std::span<const std::byte> mac, rest;
+    uint32_t rank = 0, world = 0;
+    (void)r.Raw(sizeof(Mac), &mac);
+    (void)r.Get(&rank);
+    (void)r.Get(&world);
+    if (world != o_.world_size) {
+      return Refuse(c, Status::InvalidArgument(fmt::format(
+                           "rank {} expects a world of {}, this one has {}", rank, world,
+                           o_.world_size)), true);
+    }
+    if (rank == 0 || rank >= o_.world_size || h.have[rank]) {
+      return Refuse(c, Status::InvalidArgument(
+                           fmt::format("rank {} is invalid or already joined", rank)), true);
+    }
+    (void)r.Raw(r.left(), &rest);
+    h.table[rank].assign(rest.begin(), rest.end());
+    Blob().swap(c.in);
+    c.rank = rank;
+    c.state = Conn::kJoined;
+    h.have[rank] = true;
+    h.left[rank] = false;
+    ++h.count;
+    h.changed = true;
+    Log(LogLevel::kDebug, "rendezvous: rank {} joined from {} ({} of {})", rank, c.peer, h.count,
+        o_.world_size);
+    if (h.count < o_.world_size) c.Queue('P', Progress(h));  // tell the newcomer at once
+  }
+
+  // Progress report: how many ranks are missing, then up to kMaxReported of them.
+  Blob Progress(const Hosting& h) const {
+    ByteWriter w;
+    w.Put<uint32_t>(o_.world_size - h.count);
+    uint32_t n = 0;
+    for (uint32_t r = 0; r < o_.world_size && n < kMaxReported; ++r) {
+      if (!h.have[r]) {
+        w.Put<uint32_t>(r);
+        ++n;
+      }
+    }
+    return w.Take();
+  }
+
+  // "ranks 2 never joined; ranks 1 joined, then gave up (closed their connection)".
+  std::string WhyMissing(const Hosting& h) const {
+    std::vector<bool> not_never(o_.world_size), not_left(o_.world_size);
+    bool never = false, left = false;
+    for (size_t r = 0; r < o_.world_size; ++r) {
+      not_never[r] = h.have[r] || h.left[r];
+      not_left[r] = !h.left[r];
+      never = never || !not_never[r];
+      left = left || h.left[r];
+    }
+    std::string why;
+    if (never) why = fmt::format("ranks {} never joined", MissingRanks(not_never));
+    if (left) {
+      why += fmt::format("{}ranks {} joined, then gave up (closed their connection)",
+                         why.empty() ? "" : "; ", MissingRanks(not_left));
+    }
+    return why;
+  }
+
   Result<std::vector<Blob>> Host(const Blob& mine, Clock::time_point deadline) {
+    auto started = Clock::now();
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -185,7 +398,7 @@ class TcpRendezvous final : public Rendezvous {
     if (rc != 0) {
       return Status::InvalidArgument(fmt::format("rendezvous bind address: {}", gai_strerror(rc)));
     }
-    Fd listener(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    Fd listener(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     int one = 1;
     ::setsockopt(listener.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     rc = listener.fd < 0 ? -1 : ::bind(listener.fd, res->ai_addr, res->ai_addrlen);
@@ -195,123 +408,207 @@ class TcpRendezvous final : public Rendezvous {
       return ErrnoStatus(err, fmt::format("rendezvous: listening on port {} (choose another "
                                           "with SHOAL_RENDEZVOUS_PORT)", o_.port));
     }
-    if (::listen(listener.fd, 128) != 0) return ErrnoStatus(errno, "listen");
+    if (::listen(listener.fd, 1024) != 0) return ErrnoStatus(errno, "listen");
     Log(LogLevel::kInfo, "rendezvous: rank 0 hosting on port {} for {} members", o_.port,
         o_.world_size);
 
-    std::vector<Blob> table(o_.world_size);
-    std::vector<Client> clients(o_.world_size);
-    std::vector<bool> have(o_.world_size, false);
-    table[0] = mine;
-    have[0] = true;
-    uint32_t count = 1;
-    while (count < o_.world_size) {
-      Status s = WaitFd(listener.fd, POLLIN, deadline, "waiting for members");
-      if (!s.ok()) {
-        std::string missing;
-        for (uint32_t r = 0; r < o_.world_size; ++r) {
-          if (!have[r]) missing += (missing.empty() ? "" : ",") + std::to_string(r);
+    Hosting h;
+    h.table.resize(o_.world_size);
+    h.have.assign(o_.world_size, false);
+    h.left.assign(o_.world_size, false);
+    h.table[0] = mine;
+    h.have[0] = true;
+    Clock::time_point accept_paused_until{};
+    std::vector<pollfd> fds;
+    std::vector<Conn*> polled;
+
+    while (h.count < o_.world_size) {
+      auto now = Clock::now();
+      if (now >= deadline) {
+        std::string why = WhyMissing(h);
+        Linger(h, fmt::format("rendezvous timed out after {} ms: {}", o_.timeout.count(), why));
+        return Status::Timeout(fmt::format("rendezvous: {} within {} ms", why, o_.timeout.count()));
+      }
+      // Progress for the joined, at most once a kProgressEvery.
+      if (h.changed && now - h.last_progress >= kProgressEvery) {
+        Blob p = Progress(h);
+        for (Conn& c : h.conns) {
+          if (c.state == Conn::kJoined && c.out.size() < 65536) c.Queue('P', p);
         }
-        for (auto& c : clients) {
-          if (c.fd.fd >= 0) {
-            std::string why = "rendezvous timed out waiting for ranks " + missing;
-            (void)SendFrame(c.fd.fd, 'R', AsBytes(why), Clock::now() + std::chrono::seconds(1));
+        h.changed = false;
+        h.last_progress = now;
+      }
+      // Expired handshakes and lingers end; the oldest pending go past the cap.
+      size_t pending = 0;
+      for (auto it = h.conns.begin(); it != h.conns.end();) {
+        if (it->state != Conn::kJoined && now >= it->deadline) {
+          if (it->state != Conn::kClosing) {
+            Log(LogLevel::kInfo, "rendezvous: dropped {}: no complete handshake within {} s",
+                it->peer, kHandshakeTime.count());
+          }
+          it = h.conns.erase(it);
+          continue;
+        }
+        if (it->state != Conn::kJoined) ++pending;
+        ++it;
+      }
+
+      fds.clear();
+      polled.clear();
+      Clock::time_point wake = std::min(deadline, now + kProgressEvery);
+      bool accepting = now >= accept_paused_until;
+      fds.push_back({listener.fd, static_cast<short>(accepting ? POLLIN : 0), 0});
+      polled.push_back(nullptr);
+      if (!accepting) wake = std::min(wake, accept_paused_until);
+      for (Conn& c : h.conns) {
+        short ev = c.Pending() ? POLLOUT : 0;
+        if (c.state != Conn::kClosing) ev |= POLLIN;
+        fds.push_back({c.fd.fd, ev, 0});
+        polled.push_back(&c);
+        if (c.state != Conn::kJoined) wake = std::min(wake, c.deadline);
+      }
+      int n = ::poll(fds.data(), fds.size(), Remaining(wake));
+      if (n < 0 && errno != EINTR) return ErrnoStatus(errno, "rendezvous: poll");
+      if (n <= 0) continue;
+
+      std::vector<Conn*> dead;
+      for (size_t i = 1; i < fds.size(); ++i) {
+        Conn& c = *polled[i];
+        short re = fds[i].revents;
+        if (re == 0) continue;
+        bool alive = true;
+        if (re & (POLLIN | POLLHUP | POLLERR)) {
+          if (c.state == Conn::kHello) {
+            alive = Fill(c, kHelloFrame);
+          } else if (c.state == Conn::kJoin) {
+            size_t cap = 5 + sizeof(Mac) + 4;
+            if (c.mac_checked && c.in.size() >= 4) {
+              uint32_t len = 0;
+              std::memcpy(&len, c.in.data(), 4);
+              cap = std::min<size_t>(4 + size_t{len}, kMaxJoinFrame);
+            }
+            alive = Fill(c, cap);
+          } else if (c.state == Conn::kJoined) {
+            // A joined rank sends nothing more: readable means it closed (gave up) or broke
+            // the protocol. Either way its place is free again.
+            std::byte b[256];
+            ssize_t k = ::recv(c.fd.fd, b, sizeof(b), 0);
+            if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) alive = false;
+          }
+          if (alive && c.state != Conn::kJoined && c.state != Conn::kClosing) {
+            Advance(h, c);
+            // The join frame may have arrived with its MAC: take the rest in the same turn.
+            if (c.state == Conn::kJoin && c.mac_checked) {
+              uint32_t len = 0;
+              if (c.in.size() >= 4) std::memcpy(&len, c.in.data(), 4);
+              alive = Fill(c, std::min<size_t>(4 + size_t{len}, kMaxJoinFrame));
+              if (alive) Advance(h, c);
+            }
           }
         }
-        return Status::Timeout(fmt::format("rendezvous: ranks {} never joined", missing));
+        if (alive && c.Pending()) alive = c.Flush();
+        if (alive && c.state == Conn::kClosing && !c.Pending()) alive = false;
+        if (!alive) dead.push_back(&c);
       }
-      Fd fd(::accept4(listener.fd, nullptr, nullptr, SOCK_CLOEXEC));
-      if (fd.fd < 0) continue;
-      ::setsockopt(fd.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      // A slow or hostile client gets a bounded slice of time, not the whole deadline.
-      auto hs_deadline = std::min(deadline, Clock::now() + std::chrono::seconds(10));
-      uint32_t rank = 0;
-      Blob blob;
-      Client c;
-      Status hs = Handshake(fd.fd, hs_deadline, &c, &rank, &blob, have);
-      if (!hs.ok()) {
-        Log(LogLevel::kWarn, "rendezvous: refused {}: {}", PeerName(fd.fd), hs.message());
-        if (hs.code() == Code::kPermissionDenied || hs.code() == Code::kInvalidArgument) {
-          (void)SendFrame(fd.fd, 'R', AsBytes(hs.message()), hs_deadline);
+      for (Conn* d : dead) {
+        if (d->state == Conn::kJoined) {
+          Log(LogLevel::kWarn, "rendezvous: rank {} ({}) closed its connection before the world "
+              "formed; waiting for it again", d->rank, d->peer);
+          h.have[d->rank] = false;
+          h.left[d->rank] = true;
+          h.table[d->rank].clear();
+          --h.count;
+          h.changed = true;
         }
-        continue;
+        h.conns.remove_if([d](const Conn& c) { return &c == d; });
       }
-      c.fd = std::move(fd);
-      table[rank] = std::move(blob);
-      clients[rank] = std::move(c);
-      have[rank] = true;
-      ++count;
+
+      if (fds[0].revents & POLLIN) {
+        // Take every connection waiting now.
+        while (true) {
+          int fd = ::accept4(listener.fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+          if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+              if (!DropOldestPending(h)) accept_paused_until = Clock::now() + std::chrono::milliseconds(100);
+            }
+            break;
+          }
+          ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+          Conn& c = h.conns.emplace_back();
+          c.fd = Fd(fd);
+          c.peer = PeerName(fd);
+          c.accepted = Clock::now();
+          c.deadline = std::min(deadline, c.accepted + kHandshakeTime);
+          if (++pending > kMaxPending) {
+            DropOldestPending(h);
+            --pending;
+          }
+        }
+      }
     }
-    Blob encoded = EncodeTable(table);
-    for (uint32_t r = 1; r < o_.world_size; ++r) {
-      Client& c = clients[r];
+
+    // Everyone is here: the table to every rank, with a MAC bound to its handshake.
+    Blob encoded = EncodeTable(h.table);
+    for (Conn& c : h.conns) {
+      if (c.state != Conn::kJoined) continue;
       Mac tmac = TokenMac(o_.token, kTableLabel, {c.cn, c.sn, encoded});
-      Blob body = Concat({tmac, encoded});
-      Status s = SendFrame(c.fd.fd, 'T', body, deadline);
-      if (!s.ok()) return s.WithContext(fmt::format("rendezvous: sending the table to rank {}", r));
+      c.Compact();  // keep a progress frame already begun: the stream must stay whole
+      c.Queue('T', Concat({tmac, encoded}));
     }
-    return table;
-  }
-
-  Status Handshake(int fd, Clock::time_point deadline, Client* c, uint32_t* rank, Blob* blob,
-                   const std::vector<bool>& have) {
-    char tag = 0;
-    SHOAL_ASSIGN_OR_RETURN(Blob hello, RecvFrame(fd, &tag, deadline));
-    if (tag != 'H' || hello.size() != c->cn.size()) {
-      return Status::InvalidArgument("not a shoal rendezvous hello");
-    }
-    std::memcpy(c->cn.data(), hello.data(), c->cn.size());
-    c->sn = NewNonce();
-    Mac smac = TokenMac(o_.token, kServerLabel, {c->cn, c->sn});
-    Blob challenge = Concat({c->sn, smac});
-    SHOAL_RETURN_IF_ERROR(SendFrame(fd, 'C', challenge, deadline));
-    auto join = RecvFrame(fd, &tag, deadline);
-    if (!join.ok()) {
-      return Status::Unavailable(
-          "left during the token handshake (most likely it holds another job token)");
-    }
-    ByteReader r(*join);
-    std::span<const std::byte> cmac_bytes, rest;
-    uint32_t world = 0;
-    if (tag != 'J' || !r.Raw(32, &cmac_bytes) || !r.Get(rank) || !r.Get(&world)) {
-      return Status::InvalidArgument("malformed join");
-    }
-    Mac cmac;
-    std::memcpy(cmac.data(), cmac_bytes.data(), 32);
-    if (!MacEqual(cmac, TokenMac(o_.token, kClientLabel, {c->sn, c->cn}))) {
-      return Status::PermissionDenied(fmt::format("rank {} does not hold the job token", *rank));
-    }
-    if (world != o_.world_size) {
-      return Status::InvalidArgument(fmt::format("rank {} expects a world of {}, this one has {}",
-                                                 *rank, world, o_.world_size));
-    }
-    if (*rank == 0 || *rank >= o_.world_size || have[*rank]) {
-      return Status::InvalidArgument(fmt::format("rank {} is invalid or already joined", *rank));
-    }
-    if (r.left() > kMaxBlobBytes || !r.Raw(r.left(), &rest)) {
-      return Status::InvalidArgument("blob too large");
-    }
-    blob->assign(rest.begin(), rest.end());
-    return Status::OK();
-  }
-
-  Result<std::vector<Blob>> Join(const Blob& mine, Clock::time_point deadline) {
-    Fd fd;
-    std::string where = fmt::format("{}:{}", o_.host, o_.port);
-    Status last;
-    while (true) {
-      fd = Fd(Connect(&last));
-      if (fd.fd >= 0) break;
-      if (Clock::now() >= deadline) {
-        return Status::Timeout(fmt::format("rendezvous: could not reach rank 0 at {}: {}", where,
-                                           last.message()));
+    auto send_deadline = std::max(deadline, Clock::now() + std::chrono::seconds(10));
+    for (Conn& c : h.conns) {
+      if (c.state != Conn::kJoined) continue;
+      // Blocking sends from here: each rank reads its table at once.
+      int flags = ::fcntl(c.fd.fd, F_GETFL);
+      ::fcntl(c.fd.fd, F_SETFL, flags & ~O_NONBLOCK);
+      Status s = SendAll(c.fd.fd, c.out.data(), c.out.size(), send_deadline);
+      if (!s.ok()) {
+        return s.WithContext(fmt::format("rendezvous: sending the table to rank {}", c.rank));
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
+    Log(LogLevel::kInfo, "rendezvous: {} members joined in {} ms", o_.world_size,
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
+    return std::move(h.table);
+  }
+
+  // Drops the connection longest in its handshake. False when none is.
+  static bool DropOldestPending(Hosting& h) {
+    auto oldest = h.conns.end();
+    for (auto it = h.conns.begin(); it != h.conns.end(); ++it) {
+      if (it->state == Conn::kJoined) continue;
+      if (oldest == h.conns.end() || it->accepted < oldest->accepted) oldest = it;
+    }
+    if (oldest == h.conns.end()) return false;
+    Log(LogLevel::kInfo, "rendezvous: dropped {}: too many connections in their handshake",
+        oldest->peer);
+    h.conns.erase(oldest);
+    return true;
+  }
+
+  // Tells every joined rank why the world will not form, for at most a second.
+  void Linger(Hosting& h, const std::string& why) {
+    auto until = Clock::now() + std::chrono::seconds(1);
+    for (Conn& c : h.conns) {
+      if (c.state != Conn::kJoined) continue;
+      c.Compact();  // keep a progress frame already begun: the stream must stay whole
+      c.Queue('R', AsBytes(why));
+      int flags = ::fcntl(c.fd.fd, F_GETFL);
+      ::fcntl(c.fd.fd, F_SETFL, flags & ~O_NONBLOCK);
+      (void)SendAll(c.fd.fd, c.out.data(), c.out.size(), until);
+    }
+  }
+
+  // One attempt at the handshake on a fresh connection. *retry is set when the connection failed
+  // before rank 0 proved itself (rank 0 restarting, or dropping this connection under load): the
+  // caller connects again while time is left.
+  Result<std::vector<Blob>> JoinOnce(int fd, const Blob& mine, Clock::time_point deadline,
+                                     const std::string& where, bool* retry) {
+    *retry = true;
     Nonce cn = NewNonce();
-    SHOAL_RETURN_IF_ERROR(SendFrame(fd.fd, 'H', cn, deadline));
+    SHOAL_RETURN_IF_ERROR(SendFrame(fd, 'H', cn, deadline));
     char tag = 0;
-    SHOAL_ASSIGN_OR_RETURN(Blob ch, RecvFrame(fd.fd, &tag, deadline));
+    SHOAL_ASSIGN_OR_RETURN(Blob ch, RecvFrame(fd, &tag, deadline));
+    *retry = false;
     if (tag != 'C' || ch.size() != 64) {
       return Status::InvalidArgument(fmt::format("rendezvous: {} is not a shoal rank 0", where));
     }
@@ -326,29 +623,80 @@ class TcpRendezvous final : public Rendezvous {
     }
     Mac cmac = TokenMac(o_.token, kClientLabel, {sn, cn});
     Blob join = Concat({cmac, BytesOf(o_.rank), BytesOf(o_.world_size), mine});
-    SHOAL_RETURN_IF_ERROR(SendFrame(fd.fd, 'J', join, deadline));
-    SHOAL_ASSIGN_OR_RETURN(Blob resp, RecvFrame(fd.fd, &tag, deadline));
-    if (tag == 'R') {
-      std::string why(reinterpret_cast<const char*>(resp.data()), resp.size());
-      Status refused = why.find("job token") != std::string::npos
-                           ? Status::PermissionDenied("rendezvous refused this rank: " + why)
-                           : Status::InvalidArgument("rendezvous refused this rank: " + why);
-      if (why.find("timed out") != std::string::npos) refused = Status::Timeout(why);
-      return refused;
+    SHOAL_RETURN_IF_ERROR(SendFrame(fd, 'J', join, deadline));
+    // Progress reports until the table or a refusal. Waiting past the deadline ends with the
+    // last report: which ranks rank 0 was still waiting for.
+    std::string missing;
+    while (true) {
+      auto resp = RecvFrame(fd, &tag, deadline);
+      if (!resp.ok()) {
+        if (resp.status().code() == Code::kTimeout) {
+          return Status::Timeout(fmt::format(
+              "rendezvous: rank {} timed out after {} ms: {}", o_.rank, o_.timeout.count(),
+              missing.empty() ? "rank 0 sent no member table"
+                              : "rank 0 was still waiting for ranks " + missing));
+        }
+        return Status::Unavailable(fmt::format(
+            "rendezvous: rank 0 at {} closed the connection before the world formed (it gave up "
+            "or failed; see rank 0's log): {}", where, resp.status().message()));
+      }
+      if (tag == 'P') {
+        ByteReader r(*resp);
+        uint32_t total = 0, rank = 0;
+        std::vector<bool> have(o_.world_size, true);
+        if (!r.Get(&total)) return Status::InvalidArgument("rendezvous: bad progress report");
+        while (r.Get(&rank)) {
+          if (rank < o_.world_size) have[rank] = false;
+        }
+        missing = MissingRanks(have);
+        uint32_t named = static_cast<uint32_t>(std::count(have.begin(), have.end(), false));
+        if (total > named) missing += fmt::format(" and {} more", total - named);
+        continue;
+      }
+      if (tag == 'R') {
+        std::string why(reinterpret_cast<const char*>(resp->data()), resp->size());
+        if (why.find("timed out") != std::string::npos) return Status::Timeout(why);
+        if (why.find("job token") != std::string::npos) {
+          return Status::PermissionDenied("rendezvous refused this rank: " + why);
+        }
+        return Status::InvalidArgument("rendezvous refused this rank: " + why);
+      }
+      if (tag != 'T' || resp->size() < 32) return Status::InvalidArgument("rendezvous: bad table");
+      Mac tmac;
+      std::memcpy(tmac.data(), resp->data(), 32);
+      std::span<const std::byte> encoded(resp->data() + 32, resp->size() - 32);
+      if (!MacEqual(tmac, TokenMac(o_.token, kTableLabel, {cn, sn, encoded}))) {
+        return Status::PermissionDenied("rendezvous: the member table fails its token MAC");
+      }
+      SHOAL_ASSIGN_OR_RETURN(auto table, DecodeTable(encoded, o_.world_size));
+      if (table[o_.rank] != mine) return Status::InvalidArgument("rendezvous: table lost my entry");
+      return table;
     }
-    if (tag != 'T' || resp.size() < 32) return Status::InvalidArgument("rendezvous: bad table");
-    Mac tmac;
-    std::memcpy(tmac.data(), resp.data(), 32);
-    std::span<const std::byte> encoded(resp.data() + 32, resp.size() - 32);
-    if (!MacEqual(tmac, TokenMac(o_.token, kTableLabel, {cn, sn, encoded}))) {
-      return Status::PermissionDenied("rendezvous: the member table fails its token MAC");
-    }
-    SHOAL_ASSIGN_OR_RETURN(auto table, DecodeTable(encoded, o_.world_size));
-    if (table[o_.rank] != mine) return Status::InvalidArgument("rendezvous: table lost my entry");
-    return table;
   }
 
-  int Connect(Status* last) {
+  Result<std::vector<Blob>> Join(const Blob& mine, Clock::time_point deadline) {
+    std::string where = fmt::format("{}:{}", o_.host, o_.port);
+    Status last = Status::Unavailable("no attempt");
+    while (true) {
+      Fd fd(Connect(deadline, &last));
+      if (fd.fd >= 0) {
+        bool retry = false;
+        auto r = JoinOnce(fd.fd, mine, deadline, where, &retry);
+        if (r.ok() || !retry) return r;
+        last = r.status();
+      }
+      if (Clock::now() >= deadline) {
+        return Status::Timeout(fmt::format("rendezvous: rank {} could not reach rank 0 at {} "
+                                           "within {} ms: {}", o_.rank, where,
+                                           o_.timeout.count(), last.message()));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+
+  // A connected socket, or -1 with *last saying why. Each connect waits at most a few seconds
+  // (a full or unreachable listener must not hold the whole deadline).
+  int Connect(Clock::time_point deadline, Status* last) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -361,10 +709,23 @@ class TcpRendezvous final : public Rendezvous {
     }
     int fd = -1;
     for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
-      fd = ::socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      fd = ::socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
       if (fd < 0) continue;
-      if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
-      *last = ErrnoStatus(errno, "connect");
+      int c = ::connect(fd, a->ai_addr, a->ai_addrlen);
+      if (c != 0 && errno == EINPROGRESS) {
+        auto until = std::min(deadline, Clock::now() + std::chrono::seconds(3));
+        Status w = WaitFd(fd, POLLOUT, until, "connecting");
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+        if (w.ok() && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0) {
+          c = 0;
+        } else {
+          *last = w.ok() ? ErrnoStatus(soerr, "connect") : w;
+        }
+      } else if (c != 0) {
+        *last = ErrnoStatus(errno, "connect");
+      }
+      if (c == 0) break;
       ::close(fd);
       fd = -1;
     }

@@ -10,6 +10,15 @@
 // Implementations:
 //   TCP  — rank 0 listens on `port` (all interfaces, or `bind_addr`); the others connect to
 //          `host:port`, retrying until the deadline (rank 0 may start later than they do).
+//          Rank 0 serves all connections at once (one poll loop): each gets 5 s for the token
+//          handshake and at most one frame of the size its step allows (the join's blob is read
+//          only after its token MAC checks out); past 256 connections in the handshake the
+//          oldest is dropped. Idle, stalled or garbage connections never delay a real rank.
+//
+// Failures name their cause within the timeout: rank 0 fails with Timeout naming the ranks that
+// never joined (and those that joined, then closed their connection); joined ranks hear rank 0's
+// list of missing ranks about once a second and, at their own deadline, fail with Timeout naming
+// them; when rank 0 gives up it tells them why; a rank 0 that vanishes is Unavailable.
 //   file — each rank writes <dir>/member-<rank> (atomically, with a token MAC) and waits for
 //          all others: for tests and for jobs with a shared directory. Use a fresh directory
 //          per job start.
@@ -34,7 +43,8 @@ inline constexpr size_t kMaxBlobBytes = 1u << 20;
 class Rendezvous {
  public:
   virtual ~Rendezvous() = default;
-  // Blocks until every member's blob is known or the deadline passes (Timeout).
+  // Blocks until every member's blob is known or the deadline passes (Timeout naming the
+  // missing ranks where known).
   virtual Result<std::vector<Blob>> AllGather(const Blob& mine) = 0;
 };
 

@@ -97,9 +97,11 @@ struct CollectReport {
 // The outcome of a commit, available once it finished. Copyable; all copies share the state.
 class SHOAL_EXPORT SaveHandle {
  public:
+  // A handle to no save (e.g. a variable not yet assigned a Commit's handle): done() is true,
+  // Wait() returns FailedPrecondition ("no save") at once, duration() is 0.
   SaveHandle();
   // Blocks until the save and its commit finished; returns their outcome (the same on every
-  // call).
+  // call). A default-constructed handle: FailedPrecondition at once, never blocks.
   Status Wait() const;
   bool done() const;
   // Wall time from Begin to the end of the commit, once done.

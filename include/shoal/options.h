@@ -21,6 +21,7 @@ using AllGatherFn =
     std::function<Result<std::vector<std::vector<std::byte>>>(const std::vector<std::byte>&)>;
 
 inline constexpr uint32_t kFromLauncher = 0xFFFFFFFFu;
+inline constexpr uint32_t kDefaultJoinTimeoutMs = 120000;
 
 // Which kernel interface moves chunk bytes between memory and the store's files.
 enum class IoBackend : uint8_t {
@@ -117,8 +118,11 @@ struct Options {
   // Chunk requests in flight per Write/Read call (bounded window). Default 16.
   uint32_t window = 16;
 
-  // How long Open waits for every rank to join, and each request's deadline, in milliseconds.
-  uint32_t join_timeout_ms = 120000;
+  // How long Open waits for every rank to join, in milliseconds. 0 (the default): from
+  // SHOAL_JOIN_TIMEOUT_MS, else kDefaultJoinTimeoutMs (120 s). Shorter fails a job with a missing
+  // rank sooner (the error names the missing ranks); longer tolerates ranks that start late.
+  uint32_t join_timeout_ms = 0;
+  // Each request's deadline, in milliseconds.
   uint32_t request_timeout_ms = 30000;
 };
 

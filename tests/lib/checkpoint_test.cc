@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
+#include <memory>
 #include <thread>
 
 #include "lib/manifest.h"
@@ -264,6 +266,26 @@ TEST_F(CheckpointTest, GatheredBlobIsTheConcatenationOfItsPieces) {
     ASSERT_OK(ck->Load(*m, "r0/tensors", got));  // verifies the manifest CRC of the whole
     EXPECT_EQ(got, whole) << tag;
   }
+}
+
+// A handle that was never given a save (a variable declared before the first Commit) must not
+// block its waiter forever: it answers FailedPrecondition at once.
+TEST(SaveHandle, DefaultConstructedWaitReturnsAtOnce) {
+  auto answer = std::make_shared<std::promise<Status>>();
+  std::future<Status> got = answer->get_future();
+  SaveHandle h;
+  EXPECT_TRUE(h.done());
+  EXPECT_EQ(h.duration(), std::chrono::nanoseconds(0));
+  // In a detached thread: were Wait to block, the test fails instead of hanging.
+  std::thread([h, answer] { answer->set_value(h.Wait()); }).detach();
+  ASSERT_EQ(got.wait_for(std::chrono::seconds(5)), std::future_status::ready)
+      << "Wait() on a default-constructed SaveHandle blocked";
+  Status s = got.get();
+  EXPECT_CODE(s, kFailedPrecondition);
+  EXPECT_NE(s.message().find("no save"), std::string::npos) << s;
+  EXPECT_CODE(h.Wait(), kFailedPrecondition);  // the same on every call
+  SaveHandle copy = h;
+  EXPECT_CODE(copy.Wait(), kFailedPrecondition);
 }
 
 TEST(StagingPool, RegionsNeverOverlapAndTheRingWraps) {

@@ -8,10 +8,14 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <iostream>
+#include <random>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
 
+#include "lib/bootstrap.h"
 #include "tests/test_util.h"
 #include "transport/launch_info.h"
 
@@ -189,6 +193,142 @@ TEST(Rendezvous, TheTokenNeverTravels) {
   EXPECT_EQ(wire.find("very-secret"), std::string::npos);
 }
 
+// A connected TCP socket to 127.0.0.1:port, or -1.
+int ConnectTo(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Ranks 1..world-1 join a host that is already up; returns the seconds until all returned.
+double JoinWorld(uint32_t world, uint16_t port,
+                 std::vector<Result<std::vector<Blob>>>* results) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> ts;
+  for (uint32_t r = 1; r < world; ++r) {
+    ts.emplace_back([&, r] {
+      auto o = Opts(r, world, port, "tok");
+      o.timeout = 30s;
+      (*results)[r] = NewTcpRendezvous(o)->AllGather(BlobOf("m" + std::to_string(r)));
+    });
+  }
+  for (auto& t : ts) t.join();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Runs a world of 4 against rank 0's port while `idle` connections that send nothing and
+// `garbage` connections that send junk (or a hello and then nothing) are open. Returns the
+// join time of ranks 1..3 in seconds.
+double TimedJoinOf4(int idle, int garbage) {
+  const uint32_t kWorld = 4;
+  uint16_t port = FreePort();
+  std::vector<Result<std::vector<Blob>>> results(kWorld, Status::Internal("not run"));
+  std::thread host([&] {
+    auto o = Opts(0, kWorld, port, "tok");
+    o.timeout = 30s;
+    results[0] = NewTcpRendezvous(o)->AllGather(BlobOf("m0"));
+  });
+  int probe = -1;
+  while ((probe = ConnectTo(port)) < 0) std::this_thread::sleep_for(5ms);
+  std::vector<int> hostile{probe};
+  std::mt19937 rng(7);
+  for (int i = 0; i < idle; ++i) hostile.push_back(ConnectTo(port));
+  for (int i = 0; i < garbage; ++i) {
+    int fd = ConnectTo(port);
+    std::string junk;
+    if (i % 2 == 0) {
+      junk.resize(64 + rng() % 512);
+      for (char& c : junk) c = static_cast<char>(rng());
+    } else {  // a well-formed hello, then silence in the middle of the handshake
+      uint32_t len = 33;
+      junk.append(reinterpret_cast<const char*>(&len), 4);
+      junk.push_back('H');
+      junk.append(32, 'n');
+    }
+    if (fd >= 0) (void)::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+    hostile.push_back(fd);
+  }
+  size_t open = std::count_if(hostile.begin(), hostile.end(), [](int fd) { return fd >= 0; });
+  EXPECT_EQ(open, static_cast<size_t>(idle + garbage + 1));
+  double secs = JoinWorld(kWorld, port, &results);
+  host.join();
+  for (int fd : hostile) {
+    if (fd >= 0) ::close(fd);
+  }
+  for (uint32_t r = 0; r < kWorld; ++r) {
+    EXPECT_OK(results[r]) << "rank " << r;
+    if (results[r].ok()) {
+      EXPECT_EQ((*results[r])[3], BlobOf("m3"));
+    }
+  }
+  return secs;
+}
+
+TEST(Rendezvous, HostileConnectionsDoNotDelayTheWorld) {
+  double quiet = TimedJoinOf4(0, 0);
+  double hostile = TimedJoinOf4(100, 100);
+  std::cout << "world of 4 joined in " << quiet * 1000 << " ms without hostile connections, "
+            << hostile * 1000 << " ms with 100 idle + 100 garbage connections open\n";
+  ::testing::Test::RecordProperty("join_ms_quiet", static_cast<int>(quiet * 1000));
+  ::testing::Test::RecordProperty("join_ms_hostile", static_cast<int>(hostile * 1000));
+  // Far below the 5 s a stalled handshake is given: nobody waited for a hostile connection.
+  EXPECT_LT(hostile, 2.0);
+}
+
+TEST(Rendezvous, MissingRankIsNamedByEveryoneWithinTheTimeout) {
+  const uint32_t kWorld = 4;
+  const auto kTimeout = 2s;
+  uint16_t port = FreePort();
+  std::vector<Result<std::vector<Blob>>> results(kWorld, Status::Internal("not run"));
+  std::vector<double> took(kWorld, 0);
+  std::vector<std::thread> ts;
+  for (uint32_t r : {0u, 1u, 3u}) {  // rank 2 never comes
+    ts.emplace_back([&, r] {
+      auto o = Opts(r, kWorld, port, "tok");
+      o.timeout = kTimeout;
+      auto t0 = std::chrono::steady_clock::now();
+      results[r] = NewTcpRendezvous(o)->AllGather(BlobOf("m"));
+      took[r] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    });
+  }
+  for (auto& t : ts) t.join();
+  for (uint32_t r : {0u, 1u, 3u}) {
+    EXPECT_CODE(results[r], kTimeout) << "rank " << r;
+    const std::string m = results[r].status().message();
+    EXPECT_NE(m.find("ranks 2"), std::string::npos) << "rank " << r << ": " << m;
+    EXPECT_EQ(m.find("ranks 2,"), std::string::npos) << "rank " << r << ": " << m;
+    if (r == 0) EXPECT_NE(m.find("ranks 2 never joined"), std::string::npos) << m;
+    EXPECT_LT(took[r], 2.0 + 0.5) << "rank " << r << " learnt it late: " << m;
+  }
+}
+
+TEST(Rendezvous, ARankThatGaveUpIsNamedAsSuch) {
+  uint16_t port = FreePort();
+  Result<std::vector<Blob>> host_result = Status::Internal("not run");
+  std::thread host([&] {
+    auto o = Opts(0, 3, port, "tok");
+    o.timeout = 3s;
+    host_result = NewTcpRendezvous(o)->AllGather(BlobOf("h"));
+  });
+  auto o = Opts(1, 3, port, "tok");
+  o.timeout = 500ms;  // gives up long before the host
+  auto quitter = NewTcpRendezvous(o)->AllGather(BlobOf("q"));
+  EXPECT_CODE(quitter, kTimeout);
+  EXPECT_NE(quitter.status().message().find("ranks 2"), std::string::npos) << quitter.status();
+  host.join();
+  EXPECT_CODE(host_result, kTimeout);
+  const std::string m = host_result.status().message();
+  EXPECT_NE(m.find("ranks 2 never joined"), std::string::npos) << m;
+  EXPECT_NE(m.find("ranks 1 joined, then gave up"), std::string::npos) << m;
+}
+
 TEST(Rendezvous, FileAllGatherChecksTheToken) {
   TempDir dir;
   std::vector<Result<std::vector<Blob>>> results(3, Status::Internal("not run"));
@@ -231,7 +371,7 @@ class EnvGuard {
                           "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
                           "OMPI_COMM_WORLD_LOCAL_RANK", "SHOAL_RANK", "SHOAL_WORLD_SIZE",
                           "SHOAL_NODE", "SHOAL_RENDEZVOUS_PORT", "SHOAL_RENDEZVOUS",
-                          "SHOAL_TOKEN"}) {
+                          "SHOAL_TOKEN", "SHOAL_JOIN_TIMEOUT_MS"}) {
       ::unsetenv(n);
     }
   }
@@ -276,6 +416,42 @@ TEST(LaunchInfo, ReadsTorchrunOpenMpiAndDefaults) {
     ASSERT_OK(li);
     EXPECT_EQ(li->world_size, 1u);
     EXPECT_EQ(li->source, "default");
+  }
+}
+
+TEST(LaunchInfo, JoinTimeoutFromTheEnvironmentUnlessOptionsSayOtherwise) {
+  {
+    EnvGuard g(std::vector<std::pair<const char*, const char*>>{{"SHOAL_JOIN_TIMEOUT_MS", "1234"}});
+    auto li = LaunchInfoFromEnv();
+    ASSERT_OK(li);
+    EXPECT_EQ(li->join_timeout_ms, 1234u);
+    Options o;
+    o.world_size = 2;
+    o.rank = 1;
+    o.token = "t";
+    o.rendezvous = "tcp:127.0.0.1:1";
+    auto plan = PlanBootstrap(o);
+    ASSERT_OK(plan);
+    EXPECT_EQ(plan->world.timeout, 1234ms);
+    o.join_timeout_ms = 5000;  // Options win
+    plan = PlanBootstrap(o);
+    ASSERT_OK(plan);
+    EXPECT_EQ(plan->world.timeout, 5000ms);
+  }
+  {
+    EnvGuard g({});
+    Options o;
+    o.world_size = 2;
+    o.rank = 1;
+    o.token = "t";
+    o.rendezvous = "tcp:127.0.0.1:1";
+    auto plan = PlanBootstrap(o);
+    ASSERT_OK(plan);
+    EXPECT_EQ(plan->world.timeout, std::chrono::milliseconds(kDefaultJoinTimeoutMs));
+  }
+  for (const char* bad : {"0", "x", "-5", "99999999999"}) {
+    EnvGuard g(std::vector<std::pair<const char*, const char*>>{{"SHOAL_JOIN_TIMEOUT_MS", bad}});
+    EXPECT_CODE(LaunchInfoFromEnv(), kInvalidArgument) << bad;
   }
 }
 
