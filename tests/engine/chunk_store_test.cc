@@ -156,6 +156,12 @@ TEST(ChunkStore, AllocatesAlignedExtentsAndRollsOverFullSegments) {
   EXPECT_GE(s.chunks()->Fd(1), 0);
   EXPECT_EQ(s.chunks()->Fd(4), -1);
   EXPECT_LE(FileSize(s.SegmentPath(2)), kSegment) << "never past segment_size";
+  // Sizes no chunk can have are refused, not placed past the segment's end.
+  Extent bad;
+  EXPECT_CODE(s.chunks()->Allocate(0, &bad), kInvalidArgument);
+  EXPECT_CODE(s.chunks()->Allocate(100, &bad), kInvalidArgument);
+  EXPECT_CODE(s.chunks()->Allocate(kSegment + 4096, &bad), kInvalidArgument);
+  EXPECT_EQ(s.chunks()->segment_count(), 3u);
 }
 
 TEST(ChunkStore, FullDiskIsNoSpaceAndLeavesTheStoreUsable) {
@@ -290,6 +296,33 @@ TEST(ChunkStore, FreePunchesAndDeletesSegmentsLeftEmpty) {
   EXPECT_EQ(e.segment, 2u);
   EXPECT_EQ(e.offset, 2 * 4096u) << "offsets are never reused within a segment";
   s.chunks()->Free({Extent{1, 0, 4096, 0}});  // a deleted segment: ignored
+}
+
+// After Open, the newest segment holding sealed chunks is never allocated in again, so freeing
+// its last chunk must delete it like any other full segment.
+TEST(ChunkStore, FreeDeletesTheNewestRecoveredSegmentWhenItEmpties) {
+  testing::TempDir tmp;
+  Stores s(tmp.path());
+  ASSERT_OK(s.Open());
+  Extent a, b;
+  ASSERT_OK(s.Write(4096, 1, &a));
+  ASSERT_OK(s.Write(4096, 2, &b));
+  ASSERT_OK(s.Seal("a", a));
+  ASSERT_OK(s.Seal("b", b));
+  s.Close();
+  ASSERT_OK(s.Open());
+  ASSERT_TRUE(Exists(s.SegmentPath(1)));
+  ASSERT_OK(s.meta()->RemoveObject("a"));
+  s.chunks()->Free({a});
+  EXPECT_TRUE(Exists(s.SegmentPath(1)));
+  ASSERT_OK(s.meta()->RemoveObject("b"));
+  s.chunks()->Free({b});
+  EXPECT_FALSE(Exists(s.SegmentPath(1)));
+  EXPECT_EQ(s.chunks()->segment_count(), 0u);
+  Extent c;
+  ASSERT_OK(s.chunks()->Allocate(4096, &c));
+  EXPECT_EQ(c.segment, 2u);
+  EXPECT_EQ(c.offset, 0u);
 }
 
 TEST(ChunkStore, MissingSealedSegmentIsReportedAsUnreadableNotFatal) {
