@@ -412,6 +412,13 @@ TEST(MetaStore, ListEdges) {
   EXPECT_FALSE(after_last->truncated);
   o.start_after = "\xff";
   EXPECT_TRUE(m->List("d", o)->entries.empty());
+  // A position longer than any name (names are at most 255 bytes) is still a position.
+  o.start_after = std::string(600, 'c');
+  auto long_pos = m->List("d", o);
+  ASSERT_OK(long_pos);
+  EXPECT_EQ(Names(long_pos->entries), (std::vector<std::string>{"d", "f", "h"}));
+  o.start_after = std::string(255, 'd') + "x";
+  EXPECT_EQ(Names(m->List("d", o)->entries), (std::vector<std::string>{"f", "h"}));
   o.start_after = "d";
   o.limit = 1;
   auto one = m->List("d", o);
