@@ -83,6 +83,10 @@ Result<BootstrapPlan> PlanBootstrap(const Options& o, const transport::EnvLookup
             fmt::format("rendezvous \"{}\" is not tcp:HOST:PORT", rdzv));
       }
       t.host = hp.substr(0, colon);
+      // An IPv6 literal is written in brackets ("tcp:[::1]:29600"); the resolver wants it bare.
+      if (t.host.size() > 2 && t.host.front() == '[' && t.host.back() == ']') {
+        t.host = t.host.substr(1, t.host.size() - 2);
+      }
       SHOAL_ASSIGN_OR_RETURN(uint64_t port,
                              transport::ParseNumber("rendezvous port", hp.substr(colon + 1), 65535));
       if (port == 0) return Status::InvalidArgument("rendezvous port 0: choose a port");

@@ -148,6 +148,16 @@ TEST(Bootstrap, OtherRendezvousKinds) {
   ASSERT_OK(one);
   EXPECT_FALSE(one->alone);
   EXPECT_EQ(one->rendezvous_address, "tcp:h:5");
+  // IPv6: the last colon separates the port; brackets are accepted and removed.
+  Options v6 = o;
+  v6.rendezvous = "tcp:[fd00::1]:29600";
+  auto bracketed = PlanBootstrap(v6, Lookup({}));
+  ASSERT_OK(bracketed);
+  EXPECT_EQ(bracketed->rendezvous_address, "tcp:fd00::1:29600");
+  v6.rendezvous = "tcp:::1:29600";
+  auto bare = PlanBootstrap(v6, Lookup({}));
+  ASSERT_OK(bare);
+  EXPECT_EQ(bare->rendezvous_address, "tcp:::1:29600");
 }
 
 TEST(Bootstrap, StoreDirTemplating) {
