@@ -568,13 +568,13 @@ TEST(MetaStore, FullMapIsNoSpaceAndKeepsWhatWasCommitted) {
   testing::TempDir tmp;
   auto m = OpenStore(tmp.path(), 1 << 20);
   ASSERT_NE(m, nullptr);
-  // 16 threads of large inline records fill 1 MiB within a few batches.
+  // Threads of large inline records (3 pages each) fill 1 MiB within a few batches.
   std::atomic<int> ok{0}, full{0};
   std::vector<std::thread> ts;
-  for (int t = 0; t < 16; ++t) {
+  for (int t = 0; t < 8; ++t) {
     ts.emplace_back([&, t] {
       for (int i = 0; i < 40; ++i) {
-        Inode n = InlineInode(4000);
+        Inode n = InlineInode(12000);
         Status s = m->InsertObject(fmt::format("f/t{}-{}", t, i), &n);
         if (s.ok()) ok++;
         else if (s.IsNoSpace()) full++;
@@ -594,7 +594,7 @@ TEST(MetaStore, FullMapIsNoSpaceAndKeepsWhatWasCommitted) {
   EXPECT_EQ(after.size(), static_cast<size_t>(ok.load()));
   // Removing makes room again.
   for (size_t i = 0; i < after.size() / 2; ++i) ASSERT_OK(m->RemoveObject("f/" + after[i].name));
-  Inode n = InlineInode(4000);
+  Inode n = InlineInode(12000);
   EXPECT_OK(m->InsertObject("f/again", &n));
 }
 
