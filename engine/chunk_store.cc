@@ -122,6 +122,11 @@ Status ChunkStore::StartSegment(uint32_t id) {
 }
 
 Status ChunkStore::Allocate(uint32_t disk_bytes, Extent* extent) {
+  if (disk_bytes == 0 || disk_bytes % kBlockSize != 0 || disk_bytes > segment_size_) {
+    return Status::InvalidArgument(fmt::format(
+        "chunk allocation of {} bytes: not a multiple of {} in 1..segment_size", disk_bytes,
+        kBlockSize));
+  }
   std::lock_guard lk(mu_);
   if (next_offset_ + disk_bytes > segment_size_) {
     if (active_ == 0xFFFFFFFEu) return Status::NoSpace("segment ids exhausted");
@@ -171,7 +176,10 @@ void ChunkStore::Free(const std::vector<Extent>& extents) {
     Status s = disk_->PunchHole(it->second.fd, e.offset, bytes);
     if (!s.ok()) Log(LogLevel::kWarn, "{}: {}", SegmentPath(e.segment), s.ToString());
     it->second.live_bytes -= std::min(it->second.live_bytes, bytes);
-    if (it->second.live_bytes == 0 && e.segment != active_) {
+    // The active segment is kept while allocation may still continue in it. After Open it
+    // never does (allocation starts a fresh segment), nor once it is full.
+    bool allocatable = e.segment == active_ && next_offset_ + kBlockSize <= segment_size_;
+    if (it->second.live_bytes == 0 && !allocatable) {
       disk_->CloseFile(it->second.fd);
       s = disk_->RemoveFile(SegmentPath(e.segment));
       if (!s.ok()) Log(LogLevel::kWarn, "{}", s.ToString());

@@ -37,8 +37,8 @@ class ChunkStore {
                                                   MetaStore* meta);
   ~ChunkStore();
 
-  // Reserves `disk_bytes` (a multiple of 4 KiB) and returns the extent's segment and offset.
-  // NoSpace when the file system is full.
+  // Reserves `disk_bytes` (a multiple of 4 KiB, 4 KiB .. segment_size) and returns the extent's
+  // segment and offset. NoSpace when the file system is full; InvalidArgument for another size.
   Status Allocate(uint32_t disk_bytes, Extent* extent);
 
   // File descriptor of a segment, or -1 if the segment does not exist (data lost).

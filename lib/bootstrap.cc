@@ -15,10 +15,22 @@ std::string Fill(std::string s, std::string_view key, std::string_view value) {
   return s;
 }
 
+// The variables a launcher's rank and world size came from, for error messages.
+std::pair<std::string_view, std::string_view> RankVariables(std::string_view source) {
+  if (source == "torchrun") return {"RANK", "WORLD_SIZE"};
+  if (source == "openmpi") return {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"};
+  if (source == "shoal") return {"SHOAL_RANK", "SHOAL_WORLD_SIZE"};
+  return {"the default", "the default"};
+}
+
 }  // namespace
 
 Result<BootstrapPlan> PlanBootstrap(const Options& o) {
-  SHOAL_ASSIGN_OR_RETURN(transport::LaunchInfo launch, transport::LaunchInfoFromEnv());
+  return PlanBootstrap(o, transport::ProcessEnv());
+}
+
+Result<BootstrapPlan> PlanBootstrap(const Options& o, const transport::EnvLookup& env) {
+  SHOAL_ASSIGN_OR_RETURN(transport::LaunchInfo launch, transport::LaunchInfoFromEnv(env));
   BootstrapPlan plan;
   engine::WorldOptions& w = plan.world;
   w.rank = o.rank != kFromLauncher ? o.rank : launch.rank;
@@ -30,8 +42,12 @@ Result<BootstrapPlan> PlanBootstrap(const Options& o) {
                                                    : kDefaultJoinTimeoutMs;
   w.timeout = std::chrono::milliseconds(join_ms);
   if (w.rank >= w.world_size) {
-    return Status::InvalidArgument(
-        fmt::format("rank {} is outside a world of {} ranks", w.rank, w.world_size));
+    auto [rank_var, size_var] = RankVariables(launch.source);
+    return Status::InvalidArgument(fmt::format(
+        "rank {} (from {}) is outside a world of {} ranks (from {}): set Options::rank and "
+        "Options::world_size together, or neither",
+        w.rank, o.rank != kFromLauncher ? "Options::rank" : rank_var, w.world_size,
+        o.world_size != 0 ? "Options::world_size" : size_var));
   }
   plan.store_dir = Fill(Fill(Fill(o.store_dir, "{rank}", std::to_string(w.rank)), "{local_rank}",
                              std::to_string(launch.local_rank)),
@@ -51,10 +67,12 @@ Result<BootstrapPlan> PlanBootstrap(const Options& o) {
     AllGatherFn fn = o.allgather;
     plan.rendezvous = transport::NewCallbackRendezvous(
         [fn](const transport::Blob& mine) { return fn(mine); }, w.world_size);
+    plan.rendezvous_address = "allgather";
   } else if (rdzv.rfind("file:", 0) == 0) {
     if (rdzv.size() == 5) return Status::InvalidArgument("rendezvous \"file:\" names no directory");
     plan.rendezvous =
         transport::NewFileRendezvous(rdzv.substr(5), w.rank, w.world_size, token, timeout);
+    plan.rendezvous_address = rdzv;
   } else {
     transport::TcpRendezvousOptions t;
     t.rank = w.rank;
@@ -69,6 +87,10 @@ Result<BootstrapPlan> PlanBootstrap(const Options& o) {
             fmt::format("rendezvous \"{}\" is not tcp:HOST:PORT", rdzv));
       }
       t.host = hp.substr(0, colon);
+      // An IPv6 literal is written in brackets ("tcp:[::1]:29600"); the resolver wants it bare.
+      if (t.host.size() > 2 && t.host.front() == '[' && t.host.back() == ']') {
+        t.host = t.host.substr(1, t.host.size() - 2);
+      }
       SHOAL_ASSIGN_OR_RETURN(uint64_t port,
                              transport::ParseNumber("rendezvous port", hp.substr(colon + 1), 65535));
       if (port == 0) return Status::InvalidArgument("rendezvous port 0: choose a port");
@@ -85,6 +107,7 @@ Result<BootstrapPlan> PlanBootstrap(const Options& o) {
       return Status::InvalidArgument(
           fmt::format("rendezvous \"{}\": expected tcp:HOST:PORT or file:DIR", rdzv));
     }
+    plan.rendezvous_address = fmt::format("tcp:{}:{}", t.host, t.port);
     plan.rendezvous = transport::NewTcpRendezvous(t);
   }
   return plan;

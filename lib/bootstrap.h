@@ -6,6 +6,7 @@
 
 #include "engine/world.h"
 #include "shoal/options.h"
+#include "transport/launch_info.h"
 #include "transport/rendezvous.h"
 
 namespace shoal {
@@ -15,10 +16,17 @@ struct BootstrapPlan {
   std::string store_dir;  // Options::store_dir with {rank}, {local_rank}, {node} filled in
   engine::WorldOptions world;
   std::unique_ptr<transport::Rendezvous> rendezvous;
+  // Where `rendezvous` meets, for logs and tests: "tcp:HOST:PORT", "file:DIR", "allgather"
+  // (Options::allgather), or "" when alone.
+  std::string rendezvous_address;
 };
 
 // InvalidArgument for contradictory or incomplete settings (rank outside the world, no token,
-// no rendezvous port), naming the option or variable to set.
+// no rendezvous port), naming the option or variable to set. Options win over the launcher's
+// variables field by field; the variables are read (and must parse) even when every field is
+// given in Options. Nothing is connected or bound: the plan only describes the rendezvous.
 Result<BootstrapPlan> PlanBootstrap(const Options& options);
+// The same over any variable lookup instead of the process environment (tests).
+Result<BootstrapPlan> PlanBootstrap(const Options& options, const transport::EnvLookup& env);
 
 }  // namespace shoal

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,13 +25,21 @@ struct LaunchInfo {
   uint32_t join_timeout_ms = 0;  // SHOAL_JOIN_TIMEOUT_MS; 0: not set
 };
 
+// Looks an environment variable up: its value, or nullopt when unset.
+using EnvLookup = std::function<std::optional<std::string>(const char* name)>;
+// The process environment (std::getenv; not thread-safe against setenv, like getenv itself).
+EnvLookup ProcessEnv();
+
 // Reads, in order: torchrun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT); Open MPI
 // (OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK); shoal's own (SHOAL_RANK, SHOAL_WORLD_SIZE,
 // SHOAL_LOCAL_RANK, SHOAL_MASTER_ADDR, SHOAL_MASTER_PORT). With none set: a world of one.
 // Also SHOAL_RENDEZVOUS_PORT, SHOAL_RENDEZVOUS, SHOAL_TOKEN, SHOAL_NODE, SHOAL_JOIN_TIMEOUT_MS
 // (1 .. 2^32-1 ms).
 // InvalidArgument when a variable is not a number, or rank >= world size.
+// The node name falls back to the host name when SHOAL_NODE is unset (or empty).
 Result<LaunchInfo> LaunchInfoFromEnv();
+// The same rules over any variable lookup (tests, or a launcher describing another process).
+Result<LaunchInfo> LaunchInfoFromEnv(const EnvLookup& env);
 
 // `text` as a decimal number in [0, max]; InvalidArgument naming `what` otherwise.
 Result<uint64_t> ParseNumber(std::string_view what, std::string_view text, uint64_t max);
