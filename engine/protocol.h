@@ -138,7 +138,7 @@ struct MetaListReply {
   std::vector<DirEntry> entries;
 };
 
-// ---- checkpoint commit (lib/checkpoint.cc) ----
+// ---- checkpoint commit (lib/checkpoint_commit.cc) ----
 struct CommitPart {
   Status status;                // not OK: this rank could not save (blobs empty)
   std::vector<BlobInfo> blobs;  // name, size, crc32c (rank is the contributor's)

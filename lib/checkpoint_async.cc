@@ -1,0 +1,118 @@
+// The async half of a checkpoint save: the caller's bytes staged into the bounded staging pool,
+// and the background writer that writes, seals and finally commits them.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/crc32c.h"
+#include "lib/save_job.h"
+
+namespace shoal {
+namespace {
+
+// async: the largest piece staged and written at once (one queue item). 8 MiB and 64 MiB
+// measured the same blocked time (docs/bench.md); larger means fewer items.
+constexpr uint64_t kMaxSlice = 64ull << 20;
+
+}  // namespace
+
+void SaveJob::Work() {
+  for (;;) {
+    Item item;
+    {
+      std::unique_lock lk(mu);
+      cv.wait(lk, [&] { return !queue.empty() && draining; });
+      item = std::move(queue.front());
+      queue.pop_front();
+    }
+    switch (item.kind) {
+      case Item::kWrite: {
+        bool ok;
+        {
+          std::lock_guard lk(mu);
+          ok = error.ok();
+          if (ok) crc[item.path] = Crc32c(item.bytes.data(), item.bytes.size(), crc[item.path]);
+        }
+        if (ok) {
+          Status s = engine->Write(item.path, item.offset, item.bytes);
+          if (!s.ok()) Fail(s.WithContext(fmt::format("saving \"{}\"", item.path)));
+        }
+        pool->Release(item.bytes);
+        break;
+      }
+      case Item::kSeal: {
+        Status s;
+        {
+          std::lock_guard lk(mu);
+          s = error;
+        }
+        if (s.ok()) s = engine->Seal(item.path);
+        if (!s.ok()) {
+          (void)engine->Abort(item.path);
+          Fail(s.WithContext(fmt::format("saving \"{}\"", item.path)));
+          break;
+        }
+        std::lock_guard lk(mu);
+        blobs.push_back({item.name, item.offset, crc[item.path], engine->rank()});
+        crc.erase(item.path);
+        break;
+      }
+      case Item::kCommit: {
+        Status s = Commit(item.metadata);
+        handle->Finish(s, std::chrono::steady_clock::now() - start);
+        return;
+      }
+      case Item::kStop:
+        return;
+    }
+  }
+}
+
+void SaveJob::Stage(const std::string& path, std::string_view name, uint64_t size,
+                    std::span<const std::span<const std::byte>> pieces) {
+  {
+    std::lock_guard lk(mu);
+    names.insert(std::string(name));
+    crc[path] = 0;
+  }
+  // Small pieces share a staging region (one engine Write for many small tensors); a region is
+  // at most one slice.
+  const uint64_t slice = std::min<uint64_t>(kMaxSlice, pool->capacity());
+  uint64_t blob_off = 0;
+  size_t i = 0;
+  uint64_t piece_off = 0;
+  while (blob_off < size) {
+    const uint64_t n = std::min<uint64_t>(slice, size - blob_off);
+    if (pool->WouldWait(n)) Drain();
+    std::span<std::byte> region = pool->Acquire(n);  // waits while the pool is full
+    for (uint64_t filled = 0; filled < n;) {
+      const auto& p = pieces[i];
+      const uint64_t k = std::min<uint64_t>(n - filled, p.size() - piece_off);
+      if (k != 0) std::memcpy(region.data() + filled, p.data() + piece_off, k);  // empty pieces: no pointer
+      filled += k;
+      piece_off += k;
+      if (piece_off == p.size()) {
+        ++i;
+        piece_off = 0;
+      }
+    }
+    Push(Item::Write(path, blob_off, region));
+    blob_off += n;
+  }
+  Push(Item::Seal(path, name, size));
+}
+
+void SaveJob::StopWriter() {
+  Push(Item::Stop());
+  if (worker.joinable()) worker.join();
+  // Blobs whose seal never ran are still open: abort them.
+  std::vector<std::string> open;
+  {
+    std::lock_guard lk(mu);
+    for (auto& [path, c] : crc) open.push_back(path);
+  }
+  for (const std::string& p : open) (void)engine->Abort(p);
+}
+
+}  // namespace shoal

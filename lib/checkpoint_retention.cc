@@ -1,0 +1,77 @@
+// Retention of committed checkpoints: removing a tag (manifest first, then its data), keeping
+// the newest keep_last, and collecting the data that uncommitted saves left behind.
+#include <set>
+#include <string>
+
+#include "lib/checkpoint_tags.h"
+#include "lib/checkpointer_impl.h"
+#include "lib/manifest.h"
+
+namespace shoal {
+namespace {
+
+// Removes every object below `dir`; returns how many.
+Result<uint64_t> RemoveTree(Engine& e, const std::string& dir) {
+  uint64_t n = 0;
+  SHOAL_ASSIGN_OR_RETURN(auto entries, ListAll(e, dir));
+  for (const DirEntry& d : entries) {
+    std::string p = dir + "/" + d.name;
+    if (d.is_dir) {
+      SHOAL_ASSIGN_OR_RETURN(uint64_t k, RemoveTree(e, p));
+      n += k;
+      continue;
+    }
+    Status s = e.Remove(p);
+    if (!s.ok() && s.code() != Code::kNotFound) return s.WithContext("removing checkpoint data");
+    n++;
+  }
+  return n;
+}
+
+}  // namespace
+
+Status Checkpointer::Impl::Remove(std::string_view tag) {
+  SHOAL_ASSIGN_OR_RETURN(TagInfo t, Find(tag));
+  // Unpublish first: from here on the tag is not listed, whatever happens to its data.
+  SHOAL_RETURN_IF_ERROR(engine_.Remove(ManifestPath(options_.root, t.sequence, t.tag)));
+  return RemoveTree(engine_, DataDir(options_.root) + "/" + t.tag).status();
+}
+
+Result<uint32_t> Checkpointer::Impl::Retain(uint32_t keep_last) {
+  SHOAL_ASSIGN_OR_RETURN(auto tags, Tags());
+  uint32_t removed = 0;
+  for (size_t i = 0; i + keep_last < tags.size(); ++i) {
+    SHOAL_RETURN_IF_ERROR(Remove(tags[i].tag));
+    removed++;
+  }
+  return removed;
+}
+
+Result<CollectReport> Checkpointer::Impl::Collect() {
+  SHOAL_ASSIGN_OR_RETURN(auto tags, Tags());
+  std::set<std::string> committed;
+  for (const TagInfo& t : tags) committed.insert(t.tag);
+  SHOAL_ASSIGN_OR_RETURN(auto dirs, ListAll(engine_, DataDir(options_.root)));
+  CollectReport report;
+  for (const DirEntry& d : dirs) {
+    if (committed.count(d.name) != 0) continue;
+    std::string dir = DataDir(options_.root) + "/" + d.name;
+    if (!d.is_dir) {
+      SHOAL_RETURN_IF_ERROR(engine_.Remove(dir));
+      report.objects++;
+      continue;
+    }
+    SHOAL_ASSIGN_OR_RETURN(uint64_t n, RemoveTree(engine_, dir));
+    report.objects += n;
+    report.tags.push_back(d.name);
+  }
+  return report;
+}
+
+Status Checkpointer::Remove(std::string_view tag) { return impl_->Remove(tag); }
+
+Result<uint32_t> Checkpointer::Retain(uint32_t keep_last) { return impl_->Retain(keep_last); }
+
+Result<CollectReport> Checkpointer::CollectAbandoned() { return impl_->Collect(); }
+
+}  // namespace shoal

@@ -1,0 +1,179 @@
+// The TCP rendezvous from a rank above 0: connect to rank 0 (again while time is left), prove
+// the job token both ways, join, then wait for the member table, hearing who is still missing.
+#include <fmt/format.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "base/bytes.h"
+#include "base/errno_status.h"
+#include "transport/job_token.h"
+#include "transport/rendezvous_tcp.h"
+#include "transport/rendezvous_wire.h"
+
+namespace shoal::transport {
+namespace {
+
+class TcpJoiner {
+ public:
+  explicit TcpJoiner(const TcpRendezvousOptions& o) : o_(o) {}
+
+  Result<std::vector<Blob>> Join(const Blob& mine, Clock::time_point deadline) {
+    std::string where = fmt::format("{}:{}", o_.host, o_.port);
+    Status last = Status::Unavailable("no attempt");
+    while (true) {
+      Fd fd(Connect(deadline, &last));
+      if (fd.fd >= 0) {
+        bool retry = false;
+        auto r = JoinOnce(fd.fd, mine, deadline, where, &retry);
+        if (r.ok() || !retry) return r;
+        last = r.status();
+      }
+      if (Clock::now() >= deadline) {
+        return Status::Timeout(fmt::format("rendezvous: rank {} could not reach rank 0 at {} "
+                                           "within {} ms: {}", o_.rank, where,
+                                           o_.timeout.count(), last.message()));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+
+ private:
+  // One attempt at the handshake on a fresh connection. *retry is set when the connection failed
+  // before rank 0 proved itself (rank 0 restarting, or dropping this connection under load): the
+  // caller connects again while time is left.
+  Result<std::vector<Blob>> JoinOnce(int fd, const Blob& mine, Clock::time_point deadline,
+                                     const std::string& where, bool* retry) {
+    *retry = true;
+    Nonce cn = NewNonce();
+    SHOAL_RETURN_IF_ERROR(SendFrame(fd, 'H', cn, deadline));
+    char tag = 0;
+    SHOAL_ASSIGN_OR_RETURN(Blob ch, RecvFrame(fd, &tag, deadline));
+    *retry = false;
+    if (tag != 'C' || ch.size() != 64) {
+      return Status::InvalidArgument(fmt::format("rendezvous: {} is not a shoal rank 0", where));
+    }
+    Nonce sn;
+    Mac smac;
+    std::memcpy(sn.data(), ch.data(), 32);
+    std::memcpy(smac.data(), ch.data() + 32, 32);
+    if (!MacEqual(smac, TokenMac(o_.token, kServerLabel, {cn, sn}))) {
+      return Status::PermissionDenied(fmt::format(
+          "rendezvous: rank 0 at {} does not hold this job token (is SHOAL_TOKEN the same on "
+          "every rank?)", where));
+    }
+    Mac cmac = TokenMac(o_.token, kClientLabel, {sn, cn});
+    Blob join = Concat({cmac, BytesOf(o_.rank), BytesOf(o_.world_size), mine});
+    SHOAL_RETURN_IF_ERROR(SendFrame(fd, 'J', join, deadline));
+    // Progress reports until the table or a refusal. Waiting past the deadline ends with the
+    // last report: which ranks rank 0 was still waiting for.
+    std::string missing;
+    while (true) {
+      auto resp = RecvFrame(fd, &tag, deadline);
+      if (!resp.ok()) {
+        if (resp.status().code() == Code::kTimeout) {
+          return Status::Timeout(fmt::format(
+              "rendezvous: rank {} timed out after {} ms: {}", o_.rank, o_.timeout.count(),
+              missing.empty() ? "rank 0 sent no member table"
+                              : "rank 0 was still waiting for ranks " + missing));
+        }
+        return Status::Unavailable(fmt::format(
+            "rendezvous: rank 0 at {} closed the connection before the world formed (it gave up "
+            "or failed; see rank 0's log): {}", where, resp.status().message()));
+      }
+      if (tag == 'P') {
+        ByteReader r(*resp);
+        uint32_t total = 0, rank = 0;
+        std::vector<bool> have(o_.world_size, true);
+        if (!r.Get(&total)) return Status::InvalidArgument("rendezvous: bad progress report");
+        while (r.Get(&rank)) {
+          if (rank < o_.world_size) have[rank] = false;
+        }
+        missing = MissingRanks(have);
+        uint32_t named = static_cast<uint32_t>(std::count(have.begin(), have.end(), false));
+        if (total > named) missing += fmt::format(" and {} more", total - named);
+        continue;
+      }
+      if (tag == 'R') {
+        std::string why(reinterpret_cast<const char*>(resp->data()), resp->size());
+        if (why.find("timed out") != std::string::npos) return Status::Timeout(why);
+        if (why.find("job token") != std::string::npos) {
+          return Status::PermissionDenied("rendezvous refused this rank: " + why);
+        }
+        return Status::InvalidArgument("rendezvous refused this rank: " + why);
+      }
+      if (tag != 'T' || resp->size() < 32) return Status::InvalidArgument("rendezvous: bad table");
+      Mac tmac;
+      std::memcpy(tmac.data(), resp->data(), 32);
+      std::span<const std::byte> encoded(resp->data() + 32, resp->size() - 32);
+      if (!MacEqual(tmac, TokenMac(o_.token, kTableLabel, {cn, sn, encoded}))) {
+        return Status::PermissionDenied("rendezvous: the member table fails its token MAC");
+      }
+      SHOAL_ASSIGN_OR_RETURN(auto table, DecodeTable(encoded, o_.world_size));
+      if (table[o_.rank] != mine) return Status::InvalidArgument("rendezvous: table lost my entry");
+      return table;
+    }
+  }
+
+  // A connected socket, or -1 with *last saying why. Each connect waits at most a few seconds
+  // (a full or unreachable listener must not hold the whole deadline).
+  int Connect(Clock::time_point deadline, Status* last) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    std::string port = std::to_string(o_.port);
+    int rc = ::getaddrinfo(o_.host.c_str(), port.c_str(), &hints, &res);
+    if (rc != 0) {
+      *last = Status::Unavailable(gai_strerror(rc));
+      return -1;
+    }
+    int fd = -1;
+    for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
+      fd = ::socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      if (fd < 0) continue;
+      int c = ::connect(fd, a->ai_addr, a->ai_addrlen);
+      if (c != 0 && errno == EINPROGRESS) {
+        auto until = std::min(deadline, Clock::now() + std::chrono::seconds(3));
+        Status w = WaitFd(fd, POLLOUT, until, "connecting");
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+        if (w.ok() && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0) {
+          c = 0;
+        } else {
+          *last = w.ok() ? ErrnoStatus(soerr, "connect") : w;
+        }
+      } else if (c != 0) {
+        *last = ErrnoStatus(errno, "connect");
+      }
+      if (c == 0) break;
+      ::close(fd);
+      fd = -1;
+    }
+    ::freeaddrinfo(res);
+    if (fd >= 0) {
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    return fd;
+  }
+
+  const TcpRendezvousOptions& o_;
+};
+
+}  // namespace
+
+Result<std::vector<Blob>> JoinTcpRendezvous(const TcpRendezvousOptions& o, const Blob& mine,
+                                            Clock::time_point deadline) {
+  return TcpJoiner(o).Join(mine, deadline);
+}
+
+}  // namespace shoal::transport
