@@ -65,12 +65,16 @@ class TcpJoiner {
     Mac smac;
     std::memcpy(sn.data(), ch.data(), 32);
     std::memcpy(smac.data(), ch.data() + 32, 32);
+    Mac cmac = TokenMac(o_.token, kClientLabel, {sn, cn});
     if (!MacEqual(smac, TokenMac(o_.token, kServerLabel, {cn, sn}))) {
+      // Still show rank 0 our proof (of the wrong token: it reveals nothing), so that it logs
+      // and reports which rank it refused, instead of a connection that just went away.
+      (void)SendFrame(fd, 'J', Concat({cmac, BytesOf(o_.rank), BytesOf(o_.world_size)}),
+                      deadline);
       return Status::PermissionDenied(fmt::format(
           "rendezvous: rank 0 at {} does not hold this job token (is SHOAL_TOKEN the same on "
           "every rank?)", where));
     }
-    Mac cmac = TokenMac(o_.token, kClientLabel, {sn, cn});
     Blob join = Concat({cmac, BytesOf(o_.rank), BytesOf(o_.world_size), mine});
     SHOAL_RETURN_IF_ERROR(SendFrame(fd, 'J', join, deadline));
     // Progress reports until the table or a refusal. Waiting past the deadline ends with the
