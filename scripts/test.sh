@@ -3,7 +3,8 @@
 # find_package check, the bench smoke test, the example), then the same suite again in an
 # AddressSanitizer + UndefinedBehaviorSanitizer build that stops at the first report. The Python
 # tests (pytest, ctest python_tests) run in the first build: an ASan runtime cannot be loaded
-# into /usr/bin/python3 after it started, so the sanitizer build leaves the module out.
+# into /usr/bin/python3 after it started, so the sanitizer build leaves the module out. Last, a
+# minute of libFuzzer over the decoders (scripts/fuzz.sh, its own clang build in build-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -18,3 +19,6 @@ cmake --build build-sanitize -j "$(nproc)" > /dev/null
 # The install check links a consumer without the sanitizer runtime; it ran above.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-sanitize --output-on-failure -j 2 --timeout 900 -E cmake_install
+
+echo "== fuzzing (libFuzzer + ASan + UBSan over the decoders, 60 s; scripts/fuzz.sh)"
+bash scripts/fuzz.sh 60
