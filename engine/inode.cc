@@ -96,6 +96,8 @@ Result<Inode> DecodeInode(std::string_view bytes, std::string_view path) {
   if (version != kInodeVersion) return bad(fmt::format("unknown version {}", version));
   if (flags != 0 && flags != kFlagInline && flags != kFlagStriped) return bad("unknown flags");
   if (!IsValidChunkSize(n.chunk_size)) return bad(fmt::format("chunk size {}", n.chunk_size));
+  // Above the maximum, NumChunks() wraps: a size near 2^64 would pass with an empty chunk table.
+  if (n.size > kMaxObjectSize) return bad(fmt::format("size {} above the maximum", n.size));
   n.is_inline = (flags & kFlagInline) != 0;
   if (n.is_inline) {
     std::span<const std::byte> data;

@@ -18,6 +18,9 @@ namespace shoal::engine {
 inline constexpr uint32_t kHoleSegment = 0xFFFFFFFFu;
 inline constexpr uint32_t kMinChunkSize = 64u << 10;
 inline constexpr uint32_t kMaxChunkSize = 1u << 30;
+// Largest object: chunk tables stay addressable and offsets never overflow (an inode's NumChunks
+// and every offset + length below its size fit in 64 bits). DecodeInode refuses larger sizes.
+inline constexpr uint64_t kMaxObjectSize = 1ull << 50;
 
 // Where one chunk lives in the chunk store. Disk footprint: AlignUp(length, 4096).
 struct Extent {

@@ -12,9 +12,6 @@
 
 namespace shoal::engine {
 
-// Largest object: chunk tables stay addressable and offsets never overflow.
-inline constexpr uint64_t kMaxObjectSize = 1ull << 50;
-
 // Validates a Create (name, chunk size, declared size); returns the object's chunk size
 // (`default_chunk` when the options leave it 0). InvalidArgument naming the bad field.
 Result<uint32_t> CheckCreate(std::string_view path, const CreateOptions& options,

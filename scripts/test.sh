@@ -4,7 +4,8 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer build that stops at the first report, then the
 # in-process world suite under ThreadSanitizer, repeated with several seeds. The Python
 # tests (pytest, ctest python_tests) run in the first build: an ASan runtime cannot be loaded
-# into /usr/bin/python3 after it started, so the sanitizer build leaves the module out.
+# into /usr/bin/python3 after it started, so the sanitizer build leaves the module out. Last, a
+# minute of libFuzzer over the decoders (scripts/fuzz.sh, its own clang build in build-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -30,3 +31,6 @@ for seed in 1 20261129 987654321; do
   SHOAL_TEST_SEED=$seed SHOAL_LOG=error TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     build-tsan/tests/engine_inproc_world_test --gtest_repeat=2 --gtest_brief=1
 done
+
+echo "== fuzzing (libFuzzer + ASan + UBSan over the decoders, 60 s; scripts/fuzz.sh)"
+bash scripts/fuzz.sh 60

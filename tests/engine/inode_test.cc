@@ -66,6 +66,25 @@ TEST(Inode, InconsistentFieldsAreCorruption) {
   EXPECT_NE(d.status().message().find("\"x\""), std::string::npos);
 }
 
+// Found by shoal-fuzz (tests/fuzz/corpus/inode/regress-size-wraps-chunk-count): a size near
+// 2^64 made NumChunks() wrap to 0, so a record with an empty chunk table decoded as a huge object.
+TEST(Inode, SizeAboveTheMaximumIsCorruption) {
+  Inode n;
+  n.chunk_size = 64u << 10;
+  n.size = ~0ull - 5;
+  EXPECT_TRUE(DecodeInode(EncodeInode(n), "x").status().IsCorruption());
+  n.size = kMaxObjectSize + 1;
+  auto d = DecodeInode(EncodeInode(n), "x");
+  EXPECT_TRUE(d.status().IsCorruption());
+  EXPECT_NE(d.status().message().find("above the maximum"), std::string::npos);
+  n.is_striped = true;
+  n.size = ~0ull - 5;
+  n.uid = 1;
+  n.replicas = 1;
+  n.layout = {{"00000000000000000000000000000001", "node-a"}};
+  EXPECT_TRUE(DecodeInode(EncodeInode(n), "x").status().IsCorruption());
+}
+
 TEST(IntervalSet, MergesAndDetectsOverlap) {
   IntervalSet s;
   s.Add(10, 20);
