@@ -21,22 +21,12 @@
 #include <string>
 #include <vector>
 
+#include "engine/member_info.h"
 #include "shoal/result.h"
 #include "transport/rendezvous.h"
 #include "transport/transport.h"
 
 namespace shoal::engine {
-
-struct MemberInfo {
-  uint32_t rank = 0;
-  std::string member_id;  // 32 hex digits, created with the member's store
-  std::string node;       // failure domain
-  std::vector<std::byte> ucx_address;
-};
-
-transport::Blob EncodeMemberInfo(const MemberInfo& m);
-// InvalidArgument for any inconsistent field (lengths, empty node, bad id).
-Result<MemberInfo> DecodeMemberInfo(std::span<const std::byte> bytes);
 
 struct WorldOptions {
   uint32_t rank = 0;

@@ -31,6 +31,7 @@ constexpr Target kTargets[] = {
     {"manifest_name", FuzzManifestName, ManifestNameSeeds},
     {"member_info", FuzzMemberInfo, MemberInfoSeeds},
     {"number", FuzzNumber, NumberSeeds},
+    {"protocol", FuzzProtocol, ProtocolSeeds},
 };
 constexpr size_t kNumTargets = std::size(kTargets);
 static_assert(kNumTargets <= 256, "the selector is one byte");

@@ -86,5 +86,8 @@ void FuzzMemberInfo(std::string_view input);
 std::vector<std::string> MemberInfoSeeds();
 void FuzzNumber(std::string_view input);
 std::vector<std::string> NumberSeeds();
+// engine/protocol.h (tests/fuzz/protocol_targets.cc)
+void FuzzProtocol(std::string_view input);
+std::vector<std::string> ProtocolSeeds();
 
 }  // namespace shoal::fuzz

@@ -11,7 +11,7 @@
 #include "base/crc32c.h"
 #include "engine/inode.h"
 #include "engine/path.h"
-#include "engine/world.h"
+#include "engine/member_info.h"
 #include "lib/manifest.h"
 #include "tests/fuzz/fuzz_target.h"
 #include "transport/launch_info.h"
@@ -33,7 +33,7 @@ namespace {
 
 bool SameHeader(const transport::Header& a, const transport::Header& b) {
   return a.kind == b.kind && a.op == b.op && a.request_id == b.request_id && a.sender == b.sender &&
-         a.payload_bytes == b.payload_bytes && a.status == b.status;
+         a.payload_bytes == b.payload_bytes && a.status == b.status && a.epoch == b.epoch;
 }
 
 }  // namespace
@@ -46,8 +46,9 @@ void FuzzHeader(std::string_view input) {
   auto payload = in.Take<uint64_t>();
   std::string bytes(in.Rest());
   if ((flags & 1) && bytes.size() == kHeaderBytes) {
-    uint32_t crc = Crc32c(bytes.data(), 28);
-    std::memcpy(bytes.data() + 28, &crc, sizeof(crc));
+    constexpr size_t kCrcAt = transport::kHeaderBytes - 4;  // the CRC32C closes the header
+    uint32_t crc = Crc32c(bytes.data(), kCrcAt);
+    std::memcpy(bytes.data() + kCrcAt, &crc, sizeof(crc));
   }
   auto h = transport::DecodeHeader(AsBytes(bytes), payload, world);
   if (!h.ok()) {
@@ -71,10 +72,11 @@ std::vector<std::string> HeaderSeeds() {
   using transport::Header;
   using transport::Kind;
   std::vector<std::string> seeds;
-  for (const Header& h : {Header{Kind::kRequest, 1, 42, 0, 0, Code::kOk},
-                          Header{Kind::kRequest, 7, 1ull << 40, 3, 4096, Code::kOk},
-                          Header{Kind::kResponse, 7, 1ull << 40, 1, 0, Code::kNotFound},
-                          Header{Kind::kResponse, 0xffff, ~0ull, 15, 1u << 30, Code::kInternal}}) {
+  for (const Header& h : {Header{Kind::kRequest, 1, 42, 0, 0, Code::kOk, 0},
+                          Header{Kind::kRequest, 7, 1ull << 40, 3, 4096, Code::kOk, 5},
+                          Header{Kind::kResponse, 7, 1ull << 40, 1, 0, Code::kNotFound, 1},
+                          Header{Kind::kResponse, 0xffff, ~0ull, 15, 1u << 30, Code::kInternal,
+                                 ~0ull}}) {
     std::string s;
     Append<uint8_t>(&s, 0);
     Append<uint32_t>(&s, 16);
@@ -392,7 +394,7 @@ std::vector<std::string> ManifestNameSeeds() {
           "0000000000000001.", "000000000000000x.a"};
 }
 
-// ---- engine/world.h: a member's rendezvous record ----
+// ---- engine/member_info.h: a member's rendezvous record ----
 // Input: the record.
 
 void FuzzMemberInfo(std::string_view input) {
