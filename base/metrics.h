@@ -41,6 +41,8 @@
 #include <string>
 #include <string_view>
 
+#include "shoal/stats.h"
+
 namespace shoal::metrics {
 
 // A monotonically increasing count (operations, bytes, errors). Wraps modulo 2^64.
@@ -57,19 +59,10 @@ class alignas(64) Counter {
   std::atomic<uint64_t> value_{0};
 };
 
-// What a histogram held at one moment, as plain values. All values in the histogram's unit
-// (nanoseconds for latencies). With count == 0 every field is 0.
-struct HistogramSummary {
-  uint64_t count = 0;
-  uint64_t sum = 0;         // wraps modulo 2^64 (585 years of nanoseconds)
-  uint64_t p50 = 0;         // estimates, within the bucket holding them (see above)
-  uint64_t p90 = 0;
-  uint64_t p99 = 0;
-  uint64_t max_bucket = 0;  // inclusive upper bound of the highest non-empty bucket: every
-                            // recorded value is <= max_bucket (and > max_bucket / 2)
-  double mean() const { return count == 0 ? 0.0 : static_cast<double>(sum) / count; }
-  bool operator==(const HistogramSummary&) const = default;
-};
+// What a histogram held at one moment, as plain values (the public shoal::HistogramStats, which
+// Engine::GetStats returns). All values in the histogram's unit (nanoseconds for latencies); with
+// count == 0 every field is 0. p50/p90/p99 are estimates within the bucket holding them (above).
+using HistogramSummary = shoal::HistogramStats;
 
 // A distribution of non-negative values in log2 buckets.
 class alignas(64) Histogram {
@@ -123,11 +116,8 @@ class ScopedTimer {
   const std::chrono::steady_clock::time_point start_;
 };
 
-// Plain values of every metric of a registry, by name (sorted).
-struct MetricsSnapshot {
-  std::map<std::string, uint64_t> counters;
-  std::map<std::string, HistogramSummary> histograms;
-};
+// Plain values of every metric of a registry, by name (sorted): the public shoal::Stats.
+using MetricsSnapshot = shoal::Stats;
 
 // Owns named metrics. Counters and histograms have separate name spaces (one name may be both).
 class Registry {

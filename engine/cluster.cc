@@ -72,7 +72,16 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
   MemberService* service = c->service_.get();
   wo.install_handlers = [service](transport::Transport& t) { service->Install(t); };
   SHOAL_ASSIGN_OR_RETURN(c->world_, World::Join(wo, std::move(transport), rendezvous));
-  c->client_ = std::make_unique<MemberClient>(&c->world_->transport(), service, options.deadline);
+  metrics::Registry* reg = options.metrics;
+  if (reg == nullptr) {
+    c->own_metrics_ = std::make_unique<metrics::Registry>();
+    reg = c->own_metrics_.get();
+  }
+  c->read_failovers_ = &reg->counter("member.read.failovers");
+  c->repair_chunks_copied_ = &reg->counter("member.repair.chunks_copied");
+  c->local_chunk_bytes_read_ = &reg->counter("member.local.chunk_bytes_read");
+  c->client_ = std::make_unique<MemberClient>(&c->world_->transport(), service, options.deadline,
+                                              reg);
 
   std::vector<PlacementMember> members;
   for (const MemberInfo& m : c->world_->members()) {

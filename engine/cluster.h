@@ -46,6 +46,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/metrics.h"
 #include "base/thread_annotations.h"
 #include "engine/member_client.h"
 #include "engine/member_service.h"
@@ -68,6 +69,9 @@ struct ClusterOptions {
   // Object uids: random (0), or drawn from a generator with this seed, so that a test's
   // placement (which hashes uids) replays exactly.
   uint64_t uid_seed = 0;
+  // Where the member's counters and histograms go (owned by the caller, outliving the
+  // Cluster); null: a registry of its own.
+  metrics::Registry* metrics = nullptr;
 };
 
 class Cluster final : public ObjectApi {
@@ -142,6 +146,10 @@ class Cluster final : public ObjectApi {
   Result<bool> RepairChunks(const std::string& path, Inode* inode, RepairReport* report);
 
   ClusterOptions options_;
+  std::unique_ptr<metrics::Registry> own_metrics_;  // when options_.metrics is null
+  metrics::Counter* read_failovers_ = nullptr;
+  metrics::Counter* repair_chunks_copied_ = nullptr;
+  metrics::Counter* local_chunk_bytes_read_ = nullptr;
   std::unique_ptr<ObjectStore> store_;
   std::unique_ptr<MetaStore> ring_;
   std::unique_ptr<MemberService> service_;

@@ -161,7 +161,10 @@ Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
       for (size_t k = 0; k < local.size(); ++k) {
         Piece& p = pieces[local[k]];
         p.status = lr[k].status;
-        if (p.status.ok()) std::memset(p.dst + lr[k].bytes_read, 0, p.len - lr[k].bytes_read);
+        if (p.status.ok()) {
+          std::memset(p.dst + lr[k].bytes_read, 0, p.len - lr[k].bytes_read);
+          local_chunk_bytes_read_->Add(p.len);
+        }
       }
     }
     flight.Wait();
@@ -173,6 +176,7 @@ Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
         Log(LogLevel::kWarn, "chunk {} of \"{}\" from rank {}: {}; trying the next replica",
             p.chunk, requests[p.request].path, p.candidates[p.next].rank, p.status.ToString());
         p.next++;
+        read_failovers_->Add();
         todo.push_back(i);
       }
     }

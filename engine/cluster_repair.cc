@@ -139,6 +139,7 @@ Result<bool> Cluster::RepairChunks(const std::string& path, Inode* inode,
       return false;
     }
     report->chunks_copied += added.size();
+    repair_chunks_copied_->Add(added.size());
     report->bytes_copied += copied_bytes;
   }
   return true;

@@ -27,8 +27,23 @@ Status TakeChunkReply(const Payload& reply, std::span<std::byte> dst) {
 
 }  // namespace
 
+MemberClient::MemberClient(transport::Transport* transport, MemberService* local,
+                           std::chrono::milliseconds deadline, metrics::Registry* metrics)
+    : t_(transport), local_(local), deadline_(deadline) {
+  static_assert(kOpSlots > 29, "every protocol op has a slot");
+  for (Op op : protocol::kAllOps) {
+    const std::string name = fmt::format("member.remote.{}", protocol::OpName(protocol::Wire(op)));
+    calls_[protocol::Wire(op) % kOpSlots] = &metrics->counter(name + ".calls");
+    errors_[protocol::Wire(op) % kOpSlots] = &metrics->counter(name + ".errors");
+  }
+  bytes_sent_ = &metrics->counter("member.remote.chunk_bytes_sent");
+  bytes_received_ = &metrics->counter("member.remote.chunk_bytes_received");
+}
+
 Result<Payload> MemberClient::Call(uint32_t rank, Op op, std::span<const std::byte> request) {
-  return t_->Call(rank, protocol::Wire(op), request, deadline_);
+  auto r = t_->Call(rank, protocol::Wire(op), request, deadline_);
+  Count(op, r.status());
+  return r;
 }
 
 template <typename T>
@@ -42,7 +57,8 @@ std::vector<Result<T>> MemberClient::FanOut(
     if (ranks[i] == self()) continue;
     flight.Acquire();
     t_->CallAsync(ranks[i], protocol::Wire(op), request, deadline_,
-                  [&out, &flight, &decode, i](Result<Payload> r) {
+                  [this, op, &out, &flight, &decode, i](Result<Payload> r) {
+                    Count(op, r.status());
                     out[i] = r.ok() ? decode(*r) : Result<T>(r.status());
                     flight.Release();
                   });
@@ -76,14 +92,19 @@ std::vector<Status> MemberClient::FanOutStatus(const std::vector<uint32_t>& rank
 
 Status MemberClient::ChunkWrite(uint32_t rank, const protocol::ChunkWrite& req) {
   if (rank == self()) return local_->ChunkWrite(req);
+  bytes_sent_->Add(req.data.size());
   return Call(rank, Op::kChunkWrite, protocol::Encode(req)).status();
 }
 
 void MemberClient::ChunkWriteAsync(uint32_t rank, const protocol::ChunkWrite& req,
                                    std::function<void(Status)> done) {
   if (rank == self()) return done(local_->ChunkWrite(req));
+  bytes_sent_->Add(req.data.size());
   t_->CallAsync(rank, protocol::Wire(Op::kChunkWrite), protocol::Encode(req), deadline_,
-                [done = std::move(done)](Result<Payload> r) { done(r.status()); });
+                [this, done = std::move(done)](Result<Payload> r) {
+                  Count(Op::kChunkWrite, r.status());
+                  done(r.status());
+                });
 }
 
 Status MemberClient::ChunkRead(uint32_t rank, const protocol::ChunkRead& req,
@@ -96,6 +117,7 @@ Status MemberClient::ChunkRead(uint32_t rank, const protocol::ChunkRead& req,
   }
   auto reply = Call(rank, Op::kChunkRead, protocol::Encode(req));
   if (!reply.ok()) return reply.status();
+  bytes_received_->Add(dst.size());
   return TakeChunkReply(*reply, dst);
 }
 
@@ -103,7 +125,9 @@ void MemberClient::ChunkReadAsync(uint32_t rank, const protocol::ChunkRead& req,
                                   std::span<std::byte> dst, std::function<void(Status)> done) {
   if (rank == self()) return done(ChunkRead(rank, req, dst));
   t_->CallAsync(rank, protocol::Wire(Op::kChunkRead), protocol::Encode(req), deadline_,
-                [dst, done = std::move(done)](Result<Payload> r) {
+                [this, dst, done = std::move(done)](Result<Payload> r) {
+                  Count(Op::kChunkRead, r.status());
+                  if (r.ok()) bytes_received_->Add(dst.size());
                   done(r.ok() ? TakeChunkReply(*r, dst) : r.status());
                 });
 }

@@ -8,6 +8,7 @@
 // Thread-safety: all methods are thread-safe. The transport and the service must outlive it.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -15,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/metrics.h"
 #include "engine/flight.h"
 #include "engine/member_service.h"
 #include "engine/protocol.h"
@@ -24,9 +26,10 @@ namespace shoal::engine {
 
 class MemberClient {
  public:
+  // Records into `metrics` (which must outlive it): per op, the calls that crossed the transport
+  // ("member.remote.<op>.calls" / ".errors") and the chunk bytes sent and received.
   MemberClient(transport::Transport* transport, MemberService* local,
-               std::chrono::milliseconds deadline)
-      : t_(transport), local_(local), deadline_(deadline) {}
+               std::chrono::milliseconds deadline, metrics::Registry* metrics);
 
   uint32_t self() const { return t_->self(); }
   // This member, or a peer whose endpoint is up.
@@ -73,9 +76,21 @@ class MemberClient {
                                    const protocol::Bytes& request,
                                    const std::function<Status()>& local);
 
+  // Counts a finished remote call of `op`.
+  void Count(protocol::Op op, const Status& s) {
+    const auto i = static_cast<size_t>(protocol::Wire(op)) % kOpSlots;
+    calls_[i]->Add();
+    if (!s.ok()) errors_[i]->Add();
+  }
+
+  static constexpr size_t kOpSlots = 32;
   transport::Transport* const t_;
   MemberService* const local_;
   const std::chrono::milliseconds deadline_;
+  std::array<metrics::Counter*, kOpSlots> calls_{};
+  std::array<metrics::Counter*, kOpSlots> errors_{};
+  metrics::Counter* bytes_sent_ = nullptr;      // chunk bytes written to peers
+  metrics::Counter* bytes_received_ = nullptr;  // chunk bytes read from peers
 };
 
 }  // namespace shoal::engine

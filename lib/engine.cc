@@ -31,12 +31,58 @@ uint64_t ForkGeneration() {
 
 }  // namespace
 
-Engine::Impl::Impl(std::unique_ptr<engine::ObjectApi> api)
-    : api_(std::move(api)), fork_generation_(ForkGeneration()), pid_(::getpid()) {}
-
-std::unique_ptr<Engine> Engine::Impl::Wrap(std::unique_ptr<engine::ObjectApi> api) {
-  return std::unique_ptr<Engine>(new Engine(std::make_unique<Impl>(std::move(api))));
+Engine::Impl::Impl(std::unique_ptr<engine::ObjectApi> api,
+                   std::unique_ptr<metrics::Registry> metrics)
+    : metrics_(metrics ? std::move(metrics) : std::make_unique<metrics::Registry>()),
+      api_(std::move(api)),
+      fork_generation_(ForkGeneration()),
+      pid_(::getpid()) {
+  static constexpr const char* kNames[kCalls] = {"create", "write", "seal", "abort",
+                                                 "read",   "stat",  "list", "remove"};
+  for (size_t i = 0; i < kCalls; ++i) {
+    const std::string base = fmt::format("engine.{}", kNames[i]);
+    calls_[i].ops = &metrics_->counter(base + ".ops");
+    calls_[i].bytes = &metrics_->counter(base + ".bytes");
+    calls_[i].latency = i == kStat ? nullptr : &metrics_->histogram(base + ".latency_ns");
+  }
+  for (size_t c = 0; c < errors_.size(); ++c) {
+    errors_[c] = &metrics_->counter(
+        fmt::format("engine.errors.{}", CodeName(static_cast<Code>(c))));
+  }
 }
+
+std::unique_ptr<Engine> Engine::Impl::Wrap(std::unique_ptr<engine::ObjectApi> api,
+                                           std::unique_ptr<metrics::Registry> metrics) {
+  return std::unique_ptr<Engine>(
+      new Engine(std::make_unique<Impl>(std::move(api), std::move(metrics))));
+}
+
+namespace {
+
+const Status& StatusOf(const Status& s) { return s; }
+template <typename T>
+Status StatusOf(const Result<T>& r) {
+  return r.status();
+}
+
+// Records one call into its counters and histogram: ops, bytes, errors, latency.
+template <typename Fn>
+auto Recorded(Engine::Impl& impl, size_t which, uint64_t bytes, Fn&& fn) {
+  Engine::Impl::Call& c = impl.call(which);
+  c.ops->Add();
+  if (c.latency == nullptr) {
+    auto r = fn();
+    impl.CountError(StatusOf(r));
+    return r;
+  }
+  metrics::ScopedTimer timer(*c.latency);
+  auto r = fn();
+  impl.CountError(StatusOf(r));
+  if (bytes != 0 && StatusOf(r).ok()) c.bytes->Add(bytes);
+  return r;
+}
+
+}  // namespace
 
 bool Engine::Impl::forked() const {
   return fork_generation.load(std::memory_order_relaxed) != fork_generation_;
@@ -66,6 +112,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   co.chunk_size = options.chunk_size;
   co.metadata_map_size = options.metadata_map_size;
   co.ring_dir = engine::StorePath(local.store_dir, engine::kRingDir);
+  auto registry = std::make_unique<metrics::Registry>();
+  co.metrics = registry.get();
 
   // A world of one is a world of size one (the same layout on disk), over an in-process
   // transport: no network, no UCX.
@@ -89,8 +137,10 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   }
   SHOAL_ASSIGN_OR_RETURN(auto cluster, engine::Cluster::Start(co, std::move(store), plan.world,
                                                              std::move(transport), *rendezvous));
-  return Impl::Wrap(std::move(cluster));
+  return Impl::Wrap(std::move(cluster), std::move(registry));
 }
+
+Stats Engine::GetStats() const { return impl_->metrics().Snapshot(); }
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -100,22 +150,23 @@ Engine::~Engine() {
 
 Status Engine::Create(std::string_view path, const CreateOptions& options) {
   SHOAL_RETURN_IF_ERROR(impl_->Usable());
-  return impl_->api().Create(path, options);
+  return Recorded(*impl_, Impl::kCreate, 0, [&] { return impl_->api().Create(path, options); });
 }
 
 Status Engine::Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) {
   SHOAL_RETURN_IF_ERROR(impl_->Usable());
-  return impl_->api().Write(path, offset, data);
+  return Recorded(*impl_, Impl::kWrite, data.size(),
+                  [&] { return impl_->api().Write(path, offset, data); });
 }
 
 Status Engine::Seal(std::string_view path) {
   SHOAL_RETURN_IF_ERROR(impl_->Usable());
-  return impl_->api().Seal(path);
+  return Recorded(*impl_, Impl::kSeal, 0, [&] { return impl_->api().Seal(path); });
 }
 
 Status Engine::Abort(std::string_view path) {
   SHOAL_RETURN_IF_ERROR(impl_->Usable());
-  return impl_->api().Abort(path);
+  return Recorded(*impl_, Impl::kAbort, 0, [&] { return impl_->api().Abort(path); });
 }
 
 Status Engine::Put(std::string_view path, std::span<const std::byte> data,
@@ -138,22 +189,31 @@ Result<uint64_t> Engine::Read(std::string_view path, uint64_t offset, std::span<
 
 Status Engine::ReadBatch(std::span<ReadRequest> requests) {
   SHOAL_RETURN_IF_ERROR(impl_->Usable());
-  return impl_->api().ReadBatch(requests);
+  Impl::Call& c = impl_->call(Impl::kRead);
+  c.ops->Add(requests.size());
+  metrics::ScopedTimer timer(*c.latency);
+  Status s = impl_->api().ReadBatch(requests);
+  impl_->CountError(s);
+  for (const ReadRequest& r : requests) {
+    impl_->CountError(r.status);
+    c.bytes->Add(r.bytes_read);
+  }
+  return s;
 }
 
 Result<ObjectInfo> Engine::Stat(std::string_view path) {
   SHOAL_RETURN_IF_ERROR(impl_->Usable());
-  return impl_->api().Stat(path);
+  return Recorded(*impl_, Impl::kStat, 0, [&] { return impl_->api().Stat(path); });
 }
 
 Result<ListPage> Engine::List(std::string_view dir, const ListOptions& options) {
   SHOAL_RETURN_IF_ERROR(impl_->Usable());
-  return impl_->api().List(dir, options);
+  return Recorded(*impl_, Impl::kList, 0, [&] { return impl_->api().List(dir, options); });
 }
 
 Status Engine::Remove(std::string_view path) {
   SHOAL_RETURN_IF_ERROR(impl_->Usable());
-  return impl_->api().Remove(path);
+  return Recorded(*impl_, Impl::kRemove, 0, [&] { return impl_->api().Remove(path); });
 }
 
 Result<std::vector<std::vector<uint32_t>>> Engine::Locate(std::string_view path) {

@@ -43,6 +43,7 @@
 #include "shoal/export.h"
 #include "shoal/options.h"
 #include "shoal/result.h"
+#include "shoal/stats.h"
 #include "shoal/status.h"
 
 namespace shoal {
@@ -212,6 +213,11 @@ class SHOAL_EXPORT Engine {
   Status Barrier();
   // Every rank's `mine` (up to 1 MiB each), in rank order.
   Result<std::vector<std::vector<std::byte>>> AllGather(std::span<const std::byte> mine);
+
+  // This member's counters and latency histograms since Open (include/shoal/stats.h,
+  // docs/metrics.md): operations and bytes by call, errors by code, remote calls by protocol op,
+  // failovers, repair progress. Cheap to record (relaxed atomic adds); a snapshot per call.
+  Stats GetStats() const;
 
   class Impl;  // lib/engine_impl.h
 
