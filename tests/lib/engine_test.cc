@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <string>
@@ -309,6 +311,55 @@ TEST_P(EngineTest, LongPathsAreDistinct) {
   ASSERT_OK(page);
   ASSERT_EQ(page->entries.size(), 2u);
   EXPECT_EQ(page->entries[1].name, "two");
+}
+
+TEST_P(EngineTest, AForkedChildIsRefusedAtOnceAndTheParentGoesOn) {
+  auto data = Pattern(3 * kChunk, 9);
+  ASSERT_OK(engine_->Put("f/x", data));
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // The child: every call fails with FailedPrecondition naming the fork; none may block.
+    std::vector<std::byte> buf(data.size());
+    auto n = engine_->Read("f/x", 0, buf);
+    Status put = engine_->Put("f/y", "child");
+    auto stat = engine_->Stat("f/x");
+    bool ok = n.status().code() == Code::kFailedPrecondition &&
+              put.code() == Code::kFailedPrecondition &&
+              stat.status().code() == Code::kFailedPrecondition &&
+              n.status().message().find("fork") != std::string::npos;
+    engine_.reset();  // releases nothing of the parent's
+    ::_exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died of a signal";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "a call in the forked child did not fail as documented";
+  EXPECT_EQ(ReadAll("f/x"), data);
+  EXPECT_CODE(engine_->Stat("f/y"), kNotFound);
+  ASSERT_OK(engine_->Put("f/z", "parent"));
+}
+
+TEST_P(EngineTest, StatsCountCallsBytesErrorsAndLatencies) {
+  auto data = Pattern(2 * kChunk + 5, 3);
+  ASSERT_OK(engine_->Put("m/x", data));
+  std::vector<std::byte> buf(data.size());
+  ASSERT_OK(engine_->Read("m/x", 0, buf));
+  ASSERT_OK(engine_->Read("m/x", 0, buf));
+  EXPECT_CODE(engine_->Stat("m/none"), kNotFound);
+  EXPECT_CODE(engine_->Create("../bad"), kInvalidArgument);
+  Stats s = engine_->GetStats();
+  EXPECT_EQ(s.counters["engine.write.bytes"], data.size());
+  EXPECT_EQ(s.counters["engine.read.ops"], 2u);
+  EXPECT_EQ(s.counters["engine.read.bytes"], 2 * data.size());
+  EXPECT_EQ(s.counters["engine.seal.ops"], 1u);
+  EXPECT_EQ(s.counters["engine.stat.ops"], 1u);
+  EXPECT_EQ(s.counters["engine.errors.NotFound"], 1u);
+  EXPECT_EQ(s.counters["engine.errors.InvalidArgument"], 1u);
+  EXPECT_EQ(s.histograms["engine.read.latency_ns"].count, 2u);
+  EXPECT_GT(s.histograms["engine.seal.latency_ns"].p50, 0u);
+  EXPECT_EQ(s.counters["member.remote.chunk-read.calls"], 0u);  // a world of one: all local
+  EXPECT_EQ(s.counters["member.local.chunk_bytes_read"], 2 * data.size());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, EngineTest,
