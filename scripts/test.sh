@@ -32,5 +32,8 @@ for seed in 1 20261129 987654321; do
     build-tsan/tests/engine_inproc_world_test --gtest_repeat=2 --gtest_brief=1
 done
 
+echo "== thread-safety annotations (clang -Wthread-safety)"
+bash scripts/thread-safety.sh
+
 echo "== fuzzing (libFuzzer + ASan + UBSan over the decoders, 60 s; scripts/fuzz.sh)"
 bash scripts/fuzz.sh 60
