@@ -146,7 +146,9 @@ TEST_F(MetadataDamage, TruncatedFileIsRefusedNotSigbus) {
     outcomes[Outcome(status)]++;
     EXPECT_TRUE(Acceptable(status)) << "truncated to " << size << ": " << Outcome(status);
     // A file missing pages is always refused: nothing past its end may be trusted.
-    if (WIFEXITED(status)) EXPECT_EQ(WEXITSTATUS(status), kRefused) << "truncated to " << size;
+    if (WIFEXITED(status)) {
+      EXPECT_EQ(WEXITSTATUS(status), kRefused) << "truncated to " << size;
+    }
   }
   std::cout << "data.mdb of " << pristine_.size() << " bytes, " << sizes.size()
             << " truncations:";
