@@ -220,7 +220,7 @@ Result<std::unique_ptr<CheckpointSave>> Checkpointer::Begin(std::string_view tag
   }
   auto impl = std::make_unique<CheckpointSave::Impl>();
   impl->job = std::move(job);
-  return std::make_unique<CheckpointSave>(std::move(impl));
+  return std::unique_ptr<CheckpointSave>(new CheckpointSave(std::move(impl)));
 }
 
 Result<std::vector<TagInfo>> Checkpointer::List() { return impl_->Tags(); }

@@ -107,10 +107,11 @@ class SHOAL_EXPORT SaveHandle {
   // Wall time from Begin to the end of the commit, once done.
   std::chrono::nanoseconds duration() const;
 
-  struct State;
-  explicit SaveHandle(std::shared_ptr<State> state);
+  struct State;  // lib/save_job.h
 
  private:
+  friend class CheckpointSave;
+  explicit SaveHandle(std::shared_ptr<State> state);
   std::shared_ptr<State> state_;
 };
 
@@ -143,10 +144,11 @@ class SHOAL_EXPORT CheckpointSave {
   // from rank 0's call. FailedPrecondition when called twice.
   SaveHandle Commit(std::string_view metadata = {});
 
-  class Impl;
-  explicit CheckpointSave(std::unique_ptr<Impl> impl);
+  class Impl;  // lib/checkpoint.cc
 
  private:
+  friend class Checkpointer;
+  explicit CheckpointSave(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 
