@@ -32,9 +32,11 @@ uint64_t Seed() {
 
 class InProcWorldTest : public ::testing::Test {
  protected:
-  void Open(std::vector<std::string> nodes, uint32_t replicas) {
+  // `deadline`: how long a member waits for a reply (tests of lost messages wait that long).
+  void Open(std::vector<std::string> nodes, uint32_t replicas,
+            std::chrono::milliseconds deadline = std::chrono::milliseconds(400)) {
     world_ = std::make_unique<InProcWorld>(dir_, std::move(nodes), replicas, Seed());
-    ASSERT_OK(world_->Start());
+    ASSERT_OK(world_->Start(deadline));
   }
   void TearDown() override {
     if (HasFailure() && world_ && world_->size() > 0) {
@@ -282,7 +284,7 @@ TEST_F(InProcWorldTest, DelayedAndReorderedMessagesLoseNothing) {
 }
 
 TEST_F(InProcWorldTest, ALostRequestTimesOutWithAClearErrorAndTearsNothing) {
-  Open({"a", "b", "c"}, 2);
+  Open({"a", "b", "c"}, 2, std::chrono::milliseconds(150));
   world_->net().Partition(0, 1);
   world_->net().Partition(0, 2);
   Status s = Put(0, "t/x", Pattern(4 * kChunk, 50));
