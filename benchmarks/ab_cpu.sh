@@ -29,7 +29,11 @@ for row in "${rows[@]}"; do
       out=$( { /usr/bin/time -f "CPU %U %S" "$bin" $args --json 2>&1 1>&3; } 3>&1 )
       c=$(echo "$out" | awk '/^CPU/ {print $2 + $3}')
       # The first row's engine figure: MB/s, or ops/s where a row has no MB/s.
-      p=$(echo "$out" | grep '"mode"' | head -1 | sed -E 's/.*"mbps":([0-9.]+).*/\1/; s/.*"ops_per_s":([0-9.]+).*/\1/')
+      first=$(echo "$out" | grep '"mode"' | head -1)
+      p=$(echo "$first" | sed -E 's/.*"mbps":([0-9.]+).*/\1/')
+      if [ "$p" = "0.0" ] || [ "$p" = "0" ]; then
+        p=$(echo "$first" | sed -E 's/.*"ops_per_s":([0-9.]+).*/\1/')
+      fi
       perf[$side]+="$p"$'\n'; cpu[$side]+="$(awk -v c="$c" -v u="$units" 'BEGIN {print c / u}')"$'\n'
     done
   done

@@ -182,3 +182,22 @@ def test_torch_save_load_single_member(eng):
         shoal.torch.save(sd, "bad/tag")
     with pytest.raises(ValueError, match="not supported"):
         shoal.torch.save({"s": torch.randn(3, 3).to_sparse()}, "sparse")
+
+
+def test_a_forked_child_is_refused_at_once(eng):
+    # A DataLoader worker forked after init: its calls fail at once instead of hanging.
+    import os
+    eng.write("fork/x", b"parent data")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            eng.read("fork/x")
+        except shoal.Error as e:
+            code = 0 if ("fork" in str(e) and isinstance(e, RuntimeError)) else 2
+        except BaseException:
+            code = 3
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    assert eng.read("fork/x") == b"parent data"
