@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "engine/object_store.h"
 #include "tests/test_util.h"
 
 namespace shoal {
@@ -360,6 +362,36 @@ TEST_P(EngineTest, StatsCountCallsBytesErrorsAndLatencies) {
   EXPECT_GT(s.histograms["engine.seal.latency_ns"].p50, 0u);
   EXPECT_EQ(s.counters["member.remote.chunk-read.calls"], 0u);  // a world of one: all local
   EXPECT_EQ(s.counters["member.local.chunk_bytes_read"], 2 * data.size());
+}
+
+TEST_P(EngineTest, StoreFormatsOlderOrNewerAreAdoptedOrRefusedNeverMisread) {
+  ASSERT_OK(engine_->Put("keep/x", "world layout"));
+  engine_.reset();
+  const std::string store = dir_.Sub("store");
+  // Format 1 with the world layout (no FORMAT file, only chunk objects locally): adopted.
+  std::filesystem::remove(store + "/FORMAT");
+  Open();
+  std::vector<std::byte> buf(12);
+  ASSERT_OK(engine_->Read("keep/x", 0, buf));
+  engine_.reset();
+  EXPECT_TRUE(std::filesystem::exists(store + "/FORMAT"));  // stamped again
+  // A newer format: refused, and the store is left as it is.
+  { std::ofstream(store + "/FORMAT") << "shoal-store 3\n"; }
+  auto newer = Engine::Open(MakeOptions());
+  EXPECT_CODE(newer, kFailedPrecondition);
+  // Format 1 written by a one-rank job (user paths in meta/): refused with the reason.
+  const std::string old = dir_.Sub("old");
+  {
+    auto local = engine::ObjectStore::Open(testing::TestOptions(old, GetParam(), 8));
+    ASSERT_OK(local);
+    ASSERT_OK((*local)->Create("user/file", {}));
+    ASSERT_OK((*local)->Write("user/file", 0, Pattern(10, 1)));
+    ASSERT_OK((*local)->Seal("user/file"));
+  }
+  std::filesystem::remove(old + "/FORMAT");
+  auto legacy = Engine::Open(testing::TestOptions(old, GetParam(), 8));
+  EXPECT_CODE(legacy, kFailedPrecondition);
+  EXPECT_NE(legacy.status().message().find("one-rank job"), std::string::npos) << legacy.status();
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, EngineTest,
