@@ -96,6 +96,7 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
     c->rank_of_.push_back(c->rank_of_member_.at(m.member_id));
   }
   c->replicas_ = std::clamp<uint32_t>(options.replicas, 1, c->world_->size());
+  SHOAL_RETURN_IF_ERROR(c->OpenEpoch(options.declare_lost, wo.timeout));
   Log(LogLevel::kInfo, "cluster: rank {} of {}, {} replica(s), window {}", c->world_->rank(),
       c->world_->size(), c->replicas_, options.window);
   return c;
@@ -120,12 +121,6 @@ Result<std::vector<std::vector<std::byte>>> Cluster::AllGather(std::span<const s
   return world_->AllGather(std::vector<std::byte>(mine.begin(), mine.end()));
 }
 
-std::vector<uint32_t> Cluster::MetadataOwners(std::string_view path) const {
-  std::vector<uint32_t> ranks;
-  for (uint32_t idx : placement_->MetadataOwners(path, replicas_)) ranks.push_back(rank_of_[idx]);
-  return ranks;
-}
-
 std::vector<uint32_t> Cluster::ReachableOf(const std::vector<uint32_t>& ranks) const {
   std::vector<uint32_t> live;
   for (uint32_t r : ranks) {
@@ -136,7 +131,8 @@ std::vector<uint32_t> Cluster::ReachableOf(const std::vector<uint32_t>& ranks) c
 
 int64_t Cluster::RankOfMember(const std::string& member_id) const {
   auto it = rank_of_member_.find(member_id);
-  return it == rank_of_member_.end() ? -1 : it->second;
+  // (int64_t on both sides: -1 must not become 2^32 - 1 through the uint32_t of the map.)
+  return it == rank_of_member_.end() ? int64_t{-1} : static_cast<int64_t>(it->second);
 }
 
 Result<Inode> Cluster::LookupInode(std::string_view path) {
@@ -328,11 +324,18 @@ Status Cluster::Seal(std::string_view path) {
   inode.seal_time_ns = SealTimeNs();
 
   std::vector<uint32_t> owners = Owners(path);
-  // The primary decides a race between two creators of the path; then its replicas.
-  Status primary = client_->MetaInsert(owners[0], path, inode);
-  if (!primary.ok()) return fail(primary.WithContext(fmt::format("sealing \"{}\"", path)));
+  if (owners.empty()) {
+    return fail(Status::Unavailable(
+        fmt::format("sealing \"{}\": no member serving its metadata is up", path)));
+  }
+  // The primary decides a race between two creators of the path and assigns the record's
+  // version; every other up owner gets the same version, and all must have it.
+  auto version = client_->MetaInsert(owners[0], path, inode, 0);
+  if (!version.ok()) {
+    return fail(version.status().WithContext(fmt::format("sealing \"{}\"", path)));
+  }
   std::vector<uint32_t> replicas(owners.begin() + 1, owners.end());
-  auto results = client_->MetaInsertAll(replicas, path, inode);
+  auto results = client_->MetaInsertAll(replicas, path, inode, *version);
   Status bad;
   std::vector<uint32_t> inserted{owners[0]};
   for (size_t i = 0; i < results.size(); ++i) {
@@ -340,8 +343,9 @@ Status Cluster::Seal(std::string_view path) {
     else if (bad.ok()) bad = results[i];
   }
   if (!bad.ok()) {
-    // Roll back the records inserted (only this object's: a winner's must stay).
-    (void)client_->MetaRemoveAll(inserted, path, inode.uid);
+    // Roll back the records inserted (only this object's: a winner's must stay). A tombstone
+    // is left, newer than the record, so no copy can bring it back.
+    (void)client_->MetaRemoveAll(inserted, path, inode.uid, 0);
     return fail(bad.WithContext(fmt::format("sealing \"{}\" (metadata replica)", path)));
   }
   MutexLock lk(&open_mu_);
@@ -417,8 +421,11 @@ Result<ListPage> Cluster::List(std::string_view dir, const ListOptions& options)
   std::optional<std::string> cutoff;  // entries past a truncated shard's last name are unknown
   uint32_t failed = world_->size() - static_cast<uint32_t>(ranks.size());
   Status failure = Status::Unavailable("members are down");
+  std::vector<bool> answered(world_->size(), false);
   size_t empty = 0;  // shards without the directory: none of its entries hash onto them
-  for (auto& res : results) {
+  for (size_t i = 0; i < results.size(); ++i) {
+    auto& res = results[i];
+    if (res.ok() || res.status().code() == Code::kNotFound) answered[ranks[i]] = true;
     if (!res.ok() && res.status().code() == Code::kNotFound) {
       if (++empty == results.size()) return res.status();
       continue;
@@ -438,9 +445,15 @@ Result<ListPage> Cluster::List(std::string_view dir, const ListOptions& options)
       if (!cutoff || last < *cutoff) cutoff = last;
     }
   }
-  // An entry is lost only when all its owners are down; with r replicas, r - 1 members may be.
-  if (failed >= replicas_) {
-    return failure.WithContext(fmt::format("listing \"{}\": {} member(s) unreachable", dir, failed));
+  // An entry is missing only when every member serving its shard failed to answer.
+  for (uint32_t shard = 0; shard < membership_.shards; ++shard) {
+    const auto serving = ShardRanks(shard);
+    if (std::none_of(serving.begin(), serving.end(), [&](uint32_t r) { return answered[r]; })) {
+      return failure.WithContext(fmt::format(
+          "listing \"{}\": {} member(s) unreachable, among them every member serving metadata "
+          "shard {}",
+          dir, failed, shard));
+    }
   }
   ListPage page;
   for (auto& [name, e] : merged) {
@@ -457,40 +470,62 @@ Result<ListPage> Cluster::List(std::string_view dir, const ListOptions& options)
 
 Status Cluster::Remove(std::string_view path) {
   SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
-  std::vector<uint32_t> owners = Owners(path);
-  Status s = Status::Unavailable(fmt::format("no live owner of \"{}\"", path));
-  std::optional<Inode> removed;
-  std::vector<uint32_t> rest;
-  bool not_found = false;
+  // Durable means on every up owner of the path's shard (engine/membership.h): with one of them
+  // unreachable, the remove is refused before anything changes.
+  const std::vector<uint32_t> owners = Owners(path);
+  if (owners.empty()) {
+    return Status::Unavailable(fmt::format("no member serving the metadata of \"{}\" is up", path));
+  }
   for (uint32_t owner : owners) {
-    if (removed) {
-      rest.push_back(owner);
-      continue;
-    }
-    if (!Reachable(owner)) continue;
-    auto inode = client_->MetaRemove(owner, path, 0);
-    if (inode.ok()) {
-      removed = std::move(inode).value();
-    } else if (inode.status().code() == Code::kNotFound) {
-      not_found = true;  // an owner that joined after a member was lost: ask the others
-    } else {
-      s = inode.status();
-      if (Decisive(s)) return s;
+    if (!Reachable(owner)) {
+      return Status::Unavailable(fmt::format(
+          "removing \"{}\": rank {}, which serves its metadata, is unreachable; the removal "
+          "could not be made durable",
+          path, owner));
     }
   }
-  if (!removed) return not_found ? Status::NotFound(fmt::format("no object \"{}\"", path)) : s;
-  (void)client_->MetaRemoveAll(ReachableOf(rest), path, 0);
-  if (removed->is_striped) {
+  // The first owner that has the object removes it and versions the tombstone; every other
+  // owner gets that tombstone (also one that had no record).
+  std::optional<protocol::RemoveReply> removed;
+  uint32_t remover = 0;
+  for (uint32_t owner : owners) {
+    auto r = client_->MetaRemove(owner, path, 0, 0);
+    if (r.ok()) {
+      removed = std::move(r).value();
+      remover = owner;
+      break;
+    }
+    if (r.status().code() != Code::kNotFound) return r.status();
+  }
+  if (!removed) return Status::NotFound(fmt::format("no object \"{}\"", path));
+  std::vector<uint32_t> rest;
+  for (uint32_t owner : owners) {
+    if (owner != remover) rest.push_back(owner);
+  }
+  uint32_t done = 1;
+  Status failure;
+  for (const Status& s : client_->MetaRemoveAll(rest, path, 0, removed->version)) {
+    if (s.ok()) done++;
+    else if (failure.ok()) failure = s;
+  }
+  if (removed->inode && removed->inode->is_striped) {
+    const Inode& gone = *removed->inode;
     std::set<uint32_t> holders;
-    for (const PlacementMember& m : removed->layout) {
+    for (const PlacementMember& m : gone.layout) {
       const int64_t rank = RankOfMember(m.member_id);
       if (rank >= 0) holders.insert(static_cast<uint32_t>(rank));
     }
-    DropEverywhere(removed->uid, holders);
-    for (const Inode::Copy& c : removed->copies) {
+    DropEverywhere(gone.uid, holders);
+    for (const Inode::Copy& c : gone.copies) {
       const int64_t rank = RankOfMember(c.member.member_id);
       if (rank >= 0) DropEverywhere(c.uid, {static_cast<uint32_t>(rank)});
     }
+  }
+  if (!failure.ok()) {
+    return Status::Unavailable(fmt::format(
+        "removing \"{}\": recorded on {} of its {} metadata owners ({}); the outcome is not "
+        "durable until the world's next Open merges the copies",
+        path, done, owners.size(), failure.ToString()));
   }
   return Status::OK();
 }

@@ -50,6 +50,7 @@
 #include "base/thread_annotations.h"
 #include "engine/member_client.h"
 #include "engine/member_service.h"
+#include "engine/membership.h"
 #include "engine/meta_store.h"
 #include "engine/object_api.h"
 #include "engine/object_store.h"
@@ -69,6 +70,10 @@ struct ClusterOptions {
   // Object uids: random (0), or drawn from a generator with this seed, so that a test's
   // placement (which hashes uids) replays exactly.
   uint64_t uid_seed = 0;
+  // Members of the world's last epoch that the user declares lost at this Open (their store
+  // ids): their shards and replicas are rebuilt elsewhere, and their stores are refused for
+  // ever after (engine/membership.h).
+  std::vector<std::string> declare_lost;
   // Where the member's counters and histograms go (owned by the caller, outliving the
   // Cluster); null: a registry of its own.
   metrics::Registry* metrics = nullptr;
@@ -103,8 +108,21 @@ class Cluster final : public ObjectApi {
 
   World& world() { return *world_; }
   ObjectStore& store() { return *store_; }
-  // Ranks owning `path`'s metadata, primary first (down members included).
+  // Ranks serving `path`'s metadata in this epoch, primary first: its shard's up owners (or,
+  // when none is up, its up holders). Every one of them gets every write of the path.
   std::vector<uint32_t> MetadataOwners(std::string_view path) const;
+  // This epoch's membership record (engine/membership.h).
+  const Membership& membership() const { return membership_; }
+  // What this member's Open of the epoch did.
+  struct OpenReport {
+    uint64_t owner_moves = 0;      // shard ownerships that changed hands (the world's)
+    uint64_t shards_merged = 0;    // shards this member merged from other copies
+    uint64_t records_pulled = 0;   // records (and tombstones) it fetched doing so
+    uint64_t shards_dropped = 0;   // copies it dropped (it neither owns nor holds them now)
+    uint64_t records_held = 0;     // records and tombstones in its shard copies after Open
+    double ms = 0;
+  };
+  const OpenReport& open_report() const { return open_report_; }
 
  private:
   struct Writing;
@@ -131,6 +149,15 @@ class Cluster final : public ObjectApi {
   // A fresh non-zero id for a world object or a repair's copy (64 random bits: collisions are
   // not a practical concern at any store size).
   uint64_t NewUid() EXCLUDES(uid_mu_);
+
+  // ---- the Open of an epoch (cluster_open.cc) ----
+  Status OpenEpoch(const std::vector<std::string>& declare_lost,
+                   std::chrono::milliseconds join_timeout);
+  // Every rank's `mine` gathered: OK when all are, else an error naming the first failed rank.
+  Status AgreeAll(Status mine, std::string_view phase, std::chrono::milliseconds deadline);
+  // Merges the copies of `shard` on ranks `from` into this member's.
+  Status MergeShard(uint32_t shard, const std::vector<uint32_t>& from);
+  std::vector<uint32_t> ShardRanks(uint32_t shard) const;
 
   // ---- read planning (cluster_read.cc) ----
   // The live replicas of chunk `chunk` of a striped object (its placement holders and the
@@ -159,6 +186,9 @@ class Cluster final : public ObjectApi {
   std::vector<uint32_t> rank_of_;                   // placement index -> world rank
   int32_t my_index_ = -1;                           // this member's placement index
   std::unordered_map<std::string, uint32_t> rank_of_member_;
+  Membership membership_;         // this epoch's
+  OpenReport open_report_;
+  std::vector<int64_t> up_rank_;  // membership_ member index -> rank; -1 when down
   uint32_t replicas_ = 1;
 
   Mutex uid_mu_;

@@ -1,7 +1,8 @@
 // Cluster: repair. Walks the namespace below a directory; for every striped object, chunks with
-// fewer live replicas than the object was written with get copies on other live members (nodes
-// without a replica first), recorded in the inode on its owners; then every current owner of a
-// path's metadata gets the record (owners that joined after a loss lack it).
+// fewer live replicas than the object was written with (or than this world's replica count,
+// for objects a smaller world wrote) get copies on other live members (nodes
+// without a replica first), recorded in the inode on its owners. (Metadata records need no
+// repair: every Open merges each shard's copies on the members that serve it, cluster_open.cc.)
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -78,7 +79,10 @@ Result<bool> Cluster::RepairChunks(const std::string& path, Inode* inode,
       lost = true;
       continue;
     }
-    if (live.size() >= inode->replicas) continue;
+    // Objects written by a smaller world (fewer members than the replicas asked) get the
+    // count this world can give.
+    const uint32_t want = std::max(inode->replicas, replicas_);
+    if (live.size() >= want) continue;
     // Placement indices of the members holding it now and of those that cannot take it.
     std::vector<uint32_t> holding, unusable;
     for (uint32_t idx = 0; idx < rank_of_.size(); ++idx) {
@@ -91,7 +95,7 @@ Result<bool> Cluster::RepairChunks(const std::string& path, Inode* inode,
     std::vector<uint32_t> targets;
     for (uint32_t idx : placement_->MoreHolders(
              inode->uid, chunk, holding, unusable,
-             inode->replicas - static_cast<uint32_t>(live.size()))) {
+             want - static_cast<uint32_t>(live.size()))) {
       targets.push_back(rank_of_[idx]);
     }
     if (targets.empty()) continue;  // no member left to hold another copy
@@ -159,19 +163,6 @@ Status Cluster::RepairObject(const std::string& path, RepairReport* report) {
     if (!still_there) return Status::OK();
   }
 
-  // Metadata: every current owner holds the record (owners that joined after a loss lack it).
-  for (uint32_t owner : Owners(path)) {
-    if (!Reachable(owner)) continue;
-    auto have = client_->MetaGet(owner, path);
-    if (have.ok() || have.status().code() != Code::kNotFound) continue;
-    Status put = client_->MetaInsert(owner, path, inode);
-    if (put.ok()) {
-      report->metadata_copied++;
-    } else {
-      Log(LogLevel::kWarn, "repair: metadata of \"{}\" on rank {}: {}", path, owner,
-          put.ToString());
-    }
-  }
   return Status::OK();
 }
 

@@ -159,31 +159,53 @@ Result<Inode> MemberClient::MetaGet(uint32_t rank, std::string_view path) {
   return std::move(r.inode);
 }
 
-Status MemberClient::MetaInsert(uint32_t rank, std::string_view path, const Inode& inode) {
-  if (rank == self()) return local_->MetaInsert(path, inode);
-  return Call(rank, Op::kMetaInsert, protocol::Encode(protocol::MetaInsert{path, inode}))
-      .status();
+Result<uint64_t> MemberClient::MetaInsert(uint32_t rank, std::string_view path,
+                                          const Inode& inode, uint64_t version) {
+  if (rank == self()) return local_->MetaInsert(path, inode, version);
+  SHOAL_ASSIGN_OR_RETURN(Payload reply,
+                         Call(rank, Op::kMetaInsert,
+                              protocol::Encode(protocol::MetaInsert{path, version, inode})));
+  protocol::VersionReply r;
+  SHOAL_RETURN_IF_ERROR(protocol::Decode(reply, &r));
+  return r.version;
 }
 
-Result<Inode> MemberClient::MetaRemove(uint32_t rank, std::string_view path, uint64_t uid) {
-  if (rank == self()) return local_->MetaRemove(path, uid);
-  SHOAL_ASSIGN_OR_RETURN(
-      Payload reply, Call(rank, Op::kMetaRemove, protocol::Encode(protocol::MetaRemove{path, uid})));
-  protocol::InodeReply r;
+Result<protocol::RemoveReply> MemberClient::MetaRemove(uint32_t rank, std::string_view path,
+                                                       uint64_t uid, uint64_t version) {
+  if (rank == self()) return local_->MetaRemove(path, uid, version);
+  SHOAL_ASSIGN_OR_RETURN(Payload reply,
+                         Call(rank, Op::kMetaRemove,
+                              protocol::Encode(protocol::MetaRemove{path, uid, version})));
+  protocol::RemoveReply r;
   SHOAL_RETURN_IF_ERROR(protocol::Decode(reply, path, &r));
-  return std::move(r.inode);
+  return r;
 }
 
 std::vector<Status> MemberClient::MetaInsertAll(const std::vector<uint32_t>& ranks,
-                                                std::string_view path, const Inode& inode) {
-  return FanOutStatus(ranks, Op::kMetaInsert, protocol::Encode(protocol::MetaInsert{path, inode}),
-                      [&] { return local_->MetaInsert(path, inode); });
+                                                std::string_view path, const Inode& inode,
+                                                uint64_t version) {
+  return FanOutStatus(ranks, Op::kMetaInsert,
+                      protocol::Encode(protocol::MetaInsert{path, version, inode}),
+                      [&] { return local_->MetaInsert(path, inode, version).status(); });
 }
 
 std::vector<Status> MemberClient::MetaRemoveAll(const std::vector<uint32_t>& ranks,
-                                                std::string_view path, uint64_t uid) {
-  return FanOutStatus(ranks, Op::kMetaRemove, protocol::Encode(protocol::MetaRemove{path, uid}),
-                      [&] { return local_->MetaRemove(path, uid).status(); });
+                                                std::string_view path, uint64_t uid,
+                                                uint64_t version) {
+  return FanOutStatus(ranks, Op::kMetaRemove,
+                      protocol::Encode(protocol::MetaRemove{path, uid, version}),
+                      [&] { return local_->MetaRemove(path, uid, version).status(); });
+}
+
+Result<protocol::ShardPageReply> MemberClient::ShardPage(uint32_t rank, uint32_t shard,
+                                                         std::string_view after, uint32_t limit) {
+  if (rank == self()) return local_->ShardPage(shard, after, limit);
+  SHOAL_ASSIGN_OR_RETURN(Payload reply,
+                         Call(rank, Op::kShardPage,
+                              protocol::Encode(protocol::ShardPage{shard, after, limit})));
+  protocol::ShardPageReply r;
+  SHOAL_RETURN_IF_ERROR(protocol::Decode(reply, limit, &r));
+  return r;
 }
 
 std::vector<Status> MemberClient::MetaReplaceAll(const std::vector<uint32_t>& ranks,

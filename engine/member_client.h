@@ -51,12 +51,17 @@ class MemberClient {
   // ---- metadata owner ----
   Status MetaCheck(uint32_t rank, std::string_view path);
   Result<Inode> MetaGet(uint32_t rank, std::string_view path);
-  Status MetaInsert(uint32_t rank, std::string_view path, const Inode& inode);
-  Result<Inode> MetaRemove(uint32_t rank, std::string_view path, uint64_t uid);
+  // Versions (engine/meta_store.h): 0 asks the owner to assign one, which is returned.
+  Result<uint64_t> MetaInsert(uint32_t rank, std::string_view path, const Inode& inode,
+                              uint64_t version);
+  Result<protocol::RemoveReply> MetaRemove(uint32_t rank, std::string_view path, uint64_t uid,
+                                           uint64_t version);
   std::vector<Status> MetaInsertAll(const std::vector<uint32_t>& ranks, std::string_view path,
-                                    const Inode& inode);
+                                    const Inode& inode, uint64_t version);
   std::vector<Status> MetaRemoveAll(const std::vector<uint32_t>& ranks, std::string_view path,
-                                    uint64_t uid);
+                                    uint64_t uid, uint64_t version);
+  Result<protocol::ShardPageReply> ShardPage(uint32_t rank, uint32_t shard, std::string_view after,
+                                             uint32_t limit);
   std::vector<Status> MetaReplaceAll(const std::vector<uint32_t>& ranks, std::string_view path,
                                      uint64_t uid, const Inode& inode);
   std::vector<Result<ListPage>> MetaListAll(const std::vector<uint32_t>& ranks,

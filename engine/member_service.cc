@@ -71,20 +71,36 @@ Status MemberService::MetaCheck(std::string_view path) { return shard_->CheckCre
 
 Result<Inode> MemberService::MetaGet(std::string_view path) { return shard_->GetInode(path); }
 
-Status MemberService::MetaInsert(std::string_view path, Inode inode) {
-  return shard_->InsertObject(path, &inode);
+uint32_t MemberService::ShardOfPath(std::string_view path) const {
+  return ShardOf(path, shards_.load());
+}
+
+Result<uint64_t> MemberService::MetaInsert(std::string_view path, Inode inode, uint64_t version) {
+  return shard_->InsertVersioned(ShardOfPath(path), path, &inode, version,
+                                 VersionFloor(epoch_.load()));
 }
 
 Status MemberService::MetaReplace(std::string_view path, uint64_t uid, const Inode& inode) {
-  return shard_->ReplaceStriped(path, uid, inode);
+  return shard_->ReplaceVersioned(ShardOfPath(path), path, uid, inode);
 }
 
-Result<Inode> MemberService::MetaRemove(std::string_view path, uint64_t uid) {
-  if (uid != 0) {
-    SHOAL_ASSIGN_OR_RETURN(Inode cur, shard_->GetInode(path));
-    if (cur.uid != uid) return Status::NotFound(fmt::format("\"{}\" is another object now", path));
+Result<protocol::RemoveReply> MemberService::MetaRemove(std::string_view path, uint64_t uid,
+                                                        uint64_t version) {
+  SHOAL_ASSIGN_OR_RETURN(auto removed,
+                         shard_->RemoveVersioned(ShardOfPath(path), path, uid, version,
+                                                 VersionFloor(epoch_.load())));
+  return protocol::RemoveReply{removed.second, std::move(removed.first)};
+}
+
+Result<protocol::ShardPageReply> MemberService::ShardPage(uint32_t shard, std::string_view after,
+                                                          uint32_t limit) {
+  protocol::ShardPageReply reply;
+  SHOAL_ASSIGN_OR_RETURN(auto page, shard_->ShardPage(shard, after, limit, &reply.next));
+  reply.records.reserve(page.size());
+  for (auto& rec : page) {
+    reply.records.push_back({std::move(rec.path), rec.version, rec.tombstone, std::move(rec.inode)});
   }
-  return shard_->RemoveObject(path);
+  return reply;
 }
 
 Result<ListPage> MemberService::MetaList(std::string_view dir, std::string_view start_after,
@@ -140,14 +156,26 @@ Reply MemberService::Handle(uint16_t op, std::span<const std::byte> request) {
     case Op::kMetaGet:
       return With<PathRequest>(request, [&](auto& r) { return InodeAnswer(MetaGet(r.path)); });
     case Op::kMetaInsert:
-      return With<protocol::MetaInsert>(
-          request, [&](auto& r) { return Done(MetaInsert(r.path, std::move(r.inode))); });
+      return With<protocol::MetaInsert>(request, [&](auto& r) {
+        auto v = MetaInsert(r.path, std::move(r.inode), r.version);
+        if (!v.ok()) return Fail(v.status());
+        return Reply{Status::OK(), Encode(VersionReply{*v})};
+      });
     case Op::kMetaReplace:
       return With<protocol::MetaReplace>(
           request, [&](auto& r) { return Done(MetaReplace(r.path, r.uid, r.inode)); });
     case Op::kMetaRemove:
-      return With<protocol::MetaRemove>(
-          request, [&](auto& r) { return InodeAnswer(MetaRemove(r.path, r.uid)); });
+      return With<protocol::MetaRemove>(request, [&](auto& r) {
+        auto removed = MetaRemove(r.path, r.uid, r.version);
+        if (!removed.ok()) return Fail(removed.status());
+        return Reply{Status::OK(), Encode(*removed)};
+      });
+    case Op::kShardPage:
+      return With<protocol::ShardPage>(request, [&](auto& r) {
+        auto page = ShardPage(r.shard, r.after, r.limit);
+        if (!page.ok()) return Fail(page.status());
+        return Reply{Status::OK(), Encode(*page)};
+      });
     case Op::kMetaList:
       return With<protocol::MetaList>(request, [&](auto& r) {
         auto page = MetaList(r.dir, r.start_after, r.limit);

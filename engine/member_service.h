@@ -17,6 +17,7 @@
 // Thread-safety: all methods are thread-safe. The store and the shard must outlive the service.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <span>
@@ -48,10 +49,20 @@ class MemberService {
   // ---- metadata owner ----
   Status MetaCheck(std::string_view path);
   Result<Inode> MetaGet(std::string_view path);
-  Status MetaInsert(std::string_view path, Inode inode);
+  // Records are versioned (engine/meta_store.h): version 0 asks this owner to assign one (it is
+  // the primary), above the current epoch's floor; a replica is given the primary's.
+  Result<uint64_t> MetaInsert(std::string_view path, Inode inode, uint64_t version);
   Status MetaReplace(std::string_view path, uint64_t uid, const Inode& inode);
   // uid != 0: only the record of that object (a rollback must not remove a winner's record).
-  Result<Inode> MetaRemove(std::string_view path, uint64_t uid);
+  Result<protocol::RemoveReply> MetaRemove(std::string_view path, uint64_t uid, uint64_t version);
+  Result<protocol::ShardPageReply> ShardPage(uint32_t shard, std::string_view after,
+                                             uint32_t limit);
+  // The world's shard count and epoch, once agreed at Open (before any metadata op arrives).
+  void SetEpoch(uint32_t shards, uint64_t epoch) {
+    shards_.store(shards);
+    epoch_.store(epoch);
+  }
+  static uint64_t VersionFloor(uint64_t epoch) { return epoch << 40; }
   Result<ListPage> MetaList(std::string_view dir, std::string_view start_after, uint32_t limit);
 
   // A request from member `sender`, as its bytes: decode, run, encode the reply.
@@ -60,8 +71,12 @@ class MemberService {
   void Install(transport::Transport& transport);
 
  private:
+  uint32_t ShardOfPath(std::string_view path) const;
+
   ObjectStore* const store_;
   MetaStore* const shard_;
+  std::atomic<uint32_t> shards_{kDefaultShards};
+  std::atomic<uint64_t> epoch_{0};
   Mutex mu_;
   // uid -> chunk size of the local objects being written (created by the first ChunkWrite).
   std::map<uint64_t, uint32_t> open_ GUARDED_BY(mu_);

@@ -11,6 +11,7 @@
 
 #include "base/errno_status.h"
 #include "engine/lmdb_check.h"
+#include "engine/lmdb_txn.h"
 #include "engine/path.h"
 
 namespace shoal::engine {
@@ -20,111 +21,10 @@ constexpr size_t kShortPathKey = 200;
 constexpr size_t kHashedPrefix = 184;
 constexpr std::string_view kFormat = "shoal-meta-1";
 
-MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
-std::string_view View(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
-
-std::string DirentKey(std::string_view parent, std::string_view name) {
-  std::string k = PathKey(parent);
-  k.push_back('\0');
-  k.append(name);
-  return k;
-}
-
-std::string ExtentKey(uint32_t seg, uint64_t off) {
-  std::string k(12, '\0');
-  for (int i = 0; i < 4; ++i) k[i] = static_cast<char>(seg >> (24 - 8 * i));
-  for (int i = 0; i < 8; ++i) k[4 + i] = static_cast<char>(off >> (56 - 8 * i));
-  return k;
-}
-
-struct Dirent {
-  bool is_dir = false;
-  uint64_t size = 0;
-};
-
-std::string EncodeDirent(const Dirent& d) {
-  std::string s(9, '\0');
-  s[0] = d.is_dir ? 1 : 0;
-  std::memcpy(s.data() + 1, &d.size, 8);
-  return s;
-}
-
-Result<Dirent> DecodeDirent(std::string_view v) {
-  if (v.size() != 9 || static_cast<uint8_t>(v[0]) > 1) {
-    return Status::Corruption("directory entry record of wrong length or type");
-  }
-  Dirent d;
-  d.is_dir = v[0] == 1;
-  std::memcpy(&d.size, v.data() + 1, 8);
-  return d;
-}
-
-// Read transaction, aborted on scope exit.
-class ReadTxn {
- public:
-  explicit ReadTxn(MDB_env* env) { rc_ = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn_); }
-  ~ReadTxn() {
-    if (txn_ != nullptr) mdb_txn_abort(txn_);
-  }
-  Status status() const { return rc_ == 0 ? Status::OK() : LmdbStatus(rc_, "begin read txn"); }
-  MDB_txn* get() const { return txn_; }
-
- private:
-  MDB_txn* txn_ = nullptr;
-  int rc_ = 0;
-};
-
-// Corruption unless `v` lies within the pages the environment's data file holds. Values of
-// clean pages point into LMDB's map of the file; a damaged size would run past the file's end,
-// and touching that is SIGBUS, so it is checked before any decoder sees the bytes. Values of
-// pages dirtied by a write transaction live in LMDB's heap pages, outside the map — or, once a
-// large write transaction spilled them, in the map past the last committed page (the file has
-// them; the committed meta does not count them yet). So only reads are checked: a write
-// transaction's own pages are this process's, and what it reads of older pages was checked
-// when the file was opened (engine/lmdb_check.h).
-thread_local bool in_write_txn = false;
-
-Status CheckValue(MDB_txn* txn, const MDB_val& v) {
-  if (in_write_txn) return Status::OK();
-  MDB_envinfo info{};
-  MDB_stat st{};
-  MDB_env* env = mdb_txn_env(txn);
-  if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0) return Status::OK();
-  auto map = reinterpret_cast<uintptr_t>(info.me_mapaddr);
-  auto at = reinterpret_cast<uintptr_t>(v.mv_data);
-  if (at < map || at - map >= info.me_mapsize) return Status::OK();  // a dirty page
-  uint64_t used = (static_cast<uint64_t>(info.me_last_pgno) + 1) * st.ms_psize;
-  if (at - map > used || v.mv_size > used - (at - map)) {
-    return Status::Corruption(fmt::format(
-        "metadata record of {} bytes at {} runs past the {} bytes of used pages", v.mv_size,
-        at - map, used));
-  }
-  return Status::OK();
-}
-
-// Get into *out; NotFound if absent.
-Status Get(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std::string_view* out) {
-  MDB_val k = Val(key), v{};
-  int rc = mdb_get(txn, dbi, &k, &v);
-  if (rc != 0) return LmdbStatus(rc, "get");
-  SHOAL_RETURN_IF_ERROR(CheckValue(txn, v));
-  *out = View(v);
-  return Status::OK();
-}
-
-Status Put(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std::string_view value) {
-  MDB_val k = Val(key), v = Val(value);
-  int rc = mdb_put(txn, dbi, &k, &v, 0);
-  return rc == 0 ? Status::OK() : LmdbStatus(rc, "put");
-}
-
-Status Del(MDB_txn* txn, MDB_dbi dbi, std::string_view key) {
-  MDB_val k = Val(key);
-  int rc = mdb_del(txn, dbi, &k, nullptr);
-  return rc == 0 ? Status::OK() : LmdbStatus(rc, "delete");
-}
-
 }  // namespace
+
+thread_local bool lmdb::in_write_txn = false;
+using namespace lmdb;  // NOLINT: this file is the MetaStore's LMDB code
 
 Status LmdbStatus(int rc, std::string_view context) {
   std::string msg = fmt::format("metadata {}: {}", context, mdb_strerror(rc));
@@ -195,7 +95,8 @@ Status MetaStore::Init(const std::string& dir, uint64_t map_size) {
     return mdb_dbi_open(txn, name, MDB_CREATE, dbi);
   };
   if ((rc = open_db("inodes", &inodes_)) != 0 || (rc = open_db("dirents", &dirents_)) != 0 ||
-      (rc = open_db("extents", &extents_)) != 0 || (rc = open_db("meta", &meta_)) != 0) {
+      (rc = open_db("extents", &extents_)) != 0 || (rc = open_db("meta", &meta_)) != 0 ||
+      (rc = open_db("shardidx", &shardidx_)) != 0 || (rc = open_db("shardsum", &shardsum_)) != 0) {
     mdb_txn_abort(txn);
     return LmdbStatus(rc, "open databases");
   }
@@ -329,78 +230,82 @@ Status MetaStore::CheckCreatable(std::string_view path) {
   return CheckCreatableTxn(txn.get(), path);
 }
 
+Status MetaStore::InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode) {
+  SHOAL_RETURN_IF_ERROR(CheckCreatableTxn(txn, path));
+  std::string_view v;
+  uint64_t next_id = 1;
+  Status s = Get(txn, meta_, "next_id", &v);
+  if (s.ok() && v.size() == 8) std::memcpy(&next_id, v.data(), 8);
+  else if (!s.IsNotFound()) return s.ok() ? Status::Corruption("next_id record") : s;
+  inode->id = next_id++;
+  SHOAL_RETURN_IF_ERROR(
+      Put(txn, meta_, "next_id", std::string_view(reinterpret_cast<char*>(&next_id), 8)));
+  SHOAL_RETURN_IF_ERROR(Put(txn, inodes_, PathKey(path), EncodeInode(*inode)));
+  for (const Extent& e : inode->chunks) {
+    if (e.is_hole()) continue;
+    uint32_t disk = static_cast<uint32_t>((e.length + 4095) / 4096 * 4096);
+    SHOAL_RETURN_IF_ERROR(Put(txn, extents_, ExtentKey(e.segment, e.offset),
+                              std::string_view(reinterpret_cast<char*>(&disk), 4)));
+  }
+  // The entry in its parent, then one more entry in each directory created on the way up.
+  auto [parent, name] = SplitParent(path);
+  SHOAL_RETURN_IF_ERROR(Put(txn, dirents_, DirentKey(parent, name),
+                            EncodeDirent({false, inode->size})));
+  std::string_view child = parent;
+  while (!child.empty()) {
+    auto [gp, cname] = SplitParent(child);
+    std::string key = DirentKey(gp, cname);
+    Dirent d{true, 0};
+    s = Get(txn, dirents_, key, &v);
+    bool existed = s.ok();
+    if (existed) {
+      SHOAL_ASSIGN_OR_RETURN(d, DecodeDirent(v));
+    } else if (!s.IsNotFound()) {
+      return s;
+    }
+    d.size += 1;
+    SHOAL_RETURN_IF_ERROR(Put(txn, dirents_, key, EncodeDirent(d)));
+    if (existed) break;  // its parent already counts it
+    child = gp;
+  }
+  return Status::OK();
+}
+
 Status MetaStore::InsertObject(std::string_view path, Inode* inode) {
-  return RunWrite([&](MDB_txn* txn) -> Status {
-    SHOAL_RETURN_IF_ERROR(CheckCreatableTxn(txn, path));
-    std::string_view v;
-    uint64_t next_id = 1;
-    Status s = Get(txn, meta_, "next_id", &v);
-    if (s.ok() && v.size() == 8) std::memcpy(&next_id, v.data(), 8);
-    else if (!s.IsNotFound()) return s.ok() ? Status::Corruption("next_id record") : s;
-    inode->id = next_id++;
-    SHOAL_RETURN_IF_ERROR(
-        Put(txn, meta_, "next_id", std::string_view(reinterpret_cast<char*>(&next_id), 8)));
-    SHOAL_RETURN_IF_ERROR(Put(txn, inodes_, PathKey(path), EncodeInode(*inode)));
-    for (const Extent& e : inode->chunks) {
-      if (e.is_hole()) continue;
-      uint32_t disk = static_cast<uint32_t>((e.length + 4095) / 4096 * 4096);
-      SHOAL_RETURN_IF_ERROR(Put(txn, extents_, ExtentKey(e.segment, e.offset),
-                                std::string_view(reinterpret_cast<char*>(&disk), 4)));
+  return RunWrite([&](MDB_txn* txn) { return InsertTxn(txn, path, inode); });
+}
+
+Status MetaStore::RemoveTxn(MDB_txn* txn, std::string_view path, Inode* removed) {
+  std::string_view v;
+  Status s = Get(txn, inodes_, PathKey(path), &v);
+  if (s.IsNotFound()) return Status::NotFound(fmt::format("no object \"{}\"", path));
+  SHOAL_RETURN_IF_ERROR(s);
+  SHOAL_ASSIGN_OR_RETURN(*removed, DecodeInode(v, path));
+  SHOAL_RETURN_IF_ERROR(Del(txn, inodes_, PathKey(path)));
+  for (const Extent& e : removed->chunks) {
+    if (!e.is_hole()) SHOAL_RETURN_IF_ERROR(Del(txn, extents_, ExtentKey(e.segment, e.offset)));
+  }
+  auto [parent, name] = SplitParent(path);
+  SHOAL_RETURN_IF_ERROR(Del(txn, dirents_, DirentKey(parent, name)));
+  std::string_view child = parent;
+  while (!child.empty()) {
+    auto [gp, cname] = SplitParent(child);
+    std::string key = DirentKey(gp, cname);
+    SHOAL_RETURN_IF_ERROR(Get(txn, dirents_, key, &v));
+    SHOAL_ASSIGN_OR_RETURN(Dirent d, DecodeDirent(v));
+    if (d.size > 1) {
+      d.size -= 1;
+      return Put(txn, dirents_, key, EncodeDirent(d));
     }
-    // The entry in its parent, then one more entry in each directory created on the way up.
-    auto [parent, name] = SplitParent(path);
-    SHOAL_RETURN_IF_ERROR(Put(txn, dirents_, DirentKey(parent, name),
-                              EncodeDirent({false, inode->size})));
-    std::string_view child = parent;
-    while (!child.empty()) {
-      auto [gp, cname] = SplitParent(child);
-      std::string key = DirentKey(gp, cname);
-      Dirent d{true, 0};
-      s = Get(txn, dirents_, key, &v);
-      bool existed = s.ok();
-      if (existed) {
-        SHOAL_ASSIGN_OR_RETURN(d, DecodeDirent(v));
-      } else if (!s.IsNotFound()) {
-        return s;
-      }
-      d.size += 1;
-      SHOAL_RETURN_IF_ERROR(Put(txn, dirents_, key, EncodeDirent(d)));
-      if (existed) break;  // its parent already counts it
-      child = gp;
-    }
-    return Status::OK();
-  });
+    SHOAL_RETURN_IF_ERROR(Del(txn, dirents_, key));  // last entry: the directory goes too
+    child = gp;
+  }
+  return Status::OK();
 }
 
 Result<Inode> MetaStore::RemoveObject(std::string_view path) {
   Inode removed;
-  Status st = RunWrite([&](MDB_txn* txn) -> Status {
-    std::string_view v;
-    Status s = Get(txn, inodes_, PathKey(path), &v);
-    if (s.IsNotFound()) return Status::NotFound(fmt::format("no object \"{}\"", path));
-    SHOAL_RETURN_IF_ERROR(s);
-    SHOAL_ASSIGN_OR_RETURN(removed, DecodeInode(v, path));
-    SHOAL_RETURN_IF_ERROR(Del(txn, inodes_, PathKey(path)));
-    for (const Extent& e : removed.chunks) {
-      if (!e.is_hole()) SHOAL_RETURN_IF_ERROR(Del(txn, extents_, ExtentKey(e.segment, e.offset)));
-    }
-    auto [parent, name] = SplitParent(path);
-    SHOAL_RETURN_IF_ERROR(Del(txn, dirents_, DirentKey(parent, name)));
-    std::string_view child = parent;
-    while (!child.empty()) {
-      auto [gp, cname] = SplitParent(child);
-      std::string key = DirentKey(gp, cname);
-      SHOAL_RETURN_IF_ERROR(Get(txn, dirents_, key, &v));
-      SHOAL_ASSIGN_OR_RETURN(Dirent d, DecodeDirent(v));
-      if (d.size > 1) {
-        d.size -= 1;
-        return Put(txn, dirents_, key, EncodeDirent(d));
-      }
-      SHOAL_RETURN_IF_ERROR(Del(txn, dirents_, key));  // last entry: the directory goes too
-      child = gp;
-    }
-    return Status::OK();
-  });
+  Status st = RunWrite([&](MDB_txn* txn) { return RemoveTxn(txn, path, &removed); });
   if (!st.ok()) return st;
   return removed;
 }

@@ -4,7 +4,14 @@
 //   inodes   PathKey(path)                    -> EncodeInode
 //   dirents  PathKey(parent) '\0' name        -> u8 is_dir, u64 size (object bytes or entry count)
 //   extents  u32 segment BE, u64 offset BE    -> u32 disk bytes   (every live chunk on disk)
-//   meta     "format", "member_id", "next_id"
+//   meta     "format", "member_id", "next_id", "membership" (engine/membership.h)
+// A metadata shard of a world (<store>/ring) versions its records (engine/meta_shards.cc):
+//   shardidx u16 shard BE, PathKey(path)      -> u64 version, u8 tombstone, path
+//   shardsum u16 shard BE                     -> u64 count, u64 hash, u64 tombstones
+// A record's version orders every write of its path across epochs (epoch << 40 | sequence);
+// a remove leaves a tombstone with its version, so an older copy merged later cannot bring the
+// object back. shardsum keeps each shard's ShardSummary up to date in the same transaction, so
+// comparing two copies of a shard costs nothing.
 // A directory's entries with their sizes sit under one key prefix, so a listing page is one
 // cursor scan. Directories exist while they have entries: inserting "a/b/c" creates "a" and
 // "a/b" as needed, removing the last entry removes them.
@@ -24,11 +31,13 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <string_view>
 
 #include "engine/inode.h"
+#include "engine/membership.h"
 #include "shoal/engine.h"
 #include "shoal/result.h"
 
@@ -68,6 +77,50 @@ class MetaStore {
   // Deletes a sealed object; returns its inode (whose extents the caller frees).
   Result<Inode> RemoveObject(std::string_view path);
 
+  // ---- versioned records of a world's metadata shard (engine/meta_shards.cc) ----
+  // Versions: 0 asks the store to assign one, greater than every version the path had here and
+  // at least `floor` (the epoch's first version); a given version is applied as it is.
+  struct Versioned {
+    std::string path;
+    uint64_t version = 0;
+    bool tombstone = false;
+    std::string inode;  // EncodeInode, when not a tombstone
+  };
+  // Records a sealed object (CheckCreatable's rules); returns its version. FailedPrecondition
+  // when a given version is not newer than the path's record or tombstone here.
+  Result<uint64_t> InsertVersioned(uint32_t shard, std::string_view path, Inode* inode,
+                                   uint64_t version, uint64_t floor);
+  // Removes the path's object (only if its uid is `uid`, when uid != 0) and leaves a tombstone;
+  // with a given version, also where this copy has no record (it missed the insert). Returns
+  // the removed inode (nullopt when there was none here) and the tombstone's version.
+  // NotFound (version 0 only): no object at the path.
+  Result<std::pair<std::optional<Inode>, uint64_t>> RemoveVersioned(uint32_t shard,
+                                                                    std::string_view path,
+                                                                    uint64_t uid,
+                                                                    uint64_t version,
+                                                                    uint64_t floor);
+  // ReplaceStriped for a versioned shard: the record's version goes up by one.
+  Status ReplaceVersioned(uint32_t shard, std::string_view path, uint64_t uid, const Inode& inode);
+  // Merges one record of another copy: applied when newer than this copy's, else ignored.
+  // FailedPrecondition when it cannot be applied (a directory or object in the way).
+  Status Apply(uint32_t shard, const Versioned& record);
+  // Up to `limit` records of `shard` after index key `after` ("" = from the start), in key
+  // order; *next is the key to continue after ("" = done).
+  Result<std::vector<Versioned>> ShardPage(uint32_t shard, std::string_view after, uint32_t limit,
+                                           std::string* next);
+  // Deletes every record and tombstone of `shard`.
+  Status DropShard(uint32_t shard);
+  Result<std::vector<ShardSummary>> Summaries(uint32_t shards);
+  // Drops the tombstones of shards [0, shards) with versions below `below`; returns how many.
+  Result<uint64_t> CollectTombstones(uint32_t shards, uint64_t below);
+  // Gives every record without a version (written before versioned membership) version 1 in
+  // its shard. Returns how many; *skipped counts records whose path cannot be recovered from
+  // their key (paths longer than 200 bytes).
+  Result<uint64_t> IndexUnversioned(uint32_t shards, uint64_t* skipped);
+  // The newest membership record (epoch 0 when none).
+  Result<Membership> LoadMembership();
+  Status SaveMembership(const Membership& m);
+
   // Calls fn for every live extent, in (segment, offset) order.
   Status ForEachExtent(const std::function<void(uint32_t segment, uint64_t offset,
                                                 uint32_t disk_bytes)>& fn);
@@ -79,9 +132,17 @@ class MetaStore {
   Status Init(const std::string& dir, uint64_t map_size);
   Status RunWrite(TxnFn fn);  // group commit
   Status CheckCreatableTxn(MDB_txn* txn, std::string_view path);
+  // The bodies of InsertObject / RemoveObject inside a write transaction.
+  Status InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode);
+  Status RemoveTxn(MDB_txn* txn, std::string_view path, Inode* removed);
+  // The shard index (meta_shards.cc).
+  Status IndexPut(MDB_txn* txn, uint32_t shard, std::string_view path, uint64_t version,
+                  bool tombstone);
+  Status IndexGet(MDB_txn* txn, uint32_t shard, std::string_view path, uint64_t* version,
+                  bool* tombstone);
 
   MDB_env* env_ = nullptr;
-  MDB_dbi inodes_ = 0, dirents_ = 0, extents_ = 0, meta_ = 0;
+  MDB_dbi inodes_ = 0, dirents_ = 0, extents_ = 0, meta_ = 0, shardidx_ = 0, shardsum_ = 0;
   std::string member_id_;
 
   std::mutex mu_;

@@ -61,6 +61,7 @@ std::string_view OpName(uint16_t op) {
     case Op::kMetaList: return "meta-list";
     case Op::kMetaRemove: return "meta-remove";
     case Op::kMetaReplace: return "meta-replace";
+    case Op::kShardPage: return "shard-page";
   }
   return "unknown";
 }
@@ -217,6 +218,7 @@ Status Decode(std::span<const std::byte> b, std::string_view path, InodeReply* o
 Bytes Encode(const MetaInsert& m) {
   ByteWriter w;
   w.Prefixed(m.path);
+  w.Put<uint64_t>(m.version);
   PutInode(&w, m.inode);
   return w.Take();
 }
@@ -224,7 +226,9 @@ Bytes Encode(const MetaInsert& m) {
 Status Decode(std::span<const std::byte> b, MetaInsert* out) {
   ByteReader r(b);
   std::span<const std::byte> rec;
-  if (!GetPath(&r, &out->path) || !r.Raw(r.left(), &rec)) return BadRequest("meta-insert", "path");
+  if (!GetPath(&r, &out->path) || !r.Get(&out->version) || !r.Raw(r.left(), &rec)) {
+    return BadRequest("meta-insert", "header");
+  }
   SHOAL_RETURN_IF_ERROR(CheckPath("meta-insert", out->path));
   auto inode = DecodeInode(AsChars(rec), out->path);
   if (!inode.ok()) return BadRequest("meta-insert", inode.status().message());
@@ -263,12 +267,13 @@ Bytes Encode(const MetaRemove& m) {
   ByteWriter w;
   w.Prefixed(m.path);
   w.Put<uint64_t>(m.uid);
+  w.Put<uint64_t>(m.version);
   return w.Take();
 }
 
 Status Decode(std::span<const std::byte> b, MetaRemove* out) {
   ByteReader r(b);
-  if (!GetPath(&r, &out->path) || !r.Get(&out->uid) || !r.done()) {
+  if (!GetPath(&r, &out->path) || !r.Get(&out->uid) || !r.Get(&out->version) || !r.done()) {
     return BadRequest("meta-remove", "length");
   }
   return CheckPath("meta-remove", out->path);
@@ -387,6 +392,116 @@ Status Decode(std::span<const std::byte> b, Verdict* out) {
   if (!DecodeStatus(&r, kMaxCommitPart, &out->status) || !r.done()) {
     return BadReply("checkpoint verdict", "length");
   }
+  return Status::OK();
+}
+
+// ---- versions and shard pages ----
+
+Bytes Encode(const VersionReply& m) {
+  ByteWriter w;
+  w.Put<uint64_t>(m.version);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, VersionReply* out) {
+  ByteReader r(b);
+  if (!r.Get(&out->version) || !r.done() || out->version == 0) {
+    return BadReply("meta-insert", "version");
+  }
+  return Status::OK();
+}
+
+Bytes Encode(const RemoveReply& m) {
+  ByteWriter w;
+  w.Put<uint64_t>(m.version);
+  w.Put<uint8_t>(m.inode ? 1 : 0);
+  if (m.inode) PutInode(&w, *m.inode);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, std::string_view path, RemoveReply* out) {
+  ByteReader r(b);
+  uint8_t has = 0;
+  std::span<const std::byte> rec;
+  if (!r.Get(&out->version) || out->version == 0 || !r.Get(&has) || has > 1 ||
+      (has == 0 && !r.done())) {
+    return BadReply("meta-remove", "header");
+  }
+  out->inode.reset();
+  if (has == 1) {
+    (void)r.Raw(r.left(), &rec);
+    auto inode = DecodeInode(AsChars(rec), path);
+    if (!inode.ok()) return BadReply("meta-remove", inode.status().message());
+    out->inode = std::move(inode).value();
+  }
+  return Status::OK();
+}
+
+Bytes Encode(const ShardPage& m) {
+  ByteWriter w;
+  w.Put<uint32_t>(m.shard);
+  w.Prefixed(m.after);
+  w.Put<uint32_t>(m.limit);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, ShardPage* out) {
+  ByteReader r(b);
+  std::span<const std::byte> after;
+  if (!r.Get(&out->shard) || !r.Prefixed(kMaxPathBytes + 2, &after) || !r.Get(&out->limit) ||
+      !r.done()) {
+    return BadRequest("shard-page", "length");
+  }
+  out->after = AsChars(after);
+  if (out->shard >= (1u << 16) || out->limit == 0 || out->limit > kMaxShardPage) {
+    return BadRequest("shard-page", fmt::format("shard {} or limit {} out of range", out->shard,
+                                                out->limit));
+  }
+  return Status::OK();
+}
+
+Bytes Encode(const ShardPageReply& m) {
+  ByteWriter w;
+  w.Prefixed(m.next);
+  w.Put<uint32_t>(static_cast<uint32_t>(m.records.size()));
+  for (const ShardRecord& rec : m.records) {
+    w.Prefixed(rec.path);
+    w.Put<uint64_t>(rec.version);
+    w.Put<uint8_t>(rec.tombstone ? 1 : 0);
+    w.Prefixed(rec.inode);
+  }
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, uint32_t limit, ShardPageReply* out) {
+  ByteReader r(b);
+  std::span<const std::byte> next;
+  uint32_t n = 0;
+  // A record takes at least 4 + 1 + 8 + 1 + 4 bytes.
+  if (!r.Prefixed(kMaxPathBytes + 2, &next) || !r.Get(&n) || n > limit || n > r.left() / 18) {
+    return BadReply("shard-page", "header");
+  }
+  out->next = std::string(AsChars(next));
+  out->records.resize(n);
+  for (ShardRecord& rec : out->records) {
+    std::string_view path;
+    std::span<const std::byte> inode;
+    uint8_t tomb = 0;
+    if (!GetPath(&r, &path) || !r.Get(&rec.version) || rec.version == 0 || !r.Get(&tomb) ||
+        tomb > 1 || !r.Prefixed(r.left(), &inode)) {
+      return BadReply("shard-page", "record");
+    }
+    if (!ValidateObjectPath(path).ok()) return BadReply("shard-page", "record path");
+    rec.path = std::string(path);
+    rec.tombstone = tomb == 1;
+    if (rec.tombstone != inode.empty()) return BadReply("shard-page", "record kind");
+    if (!rec.tombstone) {
+      auto decoded = DecodeInode(AsChars(inode), path);
+      if (!decoded.ok()) return BadReply("shard-page", decoded.status().message());
+      rec.inode = std::string(AsChars(inode));
+    }
+  }
+  if (!r.done()) return BadReply("shard-page", "trailing bytes");
   return Status::OK();
 }
 

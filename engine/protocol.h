@@ -18,10 +18,12 @@
 //   ChunkRead           ChunkRead{uid, cs, chunk, in, len}     ChunkReadReply{crc, data}
 //   MetaCheck           PathRequest{path}             empty
 //   MetaGet             PathRequest{path}             InodeReply
-//   MetaInsert          MetaInsert{path, inode}       empty
+//   MetaInsert          MetaInsert{path, version, inode}  VersionReply{version}
 //   MetaReplace         MetaReplace{path, uid, inode} empty
-//   MetaRemove          MetaRemove{path, uid}         InodeReply (the removed record)
+//   MetaRemove          MetaRemove{path, uid, version}    RemoveReply{version, inode?}
 //   MetaList            MetaList{dir, start, limit}   MetaListReply{truncated, entries}
+//   ShardPage           ShardPage{shard, after, limit}    ShardPageReply{next, records}
+// (versions: engine/meta_store.h; 0 in a request asks the owner to assign one)
 //
 // Carried inside Engine::AllGather contributions by the checkpoint commit (lib/):
 //   CommitPart{status, blobs}   each rank's sealed blobs, or why it could not save
@@ -29,6 +31,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -56,12 +59,13 @@ enum class Op : uint16_t {
   kMetaList = 27,
   kMetaRemove = 28,
   kMetaReplace = 29,
+  kShardPage = 30,
 };
 inline constexpr Op kAllOps[] = {Op::kCollectiveContribute, Op::kCollectiveResult,
                                  Op::kChunkWrite,  Op::kChunkCommit, Op::kChunkDrop,
                                  Op::kChunkRead,   Op::kMetaCheck,   Op::kMetaInsert,
                                  Op::kMetaGet,     Op::kMetaList,    Op::kMetaRemove,
-                                 Op::kMetaReplace};
+                                 Op::kMetaReplace, Op::kShardPage};
 // "chunk-write", ...; "unknown" for a value outside the enum.
 std::string_view OpName(uint16_t op);
 inline uint16_t Wire(Op op) { return static_cast<uint16_t>(op); }
@@ -117,7 +121,11 @@ struct InodeReply {
 };
 struct MetaInsert {
   std::string_view path;
+  uint64_t version = 0;
   Inode inode;  // inline or striped (never local extents)
+};
+struct VersionReply {
+  uint64_t version = 0;
 };
 struct MetaReplace {
   std::string_view path;
@@ -127,6 +135,29 @@ struct MetaReplace {
 struct MetaRemove {
   std::string_view path;
   uint64_t uid = 0;  // 0: whatever is there; else only the record of that object
+  uint64_t version = 0;
+};
+struct RemoveReply {
+  uint64_t version = 0;  // the tombstone's
+  std::optional<Inode> inode;  // the removed record; none when this copy had none
+};
+// A page of a metadata shard's versioned records (engine/meta_store.h), for a member merging
+// its copy at Open.
+struct ShardPage {
+  uint32_t shard = 0;
+  std::string_view after;  // an index key from the previous page's `next`; "" from the start
+  uint32_t limit = 0;      // 1..kMaxShardPage
+};
+inline constexpr uint32_t kMaxShardPage = 65536;
+struct ShardRecord {
+  std::string path;
+  uint64_t version = 0;
+  bool tombstone = false;
+  std::string inode;  // EncodeInode, when not a tombstone (checked by DecodeInode)
+};
+struct ShardPageReply {
+  std::string next;  // "" when the shard has no more
+  std::vector<ShardRecord> records;
 };
 struct MetaList {
   std::string_view dir;  // a valid directory path ("" = root)
@@ -165,6 +196,10 @@ Bytes Encode(const MetaReplace& m);
 Bytes Encode(const MetaRemove& m);
 Bytes Encode(const MetaList& m);
 Bytes Encode(const MetaListReply& m);
+Bytes Encode(const VersionReply& m);
+Bytes Encode(const RemoveReply& m);
+Bytes Encode(const ShardPage& m);
+Bytes Encode(const ShardPageReply& m);
 
 Bytes Encode(const CommitPart& m);
 Bytes Encode(const Verdict& m);
@@ -188,5 +223,10 @@ Status Decode(std::span<const std::byte> b, MetaReplace* out);
 Status Decode(std::span<const std::byte> b, MetaRemove* out);
 Status Decode(std::span<const std::byte> b, MetaList* out);
 Status Decode(std::span<const std::byte> b, uint32_t limit, MetaListReply* out);
+Status Decode(std::span<const std::byte> b, VersionReply* out);
+Status Decode(std::span<const std::byte> b, std::string_view path, RemoveReply* out);
+Status Decode(std::span<const std::byte> b, ShardPage* out);
+// `limit`: the page size asked; more records are refused.
+Status Decode(std::span<const std::byte> b, uint32_t limit, ShardPageReply* out);
 
 }  // namespace shoal::engine::protocol

@@ -8,7 +8,10 @@
 //   <store>/ring/               LMDB: the member's shard of the world's metadata (user paths)
 //   local object "c/<uid>"      the chunks this member holds of world object <uid> (16 hex)
 //
-// Format 2 (this version): every store has the world layout, whatever the size of the job that
+// Format 3 (this version): the ring's records are versioned, with tombstones, a shard index and
+// the world's membership record (engine/meta_store.h, engine/membership.h); a format-2 ring's
+// records are indexed at the first Open (as the oldest version), so format-2 stores are adopted.
+// Format 2: every store has the world layout, whatever the size of the job that
 // wrote it — a one-rank job is a world of one — so jobs of any size can follow each other on
 // the same stores. Format 1 stores had no FORMAT file: a world's stores had the same layout and
 // are adopted as they are; a one-rank job's store kept user paths in meta/ and is refused with
@@ -24,7 +27,7 @@
 
 namespace shoal::engine {
 
-inline constexpr uint32_t kStoreFormat = 2;
+inline constexpr uint32_t kStoreFormat = 3;
 
 inline constexpr std::string_view kFormatFile = "FORMAT";
 inline constexpr std::string_view kLockFile = "LOCK";

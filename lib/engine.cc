@@ -1,5 +1,6 @@
 #include "shoal/engine.h"
 
+#include <cstdlib>
 #include <fmt/format.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -112,6 +113,16 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   co.chunk_size = options.chunk_size;
   co.metadata_map_size = options.metadata_map_size;
   co.ring_dir = engine::StorePath(local.store_dir, engine::kRingDir);
+  co.declare_lost = options.lost_members;
+  if (const char* env = std::getenv("SHOAL_LOST_MEMBERS"); env != nullptr) {
+    std::string_view list(env);
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      std::string_view id = list.substr(0, comma);
+      if (!id.empty()) co.declare_lost.emplace_back(id);
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    }
+  }
   auto registry = std::make_unique<metrics::Registry>();
   co.metrics = registry.get();
 

@@ -124,6 +124,15 @@ struct Options {
   uint32_t join_timeout_ms = 0;
   // Each request's deadline, in milliseconds.
   uint32_t request_timeout_ms = 30000;
+
+  // Stores of the world's last epoch that will never come back (their member ids, as Open's
+  // error names them), declared lost at this Open; SHOAL_LOST_MEMBERS (comma-separated) adds to
+  // it. Open of a world needs a strict majority of the last epoch's members and, for every
+  // metadata shard, a present store with its current copy (docs/membership.md); declaring the
+  // absent ones lost lifts that, their shards and replicas are rebuilt on the others, and their
+  // stores are refused for ever after. A decision with consequences: what only they held is
+  // gone.
+  std::vector<std::string> lost_members;
 };
 
 // The one check of a set of Options (Engine::Open runs it; the Python module too, before it

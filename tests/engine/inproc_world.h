@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -24,7 +25,18 @@ class InProcWorld {
 
   // Opens every member (store <dir>/m<i>) and joins the world. `deadline`: request timeout.
   Status Start(std::chrono::milliseconds deadline = std::chrono::milliseconds(400)) {
-    const uint32_t n = static_cast<uint32_t>(nodes_.size());
+    std::vector<uint32_t> all(nodes_.size());
+    for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
+    return StartStores(all, {}, deadline);
+  }
+  // A job of stores.size() ranks: rank r opens store stores[r] (on node nodes[stores[r]]);
+  // `lost`: member ids declared lost at this Open.
+  Status StartStores(const std::vector<uint32_t>& stores, std::vector<std::string> lost = {},
+                     std::chrono::milliseconds deadline = std::chrono::milliseconds(400)) {
+    Stop();
+    const uint32_t n = static_cast<uint32_t>(stores.size());
+    stores_ = stores;
+    lost_ = std::move(lost);
     starts_++;
     net_ = std::make_unique<transport::InProcNetwork>(n, seed_);
     members_.clear();
@@ -37,16 +49,21 @@ class InProcWorld {
     }
     for (auto& t : threads) t.join();
     for (const Status& s : results) SHOAL_RETURN_IF_ERROR(s);
+    for (uint32_t r = 0; r < n; ++r) ids_[stores_[r]] = members_[r]->store().member_id();
     return Status::OK();
   }
+  // The member id of store `store` (known once a world opened it).
+  const std::string& MemberId(uint32_t store) const { return ids_.at(store); }
   void Stop() {
     for (auto& m : members_) m.reset();
     net_.reset();
   }
-  std::string Store(uint32_t r) const { return dir_.Sub("m" + std::to_string(r)); }
+  // The directory of store `store`.
+  std::string Store(uint32_t store) const { return dir_.Sub("m" + std::to_string(store)); }
   engine::Cluster& at(uint32_t r) { return *members_.at(r); }
   transport::InProcNetwork& net() { return *net_; }
-  uint32_t size() const { return static_cast<uint32_t>(nodes_.size()); }
+  // Ranks of the running world.
+  uint32_t size() const { return static_cast<uint32_t>(stores_.size()); }
 
  private:
   // The rendezvous of an in-process world: every member's blob, once all arrived.
@@ -59,7 +76,7 @@ class InProcWorld {
   };
 
   Status StartOne(uint32_t r, std::chrono::milliseconds deadline, std::shared_ptr<Gather> g) {
-    Options o = TestOptions(Store(r), IoBackend::kPosix, 4);
+    Options o = TestOptions(Store(stores_[r]), IoBackend::kPosix, 4);
     SHOAL_ASSIGN_OR_RETURN(auto store, engine::ObjectStore::Open(o));
     engine::ClusterOptions co;
     co.replicas = replicas_;
@@ -67,12 +84,13 @@ class InProcWorld {
     co.inline_threshold = 1024;
     co.deadline = deadline;
     co.metadata_map_size = 64ull << 20;
-    co.ring_dir = Store(r) + "/ring";
+    co.ring_dir = Store(stores_[r]) + "/ring";
+    co.declare_lost = lost_;
     co.uid_seed = seed_ * 1000 + r + 1 + 100 * starts_;
     engine::WorldOptions wo;
     wo.rank = r;
     wo.world_size = size();
-    wo.node = nodes_[r];
+    wo.node = nodes_[stores_[r]];
     wo.timeout = std::chrono::milliseconds(10000);
     auto rdzv = transport::NewCallbackRendezvous(
         [g, r](const transport::Blob& mine) -> Result<std::vector<transport::Blob>> {
@@ -95,6 +113,9 @@ class InProcWorld {
   uint32_t replicas_;
   uint64_t seed_;
   uint64_t starts_ = 0;  // a restarted world draws other uids
+  std::vector<uint32_t> stores_;  // rank -> store
+  std::vector<std::string> lost_;
+  std::map<uint32_t, std::string> ids_;
   std::unique_ptr<transport::InProcNetwork> net_;
   std::vector<std::unique_ptr<engine::Cluster>> members_;
 };

@@ -61,12 +61,12 @@ TEST(Protocol, ChunkMessagesRoundTripAndCheckRanges) {
 }
 
 TEST(Protocol, MetadataMessagesRoundTripAndValidatePaths) {
-  MetaInsert ins{"a/b", Striped()}, ins2;
+  MetaInsert ins{"a/b", 5, Striped()}, ins2;
   const Bytes ins_bytes = Encode(ins);  // decoded messages borrow from their bytes
   ASSERT_OK(Decode(ins_bytes, &ins2));
   EXPECT_EQ(ins2.path, "a/b");
   EXPECT_EQ(ins2.inode.uid, 77u);
-  EXPECT_CODE(Decode(Encode(MetaInsert{"../x", Striped()}), &ins2), kInvalidArgument);
+  EXPECT_CODE(Decode(Encode(MetaInsert{"../x", 0, Striped()}), &ins2), kInvalidArgument);
   MetaReplace rep;
   EXPECT_CODE(Decode(Encode(MetaReplace{"a/b", 78, Striped()}), &rep), kInvalidArgument);
   ExpectPrefixesRefused<MetaInsert>(Encode(ins), [](auto b, auto* m) { return Decode(b, m); });

@@ -103,10 +103,10 @@ std::vector<std::string> ProtocolSeeds() {
   add(5, 100, p::Encode(p::ChunkReadReply{1234, data}));
   add(6, 0, p::Encode(p::PathRequest{"fuzz/object"}));
   add(7, 0, p::Encode(p::InodeReply{striped}));
-  add(8, 0, p::Encode(p::MetaInsert{"a/b", striped}));
-  add(8, 0, p::Encode(p::MetaInsert{"a/c", small}));
+  add(8, 0, p::Encode(p::MetaInsert{"a/b", 7, striped}));
+  add(8, 0, p::Encode(p::MetaInsert{"a/c", 0, small}));
   add(9, 0, p::Encode(p::MetaReplace{"a/b", 9, striped}));
-  add(10, 0, p::Encode(p::MetaRemove{"a/b", 9}));
+  add(10, 0, p::Encode(p::MetaRemove{"a/b", 9, 3}));
   add(11, 0, p::Encode(p::MetaList{"a", "b", 100}));
   add(12, 10, p::Encode(p::MetaListReply{true, {{"x", false, 5}, {"y", true, 2}}}));
   add(12, 3, p::Encode(p::CommitPart{Status::OK(), {{"rank-0/model", 100, 7, 0}}}));

@@ -11,6 +11,7 @@
 #include "engine/object_store.h"
 #include "tests/lib/ckpt_content.h"
 #include "tests/process_util.h"
+#include "tests/store_util.h"
 #include "tests/test_util.h"
 
 namespace shoal {
@@ -168,9 +169,9 @@ TEST(CheckpointWorld, RankKilledAtRandomPointsNeverTearsACheckpoint) {
   EXPECT_GT(latest, 0) << "no trial ever committed: the kill windows are too short to test much";
 }
 
-// Saved by 4 ranks with replication 2; restored by 5 ranks (one new store); one node lost and
-// the 3 left (fewer ranks than saved, permuted) repair; a second node lost: the last 2 still
-// restore every tag, which they could not without the repair.
+// Saved by 4 ranks with replication 2; restored by 5 ranks (one new store); one node lost,
+// declared lost, and the 4 left (permuted) repair; a second node lost: the last 3 still restore
+// every tag, which they could not without the repair.
 TEST(CheckpointWorld, RestoreWithMoreAndFewerRanksAndRepairAfterNodeLoss) {
   TempDir dir;
   auto members = Members(dir, 5);
@@ -186,19 +187,23 @@ TEST(CheckpointWorld, RestoreWithMoreAndFewerRanksAndRepairAfterNodeLoss) {
     ExpectAllOk(res);
     EXPECT_EQ(Verified(res).tags, 2) << res[0].out;
   }
+  const std::string lost3 = testing::StoreMemberId(members[3].store);
   std::filesystem::remove_all(members[3].store);
   {
+    testing::ScopedEnv lost("SHOAL_LOST_MEMBERS", lost3);
     Job fewer(dir);
-    fewer.Start({members[2], members[0], members[1]}, {"repair", "2"});
+    fewer.Start({members[2], members[4], members[0], members[1]}, {"repair", "2"});
     auto res = fewer.WaitAll();
     ExpectAllOk(res);
     EXPECT_EQ(Verified(res).tags, 2) << res[0].out;
     EXPECT_NE(res[0].out.find("repair: "), std::string::npos);
     std::printf("%s", res[0].out.c_str());
   }
+  const std::string lost2 = testing::StoreMemberId(members[2].store);
   std::filesystem::remove_all(members[2].store);
+  testing::ScopedEnv lost("SHOAL_LOST_MEMBERS", lost2);
   Job last(dir);
-  last.Start({members[1], members[0]}, {"verify", "2"});
+  last.Start({members[1], members[4], members[0]}, {"verify", "2"});
   auto res = last.WaitAll();
   ExpectAllOk(res);
   EXPECT_EQ(Verified(res).tags, 2) << res[0].out;

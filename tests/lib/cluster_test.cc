@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "tests/process_util.h"
+#include "tests/store_util.h"
 #include "tests/test_util.h"
 
 namespace shoal {
@@ -144,14 +145,20 @@ TEST(Cluster, RepairRebuildsReplicasSoASecondLossIsSurvived) {
     w.Start(members, "write", "2");
     ExpectAllOk(w.WaitAll());
   }
+  // A node is lost with its disk; the job restarts without it and declares it lost
+  // (SHOAL_LOST_MEMBERS): its metadata shards are rebuilt at Open, its chunks by the repair.
+  const std::string lost3 = testing::StoreMemberId(members[3].store);
   std::filesystem::remove_all(members[3].store);
   {
+    testing::ScopedEnv lost("SHOAL_LOST_MEMBERS", lost3);
     World w(dir, "file:" + dir.Sub("rdzv-2"));
     w.Start({members[0], members[1], members[2]}, "repair", "2", "4");
     auto res = w.WaitAll();
     ExpectAllOk(res);
   }
+  const std::string lost2 = testing::StoreMemberId(members[2].store);
   std::filesystem::remove_all(members[2].store);
+  testing::ScopedEnv lost("SHOAL_LOST_MEMBERS", lost2);
   World w(dir, "file:" + dir.Sub("rdzv-3"));
   w.Start({members[1], members[0]}, "verify", "2", "4");
   ExpectAllOk(w.WaitAll());

@@ -376,7 +376,7 @@ TEST_P(EngineTest, StoreFormatsOlderOrNewerAreAdoptedOrRefusedNeverMisread) {
   engine_.reset();
   EXPECT_TRUE(std::filesystem::exists(store + "/FORMAT"));  // stamped again
   // A newer format: refused, and the store is left as it is.
-  { std::ofstream(store + "/FORMAT") << "shoal-store 3\n"; }
+  { std::ofstream(store + "/FORMAT") << "shoal-store 4\n"; }
   auto newer = Engine::Open(MakeOptions());
   EXPECT_CODE(newer, kFailedPrecondition);
   // Format 1 written by a one-rank job (user paths in meta/): refused with the reason.

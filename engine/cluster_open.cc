@@ -1,0 +1,249 @@
+// Cluster: the Open of an epoch (engine/membership.h, docs/membership.md). After the world is
+// joined, every member
+//   1. gathers every present member's newest membership record and shard summaries;
+//   2. applies PlanOpen (the same inputs on every rank give the same plan, or the same error);
+//   3. merges the shards it serves from the plan's sources — only those whose summaries differ
+//      from its own copy, so an unchanged world moves nothing and costs O(shards);
+//   4. once every member has merged (a gathered status), records the new epoch; once every
+//      member has recorded it, the world serves;
+//   5. drops the copies of shards it neither owns nor holds any more, and, when every member is
+//      up, the tombstones older than the epoch (every copy has merged them).
+// A member that fails in 3 or 4 fails the Open of every member with its error; a crash there
+// leaves the old epoch (or the new one, on the members that recorded it) with every copy
+// intact: nothing is dropped before step 5.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "base/bytes.h"
+#include "base/log.h"
+#include "engine/cluster.h"
+
+namespace shoal::engine {
+namespace {
+
+constexpr uint32_t kShardPage = 1024;
+
+std::vector<std::byte> EncodeState(const MemberState& m) {
+  ByteWriter w;
+  w.Prefixed(m.id);
+  w.Prefixed(m.node);
+  w.Prefixed(m.latest.epoch == 0 ? std::string() : EncodeMembership(m.latest));
+  w.Put<uint32_t>(static_cast<uint32_t>(m.summaries.size()));
+  for (const ShardSummary& s : m.summaries) {
+    w.Put<uint64_t>(s.count);
+    w.Put<uint64_t>(s.hash);
+  }
+  return w.Take();
+}
+
+Result<MemberState> DecodeState(std::span<const std::byte> b, uint32_t rank) {
+  ByteReader r(b);
+  MemberState m;
+  std::span<const std::byte> id, node, record;
+  uint32_t n = 0;
+  auto bad = [&](std::string_view what) {
+    return Status::Corruption(fmt::format("membership state of rank {}: {}", rank, what));
+  };
+  if (!r.Prefixed(64, &id) || !r.Prefixed(255, &node) || !r.Prefixed(r.left(), &record) ||
+      !r.Get(&n) || n > kMaxShards || r.left() != size_t{n} * 16) {
+    return bad("length");
+  }
+  m.id = std::string(AsChars(id));
+  m.node = std::string(AsChars(node));
+  if (!record.empty()) {
+    auto rec = DecodeMembership(AsChars(record));
+    if (!rec.ok()) return bad(rec.status().message());
+    m.latest = std::move(rec).value();
+  }
+  m.summaries.resize(n);
+  for (ShardSummary& s : m.summaries) {
+    r.Get(&s.count);
+    r.Get(&s.hash);
+  }
+  return m;
+}
+
+std::chrono::milliseconds OpenPhaseDeadline(std::chrono::milliseconds join_timeout) {
+  return std::max<std::chrono::milliseconds>(join_timeout, std::chrono::minutes(10));
+}
+
+}  // namespace
+
+Status Cluster::AgreeAll(Status mine, std::string_view phase, std::chrono::milliseconds deadline) {
+  ByteWriter w;
+  w.Put<uint8_t>(mine.ok() ? 0 : 1);
+  w.Raw(mine.ToString());
+  SHOAL_ASSIGN_OR_RETURN(auto all, world_->AllGather(w.Take(), deadline));
+  for (uint32_t r = 0; r < all.size(); ++r) {
+    if (!all[r].empty() && all[r][0] != std::byte{0}) {
+      std::string_view why = AsChars(std::span<const std::byte>(all[r]).subspan(1));
+      return Status::Unavailable(fmt::format("{} failed on rank {}: {}", phase, r, why));
+    }
+  }
+  return mine;
+}
+
+Status Cluster::MergeShard(uint32_t shard, const std::vector<uint32_t>& from) {
+  for (uint32_t src : from) {
+    std::string after;
+    do {
+      SHOAL_ASSIGN_OR_RETURN(auto page, client_->ShardPage(src, shard, after, kShardPage));
+      open_report_.records_pulled += page.records.size();
+      for (protocol::ShardRecord& rec : page.records) {
+        MetaStore::Versioned v{std::move(rec.path), rec.version, rec.tombstone,
+                               std::move(rec.inode)};
+        Status s = ring_->Apply(shard, v);
+        if (s.code() == Code::kFailedPrecondition) {
+          Log(LogLevel::kWarn, "metadata shard {}: {}", shard, s.message());
+        } else if (!s.ok()) {
+          return s.WithContext(fmt::format("merging metadata shard {} from rank {}", shard, src));
+        }
+      }
+      after = std::move(page.next);
+    } while (!after.empty());
+  }
+  return Status::OK();
+}
+
+Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
+                          std::chrono::milliseconds join_timeout) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline = OpenPhaseDeadline(join_timeout);
+  // 1. What this member brings.
+  MemberState me;
+  me.id = store_->member_id();
+  me.node = world_->members()[world_->rank()].node;
+  SHOAL_ASSIGN_OR_RETURN(me.latest, ring_->LoadMembership());
+  const uint32_t shards = me.latest.epoch != 0 ? me.latest.shards : kDefaultShards;
+  if (me.latest.epoch == 0) {
+    uint64_t skipped = 0;
+    SHOAL_ASSIGN_OR_RETURN(uint64_t indexed, ring_->IndexUnversioned(shards, &skipped));
+    if (indexed != 0 || skipped != 0) {
+      Log(LogLevel::kInfo, "metadata shard of {}: {} record(s) from before versioned membership "
+          "indexed{}", me.id, indexed,
+          skipped == 0 ? std::string()
+                       : fmt::format(", {} with paths over 200 bytes left out", skipped));
+    }
+  }
+  SHOAL_ASSIGN_OR_RETURN(me.summaries, ring_->Summaries(shards));
+  SHOAL_ASSIGN_OR_RETURN(auto gathered, world_->AllGather(EncodeState(me), deadline));
+  std::vector<MemberState> present;
+  for (uint32_t r = 0; r < gathered.size(); ++r) {
+    SHOAL_ASSIGN_OR_RETURN(MemberState m, DecodeState(gathered[r], r));
+    present.push_back(std::move(m));
+  }
+
+  // 2. The plan: the same on every rank.
+  SHOAL_ASSIGN_OR_RETURN(OpenPlan plan,
+                         PlanOpen(present, options_.replicas, declare_lost, kDefaultShards));
+  const Membership& next = plan.next;
+  if (world_->rank() == 0) {
+    for (const std::string& w : plan.warnings) Log(LogLevel::kWarn, "{}", w);
+  }
+  service_->SetEpoch(next.shards, next.epoch);
+  membership_ = next;
+  up_rank_.assign(next.members.size(), -1);
+  for (uint32_t i = 0; i < next.members.size(); ++i) {
+    up_rank_[i] = RankOfMember(next.members[i].id);
+  }
+  const int64_t my_index = next.IndexOf(me.id);
+
+  // 3. Merge the shards this member serves from the copies that differ from its own.
+  Status merged;
+  uint64_t pulled_shards = 0;
+  for (uint32_t s = 0; s < next.shards && merged.ok(); ++s) {
+    const auto& holders = next.holders[s];
+    if (!std::binary_search(holders.begin(), holders.end(), static_cast<uint32_t>(my_index))) {
+      continue;
+    }
+    const auto& sources = plan.sources[s];
+    const uint32_t me_rank = world_->rank();
+    const bool is_source = std::find(sources.begin(), sources.end(), me_rank) != sources.end();
+    ShardSummary mine = s < me.summaries.size() ? me.summaries[s] : ShardSummary{};
+    if (!is_source && mine.count != 0) {
+      merged = ring_->DropShard(s);  // a stale copy: replaced by the current ones
+      mine = {};
+    }
+    std::vector<uint32_t> from;
+    std::vector<ShardSummary> seen{mine};
+    for (uint32_t src : sources) {
+      const ShardSummary theirs =
+          s < present[src].summaries.size() ? present[src].summaries[s] : ShardSummary{};
+      if (src == me_rank || theirs.count == 0) continue;
+      if (std::find(seen.begin(), seen.end(), theirs) != seen.end()) continue;
+      seen.push_back(theirs);
+      from.push_back(src);
+    }
+    if (merged.ok() && !from.empty()) {
+      merged = MergeShard(s, from);
+      pulled_shards++;
+    }
+  }
+  SHOAL_RETURN_IF_ERROR(AgreeAll(merged, "merging metadata shards", deadline));
+
+  // 4. Record the epoch, then serve.
+  SHOAL_RETURN_IF_ERROR(
+      AgreeAll(ring_->SaveMembership(next), fmt::format("recording epoch {}", next.epoch), deadline));
+
+  // 5. Copies nobody reads any more.
+  uint64_t dropped = 0;
+  for (uint32_t s = 0; s < next.shards; ++s) {
+    const auto& holders = next.holders[s];
+    const auto& owners = next.owners[s];
+    const uint32_t mi = static_cast<uint32_t>(my_index);
+    if (std::binary_search(holders.begin(), holders.end(), mi) ||
+        std::find(owners.begin(), owners.end(), mi) != owners.end()) {
+      continue;
+    }
+    if (s < me.summaries.size() && me.summaries[s].count != 0) {
+      Status d = ring_->DropShard(s);
+      if (!d.ok()) Log(LogLevel::kWarn, "dropping metadata shard {}: {}", s, d.ToString());
+      dropped++;
+    }
+  }
+  if (plan.collect_tombstones) {
+    auto collected = ring_->CollectTombstones(next.shards, MemberService::VersionFloor(next.epoch));
+    if (!collected.ok()) {
+      Log(LogLevel::kWarn, "collecting tombstones: {}", collected.status().ToString());
+    }
+  }
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                              started).count();
+  uint32_t up = 0;
+  for (const MemberEntry& m : next.members) up += m.up ? 1 : 0;
+  open_report_.owner_moves = plan.owner_moves;
+  open_report_.shards_merged = pulled_shards;
+  open_report_.shards_dropped = dropped;
+  open_report_.ms = ms;
+  if (auto sums = ring_->Summaries(next.shards); sums.ok()) {
+    for (const ShardSummary& sum : *sums) open_report_.records_held += sum.count;
+  }
+  Log(world_->rank() == 0 ? LogLevel::kInfo : LogLevel::kDebug,
+      "epoch {}: {} member(s), {} up, {} lost; {} shard ownership(s) moved; this member merged {} "
+      "shard(s), dropped {} ({:.1f} ms)",
+      next.epoch, next.members.size(), up, next.lost.size(), plan.owner_moves, pulled_shards,
+      dropped, ms);
+  return Status::OK();
+}
+
+std::vector<uint32_t> Cluster::ShardRanks(uint32_t shard) const {
+  // The up owners, primary first; when none is up, the up holders.
+  std::vector<uint32_t> ranks;
+  for (uint32_t o : membership_.owners[shard]) {
+    if (up_rank_[o] >= 0) ranks.push_back(static_cast<uint32_t>(up_rank_[o]));
+  }
+  if (ranks.empty()) {
+    for (uint32_t h : membership_.holders[shard]) {
+      if (up_rank_[h] >= 0) ranks.push_back(static_cast<uint32_t>(up_rank_[h]));
+    }
+  }
+  return ranks;
+}
+
+std::vector<uint32_t> Cluster::MetadataOwners(std::string_view path) const {
+  return ShardRanks(ShardOf(path, membership_.shards));
+}
+
+}  // namespace shoal::engine

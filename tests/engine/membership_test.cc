@@ -1,0 +1,108 @@
+// The rule of Open (engine/membership.h) as a pure function: majorities, lost stores, holders,
+// and how much the owner table moves.
+#include "engine/membership.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/test_util.h"
+
+namespace shoal::engine {
+namespace {
+
+std::string Id(int i) { return std::string(31, '0') + static_cast<char>('a' + i); }
+
+MemberState Fresh(int i) { return MemberState{Id(i), "node" + std::to_string(i), {}, {}}; }
+
+// The states of `ids` after `plan` was recorded by every one of them.
+std::vector<MemberState> After(const OpenPlan& plan, const std::vector<int>& ids) {
+  std::vector<MemberState> out;
+  for (int i : ids) out.push_back({Id(i), "node" + std::to_string(i), plan.next, {}});
+  return out;
+}
+
+TEST(Membership, RecordRoundTripsAndDamageIsRefused) {
+  auto plan = PlanOpen({Fresh(0), Fresh(1), Fresh(2)}, 2, {});
+  ASSERT_OK(plan);
+  const std::string bytes = EncodeMembership(plan->next);
+  auto back = DecodeMembership(bytes);
+  ASSERT_OK(back);
+  EXPECT_EQ(*back, plan->next);
+  for (size_t n = 0; n < bytes.size(); n += 7) {
+    EXPECT_FALSE(DecodeMembership(bytes.substr(0, n)).ok()) << "prefix of " << n;
+  }
+  std::string bad = bytes;
+  bad[bad.size() - 2] = '\x7f';  // a holder index out of range
+  EXPECT_FALSE(DecodeMembership(bad).ok());
+}
+
+TEST(Membership, MajorityAndHoldersDecideWhoMayStartTheNextEpoch) {
+  auto e1 = PlanOpen({Fresh(0), Fresh(1), Fresh(2), Fresh(3)}, 2, {});
+  ASSERT_OK(e1);
+  EXPECT_CODE(PlanOpen(After(*e1, {0, 1}), 2, {}), kUnavailable);  // 2 of 4
+  auto e2 = PlanOpen(After(*e1, {0, 1, 2}), 2, {});
+  ASSERT_OK(e2);
+  EXPECT_EQ(e2->next.epoch, 2u);
+  EXPECT_EQ(e2->next.members.size(), 4u);  // 3 stays a member, down
+  EXPECT_FALSE(e2->next.members[3].up);
+  EXPECT_FALSE(e2->collect_tombstones);
+  // {1, 2, 3} after {0, 1, 2}: shards held only by 0 in epoch 2 -> refused, naming 0.
+  std::vector<MemberState> later = After(*e2, {1, 2});
+  later.push_back({Id(3), "node3", e1->next, {}});
+  auto refused = PlanOpen(later, 2, {});
+  EXPECT_CODE(refused, kUnavailable);
+  EXPECT_NE(refused.status().message().find(Id(0)), std::string::npos) << refused.status();
+  // Declaring 0 lost lets it start (the user's decision) and 0 is refused for ever after.
+  auto e3 = PlanOpen(later, 2, {Id(0)});
+  ASSERT_OK(e3);
+  EXPECT_EQ(e3->next.lost, std::vector<std::string>{Id(0)});
+  std::vector<MemberState> back = After(*e3, {1, 2, 3});
+  back.push_back({Id(0), "node0", e2->next, {}});
+  EXPECT_CODE(PlanOpen(back, 2, {}), kFailedPrecondition);
+  // A present store cannot be declared lost; an unknown id is an error.
+  EXPECT_CODE(PlanOpen(After(*e1, {0, 1, 2}), 2, {Id(0)}), kInvalidArgument);
+  EXPECT_CODE(PlanOpen(After(*e1, {0, 1, 2}), 2, {Id(9)}), kInvalidArgument);
+  // A store of another world (its epoch, not a member) is refused.
+  std::vector<MemberState> mixed = After(*e1, {0, 1, 2});
+  auto other = PlanOpen({Fresh(7)}, 1, {});
+  ASSERT_OK(other);
+  mixed.push_back({Id(7), "node7", other->next, {}});
+  EXPECT_CODE(PlanOpen(mixed, 2, {}), kFailedPrecondition);
+}
+
+TEST(Membership, OwnersMoveOnlyWhereMembershipChanged) {
+  for (uint32_t n : {1u, 2u, 4u, 8u}) {
+    std::vector<MemberState> fresh;
+    std::vector<int> ids;
+    for (uint32_t i = 0; i < n; ++i) {
+      fresh.push_back(Fresh(static_cast<int>(i)));
+      ids.push_back(static_cast<int>(i));
+    }
+    auto e1 = PlanOpen(fresh, 2, {});
+    ASSERT_OK(e1);
+    auto same = PlanOpen(After(*e1, ids), 2, {});
+    ASSERT_OK(same);
+    EXPECT_EQ(same->owner_moves, 0u);
+    EXPECT_EQ(same->next.owners, e1->next.owners);
+    std::vector<MemberState> grown = After(*e1, ids);
+    grown.push_back(Fresh(static_cast<int>(n)));
+    auto joined = PlanOpen(grown, 2, {});
+    ASSERT_OK(joined);
+    const double copies = static_cast<double>(kDefaultShards) * std::min(2u, n + 1);
+    const double fraction = static_cast<double>(joined->owner_moves) / copies;
+    EXPECT_LE(fraction, 1.1 / n) << n << " members";
+    EXPECT_GT(joined->owner_moves, 0u);
+    // Balanced: loads differ by at most one.
+    std::vector<uint32_t> load(n + 1, 0);
+    for (const auto& o : joined->next.owners) {
+      for (uint32_t m : o) load[m]++;
+    }
+    auto [lo, hi] = std::minmax_element(load.begin(), load.end());
+    EXPECT_LE(*hi - *lo, 1u) << n + 1 << " members";
+  }
+}
+
+}  // namespace
+}  // namespace shoal::engine

@@ -1,0 +1,250 @@
+// Versioned membership (engine/membership.h, docs/membership.md) in worlds of one process:
+// sequences of jobs of different sizes over the same stores, members down and back, members
+// declared lost, partial worlds one after another. After every step the invariants are checked
+// against a model of what was acknowledged: every object whose Seal returned OK and that was not
+// removed with OK is listed and reads back bit-exact; every object removed with OK is neither
+// listed nor found.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <set>
+
+#include "tests/engine/inproc_world.h"
+#include "tests/test_util.h"
+
+namespace shoal {
+namespace {
+
+using testing::InProcWorld;
+using testing::Pattern;
+using testing::TempDir;
+
+constexpr uint32_t kChunk = testing::kTestChunk;
+
+uint64_t Seed() {
+  const char* s = std::getenv("SHOAL_TEST_SEED");
+  return s != nullptr ? std::strtoull(s, nullptr, 10) : 20261129;
+}
+
+class MembershipWorld : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    world_ = std::make_unique<InProcWorld>(dir_, std::vector<std::string>{"n0", "n1", "n2", "n3", "n4"},
+                                           2, Seed());
+  }
+  engine::Cluster& M(uint32_t r) { return world_->at(r); }
+
+  Status Put(uint32_t r, const std::string& path, std::vector<std::byte> data) {
+    SHOAL_RETURN_IF_ERROR(M(r).Create(path, {}));
+    Status s = M(r).Write(path, 0, data);
+    if (s.ok()) s = M(r).Seal(path);
+    if (!s.ok()) {
+      (void)M(r).Abort(path);
+      return s;
+    }
+    live_[path] = std::move(data);
+    removed_.erase(path);
+    return s;
+  }
+  // Objects of several sizes: inline, one chunk, several chunks.
+  void PutSome(const std::string& prefix, int n) {
+    for (int i = 0; i < n; ++i) {
+      const size_t size = i % 3 == 0 ? 100 + i : (i % 3 == 1 ? kChunk + i : 3 * kChunk + i);
+      ASSERT_OK(Put(i % world_->size(), "d/" + prefix + std::to_string(i),
+                    Pattern(size, static_cast<uint8_t>(puts_++))));
+    }
+  }
+  void Remove(uint32_t r, const std::string& path) {
+    ASSERT_OK(M(r).Remove(path)) << path;
+    live_.erase(path);
+    removed_.insert(path);
+  }
+
+  // The invariants, through every rank.
+  void Check(const std::string& step) {
+    SCOPED_TRACE(step);
+    for (uint32_t r = 0; r < world_->size(); ++r) {
+      std::set<std::string> listed;
+      ListOptions lo;
+      lo.limit = 13;
+      for (;;) {
+        auto page = M(r).List("d", lo);
+        if (!page.ok() && page.status().code() == Code::kNotFound && live_.empty()) break;
+        ASSERT_OK(page) << "rank " << r;
+        for (auto& e : page->entries) listed.insert("d/" + e.name);
+        if (!page->truncated) break;
+        lo.start_after = page->next_start_after;
+      }
+      std::set<std::string> want;
+      for (auto& [p, d] : live_) want.insert(p);
+      EXPECT_EQ(listed, want) << "rank " << r << " lists other names";
+      for (const std::string& p : removed_) {
+        EXPECT_CODE(M(r).Stat(p), kNotFound) << "rank " << r << ": removed " << p << " is back";
+      }
+    }
+    uint32_t r = 0;
+    for (auto& [path, data] : live_) {
+      std::vector<std::byte> got(data.size());
+      ReadRequest req{path, 0, got, {}, 0};
+      const uint32_t rank = r++ % world_->size();
+      ASSERT_OK(M(rank).ReadBatch({&req, 1}));
+      ASSERT_OK(req.status) << "rank " << rank << " reading " << path;
+      EXPECT_TRUE(got == data) << path << " reads other bytes";
+    }
+    // Every shard has its full count of owners among the members.
+    const engine::Membership& m = M(0).membership();
+    for (uint32_t s = 0; s < m.shards; ++s) {
+      EXPECT_EQ(m.owners[s].size(), std::min<size_t>(2, m.members.size())) << "shard " << s;
+    }
+  }
+
+  TempDir dir_;
+  std::unique_ptr<InProcWorld> world_;
+  std::map<std::string, std::vector<std::byte>> live_;
+  std::set<std::string> removed_;
+  int puts_ = 0;
+};
+
+// 1 -> 3 -> 2 -> 4 (one new empty member) -> 3 -> 1 (refused: no majority) -> 4 -> 3 (one declared
+// lost) -> 4 (the lost store offered again: refused) -> 3 permuted; removes at every step.
+TEST_F(MembershipWorld, SequencesOfWorldsOverTheSameStoresLoseNothingAndResurrectNothing) {
+  ASSERT_OK(world_->StartStores({0}));
+  PutSome("a", 10);
+  Remove(0, "d/a0");
+  Remove(0, "d/a1");
+  Check("world of 1");
+
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  Check("1 -> 3");
+  // What the world of 1 wrote has one copy; the world of 3 gives it its 2.
+  auto report = M(0).Repair("");
+  ASSERT_OK(report);
+  EXPECT_GT(report->chunks_copied, 0u);
+  PutSome("b", 10);
+  Remove(1, "d/a2");
+  Remove(2, "d/b0");
+  Check("world of 3");
+
+  ASSERT_OK(world_->StartStores({0, 1}));  // store 2 is down: still a member
+  Check("3 -> 2");
+  PutSome("c", 10);
+  Remove(0, "d/a3");
+  Remove(1, "d/b1");
+  Remove(1, "d/c0");
+  Check("world of 2");
+
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));  // store 2 back, store 3 new
+  Check("2 -> 4");
+  PutSome("e", 10);
+  Remove(3, "d/a4");
+  Remove(2, "d/c1");
+  Check("world of 4");
+
+  ASSERT_OK(world_->StartStores({1, 2, 3}));
+  Check("4 -> 3");
+  Remove(0, "d/b2");
+  Remove(2, "d/e0");
+  Check("world of 3 without store 0");
+
+  EXPECT_CODE(world_->StartStores({0}), kUnavailable);  // 1 of 4: no majority
+
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  Check("all 4 again");
+  Remove(1, "d/a5");
+  const std::string lost = world_->MemberId(3);
+  ASSERT_OK(world_->StartStores({0, 1, 2}, {lost}));
+  Check("store 3 declared lost");
+  auto refused = world_->StartStores({0, 1, 2, 3});
+  EXPECT_CODE(refused, kFailedPrecondition);
+  EXPECT_NE(refused.message().find(lost), std::string::npos) << refused;
+
+  ASSERT_OK(world_->StartStores({2, 0, 1}));
+  Check("3 permuted");
+  EXPECT_TRUE(std::all_of(M(0).membership().members.begin(), M(0).membership().members.end(),
+                          [](const engine::MemberEntry& e) { return e.up; }));
+}
+
+// Two partial worlds one after the other on disjoint halves: neither half has a majority.
+// Then a world of 2 of 3, and the other 2 of 3 after it: refused unless it holds every shard.
+TEST_F(MembershipWorld, DisjointPartialWorldsOneAfterAnotherCannotBothStart) {
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  PutSome("a", 8);
+  EXPECT_CODE(world_->StartStores({0, 1}), kUnavailable);
+  EXPECT_CODE(world_->StartStores({2, 3}), kUnavailable);
+
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  PutSome("b", 8);
+  Remove(0, "d/a0");
+  Check("3 of 4");
+  // {3, x}: 2 of 4 -> no majority whatever x is.
+  EXPECT_CODE(world_->StartStores({3, 0}), kUnavailable);
+  // {1, 2, 3}: a majority, but shards written in the last epoch whose copies are only on store
+  // 0 must refuse it; when it opens, it must show everything.
+  Status other = world_->StartStores({1, 2, 3});
+  if (other.ok()) {
+    Check("{1, 2, 3} after {0, 1, 2}");
+  } else {
+    EXPECT_CODE(other, kUnavailable);
+    EXPECT_NE(other.message().find(world_->MemberId(0)), std::string::npos) << other;
+  }
+}
+
+// Removes while a member is down, then its return: nothing comes back. A member dying during
+// the epoch: removes it owned are refused (nothing changes), the others stay removed.
+TEST_F(MembershipWorld, RemovesWhileAMemberIsDownNeverComeBack) {
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  PutSome("a", 20);
+  ASSERT_OK(world_->StartStores({0, 1}));
+  for (int i = 0; i < 20; i += 2) Remove(i % 2, "d/a" + std::to_string(i));
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  Check("store 2 back after removes");
+
+  world_->net().Kill(2);
+  int refused = 0;
+  for (int i = 1; i < 20; i += 2) {
+    const std::string p = "d/a" + std::to_string(i);
+    Status s = M(i % 2).Remove(p);
+    if (s.ok()) {
+      live_.erase(p);
+      removed_.insert(p);
+    } else {
+      EXPECT_CODE(s, kUnavailable);
+      refused++;
+    }
+  }
+  EXPECT_GT(refused, 0);
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  Check("after removes with a member dead");
+}
+
+// An unchanged world opens without moving a record; one member joining a world of 4 moves about
+// 1/5 of the record copies (goal <= 1.1 / 4).
+TEST_F(MembershipWorld, OpenMovesOnlyWhatOwnershipChangedAndNothingWhenUnchanged) {
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  for (int i = 0; i < 400; ++i) {
+    ASSERT_OK(Put(i % 4, "d/s" + std::to_string(i), Pattern(64, static_cast<uint8_t>(i))));
+  }
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  uint64_t held = 0;
+  for (uint32_t r = 0; r < 4; ++r) {
+    EXPECT_EQ(M(r).open_report().records_pulled, 0u) << "rank " << r;
+    EXPECT_EQ(M(r).open_report().shards_merged, 0u) << "rank " << r;
+    held += M(r).open_report().records_held;
+  }
+  EXPECT_EQ(M(0).open_report().owner_moves, 0u);
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3, 4}));
+  uint64_t pulled = 0;
+  for (uint32_t r = 0; r < 5; ++r) pulled += M(r).open_report().records_pulled;
+  const double fraction = static_cast<double>(pulled) / static_cast<double>(held);
+  std::printf("join of 1 to 4: %llu of %llu record copies moved (%.3f; goal <= %.3f)\n",
+              static_cast<unsigned long long>(pulled), static_cast<unsigned long long>(held),
+              fraction, 1.1 / 4);
+  EXPECT_GT(pulled, 0u);
+  EXPECT_LE(fraction, 1.1 / 4);
+  Check("after the join");
+}
+
+}  // namespace
+}  // namespace shoal
