@@ -32,6 +32,7 @@ constexpr Target kTargets[] = {
     {"member_info", FuzzMemberInfo, MemberInfoSeeds},
     {"number", FuzzNumber, NumberSeeds},
     {"protocol", FuzzProtocol, ProtocolSeeds},
+    {"membership", FuzzMembership, MembershipSeeds},
 };
 constexpr size_t kNumTargets = std::size(kTargets);
 static_assert(kNumTargets <= 256, "the selector is one byte");

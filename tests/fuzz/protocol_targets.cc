@@ -44,7 +44,7 @@ void FuzzProtocol(std::string_view input) {
   const std::string_view rest = in.Rest();
   const std::span<const std::byte> b = AsBytes(rest);
   const std::string path = "fuzz/object";
-  switch (which % 13) {
+  switch (which % 17) {
     case 0: return RoundTrip<p::Contribute>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
     case 1:
       return RoundTrip<p::CollectiveResult>(
@@ -67,6 +67,13 @@ void FuzzProtocol(std::string_view input) {
       RoundTrip<p::CommitPart>(b, [&](std::span<const std::byte> x, auto* m) { return p::Decode(x, param, m); });
       RoundTrip<p::Verdict>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
       return;
+    case 13: return RoundTrip<p::VersionReply>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
+    case 14:
+      return RoundTrip<p::RemoveReply>(b, [&](std::span<const std::byte> x, auto* m) { return p::Decode(x, path, m); });
+    case 15: return RoundTrip<p::ShardPage>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
+    case 16:
+      return RoundTrip<p::ShardPageReply>(
+          b, [&](std::span<const std::byte> x, auto* m) { return p::Decode(x, param % 4096, m); });
   }
 }
 
@@ -111,6 +118,12 @@ std::vector<std::string> ProtocolSeeds() {
   add(12, 10, p::Encode(p::MetaListReply{true, {{"x", false, 5}, {"y", true, 2}}}));
   add(12, 3, p::Encode(p::CommitPart{Status::OK(), {{"rank-0/model", 100, 7, 0}}}));
   add(12, 0, p::Encode(p::Verdict{Status::NoSpace("full")}));
+  add(13, 0, p::Encode(p::VersionReply{(uint64_t{3} << 40) | 7}));
+  add(14, 0, p::Encode(p::RemoveReply{5, striped}));
+  add(14, 0, p::Encode(p::RemoveReply{6, std::nullopt}));
+  add(15, 0, p::Encode(p::ShardPage{17, "a/b", 1024}));
+  add(16, 8, p::Encode(p::ShardPageReply{"a/c", {{"a/b", 9, false, engine::EncodeInode(striped)},
+                                                   {"a/c", 11, true, ""}}}));
   return seeds;
 }
 

@@ -12,6 +12,7 @@
 #include "engine/inode.h"
 #include "engine/path.h"
 #include "engine/member_info.h"
+#include "engine/membership.h"
 #include "lib/manifest.h"
 #include "tests/fuzz/fuzz_target.h"
 #include "transport/launch_info.h"
@@ -420,6 +421,32 @@ std::vector<std::string> MemberInfoSeeds() {
   m.node = std::string(255, 'n');
   m.ucx_address.resize(1);
   seeds.emplace_back(AsChars(engine::EncodeMemberInfo(m)));
+  return seeds;
+}
+
+// ---- engine/membership.h: a world's membership record ----
+// Input: the record.
+
+void FuzzMembership(std::string_view input) {
+  auto m = engine::DecodeMembership(input);
+  if (!m.ok()) {
+    FUZZ_REQUIRE(m.status().IsCorruption());
+    return;
+  }
+  FUZZ_REQUIRE(m->owners.size() == m->shards && m->holders.size() == m->shards);
+  const std::string once = engine::EncodeMembership(*m);
+  auto again = engine::DecodeMembership(once);
+  FUZZ_REQUIRE(again.ok() && *again == *m);
+}
+
+std::vector<std::string> MembershipSeeds() {
+  std::vector<std::string> seeds;
+  std::vector<engine::MemberState> present;
+  for (int i = 0; i < 3; ++i) {
+    present.push_back({std::string(31, '0') + static_cast<char>('a' + i), "n" + std::to_string(i), {}, {}});
+  }
+  auto plan = engine::PlanOpen(present, 2, {}, 8);
+  if (plan.ok()) seeds.push_back(engine::EncodeMembership(plan->next));
   return seeds;
 }
 
