@@ -43,6 +43,10 @@ struct Cluster::Writing {
   std::set<uint32_t> holders GUARDED_BY(mu);    // ranks holding pieces
   uint32_t writers GUARDED_BY(mu) = 0;
   bool closing GUARDED_BY(mu) = false;
+  // A Seal failed after its record may have reached a metadata owner (no reply, or a rollback
+  // that could not reach every owner): the object may exist, so Abort leaves its committed chunks
+  // in place (space that leaks when it does not) rather than risk a record without its chunks.
+  bool outcome_unknown GUARDED_BY(mu) = false;
   Status error GUARDED_BY(mu);
 
   void Fail(const Status& s) EXCLUDES(mu) {
@@ -330,8 +334,15 @@ Status Cluster::Seal(std::string_view path) {
   }
   // The primary decides a race between two creators of the path and assigns the record's
   // version; every other up owner gets the same version, and all must have it.
+  auto unknown = [&] {
+    MutexLock lk(&w->mu);
+    w->outcome_unknown = true;
+  };
   auto version = client_->MetaInsert(owners[0], path, inode, 0);
   if (!version.ok()) {
+    if (!Decisive(version.status()) && version.status().code() != Code::kFailedPrecondition) {
+      unknown();
+    }
     return fail(version.status().WithContext(fmt::format("sealing \"{}\"", path)));
   }
   std::vector<uint32_t> replicas(owners.begin() + 1, owners.end());
@@ -345,7 +356,10 @@ Status Cluster::Seal(std::string_view path) {
   if (!bad.ok()) {
     // Roll back the records inserted (only this object's: a winner's must stay). A tombstone
     // is left, newer than the record, so no copy can bring it back.
+    // A replica without a reply may hold the record, which the primary's tombstone outvotes
+    // only where both are merged: the outcome is not known.
     (void)client_->MetaRemoveAll(inserted, path, inode.uid, 0);
+    unknown();
     return fail(bad.WithContext(fmt::format("sealing \"{}\" (metadata replica)", path)));
   }
   MutexLock lk(&open_mu_);
@@ -361,6 +375,7 @@ Status Cluster::Abort(std::string_view path) {
     w->closing = true;
     Await(w->cv, &w->mu, [&]() REQUIRES(w->mu) { return w->writers == 0; });
     holders = w->holders;
+    if (w->outcome_unknown) holders.clear();
   }
   w->flight->Wait();
   DropEverywhere(w->uid, holders);
@@ -508,7 +523,9 @@ Status Cluster::Remove(std::string_view path) {
     if (s.ok()) done++;
     else if (failure.ok()) failure = s;
   }
-  if (removed->inode && removed->inode->is_striped) {
+  // Chunks go only when every owner has the tombstone: an owner that missed it keeps a record
+  // that an Open without the others would serve, and its chunks must still be there.
+  if (failure.ok() && removed->inode && removed->inode->is_striped) {
     const Inode& gone = *removed->inode;
     std::set<uint32_t> holders;
     for (const PlacementMember& m : gone.layout) {
