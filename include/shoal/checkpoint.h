@@ -31,7 +31,8 @@
 //
 // Errors: Status/Result, nothing throws. Bad tags and blob names: InvalidArgument. A tag that
 // is already committed: AlreadyExists at Begin. An uncommitted or unknown tag: NotFound. A blob
-// whose bytes do not match the manifest's CRC32C: Corruption.
+// whose bytes do not match the manifest's CRC32C: Corruption. A Commit whose outcome this rank
+// cannot know: Timeout (see CheckpointSave::Commit).
 #pragma once
 
 #include <chrono>
@@ -101,7 +102,8 @@ class SHOAL_EXPORT SaveHandle {
   // Wait() returns FailedPrecondition ("no save") at once, duration() is 0.
   SaveHandle();
   // Blocks until the save and its commit finished; returns their outcome (the same on every
-  // call). A default-constructed handle: FailedPrecondition at once, never blocks.
+  // call), exact as CheckpointSave::Commit says: OK iff committed, Timeout iff unknown. A
+  // default-constructed handle: FailedPrecondition at once, never blocks.
   Status Wait() const;
   bool done() const;
   // Wall time from Begin to the end of the commit, once done.
@@ -139,9 +141,23 @@ class SHOAL_EXPORT CheckpointSave {
   }
 
   // Collective: publishes the tag once every rank's blobs are durable. Sync mode: returns when
-  // the tag is committed (or not: the same error on every rank). Async mode: returns at once;
-  // the handle tells the outcome. `metadata` (any bytes, e.g. JSON; up to 64 KiB) is stored
-  // from rank 0's call. FailedPrecondition when called twice.
+  // the commit ended. Async mode: returns at once; the handle tells the outcome. `metadata`
+  // (any bytes, e.g. JSON; up to 64 KiB) is stored from rank 0's call. FailedPrecondition
+  // when called twice.
+  //
+  // The outcome is exact, on every rank:
+  //   OK          the tag is committed (listed, every blob durable).
+  //   Timeout     the outcome is unknown to this rank, and only then: it lost rank 0 (or rank
+  //               0 lost a peer) before rank 0's verdict reached it, or rank 0 could not tell
+  //               whether the manifest's seal took. Resolve it with Latest()/List() (the tag
+  //               is committed iff listed) once rank 0's commit has ended, which the next
+  //               collective call (Begin) waits for, or a restarted job; Begin(same tag)
+  //               answers AlreadyExists iff it is committed. Every rank gets the same answer.
+  //   any other   the tag is not committed (a definite failure; a timeout inside it is
+  //               reported as Unavailable). The ranks that heard rank 0 return its error.
+  // Rank 0 always knows (OK or a definite error, unless the seal's own result is lost); a
+  // failed verdict delivery never turns its OK into an error. Retention runs after the verdict
+  // and never changes the result.
   SaveHandle Commit(std::string_view metadata = {});
 
   class Impl;  // lib/checkpoint.cc
