@@ -58,8 +58,11 @@ struct CheckpointOptions {
   bool async = false;
   // Size of the staging pool (async mode), >= 1 MiB. Allocated at the first async save.
   uint64_t staging_bytes = 1ull << 30;
-  // After each commit, rank 0 deletes committed tags older than the newest `keep_last`
-  // (0 keeps every tag).
+  // After each commit, and at each Begin before anything is saved, rank 0 deletes committed
+  // tags older than the newest `keep_last` (0 keeps every tag): their manifests first, then
+  // their blobs. So at most keep_last + 1 tags are listed at any instant, whatever is killed
+  // when (keep_last + 1 between a publish and its retention); Begin fails when it cannot
+  // remove the excess.
   uint32_t keep_last = 0;
   // Verify every blob against the manifest's CRC32C on Load (chunk CRCs are checked always).
   bool verify_on_load = true;
@@ -207,7 +210,10 @@ class SHOAL_EXPORT Checkpointer {
   // Deletes committed `tag`: the manifest first (the tag stops being listed at once), then its
   // blobs on every member. Not collective; call it from one rank.
   Status Remove(std::string_view tag);
-  // Keeps the newest `keep_last` committed tags and removes the others. Returns how many went.
+  // Keeps the newest `keep_last` committed tags and removes the others: every one of their
+  // manifests first (oldest first), then, once a listing confirms none is listed, their blobs
+  // (an interruption leaves data without a manifest, which Begin collects). Returns how many
+  // went.
   Result<uint32_t> Retain(uint32_t keep_last);
   // Removes the data of every tag that has no manifest. Only while no save of this job is in
   // progress on any rank (Begin calls it on rank 0 at a point where none is).
