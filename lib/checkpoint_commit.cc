@@ -1,7 +1,7 @@
 // The commit protocol of a checkpoint save: every rank's part (its blob list, or why it failed)
 // all-gathered; rank 0 publishes the manifest, the commit point, when every part succeeded;
-// every rank returns rank 0's verdict, or Timeout ("outcome unknown") when it cannot hear it;
-// then rank 0 runs retention.
+// rank 0 runs retention; every rank returns rank 0's verdict, or Timeout ("outcome unknown")
+// when it cannot hear it.
 #include "lib/checkpoint_commit.h"
 
 #include <fmt/format.h>
@@ -174,6 +174,10 @@ Status SaveJob::Commit(std::string_view metadata) {
       Log(LogLevel::kInfo, "checkpoint \"{}\" committed: {} blobs from {} ranks, sequence {}", tag,
           m.blobs.size(), m.world_size, m.sequence);
       AtCommitPoint(CommitPoint::kPublished, e, tag);
+      // Retention before the verdict: when Commit returns on any rank, at most keep_last tags
+      // are listed (tests/python/world_worker.py relies on it). Its failure is logged and
+      // never changes the result: the tag is committed.
+      if (after_publish) after_publish();
     } else if (!unknown) {
       outcome = Definite(outcome);
     }
@@ -189,12 +193,7 @@ Status SaveJob::Commit(std::string_view metadata) {
       Log(LogLevel::kWarn, "checkpoint \"{}\": the verdict reached not every rank: {}", tag,
           told.status().ToString());
     }
-    if (!published) return outcome;
-    AtCommitPoint(CommitPoint::kToldVerdict, e, tag);
-    // Retention runs after the verdict: its removals (slow, or failing with a peer gone) never
-    // delay or change the commit's result.
-    if (after_publish) after_publish();
-    return Status::OK();
+    return published ? Status::OK() : outcome;
   }
   if (!local.ok()) return Definite(local).WithContext(context);  // rank 0 cannot have published
   if (!told.ok()) return OutcomeUnknown(told.status().WithContext("hearing rank 0's verdict"))

@@ -25,8 +25,7 @@ Status OutcomeUnknown(const Status& why);
 // global to the process and must be set before any checkpointer runs.
 enum class CommitPoint {
   kPartsGathered,  // every rank: its parts all-gather returned OK
-  kPublished,      // rank 0: the manifest is sealed, the verdict not yet told
-  kToldVerdict,    // rank 0: the verdict all-gather returned, retention not yet run
+  kPublished,      // rank 0: the manifest is sealed; neither retention nor the verdict ran
   kUnpublished,    // retention (rank 0): every excess manifest removed, no blob removed yet
 };
 using CommitHook = std::function<void(CommitPoint point, Engine& e, std::string_view tag)>;

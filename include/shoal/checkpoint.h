@@ -159,8 +159,9 @@ class SHOAL_EXPORT CheckpointSave {
   //   any other   the tag is not committed (a definite failure; a timeout inside it is
   //               reported as Unavailable). The ranks that heard rank 0 return its error.
   // Rank 0 always knows (OK or a definite error, unless the seal's own result is lost); a
-  // failed verdict delivery never turns its OK into an error. Retention runs after the verdict
-  // and never changes the result.
+  // failed verdict delivery never turns its OK into an error. With keep_last, rank 0 applies
+  // retention between its publish and the verdict (so when Commit returns OK, at most
+  // keep_last tags are listed, unless retention failed: logged); it never changes the result.
   SaveHandle Commit(std::string_view metadata = {});
 
   class Impl;  // lib/checkpoint.cc

@@ -7,7 +7,7 @@
 //                      every rank SYNC/ok-<n>-r<rank>, unknown-<n>-r<rank> (Timeout: outcome
 //                      unknown) or failed-<n>-r<rank> (any other error) after each Commit.
 //                      DIE "R:POINT": rank R SIGKILLs itself at the first POINT of the commit
-//                      protocol (lib/checkpoint_commit.h): published, told, unpublished, or
+//                      protocol (lib/checkpoint_commit.h): published, unpublished, or
 //                      verdict (rank R != 0: once rank 0 published, before R hears the verdict).
 //   ckpt_member verify STORE SYNC REPLICAS                   every committed tag loads bit-exact
 //                      (each rank loads a share of every tag's blobs, written by other ranks),
@@ -62,8 +62,6 @@ void ArmDeath(Engine& e, Checkpointer& ck, const std::string& spec) {
   CommitPoint at;
   if (point == "published") {
     at = CommitPoint::kPublished;
-  } else if (point == "told") {
-    at = CommitPoint::kToldVerdict;
   } else if (point == "unpublished") {
     at = CommitPoint::kUnpublished;
   } else if (point == "verdict") {
