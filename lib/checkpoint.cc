@@ -178,7 +178,8 @@ Result<std::unique_ptr<CheckpointSave>> Checkpointer::Begin(std::string_view tag
   impl_->WaitInflight();  // the next save waits for the previous one
   SHOAL_RETURN_IF_ERROR(ValidateTag(tag));
   Engine& e = impl_->engine_;
-  // Rank 0 checks the tag is new and collects what crashed saves left, before anyone writes.
+  // Rank 0 checks the tag is new, applies retention and collects what crashed saves left,
+  // before anyone writes.
   Status ready;
   if (e.rank() == 0) {
     auto found = impl_->Find(tag);
@@ -187,6 +188,19 @@ Result<std::unique_ptr<CheckpointSave>> Checkpointer::Begin(std::string_view tag
     } else if (found.status().code() != Code::kNotFound) {
       ready = found.status();
     } else {
+      // Retention first: what a previous commit's retention left (its rank 0 killed or failing
+      // between publish and retention) goes before this save can publish, so at most
+      // keep_last + 1 tags are ever listed (include/shoal/checkpoint.h, CheckpointOptions).
+      if (impl_->options_.keep_last > 0) {
+        auto removed = impl_->Retain(impl_->options_.keep_last);
+        ready = removed.status();
+        if (removed.ok() && *removed > 0) {
+          Log(LogLevel::kInfo, "checkpoint: retention removed {} tag(s) a previous commit left",
+              *removed);
+        }
+      }
+    }
+    if (ready.ok()) {  // the tag is new and retention done
       auto collected = impl_->Collect();
       ready = collected.status();
       if (collected.ok() && !collected->tags.empty()) {

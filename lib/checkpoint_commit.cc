@@ -1,11 +1,13 @@
 // The commit protocol of a checkpoint save: every rank's part (its blob list, or why it failed)
 // all-gathered; rank 0 publishes the manifest, the commit point, when every part succeeded;
-// every rank returns rank 0's verdict.
+// rank 0 runs retention; every rank returns rank 0's verdict, or Timeout ("outcome unknown")
+// when it cannot hear it.
 #include "lib/checkpoint_commit.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <mutex>
 
 #include "base/log.h"
 #include "engine/object_rules.h"
@@ -33,8 +35,55 @@ Status Rank0Verdict(Engine& e, const Status& verdict) {
   return v.status;
 }
 
+Status Definite(const Status& s) {
+  if (s.ok() || s.code() != Code::kTimeout) return s;
+  return Status(Code::kUnavailable, "timed out: " + s.message());
+}
+
+Status OutcomeUnknown(const Status& why) {
+  return Status::Timeout(fmt::format(
+      "outcome unknown: {} (the tag is committed iff List/Latest show it once rank 0's commit "
+      "ended; the next Begin waits for that)",
+      why.ToString()));
+}
+
+namespace {
+
+std::mutex hook_mu;
+CommitHook& Hook() {
+  static CommitHook hook;
+  return hook;
+}
+
+}  // namespace
+
+void SetCommitHookForTesting(CommitHook hook) {
+  std::lock_guard lk(hook_mu);
+  Hook() = std::move(hook);
+}
+
+void AtCommitPoint(CommitPoint point, Engine& e, std::string_view tag) {
+  CommitHook hook;
+  {
+    std::lock_guard lk(hook_mu);
+    hook = Hook();
+  }
+  if (hook) hook(point, e, tag);
+}
+
+// The outcome is exact on every rank (include/shoal/checkpoint.h):
+// - rank 0 knows it: it sealed the manifest (OK, whatever happens to the verdict's all-gather
+//   afterwards) or it did not (the reason). A failed seal is settled by a Stat of the manifest;
+//   only when that fails too is rank 0's own outcome unknown.
+// - another rank knows it when its own part failed (rank 0 publishes only when every part is
+//   OK) or when rank 0's verdict reached it. Otherwise (the verdict's all-gather failed: rank 0
+//   or a peer died, or timed out) it cannot know: OutcomeUnknown. A failure of the parts'
+//   all-gather is not enough to know either: rank 0 may have received every part (its
+//   collective succeeds while another rank's fails), so every rank still takes part in the
+//   verdict's all-gather, which tells the live ones the truth.
 Status SaveJob::Commit(std::string_view metadata) {
   Engine& e = *engine;
+  const std::string context = fmt::format("committing \"{}\"", tag);
   // 1. Every rank's part: its blob list, or why it failed.
   Status local;
   {
@@ -56,16 +105,18 @@ Status SaveJob::Commit(std::string_view metadata) {
   }
   if (!local.ok()) mine = protocol::Encode(protocol::CommitPart{local, {}});
   auto parts = e.AllGather(mine);
-  if (!parts.ok()) return parts.status().WithContext(fmt::format("committing \"{}\"", tag));
+  if (parts.ok()) AtCommitPoint(CommitPoint::kPartsGathered, e, tag);
 
   // 2. Rank 0 publishes the manifest when every rank succeeded.
-  Status outcome;
+  Status outcome;  // rank 0: the verdict
+  bool published = false, unknown = false;
   if (e.rank() == 0) {
+    outcome = parts.status();
     CheckpointManifest m;
     m.tag = tag;
     m.world_size = e.world_size();
     m.metadata = std::string(metadata);
-    for (uint32_t r = 0; r < parts->size() && outcome.ok(); ++r) {
+    for (uint32_t r = 0; outcome.ok() && r < parts->size(); ++r) {
       protocol::CommitPart part;
       outcome = protocol::Decode((*parts)[r], r, &part);
       if (outcome.ok() && !part.status.ok()) {
@@ -99,18 +150,58 @@ Status SaveJob::Commit(std::string_view metadata) {
       outcome = json.status();
       // The commit point: sealing this one object publishes the tag.
       if (outcome.ok()) {
-        outcome = e.Put(ManifestPath(root, m.sequence, tag), *json);
+        const std::string path = ManifestPath(root, m.sequence, tag);
+        outcome = e.Put(path, *json);
+        if (outcome.ok()) {
+          published = true;
+        } else {
+          // A failed Put may still have sealed (the seal's reply lost): the store settles it.
+          auto st = e.Stat(path);
+          if (st.ok()) {
+            Log(LogLevel::kWarn, "checkpoint \"{}\": the manifest's Put said {}, yet it is sealed",
+                tag, outcome.ToString());
+            published = true;
+            outcome = Status::OK();
+          } else if (st.status().code() != Code::kNotFound) {
+            unknown = true;
+            outcome = OutcomeUnknown(outcome.WithContext(
+                fmt::format("sealing the manifest (then Stat: {})", st.status().ToString())));
+          }
+        }
       }
     }
-    if (outcome.ok()) {
+    if (published) {
       Log(LogLevel::kInfo, "checkpoint \"{}\" committed: {} blobs from {} ranks, sequence {}", tag,
           m.blobs.size(), m.world_size, m.sequence);
+      AtCommitPoint(CommitPoint::kPublished, e, tag);
+      // Retention before the verdict: when Commit returns on any rank, at most keep_last tags
+      // are listed (tests/python/world_worker.py relies on it). Its failure is logged and
+      // never changes the result: the tag is committed.
       if (after_publish) after_publish();
+    } else if (!unknown) {
+      outcome = Definite(outcome);
     }
-    outcome = outcome.WithContext(fmt::format("committing \"{}\"", tag));
+    outcome = outcome.WithContext(context);
   }
-  // 3. Every rank learns the outcome.
-  return Rank0Verdict(e, outcome).WithContext(fmt::format("committing \"{}\"", tag));
+
+  // 3. Every rank learns the outcome (rank 0 tells it even when the parts' all-gather failed:
+  // the live ranks then know it was not committed).
+  auto told = e.AllGather(e.rank() == 0 ? protocol::Encode(protocol::Verdict{outcome})
+                                        : std::vector<std::byte>{});
+  if (e.rank() == 0) {
+    if (!told.ok()) {
+      Log(LogLevel::kWarn, "checkpoint \"{}\": the verdict reached not every rank: {}", tag,
+          told.status().ToString());
+    }
+    return published ? Status::OK() : outcome;
+  }
+  if (!local.ok()) return Definite(local).WithContext(context);  // rank 0 cannot have published
+  if (!told.ok()) return OutcomeUnknown(told.status().WithContext("hearing rank 0's verdict"))
+                      .WithContext(context);
+  protocol::Verdict v;
+  Status bad = protocol::Decode((*told)[0], &v);
+  if (!bad.ok()) return OutcomeUnknown(bad.WithContext("rank 0's verdict")).WithContext(context);
+  return v.status;  // already in context, and Definite or OutcomeUnknown, on rank 0
 }
 
 }  // namespace shoal

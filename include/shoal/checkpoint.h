@@ -31,7 +31,8 @@
 //
 // Errors: Status/Result, nothing throws. Bad tags and blob names: InvalidArgument. A tag that
 // is already committed: AlreadyExists at Begin. An uncommitted or unknown tag: NotFound. A blob
-// whose bytes do not match the manifest's CRC32C: Corruption.
+// whose bytes do not match the manifest's CRC32C: Corruption. A Commit whose outcome this rank
+// cannot know: Timeout (see CheckpointSave::Commit).
 #pragma once
 
 #include <chrono>
@@ -57,8 +58,11 @@ struct CheckpointOptions {
   bool async = false;
   // Size of the staging pool (async mode), >= 1 MiB. Allocated at the first async save.
   uint64_t staging_bytes = 1ull << 30;
-  // After each commit, rank 0 deletes committed tags older than the newest `keep_last`
-  // (0 keeps every tag).
+  // After each commit, and at each Begin before anything is saved, rank 0 deletes committed
+  // tags older than the newest `keep_last` (0 keeps every tag): their manifests first, then
+  // their blobs. So at most keep_last + 1 tags are listed at any instant, whatever is killed
+  // when (keep_last + 1 between a publish and its retention); Begin fails when it cannot
+  // remove the excess.
   uint32_t keep_last = 0;
   // Verify every blob against the manifest's CRC32C on Load (chunk CRCs are checked always).
   bool verify_on_load = true;
@@ -101,7 +105,8 @@ class SHOAL_EXPORT SaveHandle {
   // Wait() returns FailedPrecondition ("no save") at once, duration() is 0.
   SaveHandle();
   // Blocks until the save and its commit finished; returns their outcome (the same on every
-  // call). A default-constructed handle: FailedPrecondition at once, never blocks.
+  // call), exact as CheckpointSave::Commit says: OK iff committed, Timeout iff unknown. A
+  // default-constructed handle: FailedPrecondition at once, never blocks.
   Status Wait() const;
   bool done() const;
   // Wall time from Begin to the end of the commit, once done.
@@ -139,9 +144,24 @@ class SHOAL_EXPORT CheckpointSave {
   }
 
   // Collective: publishes the tag once every rank's blobs are durable. Sync mode: returns when
-  // the tag is committed (or not: the same error on every rank). Async mode: returns at once;
-  // the handle tells the outcome. `metadata` (any bytes, e.g. JSON; up to 64 KiB) is stored
-  // from rank 0's call. FailedPrecondition when called twice.
+  // the commit ended. Async mode: returns at once; the handle tells the outcome. `metadata`
+  // (any bytes, e.g. JSON; up to 64 KiB) is stored from rank 0's call. FailedPrecondition
+  // when called twice.
+  //
+  // The outcome is exact, on every rank:
+  //   OK          the tag is committed (listed, every blob durable).
+  //   Timeout     the outcome is unknown to this rank, and only then: it lost rank 0 (or rank
+  //               0 lost a peer) before rank 0's verdict reached it, or rank 0 could not tell
+  //               whether the manifest's seal took. Resolve it with Latest()/List() (the tag
+  //               is committed iff listed) once rank 0's commit has ended, which the next
+  //               collective call (Begin) waits for, or a restarted job; Begin(same tag)
+  //               answers AlreadyExists iff it is committed. Every rank gets the same answer.
+  //   any other   the tag is not committed (a definite failure; a timeout inside it is
+  //               reported as Unavailable). The ranks that heard rank 0 return its error.
+  // Rank 0 always knows (OK or a definite error, unless the seal's own result is lost); a
+  // failed verdict delivery never turns its OK into an error. With keep_last, rank 0 applies
+  // retention between its publish and the verdict (so when Commit returns OK, at most
+  // keep_last tags are listed, unless retention failed: logged); it never changes the result.
   SaveHandle Commit(std::string_view metadata = {});
 
   class Impl;  // lib/checkpoint.cc
@@ -191,7 +211,10 @@ class SHOAL_EXPORT Checkpointer {
   // Deletes committed `tag`: the manifest first (the tag stops being listed at once), then its
   // blobs on every member. Not collective; call it from one rank.
   Status Remove(std::string_view tag);
-  // Keeps the newest `keep_last` committed tags and removes the others. Returns how many went.
+  // Keeps the newest `keep_last` committed tags and removes the others: every one of their
+  // manifests first (oldest first), then, once a listing confirms none is listed, their blobs
+  // (an interruption leaves data without a manifest, which Begin collects). Returns how many
+  // went.
   Result<uint32_t> Retain(uint32_t keep_last);
   // Removes the data of every tag that has no manifest. Only while no save of this job is in
   // progress on any rank (Begin calls it on rank 0 at a point where none is).

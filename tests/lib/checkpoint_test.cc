@@ -9,6 +9,7 @@
 #include <memory>
 #include <thread>
 
+#include "lib/checkpoint_commit.h"
 #include "lib/manifest.h"
 #include "lib/staging_pool.h"
 #include "tests/lib/ckpt_content.h"
@@ -195,6 +196,93 @@ TEST_F(CheckpointTest, RetentionKeepsTheNewest) {
   // With every tag removed, sequences start again at 1.
   ASSERT_OK(SaveTag(*ck, "step-6"));
   EXPECT_EQ(*ck->Latest(), "step-6");
+}
+
+// What kills between publish and retention can leave (here 6 tags under keep-last 4, saved
+// with retention off): the next Begin applies retention before anything is saved, so its
+// publish finds keep_last tags and at most keep_last + 1 are ever listed; the commit's own
+// retention then removes every excess tag, not one.
+TEST_F(CheckpointTest, BeginRemovesTheTagsAnInterruptedRetentionLeft) {
+  {
+    auto all = Open();
+    for (int s = 1; s <= 6; ++s) ASSERT_OK(SaveTag(*all, "step-" + std::to_string(s)));
+  }
+  CheckpointOptions co;
+  co.keep_last = 4;
+  auto ck = Open(co);
+  ASSERT_EQ(ck->List()->size(), 6u);
+  {
+    auto save = ck->Begin("step-7");
+    ASSERT_OK(save);
+    auto tags = ck->List();
+    ASSERT_OK(tags);
+    ASSERT_EQ(tags->size(), 4u) << "Begin left more than keep_last tags before the publish";
+    EXPECT_EQ(tags->front().tag, "step-3");
+    for (const char* gone : {"step-1", "step-2"}) {
+      EXPECT_CODE(engine_->Stat(std::string("checkpoints/data/") + gone + "/r0/model"), kNotFound);
+    }
+    for (const char* name : {"r0/model", "r0/optim"}) {
+      ASSERT_OK((*save)->Save(name, Content("step-7", name)));
+    }
+    ASSERT_OK((*save)->Commit("{}").Wait());
+  }
+  auto tags = ck->List();
+  ASSERT_OK(tags);
+  ASSERT_EQ(tags->size(), 4u);
+  EXPECT_EQ(tags->front().tag, "step-4");
+  EXPECT_EQ(tags->back().tag, "step-7");
+  for (const TagInfo& t : *tags) ExpectLoads(*ck, t.tag);
+  auto data = engine_->List("checkpoints/data", {});
+  ASSERT_OK(data);
+  EXPECT_EQ(data->entries.size(), 4u);
+
+  // A commit's retention removes every tag beyond keep_last at once (here 3: 7 tags listed).
+  {
+    auto all = Open();
+    for (int s = 8; s <= 10; ++s) ASSERT_OK(SaveTag(*all, "step-" + std::to_string(s)));
+  }
+  ASSERT_EQ(ck->List()->size(), 7u);
+  auto removed = ck->Retain(4);
+  ASSERT_OK(removed);
+  EXPECT_EQ(*removed, 3u);
+  EXPECT_EQ(ck->List()->front().tag, "step-7");
+}
+
+// Retention unpublishes every excess tag before it removes any blob: at the instant in between
+// (where a kill may land) the listed tags are the kept ones, each whole, and the removed tags'
+// blobs are still there (data without a manifest, for Begin to collect).
+TEST_F(CheckpointTest, RetentionRemovesEveryManifestBeforeAnyBlob) {
+  auto ck = Open();
+  for (int s = 1; s <= 5; ++s) ASSERT_OK(SaveTag(*ck, "step-" + std::to_string(s)));
+  bool hit = false;
+  std::vector<std::string> listed;
+  int blobs_present = 0;
+  SetCommitHookForTesting([&](CommitPoint p, Engine&, std::string_view) {
+    if (p != CommitPoint::kUnpublished) return;
+    hit = true;
+    auto tags = ck->List();
+    ASSERT_OK(tags);
+    for (const TagInfo& t : *tags) listed.push_back(t.tag);
+    for (int s = 1; s <= 5; ++s) {
+      for (const char* name : {"r0/model", "r0/optim"}) {
+        std::string path = "checkpoints/data/step-" + std::to_string(s) + "/" + name;
+        if (engine_->Stat(path).ok()) blobs_present++;
+      }
+    }
+  });
+  auto removed = ck->Retain(2);
+  SetCommitHookForTesting(nullptr);
+  ASSERT_OK(removed);
+  EXPECT_EQ(*removed, 3u);
+  ASSERT_TRUE(hit);
+  EXPECT_EQ(listed, (std::vector<std::string>{"step-4", "step-5"}));
+  EXPECT_EQ(blobs_present, 10) << "a blob went before every excess manifest was gone";
+  for (int s = 1; s <= 3; ++s) {
+    EXPECT_CODE(engine_->Stat("checkpoints/data/step-" + std::to_string(s) + "/r0/model"),
+                kNotFound);
+  }
+  ExpectLoads(*ck, "step-4");
+  ExpectLoads(*ck, "step-5");
 }
 
 TEST_F(CheckpointTest, AsyncSaveThroughAPoolSmallerThanTheState) {

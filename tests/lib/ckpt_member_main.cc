@@ -1,9 +1,14 @@
 // One rank of a checkpointing job, started by checkpoint_world_test.cc with the launcher's
 // environment (SHOAL_RANK, SHOAL_WORLD_SIZE, SHOAL_NODE, SHOAL_TOKEN, SHOAL_RENDEZVOUS).
 //
-//   ckpt_member save   STORE SYNC REPLICAS STEPS [ASYNC KEEP]  saves tags step-<n>, n following
-//                      the latest committed one, STEPS times (0: until killed); writes
-//                      SYNC/committed-<n> on rank 0 once Commit returned OK.
+//   ckpt_member save   STORE SYNC REPLICAS STEPS [ASYNC KEEP [DIE]]  saves tags step-<n>, n
+//                      following the latest committed one, STEPS times (0: until killed);
+//                      writes SYNC/committed-<n> on rank 0 once Commit returned OK, and on
+//                      every rank SYNC/ok-<n>-r<rank>, unknown-<n>-r<rank> (Timeout: outcome
+//                      unknown) or failed-<n>-r<rank> (any other error) after each Commit.
+//                      DIE "R:POINT": rank R SIGKILLs itself at the first POINT of the commit
+//                      protocol (lib/checkpoint_commit.h): published, unpublished, or
+//                      verdict (rank R != 0: once rank 0 published, before R hears the verdict).
 //   ckpt_member verify STORE SYNC REPLICAS                   every committed tag loads bit-exact
 //                      (each rank loads a share of every tag's blobs, written by other ranks),
 //                      a ranged read works, and after the next Begin no data of uncommitted
@@ -13,14 +18,18 @@
 // Blob contents and sizes are functions of (tag, name), so any later world checks them.
 #include <fmt/format.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "shoal/checkpoint.h"
+#include "lib/checkpoint_commit.h"
 #include "shoal/engine.h"
 #include "tests/lib/ckpt_content.h"
 
@@ -42,6 +51,39 @@ void Check(const Status& s, const std::string& what) {
 void Touch(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "w");
   if (f != nullptr) std::fclose(f);
+}
+
+// DIE "R:POINT": this rank dies at POINT when it is rank R.
+void ArmDeath(Engine& e, Checkpointer& ck, const std::string& spec) {
+  const size_t colon = spec.find(':');
+  if (colon == std::string::npos) Die("DIE is R:POINT, not " + spec);
+  if (static_cast<uint32_t>(std::atoi(spec.c_str())) != e.rank()) return;
+  const std::string point = spec.substr(colon + 1);
+  CommitPoint at;
+  if (point == "published") {
+    at = CommitPoint::kPublished;
+  } else if (point == "unpublished") {
+    at = CommitPoint::kUnpublished;
+  } else if (point == "verdict") {
+    at = CommitPoint::kPartsGathered;
+  } else {
+    Die("unknown DIE point " + point);
+  }
+  const bool wait_for_publish = point == "verdict";
+  SetCommitHookForTesting([at, wait_for_publish, &ck](CommitPoint p, Engine&, std::string_view tag) {
+    if (p != at) return;
+    if (wait_for_publish) {
+      // Rank 0 publishes only after its own parts' all-gather succeeded: once the tag is
+      // listed, dying here is a death between publish and the verdict, deterministically.
+      for (int i = 0; i < 3000; ++i) {
+        auto l = ck.Latest();
+        if (l.ok() && *l == tag) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    std::fflush(stdout);
+    ::raise(SIGKILL);
+  });
 }
 
 int StepOf(const std::string& tag) { return std::atoi(tag.c_str() + 5); }  // "step-<n>"
@@ -108,7 +150,7 @@ void Verify(Engine& e, Checkpointer& ck) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 5) Die("usage: ckpt_member save|verify|repair STORE SYNC REPLICAS [STEPS ASYNC KEEP]");
+  if (argc < 5) Die("usage: ckpt_member save|verify|repair STORE SYNC REPLICAS [STEPS ASYNC KEEP DIE]");
   const std::string scenario = argv[1], sync = argv[3];
   Options o;
   o.store_dir = argv[2];
@@ -129,6 +171,7 @@ int main(int argc, char** argv) {
 
   if (scenario == "save") {
     const int steps = argc > 5 ? std::atoi(argv[5]) : 0;
+    if (argc > 8) ArmDeath(e, **ck, argv[8]);
     auto latest = (*ck)->Latest();
     int step = latest.ok() ? StepOf(*latest) + 1 : 1;
     for (int k = 0; steps == 0 || k < steps; ++k, ++step) {
@@ -140,7 +183,10 @@ int main(int argc, char** argv) {
         Check((*save)->Save(name, Content(tag, name)), "save " + name);
       }
       SaveHandle h = (*save)->Commit(fmt::format("{{\"step\": {}}}", step));
-      Check(h.Wait(), "commit " + tag);
+      Status s = h.Wait();
+      const char* how = s.ok() ? "ok" : s.code() == Code::kTimeout ? "unknown" : "failed";
+      Touch(fmt::format("{}/{}-{}-r{}", sync, how, step, e.rank()));
+      Check(s, "commit " + tag);
       if (e.rank() == 0) Touch(fmt::format("{}/committed-{}", sync, step));
     }
     Check(e.Barrier(), "barrier");
