@@ -28,7 +28,7 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOAL_BUILD_PYTHON=
   -DCMAKE_EXE_LINKER_FLAGS="$tsan" -DCMAKE_SHARED_LINKER_FLAGS="$tsan" > /dev/null
 cmake --build build-tsan -j "$(nproc)" --target engine_inproc_world_test > /dev/null
 for seed in 1 20261129 987654321; do
-  SHOAL_TEST_SEED=$seed SHOAL_LOG=error TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  SHOAL_TEST_SEED=$seed SHOAL_KILL_TRIALS=20 SHOAL_LOG=error TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     build-tsan/tests/engine_inproc_world_test --gtest_repeat=2 --gtest_brief=1
 done
 
