@@ -91,15 +91,18 @@ Status Cluster::MergeShard(uint32_t shard, const std::vector<uint32_t>& from) {
     do {
       SHOAL_ASSIGN_OR_RETURN(auto page, client_->ShardPage(src, shard, after, kShardPage));
       open_report_.records_pulled += page.records.size();
+      std::vector<MetaStore::Versioned> batch;
+      batch.reserve(page.records.size());
       for (protocol::ShardRecord& rec : page.records) {
-        MetaStore::Versioned v{std::move(rec.path), rec.version, rec.tombstone,
-                               std::move(rec.inode)};
-        Status s = ring_->Apply(shard, v);
-        if (s.code() == Code::kFailedPrecondition) {
-          Log(LogLevel::kWarn, "metadata shard {}: {}", shard, s.message());
-        } else if (!s.ok()) {
-          return s.WithContext(fmt::format("merging metadata shard {} from rank {}", shard, src));
-        }
+        batch.push_back({std::move(rec.path), rec.version, rec.tombstone, std::move(rec.inode)});
+      }
+      std::vector<Status> conflicts;
+      Status s = ring_->ApplyAll(shard, batch, &conflicts);
+      if (!s.ok()) {
+        return s.WithContext(fmt::format("merging metadata shard {} from rank {}", shard, src));
+      }
+      for (const Status& c : conflicts) {
+        Log(LogLevel::kWarn, "metadata shard {}: {}", shard, c.message());
       }
       after = std::move(page.next);
     } while (!after.empty());

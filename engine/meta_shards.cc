@@ -209,36 +209,57 @@ Status MetaStore::ReplaceVersioned(uint32_t shard, std::string_view path, uint64
   });
 }
 
-Status MetaStore::Apply(uint32_t shard, const Versioned& rec) {
+Status MetaStore::ApplyTxn(MDB_txn* txn, uint32_t shard, const Versioned& rec) {
   if (rec.version == 0) return Status::InvalidArgument("a merged record without a version");
+  uint64_t cur = 0;
+  bool tomb = false;
+  Status s = IndexGet(txn, shard, rec.path, &cur, &tomb);
+  const bool has = s.ok();
+  if (!has && !s.IsNotFound()) return s;
+  if (has && cur >= rec.version) return Status::OK();  // this copy is as new or newer
   Inode inode;
   if (!rec.tombstone) {
     SHOAL_ASSIGN_OR_RETURN(inode, DecodeInode(rec.inode, rec.path));
   }
+  std::string_view v;
+  s = Get(txn, inodes_, PathKey(rec.path), &v);
+  if (s.ok()) {
+    Inode old;
+    SHOAL_RETURN_IF_ERROR(RemoveTxn(txn, rec.path, &old));
+  } else if (!s.IsNotFound()) {
+    return s;
+  }
+  if (!rec.tombstone) {
+    Status ins = InsertTxn(txn, rec.path, &inode);
+    if (!ins.ok()) {
+      return Status::FailedPrecondition(fmt::format("merging \"{}\": {}", rec.path, ins.message()));
+    }
+  }
+  return IndexPut(txn, shard, rec.path, rec.version, rec.tombstone);
+}
+
+Status MetaStore::Apply(uint32_t shard, const Versioned& rec) {
+  return RunWrite([&](MDB_txn* txn) { return ApplyTxn(txn, shard, rec); });
+}
+
+Status MetaStore::ApplyAll(uint32_t shard, const std::vector<Versioned>& records,
+                           std::vector<Status>* conflicts) {
   return RunWrite([&](MDB_txn* txn) -> Status {
-    uint64_t cur = 0;
-    bool tomb = false;
-    Status s = IndexGet(txn, shard, rec.path, &cur, &tomb);
-    const bool has = s.ok();
-    if (!has && !s.IsNotFound()) return s;
-    if (has && cur >= rec.version) return Status::OK();  // this copy is as new or newer
-    std::string_view v;
-    s = Get(txn, inodes_, PathKey(rec.path), &v);
-    if (s.ok()) {
-      Inode old;
-      SHOAL_RETURN_IF_ERROR(RemoveTxn(txn, rec.path, &old));
-    } else if (!s.IsNotFound()) {
-      return s;
-    }
-    if (!rec.tombstone) {
-      Inode copy = inode;
-      Status ins = InsertTxn(txn, rec.path, &copy);
-      if (!ins.ok()) {
-        return Status::FailedPrecondition(
-            fmt::format("merging \"{}\": {}", rec.path, ins.message()));
+    for (const Versioned& rec : records) {
+      MDB_txn* child = nullptr;
+      int rc = mdb_txn_begin(env_, txn, 0, &child);
+      if (rc != 0) return LmdbStatus(rc, "begin nested txn");
+      Status s = ApplyTxn(child, shard, rec);
+      if (s.ok()) {
+        rc = mdb_txn_commit(child);
+        if (rc != 0) return LmdbStatus(rc, "commit nested txn");
+        continue;
       }
+      mdb_txn_abort(child);
+      if (s.code() != Code::kFailedPrecondition) return s;
+      conflicts->push_back(std::move(s));
     }
-    return IndexPut(txn, shard, rec.path, rec.version, rec.tombstone);
+    return Status::OK();
   });
 }
 

@@ -5,7 +5,9 @@
 #include <xxhash.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <vector>
 
@@ -67,16 +69,67 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, uint6
   return m;
 }
 
+namespace {
+
+// The walk of VerifyLmdbFile reads every page: its cost grows with the metadata. A clean close
+// leaves "<dir>/data.verified" with the file's txnid, size and mtime; an Open that finds the
+// file exactly so (nothing wrote it since, no crash in between: a crash leaves no stamp for the
+// txnid it reached) checks only the meta pages, so the Open of an unchanged store costs O(1)
+// here. Any write, truncation or damage through the file system changes the mtime or size and
+// brings the full walk back. (Media damage that keeps both is not caught before LMDB maps it.)
+std::string VerifiedStampPath(const std::string& dir) { return dir + "/data.verified"; }
+
+std::string StampOf(const std::string& file, const LmdbMeta& meta) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return {};
+  return fmt::format("{} {} {}.{:09d}\n", meta.txnid, static_cast<uint64_t>(st.st_size),
+                     static_cast<int64_t>(st.st_mtim.tv_sec), st.st_mtim.tv_nsec);
+}
+
+bool StampMatches(const std::string& dir) {
+  const std::string file = dir + "/data.mdb";
+  auto meta = ReadLmdbMeta(file);
+  if (!meta.ok()) return false;
+  std::ifstream in(VerifiedStampPath(dir));
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  return line + "\n" == StampOf(file, *meta);
+}
+
+void WriteStamp(const std::string& dir) {
+  const std::string file = dir + "/data.mdb";
+  auto meta = ReadLmdbMeta(file);
+  if (!meta.ok()) return;
+  const std::string stamp = StampOf(file, *meta);
+  const std::string tmp = VerifiedStampPath(dir) + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << stamp;
+    if (!out) return;
+  }
+  (void)std::rename(tmp.c_str(), VerifiedStampPath(dir).c_str());
+}
+
+}  // namespace
+
 MetaStore::~MetaStore() {
-  if (env_ != nullptr) mdb_env_close(env_);
+  if (env_ != nullptr) {
+    mdb_env_close(env_);
+    if (!dir_.empty()) WriteStamp(dir_);
+  }
 }
 
 Status MetaStore::Init(const std::string& dir, uint64_t map_size) {
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir " + dir);
   // LMDB maps data.mdb and has no checksums: a truncated file or a damaged page pointer would be
   // SIGBUS at the first read. Check the file with plain reads before LMDB maps it.
-  auto checked = VerifyLmdbFile(dir + "/data.mdb");
-  if (!checked.ok() && !checked.status().IsNotFound()) return checked.status();
+  if (!StampMatches(dir)) {
+    (void)std::remove(VerifiedStampPath(dir).c_str());  // stale from here on, whatever happens
+    auto checked = VerifyLmdbFile(dir + "/data.mdb");
+    if (!checked.ok() && !checked.status().IsNotFound()) return checked.status();
+  }
+  (void)std::remove(VerifiedStampPath(dir).c_str());  // written again at a clean close
+  dir_ = dir;
   int rc = mdb_env_create(&env_);
   if (rc != 0) return LmdbStatus(rc, "create env");
   mdb_env_set_maxdbs(env_, 8);

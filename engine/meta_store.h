@@ -55,7 +55,8 @@ std::string PathKey(std::string_view path);
 class MetaStore {
  public:
   // Opens (creating when absent) the environment in `dir`. Before LMDB maps <dir>/data.mdb, the
-  // file is checked with plain reads (VerifyLmdbFile): a truncated or damaged file is refused
+  // file is checked with plain reads (VerifyLmdbFile; only its meta pages when the last clean
+  // close stamped it and nothing changed it since): a truncated or damaged file is refused
   // with Corruption naming it, never a SIGBUS. Every record read later is bounds-checked against
   // the file's used pages before it is decoded.
   static Result<std::unique_ptr<MetaStore>> Open(const std::string& dir, uint64_t map_size);
@@ -104,6 +105,10 @@ class MetaStore {
   // Merges one record of another copy: applied when newer than this copy's, else ignored.
   // FailedPrecondition when it cannot be applied (a directory or object in the way).
   Status Apply(uint32_t shard, const Versioned& record);
+  // Apply of every record in one transaction (one commit); records that cannot be applied are
+  // skipped and their FailedPrecondition appended to *conflicts.
+  Status ApplyAll(uint32_t shard, const std::vector<Versioned>& records,
+                  std::vector<Status>* conflicts);
   // Up to `limit` records of `shard` after index key `after` ("" = from the start), in key
   // order; *next is the key to continue after ("" = done).
   Result<std::vector<Versioned>> ShardPage(uint32_t shard, std::string_view after, uint32_t limit,
@@ -135,12 +140,14 @@ class MetaStore {
   // The bodies of InsertObject / RemoveObject inside a write transaction.
   Status InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode);
   Status RemoveTxn(MDB_txn* txn, std::string_view path, Inode* removed);
+  Status ApplyTxn(MDB_txn* txn, uint32_t shard, const Versioned& record);
   // The shard index (meta_shards.cc).
   Status IndexPut(MDB_txn* txn, uint32_t shard, std::string_view path, uint64_t version,
                   bool tombstone);
   Status IndexGet(MDB_txn* txn, uint32_t shard, std::string_view path, uint64_t* version,
                   bool* tombstone);
 
+  std::string dir_;  // set once opened: a clean close stamps the file as verified
   MDB_env* env_ = nullptr;
   MDB_dbi inodes_ = 0, dirents_ = 0, extents_ = 0, meta_ = 0, shardidx_ = 0, shardsum_ = 0;
   std::string member_id_;

@@ -4,6 +4,8 @@
 //   <store>/FORMAT              "shoal-store <version>\n": the layout below (kStoreFormat)
 //   <store>/LOCK                flock()ed by the one engine that has the store open
 //   <store>/meta/               LMDB: the member's local objects (chunk holder), its member id
+//   <store>/{meta,ring}/data.verified  the LMDB file's txnid, size and mtime at its last clean close
+//                               (engine/meta_store.cc: an unchanged file is not walked again)
 //   <store>/chunks/seg-XXXXXXXX.dat   chunk segments (8 hex digits)
 //   <store>/ring/               LMDB: the member's shard of the world's metadata (user paths)
 //   local object "c/<uid>"      the chunks this member holds of world object <uid> (16 hex)

@@ -58,6 +58,8 @@ class InProcWorld {
     for (auto& m : members_) m.reset();
     net_.reset();
   }
+  // LMDB map size of each member's metadata (benchmarks with many records need more).
+  void set_metadata_map_size(uint64_t bytes) { map_size_ = bytes; }
   // The directory of store `store`.
   std::string Store(uint32_t store) const { return dir_.Sub("m" + std::to_string(store)); }
   engine::Cluster& at(uint32_t r) { return *members_.at(r); }
@@ -83,7 +85,7 @@ class InProcWorld {
     co.chunk_size = kTestChunk;
     co.inline_threshold = 1024;
     co.deadline = deadline;
-    co.metadata_map_size = 64ull << 20;
+    co.metadata_map_size = map_size_;
     co.ring_dir = Store(stores_[r]) + "/ring";
     co.declare_lost = lost_;
     co.uid_seed = seed_ * 1000 + r + 1 + 100 * starts_;
@@ -113,6 +115,7 @@ class InProcWorld {
   uint32_t replicas_;
   uint64_t seed_;
   uint64_t starts_ = 0;  // a restarted world draws other uids
+  uint64_t map_size_ = 64ull << 20;
   std::vector<uint32_t> stores_;  // rank -> store
   std::vector<std::string> lost_;
   std::map<uint32_t, std::string> ids_;

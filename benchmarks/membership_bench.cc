@@ -1,0 +1,162 @@
+// shoal-membership-bench: what a change of membership costs (docs/membership.md), in a world of
+// in-process members over real stores (LMDB, segment files) in one process:
+//   open      Open of an unchanged world of 4 holding N metadata records, against the Open of
+//             the same world empty (the baseline): the ratio shows Open is O(shards), not
+//             O(records);
+//   join      a 5th, empty member joins: record copies moved, as a fraction of all copies (goal
+//             <= 1.1 / 4), and the Open's time;
+//   rebuild   a member's disk lost and declared lost: Open (metadata shards rebuilt) and Repair
+//             (chunk replicas rebuilt) of V MiB of striped objects, in MB/s.
+//
+//   shoal-membership-bench [--records N] [--volume-mib V] [--threads T] [--dir DIR]
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/engine/inproc_world.h"
+#include "tests/test_util.h"
+
+namespace {
+
+using shoal::Status;
+using shoal::testing::InProcWorld;
+using shoal::testing::TempDir;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+void Die(const Status& s, const char* what) {
+  if (s.ok()) return;
+  std::fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
+  std::exit(1);
+}
+
+Status Put(shoal::engine::Cluster& c, const std::string& path, std::span<const std::byte> data) {
+  SHOAL_RETURN_IF_ERROR(c.Create(path, {}));
+  Status s = c.Write(path, 0, data);
+  if (s.ok()) s = c.Seal(path);
+  if (!s.ok()) (void)c.Abort(path);
+  return s;
+}
+
+// Median of `runs` Opens of `stores`, in ms (wall time of the whole world's Open).
+double MedianOpenMs(InProcWorld& w, const std::vector<uint32_t>& stores, int runs) {
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    w.Stop();
+    auto t = Clock::now();
+    Die(w.StartStores(stores, {}, std::chrono::milliseconds(30000)), "open");
+    ms.push_back(Seconds(t) * 1000);
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  uint64_t records = 1000000, volume_mib = 256;
+  uint32_t threads = 32;
+  std::string root;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--records") records = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (a == "--volume-mib") volume_mib = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (a == "--threads") threads = static_cast<uint32_t>(std::strtoul(argv[i + 1], nullptr, 10));
+    else if (a == "--dir") root = argv[i + 1];
+    else {
+      std::fprintf(stderr, "unknown option %s\n", argv[i]);
+      return 2;
+    }
+  }
+  if (!root.empty()) ::setenv("TMPDIR", root.c_str(), 1);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  const std::vector<std::string> nodes{"n0", "n1", "n2", "n3", "n4"};
+
+  // ---- open: empty world of 4 (baseline), then the same with N records ----
+  TempDir empty_dir;
+  InProcWorld empty(empty_dir, nodes, 2, 1);
+  empty.set_metadata_map_size(16ull << 30);
+  Die(empty.StartStores({0, 1, 2, 3}), "open empty");
+  const double empty_ms = MedianOpenMs(empty, {0, 1, 2, 3}, 5);
+  empty.Stop();
+
+  TempDir dir;
+  InProcWorld w(dir, nodes, 2, 2);
+  w.set_metadata_map_size(16ull << 30);
+  Die(w.StartStores({0, 1, 2, 3}), "open");
+  auto t = Clock::now();
+  std::atomic<uint64_t> next{0};
+  std::vector<std::thread> pool;
+  const std::vector<std::byte> small(64, std::byte{7});
+  for (uint32_t k = 0; k < threads; ++k) {
+    pool.emplace_back([&, k] {
+      for (uint64_t i; (i = next.fetch_add(1)) < records;) {
+        Die(Put(w.at(k % 4), "r/" + std::to_string(i % 1000) + "/o" + std::to_string(i), small),
+            "put");
+        if (k == 0 && i % 100000 == 0 && i != 0) {
+          std::printf("  %llu records in %.1f s\n", static_cast<unsigned long long>(i), Seconds(t));
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  std::printf("put %llu records (64-byte inline objects, %u threads): %.1f s, %.0f/s\n",
+              static_cast<unsigned long long>(records), threads, Seconds(t),
+              static_cast<double>(records) / Seconds(t));
+  const double full_ms = MedianOpenMs(w, {0, 1, 2, 3}, 5);
+  uint64_t held = 0, pulled = 0;
+  for (uint32_t r = 0; r < 4; ++r) {
+    held += w.at(r).open_report().records_held;
+    pulled += w.at(r).open_report().records_pulled;
+  }
+  std::printf("open, unchanged world of 4: %.1f ms with %llu record copies (%llu pulled) vs %.1f ms "
+              "empty: %.2fx (median of 5)\n",
+              full_ms, static_cast<unsigned long long>(held), static_cast<unsigned long long>(pulled),
+              empty_ms, full_ms / empty_ms);
+
+  // ---- join: a 5th member ----
+  w.Stop();
+  t = Clock::now();
+  Die(w.StartStores({0, 1, 2, 3, 4}, {}, std::chrono::milliseconds(600000)), "join");
+  const double join_s = Seconds(t);
+  pulled = 0;
+  for (uint32_t r = 0; r < 5; ++r) pulled += w.at(r).open_report().records_pulled;
+  std::printf("join of 1 to 4: %llu of %llu record copies moved (%.3f; goal <= %.3f), open %.2f s\n",
+              static_cast<unsigned long long>(pulled), static_cast<unsigned long long>(held),
+              static_cast<double>(pulled) / static_cast<double>(held), 1.1 / 4, join_s);
+
+  // ---- rebuild: V MiB striped, one member lost ----
+  const uint64_t object = 4ull << 20;
+  const uint64_t objects = std::max<uint64_t>(1, (volume_mib << 20) / object);
+  std::vector<std::byte> big(object);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::byte>(i * 131 + 7);
+  for (uint64_t i = 0; i < objects; ++i) {
+    Die(Put(w.at(i % 5), "v/o" + std::to_string(i), big), "put volume");
+  }
+  const std::string lost = w.MemberId(2);
+  w.Stop();
+  std::filesystem::remove_all(w.Store(2));
+  t = Clock::now();
+  Die(w.StartStores({0, 1, 3, 4}, {lost}, std::chrono::milliseconds(600000)), "open after loss");
+  const double open_s = Seconds(t);
+  t = Clock::now();
+  auto report = w.at(0).Repair("v");
+  Die(report.status(), "repair");
+  const double repair_s = Seconds(t);
+  std::printf("rebuild after 1 of 5 members lost: open %.2f s (metadata shards), repair of %llu MiB "
+              "(%llu objects): %.2f s, %llu chunks / %.1f MiB copied, %.0f MB/s; lost %zu\n",
+              open_s, static_cast<unsigned long long>(objects * object >> 20),
+              static_cast<unsigned long long>(objects), repair_s,
+              static_cast<unsigned long long>(report->chunks_copied),
+              static_cast<double>(report->bytes_copied) / (1 << 20),
+              static_cast<double>(report->bytes_copied) / 1e6 / repair_s, report->lost.size());
+  return 0;
+}
