@@ -114,6 +114,7 @@ uint64_t Cluster::NewUid() {
 }
 
 Cluster::~Cluster() {
+  StopBackgroundRepair();
   world_.reset();  // no handler runs after this
   client_.reset();
   service_.reset();

@@ -34,7 +34,9 @@
 // created it (Create/Write/Seal/Abort on one Cluster; Writes may come from many threads).
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -43,6 +45,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -74,6 +77,9 @@ struct ClusterOptions {
   // ids): their shards and replicas are rebuilt elsewhere, and their stores are refused for
   // ever after (engine/membership.h).
   std::vector<std::string> declare_lost;
+  // Background repair after an Open whose membership changed (cluster_background.cc): bytes of
+  // chunk copies per second, at most; 0: none (Repair only when called).
+  uint64_t repair_rate = 256ull << 20;
   // Where the member's counters and histograms go (owned by the caller, outliving the
   // Cluster); null: a registry of its own.
   metrics::Registry* metrics = nullptr;
@@ -100,6 +106,8 @@ class Cluster final : public ObjectApi {
   Status Remove(std::string_view path) override;
   Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path) override;
   Result<RepairReport> Repair(std::string_view dir) override;
+  Result<RepairReport> WaitForRepair(std::chrono::milliseconds timeout) override
+      EXCLUDES(bg_mu_);
   uint32_t rank() const override { return world_->rank(); }
   uint32_t world_size() const override { return world_->size(); }
   Status Barrier() override { return world_->Barrier(); }
@@ -159,6 +167,13 @@ class Cluster final : public ObjectApi {
   Status MergeShard(uint32_t shard, const std::vector<uint32_t>& from);
   std::vector<uint32_t> ShardRanks(uint32_t shard) const;
 
+  // ---- background repair (cluster_background.cc) ----
+  // Starts the walk of the shards this member is the primary of; each object is repaired by
+  // exactly one member.
+  void StartBackgroundRepair() EXCLUDES(bg_mu_);
+  void BackgroundRepair() EXCLUDES(bg_mu_);
+  void StopBackgroundRepair();
+
   // ---- read planning (cluster_read.cc) ----
   // The live replicas of chunk `chunk` of a striped object (its placement holders and the
   // copies a repair made), nearest first: this rank, this node, others.
@@ -193,6 +208,14 @@ class Cluster final : public ObjectApi {
 
   Mutex uid_mu_;
   std::mt19937_64 uid_gen_ GUARDED_BY(uid_mu_);
+
+  Mutex bg_mu_;
+  std::condition_variable bg_cv_;
+  std::thread bg_thread_;
+  std::atomic<bool> bg_stop_{false};
+  bool bg_running_ GUARDED_BY(bg_mu_) = false;
+  Status bg_status_ GUARDED_BY(bg_mu_);
+  RepairReport bg_report_ GUARDED_BY(bg_mu_);
 
   Mutex open_mu_;
   std::map<std::string, std::shared_ptr<Writing>, std::less<>> open_ GUARDED_BY(open_mu_);

@@ -223,6 +223,7 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
   if (auto sums = ring_->Summaries(next.shards); sums.ok()) {
     for (const ShardSummary& sum : *sums) open_report_.records_held += sum.count;
   }
+  if (plan.membership_changed) StartBackgroundRepair();
   Log(world_->rank() == 0 ? LogLevel::kInfo : LogLevel::kDebug,
       "epoch {}: {} member(s), {} up, {} lost; {} shard ownership(s) moved; this member merged {} "
       "shard(s), dropped {} ({:.1f} ms)",

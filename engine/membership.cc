@@ -382,6 +382,11 @@ Result<OpenPlan> PlanOpen(const std::vector<MemberState>& present, uint32_t repl
   }
   plan.collect_tombstones = std::all_of(next.members.begin(), next.members.end(),
                                         [](const MemberEntry& m) { return m.up; });
+  plan.membership_changed = !lost_now.empty() || next.members.size() != prev.members.size();
+  for (size_t i = 0; i < next.members.size() && !plan.membership_changed; ++i) {
+    plan.membership_changed = next.members[i].id != prev.members[i].id ||
+                              next.members[i].up != prev.members[i].up;
+  }
   return plan;
 }
 

@@ -89,6 +89,9 @@ struct OpenPlan {
   bool collect_tombstones = false;
   std::vector<std::string> warnings;  // said in the log by rank 0
   uint64_t owner_moves = 0;           // shard ownerships that changed hands
+  // The members or which of them are up differ from the last epoch (a join, a return, a member
+  // down or declared lost): replica counts may have changed, so a background repair runs.
+  bool membership_changed = false;
 };
 
 // The rule of Open. `declare_lost`: ids the user declared lost at this Open. `replicas`: metadata

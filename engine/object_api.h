@@ -11,6 +11,7 @@
 // thread-safety are those of include/shoal/engine.h.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -35,6 +36,9 @@ class ObjectApi {
   virtual Status Remove(std::string_view path) = 0;
   virtual Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path) = 0;
   virtual Result<RepairReport> Repair(std::string_view dir) = 0;
+  // Waits up to `timeout` for this member's background repair (started by an Open whose
+  // membership changed) to finish; its report, or OK with an empty one when none runs.
+  virtual Result<RepairReport> WaitForRepair(std::chrono::milliseconds timeout) = 0;
 
   virtual uint32_t rank() const = 0;
   virtual uint32_t world_size() const = 0;

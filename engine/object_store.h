@@ -46,6 +46,7 @@ class ObjectStore final : public ObjectApi {
   Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path) override;
   // One copy of everything: nothing to repair; checks `dir` can be listed.
   Result<RepairReport> Repair(std::string_view dir) override;
+  Result<RepairReport> WaitForRepair(std::chrono::milliseconds) override { return RepairReport{}; }
   uint32_t rank() const override { return 0; }
   uint32_t world_size() const override { return 1; }
   Status Barrier() override { return Status::OK(); }

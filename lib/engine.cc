@@ -114,6 +114,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   co.metadata_map_size = options.metadata_map_size;
   co.ring_dir = engine::StorePath(local.store_dir, engine::kRingDir);
   co.declare_lost = options.lost_members;
+  co.repair_rate = uint64_t{options.repair_rate_mib_s} << 20;
   if (const char* env = std::getenv("SHOAL_LOST_MEMBERS"); env != nullptr) {
     std::string_view list(env);
     while (!list.empty()) {
@@ -235,6 +236,11 @@ Result<std::vector<std::vector<uint32_t>>> Engine::Locate(std::string_view path)
 Result<RepairReport> Engine::Repair(std::string_view dir) {
   SHOAL_RETURN_IF_ERROR(impl_->Usable());
   return impl_->api().Repair(dir);
+}
+
+Result<RepairReport> Engine::WaitForRepair(uint32_t timeout_ms) {
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().WaitForRepair(std::chrono::milliseconds(timeout_ms));
 }
 
 std::string_view Engine::io_backend() const { return impl_->api().io_backend(); }

@@ -200,6 +200,13 @@ class SHOAL_EXPORT Engine {
   // single member has nothing to repair.
   Result<RepairReport> Repair(std::string_view dir = "");
 
+  // Waits up to `timeout_ms` for this rank's background repair to finish: an Open whose
+  // membership changed (docs/membership.md) starts one on every rank, over the objects whose
+  // metadata the rank is primary for, rate-limited by Options::repair_rate_mib_s. Returns its
+  // report (OK and empty when none ran); Timeout while it still runs; its first error otherwise.
+  // Call it on every rank (then Barrier) to know the whole world is repaired.
+  Result<RepairReport> WaitForRepair(uint32_t timeout_ms = 600000);
+
   // "io_uring" or "posix": the backend chosen at Open.
   std::string_view io_backend() const;
 

@@ -125,6 +125,12 @@ struct Options {
   // Each request's deadline, in milliseconds.
   uint32_t request_timeout_ms = 30000;
 
+  // After an Open whose membership changed (a member joined, returned, is down or was declared
+  // lost), every member repairs in the background the objects whose metadata it is primary for,
+  // copying at most this many MiB of chunk replicas per second (Engine::WaitForRepair waits for
+  // it). 0: no background repair (Engine::Repair only). Default 256.
+  uint32_t repair_rate_mib_s = 256;
+
   // Stores of the world's last epoch that will never come back (their member ids, as Open's
   // error names them), declared lost at this Open; SHOAL_LOST_MEMBERS (comma-separated) adds to
   // it. Open of a world needs a strict majority of the last epoch's members and, for every
