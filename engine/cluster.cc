@@ -84,6 +84,10 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
   c->read_failovers_ = &reg->counter("member.read.failovers");
   c->repair_chunks_copied_ = &reg->counter("member.repair.chunks_copied");
   c->local_chunk_bytes_read_ = &reg->counter("member.local.chunk_bytes_read");
+  c->orphans_swept_ = &reg->counter("member.sweep.orphans_dropped");
+  c->scrub_bad_ = &reg->counter("member.scrub.damaged_objects");
+  c->scrub_repaired_ = &reg->counter("member.scrub.repaired_objects");
+  c->scrubbed_bytes_ = &reg->counter("member.scrub.bytes_verified");
   c->client_ = std::make_unique<MemberClient>(&c->world_->transport(), service, options.deadline,
                                               reg);
 
@@ -322,7 +326,7 @@ Status Cluster::Seal(std::string_view path) {
     }
   }
   if (inode.is_striped) {
-    for (const Status& s : client_->ChunkCommitAll(holders, w->uid)) {
+    for (const Status& s : client_->ChunkCommitAll(holders, w->uid, path)) {
       if (!s.ok()) return fail(s.WithContext(fmt::format("sealing \"{}\"", path)));
     }
   }

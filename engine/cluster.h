@@ -38,6 +38,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -80,6 +81,8 @@ struct ClusterOptions {
   // Background repair after an Open whose membership changed (cluster_background.cc): bytes of
   // chunk copies per second, at most; 0: none (Repair only when called).
   uint64_t repair_rate = 256ull << 20;
+  // Bytes of local chunks re-read and verified per second by the background scrub; 0: none.
+  uint64_t scrub_rate = 16ull << 20;
   // Where the member's counters and histograms go (owned by the caller, outliving the
   // Cluster); null: a registry of its own.
   metrics::Registry* metrics = nullptr;
@@ -131,6 +134,8 @@ class Cluster final : public ObjectApi {
     double ms = 0;
   };
   const OpenReport& open_report() const { return open_report_; }
+  // The member's counters and histograms (docs/metrics.md).
+  metrics::Registry& metrics() { return options_.metrics != nullptr ? *options_.metrics : *own_metrics_; }
 
  private:
   struct Writing;
@@ -170,9 +175,12 @@ class Cluster final : public ObjectApi {
   // ---- background repair (cluster_background.cc) ----
   // Starts the walk of the shards this member is the primary of; each object is repaired by
   // exactly one member.
-  void StartBackgroundRepair() EXCLUDES(bg_mu_);
+  void StartBackground(bool repair) EXCLUDES(bg_mu_);
   void BackgroundRepair() EXCLUDES(bg_mu_);
   void StopBackgroundRepair();
+  void ForEachLocalChunkObject(const std::function<void(uint64_t uid, const ObjectInfo&)>& fn);
+  void SweepOrphans();
+  void Scrub();
 
   // ---- read planning (cluster_read.cc) ----
   // The live replicas of chunk `chunk` of a striped object (its placement holders and the
@@ -192,6 +200,11 @@ class Cluster final : public ObjectApi {
   metrics::Counter* read_failovers_ = nullptr;
   metrics::Counter* repair_chunks_copied_ = nullptr;
   metrics::Counter* local_chunk_bytes_read_ = nullptr;
+  metrics::Counter* orphans_swept_ = nullptr;
+  metrics::Counter* scrub_bad_ = nullptr;
+  metrics::Counter* scrub_repaired_ = nullptr;
+  metrics::Counter* scrubbed_bytes_ = nullptr;
+  int64_t open_started_ns_ = 0;  // wall clock when this epoch's Open began
   std::unique_ptr<ObjectStore> store_;
   std::unique_ptr<MetaStore> ring_;
   std::unique_ptr<MemberService> service_;

@@ -1,4 +1,12 @@
-// Cluster: background repair. After an Open whose membership changed (a member joined, came
+// Cluster: background work after an Open, in one thread per member:
+//   repair   (when the membership changed) below;
+//   sweep    this member's chunk objects sealed before the Open whose world object is gone (a
+//            remove or an abort with an unknown outcome while it was down or unreachable): each
+//            local chunk object records its world path (its origin), whose inode must still
+//            name it, else it is dropped;
+//   scrub    every local chunk object read back at ClusterOptions::scrub_rate (CRC32C checked
+//            per chunk); a damaged one is dropped and its object repaired from the replicas.
+// Background repair. After an Open whose membership changed (a member joined, came
 // back, went down or was declared lost), every member walks the metadata shards it is the
 // primary of — so each object is visited by exactly one member — and repairs every striped
 // object there (cluster_repair.cc: chunks below the object's or the world's replica count get
@@ -10,27 +18,127 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <functional>
 #include <thread>
 
 #include "base/log.h"
 #include "engine/cluster.h"
+#include "engine/store_layout.h"
 
 namespace shoal::engine {
 
-void Cluster::StartBackgroundRepair() {
-  if (options_.repair_rate == 0) return;
+void Cluster::StartBackground(bool repair) {
+  repair = repair && options_.repair_rate != 0;
   {
     MutexLock lk(&bg_mu_);
-    bg_running_ = true;
+    bg_running_ = repair;
     bg_status_ = Status::OK();
     bg_report_ = RepairReport{};
   }
-  bg_thread_ = std::thread([this] { BackgroundRepair(); });
+  bg_thread_ = std::thread([this, repair] {
+    if (repair) BackgroundRepair();
+    if (!bg_stop_.load()) SweepOrphans();
+    if (!bg_stop_.load() && options_.scrub_rate != 0) Scrub();
+  });
 }
 
 void Cluster::StopBackgroundRepair() {
   bg_stop_.store(true);
   if (bg_thread_.joinable()) bg_thread_.join();
+}
+
+void Cluster::ForEachLocalChunkObject(const std::function<void(uint64_t uid,
+                                                               const ObjectInfo&)>& fn) {
+  ListOptions lo;
+  lo.limit = 1000;
+  for (;;) {
+    auto page = store_->List("c", lo);
+    if (!page.ok()) return;  // none yet (NotFound), or an error the next scan meets again
+    for (const DirEntry& e : page->entries) {
+      if (bg_stop_.load()) return;
+      const std::string name = "c/" + e.name;
+      if (e.is_dir || !IsChunkObjectName(name)) continue;
+      auto info = store_->Stat(name);
+      if (!info.ok()) continue;  // being written, or removed meanwhile
+      fn(std::strtoull(e.name.c_str(), nullptr, 16), *info);
+    }
+    if (!page->truncated) return;
+    lo.start_after = page->next_start_after;
+  }
+}
+
+void Cluster::SweepOrphans() {
+  uint64_t swept = 0, bytes = 0;
+  ForEachLocalChunkObject([&](uint64_t uid, const ObjectInfo& info) {
+    // Only what was sealed before this epoch's Open: a seal of this epoch may not have
+    // recorded its inode yet.
+    if (info.seal_time_ns >= open_started_ns_) return;
+    auto origin = store_->OriginOf(ChunkObjectName(uid));
+    if (!origin.ok()) return;  // written before origins were recorded: cannot tell
+    auto inode = LookupInode(*origin);
+    if (inode.ok()) {
+      if (inode->is_striped && inode->uid == uid) return;
+      for (const Inode::Copy& c : inode->copies) {
+        if (c.uid == uid && c.member.member_id == store_->member_id()) return;
+      }
+    } else if (inode.status().code() != Code::kNotFound) {
+      return;  // unknown now: the next sweep decides
+    }
+    if (service_->ChunkDrop(uid).ok()) {
+      swept++;
+      bytes += info.size;
+    }
+  });
+  if (swept != 0) {
+    orphans_swept_->Add(swept);
+    Log(LogLevel::kInfo, "swept {} orphaned chunk object(s) ({:.1f} MiB) of removed or aborted "
+        "objects", swept, static_cast<double>(bytes) / (1 << 20));
+  }
+}
+
+void Cluster::Scrub() {
+  using Clock = std::chrono::steady_clock;
+  const auto started = Clock::now();
+  uint64_t read = 0, bad = 0;
+  std::vector<std::byte> buf(options_.chunk_size);
+  ForEachLocalChunkObject([&](uint64_t uid, const ObjectInfo& info) {
+    Status s;
+    for (uint64_t off = 0; off < info.size && s.ok() && !bg_stop_.load();) {
+      const uint64_t n = std::min<uint64_t>(buf.size(), info.size - off);
+      ReadRequest rq{ChunkObjectName(uid), off, {buf.data(), n}, {}, 0};
+      (void)store_->ReadBatch({&rq, 1});
+      s = rq.status;
+      off += n;
+      read += n;
+      const double allowed_s =
+          static_cast<double>(read) / static_cast<double>(options_.scrub_rate);
+      const double elapsed_s = std::chrono::duration<double>(Clock::now() - started).count();
+      if (allowed_s > elapsed_s) {
+        std::this_thread::sleep_for(std::chrono::duration<double>(allowed_s - elapsed_s));
+      }
+    }
+    if (s.code() != Code::kCorruption) return;
+    // A damaged chunk: this member's copy goes, the object's repair copies it from a replica.
+    bad++;
+    scrub_bad_->Add();
+    auto origin = store_->OriginOf(ChunkObjectName(uid));
+    Log(LogLevel::kWarn, "scrub: {} ({}): {}", ChunkObjectName(uid),
+        origin.ok() ? *origin : std::string("origin unknown"), s.ToString());
+    if (!origin.ok()) return;
+    RepairReport report;
+    Status dropped = service_->ChunkDrop(uid);
+    Status repaired = dropped.ok() ? RepairObject(*origin, &report) : dropped;
+    if (repaired.ok() && report.lost.empty()) scrub_repaired_->Add();
+    Log(repaired.ok() && report.lost.empty() ? LogLevel::kInfo : LogLevel::kWarn,
+        "scrub: \"{}\" repaired from its replicas ({} chunk(s) copied){}", *origin,
+        report.chunks_copied, repaired.ok() ? std::string() : ": " + repaired.ToString());
+  });
+  scrubbed_bytes_->Add(read);
+  if (read != 0) {
+    Log(LogLevel::kDebug, "scrub: {:.1f} MiB of chunks verified, {} damaged",
+        static_cast<double>(read) / (1 << 20), bad);
+  }
 }
 
 void Cluster::BackgroundRepair() {

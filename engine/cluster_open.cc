@@ -19,6 +19,7 @@
 #include "base/bytes.h"
 #include "base/log.h"
 #include "engine/cluster.h"
+#include "engine/object_rules.h"
 
 namespace shoal::engine {
 namespace {
@@ -113,6 +114,7 @@ Status Cluster::MergeShard(uint32_t shard, const std::vector<uint32_t>& from) {
 Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
                           std::chrono::milliseconds join_timeout) {
   const auto started = std::chrono::steady_clock::now();
+  open_started_ns_ = SealTimeNs();
   const auto deadline = OpenPhaseDeadline(join_timeout);
   // 1. What this member brings.
   MemberState me;
@@ -223,7 +225,7 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
   if (auto sums = ring_->Summaries(next.shards); sums.ok()) {
     for (const ShardSummary& sum : *sums) open_report_.records_held += sum.count;
   }
-  if (plan.membership_changed) StartBackgroundRepair();
+  StartBackground(plan.membership_changed);
   Log(world_->rank() == 0 ? LogLevel::kInfo : LogLevel::kDebug,
       "epoch {}: {} member(s), {} up, {} lost; {} shard ownership(s) moved; this member merged {} "
       "shard(s), dropped {} ({:.1f} ms)",

@@ -127,7 +127,7 @@ Result<bool> Cluster::RepairChunks(const std::string& path, Inode* inode,
   }
   if (lost) report->lost.push_back(path);
   for (auto& [rank, uid] : target_uid) {
-    Status committed = client_->ChunkCommitAll({rank}, uid)[0];
+    Status committed = client_->ChunkCommitAll({rank}, uid, path)[0];
     if (!committed.ok()) return committed.WithContext(fmt::format("repair of \"{}\"", path));
   }
   if (!added.empty() || changed) {

@@ -133,9 +133,9 @@ void MemberClient::ChunkReadAsync(uint32_t rank, const protocol::ChunkRead& req,
 }
 
 std::vector<Status> MemberClient::ChunkCommitAll(const std::vector<uint32_t>& ranks,
-                                                 uint64_t uid) {
-  return FanOutStatus(ranks, Op::kChunkCommit, protocol::Encode(protocol::UidRequest{uid}),
-                      [&] { return local_->ChunkCommit(uid); });
+                                                 uint64_t uid, std::string_view path) {
+  return FanOutStatus(ranks, Op::kChunkCommit, protocol::Encode(protocol::ChunkCommit{uid, path}),
+                      [&] { return local_->ChunkCommit(uid, path); });
 }
 
 std::vector<Status> MemberClient::ChunkDropAll(const std::vector<uint32_t>& ranks, uint64_t uid) {

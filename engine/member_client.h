@@ -45,7 +45,8 @@ class MemberClient {
   Status ChunkRead(uint32_t rank, const protocol::ChunkRead& req, std::span<std::byte> dst);
   void ChunkReadAsync(uint32_t rank, const protocol::ChunkRead& req, std::span<std::byte> dst,
                       std::function<void(Status)> done);
-  std::vector<Status> ChunkCommitAll(const std::vector<uint32_t>& ranks, uint64_t uid);
+  std::vector<Status> ChunkCommitAll(const std::vector<uint32_t>& ranks, uint64_t uid,
+                                     std::string_view path);
   std::vector<Status> ChunkDropAll(const std::vector<uint32_t>& ranks, uint64_t uid);
 
   // ---- metadata owner ----

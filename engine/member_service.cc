@@ -31,7 +31,7 @@ Status MemberService::ChunkWrite(const protocol::ChunkWrite& req) {
   return store_->Write(name, req.chunk * req.chunk_size + req.in_chunk, req.data);
 }
 
-Status MemberService::ChunkCommit(uint64_t uid) {
+Status MemberService::ChunkCommit(uint64_t uid, std::string_view path) {
   {
     MutexLock lk(&mu_);
     if (open_.count(uid) == 0) {
@@ -40,7 +40,7 @@ Status MemberService::ChunkCommit(uint64_t uid) {
           fmt::format("commit of object {:016x}: this member holds no chunk of it", uid));
     }
   }
-  Status s = store_->Seal(ChunkObjectName(uid));
+  Status s = store_->SealWithOrigin(ChunkObjectName(uid), path);
   if (s.ok()) {
     MutexLock lk(&mu_);
     open_.erase(uid);
@@ -137,7 +137,8 @@ Reply MemberService::Handle(uint16_t op, std::span<const std::byte> request) {
     case Op::kChunkWrite:
       return With<protocol::ChunkWrite>(request, [&](auto& r) { return Done(ChunkWrite(r)); });
     case Op::kChunkCommit:
-      return With<UidRequest>(request, [&](auto& r) { return Done(ChunkCommit(r.uid)); });
+      return With<protocol::ChunkCommit>(request,
+                                         [&](auto& r) { return Done(ChunkCommit(r.uid, r.path)); });
     case Op::kChunkDrop:
       return With<UidRequest>(request, [&](auto& r) { return Done(ChunkDrop(r.uid)); });
     case Op::kChunkRead:

@@ -39,7 +39,7 @@ class MemberService {
   Status ChunkWrite(const protocol::ChunkWrite& req) EXCLUDES(mu_);
   // Seals the local object of `uid`; OK again when it was sealed by an earlier commit whose
   // reply was lost; FailedPrecondition when this member holds nothing of it.
-  Status ChunkCommit(uint64_t uid) EXCLUDES(mu_);
+  Status ChunkCommit(uint64_t uid, std::string_view path) EXCLUDES(mu_);
   // Aborts or removes the local object of `uid`; OK when there is none.
   Status ChunkDrop(uint64_t uid) EXCLUDES(mu_);
   // Reads the range into dst (dst.size() == req.len); *n is what the holder has (the rest of

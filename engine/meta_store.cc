@@ -149,7 +149,8 @@ Status MetaStore::Init(const std::string& dir, uint64_t map_size) {
   };
   if ((rc = open_db("inodes", &inodes_)) != 0 || (rc = open_db("dirents", &dirents_)) != 0 ||
       (rc = open_db("extents", &extents_)) != 0 || (rc = open_db("meta", &meta_)) != 0 ||
-      (rc = open_db("shardidx", &shardidx_)) != 0 || (rc = open_db("shardsum", &shardsum_)) != 0) {
+      (rc = open_db("shardidx", &shardidx_)) != 0 || (rc = open_db("shardsum", &shardsum_)) != 0 ||
+      (rc = open_db("origins", &origins_)) != 0) {
     mdb_txn_abort(txn);
     return LmdbStatus(rc, "open databases");
   }
@@ -283,8 +284,10 @@ Status MetaStore::CheckCreatable(std::string_view path) {
   return CheckCreatableTxn(txn.get(), path);
 }
 
-Status MetaStore::InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode) {
+Status MetaStore::InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode,
+                            std::string_view origin) {
   SHOAL_RETURN_IF_ERROR(CheckCreatableTxn(txn, path));
+  if (!origin.empty()) SHOAL_RETURN_IF_ERROR(Put(txn, origins_, PathKey(path), origin));
   std::string_view v;
   uint64_t next_id = 1;
   Status s = Get(txn, meta_, "next_id", &v);
@@ -324,8 +327,18 @@ Status MetaStore::InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode) {
   return Status::OK();
 }
 
-Status MetaStore::InsertObject(std::string_view path, Inode* inode) {
-  return RunWrite([&](MDB_txn* txn) { return InsertTxn(txn, path, inode); });
+Status MetaStore::InsertObject(std::string_view path, Inode* inode, std::string_view origin) {
+  return RunWrite([&](MDB_txn* txn) { return InsertTxn(txn, path, inode, origin); });
+}
+
+Result<std::string> MetaStore::GetOrigin(std::string_view path) {
+  ReadTxn txn(env_);
+  SHOAL_RETURN_IF_ERROR(txn.status());
+  std::string_view v;
+  Status s = Get(txn.get(), origins_, PathKey(path), &v);
+  if (s.IsNotFound()) return Status::NotFound(fmt::format("no origin of \"{}\"", path));
+  SHOAL_RETURN_IF_ERROR(s);
+  return std::string(v);
 }
 
 Status MetaStore::RemoveTxn(MDB_txn* txn, std::string_view path, Inode* removed) {
@@ -335,6 +348,7 @@ Status MetaStore::RemoveTxn(MDB_txn* txn, std::string_view path, Inode* removed)
   SHOAL_RETURN_IF_ERROR(s);
   SHOAL_ASSIGN_OR_RETURN(*removed, DecodeInode(v, path));
   SHOAL_RETURN_IF_ERROR(Del(txn, inodes_, PathKey(path)));
+  if (Status o = Del(txn, origins_, PathKey(path)); !o.ok() && !o.IsNotFound()) return o;
   for (const Extent& e : removed->chunks) {
     if (!e.is_hole()) SHOAL_RETURN_IF_ERROR(Del(txn, extents_, ExtentKey(e.segment, e.offset)));
   }

@@ -5,6 +5,7 @@
 //   dirents  PathKey(parent) '\0' name        -> u8 is_dir, u64 size (object bytes or entry count)
 //   extents  u32 segment BE, u64 offset BE    -> u32 disk bytes   (every live chunk on disk)
 //   meta     "format", "member_id", "next_id", "membership" (engine/membership.h)
+//   origins  PathKey(path)                    -> the world path a local chunk object belongs to
 // A metadata shard of a world (<store>/ring) versions its records (engine/meta_shards.cc):
 //   shardidx u16 shard BE, PathKey(path)      -> u64 version, u8 tombstone, path
 //   shardsum u16 shard BE                     -> u64 count, u64 hash, u64 tombstones
@@ -70,8 +71,12 @@ class MetaStore {
   Status CheckCreatable(std::string_view path);
   Result<ListPage> List(std::string_view dir, const ListOptions& options);
 
-  // Records a sealed object (assigning inode->id) with the checks of CheckCreatable.
-  Status InsertObject(std::string_view path, Inode* inode);
+  // Records a sealed object (assigning inode->id) with the checks of CheckCreatable; `origin`,
+  // when not empty, is recorded with it (GetOrigin): a chunk holder's local object names the
+  // world object it holds chunks of, so an orphan can be recognized later.
+  Status InsertObject(std::string_view path, Inode* inode, std::string_view origin = {});
+  // The origin recorded with `path`; NotFound when none.
+  Result<std::string> GetOrigin(std::string_view path);
   // Replaces the record of a striped object whose uid is `uid` (a repair adding replicas);
   // NotFound when the path holds no such object any more. Size and entries are unchanged.
   Status ReplaceStriped(std::string_view path, uint64_t uid, const Inode& inode);
@@ -138,7 +143,8 @@ class MetaStore {
   Status RunWrite(TxnFn fn);  // group commit
   Status CheckCreatableTxn(MDB_txn* txn, std::string_view path);
   // The bodies of InsertObject / RemoveObject inside a write transaction.
-  Status InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode);
+  Status InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode,
+                   std::string_view origin = {});
   Status RemoveTxn(MDB_txn* txn, std::string_view path, Inode* removed);
   Status ApplyTxn(MDB_txn* txn, uint32_t shard, const Versioned& record);
   // The shard index (meta_shards.cc).
@@ -149,7 +155,8 @@ class MetaStore {
 
   std::string dir_;  // set once opened: a clean close stamps the file as verified
   MDB_env* env_ = nullptr;
-  MDB_dbi inodes_ = 0, dirents_ = 0, extents_ = 0, meta_ = 0, shardidx_ = 0, shardsum_ = 0;
+  MDB_dbi inodes_ = 0, dirents_ = 0, extents_ = 0, meta_ = 0, shardidx_ = 0, shardsum_ = 0,
+          origins_ = 0;
   std::string member_id_;
 
   std::mutex mu_;

@@ -316,7 +316,7 @@ void ObjectStore::Flush(OpenObject* obj, uint64_t index, IoBuffer buf, uint32_t 
   disk_->Submit({&op, 1});
 }
 
-Status ObjectStore::Seal(std::string_view path) {
+Status ObjectStore::SealWithOrigin(std::string_view path, std::string_view origin) {
   SHOAL_ASSIGN_OR_RETURN(auto obj, FindOpen(path));
   Inode inode;
   {
@@ -390,7 +390,7 @@ Status ObjectStore::Seal(std::string_view path) {
   Status s = chunks_->Sync(segments);
   if (!s.ok()) return fail(s.WithContext(fmt::format("sealing \"{}\"", path)));
   inode.seal_time_ns = SealTimeNs();
-  s = meta_->InsertObject(path, &inode);
+  s = meta_->InsertObject(path, &inode, origin);
   if (!s.ok()) return fail(s);
   {
     std::lock_guard olk(open_mu_);

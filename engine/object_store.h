@@ -37,7 +37,11 @@ class ObjectStore final : public ObjectApi {
 
   Status Create(std::string_view path, const CreateOptions& options) override;
   Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) override;
-  Status Seal(std::string_view path) override;
+  Status Seal(std::string_view path) override { return SealWithOrigin(path, {}); }
+  // Seal, recording `origin` with the object (MetaStore::InsertObject): the world path a chunk
+  // holder's local object belongs to.
+  Status SealWithOrigin(std::string_view path, std::string_view origin);
+  Result<std::string> OriginOf(std::string_view path) { return meta_->GetOrigin(path); }
   Status Abort(std::string_view path) override;
   Status ReadBatch(std::span<ReadRequest> requests) override;
   Result<ObjectInfo> Stat(std::string_view path) override;

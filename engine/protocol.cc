@@ -395,6 +395,21 @@ Status Decode(std::span<const std::byte> b, Verdict* out) {
   return Status::OK();
 }
 
+Bytes Encode(const ChunkCommit& m) {
+  ByteWriter w;
+  w.Put<uint64_t>(m.uid);
+  w.Prefixed(m.path);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, ChunkCommit* out) {
+  ByteReader r(b);
+  if (!r.Get(&out->uid) || !GetPath(&r, &out->path) || !r.done()) {
+    return BadRequest("chunk-commit", "length");
+  }
+  return CheckPath("chunk-commit", out->path);
+}
+
 // ---- versions and shard pages ----
 
 Bytes Encode(const VersionReply& m) {

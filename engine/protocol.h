@@ -13,7 +13,7 @@
 //   CollectiveContribute Contribute{seq}              the member's blob (raw bytes)
 //   CollectiveResult    CollectiveResult{seq, table}  empty
 //   ChunkWrite          ChunkWrite{uid, cs, chunk, in, data}   empty
-//   ChunkCommit         UidRequest{uid}               empty
+//   ChunkCommit         ChunkCommit{uid, path}        empty
 //   ChunkDrop           UidRequest{uid}               empty
 //   ChunkRead           ChunkRead{uid, cs, chunk, in, len}     ChunkReadReply{crc, data}
 //   MetaCheck           PathRequest{path}             empty
@@ -96,6 +96,11 @@ struct ChunkWrite {
 };
 struct UidRequest {
   uint64_t uid = 0;
+};
+// Seals the holder's local object of `uid`, recording the world path it belongs to.
+struct ChunkCommit {
+  uint64_t uid = 0;
+  std::string_view path;  // a valid object path
 };
 struct ChunkRead {
   uint64_t uid = 0;
@@ -185,6 +190,7 @@ Bytes Encode(const ChunkWrite& m);
 // A ChunkWrite's fixed fields only: the data follows as the body of a gathered request.
 Bytes EncodeHead(const ChunkWrite& m);
 Bytes Encode(const UidRequest& m);
+Bytes Encode(const ChunkCommit& m);
 Bytes Encode(const ChunkRead& m);
 Bytes Encode(const ChunkReadReply& m);
 // The reply head of a ChunkRead whose `n` bytes follow (the holder writes them in place).
@@ -212,6 +218,7 @@ Status Decode(std::span<const std::byte> b, Verdict* out);
 Status Decode(std::span<const std::byte> b, uint32_t world_size, CollectiveResult* out);
 Status Decode(std::span<const std::byte> b, ChunkWrite* out);
 Status Decode(std::span<const std::byte> b, UidRequest* out);
+Status Decode(std::span<const std::byte> b, ChunkCommit* out);
 Status Decode(std::span<const std::byte> b, ChunkRead* out);
 // `asked`: the length requested; a reply with more bytes is refused.
 Status Decode(std::span<const std::byte> b, uint32_t asked, ChunkReadReply* out);

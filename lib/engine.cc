@@ -115,6 +115,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   co.ring_dir = engine::StorePath(local.store_dir, engine::kRingDir);
   co.declare_lost = options.lost_members;
   co.repair_rate = uint64_t{options.repair_rate_mib_s} << 20;
+  co.scrub_rate = uint64_t{options.scrub_rate_mib_s} << 20;
   if (const char* env = std::getenv("SHOAL_LOST_MEMBERS"); env != nullptr) {
     std::string_view list(env);
     while (!list.empty()) {

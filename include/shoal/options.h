@@ -130,6 +130,10 @@ struct Options {
   // copying at most this many MiB of chunk replicas per second (Engine::WaitForRepair waits for
   // it). 0: no background repair (Engine::Repair only). Default 256.
   uint32_t repair_rate_mib_s = 256;
+  // The background scrub re-reads this rank's stored chunks, checking their CRC32C, at most
+  // this many MiB per second, after every Open; a damaged chunk is dropped and copied again
+  // from a replica. 0: no scrub. Default 16.
+  uint32_t scrub_rate_mib_s = 16;
 
   // Stores of the world's last epoch that will never come back (their member ids, as Open's
   // error names them), declared lost at this Open; SHOAL_LOST_MEMBERS (comma-separated) adds to

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <thread>
 #include <iterator>
 #include <map>
 #include <random>
@@ -258,6 +260,81 @@ TEST_F(MembershipWorld, OpenMovesOnlyWhatOwnershipChangedAndNothingWhenUnchanged
   EXPECT_GT(pulled, 0u);
   EXPECT_LE(fraction, 1.1 / 4);
   Check("after the join");
+}
+
+// The number of chunk objects store `r`'s member holds (its local objects "c/<uid>").
+size_t LocalChunkObjects(engine::Cluster& c) {
+  auto page = c.store().List("c", ListOptions{"", 100000});
+  return page.ok() ? page->entries.size() : 0;
+}
+
+// A remove while a chunk holder is unreachable leaves its chunks behind; when it is back, its
+// background sweep drops them (they record the world path whose inode no longer names them).
+TEST_F(MembershipWorld, ChunksOrphanedWhileTheirHolderWasDownAreSweptWhenItReturns) {
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  // A path whose metadata owners leave out member 2, written in 3 chunks (every member holds
+  // some of them with replication 2 over 3).
+  std::string path;
+  for (int i = 0; path.empty(); ++i) {
+    std::string p = "d/orphan" + std::to_string(i);
+    auto owners = M(0).MetadataOwners(p);
+    if (std::find(owners.begin(), owners.end(), 2u) == owners.end()) path = p;
+  }
+  const size_t before = LocalChunkObjects(M(2));
+  ASSERT_OK(Put(0, path, Pattern(3 * kChunk, 9)));
+  ASSERT_EQ(LocalChunkObjects(M(2)), before + 1);
+  world_->net().Kill(2);
+  Remove(0, path);  // durable on both metadata owners; member 2's chunks stay behind
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  size_t now = 0;
+  for (int i = 0; i < 200 && (now = LocalChunkObjects(M(2))) != before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(now, before) << "the orphaned chunks were not swept";
+  Check("after the sweep");
+}
+
+// A chunk damaged on one holder's disk is found by the background scrub, dropped and copied
+// again from the other replica: then the good holder can die and the object still reads.
+TEST_F(MembershipWorld, ScrubFindsADamagedChunkAndRepairsItFromAReplica) {
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  const auto data = Pattern(kChunk, 4);  // one chunk, on two members
+  ASSERT_OK(Put(0, "d/scrubbed", data));
+  auto holders = M(0).Locate("d/scrubbed");
+  ASSERT_OK(holders);
+  ASSERT_EQ((*holders)[0].size(), 2u);
+  const uint32_t damaged = (*holders)[0][0], good = (*holders)[0][1];
+  world_->Stop();
+  // The only chunk in that member's segment file: flip a byte of it.
+  std::string seg;
+  for (const auto& e : std::filesystem::directory_iterator(world_->Store(damaged) + "/chunks")) {
+    if (e.path().extension() == ".dat") seg = e.path().string();
+  }
+  {
+    std::fstream f(seg, std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(f.good()) << seg;
+    f.seekg(100);
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x5a);
+    f.seekp(100);
+    f.write(&c, 1);
+  }
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  // The damaged member's scrub finds the chunk, drops its copy and repairs the object.
+  metrics::Counter& repaired = M(damaged).metrics().counter("member.scrub.repaired_objects");
+  for (int i = 0; i < 200 && repaired.value() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(repaired.value(), 1u) << "the scrub did not repair the damaged chunk";
+  EXPECT_EQ(M(damaged).metrics().counter("member.scrub.damaged_objects").value(), 1u);
+  world_->net().Kill(good);
+  std::vector<std::byte> got(data.size());
+  ReadRequest req{"d/scrubbed", 0, got, {}, 0};
+  const uint32_t reader = good == 0 ? 1 : 0;
+  ASSERT_OK(M(reader).ReadBatch({&req, 1}));
+  ASSERT_OK(req.status);
+  EXPECT_TRUE(got == data);
 }
 
 // A member killed at a random message of a random op (before or after it handled it) while

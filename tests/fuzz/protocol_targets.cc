@@ -44,7 +44,7 @@ void FuzzProtocol(std::string_view input) {
   const std::string_view rest = in.Rest();
   const std::span<const std::byte> b = AsBytes(rest);
   const std::string path = "fuzz/object";
-  switch (which % 17) {
+  switch (which % 18) {
     case 0: return RoundTrip<p::Contribute>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
     case 1:
       return RoundTrip<p::CollectiveResult>(
@@ -74,6 +74,7 @@ void FuzzProtocol(std::string_view input) {
     case 16:
       return RoundTrip<p::ShardPageReply>(
           b, [&](std::span<const std::byte> x, auto* m) { return p::Decode(x, param % 4096, m); });
+    case 17: return RoundTrip<p::ChunkCommit>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
   }
 }
 
@@ -122,6 +123,7 @@ std::vector<std::string> ProtocolSeeds() {
   add(14, 0, p::Encode(p::RemoveReply{5, striped}));
   add(14, 0, p::Encode(p::RemoveReply{6, std::nullopt}));
   add(15, 0, p::Encode(p::ShardPage{17, "a/b", 1024}));
+  add(17, 0, p::Encode(p::ChunkCommit{9, "a/b"}));
   add(16, 8, p::Encode(p::ShardPageReply{"a/c", {{"a/b", 9, false, engine::EncodeInode(striped)},
                                                    {"a/c", 11, true, ""}}}));
   return seeds;

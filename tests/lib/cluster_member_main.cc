@@ -344,25 +344,30 @@ int main(int argc, char** argv) {
       }
       return shortage;
     };
+    // The Open declared the lost member lost: every rank's background repair restores the
+    // replicas of the objects whose metadata it is primary for.
+    auto bg = eng.WaitForRepair(120000);
+    Check(bg.status(), "background repair");
+    if (!bg->lost.empty()) Die("background repair reports lost objects: " + bg->lost[0]);
+    const uint64_t mine = bg->chunks_copied;
+    auto all = eng.AllGather({reinterpret_cast<const std::byte*>(&mine), sizeof(mine)});
+    Check(all.status(), "all-gather");
     if (rank == 0) {
-      uint64_t before = count_short();
-      auto report = eng.Repair();
-      Check(report.status(), "repair");
-      std::printf("repair: %llu objects, %llu chunks (%llu bytes) copied, %llu metadata records, "
-                  "%zu lost; %llu chunks were short\n",
-                  (unsigned long long)report->objects, (unsigned long long)report->chunks_copied,
-                  (unsigned long long)report->bytes_copied,
-                  (unsigned long long)report->metadata_copied, report->lost.size(),
-                  (unsigned long long)before);
-      if (before == 0) Die("no chunk was short of replicas before the repair");
-      if (report->chunks_copied != before) Die("repair copied a different number of chunks");
-      if (!report->lost.empty()) Die("repair reports lost objects: " + report->lost[0]);
+      uint64_t copied = 0;
+      for (const auto& b : *all) {
+        uint64_t v = 0;
+        std::memcpy(&v, b.data(), std::min(b.size(), sizeof(v)));
+        copied += v;
+      }
+      std::printf("repair: background repair copied %llu chunks on %zu ranks\n",
+                  (unsigned long long)copied, all->size());
+      if (copied == 0) Die("no chunk was short of replicas after the loss");
       if (uint64_t after = count_short(); after != 0) {
-        Die(fmt::format("{} chunks still short after repair", after));
+        Die(fmt::format("{} chunks still short after the background repair", after));
       }
       auto again = eng.Repair();
-      Check(again.status(), "second repair");
-      if (again->chunks_copied != 0 || again->metadata_copied != 0) Die("second repair copied");
+      Check(again.status(), "repair");
+      if (again->chunks_copied != 0) Die("an explicit repair after the background one copied");
     }
     Check(eng.Barrier(), "barrier");
     VerifyAll(eng, arg);
