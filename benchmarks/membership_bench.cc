@@ -84,14 +84,14 @@ int main(int argc, char** argv) {
   TempDir empty_dir;
   InProcWorld empty(empty_dir, nodes, 2, 1);
   empty.set_metadata_map_size(16ull << 30);
-  Die(empty.StartStores({0, 1, 2, 3}), "open empty");
+  Die(empty.StartStores({0, 1, 2, 3}, {}, std::chrono::milliseconds(60000)), "open empty");
   const double empty_ms = MedianOpenMs(empty, {0, 1, 2, 3}, 5);
   empty.Stop();
 
   TempDir dir;
   InProcWorld w(dir, nodes, 2, 2);
   w.set_metadata_map_size(16ull << 30);
-  Die(w.StartStores({0, 1, 2, 3}), "open");
+  Die(w.StartStores({0, 1, 2, 3}, {}, std::chrono::milliseconds(60000)), "open");
   auto t = Clock::now();
   std::atomic<uint64_t> next{0};
   std::vector<std::thread> pool;
@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
       for (uint64_t i; (i = next.fetch_add(1)) < records;) {
         Die(Put(w.at(k % 4), "r/" + std::to_string(i % 1000) + "/o" + std::to_string(i), small),
             "put");
-        if (k == 0 && i % 100000 == 0 && i != 0) {
+        if (i % 100000 == 0 && i != 0) {
           std::printf("  %llu records in %.1f s\n", static_cast<unsigned long long>(i), Seconds(t));
         }
       }
