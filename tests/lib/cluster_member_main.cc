@@ -12,6 +12,10 @@
 //                each other through SYNC_DIR/done-<rank> files
 //   evil         the last rank attacks every other rank with malformed messages while they
 //                write; then they verify each other's sets
+//   seq SIZES    one step of a sequence of jobs over the same stores: SIZES is the world size
+//                of every step so far, this one last ("1,3,2"). Rank r writes seq/s<S>/r<r>/o<i>
+//                and removes seq/s<S-1>/r<r>/o0; then every rank checks every step's objects:
+//                the live ones bit-exact and listed, the removed ones neither found nor listed
 // Exit 0 when every check passed; 1 with the first failed check on stderr; 3 PermissionDenied.
 #include <fmt/format.h>
 #include <unistd.h>
@@ -238,6 +242,7 @@ int main(int argc, char** argv) {
   if (argc < 5) Die("usage: cluster_member SCENARIO STORE_DIR SYNC_DIR REPLICAS [ARG]");
   std::string scenario = argv[1], sync = argv[3];
   int arg = argc > 5 ? std::atoi(argv[5]) : 0;
+  const std::string arg_text = argc > 5 ? argv[5] : "";
   Options o;
   o.store_dir = argv[2];
   o.chunk_size = kChunk;
@@ -312,6 +317,59 @@ int main(int argc, char** argv) {
       for (const DirEntry& d : ListAll(eng, fmt::format("w/r{}", k), 3)) {
         if (d.name == fmt::format("s{}", 5 * kChunk + 123)) Die(p + " still listed");
       }
+    }
+    Check(eng.Barrier(), "barrier");
+  } else if (scenario == "seq") {
+    std::vector<int> sizes;
+    for (size_t at = 0; at < arg_text.size();) {
+      size_t comma = arg_text.find(',', at);
+      if (comma == std::string::npos) comma = arg_text.size();
+      sizes.push_back(std::atoi(arg_text.substr(at, comma - at).c_str()));
+      at = comma + 1;
+    }
+    const int step = static_cast<int>(sizes.size()) - 1;
+    if (step < 0 || sizes.back() != world) Die("seq: the last size must be this world's");
+    constexpr int kPerRank = 4;
+    auto path = [](int s, int r, int i) { return fmt::format("seq/s{}/r{}/o{}", s, r, i); };
+    auto size_of = [](int s, int r, int i) {
+      return static_cast<uint64_t>(i == 3 ? 3 * kChunk + 17 * s + r : 100 * (i + 1) + s + r);
+    };
+    auto seed = [](int s, int r, int i) { return static_cast<uint64_t>(10000 + s * 100 + r * 10 + i); };
+    for (int i = 0; i < kPerRank; ++i) {
+      Check(eng.Put(path(step, rank, i), Pattern(seed(step, rank, i), size_of(step, rank, i))),
+            "put " + path(step, rank, i));
+    }
+    if (step > 0 && rank < sizes[step - 1]) {
+      Check(eng.Remove(path(step - 1, rank, 0)), "remove " + path(step - 1, rank, 0));
+    }
+    Check(eng.Barrier(), "barrier");
+    uint64_t live = 0, gone = 0;
+    for (int s = 0; s <= step; ++s) {
+      for (int r = 0; r < sizes[s]; ++r) {
+        std::set<std::string> listed;
+        for (const DirEntry& d : ListAll(eng, fmt::format("seq/s{}/r{}", s, r), 3)) {
+          listed.insert(d.name);
+        }
+        for (int i = 0; i < kPerRank; ++i) {
+          const bool removed = i == 0 && s < step && r < sizes[s + 1];
+          const std::string name = fmt::format("o{}", i);
+          if (removed) {
+            if (eng.Stat(path(s, r, i)).status().code() != Code::kNotFound) {
+              Die(path(s, r, i) + " was removed and is back");
+            }
+            if (listed.count(name) != 0) Die(path(s, r, i) + " was removed and is listed");
+            gone++;
+          } else {
+            VerifyObject(eng, path(s, r, i), size_of(s, r, i), seed(s, r, i));
+            if (listed.count(name) == 0) Die(path(s, r, i) + " is not listed");
+            live++;
+          }
+        }
+      }
+    }
+    if (rank == 0) {
+      std::printf("seq step %d (world of %d): %llu objects live, %llu removed, all as expected\n",
+                  step, world, (unsigned long long)live, (unsigned long long)gone);
     }
     Check(eng.Barrier(), "barrier");
   } else if (scenario == "write") {
