@@ -66,8 +66,11 @@ Result<MemberState> DecodeState(std::span<const std::byte> b, uint32_t rank) {
   return m;
 }
 
+// Each phase of the Open waits for the slowest member at most the join timeout (Options::
+// join_timeout_ms, SHOAL_JOIN_TIMEOUT_MS): a member that died in the middle fails every
+// member's Open then, rather than hanging it.
 std::chrono::milliseconds OpenPhaseDeadline(std::chrono::milliseconds join_timeout) {
-  return std::max<std::chrono::milliseconds>(join_timeout, std::chrono::minutes(10));
+  return join_timeout;
 }
 
 }  // namespace

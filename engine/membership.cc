@@ -275,10 +275,11 @@ Result<OpenPlan> PlanOpen(const std::vector<MemberState>& present, uint32_t repl
           "reuse the disk, wipe the store: it joins as a new, empty member)",
           p.id, p.node));
     }
+    // A store that is not a member joins as a new one if it never recorded an epoch: records
+    // it has (from a join whose Open failed half-way) are not trusted: the shards it serves are
+    // merged again from their holders and the others dropped.
     if (prev.IndexOf(p.id) < 0) {
-      bool empty = true;
-      for (uint32_t s = 0; s < prev.shards; ++s) empty = empty && summary(at[p.id], s).count == 0;
-      if (p.latest.epoch != 0 || !empty) {
+      if (p.latest.epoch != 0) {
         return Status::FailedPrecondition(fmt::format(
             "the store of member {} (node {}) belongs to another world (its newest epoch is {}, "
             "this world's is {} without it)",

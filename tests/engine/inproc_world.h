@@ -33,12 +33,23 @@ class InProcWorld {
   // `lost`: member ids declared lost at this Open.
   Status StartStores(const std::vector<uint32_t>& stores, std::vector<std::string> lost = {},
                      std::chrono::milliseconds deadline = std::chrono::milliseconds(400)) {
+    return StartStoresImpl(stores, std::move(lost), deadline, nullptr);
+  }
+  // StartStores with `fault` applied from the first message of the Open on.
+  Status StartStoresWithFault(const std::vector<uint32_t>& stores, transport::FaultRule fault) {
+    return StartStoresImpl(stores, {}, std::chrono::milliseconds(400), &fault);
+  }
+
+ private:
+  Status StartStoresImpl(const std::vector<uint32_t>& stores, std::vector<std::string> lost,
+                         std::chrono::milliseconds deadline, const transport::FaultRule* fault) {
     Stop();
     const uint32_t n = static_cast<uint32_t>(stores.size());
     stores_ = stores;
     lost_ = std::move(lost);
     starts_++;
     net_ = std::make_unique<transport::InProcNetwork>(n, seed_);
+    if (fault != nullptr) net_->AddRule(*fault);
     members_.clear();
     members_.resize(n);
     std::vector<Status> results(n);
@@ -52,6 +63,8 @@ class InProcWorld {
     for (uint32_t r = 0; r < n; ++r) ids_[stores_[r]] = members_[r]->store().member_id();
     return Status::OK();
   }
+
+ public:
   // The member id of store `store` (known once a world opened it).
   const std::string& MemberId(uint32_t store) const { return ids_.at(store); }
   void Stop() {
@@ -60,6 +73,8 @@ class InProcWorld {
   }
   // LMDB map size of each member's metadata (benchmarks with many records need more).
   void set_metadata_map_size(uint64_t bytes) { map_size_ = bytes; }
+  // How long the world's Open waits for a member (each phase).
+  void set_join_timeout(std::chrono::milliseconds t) { join_timeout_ = t; }
   // The directory of store `store`.
   std::string Store(uint32_t store) const { return dir_.Sub("m" + std::to_string(store)); }
   engine::Cluster& at(uint32_t r) { return *members_.at(r); }
@@ -93,7 +108,7 @@ class InProcWorld {
     wo.rank = r;
     wo.world_size = size();
     wo.node = nodes_[stores_[r]];
-    wo.timeout = std::chrono::milliseconds(10000);
+    wo.timeout = join_timeout_;
     auto rdzv = transport::NewCallbackRendezvous(
         [g, r](const transport::Blob& mine) -> Result<std::vector<transport::Blob>> {
           std::unique_lock lk(g->mu);
@@ -116,6 +131,7 @@ class InProcWorld {
   uint64_t seed_;
   uint64_t starts_ = 0;  // a restarted world draws other uids
   uint64_t map_size_ = 64ull << 20;
+  std::chrono::milliseconds join_timeout_{10000};
   std::vector<uint32_t> stores_;  // rank -> store
   std::vector<std::string> lost_;
   std::map<uint32_t, std::string> ids_;
