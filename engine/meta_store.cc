@@ -236,25 +236,6 @@ Result<Inode> MetaStore::GetInode(std::string_view path) {
   return DecodeInode(v, path);
 }
 
-Status MetaStore::ReplaceStriped(std::string_view path, uint64_t uid, const Inode& inode) {
-  if (!inode.is_striped || inode.uid != uid) {
-    return Status::InvalidArgument(fmt::format("replacing \"{}\": not the same striped object", path));
-  }
-  return RunWrite([&](MDB_txn* txn) -> Status {
-    std::string_view v;
-    Status s = Get(txn, inodes_, PathKey(path), &v);
-    if (s.IsNotFound()) return Status::NotFound(fmt::format("no object \"{}\"", path));
-    SHOAL_RETURN_IF_ERROR(s);
-    SHOAL_ASSIGN_OR_RETURN(Inode cur, DecodeInode(v, path));
-    if (!cur.is_striped || cur.uid != uid || cur.size != inode.size) {
-      return Status::NotFound(fmt::format("\"{}\" is another object now", path));
-    }
-    Inode next = inode;
-    next.id = cur.id;
-    return Put(txn, inodes_, PathKey(path), EncodeInode(next));
-  });
-}
-
 Status MetaStore::CheckCreatableTxn(MDB_txn* txn, std::string_view path) {
   std::string_view v;
   Status s = Get(txn, inodes_, PathKey(path), &v);

@@ -77,9 +77,6 @@ class MetaStore {
   Status InsertObject(std::string_view path, Inode* inode, std::string_view origin = {});
   // The origin recorded with `path`; NotFound when none.
   Result<std::string> GetOrigin(std::string_view path);
-  // Replaces the record of a striped object whose uid is `uid` (a repair adding replicas);
-  // NotFound when the path holds no such object any more. Size and entries are unchanged.
-  Status ReplaceStriped(std::string_view path, uint64_t uid, const Inode& inode);
   // Deletes a sealed object; returns its inode (whose extents the caller frees).
   Result<Inode> RemoveObject(std::string_view path);
 
@@ -105,7 +102,9 @@ class MetaStore {
                                                                     uint64_t uid,
                                                                     uint64_t version,
                                                                     uint64_t floor);
-  // ReplaceStriped for a versioned shard: the record's version goes up by one.
+  // Replaces the record of a striped object whose uid is `uid` (a repair adding replicas); its
+  // version goes up by one. NotFound when the path holds no such object any more; size and
+  // entries are unchanged.
   Status ReplaceVersioned(uint32_t shard, std::string_view path, uint64_t uid, const Inode& inode);
   // Merges one record of another copy: applied when newer than this copy's, else ignored.
   // FailedPrecondition when it cannot be applied (a directory or object in the way).

@@ -497,7 +497,7 @@ TEST(MetaStore, CheckCreatable) {
   EXPECT_EQ(ListAll(m.get(), "a/b", 10, &pages).size(), 1u);
 }
 
-TEST(MetaStore, ReplaceStripedOnlyReplacesTheSameObject) {
+TEST(MetaStore, ReplaceVersionedOnlyReplacesTheSameObject) {
   testing::TempDir tmp;
   auto m = OpenStore(tmp.path());
   ASSERT_NE(m, nullptr);
@@ -505,7 +505,7 @@ TEST(MetaStore, ReplaceStripedOnlyReplacesTheSameObject) {
   ASSERT_OK(m->InsertObject("ckpt/s", &s));
   Inode more = StripedInode(7, 2);
   more.copies.push_back({1, {"member-9", "node-9"}, 99});
-  ASSERT_OK(m->ReplaceStriped("ckpt/s", 7, more));
+  ASSERT_OK(m->ReplaceVersioned(0, "ckpt/s", 7, more));
   auto got = m->GetInode("ckpt/s");
   ASSERT_OK(got);
   EXPECT_EQ(got->id, s.id) << "the id stays";
@@ -517,23 +517,23 @@ TEST(MetaStore, ReplaceStripedOnlyReplacesTheSameObject) {
   ASSERT_EQ(entries.size(), 1u);
   EXPECT_EQ(entries[0].size, s.size);
 
-  EXPECT_CODE(m->ReplaceStriped("ckpt/s", 8, more), kInvalidArgument);  // uid differs from inode
+  EXPECT_CODE(m->ReplaceVersioned(0, "ckpt/s", 8, more), kInvalidArgument);  // uid differs from inode
   Inode local = InlineInode();
-  EXPECT_CODE(m->ReplaceStriped("ckpt/s", 0, local), kInvalidArgument);
+  EXPECT_CODE(m->ReplaceVersioned(0, "ckpt/s", 0, local), kInvalidArgument);
   Inode other = StripedInode(8, 2);
-  EXPECT_CODE(m->ReplaceStriped("ckpt/s", 8, other), kNotFound);  // the path holds uid 7
+  EXPECT_CODE(m->ReplaceVersioned(0, "ckpt/s", 8, other), kNotFound);  // the path holds uid 7
   Inode resized = StripedInode(7, 2, 5 * kMinChunkSize);
-  EXPECT_CODE(m->ReplaceStriped("ckpt/s", 7, resized), kNotFound);
-  EXPECT_CODE(m->ReplaceStriped("ckpt/none", 7, more), kNotFound);
+  EXPECT_CODE(m->ReplaceVersioned(0, "ckpt/s", 7, resized), kNotFound);
+  EXPECT_CODE(m->ReplaceVersioned(0, "ckpt/none", 7, more), kNotFound);
   Inode inl = InlineInode();
   ASSERT_OK(m->InsertObject("ckpt/inline", &inl));
-  EXPECT_CODE(m->ReplaceStriped("ckpt/inline", 7, more), kNotFound);
+  EXPECT_CODE(m->ReplaceVersioned(0, "ckpt/inline", 7, more), kNotFound);
   ASSERT_OK(m->RemoveObject("ckpt/s"));
-  EXPECT_CODE(m->ReplaceStriped("ckpt/s", 7, more), kNotFound);
+  EXPECT_CODE(m->ReplaceVersioned(0, "ckpt/s", 7, more), kNotFound);
   // A new object under the old name is not the one a repair read.
   Inode reborn = StripedInode(9, 1);
   ASSERT_OK(m->InsertObject("ckpt/s", &reborn));
-  EXPECT_CODE(m->ReplaceStriped("ckpt/s", 7, more), kNotFound);
+  EXPECT_CODE(m->ReplaceVersioned(0, "ckpt/s", 7, more), kNotFound);
   EXPECT_EQ(m->GetInode("ckpt/s")->uid, 9u);
 }
 
@@ -628,6 +628,110 @@ TEST(LmdbStatus, MapsCodes) {
   EXPECT_CODE(LmdbStatus(EACCES, "x"), kPermissionDenied);
   EXPECT_NE(LmdbStatus(MDB_MAP_FULL, "put").ToString().find("metadata_map_size"),
             std::string::npos);
+}
+
+}  // namespace
+}  // namespace shoal::engine
+
+namespace shoal::engine {
+namespace {
+
+constexpr uint64_t kE1 = uint64_t{1} << 40;  // the first version of epoch 1
+constexpr uint64_t kE2 = uint64_t{2} << 40;
+
+// Versioned records (engine/meta_shards.cc): versions assigned above the floor and above what
+// the path had, tombstones that outvote older records, merges by version in any order, shard
+// summaries equal exactly when the contents are, tombstones collected below a version.
+TEST(MetaStore, VersionedRecordsMergeByVersionAndTombstonesWin) {
+  testing::TempDir tmp;
+  auto a = OpenStore(tmp.Sub("a"));
+  auto b = OpenStore(tmp.Sub("b"));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  Inode x = InlineInode();
+  auto v1 = a->InsertVersioned(3, "d/x", &x, 0, kE1);
+  ASSERT_OK(v1);
+  EXPECT_EQ(*v1, kE1);
+  Inode again = InlineInode();
+  EXPECT_CODE(a->InsertVersioned(3, "d/x", &again, 0, kE1), kAlreadyExists);
+  // A replica given the primary's version; an older given version is refused.
+  Inode xr = InlineInode();
+  ASSERT_OK(b->InsertVersioned(3, "d/x", &xr, *v1, kE1));
+  auto s1 = a->Summaries(8), s2 = b->Summaries(8);
+  ASSERT_OK(s1);
+  ASSERT_OK(s2);
+  EXPECT_EQ(*s1, *s2);
+  EXPECT_EQ((*s1)[3].count, 1u);
+  // a removes (tombstone v1 + 1); b missed it. Merging b's record into a changes nothing;
+  // merging a's tombstone into b removes the object there.
+  auto rm = a->RemoveVersioned(3, "d/x", 0, 0, kE1);
+  ASSERT_OK(rm);
+  EXPECT_TRUE(rm->first.has_value());
+  EXPECT_EQ(rm->second, *v1 + 1);
+  std::string next;
+  auto from_b = b->ShardPage(3, "", 100, &next);
+  ASSERT_OK(from_b);
+  ASSERT_EQ(from_b->size(), 1u);
+  ASSERT_OK(a->Apply(3, (*from_b)[0]));
+  EXPECT_CODE(a->GetInode("d/x"), kNotFound) << "an older record brought a removed object back";
+  auto from_a = a->ShardPage(3, "", 100, &next);
+  ASSERT_OK(from_a);
+  ASSERT_EQ(from_a->size(), 1u);
+  EXPECT_TRUE((*from_a)[0].tombstone);
+  std::vector<Status> conflicts;
+  ASSERT_OK(b->ApplyAll(3, *from_a, &conflicts));
+  EXPECT_TRUE(conflicts.empty());
+  EXPECT_CODE(b->GetInode("d/x"), kNotFound);
+  EXPECT_EQ(*a->Summaries(8), *b->Summaries(8));
+  // A remove given a version where this copy never had the record still leaves the tombstone.
+  auto blind = b->RemoveVersioned(3, "d/never", 0, kE1 + 5, kE1);
+  ASSERT_OK(blind);
+  EXPECT_FALSE(blind->first.has_value());
+  Inode late = InlineInode();
+  EXPECT_CODE(b->InsertVersioned(3, "d/never", &late, kE1 + 4, kE1), kFailedPrecondition);
+  // A create in a later epoch outvotes the tombstone.
+  Inode reborn = InlineInode();
+  auto v2 = a->InsertVersioned(3, "d/x", &reborn, 0, kE2);
+  ASSERT_OK(v2);
+  EXPECT_EQ(*v2, kE2);
+  // Tombstones below epoch 2 go; the live record stays.
+  auto collected = b->CollectTombstones(8, kE2);
+  ASSERT_OK(collected);
+  EXPECT_EQ(*collected, 2u);
+  EXPECT_EQ((*b->Summaries(8))[3].count, 0u);
+  EXPECT_EQ(*a->CollectTombstones(8, kE2), 0u);
+  ASSERT_OK(a->GetInode("d/x"));
+  // Dropping a shard removes its records and their directory entries.
+  ASSERT_OK(a->DropShard(3));
+  EXPECT_CODE(a->GetInode("d/x"), kNotFound);
+  EXPECT_EQ((*a->Summaries(8))[3].count, 0u);
+}
+
+TEST(MetaStore, MembershipRecordAndUnversionedRecordsAreKept) {
+  testing::TempDir tmp;
+  {
+    auto m = OpenStore(tmp.path());
+    ASSERT_NE(m, nullptr);
+    auto none = m->LoadMembership();
+    ASSERT_OK(none);
+    EXPECT_EQ(none->epoch, 0u);
+    auto plan = PlanOpen({{"00000000000000000000000000000001", "n", {}, {}}}, 1, {}, 4);
+    ASSERT_OK(plan);
+    ASSERT_OK(m->SaveMembership(plan->next));
+    Inode old = InlineInode();
+    ASSERT_OK(m->InsertObject("legacy/a", &old));  // a record from before versions
+  }
+  auto m = OpenStore(tmp.path());  // reopened: the clean close's stamp skips the page walk
+  ASSERT_NE(m, nullptr);
+  auto rec = m->LoadMembership();
+  ASSERT_OK(rec);
+  EXPECT_EQ(rec->epoch, 1u);
+  uint64_t skipped = 0;
+  auto indexed = m->IndexUnversioned(4, &skipped);
+  ASSERT_OK(indexed);
+  EXPECT_EQ(*indexed, 1u);
+  EXPECT_EQ(skipped, 0u);
+  EXPECT_EQ((*m->Summaries(4))[ShardOf("legacy/a", 4)].count, 1u);
 }
 
 }  // namespace
