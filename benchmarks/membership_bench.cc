@@ -9,6 +9,8 @@
 //             (chunk replicas rebuilt) of V MiB of striped objects, in MB/s.
 //
 //   shoal-membership-bench [--records N] [--volume-mib V] [--threads T] [--dir DIR]
+//                          [--reuse STORES]   (the stores m0..m3 a killed run left in STORES:
+//                                              no puts, and the record count is the stores')
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -64,13 +66,14 @@ double MedianOpenMs(InProcWorld& w, const std::vector<uint32_t>& stores, int run
 int main(int argc, char** argv) {
   uint64_t records = 1000000, volume_mib = 256;
   uint32_t threads = 32;
-  std::string root;
+  std::string root, reuse;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--records") records = std::strtoull(argv[i + 1], nullptr, 10);
     else if (a == "--volume-mib") volume_mib = std::strtoull(argv[i + 1], nullptr, 10);
     else if (a == "--threads") threads = static_cast<uint32_t>(std::strtoul(argv[i + 1], nullptr, 10));
     else if (a == "--dir") root = argv[i + 1];
+    else if (a == "--reuse") reuse = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
@@ -89,8 +92,15 @@ int main(int argc, char** argv) {
   empty.Stop();
 
   TempDir dir;
+  if (!reuse.empty()) {
+    for (int m = 0; m < 4; ++m) {
+      std::filesystem::rename(reuse + "/m" + std::to_string(m), dir.Sub("m" + std::to_string(m)));
+    }
+    records = 0;
+  }
   InProcWorld w(dir, nodes, 2, 2);
   w.set_metadata_map_size(16ull << 30);
+  w.set_join_timeout(std::chrono::minutes(10));
   Die(w.StartStores({0, 1, 2, 3}, {}, std::chrono::milliseconds(60000)), "open");
   auto t = Clock::now();
   std::atomic<uint64_t> next{0};
@@ -108,7 +118,7 @@ int main(int argc, char** argv) {
     });
   }
   for (auto& th : pool) th.join();
-  std::printf("put %llu records (64-byte inline objects, %u threads): %.1f s, %.0f/s\n",
+  if (records != 0) std::printf("put %llu records (64-byte inline objects, %u threads): %.1f s, %.0f/s\n",
               static_cast<unsigned long long>(records), threads, Seconds(t),
               static_cast<double>(records) / Seconds(t));
   const double full_ms = MedianOpenMs(w, {0, 1, 2, 3}, 5);

@@ -78,6 +78,9 @@ struct ClusterOptions {
   // ids): their shards and replicas are rebuilt elsewhere, and their stores are refused for
   // ever after (engine/membership.h).
   std::vector<std::string> declare_lost;
+  // How long the members of an Open wait for each other to finish merging metadata (a join to
+  // a world with many records merges for a while); the other phases wait the join timeout.
+  std::chrono::milliseconds merge_timeout{std::chrono::minutes(30)};
   // Background repair after an Open whose membership changed (cluster_background.cc): bytes of
   // chunk copies per second, at most; 0: none (Repair only when called).
   uint64_t repair_rate = 256ull << 20;

@@ -189,7 +189,8 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
       pulled_shards++;
     }
   }
-  SHOAL_RETURN_IF_ERROR(AgreeAll(merged, "merging metadata shards", deadline));
+  SHOAL_RETURN_IF_ERROR(AgreeAll(merged, "merging metadata shards",
+                                 std::max(deadline, options_.merge_timeout)));
 
   // 4. Record the epoch, then serve.
   SHOAL_RETURN_IF_ERROR(

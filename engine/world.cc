@@ -134,19 +134,35 @@ Result<std::vector<Blob>> World::AllGather(const Blob& mine, std::chrono::millis
   std::vector<Blob> table(n);
   table[0] = mine;
   Blob req = protocol::Encode(protocol::Contribute{epoch});
-  std::vector<std::promise<Result<Payload>>> replies(n);
-  for (uint32_t r = 1; r < n; ++r) {
-    transport_->CallAsync(r, Wire(Op::kCollectiveContribute), req, deadline,
-                          [&replies, r](Result<Payload> p) { replies[r].set_value(std::move(p)); });
-  }
+  // A member answers once it reached the collective, or with Timeout after waiting collect_wait_
+  // for it: a member that is slow to get there (a long merge at Open) is asked again until this
+  // collective's deadline; any other error (a dead member) ends it.
+  const auto give_up = std::chrono::steady_clock::now() + deadline;
+  std::vector<bool> have(n, false);
+  have[0] = true;
   Status first;
-  for (uint32_t r = 1; r < n; ++r) {
-    auto p = replies[r].get_future().get();
-    if (!p.ok()) {
-      if (first.ok()) first = p.status().WithContext(fmt::format("collective {} at member {}", epoch, r));
-      continue;
+  for (;;) {
+    std::vector<std::promise<Result<Payload>>> replies(n);
+    std::vector<uint32_t> asked;
+    for (uint32_t r = 1; r < n; ++r) {
+      if (have[r]) continue;
+      asked.push_back(r);
+      transport_->CallAsync(r, Wire(Op::kCollectiveContribute), req, deadline,
+                            [&replies, r](Result<Payload> p) { replies[r].set_value(std::move(p)); });
     }
-    table[r] = std::move(p).value();
+    bool again = false;
+    for (uint32_t r : asked) {
+      auto p = replies[r].get_future().get();
+      if (p.ok()) {
+        table[r] = std::move(p).value();
+        have[r] = true;
+      } else if (p.status().code() == Code::kTimeout && std::chrono::steady_clock::now() < give_up) {
+        again = true;
+      } else if (first.ok()) {
+        first = p.status().WithContext(fmt::format("collective {} at member {}", epoch, r));
+      }
+    }
+    if (!first.ok() || !again) break;
   }
   SHOAL_RETURN_IF_ERROR(first);
   Blob result = protocol::Encode(protocol::CollectiveResult{epoch, table});

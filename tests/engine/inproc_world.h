@@ -103,6 +103,7 @@ class InProcWorld {
     co.metadata_map_size = map_size_;
     co.ring_dir = Store(stores_[r]) + "/ring";
     co.declare_lost = lost_;
+    co.merge_timeout = join_timeout_;
     co.uid_seed = seed_ * 1000 + r + 1 + 100 * starts_;
     engine::WorldOptions wo;
     wo.rank = r;
