@@ -197,7 +197,11 @@ void Cluster::BackgroundRepair() {
     }
   }
   const double secs = std::chrono::duration<double>(Clock::now() - started).count();
-  if (report.chunks_copied != 0 || !report.lost.empty() || !status.ok()) {
+  if (bg_stop_.load()) {
+    // Members closing meanwhile answer with errors: what this pass found is not a finding.
+    Log(LogLevel::kInfo, "background repair stopped by close after {:.1f} s ({} object(s), {} "
+        "chunk(s) copied)", secs, report.objects, report.chunks_copied);
+  } else if (report.chunks_copied != 0 || !report.lost.empty() || !status.ok()) {
     Log(status.ok() ? LogLevel::kInfo : LogLevel::kWarn,
         "background repair done in {:.1f} s: {} object(s), {} chunk(s) ({:.1f} MiB) copied, {} "
         "lost{}",

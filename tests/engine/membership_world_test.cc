@@ -370,6 +370,29 @@ TEST_F(MembershipWorld, KillsDuringMigrationLoseNothing) {
               trials, failed_opens);
 }
 
+// A join starts a background repair; with every replica in place it copies nothing and finds
+// nothing lost (it used to report live objects lost while their chunks were all there).
+TEST_F(MembershipWorld, BackgroundRepairAfterAJoinFindsEveryReplicaInPlace) {
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_OK(Put(i % 4, "d/j" + std::to_string(i), Pattern(64 + i % 3, static_cast<uint8_t>(i))));
+  }
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3, 4}));
+  uint64_t copied = 0, lost = 0, objects = 0;
+  for (uint32_t r = 0; r < 5; ++r) {
+    auto bg = M(r).WaitForRepair(std::chrono::seconds(60));
+    ASSERT_OK(bg);
+    copied += bg->chunks_copied;
+    lost += bg->lost.size();
+    objects += bg->objects;
+    for (const std::string& p : bg->lost) ADD_FAILURE() << "rank " << r << " reports " << p << " lost";
+  }
+  EXPECT_EQ(objects, 300u);
+  EXPECT_EQ(lost, 0u);
+  EXPECT_EQ(copied, 0u);
+  Check("after the join's background repair");
+}
+
 // A member killed at a random message of a random op (before or after it handled it) while
 // other ranks put and remove; then the job restarts on the same stores. Every put and remove
 // that returned OK holds; an operation that failed either happened or not, but the same way for
