@@ -207,7 +207,6 @@ class Cluster final : public ObjectApi {
   metrics::Counter* scrub_bad_ = nullptr;
   metrics::Counter* scrub_repaired_ = nullptr;
   metrics::Counter* scrubbed_bytes_ = nullptr;
-  int64_t open_started_ns_ = 0;  // wall clock when this epoch's Open began
   std::unique_ptr<ObjectStore> store_;
   std::unique_ptr<MetaStore> ring_;
   std::unique_ptr<MemberService> service_;

@@ -71,19 +71,28 @@ void Cluster::ForEachLocalChunkObject(const std::function<void(uint64_t uid,
 void Cluster::SweepOrphans() {
   uint64_t swept = 0, bytes = 0;
   ForEachLocalChunkObject([&](uint64_t uid, const ObjectInfo& info) {
-    // Only what was sealed before this epoch's Open: a seal of this epoch may not have
-    // recorded its inode yet.
-    if (info.seal_time_ns >= open_started_ns_) return;
     auto origin = store_->OriginOf(ChunkObjectName(uid));
     if (!origin.ok()) return;  // written before origins were recorded: cannot tell
-    auto inode = LookupInode(*origin);
-    if (inode.ok()) {
-      if (inode->is_striped && inode->uid == uid) return;
-      for (const Inode::Copy& c : inode->copies) {
-        if (c.uid == uid && c.member.member_id == store_->member_id()) return;
+    uint64_t epoch = 0;
+    std::string path;
+    if (!DecodeOrigin(*origin, &epoch, &path)) return;
+    // Only what was committed in an earlier epoch: a seal of this epoch may not have recorded
+    // its inode yet.
+    if (epoch >= membership_.epoch) return;
+    // An orphan only when every member serving the path's metadata says there is no such
+    // object, or names another one: any other answer leaves the decision to a later sweep.
+    const std::vector<uint32_t> owners = Owners(path);
+    if (owners.empty()) return;
+    for (uint32_t owner : owners) {
+      auto inode = client_->MetaGet(owner, path);
+      if (inode.ok()) {
+        if (inode->is_striped && inode->uid == uid) return;
+        for (const Inode::Copy& c : inode->copies) {
+          if (c.uid == uid && c.member.member_id == store_->member_id()) return;
+        }
+      } else if (inode.status().code() != Code::kNotFound) {
+        return;
       }
-    } else if (inode.status().code() != Code::kNotFound) {
-      return;  // unknown now: the next sweep decides
     }
     if (service_->ChunkDrop(uid).ok()) {
       swept++;
@@ -123,15 +132,37 @@ void Cluster::Scrub() {
     bad++;
     scrub_bad_->Add();
     auto origin = store_->OriginOf(ChunkObjectName(uid));
+    uint64_t epoch = 0;
+    std::string path;
+    const bool known = origin.ok() && DecodeOrigin(*origin, &epoch, &path);
     Log(LogLevel::kWarn, "scrub: {} ({}): {}", ChunkObjectName(uid),
-        origin.ok() ? *origin : std::string("origin unknown"), s.ToString());
-    if (!origin.ok()) return;
+        known ? path : std::string("origin unknown"), s.ToString());
+    if (!known) return;
+    // Drop this copy only when every chunk it holds has another live replica: a damaged copy
+    // that is the last one is better than none (a read of its good chunks still works).
+    auto inode = LookupInode(path);
+    if (!inode.ok() || !inode->is_striped) return;
+    std::unique_ptr<Placement> scratch;
+    const Placement& placement = PlacementFor(*inode, &scratch);
+    for (uint64_t chunk = 0; chunk < inode->NumChunks(); ++chunk) {
+      if (!inode->ChunkWritten(chunk)) continue;
+      bool mine = false, other = false;
+      for (const Replica& r : LiveReplicas(*inode, placement, chunk)) {
+        if (r.rank == world_->rank() && r.uid == uid) mine = true;
+        else other = true;
+      }
+      if (mine && !other) {
+        Log(LogLevel::kWarn, "scrub: {} holds the only live copy of chunk {} of \"{}\": kept",
+            ChunkObjectName(uid), chunk, path);
+        return;
+      }
+    }
     RepairReport report;
     Status dropped = service_->ChunkDrop(uid);
-    Status repaired = dropped.ok() ? RepairObject(*origin, &report) : dropped;
+    Status repaired = dropped.ok() ? RepairObject(path, &report) : dropped;
     if (repaired.ok() && report.lost.empty()) scrub_repaired_->Add();
     Log(repaired.ok() && report.lost.empty() ? LogLevel::kInfo : LogLevel::kWarn,
-        "scrub: \"{}\" repaired from its replicas ({} chunk(s) copied){}", *origin,
+        "scrub: \"{}\" repaired from its replicas ({} chunk(s) copied){}", path,
         report.chunks_copied, repaired.ok() ? std::string() : ": " + repaired.ToString());
   });
   scrubbed_bytes_->Add(read);

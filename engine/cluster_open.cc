@@ -19,7 +19,6 @@
 #include "base/bytes.h"
 #include "base/log.h"
 #include "engine/cluster.h"
-#include "engine/object_rules.h"
 
 namespace shoal::engine {
 namespace {
@@ -117,7 +116,6 @@ Status Cluster::MergeShard(uint32_t shard, const std::vector<uint32_t>& from) {
 Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
                           std::chrono::milliseconds join_timeout) {
   const auto started = std::chrono::steady_clock::now();
-  open_started_ns_ = SealTimeNs();
   const auto deadline = OpenPhaseDeadline(join_timeout);
   // 1. What this member brings.
   MemberState me;

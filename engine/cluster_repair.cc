@@ -50,10 +50,13 @@ Result<bool> Cluster::RepairChunks(const std::string& path, Inode* inode,
   const Placement& placement = PlacementFor(*inode, &scratch);
   std::map<uint32_t, uint64_t> target_uid;  // rank -> uid of its new local object
   std::vector<Inode::Copy> added;
-  // Copies on members that left this world can never be read again: drop them.
+  // Copies on members declared lost (or no longer members) can never be read again: drop them.
+  // A member that is merely down keeps its copies named: it may come back, and its copy may be
+  // the last one then.
   const size_t before = inode->copies.size();
-  std::erase_if(inode->copies,
-                [&](const Inode::Copy& c) { return RankOfMember(c.member.member_id) < 0; });
+  std::erase_if(inode->copies, [&](const Inode::Copy& c) {
+    return membership_.IndexOf(c.member.member_id) < 0;
+  });
   bool changed = inode->copies.size() != before;
   bool lost = false;
   uint64_t copied_bytes = 0;
@@ -132,12 +135,16 @@ Result<bool> Cluster::RepairChunks(const std::string& path, Inode* inode,
   }
   if (!added.empty() || changed) {
     inode->copies.insert(inode->copies.end(), added.begin(), added.end());
-    bool any = false;
-    for (const Status& s : client_->MetaReplaceAll(ReachableOf(Owners(path)), path, inode->uid,
-                                                   *inode)) {
-      any = any || s.ok();
+    // The primary assigns the record's next version; the other owners get the same one (one
+    // that misses it keeps the older record, which the next Open's merge replaces).
+    const std::vector<uint32_t> owners = Owners(path);
+    auto version = owners.empty() ? Result<uint64_t>(Status::Unavailable("no owner"))
+                                  : client_->MetaReplace(owners[0], path, inode->uid, *inode, 0);
+    if (version.ok()) {
+      const std::vector<uint32_t> rest = ReachableOf({owners.begin() + 1, owners.end()});
+      (void)client_->MetaReplaceAll(rest, path, inode->uid, *inode, *version);
     }
-    if (!any) {
+    if (!version.ok()) {
       // The object was removed or replaced meanwhile: the new copies belong to nobody.
       for (auto& [rank, uid] : target_uid) DropEverywhere(uid, {rank});
       return false;

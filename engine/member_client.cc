@@ -208,12 +208,23 @@ Result<protocol::ShardPageReply> MemberClient::ShardPage(uint32_t rank, uint32_t
   return r;
 }
 
+Result<uint64_t> MemberClient::MetaReplace(uint32_t rank, std::string_view path, uint64_t uid,
+                                           const Inode& inode, uint64_t version) {
+  if (rank == self()) return local_->MetaReplace(path, uid, inode, version);
+  SHOAL_ASSIGN_OR_RETURN(Payload reply,
+                         Call(rank, Op::kMetaReplace,
+                              protocol::Encode(protocol::MetaReplace{path, uid, version, inode})));
+  protocol::VersionReply r;
+  SHOAL_RETURN_IF_ERROR(protocol::Decode(reply, &r));
+  return r.version;
+}
+
 std::vector<Status> MemberClient::MetaReplaceAll(const std::vector<uint32_t>& ranks,
                                                  std::string_view path, uint64_t uid,
-                                                 const Inode& inode) {
+                                                 const Inode& inode, uint64_t version) {
   return FanOutStatus(ranks, Op::kMetaReplace,
-                      protocol::Encode(protocol::MetaReplace{path, uid, inode}),
-                      [&] { return local_->MetaReplace(path, uid, inode); });
+                      protocol::Encode(protocol::MetaReplace{path, uid, version, inode}),
+                      [&] { return local_->MetaReplace(path, uid, inode, version).status(); });
 }
 
 std::vector<Result<ListPage>> MemberClient::MetaListAll(const std::vector<uint32_t>& ranks,

@@ -63,8 +63,10 @@ class MemberClient {
                                     uint64_t uid, uint64_t version);
   Result<protocol::ShardPageReply> ShardPage(uint32_t rank, uint32_t shard, std::string_view after,
                                              uint32_t limit);
+  Result<uint64_t> MetaReplace(uint32_t rank, std::string_view path, uint64_t uid,
+                               const Inode& inode, uint64_t version);
   std::vector<Status> MetaReplaceAll(const std::vector<uint32_t>& ranks, std::string_view path,
-                                     uint64_t uid, const Inode& inode);
+                                     uint64_t uid, const Inode& inode, uint64_t version);
   std::vector<Result<ListPage>> MetaListAll(const std::vector<uint32_t>& ranks,
                                             std::string_view dir, std::string_view start_after,
                                             uint32_t limit);

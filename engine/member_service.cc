@@ -40,7 +40,7 @@ Status MemberService::ChunkCommit(uint64_t uid, std::string_view path) {
           fmt::format("commit of object {:016x}: this member holds no chunk of it", uid));
     }
   }
-  Status s = store_->SealWithOrigin(ChunkObjectName(uid), path);
+  Status s = store_->SealWithOrigin(ChunkObjectName(uid), EncodeOrigin(epoch_.load(), path));
   if (s.ok()) {
     MutexLock lk(&mu_);
     open_.erase(uid);
@@ -71,6 +71,23 @@ Status MemberService::MetaCheck(std::string_view path) { return shard_->CheckCre
 
 Result<Inode> MemberService::MetaGet(std::string_view path) { return shard_->GetInode(path); }
 
+std::string EncodeOrigin(uint64_t epoch, std::string_view path) {
+  return fmt::format("{:016x} {}", epoch, path);
+}
+
+bool DecodeOrigin(std::string_view origin, uint64_t* epoch, std::string* path) {
+  if (origin.size() < 18 || origin[16] != ' ') return false;
+  uint64_t e = 0;
+  for (char c : origin.substr(0, 16)) {
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return false;
+    e = e << 4 | static_cast<uint64_t>(d);
+  }
+  *epoch = e;
+  *path = std::string(origin.substr(17));
+  return true;
+}
+
 uint32_t MemberService::ShardOfPath(std::string_view path) const {
   return ShardOf(path, shards_.load());
 }
@@ -80,8 +97,9 @@ Result<uint64_t> MemberService::MetaInsert(std::string_view path, Inode inode, u
                                  VersionFloor(epoch_.load()));
 }
 
-Status MemberService::MetaReplace(std::string_view path, uint64_t uid, const Inode& inode) {
-  return shard_->ReplaceVersioned(ShardOfPath(path), path, uid, inode);
+Result<uint64_t> MemberService::MetaReplace(std::string_view path, uint64_t uid,
+                                            const Inode& inode, uint64_t version) {
+  return shard_->ReplaceVersioned(ShardOfPath(path), path, uid, inode, version);
 }
 
 Result<protocol::RemoveReply> MemberService::MetaRemove(std::string_view path, uint64_t uid,
@@ -163,8 +181,11 @@ Reply MemberService::Handle(uint16_t op, std::span<const std::byte> request) {
         return Reply{Status::OK(), Encode(VersionReply{*v})};
       });
     case Op::kMetaReplace:
-      return With<protocol::MetaReplace>(
-          request, [&](auto& r) { return Done(MetaReplace(r.path, r.uid, r.inode)); });
+      return With<protocol::MetaReplace>(request, [&](auto& r) {
+        auto v = MetaReplace(r.path, r.uid, r.inode, r.version);
+        if (!v.ok()) return Fail(v.status());
+        return Reply{Status::OK(), Encode(VersionReply{*v})};
+      });
     case Op::kMetaRemove:
       return With<protocol::MetaRemove>(request, [&](auto& r) {
         auto removed = MetaRemove(r.path, r.uid, r.version);

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <map>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "base/thread_annotations.h"
@@ -30,6 +31,11 @@
 #include "transport/transport.h"
 
 namespace shoal::engine {
+
+// A chunk holder's local object records its origin: the epoch it was committed in and the world
+// path it belongs to ("<epoch, 16 hex> <path>"), so a later sweep can tell an orphan.
+std::string EncodeOrigin(uint64_t epoch, std::string_view path);
+bool DecodeOrigin(std::string_view origin, uint64_t* epoch, std::string* path);
 
 class MemberService {
  public:
@@ -52,7 +58,8 @@ class MemberService {
   // Records are versioned (engine/meta_store.h): version 0 asks this owner to assign one (it is
   // the primary), above the current epoch's floor; a replica is given the primary's.
   Result<uint64_t> MetaInsert(std::string_view path, Inode inode, uint64_t version);
-  Status MetaReplace(std::string_view path, uint64_t uid, const Inode& inode);
+  Result<uint64_t> MetaReplace(std::string_view path, uint64_t uid, const Inode& inode,
+                               uint64_t version);
   // uid != 0: only the record of that object (a rollback must not remove a winner's record).
   Result<protocol::RemoveReply> MetaRemove(std::string_view path, uint64_t uid, uint64_t version);
   Result<protocol::ShardPageReply> ShardPage(uint32_t shard, std::string_view after,

@@ -53,8 +53,11 @@ struct Sum {
   uint64_t count = 0, hash = 0, tombstones = 0;
 };
 
-uint64_t RecordHash(std::string_view path, uint64_t version) {
-  return XXH3_64bits_withSeed(path.data(), path.size(), version);
+// A record's contribution to its shard's summary: path, version and kind (a tombstone and a
+// record of the same version must not look alike).
+uint64_t RecordHash(std::string_view path, uint64_t version, bool tombstone) {
+  return XXH3_64bits_withSeed(path.data(), path.size(),
+                              version ^ (tombstone ? 0x9E3779B97F4A7C15ull : 0));
 }
 
 }  // namespace
@@ -100,14 +103,14 @@ Status MetaStore::IndexPut(MDB_txn* txn, uint32_t shard, std::string_view path, 
   bool old_tomb = false;
   Status s = IndexGet(txn, shard, path, &old, &old_tomb);
   if (s.ok()) {
-    sum.hash ^= RecordHash(path, old);
+    sum.hash ^= RecordHash(path, old, old_tomb);
     sum.tombstones -= old_tomb ? 1 : 0;
   } else if (s.IsNotFound()) {
     sum.count++;
   } else {
     return s;
   }
-  sum.hash ^= RecordHash(path, version);
+  sum.hash ^= RecordHash(path, version, tombstone);
   sum.tombstones += tombstone ? 1 : 0;
   SHOAL_RETURN_IF_ERROR(Put(txn, shardidx_, IndexKey(shard, path), EncodeIndex(version, tombstone, path)));
   return PutSum(txn, shardsum_, shard, sum);
@@ -167,7 +170,9 @@ Result<std::pair<std::optional<Inode>, uint64_t>> MetaStore::RemoveVersioned(
       }
       assigned = std::max(has ? cur + 1 : 0, floor);
     } else {
-      if (has && cur >= version) {  // this copy has something newer already
+      // This copy has something newer already, or this very tombstone. (At an equal version a
+      // tombstone beats a record: it is the later of the two.)
+      if (has && (cur > version || (cur == version && tomb))) {
         assigned = cur;
         return Status::OK();
       }
@@ -184,12 +189,13 @@ Result<std::pair<std::optional<Inode>, uint64_t>> MetaStore::RemoveVersioned(
   return std::make_pair(std::move(removed), assigned);
 }
 
-Status MetaStore::ReplaceVersioned(uint32_t shard, std::string_view path, uint64_t uid,
-                                   const Inode& inode) {
+Result<uint64_t> MetaStore::ReplaceVersioned(uint32_t shard, std::string_view path, uint64_t uid,
+                                             const Inode& inode, uint64_t version) {
   if (!inode.is_striped || inode.uid != uid) {
     return Status::InvalidArgument(fmt::format("replacing \"{}\": not the same striped object", path));
   }
-  return RunWrite([&](MDB_txn* txn) -> Status {
+  uint64_t assigned = 0;
+  Status st = RunWrite([&](MDB_txn* txn) -> Status {
     std::string_view v;
     Status s = Get(txn, inodes_, PathKey(path), &v);
     if (s.IsNotFound()) return Status::NotFound(fmt::format("no object \"{}\"", path));
@@ -198,15 +204,24 @@ Status MetaStore::ReplaceVersioned(uint32_t shard, std::string_view path, uint64
     if (!cur.is_striped || cur.uid != uid || cur.size != inode.size) {
       return Status::NotFound(fmt::format("\"{}\" is another object now", path));
     }
-    uint64_t version = 0;
+    uint64_t have = 0;
     bool tomb = false;
-    s = IndexGet(txn, shard, path, &version, &tomb);
+    s = IndexGet(txn, shard, path, &have, &tomb);
     if (!s.ok() && !s.IsNotFound()) return s;
+    if (version == 0) {
+      assigned = have + 1;
+    } else if (version <= have) {
+      return Status::NotFound(fmt::format("\"{}\" has a newer record here", path));
+    } else {
+      assigned = version;
+    }
     Inode next = inode;
     next.id = cur.id;
     SHOAL_RETURN_IF_ERROR(Put(txn, inodes_, PathKey(path), EncodeInode(next)));
-    return IndexPut(txn, shard, path, version + 1, false);
+    return IndexPut(txn, shard, path, assigned, false);
   });
+  if (!st.ok()) return st;
+  return assigned;
 }
 
 Status MetaStore::ApplyTxn(MDB_txn* txn, uint32_t shard, const Versioned& rec) {
@@ -216,7 +231,10 @@ Status MetaStore::ApplyTxn(MDB_txn* txn, uint32_t shard, const Versioned& rec) {
   Status s = IndexGet(txn, shard, rec.path, &cur, &tomb);
   const bool has = s.ok();
   if (!has && !s.IsNotFound()) return s;
-  if (has && cur >= rec.version) return Status::OK();  // this copy is as new or newer
+  // This copy is newer, or as new (at an equal version a tombstone beats a record).
+  if (has && (cur > rec.version || (cur == rec.version && (tomb || !rec.tombstone)))) {
+    return Status::OK();
+  }
   Inode inode;
   if (!rec.tombstone) {
     SHOAL_ASSIGN_OR_RETURN(inode, DecodeInode(rec.inode, rec.path));
@@ -328,7 +346,7 @@ Status MetaStore::DropShard(uint32_t shard) {
         }
         SHOAL_RETURN_IF_ERROR(Del(txn, shardidx_, IndexKey(shard, rec.path)));
         sum.count--;
-        sum.hash ^= RecordHash(rec.path, rec.version);
+        sum.hash ^= RecordHash(rec.path, rec.version, rec.tombstone);
         sum.tombstones -= rec.tombstone ? 1 : 0;
       }
       return PutSum(txn, shardsum_, shard, sum);
@@ -366,10 +384,17 @@ Result<uint64_t> MetaStore::CollectTombstones(uint32_t shards, uint64_t below) {
       SHOAL_RETURN_IF_ERROR(RunWrite([&](MDB_txn* txn) -> Status {
         SHOAL_ASSIGN_OR_RETURN(Sum sum, GetSum(txn, shardsum_, shard));
         for (const Versioned& rec : page) {
-          if (!rec.tombstone || rec.version >= below) continue;
+          // The world serves meanwhile: the path may have a newer record now. Only what is
+          // still an old tombstone inside this transaction goes.
+          uint64_t version = 0;
+          bool tomb = false;
+          Status s = IndexGet(txn, shard, rec.path, &version, &tomb);
+          if (s.IsNotFound()) continue;
+          SHOAL_RETURN_IF_ERROR(s);
+          if (!tomb || version >= below) continue;
           SHOAL_RETURN_IF_ERROR(Del(txn, shardidx_, IndexKey(shard, rec.path)));
           sum.count--;
-          sum.hash ^= RecordHash(rec.path, rec.version);
+          sum.hash ^= RecordHash(rec.path, version, true);
           sum.tombstones--;
           dropped++;
         }

@@ -102,10 +102,12 @@ class MetaStore {
                                                                     uint64_t uid,
                                                                     uint64_t version,
                                                                     uint64_t floor);
-  // Replaces the record of a striped object whose uid is `uid` (a repair adding replicas); its
-  // version goes up by one. NotFound when the path holds no such object any more; size and
-  // entries are unchanged.
-  Status ReplaceVersioned(uint32_t shard, std::string_view path, uint64_t uid, const Inode& inode);
+  // Replaces the record of a striped object whose uid is `uid` (a repair adding replicas) and
+  // returns its new version: one above the record's (version 0: the primary) or the given one
+  // (a replica: NotFound unless it is newer than this copy's). NotFound when the path holds no
+  // such object any more; size and entries are unchanged.
+  Result<uint64_t> ReplaceVersioned(uint32_t shard, std::string_view path, uint64_t uid,
+                                    const Inode& inode, uint64_t version = 0);
   // Merges one record of another copy: applied when newer than this copy's, else ignored.
   // FailedPrecondition when it cannot be applied (a directory or object in the way).
   Status Apply(uint32_t shard, const Versioned& record);

@@ -243,6 +243,7 @@ Bytes Encode(const MetaReplace& m) {
   ByteWriter w;
   w.Prefixed(m.path);
   w.Put<uint64_t>(m.uid);
+  w.Put<uint64_t>(m.version);
   PutInode(&w, m.inode);
   return w.Take();
 }
@@ -250,7 +251,8 @@ Bytes Encode(const MetaReplace& m) {
 Status Decode(std::span<const std::byte> b, MetaReplace* out) {
   ByteReader r(b);
   std::span<const std::byte> rec;
-  if (!GetPath(&r, &out->path) || !r.Get(&out->uid) || !r.Raw(r.left(), &rec)) {
+  if (!GetPath(&r, &out->path) || !r.Get(&out->uid) || !r.Get(&out->version) ||
+      !r.Raw(r.left(), &rec)) {
     return BadRequest("meta-replace", "header");
   }
   SHOAL_RETURN_IF_ERROR(CheckPath("meta-replace", out->path));

@@ -19,7 +19,7 @@
 //   MetaCheck           PathRequest{path}             empty
 //   MetaGet             PathRequest{path}             InodeReply
 //   MetaInsert          MetaInsert{path, version, inode}  VersionReply{version}
-//   MetaReplace         MetaReplace{path, uid, inode} empty
+//   MetaReplace         MetaReplace{path, uid, version, inode}  VersionReply{version}
 //   MetaRemove          MetaRemove{path, uid, version}    RemoveReply{version, inode?}
 //   MetaList            MetaList{dir, start, limit}   MetaListReply{truncated, entries}
 //   ShardPage           ShardPage{shard, after, limit}    ShardPageReply{next, records}
@@ -135,6 +135,7 @@ struct VersionReply {
 struct MetaReplace {
   std::string_view path;
   uint64_t uid = 0;  // replace only the record of this object
+  uint64_t version = 0;  // 0: the primary assigns the next one; replicas get it
   Inode inode;
 };
 struct MetaRemove {

@@ -393,6 +393,43 @@ TEST_F(MembershipWorld, BackgroundRepairAfterAJoinFindsEveryReplicaInPlace) {
   Check("after the join's background repair");
 }
 
+// Copies a repair made stay named in the inode while their holder is merely down (only a
+// member declared lost loses them): the copy may be the last one when it returns.
+TEST_F(MembershipWorld, RepairCopiesOnADownMemberStayNamed) {
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  PutSome("c", 9);
+  const std::string gone = world_->MemberId(3);
+  world_->Stop();
+  std::filesystem::remove_all(world_->Store(3));
+  ASSERT_OK(world_->StartStores({0, 1, 2}, {gone}));  // the background repair makes copies
+  for (uint32_t r = 0; r < 3; ++r) ASSERT_OK(M(r).WaitForRepair(std::chrono::seconds(60)));
+  auto where = [&](uint32_t asker) {
+    std::map<std::string, std::vector<std::vector<uint32_t>>> out;
+    for (auto& [path, data] : live_) {
+      auto l = M(asker).Locate(path);
+      EXPECT_OK(l);
+      if (l.ok()) out[path] = *l;
+    }
+    return out;
+  };
+  const auto before = where(0);
+  ASSERT_OK(world_->StartStores({0, 1}));  // store 2 down: a background repair runs again
+  for (uint32_t r = 0; r < 2; ++r) ASSERT_OK(M(r).WaitForRepair(std::chrono::seconds(60)));
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  for (uint32_t r = 0; r < 3; ++r) ASSERT_OK(M(r).WaitForRepair(std::chrono::seconds(60)));
+  const auto after = where(0);
+  for (auto& [path, chunks] : before) {
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      for (uint32_t rank : chunks[c]) {
+        const auto& now = after.at(path)[c];
+        EXPECT_NE(std::find(now.begin(), now.end(), rank), now.end())
+            << path << " chunk " << c << " lost its replica on rank " << rank;
+      }
+    }
+  }
+  Check("after the down member's return");
+}
+
 // A member killed at a random message of a random op (before or after it handled it) while
 // other ranks put and remove; then the job restarts on the same stores. Every put and remove
 // that returned OK holds; an operation that failed either happened or not, but the same way for

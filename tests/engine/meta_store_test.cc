@@ -707,6 +707,53 @@ TEST(MetaStore, VersionedRecordsMergeByVersionAndTombstonesWin) {
   EXPECT_EQ((*a->Summaries(8))[3].count, 0u);
 }
 
+// At an equal version a tombstone beats a record (a remove assigned the version a replica's
+// replace had already taken), the two do not look alike in the summaries, and collecting
+// tombstones leaves a path that was written again meanwhile alone.
+TEST(MetaStore, EqualVersionsFavourTheTombstoneAndCollectionRechecks) {
+  testing::TempDir tmp;
+  auto a = OpenStore(tmp.Sub("a"));
+  auto b = OpenStore(tmp.Sub("b"));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  Inode x = InlineInode(), xb = InlineInode();
+  ASSERT_OK(a->InsertVersioned(1, "d/x", &x, kE1 + 1, kE1));  // live at v on a
+  ASSERT_OK(b->InsertVersioned(1, "d/x", &xb, kE1, kE1));
+  ASSERT_OK(b->RemoveVersioned(1, "d/x", 0, kE1 + 1, kE1));  // tombstone at v on b
+  EXPECT_NE(*a->Summaries(4), *b->Summaries(4)) << "a record and a tombstone look alike";
+  // A remove given v where this copy has the record at v removes it.
+  Inode y = InlineInode();
+  ASSERT_OK(a->InsertVersioned(1, "d/y", &y, kE1 + 3, kE1));
+  auto r = a->RemoveVersioned(1, "d/y", 0, kE1 + 3, kE1);
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->first.has_value());
+  EXPECT_CODE(a->GetInode("d/y"), kNotFound);
+  // Merging both ways ends with the tombstone on both.
+  std::string next;
+  auto from_b = b->ShardPage(1, "", 100, &next);
+  ASSERT_OK(from_b);
+  std::vector<Status> conflicts;
+  ASSERT_OK(a->ApplyAll(1, *from_b, &conflicts));
+  EXPECT_CODE(a->GetInode("d/x"), kNotFound);
+  auto from_a = a->ShardPage(1, "", 100, &next);
+  ASSERT_OK(from_a);
+  ASSERT_OK(b->ApplyAll(1, *from_a, &conflicts));
+  EXPECT_CODE(b->GetInode("d/x"), kNotFound);
+  EXPECT_EQ(*a->Summaries(4), *b->Summaries(4));
+  // Written again in a later epoch: collection below that epoch keeps the new record indexed.
+  Inode again = InlineInode();
+  ASSERT_OK(a->InsertVersioned(1, "d/x", &again, 0, kE2));
+  auto collected = a->CollectTombstones(4, kE2);
+  ASSERT_OK(collected);
+  EXPECT_EQ(*collected, 1u);  // d/y's
+  auto page = a->ShardPage(1, "", 100, &next);
+  ASSERT_OK(page);
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].path, "d/x");
+  EXPECT_FALSE((*page)[0].tombstone);
+  EXPECT_EQ((*a->Summaries(4))[1].count, 1u);
+}
+
 TEST(MetaStore, MembershipRecordAndUnversionedRecordsAreKept) {
   testing::TempDir tmp;
   {

@@ -68,7 +68,7 @@ TEST(Protocol, MetadataMessagesRoundTripAndValidatePaths) {
   EXPECT_EQ(ins2.inode.uid, 77u);
   EXPECT_CODE(Decode(Encode(MetaInsert{"../x", 0, Striped()}), &ins2), kInvalidArgument);
   MetaReplace rep;
-  EXPECT_CODE(Decode(Encode(MetaReplace{"a/b", 78, Striped()}), &rep), kInvalidArgument);
+  EXPECT_CODE(Decode(Encode(MetaReplace{"a/b", 78, 0, Striped()}), &rep), kInvalidArgument);
   ExpectPrefixesRefused<MetaInsert>(Encode(ins), [](auto b, auto* m) { return Decode(b, m); });
 
   MetaList l{"d", "x", 10}, l2;

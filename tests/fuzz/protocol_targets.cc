@@ -113,7 +113,7 @@ std::vector<std::string> ProtocolSeeds() {
   add(7, 0, p::Encode(p::InodeReply{striped}));
   add(8, 0, p::Encode(p::MetaInsert{"a/b", 7, striped}));
   add(8, 0, p::Encode(p::MetaInsert{"a/c", 0, small}));
-  add(9, 0, p::Encode(p::MetaReplace{"a/b", 9, striped}));
+  add(9, 0, p::Encode(p::MetaReplace{"a/b", 9, 4, striped}));
   add(10, 0, p::Encode(p::MetaRemove{"a/b", 9, 3}));
   add(11, 0, p::Encode(p::MetaList{"a", "b", 100}));
   add(12, 10, p::Encode(p::MetaListReply{true, {{"x", false, 5}, {"y", true, 2}}}));
