@@ -180,7 +180,9 @@ class Cluster final : public ObjectApi {
   // exactly one member.
   void StartBackground(bool repair) EXCLUDES(bg_mu_);
   void BackgroundRepair() EXCLUDES(bg_mu_);
-  void StopBackgroundRepair();
+  void StopBackgroundRepair() EXCLUDES(bg_mu_);
+  // Sleeps `d` (a rate limiter), or less when the member is closing.
+  void PauseBackground(std::chrono::duration<double> d) EXCLUDES(bg_mu_);
   void ForEachLocalChunkObject(const std::function<void(uint64_t uid, const ObjectInfo&)>& fn);
   void SweepOrphans();
   void Scrub();

@@ -44,8 +44,19 @@ void Cluster::StartBackground(bool repair) {
 }
 
 void Cluster::StopBackgroundRepair() {
-  bg_stop_.store(true);
+  {
+    MutexLock lk(&bg_mu_);
+    bg_stop_.store(true);
+    bg_cv_.notify_all();  // wakes a rate limiter's pause
+  }
   if (bg_thread_.joinable()) bg_thread_.join();
+}
+
+void Cluster::PauseBackground(std::chrono::duration<double> d) {
+  MutexLock lk(&bg_mu_);
+  (void)AwaitFor(bg_cv_, &bg_mu_, std::chrono::duration_cast<std::chrono::milliseconds>(d) +
+                                      std::chrono::milliseconds(1),
+                 [&]() REQUIRES(bg_mu_) { return bg_stop_.load(); });
 }
 
 void Cluster::ForEachLocalChunkObject(const std::function<void(uint64_t uid,
@@ -124,7 +135,7 @@ void Cluster::Scrub() {
           static_cast<double>(read) / static_cast<double>(options_.scrub_rate);
       const double elapsed_s = std::chrono::duration<double>(Clock::now() - started).count();
       if (allowed_s > elapsed_s) {
-        std::this_thread::sleep_for(std::chrono::duration<double>(allowed_s - elapsed_s));
+        PauseBackground(std::chrono::duration<double>(allowed_s - elapsed_s));
       }
     }
     if (s.code() != Code::kCorruption) return;
@@ -208,7 +219,7 @@ void Cluster::BackgroundRepair() {
                                  static_cast<double>(options_.repair_rate);
         const double elapsed_s = std::chrono::duration<double>(Clock::now() - started).count();
         if (allowed_s > elapsed_s) {
-          std::this_thread::sleep_for(std::chrono::duration<double>(allowed_s - elapsed_s));
+          PauseBackground(std::chrono::duration<double>(allowed_s - elapsed_s));
         }
         if (Clock::now() - last_log > std::chrono::seconds(5)) {
           last_log = Clock::now();

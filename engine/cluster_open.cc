@@ -12,6 +12,7 @@
 // leaves the old epoch (or the new one, on the members that recorded it) with every copy
 // intact: nothing is dropped before step 5.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
@@ -25,8 +26,19 @@ namespace {
 
 constexpr uint32_t kShardPage = 1024;
 
-std::vector<std::byte> EncodeState(const MemberState& m) {
+// What each rank brings to Open: its store's state, and the settings every rank must share
+// (the replica count and the stores declared lost), so that all compute one plan.
+struct Settings {
+  uint32_t replicas = 0;
+  std::vector<std::string> declare_lost;
+  bool operator==(const Settings&) const = default;
+};
+
+std::vector<std::byte> EncodeState(const MemberState& m, const Settings& settings) {
   ByteWriter w;
+  w.Put<uint32_t>(settings.replicas);
+  w.Put<uint32_t>(static_cast<uint32_t>(settings.declare_lost.size()));
+  for (const std::string& id : settings.declare_lost) w.Prefixed(id);
   w.Prefixed(m.id);
   w.Prefixed(m.node);
   w.Prefixed(m.latest.epoch == 0 ? std::string() : EncodeMembership(m.latest));
@@ -38,14 +50,21 @@ std::vector<std::byte> EncodeState(const MemberState& m) {
   return w.Take();
 }
 
-Result<MemberState> DecodeState(std::span<const std::byte> b, uint32_t rank) {
+Result<MemberState> DecodeState(std::span<const std::byte> b, uint32_t rank, Settings* settings) {
   ByteReader r(b);
   MemberState m;
   std::span<const std::byte> id, node, record;
-  uint32_t n = 0;
+  uint32_t n = 0, lost = 0;
   auto bad = [&](std::string_view what) {
     return Status::Corruption(fmt::format("membership state of rank {}: {}", rank, what));
   };
+  if (!r.Get(&settings->replicas) || !r.Get(&lost) || lost > r.left() / 4) return bad("settings");
+  settings->declare_lost.resize(lost);
+  for (std::string& l : settings->declare_lost) {
+    std::span<const std::byte> v;
+    if (!r.Prefixed(64, &v)) return bad("declared lost");
+    l = std::string(AsChars(v));
+  }
   if (!r.Prefixed(64, &id) || !r.Prefixed(255, &node) || !r.Prefixed(r.left(), &record) ||
       !r.Get(&n) || n > kMaxShards || r.left() != size_t{n} * 16) {
     return bad("length");
@@ -134,10 +153,24 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
     }
   }
   SHOAL_ASSIGN_OR_RETURN(me.summaries, ring_->Summaries(shards));
-  SHOAL_ASSIGN_OR_RETURN(auto gathered, world_->AllGather(EncodeState(me), deadline));
+  Settings mine{options_.replicas, declare_lost};
+  std::sort(mine.declare_lost.begin(), mine.declare_lost.end());
+  SHOAL_ASSIGN_OR_RETURN(auto gathered, world_->AllGather(EncodeState(me, mine), deadline));
   std::vector<MemberState> present;
+  Settings first;
   for (uint32_t r = 0; r < gathered.size(); ++r) {
-    SHOAL_ASSIGN_OR_RETURN(MemberState m, DecodeState(gathered[r], r));
+    Settings theirs;
+    SHOAL_ASSIGN_OR_RETURN(MemberState m, DecodeState(gathered[r], r, &theirs));
+    if (r == 0) {
+      first = theirs;
+    } else if (!(theirs == first)) {
+      return Status::InvalidArgument(fmt::format(
+          "ranks disagree on the replica count or the members declared lost (rank 0: {} "
+          "replica(s), lost [{}]; rank {}: {} replica(s), lost [{}]): give every rank the same "
+          "Options::replicas and Options::lost_members / SHOAL_LOST_MEMBERS",
+          first.replicas, fmt::join(first.declare_lost, ","), r, theirs.replicas,
+          fmt::join(theirs.declare_lost, ",")));
+    }
     present.push_back(std::move(m));
   }
 

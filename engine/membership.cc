@@ -153,10 +153,11 @@ std::vector<std::vector<uint32_t>> AssignOwners(const std::vector<MemberEntry>& 
   for (uint32_t s = 0; s < shards; ++s) {
     while (owners[s].size() < r) {
       int64_t best = -1;
-      std::tuple<bool, uint64_t, uint64_t> best_key;
+      std::tuple<bool, bool, uint64_t, uint64_t> best_key;
       for (uint32_t m = 0; m < n; ++m) {
         if (has(owners[s], m)) continue;
-        auto key = std::make_tuple(node_used(owners[s], m, n), load[m], Tie(s, members[m].id));
+        auto key = std::make_tuple(!members[m].up, node_used(owners[s], m, n), load[m],
+                                   Tie(s, members[m].id));
         if (best < 0 || key < best_key) {
           best = m;
           best_key = key;
@@ -208,10 +209,32 @@ Result<OpenPlan> PlanOpen(const std::vector<MemberState>& present, uint32_t repl
           fmt::format("store of member {} is opened by two ranks", present[i].id));
     }
   }
-  // The newest recorded epoch, which every present member that has it must agree on.
+  // A record of epoch X was served only if every member up in it recorded it (the world serves
+  // once all of them did). A present member that was up in X but holds an older record, or
+  // another one of epoch X, proves that X never served (an Open that failed while recording):
+  // such a record is set aside, and
+  // its store counts as holding no record beyond its membership. The base is the newest record
+  // left; two different ones of one epoch left are two worlds.
+  uint64_t newest_seen = 0;
+  std::set<std::string> unserved;  // ids of present members whose record is set aside
+  for (const MemberState& p : present) {
+    newest_seen = std::max(newest_seen, p.latest.epoch);
+    if (p.latest.epoch == 0) continue;
+    for (const MemberEntry& m : p.latest.members) {
+      if (!m.up) continue;
+      auto it = at.find(m.id);
+      if (it == at.end()) continue;
+      const Membership& theirs = present[it->second].latest;
+      // An older record, or another one of the same epoch (a newer one proves nothing).
+      if (theirs.epoch < p.latest.epoch || (theirs.epoch == p.latest.epoch && !(theirs == p.latest))) {
+        unserved.insert(p.id);
+        break;
+      }
+    }
+  }
   const Membership* base = nullptr;
   for (const MemberState& p : present) {
-    if (p.latest.epoch == 0) continue;
+    if (p.latest.epoch == 0 || unserved.count(p.id) != 0) continue;
     if (base == nullptr || p.latest.epoch > base->epoch) {
       base = &p.latest;
     } else if (p.latest.epoch == base->epoch && !(p.latest == *base)) {
@@ -220,6 +243,11 @@ Result<OpenPlan> PlanOpen(const std::vector<MemberState>& present, uint32_t repl
           "other present members (open each world on its own stores)",
           p.id, p.node, p.latest.epoch));
     }
+  }
+  if (base == nullptr && !unserved.empty()) {
+    return Status::FailedPrecondition(
+        "every present store holds a record of an Open that never served, and no other: start "
+        "the stores of the world's last served epoch");
   }
   auto summary = [&](uint32_t i, uint32_t s) {
     const auto& v = present[i].summaries;
@@ -279,7 +307,7 @@ Result<OpenPlan> PlanOpen(const std::vector<MemberState>& present, uint32_t repl
     // it has (from a join whose Open failed half-way) are not trusted: the shards it serves are
     // merged again from their holders and the others dropped.
     if (prev.IndexOf(p.id) < 0) {
-      if (p.latest.epoch != 0) {
+      if (p.latest.epoch != 0 && unserved.count(p.id) == 0) {
         return Status::FailedPrecondition(fmt::format(
             "the store of member {} (node {}) belongs to another world (its newest epoch is {}, "
             "this world's is {} without it)",
@@ -338,7 +366,7 @@ Result<OpenPlan> PlanOpen(const std::vector<MemberState>& present, uint32_t repl
         fmt::join(needed, ", ")));
   }
 
-  next.epoch = prev.epoch + 1;
+  next.epoch = std::max(prev.epoch, newest_seen) + 1;  // never the number of a set-aside record
   next.shards = prev.shards;
   for (const MemberEntry& m : prev.members) {
     if (lost_now.count(m.id) != 0) continue;
@@ -376,6 +404,14 @@ Result<OpenPlan> PlanOpen(const std::vector<MemberState>& present, uint32_t repl
     if (next.holders[s].empty()) {
       for (uint32_t h : remap(prev.holders[s])) {
         if (next.members[h].up) next.holders[s].push_back(h);
+      }
+    }
+    if (next.holders[s].empty()) {
+      // Every holder was declared lost and no owner is up: the present copies merged instead
+      // (plan.sources) hold the shard now.
+      for (uint32_t src : plan.sources[s]) {
+        int64_t j = next.IndexOf(present[src].id);
+        if (j >= 0) next.holders[s].push_back(static_cast<uint32_t>(j));
       }
     }
     if (next.holders[s].empty()) next.holders[s] = remap(prev.holders[s]);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,32 @@ TEST(Membership, MajorityAndHoldersDecideWhoMayStartTheNextEpoch) {
   ASSERT_OK(other);
   mixed.push_back({Id(7), "node7", other->next, {}});
   EXPECT_CODE(PlanOpen(mixed, 2, {}), kFailedPrecondition);
+}
+
+// An Open that failed while recording left epoch 2 on one store only: the others (a majority)
+// start another epoch 2 without it; when it returns, its record is set aside (the others prove
+// it never served) instead of the world being refused as two worlds.
+TEST(Membership, ARecordThatNeverServedIsSetAside) {
+  auto e1 = PlanOpen({Fresh(0), Fresh(1), Fresh(2)}, 2, {});
+  ASSERT_OK(e1);
+  auto e2 = PlanOpen(After(*e1, {0, 1, 2}), 2, {});
+  ASSERT_OK(e2);
+  // Only store 0 recorded e2; stores 1 and 2 start from e1 without it.
+  auto e2b = PlanOpen(After(*e1, {1, 2}), 2, {});
+  ASSERT_OK(e2b);
+  EXPECT_EQ(e2b->next.epoch, 2u);
+  std::vector<MemberState> back = After(*e2b, {1, 2});
+  back.push_back({Id(0), "node0", e2->next, {}});
+  auto e3 = PlanOpen(back, 2, {});
+  ASSERT_OK(e3);
+  EXPECT_EQ(e3->base_epoch, 2u);
+  EXPECT_EQ(e3->next.epoch, 3u);
+  EXPECT_TRUE(std::all_of(e3->next.members.begin(), e3->next.members.end(),
+                          [](const MemberEntry& m) { return m.up; }));
+  // A member that recorded a newer epoch does not disprove an older served one.
+  std::vector<MemberState> mixed = After(*e2b, {1});
+  mixed.push_back({Id(2), "node2", e1->next, {}});  // 2 came back with its older record
+  ASSERT_OK(PlanOpen(mixed, 2, {}));
 }
 
 TEST(Membership, OwnersMoveOnlyWhereMembershipChanged) {
