@@ -59,6 +59,7 @@ class InProcWorld {
       threads.emplace_back([&, r] { results[r] = StartOne(r, deadline, gather); });
     }
     for (auto& t : threads) t.join();
+    rank_lost_.clear();
     for (const Status& s : results) SHOAL_RETURN_IF_ERROR(s);
     for (uint32_t r = 0; r < n; ++r) ids_[stores_[r]] = members_[r]->store().member_id();
     return Status::OK();
@@ -73,6 +74,8 @@ class InProcWorld {
   }
   // LMDB map size of each member's metadata (benchmarks with many records need more).
   void set_metadata_map_size(uint64_t bytes) { map_size_ = bytes; }
+  // Members declared lost by rank `rank` only, at the next Start (a misconfigured job).
+  void set_rank_lost(uint32_t rank, std::vector<std::string> lost) { rank_lost_[rank] = std::move(lost); }
   // How long the world's Open waits for a member (each phase).
   void set_join_timeout(std::chrono::milliseconds t) { join_timeout_ = t; }
   // The directory of store `store`.
@@ -102,7 +105,7 @@ class InProcWorld {
     co.deadline = deadline;
     co.metadata_map_size = map_size_;
     co.ring_dir = Store(stores_[r]) + "/ring";
-    co.declare_lost = lost_;
+    co.declare_lost = rank_lost_.count(r) != 0 ? rank_lost_[r] : lost_;
     co.merge_timeout = join_timeout_;
     co.uid_seed = seed_ * 1000 + r + 1 + 100 * starts_;
     engine::WorldOptions wo;
@@ -135,6 +138,7 @@ class InProcWorld {
   std::chrono::milliseconds join_timeout_{10000};
   std::vector<uint32_t> stores_;  // rank -> store
   std::vector<std::string> lost_;
+  std::map<uint32_t, std::vector<std::string>> rank_lost_;
   std::map<uint32_t, std::string> ids_;
   std::unique_ptr<transport::InProcNetwork> net_;
   std::vector<std::unique_ptr<engine::Cluster>> members_;

@@ -430,6 +430,21 @@ TEST_F(MembershipWorld, RepairCopiesOnADownMemberStayNamed) {
   Check("after the down member's return");
 }
 
+// Ranks that disagree on the members declared lost (one rank's SHOAL_LOST_MEMBERS differs) all
+// fail the Open with the same error instead of recording different plans; nothing changes.
+TEST_F(MembershipWorld, RanksThatDisagreeOnLostMembersAllFailTheOpen) {
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  PutSome("a", 6);
+  const std::string id3 = world_->MemberId(3);
+  world_->set_rank_lost(1, {id3});
+  Status s = world_->StartStores({0, 1, 2});
+  EXPECT_CODE(s, kInvalidArgument);
+  EXPECT_NE(s.message().find("disagree"), std::string::npos) << s;
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  EXPECT_TRUE(M(0).membership().lost.empty());
+  Check("after the refused Open");
+}
+
 // A member killed at a random message of a random op (before or after it handled it) while
 // other ranks put and remove; then the job restarts on the same stores. Every put and remove
 // that returned OK holds; an operation that failed either happened or not, but the same way for
