@@ -8,7 +8,6 @@
 namespace shoal::engine {
 namespace {
 
-uint64_t Hash(std::string_view s, uint64_t seed) { return XXH3_64bits_withSeed(s.data(), s.size(), seed); }
 
 // Where an object's chunk rotation starts among n members.
 uint64_t RotationStart(uint64_t object_id, size_t n) {
@@ -17,18 +16,11 @@ uint64_t RotationStart(uint64_t object_id, size_t n) {
 
 }  // namespace
 
-Placement::Placement(std::vector<PlacementMember> members, uint32_t vnodes)
-    : members_(std::move(members)) {
+Placement::Placement(std::vector<PlacementMember> members) : members_(std::move(members)) {
   std::sort(members_.begin(), members_.end(),
             [](const PlacementMember& a, const PlacementMember& b) {
               return a.member_id < b.member_id;
             });
-  vnodes = std::max<uint32_t>(1, vnodes);
-  ring_.reserve(members_.size() * vnodes);
-  for (uint32_t m = 0; m < members_.size(); ++m) {
-    for (uint32_t v = 0; v < vnodes; ++v) ring_.emplace_back(Hash(members_[m].member_id, v), m);
-  }
-  std::sort(ring_.begin(), ring_.end());
 }
 
 template <typename Order>
@@ -83,16 +75,6 @@ std::vector<uint32_t> Placement::MoreHolders(uint64_t object_id, uint64_t chunk,
   const uint64_t start = RotationStart(object_id, n);
   return Pick(want, n, [&](size_t k) { return static_cast<uint32_t>((start + chunk + k) % n); },
               holding, unusable);
-}
-
-std::vector<uint32_t> Placement::MetadataOwners(std::string_view path, uint32_t replicas) const {
-  if (ring_.empty()) return {};
-  uint64_t h = Hash(path, 0x3e7a);
-  size_t first = static_cast<size_t>(
-      std::lower_bound(ring_.begin(), ring_.end(), std::make_pair(h, uint32_t{0})) -
-      ring_.begin());
-  return Pick(replicas, ring_.size(),
-              [&](size_t k) { return ring_[(first + k) % ring_.size()].second; });
 }
 
 }  // namespace shoal::engine

@@ -10,10 +10,8 @@
 // walk on from there, skipping members whose node already holds a replica; only when there are
 // fewer nodes than replicas do two replicas share a node (never a member).
 //
-// Metadata: a consistent-hash ring with `vnodes` virtual points per member (xxHash3 of
-// member id and point index). A path's owners are the first members met walking clockwise from
-// hash(path), again on distinct nodes where possible. Adding or removing one member moves about
-// 1/N of the paths.
+// Metadata is placed by the owner table of the world's membership record (engine/membership.h),
+// not here.
 #pragma once
 
 #include <cstdint>
@@ -31,8 +29,8 @@ struct PlacementMember {
 
 class Placement {
  public:
-  // `members` in any order (they are sorted by member id); vnodes >= 1.
-  explicit Placement(std::vector<PlacementMember> members, uint32_t vnodes = 128);
+  // `members` in any order (they are sorted by member id).
+  explicit Placement(std::vector<PlacementMember> members);
 
   size_t size() const { return members_.size(); }
   const std::vector<PlacementMember>& members() const { return members_; }  // sorted
@@ -51,9 +49,6 @@ class Placement {
                                     const std::vector<uint32_t>& holding,
                                     const std::vector<uint32_t>& unusable, uint32_t want) const;
 
-  // Indices into members() of the `replicas` owners of a path's metadata, primary first.
-  std::vector<uint32_t> MetadataOwners(std::string_view path, uint32_t replicas) const;
-
  private:
   // Up to `want` distinct members taken in the order order(0), order(1), ... over `candidates`
   // steps: first only members on nodes not chosen yet, then any member not chosen yet. Members
@@ -65,7 +60,6 @@ class Placement {
                              const std::vector<uint32_t>& unusable = {}) const;
 
   std::vector<PlacementMember> members_;
-  std::vector<std::pair<uint64_t, uint32_t>> ring_;  // (point, member index), sorted
 };
 
 }  // namespace shoal::engine

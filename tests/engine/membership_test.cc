@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -128,6 +129,12 @@ TEST(Membership, OwnersMoveOnlyWhereMembershipChanged) {
     }
     auto [lo, hi] = std::minmax_element(load.begin(), load.end());
     EXPECT_LE(*hi - *lo, 1u) << n + 1 << " members";
+    // Every member on its own node: a shard's owners on distinct nodes.
+    for (const auto& o : joined->next.owners) {
+      std::set<std::string> nodes;
+      for (uint32_t m : o) nodes.insert(joined->next.members[m].node);
+      EXPECT_EQ(nodes.size(), o.size());
+    }
   }
 }
 

@@ -32,9 +32,6 @@ TEST(Placement, ReplicasLandOnDistinctNodes) {
     std::set<std::string> nodes;
     for (uint32_t m : h) nodes.insert(p.members()[m].node);
     EXPECT_EQ(nodes.size(), 3u) << c;
-    auto o = p.MetadataOwners("ckpt/step-" + std::to_string(c), 2);
-    ASSERT_EQ(o.size(), 2u);
-    EXPECT_NE(p.members()[o[0]].node, p.members()[o[1]].node);
   }
 }
 
@@ -97,36 +94,6 @@ TEST(Placement, DependsOnMembershipNotOrder) {
     EXPECT_EQ(a.members()[a.ChunkHolders(9, c, 2)[1]].member_id,
               b.members()[b.ChunkHolders(9, c, 2)[1]].member_id);
   }
-  for (int i = 0; i < 50; ++i) {
-    std::string path = "data/" + std::to_string(i);
-    EXPECT_EQ(a.members()[a.MetadataOwners(path, 1)[0]].member_id,
-              b.members()[b.MetadataOwners(path, 1)[0]].member_id);
-  }
-}
-
-TEST(Placement, RingIsBalancedAndMovesLittleWhenAMemberJoins) {
-  Placement four(Members(4, 1));
-  std::map<std::string, int> load;
-  const int kPaths = 40000;
-  std::vector<std::string> owner(kPaths);
-  for (int i = 0; i < kPaths; ++i) {
-    std::string path = "ds/sample-" + std::to_string(i);
-    owner[i] = four.members()[four.MetadataOwners(path, 1)[0]].member_id;
-    load[owner[i]]++;
-  }
-  for (auto [m, n] : load) {
-    EXPECT_GT(n, kPaths / 4 * 0.8) << m;
-    EXPECT_LT(n, kPaths / 4 * 1.2) << m;
-  }
-  Placement five(Members(5, 1));
-  int moved = 0;
-  for (int i = 0; i < kPaths; ++i) {
-    std::string path = "ds/sample-" + std::to_string(i);
-    if (five.members()[five.MetadataOwners(path, 1)[0]].member_id != owner[i]) ++moved;
-  }
-  // Ideal is 1/5 of the paths; allow for virtual-node variance.
-  EXPECT_GT(moved, kPaths / 5 * 0.7);
-  EXPECT_LT(moved, kPaths / 5 * 1.3);
 }
 
 }  // namespace
