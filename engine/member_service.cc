@@ -1,5 +1,7 @@
 #include "engine/member_service.h"
 
+#include <charconv>
+
 #include <fmt/format.h>
 
 #include <cstring>
@@ -77,13 +79,8 @@ std::string EncodeOrigin(uint64_t epoch, std::string_view path) {
 
 bool DecodeOrigin(std::string_view origin, uint64_t* epoch, std::string* path) {
   if (origin.size() < 18 || origin[16] != ' ') return false;
-  uint64_t e = 0;
-  for (char c : origin.substr(0, 16)) {
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (d < 0) return false;
-    e = e << 4 | static_cast<uint64_t>(d);
-  }
-  *epoch = e;
+  auto [end, ec] = std::from_chars(origin.data(), origin.data() + 16, *epoch, 16);
+  if (ec != std::errc() || end != origin.data() + 16) return false;
   *path = std::string(origin.substr(17));
   return true;
 }

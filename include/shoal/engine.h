@@ -97,7 +97,7 @@ struct RepairReport {
   uint64_t objects = 0;          // sealed objects examined
   uint64_t chunks_copied = 0;    // chunk replicas rebuilt on live members
   uint64_t bytes_copied = 0;
-  uint64_t metadata_copied = 0;  // metadata records rebuilt on their current owners
+  uint64_t metadata_copied = 0;  // always 0: metadata copies are merged at Open (docs/membership.md)
   std::vector<std::string> lost; // objects with a chunk no live member holds (unreadable)
 };
 
@@ -194,9 +194,10 @@ class SHOAL_EXPORT Engine {
 
   // Restores the replica count of every object below `dir` ("" for all) after members were lost
   // (a node whose store is gone): chunks with fewer live replicas than the object was written
-  // with are copied from a live replica to other members (distinct nodes first), and metadata
-  // records are copied to the current owners that lack them. Readers are served meanwhile. Call
-  // it from one rank. Objects no live member can read are reported in `lost`, not an error. A
+  // with (or than this world's replica count) are copied from a live replica to other members
+  // (distinct nodes first); metadata needs no repair (every Open merges it). Readers are served
+  // meanwhile. Call it from one rank. An Open whose membership changed runs the same repair in the
+  // background (WaitForRepair). Objects no live member can read are reported in `lost`, not an error. A
   // single member has nothing to repair.
   Result<RepairReport> Repair(std::string_view dir = "");
 
