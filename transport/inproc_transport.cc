@@ -80,6 +80,7 @@ class InProcEndpoint final : public Transport {
       net_->members_[m_->rank()] = nullptr;
     }
     m_->pool().Stop();  // handlers already queued run; none is added after this
+    net_->Closed(m_->rank());
   }
   uint32_t self() const override { return m_->rank(); }
   uint32_t world_size() const override { return net_->size(); }
@@ -191,6 +192,24 @@ void InProcNetwork::Kill(uint32_t rank) {
   for (auto& c : failed) {
     c->done(Status::Unavailable(fmt::format("member {} failed", c->to)));
   }
+}
+
+void InProcNetwork::Closed(uint32_t rank) {
+  // Calls still waiting for a reply from the closed member end now, as a UCX endpoint's error
+  // ends them when a process exits, instead of at their deadline.
+  std::vector<std::shared_ptr<Call>> failed;
+  {
+    MutexLock lk(&mu_);
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (it->second->to == rank) {
+        failed.push_back(it->second);
+        it = pending_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& c : failed) c->done(Status::Unavailable(fmt::format("member {} closed", c->to)));
 }
 
 void InProcNetwork::Partition(uint32_t a, uint32_t b, bool cut) {

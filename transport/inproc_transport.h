@@ -94,7 +94,8 @@ class InProcNetwork {
   void After(std::chrono::steady_clock::duration d, std::function<void()> fn) EXCLUDES(mu_);
   void TimerLoop();
   void Note(std::string what) REQUIRES(mu_);
-  void FailPending(uint32_t rank) REQUIRES(mu_);
+  // An endpoint closed: calls waiting for its reply end Unavailable at once.
+  void Closed(uint32_t rank) EXCLUDES(mu_);
 
   const uint32_t size_;
   const uint64_t seed_;
