@@ -92,9 +92,10 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
                                               reg);
 
   std::vector<PlacementMember> members;
-  for (const MemberInfo& m : c->world_->members()) {
+  for (uint32_t i = 0; i < c->world_->size(); ++i) {
+    const MemberInfo& m = c->world_->members()[i];
     members.push_back({m.member_id, m.node});
-    c->rank_of_member_[m.member_id] = m.rank;
+    c->rank_of_member_[m.member_id] = i;  // the member's index (not the job rank serving it)
   }
   c->placement_ = std::make_unique<Placement>(std::move(members));
   for (const PlacementMember& m : c->placement_->members()) {
@@ -105,8 +106,9 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
   }
   c->replicas_ = std::clamp<uint32_t>(options.replicas, 1, c->world_->size());
   SHOAL_RETURN_IF_ERROR(c->OpenEpoch(options.declare_lost, wo.timeout));
-  Log(LogLevel::kInfo, "cluster: rank {} of {}, {} replica(s), window {}", c->world_->rank(),
-      c->world_->size(), c->replicas_, options.window);
+  Log(LogLevel::kInfo, "cluster: member {} of {} (rank {} of {}), {} replica(s), window {}",
+      c->world_->rank(), c->world_->size(), c->world_->job_rank(), c->world_->job_size(),
+      c->replicas_, options.window);
   return c;
 }
 
@@ -127,7 +129,8 @@ Cluster::~Cluster() {
 }
 
 Result<std::vector<std::vector<std::byte>>> Cluster::AllGather(std::span<const std::byte> mine) {
-  return world_->AllGather(std::vector<std::byte>(mine.begin(), mine.end()));
+  return world_->AllGather(std::vector<std::byte>(mine.begin(), mine.end()),
+                           std::chrono::milliseconds(60000), World::Group::kRanks);
 }
 
 std::vector<uint32_t> Cluster::ReachableOf(const std::vector<uint32_t>& ranks) const {

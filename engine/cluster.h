@@ -114,9 +114,12 @@ class Cluster final : public ObjectApi {
   Result<RepairReport> Repair(std::string_view dir) override;
   Result<RepairReport> WaitForRepair(std::chrono::milliseconds timeout) override
       EXCLUDES(bg_mu_);
-  uint32_t rank() const override { return world_->rank(); }
-  uint32_t world_size() const override { return world_->size(); }
-  Status Barrier() override { return world_->Barrier(); }
+  // The job's rank and size (a rank may serve several stores: world().size() counts those).
+  uint32_t rank() const override { return world_->job_rank(); }
+  uint32_t world_size() const override { return world_->job_size(); }
+  Status Barrier() override {
+    return world_->Barrier(std::chrono::milliseconds(60000), World::Group::kRanks);
+  }
   Result<std::vector<std::vector<std::byte>>> AllGather(std::span<const std::byte> mine) override;
   std::string_view io_backend() const override { return store_->io_backend(); }
 

@@ -7,7 +7,7 @@ namespace {
 
 using transport::Blob;
 
-constexpr uint32_t kMemberInfoVersion = 1;
+constexpr uint32_t kMemberInfoVersion = 2;  // 2: the slot
 constexpr size_t kMaxNode = 255;
 constexpr size_t kMaxAddress = 64u << 10;
 
@@ -16,7 +16,8 @@ constexpr size_t kMaxAddress = 64u << 10;
 Blob EncodeMemberInfo(const MemberInfo& m) {
   ByteWriter w;
   w.Put<uint32_t>(kMemberInfoVersion);
-  w.Put<uint32_t>(m.rank);
+  w.Put<uint32_t>(m.job_rank);
+  w.Put<uint32_t>(m.slot);
   w.Prefixed(m.member_id);
   w.Prefixed(m.node);
   w.Prefixed(m.ucx_address);
@@ -28,7 +29,8 @@ Result<MemberInfo> DecodeMemberInfo(std::span<const std::byte> bytes) {
   uint32_t version = 0;
   MemberInfo m;
   std::span<const std::byte> id, node, addr;
-  if (!r.Get(&version) || version != kMemberInfoVersion || !r.Get(&m.rank) ||
+  if (!r.Get(&version) || version != kMemberInfoVersion || !r.Get(&m.job_rank) ||
+      !r.Get(&m.slot) ||
       !r.Prefixed(64, &id) || !r.Prefixed(kMaxNode, &node) ||
       !r.Prefixed(kMaxAddress, &addr) || !r.done()) {
     return Status::InvalidArgument("member info: malformed record");

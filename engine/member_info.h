@@ -1,5 +1,6 @@
-// MemberInfo: what each member publishes at the rendezvous (rank, persistent member id, node,
-// transport address), and its validating codec.
+// MemberInfo: what each member publishes at the rendezvous (the job rank serving it and its
+// slot among that rank's stores, persistent member id, node, transport address), and its
+// validating codec.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,8 @@
 namespace shoal::engine {
 
 struct MemberInfo {
-  uint32_t rank = 0;
+  uint32_t job_rank = 0;  // the job rank (process) serving this member's store
+  uint32_t slot = 0;      // which of that rank's stores (0: its own; 1..: others of its node)
   std::string member_id;  // 32 hex digits, created with the member's store
   std::string node;       // failure domain
   std::vector<std::byte> ucx_address;

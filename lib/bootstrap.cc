@@ -2,11 +2,17 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+#include <system_error>
+
+#include "engine/store_layout.h"
 #include "transport/launch_info.h"
 
 namespace shoal {
 
 namespace {
+
+constexpr uint32_t kMaxNodeStores = 256;
 
 std::string Fill(std::string s, std::string_view key, std::string_view value) {
   for (size_t at = s.find(key); at != std::string::npos; at = s.find(key, at + value.size())) {
@@ -49,9 +55,23 @@ Result<BootstrapPlan> PlanBootstrap(const Options& o, const transport::EnvLookup
         w.rank, o.rank != kFromLauncher ? "Options::rank" : rank_var, w.world_size,
         o.world_size != 0 ? "Options::world_size" : size_var));
   }
-  plan.store_dir = Fill(Fill(Fill(o.store_dir, "{rank}", std::to_string(w.rank)), "{local_rank}",
-                             std::to_string(launch.local_rank)),
-                        "{node}", w.node);
+  auto store_of = [&](uint32_t local_rank) {
+    return Fill(Fill(Fill(o.store_dir, "{rank}", std::to_string(w.rank)), "{local_rank}",
+                     std::to_string(local_rank)),
+                "{node}", w.node);
+  };
+  plan.store_dir = store_of(launch.local_rank);
+  if (o.serve_node_stores && launch.local_world_size != 0 &&
+      o.store_dir.find("{local_rank}") != std::string::npos) {
+    for (uint32_t l = launch.local_rank + launch.local_world_size; l < kMaxNodeStores;
+         l += launch.local_world_size) {
+      std::string dir = store_of(l);
+      std::error_code ec;
+      if (std::filesystem::exists(engine::StorePath(dir, engine::kFormatFile), ec)) {
+        plan.more_store_dirs.push_back(std::move(dir));
+      }
+    }
+  }
   std::string rdzv = !o.rendezvous.empty() ? o.rendezvous : launch.rendezvous;
   if (w.world_size == 1 && rdzv.empty() && !o.allgather) return plan;  // alone
   plan.alone = false;

@@ -14,6 +14,9 @@ namespace shoal {
 struct BootstrapPlan {
   bool alone = true;  // a world of one: no network at all
   std::string store_dir;  // Options::store_dir with {rank}, {local_rank}, {node} filled in
+  // The node's other stores this rank serves too (Options::serve_node_stores), in the order of
+  // their local rank number.
+  std::vector<std::string> more_store_dirs;
   engine::WorldOptions world;
   std::unique_ptr<transport::Rendezvous> rendezvous;
   // Where `rendezvous` meets, for logs and tests: "tcp:HOST:PORT", "file:DIR", "allgather"
@@ -21,6 +24,7 @@ struct BootstrapPlan {
   std::string rendezvous_address;
 };
 
+// Existing stores are found by their FORMAT file (the only thing looked at on disk).
 // InvalidArgument for contradictory or incomplete settings (rank outside the world, no token,
 // no rendezvous port), naming the option or variable to set. Options win over the launcher's
 // variables field by field; the variables are read (and must parse) even when every field is

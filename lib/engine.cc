@@ -7,7 +7,7 @@
 
 #include <atomic>
 
-#include "engine/cluster.h"
+#include "engine/cluster_group.h"
 #include "engine/store_layout.h"
 #include "lib/bootstrap.h"
 #include "lib/engine_impl.h"
@@ -101,9 +101,9 @@ Status Engine::Impl::Usable() const {
 Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   SHOAL_RETURN_IF_ERROR(ValidateOptions(options));
   SHOAL_ASSIGN_OR_RETURN(BootstrapPlan plan, PlanBootstrap(options));
-  Options local = options;
-  local.store_dir = plan.store_dir;
-  SHOAL_ASSIGN_OR_RETURN(auto store, engine::ObjectStore::Open(local));
+  std::vector<std::string> dirs{plan.store_dir};
+  dirs.insert(dirs.end(), plan.more_store_dirs.begin(), plan.more_store_dirs.end());
+  const auto k = static_cast<uint32_t>(dirs.size());
 
   engine::ClusterOptions co;
   co.replicas = options.replicas;
@@ -112,7 +112,6 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   co.inline_threshold = options.inline_threshold;
   co.chunk_size = options.chunk_size;
   co.metadata_map_size = options.metadata_map_size;
-  co.ring_dir = engine::StorePath(local.store_dir, engine::kRingDir);
   co.declare_lost = options.lost_members;
   co.repair_rate = uint64_t{options.repair_rate_mib_s} << 20;
   co.scrub_rate = uint64_t{options.scrub_rate_mib_s} << 20;
@@ -126,31 +125,48 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
     }
   }
   auto registry = std::make_unique<metrics::Registry>();
-  co.metrics = registry.get();
+  co.metrics = registry.get();  // shared: the counters sum over the stores this rank serves
 
-  // A world of one is a world of size one (the same layout on disk), over an in-process
-  // transport: no network, no UCX.
-  std::unique_ptr<transport::Transport> transport;
+  // A rank alone serving one store is a world of size one over an in-process transport (the
+  // same layout on disk, no network, no UCX); alone with several stores, an in-process network
+  // joins them.
+  std::shared_ptr<transport::InProcNetwork> local_net;
+  if (plan.alone && k > 1) local_net = std::make_shared<transport::InProcNetwork>(k);
+  std::vector<engine::ClusterGroup::Member> members;
+  for (uint32_t i = 0; i < k; ++i) {
+    Options local = options;
+    local.store_dir = dirs[i];
+    engine::ClusterGroup::Member m;
+    SHOAL_ASSIGN_OR_RETURN(m.store, engine::ObjectStore::Open(local));
+    m.options = co;
+    m.options.ring_dir = engine::StorePath(local.store_dir, engine::kRingDir);
+    if (plan.alone) {
+      m.transport = k == 1 ? transport::NewSoloTransport() : local_net->Endpoint(i);
+    } else {
+      // Created before its index is known (the rendezvous tells): World::Join binds it.
+      SHOAL_ASSIGN_OR_RETURN(
+          m.transport,
+          transport::Messenger::Create(
+              {.self = 0,
+               .world_size = 0,
+               .handler_threads = std::max<uint32_t>(plan.world.handler_threads, 4)}));
+    }
+    members.push_back(std::move(m));
+  }
   std::unique_ptr<transport::Rendezvous> solo;
   transport::Rendezvous* rendezvous = plan.rendezvous.get();
   if (plan.alone) {
-    transport = transport::NewSoloTransport();
     solo = transport::NewCallbackRendezvous(
         [](const transport::Blob& mine) -> Result<std::vector<transport::Blob>> {
           return std::vector<transport::Blob>{mine};
         },
         1);
     rendezvous = solo.get();
-  } else {
-    SHOAL_ASSIGN_OR_RETURN(
-        transport, transport::Messenger::Create(
-                       {.self = plan.world.rank,
-                        .world_size = plan.world.world_size,
-                        .handler_threads = std::max<uint32_t>(plan.world.handler_threads, 4)}));
   }
-  SHOAL_ASSIGN_OR_RETURN(auto cluster, engine::Cluster::Start(co, std::move(store), plan.world,
-                                                             std::move(transport), *rendezvous));
-  return Impl::Wrap(std::move(cluster), std::move(registry));
+  SHOAL_ASSIGN_OR_RETURN(auto group,
+                         engine::ClusterGroup::Start(std::move(members), plan.world, *rendezvous));
+  group->KeepAlive(std::move(local_net));
+  return Impl::Wrap(std::move(group), std::move(registry));
 }
 
 Stats Engine::GetStats() const { return impl_->metrics().Snapshot(); }

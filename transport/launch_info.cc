@@ -47,18 +47,21 @@ Result<LaunchInfo> LaunchInfoFromEnv(const EnvLookup& env) {
     const char* rank;
     const char* size;
     const char* local;
+    const char* local_size;
     const char* addr;
     const char* port;
   };
   const Scheme schemes[] = {
-      {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"},
+      {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+       "MASTER_PORT"},
       {"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+       "OMPI_COMM_WORLD_LOCAL_SIZE", "SHOAL_MASTER_ADDR", "SHOAL_MASTER_PORT"},
+      {"shoal", "SHOAL_RANK", "SHOAL_WORLD_SIZE", "SHOAL_LOCAL_RANK", "SHOAL_LOCAL_WORLD_SIZE",
        "SHOAL_MASTER_ADDR", "SHOAL_MASTER_PORT"},
-      {"shoal", "SHOAL_RANK", "SHOAL_WORLD_SIZE", "SHOAL_LOCAL_RANK", "SHOAL_MASTER_ADDR",
-       "SHOAL_MASTER_PORT"},
   };
   LaunchInfo info;
   info.source = "default";
+  info.local_world_size = 1;
   for (const Scheme& s : schemes) {
     SHOAL_ASSIGN_OR_RETURN(auto rank, Number(env, s.rank, UINT32_MAX));
     SHOAL_ASSIGN_OR_RETURN(auto size, Number(env, s.size, 1u << 20));
@@ -72,10 +75,16 @@ Result<LaunchInfo> LaunchInfoFromEnv(const EnvLookup& env) {
           fmt::format("{}={} is not below {}={}", s.rank, *rank, s.size, *size));
     }
     SHOAL_ASSIGN_OR_RETURN(auto local, Number(env, s.local, UINT32_MAX));
+    SHOAL_ASSIGN_OR_RETURN(auto local_size, Number(env, s.local_size, 1u << 20));
+    if (local_size && (*local_size == 0 || local.value_or(0) >= *local_size)) {
+      return Status::InvalidArgument(fmt::format("{}={} is not below {}={}", s.local,
+                                                 local.value_or(0), s.local_size, *local_size));
+    }
     SHOAL_ASSIGN_OR_RETURN(auto port, Number(env, s.port, 65535));
     info.rank = static_cast<uint32_t>(*rank);
     info.world_size = static_cast<uint32_t>(*size);
     info.local_rank = static_cast<uint32_t>(local.value_or(0));
+    info.local_world_size = static_cast<uint32_t>(local_size.value_or(0));
     info.master_addr = Str(env, s.addr);
     info.master_port = static_cast<uint16_t>(port.value_or(0));
     info.source = s.source;

@@ -55,8 +55,37 @@ class Messenger::Impl {
     }
   }
 
+  // Sets the index and world size of a messenger created without them (world_size 0).
+  Status Bind(uint32_t self, uint32_t world_size) {
+    if (world_size == 0 || world_size > kMaxBoundWorld || self >= world_size) {
+      return Status::InvalidArgument(
+          fmt::format("member {} outside a world of {}", self, world_size));
+    }
+    std::promise<Status> done;
+    auto fut = done.get_future();
+    if (!Post([&] {
+          if (options_.world_size != 0) {
+            done.set_value(Status::FailedPrecondition(fmt::format(
+                "messenger already is member {} of {}", options_.self, options_.world_size)));
+            return;
+          }
+          std::vector<Peer> fresh(world_size);
+          for (uint32_t i = 0; i < world_size; ++i) {
+            fresh[i].impl = this;
+            fresh[i].index = i;
+          }
+          peers_.swap(fresh);
+          options_.self = self;
+          options_.world_size = world_size;
+          done.set_value(Status::OK());
+        })) {
+      return Status::Unavailable("messenger is shut down");
+    }
+    return fut.get();
+  }
+
   Status Init(std::vector<std::byte>* address) {
-    if (options_.world_size == 0 || options_.self >= options_.world_size) {
+    if (options_.world_size != 0 && options_.self >= options_.world_size) {
       return Status::InvalidArgument(fmt::format("member {} outside a world of {}",
                                                  options_.self, options_.world_size));
     }
@@ -455,8 +484,9 @@ class Messenger::Impl {
   static ucs_status_t OnAm(void* arg, const void* header, size_t header_length, void* data,
                            size_t length, const ucp_am_recv_param_t* param) {
     auto* self = static_cast<Impl*>(arg);
+    const uint32_t world = self->options_.world_size;  // 0 until Bind: hold every sender
     auto h = DecodeHeader({static_cast<const std::byte*>(header), header_length}, length,
-                          self->options_.world_size);
+                          world != 0 ? world : kMaxBoundWorld);
     if (!h.ok()) {
       self->Drop(h.status().message());
       return UCS_OK;
@@ -500,10 +530,11 @@ class Messenger::Impl {
   }
 
   void Deliver(const Header& h, Payload payload) {
-    if (peers_[h.sender].ep == nullptr) {
+    const bool unbound = options_.world_size == 0;
+    if (unbound || peers_[h.sender].ep == nullptr) {
       // A member may write before this side has created its endpoint back (it is still
       // reading the rendezvous table). Hold a bounded amount until Connect, then replay.
-      if (peers_[h.sender].up_once || held_.size() >= kMaxHeld ||
+      if ((!unbound && peers_[h.sender].up_once) || held_.size() >= kMaxHeld ||
           held_bytes_ + payload.size() > kMaxHeldBytes) {
         Drop(fmt::format("sender {} is not a connected member", h.sender));
         return;
@@ -562,7 +593,7 @@ class Messenger::Impl {
     Send(req.sender, &h, {}, std::move(p));
   }
 
-  const MessengerOptions options_;
+  MessengerOptions options_;  // self and world_size change once, by Bind, on the progress thread
   ContextPtr context_;
   WorkerPtr worker_;
   int wake_fd_ = -1;
@@ -575,6 +606,7 @@ class Messenger::Impl {
   std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;
   uint64_t next_id_ = 1;
   static constexpr size_t kMaxHeld = 256;
+  static constexpr uint32_t kMaxBoundWorld = 1u << 16;  // engine/protocol.h: kMaxWorldSize
   static constexpr size_t kMaxHeldBytes = 64u << 20;
   std::deque<std::pair<Header, Payload>> held_;  // from members not connected yet
   size_t held_bytes_ = 0;
@@ -622,6 +654,14 @@ void Messenger::CallAsync(uint32_t peer, uint16_t op, Payload payload,
 }
 
 bool Messenger::peer_up(uint32_t peer) const { return impl_->peer_up(peer); }
+
+Status Messenger::Bind(uint32_t self, uint32_t world_size) {
+  if (world_size_ != 0) return Transport::Bind(self, world_size);
+  SHOAL_RETURN_IF_ERROR(impl_->Bind(self, world_size));
+  self_ = self;
+  world_size_ = world_size;
+  return Status::OK();
+}
 MessengerCounters Messenger::counters() const { return impl_->counters(); }
 
 void Messenger::SendRawForTest(uint32_t peer, std::vector<std::byte> header, Payload payload) {

@@ -38,7 +38,10 @@ namespace shoal::transport {
 
 struct MessengerOptions {
   uint32_t self = 0;        // this member's index in the world
-  uint32_t world_size = 1;  // messages claiming another sender index are dropped
+  // Messages claiming another sender index are dropped. 0: not known yet — Bind gives both
+  // before the first Connect; until then messages are held (bounded), as from any member not
+  // connected yet.
+  uint32_t world_size = 1;
   uint32_t handler_threads = 2;
   std::chrono::milliseconds default_deadline{30000};
   uint64_t epoch = 0;       // sent in every header; requests of another epoch are dropped
@@ -71,6 +74,7 @@ class Messenger final : public Transport {
   void CallAsync(uint32_t peer, uint16_t op, Payload payload, std::chrono::milliseconds deadline,
                  Done done) override;
   bool peer_up(uint32_t peer) const override;
+  Status Bind(uint32_t self, uint32_t world_size) override;
 
   MessengerCounters counters() const;
 

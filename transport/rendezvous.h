@@ -65,4 +65,37 @@ std::unique_ptr<Rendezvous> NewFileRendezvous(std::string dir, uint32_t rank, ui
 using AllGatherFn = std::function<Result<std::vector<Blob>>(const Blob& mine)>;
 std::unique_ptr<Rendezvous> NewCallbackRendezvous(AllGatherFn fn, uint32_t world_size);
 
+// The members one rank serves (a rank opening several stores) share the rank's one rendezvous:
+// each member gets a Rendezvous of its own; once all of them put in their blob, the rank takes
+// part in `rank_level` once, with their blobs packed in one, and every member gets the table
+// of the world's members: rank 0's in slot order, then rank 1's, and so on. Every rank of a job
+// must use a group (of one member where it serves one store), since the packed blobs are what
+// the ranks exchange. Another rank's packed blob that does not parse fails the exchange with
+// InvalidArgument. Thread-safety: each member's AllGather is called from its own thread.
+class RendezvousGroup {
+ public:
+  RendezvousGroup(Rendezvous& rank_level, uint32_t members);
+  ~RendezvousGroup();
+  RendezvousGroup(const RendezvousGroup&) = delete;
+  RendezvousGroup& operator=(const RendezvousGroup&) = delete;
+
+  // Member `slot`'s rendezvous (slot < members); valid while the group lives.
+  Rendezvous& member(uint32_t slot);
+  // A member that cannot take part (its store failed to open): the others' AllGather returns
+  // `why` instead of waiting for it.
+  void Fail(const Status& why);
+
+  class Member;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+  std::vector<std::unique_ptr<Member>> members_;
+};
+
+// The packing RendezvousGroup exchanges (exposed for its tests and fuzzing): one rank's member
+// blobs in one, and the world's table flattened from every rank's.
+Blob PackMemberBlobs(const std::vector<Blob>& members);
+Result<std::vector<Blob>> UnpackMemberBlobs(const std::vector<Blob>& ranks);
+
 }  // namespace shoal::transport

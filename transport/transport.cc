@@ -16,6 +16,13 @@ Result<Payload> Transport::Call(uint32_t peer, uint16_t op, std::span<const std:
   return future.get();
 }
 
+Status Transport::Bind(uint32_t self_index, uint32_t size) {
+  if (self_index == self() && size == world_size()) return Status::OK();
+  return Status::InvalidArgument(fmt::format(
+      "endpoint of member {} of {} cannot become member {} of {}", self(), world_size(),
+      self_index, size));
+}
+
 void Transport::CallGather(uint32_t peer, uint16_t op, Payload head,
                            std::span<const std::byte> body, std::chrono::milliseconds deadline,
                            Done done) {

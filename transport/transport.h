@@ -85,6 +85,12 @@ class Transport {
 
   // False once the peer's endpoint failed (it died, or the link broke) or it never connected.
   virtual bool peer_up(uint32_t peer) const = 0;
+
+  // Gives the member its index and the world's size when they were not known at creation (a
+  // rank serving several stores learns its members' indices from the rendezvous, after it
+  // published their addresses): call once, before the first Connect. An endpoint created with
+  // a fixed index accepts only that index and size (InvalidArgument otherwise).
+  virtual Status Bind(uint32_t self, uint32_t world_size);
 };
 
 }  // namespace shoal::transport

@@ -186,8 +186,10 @@ class SHOAL_EXPORT Engine {
   // with their last entry. Reads already in progress on the object complete first.
   Status Remove(std::string_view path);
 
-  // Where a sealed object's chunks live: for chunk i, the ranks of the live members holding a
-  // replica, nearest first (this rank, then this node, then others); empty for a chunk never
+  // Where a sealed object's chunks live: for chunk i, the live members (stores, numbered rank
+  // 0's stores first, then rank 1's, ...: equal to ranks when each rank serves one store)
+  // holding a replica, nearest first (this rank's own store, then this node, then others);
+  // empty for a chunk never
   // written (it reads as zeros). Inline objects have no chunks. For locality-aware readers
   // (read what is local first) and tools. NotFound like Stat.
   Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path);
@@ -211,7 +213,8 @@ class SHOAL_EXPORT Engine {
   // "io_uring" or "posix": the backend chosen at Open.
   std::string_view io_backend() const;
 
-  // This rank and the world's size (0 and 1 for a single member).
+  // This rank and the job's number of ranks (0 and 1 for a process alone). A rank may serve
+  // several stores (Options::serve_node_stores); these count ranks, not stores.
   uint32_t rank() const;
   uint32_t world_size() const;
 

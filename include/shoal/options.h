@@ -44,6 +44,15 @@ struct Options {
   // another process, fails with PermissionDenied.
   std::string store_dir;
 
+  // Stores are members of the world, not ranks. When store_dir names stores by "{local_rank}"
+  // and the launcher says how many ranks this node runs (LOCAL_WORLD_SIZE, Open MPI's
+  // OMPI_COMM_WORLD_LOCAL_SIZE or SHOAL_LOCAL_WORLD_SIZE; a process without a launcher is one
+  // rank on its node), a rank also serves the node's existing stores that no rank of this job
+  // opens: local rank l of L opens store_dir with {local_rank} = l, l + L, l + 2L, ... (below
+  // 256) wherever a store exists there. A job restarted with fewer ranks on the same nodes so
+  // serves every store the larger one wrote (docs/membership.md). False: only store_dir.
+  bool serve_node_stores = true;
+
   // Create store_dir and an empty store when absent. Default true. When false, Open of a
   // directory without a store fails with NotFound.
   bool create_if_missing = true;

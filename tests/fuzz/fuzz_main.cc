@@ -33,6 +33,7 @@ constexpr Target kTargets[] = {
     {"number", FuzzNumber, NumberSeeds},
     {"protocol", FuzzProtocol, ProtocolSeeds},
     {"membership", FuzzMembership, MembershipSeeds},
+    {"member_blobs", FuzzMemberBlobs, MemberBlobsSeeds},
 };
 constexpr size_t kNumTargets = std::size(kTargets);
 static_assert(kNumTargets <= 256, "the selector is one byte");

@@ -84,6 +84,8 @@ void FuzzManifestName(std::string_view input);
 std::vector<std::string> ManifestNameSeeds();
 void FuzzMemberInfo(std::string_view input);
 std::vector<std::string> MemberInfoSeeds();
+void FuzzMemberBlobs(std::string_view input);
+std::vector<std::string> MemberBlobsSeeds();
 void FuzzMembership(std::string_view input);
 std::vector<std::string> MembershipSeeds();
 void FuzzNumber(std::string_view input);

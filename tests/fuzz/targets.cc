@@ -17,6 +17,7 @@
 #include "tests/fuzz/fuzz_target.h"
 #include "transport/launch_info.h"
 #include "transport/message.h"
+#include "transport/rendezvous.h"
 
 namespace shoal::fuzz {
 
@@ -408,19 +409,47 @@ void FuzzMemberInfo(std::string_view input) {
   transport::Blob blob = engine::EncodeMemberInfo(*m);
   FUZZ_REQUIRE(AsChars(blob) == input);  // one encoding per record
   auto again = engine::DecodeMemberInfo(blob);
-  FUZZ_REQUIRE(again.ok() && again->rank == m->rank && again->member_id == m->member_id &&
+  FUZZ_REQUIRE(again.ok() && again->job_rank == m->job_rank && again->slot == m->slot &&
+               again->member_id == m->member_id &&
                again->node == m->node && again->ucx_address == m->ucx_address);
 }
 
 std::vector<std::string> MemberInfoSeeds() {
   std::vector<std::string> seeds;
-  engine::MemberInfo m{3, "0123456789abcdef0123456789abcdef", "node-a", {}};
+  engine::MemberInfo m{3, 0, "0123456789abcdef0123456789abcdef", "node-a", {}};
   for (int i = 0; i < 40; ++i) m.ucx_address.push_back(static_cast<std::byte>(i * 7));
   seeds.emplace_back(AsChars(engine::EncodeMemberInfo(m)));
-  m.rank = 0;
+  m.job_rank = 0;
+  m.slot = 2;
   m.node = std::string(255, 'n');
   m.ucx_address.resize(1);
   seeds.emplace_back(AsChars(engine::EncodeMemberInfo(m)));
+  return seeds;
+}
+
+// ---- transport/rendezvous.h: one rank's packed member blobs (RendezvousGroup) ----
+// Input: the packed blob another rank sent.
+
+void FuzzMemberBlobs(std::string_view input) {
+  const auto bytes = AsBytes(input);
+  transport::Blob packed(bytes.begin(), bytes.end());
+  auto table = transport::UnpackMemberBlobs({packed});
+  if (!table.ok()) {
+    FUZZ_REQUIRE(table.status().IsInvalidArgument());
+    return;
+  }
+  FUZZ_REQUIRE(!table->empty());
+  FUZZ_REQUIRE(transport::PackMemberBlobs(*table) == packed);  // one encoding per table
+}
+
+std::vector<std::string> MemberBlobsSeeds() {
+  auto blob = [](std::string_view s) {
+    const auto bytes = AsBytes(s);
+    return transport::Blob(bytes.begin(), bytes.end());
+  };
+  std::vector<std::string> seeds;
+  seeds.emplace_back(AsChars(transport::PackMemberBlobs({blob("one")})));
+  seeds.emplace_back(AsChars(transport::PackMemberBlobs({blob("a"), blob(""), blob("ccc")})));
   return seeds;
 }
 

@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 
 #include "tests/test_util.h"
@@ -50,6 +52,51 @@ TEST(Bootstrap, NothingSetIsAWorldOfOne) {
   EXPECT_EQ(plan->store_dir, "/s/0-0-" + HostName());
   EXPECT_EQ(plan->rendezvous, nullptr);
   EXPECT_EQ(plan->rendezvous_address, "");
+}
+
+// A rank serves its own store and the node's stores no rank of this job opens: local rank l of
+// L takes {local_rank} = l + L, l + 2L, ... wherever a store (its FORMAT file) exists.
+TEST(Bootstrap, ARankServesTheStoresOfItsNodeThatNoRankOfThisJobOpens) {
+  testing::TempDir dir;
+  for (int i : {0, 1, 2, 3, 4, 6, 9}) {
+    std::filesystem::create_directories(dir.Sub("s/" + std::to_string(i)));
+    std::ofstream(dir.Sub("s/" + std::to_string(i) + "/FORMAT")) << "3\n";
+  }
+  std::filesystem::create_directories(dir.Sub("s/5"));  // no store in it: not served
+  const std::string tmpl = dir.Sub("s") + "/{local_rank}";
+  auto plan_of = [&](int local, int locals, bool serve = true) {
+    Options o = WithStore(tmpl);
+    o.serve_node_stores = serve;
+    auto plan = PlanBootstrap(
+        o, Lookup({{"RANK", std::to_string(local)}, {"WORLD_SIZE", std::to_string(locals)},
+                   {"LOCAL_RANK", std::to_string(local)},
+                   {"LOCAL_WORLD_SIZE", std::to_string(locals)}, {"MASTER_PORT", "29500"},
+                   {"SHOAL_TOKEN", "t"}}));
+    EXPECT_OK(plan);
+    std::vector<std::string> all{plan->store_dir};
+    for (auto& d : plan->more_store_dirs) all.push_back(d.substr(dir.Sub("s/").size()));
+    all[0] = all[0].substr(dir.Sub("s/").size());
+    return all;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(plan_of(0, 2), (V{"0", "2", "4", "6"}));
+  EXPECT_EQ(plan_of(1, 2), (V{"1", "3", "9"}));  // 5 holds no store
+  EXPECT_EQ(plan_of(0, 1), (V{"0", "1", "2", "3", "4", "6", "9"}));
+  EXPECT_EQ(plan_of(2, 4), (V{"2", "6"}));
+  EXPECT_EQ(plan_of(0, 2, false), (V{"0"}));
+  // Without a local world size from the launcher, or without {local_rank}, only its own.
+  auto plain = PlanBootstrap(WithStore(tmpl), Lookup({{"SHOAL_RANK", "0"},
+                                                      {"SHOAL_WORLD_SIZE", "2"},
+                                                      {"SHOAL_MASTER_PORT", "1"},
+                                                      {"SHOAL_TOKEN", "t"}}));
+  ASSERT_OK(plain);
+  EXPECT_TRUE(plain->more_store_dirs.empty());
+  auto by_rank = PlanBootstrap(WithStore(dir.Sub("s") + "/{rank}"), Lookup({}));
+  ASSERT_OK(by_rank);
+  EXPECT_TRUE(by_rank->more_store_dirs.empty());
+  // A local rank at or above the local world size is refused.
+  Refusal(WithStore(tmpl), {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "2"},
+                           {"LOCAL_WORLD_SIZE", "2"}});
 }
 
 TEST(Bootstrap, TorchrunEnvironment) {

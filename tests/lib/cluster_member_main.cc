@@ -29,7 +29,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/cluster.h"
+#include "engine/cluster_group.h"
 #include "engine/protocol.h"
 #include "transport/messenger.h"
 #include "lib/bootstrap.h"
@@ -256,19 +256,20 @@ int main(int argc, char** argv) {
     if (plan->world.rank + 1 == plan->world.world_size) {
       auto store = engine::ObjectStore::Open(o);
       Check(store.status(), "open store");
-      engine::ClusterOptions co;
-      co.ring_dir = o.store_dir + "/ring";
-      auto t = transport::Messenger::Create(
-          {.self = plan->world.rank, .world_size = plan->world.world_size, .handler_threads = 4});
+      std::vector<engine::ClusterGroup::Member> members(1);
+      members[0].options.ring_dir = o.store_dir + "/ring";
+      members[0].store = std::move(store).value();
+      auto t = transport::Messenger::Create({.self = 0, .world_size = 0, .handler_threads = 4});
       Check(t.status(), "messenger");
       messenger = t->get();
-      auto c = engine::Cluster::Start(co, std::move(store).value(), plan->world,
-                                      std::move(t).value(), *plan->rendezvous);
-      Check(c.status(), "join");
-      Check((*c)->world().Barrier(), "barrier 1");
-      Attack(**c);
-      Check((*c)->world().Barrier(), "barrier 2");
-      Check((*c)->world().Barrier(), "barrier 3");
+      members[0].transport = std::move(t).value();
+      auto g = engine::ClusterGroup::Start(std::move(members), plan->world, *plan->rendezvous);
+      Check(g.status(), "join");
+      engine::Cluster& c = (*g)->member(0);
+      Check(c.Barrier(), "barrier 1");
+      Attack(c);
+      Check(c.Barrier(), "barrier 2");
+      Check(c.Barrier(), "barrier 3");
       std::printf("attacked\n");
       return 0;
     }

@@ -24,6 +24,10 @@ struct Member {
   std::string store;
   std::string node;
   std::string token = "cluster-job-token";
+  // The launcher's local rank and ranks on this node (SHOAL_LOCAL_RANK / _WORLD_SIZE); -1: unset.
+  int local_rank = -1;
+  int local_world_size = -1;
+  std::string log = "";  // SHOAL_LOG when not empty
 };
 
 struct Outcome {
@@ -48,7 +52,18 @@ class World {
       std::string id = std::to_string(run) + "-" + std::to_string(r);
       std::vector<std::string> args{scenario, members[r].store, dir_.Sub("sync"), replicas};
       if (!arg.empty()) args.push_back(arg);
-      auto env = testing::RankEnv(r, members.size(), members[r].node, members[r].token, rdzv_);
+      std::vector<std::pair<std::string, std::string>> env;
+      if (members.size() == 1 && rdzv_.empty()) {
+        // A process alone, without a launcher: a world of one rank, no network.
+        env = {{"SHOAL_NODE", members[r].node}};
+      } else {
+        env = testing::RankEnv(r, members.size(), members[r].node, members[r].token, rdzv_);
+      }
+      if (members[r].local_rank >= 0) {
+        env.emplace_back("SHOAL_LOCAL_RANK", std::to_string(members[r].local_rank));
+        env.emplace_back("SHOAL_LOCAL_WORLD_SIZE", std::to_string(members[r].local_world_size));
+      }
+      if (!members[r].log.empty()) env.emplace_back("SHOAL_LOG", members[r].log);
       env.emplace_back("TEST_JOIN_TIMEOUT_MS", join_timeout_ms);
       procs_.push_back(testing::Spawn(SHOAL_CLUSTER_MEMBER, args, dir_.Sub("out-" + id),
                                       dir_.Sub("err-" + id), env));
@@ -192,6 +207,44 @@ TEST(Cluster, SequencesOfJobsOfDifferentSizesLoseNothingAndResurrectNothing) {
   ASSERT_EQ(res.size(), 1u);
   EXPECT_NE(res[0].code, 0);
   EXPECT_NE(res[0].err.find("majority"), std::string::npos) << res[0].err;
+}
+
+// Stores are members, not ranks: a node's stores named by local rank ("<dir>/n/{local_rank}")
+// and jobs of 4, 2, 1, 3 and 5 ranks on that node. Each rank serves its own store and the
+// node's stores no rank of the job opens (local rank l of L: l, l + L, ...), so every job is
+// the same world of the same stores (a new empty one at 5 ranks): every object written and not
+// removed reads back bit-exact, every removed one stays removed, at every step — and no step
+// is refused for want of a majority, which a job serving only its own stores would be.
+TEST(Cluster, AJobOfFewerRanksServesEveryStoreOfItsNode) {
+  TempDir dir;
+  const std::string stores = dir.Sub("n") + "/{local_rank}";
+  auto job = [&](int ranks) {
+    std::vector<Member> m;
+    for (int r = 0; r < ranks; ++r) {
+      m.push_back({stores, "node-n", "cluster-job-token", r, ranks, "info"});
+    }
+    return m;
+  };
+  const std::vector<int> sizes_of = {4, 2, 1, 3, 5};
+  std::string sizes;
+  for (size_t s = 0; s < sizes_of.size(); ++s) {
+    sizes += (s == 0 ? "" : ",") + std::to_string(sizes_of[s]);
+    // The job of one rank runs without any launcher variable (alone: its stores meet in-process).
+    World w(dir, sizes_of[s] == 1 ? std::string() : "file:" + dir.Sub("rdzv-" + std::to_string(s)));
+    w.Start(job(sizes_of[s]), "seq", "2", sizes);
+    const std::string out = w.proc(0).out;
+    const std::string err = w.proc(0).err;
+    ExpectAllOk(w.WaitAll());
+    const std::string said = testing::Slurp(out);
+    EXPECT_NE(said.find(fmt::format("seq step {} ", s)), std::string::npos) << said;
+    std::printf("%s", said.c_str());
+    // Every store of the node took part: 4 members, 5 once the job of 5 made a new one.
+    const std::string log = testing::Slurp(err);
+    const std::string members = fmt::format("of {} joined", s + 1 < sizes_of.size() ? 4 : 5);
+    EXPECT_NE(log.find(members), std::string::npos) << log;
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir.Sub("n/4/FORMAT")));
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("n/5")));
 }
 
 TEST(Cluster, MalformedMessagesFromAMemberCrashNobody) {

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <thread>
 
@@ -209,6 +210,48 @@ TEST_F(MessengerTest, KilledPeerFailsPendingAndLaterCalls) {
               got.ToString().c_str());
   auto later = msg_->Call(1, 1, Pattern(10, 1), 3000ms);
   EXPECT_FALSE(later.ok());
+}
+
+// A rank serving several stores creates their messengers before it knows their indices (the
+// rendezvous tells): Bind gives them. A request that arrives before its target is bound is held
+// and served once the target binds and connects back; a messenger binds once, and a bound one
+// refuses another index.
+TEST(MessengerBind, UnboundMessengersLearnTheirIndexAndServeRequestsHeldMeanwhile) {
+  auto a = Messenger::Create({.self = 0, .world_size = 0, .handler_threads = 2});
+  auto b = Messenger::Create({.self = 0, .world_size = 0, .handler_threads = 2});
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  EXPECT_EQ((*a)->world_size(), 0u);
+  EXPECT_FALSE((*a)->Connect(0, (*b)->address()).ok());  // unbound: no index to connect
+  (*b)->SetHandler(1, [](uint32_t sender, std::span<const std::byte> p) {
+    Payload out(p.begin(), p.end());
+    out.push_back(static_cast<std::byte>(sender));
+    return Reply{Status::OK(), std::move(out)};
+  });
+  ASSERT_OK((*a)->Bind(1, 2));
+  EXPECT_EQ((*a)->self(), 1u);
+  EXPECT_EQ((*a)->world_size(), 2u);
+  ASSERT_OK((*a)->Connect(0, (*b)->address()));
+  ASSERT_OK((*a)->Connect(1, (*a)->address()));
+  std::promise<Result<Payload>> got;
+  (*a)->CallAsync(0, 1, Pattern(100, 7), 20000ms,
+                  [&](Result<Payload> r) { got.set_value(std::move(r)); });
+  std::this_thread::sleep_for(200ms);  // the request reaches b before it is bound: held
+  ASSERT_OK((*b)->Bind(0, 2));
+  ASSERT_OK((*b)->Connect(0, (*b)->address()));
+  ASSERT_OK((*b)->Connect(1, (*a)->address()));
+  auto r = got.get_future().get();
+  ASSERT_OK(r);
+  auto want = Pattern(100, 7);
+  want.push_back(std::byte{1});  // served, and b knows the sender's index
+  EXPECT_EQ(*r, want);
+  EXPECT_FALSE((*b)->Bind(1, 2).ok());     // bound once
+  EXPECT_OK((*b)->Bind(0, 2));             // (the same binding again is no change)
+  EXPECT_FALSE((*a)->Bind(1, 0).ok());
+  auto c = Messenger::Create({.self = 0, .world_size = 0});
+  ASSERT_OK(c);
+  EXPECT_FALSE((*c)->Bind(3, 3).ok());  // outside its world
+  EXPECT_FALSE((*c)->Bind(0, 0).ok());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "transport/rendezvous.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -9,7 +10,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <iostream>
+#include <condition_variable>
 #include <random>
 #include <cstdlib>
 #include <mutex>
@@ -378,6 +381,91 @@ class EnvGuard {
     }
   }
 };
+
+// ---- RendezvousGroup: the stores one rank serves share the rank's rendezvous ----
+
+TEST(RendezvousGroup, RanksWithSeveralMembersGetOneTableInRankAndSlotOrder) {
+  // Three ranks serving 2, 1 and 3 stores meet through a callback all-gather of three.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Blob> ranks(3);
+  int arrived = 0;
+  auto gather = [&](uint32_t r) {
+    return NewCallbackRendezvous(
+        [&, r](const Blob& mine) -> Result<std::vector<Blob>> {
+          std::unique_lock lk(mu);
+          ranks[r] = mine;
+          arrived++;
+          cv.notify_all();
+          cv.wait(lk, [&] { return arrived == 3; });
+          return ranks;
+        },
+        3);
+  };
+  const std::vector<uint32_t> stores = {2, 1, 3};
+  std::vector<std::unique_ptr<Rendezvous>> rank_level;
+  std::vector<std::unique_ptr<RendezvousGroup>> groups;
+  for (uint32_t r = 0; r < 3; ++r) {
+    rank_level.push_back(gather(r));
+    groups.push_back(std::make_unique<RendezvousGroup>(*rank_level[r], stores[r]));
+  }
+  std::vector<std::thread> threads;
+  std::mutex out_mu;
+  std::vector<std::vector<Blob>> tables;
+  for (uint32_t r = 0; r < 3; ++r) {
+    for (uint32_t s = 0; s < stores[r]; ++s) {
+      threads.emplace_back([&, r, s] {
+        auto t = groups[r]->member(s).AllGather(BlobOf(fmt::format("r{}s{}", r, s)));
+        ASSERT_OK(t);
+        std::lock_guard lk(out_mu);
+        tables.push_back(*t);
+      });
+    }
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(tables.size(), 6u);
+  std::vector<Blob> want;
+  for (const char* n : {"r0s0", "r0s1", "r1s0", "r2s0", "r2s1", "r2s2"}) want.push_back(BlobOf(n));
+  for (const auto& t : tables) EXPECT_EQ(t, want);
+}
+
+TEST(RendezvousGroup, AMemberThatCannotJoinEndsItsSiblingsWaitWithItsError) {
+  bool exchanged = false;
+  auto rank_level = NewCallbackRendezvous(
+      [&](const Blob& mine) -> Result<std::vector<Blob>> {
+        exchanged = true;
+        return std::vector<Blob>{mine};
+      },
+      1);
+  RendezvousGroup group(*rank_level, 3);
+  std::promise<Result<std::vector<Blob>>> first;
+  std::thread t([&] { first.set_value(group.member(0).AllGather(BlobOf("a"))); });
+  std::this_thread::sleep_for(50ms);
+  group.Fail(Status::IOError("store 2: disk gone"));
+  t.join();
+  auto r = first.get_future().get();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("disk gone"), std::string::npos) << r.status();
+  EXPECT_FALSE(exchanged);  // the rank never spoke for a group with a member missing
+}
+
+TEST(RendezvousGroup, MalformedPackedBlobsFromAnotherRankAreRefused) {
+  const Blob good = PackMemberBlobs({BlobOf("x"), BlobOf("yz")});
+  auto ok = UnpackMemberBlobs({good, PackMemberBlobs({BlobOf("w")})});
+  ASSERT_OK(ok);
+  EXPECT_EQ(*ok, (std::vector<Blob>{BlobOf("x"), BlobOf("yz"), BlobOf("w")}));
+  Blob none = PackMemberBlobs({});
+  Blob cut(good.begin(), good.end() - 1);
+  Blob trailing = good;
+  trailing.push_back(std::byte{0});
+  Blob huge(4, std::byte{0xff});  // 4 billion members
+  for (const Blob& bad : {none, cut, trailing, huge, Blob{}}) {
+    auto r = UnpackMemberBlobs({good, bad});
+    ASSERT_FALSE(r.ok());
+    EXPECT_TRUE(r.status().IsInvalidArgument()) << r.status();
+    EXPECT_NE(r.status().message().find("rank 1"), std::string::npos) << r.status();
+  }
+}
 
 TEST(LaunchInfo, ReadsTorchrunOpenMpiAndDefaults) {
   {
