@@ -148,7 +148,8 @@ int64_t Cluster::RankOfMember(const std::string& member_id) const {
 }
 
 Result<Inode> Cluster::LookupInode(std::string_view path) {
-  std::vector<uint32_t> owners = Owners(path);
+  // The holders first; an owner still catching up answers only once it has (else Unavailable).
+  std::vector<uint32_t> owners = Writers(path);
   const uint32_t me = world_->rank();
   std::stable_partition(owners.begin(), owners.end(), [&](uint32_t r) { return r == me; });
   Status last = Status::Unavailable(
@@ -194,7 +195,7 @@ Status Cluster::Create(std::string_view path, const CreateOptions& co) {
   // The primary owner (or the first live replica) decides whether the name is free now; a
   // concurrent creator elsewhere is caught again at Seal.
   Status check = Status::Unavailable(fmt::format("no live owner of \"{}\"", path));
-  for (uint32_t owner : Owners(path)) {
+  for (uint32_t owner : Writers(path)) {
     if (!Reachable(owner)) continue;
     check = client_->MetaCheck(owner, path);
     if (check.ok() || Decisive(check) || check.code() == Code::kFailedPrecondition) break;
@@ -335,8 +336,8 @@ Status Cluster::Seal(std::string_view path) {
   }
   inode.seal_time_ns = SealTimeNs();
 
-  std::vector<uint32_t> owners = Owners(path);
-  if (owners.empty()) {
+  std::vector<uint32_t> owners = Writers(path);
+  if (owners.empty() || Owners(path).empty()) {
     return fail(Status::Unavailable(
         fmt::format("sealing \"{}\": no member serving its metadata is up", path)));
   }
@@ -495,8 +496,9 @@ Status Cluster::Remove(std::string_view path) {
   SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
   // Durable means on every up owner of the path's shard (engine/membership.h): with one of them
   // unreachable, the remove is refused before anything changes.
-  const std::vector<uint32_t> owners = Owners(path);
-  if (owners.empty()) {
+  // The serving owners first (they decide whether the object exists), then those catching up.
+  const std::vector<uint32_t> owners = Writers(path);
+  if (owners.empty() || Owners(path).empty()) {
     return Status::Unavailable(fmt::format("no member serving the metadata of \"{}\" is up", path));
   }
   for (uint32_t owner : owners) {

@@ -86,6 +86,10 @@ struct ClusterOptions {
   uint64_t repair_rate = 256ull << 20;
   // Bytes of local chunks re-read and verified per second by the background scrub; 0: none.
   uint64_t scrub_rate = 16ull << 20;
+  // Whether a member catches up in the background with the metadata shards it owns without a
+  // current copy (engine/membership.h). Always, except in tests that hold a world in the middle
+  // of moving (the holders serve meanwhile; the next Open tries again).
+  bool catch_up = true;
   // Where the member's counters and histograms go (owned by the caller, outliving the
   // Cluster); null: a registry of its own.
   metrics::Registry* metrics = nullptr;
@@ -125,9 +129,12 @@ class Cluster final : public ObjectApi {
 
   World& world() { return *world_; }
   ObjectStore& store() { return *store_; }
-  // Ranks serving `path`'s metadata in this epoch, primary first: its shard's up owners (or,
-  // when none is up, its up holders). Every one of them gets every write of the path.
+  // Ranks serving reads of `path`'s metadata in this epoch, the one deciding its writes first:
+  // its shard's up holders (engine/membership.h), owners first, primary first.
   std::vector<uint32_t> MetadataOwners(std::string_view path) const;
+  // Ranks that get every write of `path`'s metadata: MetadataOwners, then the shard's up owners
+  // still catching up in the background. A write is acknowledged only once all have it.
+  std::vector<uint32_t> MetadataWriters(std::string_view path) const;
   // This epoch's membership record (engine/membership.h).
   const Membership& membership() const { return membership_; }
   // What this member's Open of the epoch did.
@@ -137,6 +144,7 @@ class Cluster final : public ObjectApi {
     uint64_t records_pulled = 0;   // records (and tombstones) it fetched doing so
     uint64_t shards_dropped = 0;   // copies it dropped (it neither owns nor holds them now)
     uint64_t records_held = 0;     // records and tombstones in its shard copies after Open
+    uint64_t shards_behind = 0;    // shards it owns and catches up with in the background
     double ms = 0;
   };
   const OpenReport& open_report() const { return open_report_; }
@@ -156,6 +164,7 @@ class Cluster final : public ObjectApi {
   // ---- client paths (cluster.cc) ----
   Result<std::shared_ptr<Writing>> FindWriting(std::string_view path) EXCLUDES(open_mu_);
   std::vector<uint32_t> Owners(std::string_view path) const { return MetadataOwners(path); }
+  std::vector<uint32_t> Writers(std::string_view path) const { return MetadataWriters(path); }
   Result<Inode> LookupInode(std::string_view path);
   // Drops object `uid`'s chunks on the reachable ranks among `ranks`. A failure only leaks
   // space (logged): the object is gone from the metadata already.
@@ -174,21 +183,27 @@ class Cluster final : public ObjectApi {
                    std::chrono::milliseconds join_timeout);
   // Every rank's `mine` gathered: OK when all are, else an error naming the first failed rank.
   Status AgreeAll(Status mine, std::string_view phase, std::chrono::milliseconds deadline);
-  // Merges the copies of `shard` on ranks `from` into this member's.
-  Status MergeShard(uint32_t shard, const std::vector<uint32_t>& from);
-  std::vector<uint32_t> ShardRanks(uint32_t shard) const;
+  // Merges the copies of `shard` on ranks `from` into this member's; *pulled counts the
+  // records fetched.
+  Status MergeShard(uint32_t shard, const std::vector<uint32_t>& from, uint64_t* pulled);
+  std::vector<uint32_t> ShardRanks(uint32_t shard) const;       // reads: the up holders
+  std::vector<uint32_t> ShardWriteRanks(uint32_t shard) const;  // writes: + owners behind
 
   // ---- background repair (cluster_background.cc) ----
   // Starts the walk of the shards this member is the primary of; each object is repaired by
   // exactly one member.
   void StartBackground(bool repair) EXCLUDES(bg_mu_);
-  void BackgroundRepair() EXCLUDES(bg_mu_);
+  // Repairs the objects of the shards this member is primary for; findings go to *report.
+  Status BackgroundRepair(RepairReport* report) EXCLUDES(bg_mu_);
   void StopBackgroundRepair() EXCLUDES(bg_mu_);
   // Sleeps `d` (a rate limiter), or less when the member is closing.
   void PauseBackground(std::chrono::duration<double> d) EXCLUDES(bg_mu_);
   void ForEachLocalChunkObject(const std::function<void(uint64_t uid, const ObjectInfo&)>& fn);
   void SweepOrphans();
   void Scrub();
+  // Merges every shard of catch_up_ from its holders, recording each one caught up; the
+  // records merged go to *report (metadata_copied). Stops at close.
+  Status CatchUp(RepairReport* report);
 
   // ---- read planning (cluster_read.cc) ----
   // The live replicas of chunk `chunk` of a striped object (its placement holders and the
@@ -223,6 +238,9 @@ class Cluster final : public ObjectApi {
   std::unordered_map<std::string, uint32_t> rank_of_member_;
   Membership membership_;         // this epoch's
   OpenReport open_report_;
+  // Shards this member owns without a current copy, and the ranks to merge them from (set by
+  // the Open, read by the background thread it starts).
+  std::vector<std::pair<uint32_t, std::vector<uint32_t>>> catch_up_;
   std::vector<int64_t> up_rank_;  // membership_ member index -> rank; -1 when down
   uint32_t replicas_ = 1;
 

@@ -30,17 +30,70 @@ namespace shoal::engine {
 
 void Cluster::StartBackground(bool repair) {
   repair = repair && options_.repair_rate != 0;
+  const bool catching = !catch_up_.empty() && options_.catch_up;
   {
     MutexLock lk(&bg_mu_);
-    bg_running_ = repair;
+    bg_running_ = repair || catching;
     bg_status_ = Status::OK();
     bg_report_ = RepairReport{};
   }
-  bg_thread_ = std::thread([this, repair] {
-    if (repair) BackgroundRepair();
+  bg_thread_ = std::thread([this, repair, catching] {
+    RepairReport report;
+    Status status;
+    if (catching) status = CatchUp(&report);
+    if (repair && !bg_stop_.load()) {
+      Status s = BackgroundRepair(&report);
+      if (status.ok()) status = s;
+    }
+    if (repair || catching) {
+      MutexLock lk(&bg_mu_);
+      bg_report_ = std::move(report);
+      bg_status_ = status;
+      bg_running_ = false;
+      bg_cv_.notify_all();
+    }
     if (!bg_stop_.load()) SweepOrphans();
     if (!bg_stop_.load() && options_.scrub_rate != 0) Scrub();
   });
+}
+
+Status Cluster::CatchUp(RepairReport* report) {
+  const auto started = std::chrono::steady_clock::now();
+  const uint64_t epoch = membership_.epoch;
+  Status status;
+  uint64_t done = 0;
+  for (const auto& [shard, from] : catch_up_) {
+    if (bg_stop_.load()) {
+      status = Status::Unavailable("catching up stopped: the engine is closing");
+      break;
+    }
+    // Every holder has every acknowledged write: the first reachable one is enough (the next
+    // Open merges the holders' copies where they differ).
+    Status merged = Status::Unavailable(
+        fmt::format("metadata shard {}: no holder reachable to catch up from", shard));
+    for (uint32_t src : from) {
+      if (!Reachable(src)) continue;
+      uint64_t pulled = 0;
+      merged = MergeShard(shard, {src}, &pulled);
+      report->metadata_copied += pulled;
+      if (merged.ok()) break;
+    }
+    if (merged.ok()) merged = ring_->AddCaughtUp(epoch, shard);
+    if (merged.ok()) service_->CaughtUp(shard);  // serves lookups of the shard from now on
+    if (!merged.ok()) {
+      // The copy stays behind: the next Open treats it as stale and this shard's holders
+      // keep serving it.
+      Log(LogLevel::kWarn, "catching up with metadata shard {}: {}", shard, merged.ToString());
+      if (status.ok()) status = merged;
+      continue;
+    }
+    done++;
+  }
+  Log(LogLevel::kInfo, "caught up with {} of {} metadata shard(s) in {:.1f} s: {} record(s) merged",
+      done, catch_up_.size(),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+      report->metadata_copied);
+  return status;
 }
 
 void Cluster::StopBackgroundRepair() {
@@ -183,11 +236,11 @@ void Cluster::Scrub() {
   }
 }
 
-void Cluster::BackgroundRepair() {
+Status Cluster::BackgroundRepair(RepairReport* out) {
   using Clock = std::chrono::steady_clock;
   const auto started = Clock::now();
   auto last_log = started;
-  RepairReport report;
+  RepairReport& report = *out;
   Status status;
   std::vector<uint32_t> mine;
   for (uint32_t s = 0; s < membership_.shards; ++s) {
@@ -251,11 +304,7 @@ void Cluster::BackgroundRepair() {
         static_cast<double>(report.bytes_copied) / (1 << 20), report.lost.size(),
         status.ok() ? std::string() : "; " + status.ToString());
   }
-  MutexLock lk(&bg_mu_);
-  bg_report_ = std::move(report);
-  bg_status_ = status;
-  bg_running_ = false;
-  bg_cv_.notify_all();
+  return status;
 }
 
 Result<RepairReport> Cluster::WaitForRepair(std::chrono::milliseconds timeout) {

@@ -2,8 +2,11 @@
 // joined, every member
 //   1. gathers every present member's newest membership record and shard summaries;
 //   2. applies PlanOpen (the same inputs on every rank give the same plan, or the same error);
-//   3. merges the shards it serves from the plan's sources — only those whose summaries differ
-//      from its own copy, so an unchanged world moves nothing and costs O(shards);
+//   3. merges the shards it holds from the plan's sources — only those whose summaries differ
+//      from its own copy, so an unchanged world moves nothing and costs O(shards); the shards
+//      it owns without a current copy (a new owner) it drops now and catches up with in the
+//      background, after the world serves (cluster_background.cc: CatchUp), while the
+//      shard's holders serve its lookups and every write goes to them and to it;
 //   4. once every member has merged (a gathered status), records the new epoch; once every
 //      member has recorded it, the world serves;
 //   5. drops the copies of shards it neither owns nor holds any more, and, when every member is
@@ -42,6 +45,9 @@ std::vector<std::byte> EncodeState(const MemberState& m, const Settings& setting
   w.Prefixed(m.id);
   w.Prefixed(m.node);
   w.Prefixed(m.latest.epoch == 0 ? std::string() : EncodeMembership(m.latest));
+  w.Put<uint64_t>(m.caught_up_epoch);
+  w.Put<uint32_t>(static_cast<uint32_t>(m.caught_up.size()));
+  for (uint32_t s : m.caught_up) w.Put<uint32_t>(s);
   w.Put<uint32_t>(static_cast<uint32_t>(m.summaries.size()));
   for (const ShardSummary& s : m.summaries) {
     w.Put<uint64_t>(s.count);
@@ -65,10 +71,16 @@ Result<MemberState> DecodeState(std::span<const std::byte> b, uint32_t rank, Set
     if (!r.Prefixed(64, &v)) return bad("declared lost");
     l = std::string(AsChars(v));
   }
+  uint32_t caught = 0;
   if (!r.Prefixed(64, &id) || !r.Prefixed(255, &node) || !r.Prefixed(r.left(), &record) ||
-      !r.Get(&n) || n > kMaxShards || r.left() != size_t{n} * 16) {
+      !r.Get(&m.caught_up_epoch) || !r.Get(&caught) || caught > kMaxShards ||
+      caught > r.left() / 4) {
     return bad("length");
   }
+  m.caught_up.resize(caught);
+  for (uint32_t& s : m.caught_up) r.Get(&s);
+  if (!std::is_sorted(m.caught_up.begin(), m.caught_up.end())) return bad("caught-up shards");
+  if (!r.Get(&n) || n > kMaxShards || r.left() != size_t{n} * 16) return bad("length");
   m.id = std::string(AsChars(id));
   m.node = std::string(AsChars(node));
   if (!record.empty()) {
@@ -107,12 +119,12 @@ Status Cluster::AgreeAll(Status mine, std::string_view phase, std::chrono::milli
   return mine;
 }
 
-Status Cluster::MergeShard(uint32_t shard, const std::vector<uint32_t>& from) {
+Status Cluster::MergeShard(uint32_t shard, const std::vector<uint32_t>& from, uint64_t* pulled) {
   for (uint32_t src : from) {
     std::string after;
     do {
       SHOAL_ASSIGN_OR_RETURN(auto page, client_->ShardPage(src, shard, after, kShardPage));
-      open_report_.records_pulled += page.records.size();
+      *pulled += page.records.size();
       std::vector<MetaStore::Versioned> batch;
       batch.reserve(page.records.size());
       for (protocol::ShardRecord& rec : page.records) {
@@ -153,6 +165,11 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
     }
   }
   SHOAL_ASSIGN_OR_RETURN(me.summaries, ring_->Summaries(shards));
+  {
+    SHOAL_ASSIGN_OR_RETURN(auto caught, ring_->LoadCaughtUp());
+    me.caught_up_epoch = caught.first;
+    me.caught_up = std::move(caught.second);
+  }
   Settings mine{options_.replicas, declare_lost};
   std::sort(mine.declare_lost.begin(), mine.declare_lost.end());
   SHOAL_ASSIGN_OR_RETURN(auto gathered, world_->AllGather(EncodeState(me, mine), deadline));
@@ -189,16 +206,29 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
   }
   const int64_t my_index = next.IndexOf(me.id);
 
-  // 3. Merge the shards this member serves from the copies that differ from its own.
+  // 3. Merge the shards this member holds from the copies that differ from its own. The
+  //    shards it owns without a current copy: drop the stale copy now, catch up in the
+  //    background (the holders serve meanwhile).
   Status merged;
   uint64_t pulled_shards = 0;
+  catch_up_.clear();
   for (uint32_t s = 0; s < next.shards && merged.ok(); ++s) {
     const auto& holders = next.holders[s];
+    const uint32_t me_rank = world_->rank();
+    const auto& behind = plan.catch_up.empty() ? std::vector<uint32_t>() : plan.catch_up[s];
+    if (std::find(behind.begin(), behind.end(), me_rank) != behind.end()) {
+      if (s < me.summaries.size() && me.summaries[s].count != 0) merged = ring_->DropShard(s);
+      std::vector<uint32_t> from;
+      for (uint32_t h : holders) {
+        if (up_rank_[h] >= 0) from.push_back(static_cast<uint32_t>(up_rank_[h]));
+      }
+      catch_up_.push_back({s, std::move(from)});
+      continue;
+    }
     if (!std::binary_search(holders.begin(), holders.end(), static_cast<uint32_t>(my_index))) {
       continue;
     }
     const auto& sources = plan.sources[s];
-    const uint32_t me_rank = world_->rank();
     const bool is_source = std::find(sources.begin(), sources.end(), me_rank) != sources.end();
     ShardSummary mine = s < me.summaries.size() ? me.summaries[s] : ShardSummary{};
     if (!is_source && mine.count != 0) {
@@ -216,7 +246,7 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
       from.push_back(src);
     }
     if (merged.ok() && !from.empty()) {
-      merged = MergeShard(s, from);
+      merged = MergeShard(s, from, &open_report_.records_pulled);
       pulled_shards++;
     }
   }
@@ -260,6 +290,12 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
   if (auto sums = ring_->Summaries(next.shards); sums.ok()) {
     for (const ShardSummary& sum : *sums) open_report_.records_held += sum.count;
   }
+  open_report_.shards_behind = catch_up_.size();
+  {
+    std::vector<uint32_t> behind;
+    for (const auto& c : catch_up_) behind.push_back(c.first);
+    service_->SetBehind(behind);
+  }
   StartBackground(plan.membership_changed);
   Log(world_->rank() == 0 ? LogLevel::kInfo : LogLevel::kDebug,
       "epoch {}: {} member(s), {} up, {} lost; {} shard ownership(s) moved; this member merged {} "
@@ -270,14 +306,30 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
 }
 
 std::vector<uint32_t> Cluster::ShardRanks(uint32_t shard) const {
-  // The up owners, primary first; when none is up, the up holders.
+  // The up holders: those among the owners first, primary first, then the others.
   std::vector<uint32_t> ranks;
+  const auto& holders = membership_.holders[shard];
   for (uint32_t o : membership_.owners[shard]) {
-    if (up_rank_[o] >= 0) ranks.push_back(static_cast<uint32_t>(up_rank_[o]));
+    if (up_rank_[o] >= 0 && std::binary_search(holders.begin(), holders.end(), o)) {
+      ranks.push_back(static_cast<uint32_t>(up_rank_[o]));
+    }
   }
-  if (ranks.empty()) {
-    for (uint32_t h : membership_.holders[shard]) {
-      if (up_rank_[h] >= 0) ranks.push_back(static_cast<uint32_t>(up_rank_[h]));
+  for (uint32_t h : holders) {
+    const auto& owners = membership_.owners[shard];
+    if (up_rank_[h] >= 0 && std::find(owners.begin(), owners.end(), h) == owners.end()) {
+      ranks.push_back(static_cast<uint32_t>(up_rank_[h]));
+    }
+  }
+  return ranks;
+}
+
+std::vector<uint32_t> Cluster::ShardWriteRanks(uint32_t shard) const {
+  // The serving ranks, then the up owners still catching up (not holders).
+  std::vector<uint32_t> ranks = ShardRanks(shard);
+  const auto& holders = membership_.holders[shard];
+  for (uint32_t o : membership_.owners[shard]) {
+    if (up_rank_[o] >= 0 && !std::binary_search(holders.begin(), holders.end(), o)) {
+      ranks.push_back(static_cast<uint32_t>(up_rank_[o]));
     }
   }
   return ranks;
@@ -285,6 +337,10 @@ std::vector<uint32_t> Cluster::ShardRanks(uint32_t shard) const {
 
 std::vector<uint32_t> Cluster::MetadataOwners(std::string_view path) const {
   return ShardRanks(ShardOf(path, membership_.shards));
+}
+
+std::vector<uint32_t> Cluster::MetadataWriters(std::string_view path) const {
+  return ShardWriteRanks(ShardOf(path, membership_.shards));
 }
 
 }  // namespace shoal::engine

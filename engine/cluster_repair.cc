@@ -137,7 +137,7 @@ Result<bool> Cluster::RepairChunks(const std::string& path, Inode* inode,
     inode->copies.insert(inode->copies.end(), added.begin(), added.end());
     // The primary assigns the record's next version; the other owners get the same one (one
     // that misses it keeps the older record, which the next Open's merge replaces).
-    const std::vector<uint32_t> owners = Owners(path);
+    const std::vector<uint32_t> owners = Writers(path);
     auto version = owners.empty() ? Result<uint64_t>(Status::Unavailable("no owner"))
                                   : client_->MetaReplace(owners[0], path, inode->uid, *inode, 0);
     if (version.ok()) {

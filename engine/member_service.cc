@@ -69,9 +69,36 @@ Status MemberService::ChunkRead(const protocol::ChunkRead& req, std::span<std::b
   return rq.status;
 }
 
-Status MemberService::MetaCheck(std::string_view path) { return shard_->CheckCreatable(path); }
+void MemberService::SetBehind(const std::vector<uint32_t>& shards) {
+  MutexLock lk(&behind_mu_);
+  behind_ = std::set<uint32_t>(shards.begin(), shards.end());
+  any_behind_.store(!behind_.empty());
+}
 
-Result<Inode> MemberService::MetaGet(std::string_view path) { return shard_->GetInode(path); }
+void MemberService::CaughtUp(uint32_t shard) {
+  MutexLock lk(&behind_mu_);
+  behind_.erase(shard);
+  any_behind_.store(!behind_.empty());
+}
+
+Status MemberService::CheckCurrent(std::string_view path) const {
+  if (!any_behind_.load()) return Status::OK();
+  const uint32_t shard = ShardOfPath(path);
+  MutexLock lk(&behind_mu_);
+  if (behind_.count(shard) == 0) return Status::OK();
+  return Status::Unavailable(fmt::format(
+      "metadata shard {} is still catching up on this member: ask a holder", shard));
+}
+
+Status MemberService::MetaCheck(std::string_view path) {
+  SHOAL_RETURN_IF_ERROR(CheckCurrent(path));
+  return shard_->CheckCreatable(path);
+}
+
+Result<Inode> MemberService::MetaGet(std::string_view path) {
+  SHOAL_RETURN_IF_ERROR(CheckCurrent(path));
+  return shard_->GetInode(path);
+}
 
 std::string EncodeOrigin(uint64_t epoch, std::string_view path) {
   return fmt::format("{:016x} {}", epoch, path);

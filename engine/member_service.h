@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -70,6 +71,11 @@ class MemberService {
     epoch_.store(epoch);
   }
   static uint64_t VersionFloor(uint64_t epoch) { return epoch << 40; }
+  // Shards whose copy here is still catching up in the background (engine/membership.h):
+  // lookups of their paths (MetaGet, MetaCheck) are refused with Unavailable, so readers go to
+  // a holder; writes are taken. Set at Open, before the world serves; CaughtUp lifts one.
+  void SetBehind(const std::vector<uint32_t>& shards) EXCLUDES(behind_mu_);
+  void CaughtUp(uint32_t shard) EXCLUDES(behind_mu_);
   Result<ListPage> MetaList(std::string_view dir, std::string_view start_after, uint32_t limit);
 
   // A request from member `sender`, as its bytes: decode, run, encode the reply.
@@ -79,11 +85,16 @@ class MemberService {
 
  private:
   uint32_t ShardOfPath(std::string_view path) const;
+  // Unavailable when `path`'s shard is still catching up here.
+  Status CheckCurrent(std::string_view path) const EXCLUDES(behind_mu_);
 
   ObjectStore* const store_;
   MetaStore* const shard_;
   std::atomic<uint32_t> shards_{kDefaultShards};
   std::atomic<uint64_t> epoch_{0};
+  mutable Mutex behind_mu_;
+  std::set<uint32_t> behind_ GUARDED_BY(behind_mu_);
+  std::atomic<bool> any_behind_{false};
   Mutex mu_;
   // uid -> chunk size of the local objects being written (created by the first ChunkWrite).
   std::map<uint64_t, uint32_t> open_ GUARDED_BY(mu_);

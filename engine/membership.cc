@@ -330,7 +330,8 @@ Result<OpenPlan> PlanOpen(const std::vector<MemberState>& present, uint32_t repl
         "{}. Absent: {}. Start those stores, or declare the ones that will never return lost",
         prev.epoch, voters, here, prev.epoch + 1, fmt::join(absent, ", ")));
   }
-  // Every shard needs a present copy holding all it acknowledged.
+  // Every shard needs a present copy holding all it acknowledged: a holder of E, or an owner of
+  // E that caught up during E.
   plan.sources.resize(prev.shards);
   std::set<std::string> needed;
   for (uint32_t s = 0; s < prev.shards; ++s) {
@@ -340,6 +341,17 @@ Result<OpenPlan> PlanOpen(const std::vector<MemberState>& present, uint32_t repl
       auto it = at.find(m.id);
       if (it != at.end()) plan.sources[s].push_back(it->second);
       else if (lost_now.count(m.id) == 0) any_alive = true;
+    }
+    for (uint32_t o : prev.owners[s]) {
+      auto it = at.find(prev.members[o].id);
+      if (it == at.end() || unserved.count(prev.members[o].id) != 0) continue;
+      const MemberState& p = present[it->second];
+      if (p.caught_up_epoch == prev.epoch &&
+          std::binary_search(p.caught_up.begin(), p.caught_up.end(), s) &&
+          std::find(plan.sources[s].begin(), plan.sources[s].end(), it->second) ==
+              plan.sources[s].end()) {
+        plan.sources[s].push_back(it->second);
+      }
     }
     if (!plan.sources[s].empty()) continue;
     if (any_alive) {
@@ -395,27 +407,53 @@ Result<OpenPlan> PlanOpen(const std::vector<MemberState>& present, uint32_t repl
   next.owners = AssignOwners(next.members, std::move(previous), next.shards, replicas,
                              &plan.owner_moves);
   next.holders.resize(next.shards);
+  plan.catch_up.resize(next.shards);
   for (uint32_t s = 0; s < next.shards; ++s) {
-    // The up owners serve the shard; when none is up, the present holders of E go on serving
-    // it; when none of those either, the holders stay what they were.
+    // An up owner's copy is current when it is a source, or equal to the sources' (one distinct
+    // non-empty copy among them, or none and its own empty).
+    std::vector<uint32_t> source_ids;  // next indices of the present sources
+    std::set<std::pair<uint64_t, uint64_t>> distinct;
+    for (uint32_t src : plan.sources[s]) {
+      int64_t j = next.IndexOf(present[src].id);
+      if (j >= 0) source_ids.push_back(static_cast<uint32_t>(j));
+      const ShardSummary sum = summary(src, s);
+      if (sum.count != 0) distinct.insert({sum.count, sum.hash});
+    }
+    std::vector<uint32_t> current, behind;
     for (uint32_t o : next.owners[s]) {
-      if (next.members[o].up) next.holders[s].push_back(o);
-    }
-    if (next.holders[s].empty()) {
-      for (uint32_t h : remap(prev.holders[s])) {
-        if (next.members[h].up) next.holders[s].push_back(h);
+      if (!next.members[o].up) continue;
+      const uint32_t i = at.at(next.members[o].id);
+      const ShardSummary sum = summary(i, s);
+      const bool is_source =
+          std::find(source_ids.begin(), source_ids.end(), o) != source_ids.end();
+      const bool same = distinct.empty() ? sum.count == 0
+                                         : distinct.size() == 1 &&
+                                               *distinct.begin() == std::pair{sum.count, sum.hash};
+      if (is_source || same || plan.sources[s].empty()) {
+        current.push_back(o);
+      } else {
+        behind.push_back(o);
+        plan.catch_up[s].push_back(i);
       }
     }
-    if (next.holders[s].empty()) {
-      // Every holder was declared lost and no owner is up: the present copies merged instead
-      // (plan.sources) hold the shard now.
-      for (uint32_t src : plan.sources[s]) {
-        int64_t j = next.IndexOf(present[src].id);
-        if (j >= 0) next.holders[s].push_back(static_cast<uint32_t>(j));
+    // The current up owners serve the shard, with the present sources while some owner
+    // catches up; when no owner is up, the present holders of E go on serving it; when none of
+    // those either, the holders stay what they were.
+    next.holders[s] = current;
+    if (!behind.empty()) {
+      for (uint32_t h : source_ids) {
+        if (std::find(current.begin(), current.end(), h) == current.end()) {
+          next.holders[s].push_back(h);
+        }
       }
     }
+    // No owner up: the present sources (E's holders, or, when every holder was declared lost,
+    // the stale copies merged instead) go on holding it; none either: unchanged (unavailable).
+    if (next.holders[s].empty()) next.holders[s] = source_ids;
     if (next.holders[s].empty()) next.holders[s] = remap(prev.holders[s]);
     std::sort(next.holders[s].begin(), next.holders[s].end());
+    next.holders[s].erase(std::unique(next.holders[s].begin(), next.holders[s].end()),
+                          next.holders[s].end());
   }
   plan.collect_tombstones = std::all_of(next.members.begin(), next.members.end(),
                                         [](const MemberEntry& m) { return m.up; });

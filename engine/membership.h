@@ -11,10 +11,14 @@
 //             member's shards go to the least loaded), so a join of one member to a world of N
 //             moves about 1/(N+1) of the record copies;
 //   holders   per shard, the members whose copy holds every write acknowledged so far, which
-//             are also the ones serving it (their up members): the up owners of the epoch (a
-//             write is acknowledged only once every up owner has it); when no owner is up, the
-//             present holders of the epoch before; when none of those either, the holders of
-//             the epoch before (the shard is unavailable in this epoch).
+//             are also the ones serving reads of it (their up members): the up owners of the
+//             epoch whose copy is current (a write is acknowledged only once every up owner
+//             and every up holder has it), and, while some up owner is still catching up in
+//             the background (a new owner), the present holders of the epoch before; when no
+//             owner is up, the present holders of the epoch before; when none of those either,
+//             the holders of the epoch before (the shard is unavailable in this epoch). An
+//             owner that caught up during epoch E says so at the next Open and counts as a
+//             holder of E.
 //
 // PlanOpen is the rule every rank applies, on the same gathered inputs, to go from the newest
 // recorded epoch E to E+1: a strict majority of E's members (those declared lost now excepted)
@@ -78,6 +82,11 @@ struct MemberState {
   std::string node;
   Membership latest;                    // its newest record (epoch 0: none)
   std::vector<ShardSummary> summaries;  // per shard of the plan's shard count; empty: nothing
+  // Shards it owned in epoch `caught_up_epoch` without holding them, whose copy it then
+  // brought up to date in the background (every record merged from a holder, every write of
+  // that epoch received): current as of that epoch, like a holder's.
+  uint64_t caught_up_epoch = 0;
+  std::vector<uint32_t> caught_up = {};
 };
 
 struct OpenPlan {
@@ -85,6 +94,12 @@ struct OpenPlan {
   uint64_t base_epoch = 0;  // E (0: a new world)
   // Per shard: indices into the present members (rank order) of the copies to merge from.
   std::vector<std::vector<uint32_t>> sources;
+  // Per shard: indices into the present members of the up owners whose copy is not current
+  // (a new owner, or one whose copy is stale). They drop their stale copy at Open and catch up
+  // in the background, merging from the holders while receiving every write; meanwhile the
+  // shard's holders are the current up owners and the present sources, which serve reads and
+  // get every write too. Empty for every shard of a new world (merged at Open).
+  std::vector<std::vector<uint32_t>> catch_up;
   // Every member of `next` is up: tombstones written before next.epoch can be collected.
   bool collect_tombstones = false;
   std::vector<std::string> warnings;  // said in the log by rank 0

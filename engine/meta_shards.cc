@@ -15,6 +15,7 @@ using namespace lmdb;  // NOLINT: this file is the MetaStore's LMDB code
 namespace {
 
 constexpr std::string_view kMembershipKey = "membership";
+constexpr std::string_view kCaughtUpKey = "caught-up";  // u64 epoch, then u32 shards, sorted
 
 std::string ShardPrefix(uint32_t shard) {
   return std::string{static_cast<char>(shard >> 8), static_cast<char>(shard & 0xff)};
@@ -460,6 +461,59 @@ Result<Membership> MetaStore::LoadMembership() {
 Status MetaStore::SaveMembership(const Membership& m) {
   const std::string bytes = EncodeMembership(m);
   return RunWrite([&](MDB_txn* txn) { return Put(txn, meta_, kMembershipKey, bytes); });
+}
+
+namespace {
+
+Result<std::pair<uint64_t, std::vector<uint32_t>>> DecodeCaughtUp(std::string_view v) {
+  ByteReader r(AsBytes(v));
+  std::pair<uint64_t, std::vector<uint32_t>> out;
+  if (!r.Get(&out.first) || r.left() % 4 != 0 || r.left() / 4 > kMaxShards) {
+    return Status::Corruption("caught-up record: malformed");
+  }
+  while (r.left() != 0) {
+    uint32_t s = 0;
+    r.Get(&s);
+    out.second.push_back(s);
+  }
+  if (!std::is_sorted(out.second.begin(), out.second.end())) {
+    return Status::Corruption("caught-up record: shards out of order");
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::pair<uint64_t, std::vector<uint32_t>>> MetaStore::LoadCaughtUp() {
+  ReadTxn txn(env_);
+  SHOAL_RETURN_IF_ERROR(txn.status());
+  std::string_view v;
+  Status s = Get(txn.get(), meta_, kCaughtUpKey, &v);
+  if (s.IsNotFound()) return std::pair<uint64_t, std::vector<uint32_t>>{};
+  SHOAL_RETURN_IF_ERROR(s);
+  return DecodeCaughtUp(v);
+}
+
+Status MetaStore::AddCaughtUp(uint64_t epoch, uint32_t shard) {
+  return RunWrite([&](MDB_txn* txn) {
+    std::pair<uint64_t, std::vector<uint32_t>> cur;
+    std::string_view v;
+    Status s = Get(txn, meta_, kCaughtUpKey, &v);
+    if (s.ok()) {
+      SHOAL_ASSIGN_OR_RETURN(cur, DecodeCaughtUp(v));
+    } else if (!s.IsNotFound()) {
+      return s;
+    }
+    if (cur.first != epoch) cur = {epoch, {}};
+    auto at = std::lower_bound(cur.second.begin(), cur.second.end(), shard);
+    if (at != cur.second.end() && *at == shard) return Status::OK();
+    cur.second.insert(at, shard);
+    ByteWriter w;
+    w.Put<uint64_t>(cur.first);
+    for (uint32_t x : cur.second) w.Put<uint32_t>(x);
+    const std::vector<std::byte> bytes = w.Take();
+    return Put(txn, meta_, kCaughtUpKey, AsChars(bytes));
+  });
 }
 
 }  // namespace shoal::engine

@@ -131,6 +131,11 @@ class MetaStore {
   // The newest membership record (epoch 0 when none).
   Result<Membership> LoadMembership();
   Status SaveMembership(const Membership& m);
+  // The shards this member caught up with during `epoch` (membership.h, MemberState): Add
+  // records one more (a record of another epoch is replaced), Load returns the epoch and the
+  // sorted shards (0 and none when nothing is recorded).
+  Status AddCaughtUp(uint64_t epoch, uint32_t shard);
+  Result<std::pair<uint64_t, std::vector<uint32_t>>> LoadCaughtUp();
 
   // Calls fn for every live extent, in (segment, offset) order.
   Status ForEachExtent(const std::function<void(uint32_t segment, uint64_t offset,

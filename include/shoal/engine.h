@@ -97,7 +97,7 @@ struct RepairReport {
   uint64_t objects = 0;          // sealed objects examined
   uint64_t chunks_copied = 0;    // chunk replicas rebuilt on live members
   uint64_t bytes_copied = 0;
-  uint64_t metadata_copied = 0;  // always 0: metadata copies are merged at Open (docs/membership.md)
+  uint64_t metadata_copied = 0;  // records a new metadata owner merged in the background (docs/membership.md)
   std::vector<std::string> lost; // objects with a chunk no live member holds (unreadable)
 };
 
@@ -197,16 +197,18 @@ class SHOAL_EXPORT Engine {
   // Restores the replica count of every object below `dir` ("" for all) after members were lost
   // (a node whose store is gone): chunks with fewer live replicas than the object was written
   // with (or than this world's replica count) are copied from a live replica to other members
-  // (distinct nodes first); metadata needs no repair (every Open merges it). Readers are served
+  // (distinct nodes first); metadata needs no repair (every Open and new owners' catch-up merge it). Readers are served
   // meanwhile. Call it from one rank. An Open whose membership changed runs the same repair in the
   // background (WaitForRepair). Objects no live member can read are reported in `lost`, not an error. A
   // single member has nothing to repair.
   Result<RepairReport> Repair(std::string_view dir = "");
 
-  // Waits up to `timeout_ms` for this rank's background repair to finish: an Open whose
-  // membership changed (docs/membership.md) starts one on every rank, over the objects whose
-  // metadata the rank is primary for, rate-limited by Options::repair_rate_mib_s. Returns its
-  // report (OK and empty when none ran); Timeout while it still runs; its first error otherwise.
+  // Waits up to `timeout_ms` for this rank's background work after Open to finish: new
+  // metadata owners catching up with their shards (merged from the holders while those serve),
+  // then, after an Open whose membership changed (docs/membership.md), the repair of the objects
+  // whose metadata the rank is primary for, rate-limited by Options::repair_rate_mib_s. Returns
+  // its report (OK and empty when none ran); Timeout while it still runs; its first error
+  // otherwise. With several stores served by this rank, their reports summed.
   // Call it on every rank (then Barrier) to know the whole world is repaired.
   Result<RepairReport> WaitForRepair(uint32_t timeout_ms = 600000);
 

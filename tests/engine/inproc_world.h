@@ -76,6 +76,9 @@ class InProcWorld {
   void set_metadata_map_size(uint64_t bytes) { map_size_ = bytes; }
   // Members declared lost by rank `rank` only, at the next Start (a misconfigured job).
   void set_rank_lost(uint32_t rank, std::vector<std::string> lost) { rank_lost_[rank] = std::move(lost); }
+  // Whether members catch up with the shards they newly own in the background (at the next
+  // Start on): false holds the world in the middle of moving its metadata.
+  void set_catch_up(bool on) { catch_up_ = on; }
   // How long the world's Open waits for a member (each phase).
   void set_join_timeout(std::chrono::milliseconds t) { join_timeout_ = t; }
   // The directory of store `store`.
@@ -107,6 +110,7 @@ class InProcWorld {
     co.ring_dir = Store(stores_[r]) + "/ring";
     co.declare_lost = rank_lost_.count(r) != 0 ? rank_lost_[r] : lost_;
     co.merge_timeout = join_timeout_;
+    co.catch_up = catch_up_;
     co.uid_seed = seed_ * 1000 + r + 1 + 100 * starts_;
     engine::WorldOptions wo;
     wo.rank = r;
@@ -136,6 +140,7 @@ class InProcWorld {
   uint64_t starts_ = 0;  // a restarted world draws other uids
   uint64_t map_size_ = 64ull << 20;
   std::chrono::milliseconds join_timeout_{10000};
+  bool catch_up_ = true;
   std::vector<uint32_t> stores_;  // rank -> store
   std::vector<std::string> lost_;
   std::map<uint32_t, std::vector<std::string>> rank_lost_;

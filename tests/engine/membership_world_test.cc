@@ -251,8 +251,16 @@ TEST_F(MembershipWorld, OpenMovesOnlyWhatOwnershipChangedAndNothingWhenUnchanged
   }
   EXPECT_EQ(M(0).open_report().owner_moves, 0u);
   ASSERT_OK(world_->StartStores({0, 1, 2, 3, 4}));
-  uint64_t pulled = 0;
-  for (uint32_t r = 0; r < 5; ++r) pulled += M(r).open_report().records_pulled;
+  // The new member and the owners it relieved keep serving; the new owners catch up in the
+  // background (WaitForRepair waits for it too): the records they merged are what moved.
+  uint64_t pulled = 0, behind = 0;
+  for (uint32_t r = 0; r < 5; ++r) {
+    auto bg = M(r).WaitForRepair(std::chrono::seconds(60));
+    ASSERT_OK(bg) << "rank " << r;
+    pulled += M(r).open_report().records_pulled + bg->metadata_copied;
+    behind += M(r).open_report().shards_behind;
+  }
+  EXPECT_GT(behind, 0u);
   const double fraction = static_cast<double>(pulled) / static_cast<double>(held);
   std::printf("join of 1 to 4: %llu of %llu record copies moved (%.3f; goal <= %.3f)\n",
               static_cast<unsigned long long>(pulled), static_cast<unsigned long long>(held),
@@ -260,6 +268,68 @@ TEST_F(MembershipWorld, OpenMovesOnlyWhatOwnershipChangedAndNothingWhenUnchanged
   EXPECT_GT(pulled, 0u);
   EXPECT_LE(fraction, 1.1 / 4);
   Check("after the join");
+}
+
+// Metadata moves in the background: while the new owners of a joining member's shards have not
+// caught up (held there by the test), the old holders serve every lookup and take every write
+// with them; once they caught up, they serve lookups even with every old holder dead; the next
+// Open makes them the holders and the old copies go.
+TEST_F(MembershipWorld, LookupsAndWritesAreServedWhileMetadataMovesAndAfter) {
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  PutSome("m", 30);
+  world_->set_catch_up(false);
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));  // store 3 joins: it owns shards it lacks
+  ASSERT_GT(M(3).open_report().shards_behind, 0u);
+  Check("moving, nothing caught up");
+  PutSome("n", 20);
+  for (int i = 0; i < 30; i += 3) Remove(i % 4, "d/m" + std::to_string(i));
+  Check("moving, after writes and removes");
+  // Lookups that reach the member behind are refused there, not answered from its partial copy.
+  for (uint32_t r = 0; r < 4; ++r) EXPECT_GT(M(r).membership().epoch, 0u);
+
+  // The same membership again, now catching up: the records (new writes and tombstones
+  // included) reach the new owner; then even with the old holders of its shards dead, lookups
+  // of them are answered.
+  world_->set_catch_up(true);
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  auto bg = M(3).WaitForRepair(std::chrono::seconds(60));
+  ASSERT_OK(bg);
+  EXPECT_GT(bg->metadata_copied, 0u);
+  const engine::Membership& m = M(3).membership();
+  const int64_t me = m.IndexOf(world_->MemberId(3));
+  ASSERT_GE(me, 0);
+  std::string moved;  // a live path whose shard store 3 caught up with, held by others
+  for (const auto& [path, data] : live_) {
+    const uint32_t s = engine::ShardOf(path, m.shards);
+    const auto& h = m.holders[s];
+    const auto& o = m.owners[s];
+    if (std::find(o.begin(), o.end(), me) != o.end() &&
+        !std::binary_search(h.begin(), h.end(), static_cast<uint32_t>(me))) {
+      moved = path;
+      break;
+    }
+  }
+  ASSERT_FALSE(moved.empty());
+  for (uint32_t r = 0; r < 3; ++r) world_->net().Kill(r);
+  auto st = M(3).Stat(moved);
+  ASSERT_OK(st) << moved;
+  EXPECT_EQ(st->size, live_[moved].size());
+  for (const std::string& p : removed_) {
+    auto gone = M(3).Stat(p);
+    if (gone.ok()) ADD_FAILURE() << p << " was removed and is back";
+  }
+
+  // The next Open: store 3 holds what it caught up with, the others dropped what they no longer
+  // own; everything is where it should be.
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  for (uint32_t r = 0; r < 4; ++r) EXPECT_EQ(M(r).open_report().shards_behind, 0u) << r;
+  const engine::Membership& after = M(0).membership();
+  for (uint32_t s = 0; s < after.shards; ++s) {
+    std::vector<uint32_t> owners = after.owners[s];
+    std::sort(owners.begin(), owners.end());
+    EXPECT_EQ(after.holders[s], owners) << "shard " << s;
+  }
+  Check("after the next Open");
 }
 
 // The number of chunk objects store `r`'s member holds (its local objects "c/<uid>").
@@ -348,7 +418,7 @@ TEST_F(MembershipWorld, KillsDuringMigrationLoseNothing) {
   ASSERT_OK(world_->StartStores({0, 1, 2}));
   PutSome("a", 24);
   Remove(1, "d/a3");
-  int failed_opens = 0;
+  int failed_opens = 0, background_kills = 0;
   for (int trial = 0; trial < trials; ++trial) {
     // Grow to 4 (store 3 new, or back after the shrink below) with a member killed at the
     // first shard page asked of it. Not every member is asked (sources with equal copies are
@@ -364,8 +434,13 @@ TEST_F(MembershipWorld, KillsDuringMigrationLoseNothing) {
           {0, 1, 2, 3}, {victim, engine::protocol::Wire(engine::protocol::Op::kShardPage), 1, action});
       hit = !world_->net().trace().empty();
       if (hit) {
-        EXPECT_FALSE(s.ok()) << "trial " << trial << ": a member died in the merge, yet Open succeeded";
-        failed_opens += s.ok() ? 0 : 1;
+        // A member died in a merge at Open (which then fails everywhere), or in a new owner's
+        // background catch-up after an Open that succeeded (the holders went on serving).
+        if (s.ok()) {
+          background_kills++;  // checked after the next Open, below
+        } else {
+          failed_opens++;
+        }
       } else {
         ASSERT_OK(s);
         ASSERT_OK(world_->StartStores({0, 1, 2}));
@@ -379,9 +454,10 @@ TEST_F(MembershipWorld, KillsDuringMigrationLoseNothing) {
     // Shrink to 3 of 4 (store 3 down), so the next growth moves records again.
     ASSERT_OK(world_->StartStores({0, 1, 2}));
   }
-  EXPECT_EQ(failed_opens, trials);
-  std::printf("%d migrations with a kill: %d Opens failed, none lost or resurrected anything\n",
-              trials, failed_opens);
+  EXPECT_EQ(failed_opens + background_kills, trials);
+  std::printf("%d migrations with a kill: %d in the Open's merge (the Open failed), %d in a "
+              "background catch-up; none lost or resurrected anything\n",
+              trials, failed_opens, background_kills);
 }
 
 // A join starts a background repair; with every replica in place it copies nothing and finds
