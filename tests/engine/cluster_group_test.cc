@@ -36,9 +36,21 @@ class GroupJob {
     std::vector<Status> results(ranks);
     std::vector<std::thread> threads;
     auto gather = std::make_shared<Gather>(ranks);
+    for (uint32_t r = 0; r < ranks; ++r) {  // before the threads: they only read rdzv_
+      rdzv_[r] = transport::NewCallbackRendezvous(
+          [gather, r](const transport::Blob& mine) -> Result<std::vector<transport::Blob>> {
+            std::unique_lock lk(gather->mu);
+            gather->blobs[r] = mine;
+            gather->arrived++;
+            gather->cv.notify_all();
+            gather->cv.wait(lk, [&] { return gather->arrived == gather->blobs.size(); });
+            return gather->blobs;
+          },
+          ranks);
+    }
     uint32_t first_index = 0;
     for (uint32_t r = 0; r < ranks; ++r) {
-      threads.emplace_back([&, r, first_index] { results[r] = StartRank(r, first_index, gather); });
+      threads.emplace_back([&, r, first_index] { results[r] = StartRank(r, first_index); });
       first_index += static_cast<uint32_t>(stores_[r].size());
     }
     for (auto& t : threads) t.join();
@@ -58,7 +70,7 @@ class GroupJob {
     uint32_t arrived = 0;
   };
 
-  Status StartRank(uint32_t r, uint32_t first_index, std::shared_ptr<Gather> g) {
+  Status StartRank(uint32_t r, uint32_t first_index) {
     std::vector<ClusterGroup::Member> members;
     for (size_t s = 0; s < stores_[r].size(); ++s) {
       const std::string store = dir_.Sub("m" + std::to_string(stores_[r][s]));
@@ -79,17 +91,7 @@ class GroupJob {
     wo.world_size = ranks();
     wo.node = stores_[r][0] % 2 == 0 ? "node-a" : "node-b";  // even stores on a, odd on b
     wo.timeout = std::chrono::milliseconds(10000);
-    rdzv_[r] = transport::NewCallbackRendezvous(
-        [g, r](const transport::Blob& mine) -> Result<std::vector<transport::Blob>> {
-          std::unique_lock lk(g->mu);
-          g->blobs[r] = mine;
-          g->arrived++;
-          g->cv.notify_all();
-          g->cv.wait(lk, [&] { return g->arrived == g->blobs.size(); });
-          return g->blobs;
-        },
-        ranks());
-    SHOAL_ASSIGN_OR_RETURN(groups_[r], ClusterGroup::Start(std::move(members), wo, *rdzv_[r]));
+    SHOAL_ASSIGN_OR_RETURN(groups_[r], ClusterGroup::Start(std::move(members), wo, *rdzv_.at(r)));
     return Status::OK();
   }
 

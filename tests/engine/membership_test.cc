@@ -140,3 +140,99 @@ TEST(Membership, OwnersMoveOnlyWhereMembershipChanged) {
 
 }  // namespace
 }  // namespace shoal::engine
+
+namespace shoal::engine {
+namespace {
+
+// The states of `ids` after `plan`, each with one record (the same) in every shard it holds.
+std::vector<MemberState> WithRecords(const OpenPlan& plan, const std::vector<int>& ids) {
+  std::vector<MemberState> out = After(plan, ids);
+  for (MemberState& m : out) {
+    const int64_t me = plan.next.IndexOf(m.id);
+    m.summaries.resize(plan.next.shards);
+    for (uint32_t s = 0; s < plan.next.shards; ++s) {
+      const auto& h = plan.next.holders[s];
+      if (std::binary_search(h.begin(), h.end(), static_cast<uint32_t>(me))) {
+        m.summaries[s] = {1, 1000 + s};
+      }
+    }
+  }
+  return out;
+}
+
+// A joining member owns shards it has no copy of: it catches up in the background, and until
+// the next Open says it did, the shard's old holders stay holders (they serve, and get every
+// write). Caught up at E, it is a source at E+1: holders become the owners again. Not caught up,
+// it is behind again (its copy is stale), never a source.
+TEST(Membership, ANewOwnerCatchesUpWhileTheOldHoldersServe) {
+  auto e1 = PlanOpen({Fresh(0), Fresh(1), Fresh(2)}, 2, {});
+  ASSERT_OK(e1);
+  std::vector<MemberState> join = WithRecords(*e1, {0, 1, 2});
+  join.push_back(Fresh(3));
+  auto e2 = PlanOpen(join, 2, {});
+  ASSERT_OK(e2);
+  const Membership& m = e2->next;
+  const uint32_t newcomer = static_cast<uint32_t>(m.IndexOf(Id(3)));
+  std::vector<uint32_t> behind;  // shards the newcomer owns
+  for (uint32_t s = 0; s < m.shards; ++s) {
+    const auto& o = m.owners[s];
+    const auto& h = m.holders[s];
+    const bool owns = std::find(o.begin(), o.end(), newcomer) != o.end();
+    const bool catching = std::find(e2->catch_up[s].begin(), e2->catch_up[s].end(), 3u) !=
+                          e2->catch_up[s].end();  // present index 3 is the newcomer
+    EXPECT_EQ(owns, catching) << "shard " << s;
+    EXPECT_FALSE(std::binary_search(h.begin(), h.end(), newcomer)) << "shard " << s;
+    if (!owns) continue;
+    behind.push_back(s);
+    // The old holders hold it still: every one of epoch 1's holders that is present.
+    for (uint32_t old : e1->next.holders[s]) {
+      const uint32_t j = static_cast<uint32_t>(m.IndexOf(e1->next.members[old].id));
+      EXPECT_TRUE(std::binary_search(h.begin(), h.end(), j)) << "shard " << s;
+    }
+  }
+  ASSERT_FALSE(behind.empty());
+
+  // Epoch 3: the newcomer caught up with all but the first shard during epoch 2.
+  std::vector<MemberState> next = WithRecords(*e2, {0, 1, 2});
+  MemberState n = After(*e2, {3})[0];
+  n.summaries.resize(m.shards);
+  for (uint32_t s : behind) n.summaries[s] = {1, 1000 + s};
+  n.caught_up_epoch = m.epoch;
+  n.caught_up.assign(behind.begin() + 1, behind.end());
+  next.push_back(n);
+  auto e3 = PlanOpen(next, 2, {});
+  ASSERT_OK(e3);
+  for (uint32_t s : behind) {
+    const auto& c = e3->catch_up[s];
+    const bool again = std::find(c.begin(), c.end(), 3u) != c.end();
+    if (s == behind[0]) {
+      // Its copy equals the holders' (the same summary): current although not caught up.
+      EXPECT_FALSE(again) << "shard " << s;
+    } else {
+      EXPECT_FALSE(again) << "shard " << s;
+      EXPECT_NE(std::find(e3->sources[s].begin(), e3->sources[s].end(), 3u), e3->sources[s].end())
+          << "shard " << s;
+    }
+    std::vector<uint32_t> owners = e3->next.owners[s];
+    std::sort(owners.begin(), owners.end());
+    EXPECT_EQ(e3->next.holders[s], owners) << "shard " << s;
+  }
+  // A copy that is neither caught up nor equal to the holders' is behind again.
+  next.back().summaries[behind[0]] = {7, 7};
+  auto e3b = PlanOpen(next, 2, {});
+  ASSERT_OK(e3b);
+  const auto& c = e3b->catch_up[behind[0]];
+  EXPECT_NE(std::find(c.begin(), c.end(), 3u), c.end());
+  EXPECT_EQ(std::find(e3b->sources[behind[0]].begin(), e3b->sources[behind[0]].end(), 3u),
+            e3b->sources[behind[0]].end());
+  // A marker of another epoch counts for nothing.
+  next.back().caught_up_epoch = m.epoch - 1;
+  auto e3c = PlanOpen(next, 2, {});
+  ASSERT_OK(e3c);
+  for (uint32_t s : behind) {
+    EXPECT_EQ(std::find(e3c->sources[s].begin(), e3c->sources[s].end(), 3u), e3c->sources[s].end());
+  }
+}
+
+}  // namespace
+}  // namespace shoal::engine
