@@ -9,6 +9,7 @@
 #include <map>
 #include <thread>
 
+#include "tests/engine/inproc_world.h"
 #include "tests/test_util.h"
 #include "transport/inproc_transport.h"
 
@@ -16,6 +17,7 @@ namespace shoal::engine {
 namespace {
 
 using shoal::testing::kTestChunk;
+using shoal::testing::LocalGather;
 using shoal::testing::Pattern;
 using shoal::testing::TempDir;
 
@@ -35,19 +37,8 @@ class GroupJob {
     groups_.resize(ranks);
     std::vector<Status> results(ranks);
     std::vector<std::thread> threads;
-    auto gather = std::make_shared<Gather>(ranks);
-    for (uint32_t r = 0; r < ranks; ++r) {  // before the threads: they only read rdzv_
-      rdzv_[r] = transport::NewCallbackRendezvous(
-          [gather, r](const transport::Blob& mine) -> Result<std::vector<transport::Blob>> {
-            std::unique_lock lk(gather->mu);
-            gather->blobs[r] = mine;
-            gather->arrived++;
-            gather->cv.notify_all();
-            gather->cv.wait(lk, [&] { return gather->arrived == gather->blobs.size(); });
-            return gather->blobs;
-          },
-          ranks);
-    }
+    LocalGather gather(ranks);
+    for (uint32_t r = 0; r < ranks; ++r) rdzv_[r] = gather.Rendezvous(r);  // before the threads
     uint32_t first_index = 0;
     for (uint32_t r = 0; r < ranks; ++r) {
       threads.emplace_back([&, r, first_index] { results[r] = StartRank(r, first_index); });
@@ -62,14 +53,6 @@ class GroupJob {
   uint32_t ranks() const { return static_cast<uint32_t>(stores_.size()); }
 
  private:
-  struct Gather {
-    explicit Gather(uint32_t n) : blobs(n) {}
-    std::mutex mu;
-    std::condition_variable cv;
-    std::vector<transport::Blob> blobs;
-    uint32_t arrived = 0;
-  };
-
   Status StartRank(uint32_t r, uint32_t first_index) {
     std::vector<ClusterGroup::Member> members;
     for (size_t s = 0; s < stores_[r].size(); ++s) {

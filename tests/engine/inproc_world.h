@@ -16,6 +16,36 @@
 
 namespace shoal::testing {
 
+// The rendezvous of ranks in one process: rank r's AllGather returns every rank's blob once all
+// n arrived. Rendezvous(r) may be called from any thread; the gather must outlive them.
+class LocalGather {
+ public:
+  explicit LocalGather(uint32_t n) : state_(std::make_shared<State>(n)) {}
+  std::unique_ptr<transport::Rendezvous> Rendezvous(uint32_t r) const {
+    auto g = state_;
+    return transport::NewCallbackRendezvous(
+        [g, r](const transport::Blob& mine) -> Result<std::vector<transport::Blob>> {
+          std::unique_lock lk(g->mu);
+          g->blobs[r] = mine;
+          g->arrived++;
+          g->cv.notify_all();
+          g->cv.wait(lk, [&] { return g->arrived == g->blobs.size(); });
+          return g->blobs;
+        },
+        static_cast<uint32_t>(g->blobs.size()));
+  }
+
+ private:
+  struct State {
+    explicit State(uint32_t n) : blobs(n) {}
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<transport::Blob> blobs;
+    uint32_t arrived = 0;
+  };
+  std::shared_ptr<State> state_;
+};
+
 class InProcWorld {
  public:
   InProcWorld(const TempDir& dir, std::vector<std::string> nodes, uint32_t replicas,
@@ -54,7 +84,7 @@ class InProcWorld {
     members_.resize(n);
     std::vector<Status> results(n);
     std::vector<std::thread> threads;
-    auto gather = std::make_shared<Gather>(n);
+    LocalGather gather(n);
     for (uint32_t r = 0; r < n; ++r) {
       threads.emplace_back([&, r] { results[r] = StartOne(r, deadline, gather); });
     }
@@ -89,16 +119,7 @@ class InProcWorld {
   uint32_t size() const { return static_cast<uint32_t>(stores_.size()); }
 
  private:
-  // The rendezvous of an in-process world: every member's blob, once all arrived.
-  struct Gather {
-    explicit Gather(uint32_t n) : blobs(n) {}
-    std::mutex mu;
-    std::condition_variable cv;
-    std::vector<transport::Blob> blobs;
-    uint32_t arrived = 0;
-  };
-
-  Status StartOne(uint32_t r, std::chrono::milliseconds deadline, std::shared_ptr<Gather> g) {
+  Status StartOne(uint32_t r, std::chrono::milliseconds deadline, const LocalGather& gather) {
     Options o = TestOptions(Store(stores_[r]), IoBackend::kPosix, 4);
     SHOAL_ASSIGN_OR_RETURN(auto store, engine::ObjectStore::Open(o));
     engine::ClusterOptions co;
@@ -117,16 +138,7 @@ class InProcWorld {
     wo.world_size = size();
     wo.node = nodes_[stores_[r]];
     wo.timeout = join_timeout_;
-    auto rdzv = transport::NewCallbackRendezvous(
-        [g, r](const transport::Blob& mine) -> Result<std::vector<transport::Blob>> {
-          std::unique_lock lk(g->mu);
-          g->blobs[r] = mine;
-          g->arrived++;
-          g->cv.notify_all();
-          g->cv.wait(lk, [&] { return g->arrived == g->blobs.size(); });
-          return g->blobs;
-        },
-        size());
+    auto rdzv = gather.Rendezvous(r);
     SHOAL_ASSIGN_OR_RETURN(members_[r],
                            engine::Cluster::Start(co, std::move(store), wo,
                                                   net_->Endpoint(r, 4, deadline), *rdzv));
