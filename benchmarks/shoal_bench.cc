@@ -53,6 +53,7 @@ struct Config {
   int repeat = 3;
   bool json = false;
   bool keep = false;
+  uint32_t scrub_mib_s = Options{}.scrub_rate_mib_s;  // the background scrub's rate; 0: none
 };
 
 struct Figure {
@@ -99,6 +100,7 @@ class Bench {
     o.store_dir = c_.dir + "/store";
     o.chunk_size = c_.chunk_size;
     o.queue_depth = c_.queue_depth;
+    o.scrub_rate_mib_s = c_.scrub_mib_s;
     o.io_backend = c_.backend == "posix"      ? IoBackend::kPosix
                    : c_.backend == "io_uring" ? IoBackend::kIoUring
                                               : IoBackend::kAuto;
@@ -334,6 +336,9 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 100));
     sub->add_flag("--json", c.json, "one JSON object per line instead of a table");
     sub->add_flag("--keep", c.keep, "keep a temporary --dir");
+    sub->add_option("--scrub-mib-s", c.scrub_mib_s,
+                    "the background scrub's rate after Open (Options::scrub_rate_mib_s; 0: "
+                    "none; one-member modes)");
     sub->add_option("--ranks", wc.ranks, "start a world of N ranks on this machine (each with "
                                          "its own store and node name)")
         ->check(CLI::Range(1, 256));
