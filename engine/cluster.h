@@ -141,7 +141,8 @@ class Cluster final : public ObjectApi {
   struct OpenReport {
     uint64_t owner_moves = 0;      // shard ownerships that changed hands (the world's)
     uint64_t shards_merged = 0;    // shards this member merged from other copies
-    uint64_t records_pulled = 0;   // records (and tombstones) it fetched doing so
+    uint64_t records_pulled = 0;   // records (and tombstones) it fetched at Open (a new owner's
+                                   // catch-up: RepairReport::metadata_copied)
     uint64_t shards_dropped = 0;   // copies it dropped (it neither owns nor holds them now)
     uint64_t records_held = 0;     // records and tombstones in its shard copies after Open
     uint64_t shards_behind = 0;    // shards it owns and catches up with in the background

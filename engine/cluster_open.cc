@@ -215,7 +215,8 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
   for (uint32_t s = 0; s < next.shards && merged.ok(); ++s) {
     const auto& holders = next.holders[s];
     const uint32_t me_rank = world_->rank();
-    const auto& behind = plan.catch_up.empty() ? std::vector<uint32_t>() : plan.catch_up[s];
+    static const std::vector<uint32_t> kNone;  // a new world: nobody catches up
+    const auto& behind = plan.catch_up.empty() ? kNone : plan.catch_up[s];  // no copy
     if (std::find(behind.begin(), behind.end(), me_rank) != behind.end()) {
       if (s < me.summaries.size() && me.summaries[s].count != 0) merged = ring_->DropShard(s);
       std::vector<uint32_t> from;
