@@ -284,8 +284,6 @@ TEST_F(MembershipWorld, LookupsAndWritesAreServedWhileMetadataMovesAndAfter) {
   PutSome("n", 20);
   for (int i = 0; i < 30; i += 3) Remove(i % 4, "d/m" + std::to_string(i));
   Check("moving, after writes and removes");
-  // Lookups that reach the member behind are refused there, not answered from its partial copy.
-  for (uint32_t r = 0; r < 4; ++r) EXPECT_GT(M(r).membership().epoch, 0u);
 
   // The same membership again, now catching up: the records (new writes and tombstones
   // included) reach the new owner; then even with the old holders of its shards dead, lookups
