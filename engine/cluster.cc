@@ -70,7 +70,10 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
                                                  static_cast<uint64_t>(SealTimeNs()));
   }
   c->store_ = std::move(store);
-  SHOAL_ASSIGN_OR_RETURN(c->ring_, MetaStore::Open(options.ring_dir, options.metadata_map_size));
+  // The shard keyspace lives in the store's one metadata environment; a store of format 3 kept
+  // it in an environment of its own (options.ring_dir), imported once here.
+  SHOAL_ASSIGN_OR_RETURN(c->ring_,
+                         MetaStore::OpenKeyspace(&c->store_->meta(), "ring.", options.ring_dir));
   c->service_ = std::make_unique<MemberService>(c->store_.get(), c->ring_.get());
   wo.member_id = c->store_->member_id();
   MemberService* service = c->service_.get();
@@ -327,6 +330,20 @@ Status Cluster::Seal(std::string_view path) {
       inode.written = w->written;
       inode.written.resize((inode.NumChunks() + 7) / 8, 0);
       holders.assign(w->holders.begin(), w->holders.end());
+    }
+  }
+  const uint32_t me = world_->rank();
+  if (inode.is_striped && holders.size() == 1 && holders[0] == me) {
+    // This member is the object's only holder and its metadata's only writer (a world of one,
+    // or a local_first object with one replica): chunks and record in one transaction.
+    const std::vector<uint32_t> writers = Writers(path);
+    if (writers.size() == 1 && writers[0] == me && !Owners(path).empty()) {
+      inode.seal_time_ns = SealTimeNs();
+      auto version = service_->ChunkCommitWithRecord(w->uid, path, inode);
+      if (!version.ok()) return fail(version.status().WithContext(fmt::format("sealing \"{}\"", path)));
+      MutexLock lk(&open_mu_);
+      open_.erase(w->path);
+      return Status::OK();
     }
   }
   if (inode.is_striped) {

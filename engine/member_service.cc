@@ -50,6 +50,31 @@ Status MemberService::ChunkCommit(uint64_t uid, std::string_view path) {
   return s;
 }
 
+Result<uint64_t> MemberService::ChunkCommitWithRecord(uint64_t uid, std::string_view path,
+                                                      Inode inode) {
+  {
+    MutexLock lk(&mu_);
+    if (open_.count(uid) == 0) {
+      return Status::FailedPrecondition(
+          fmt::format("commit of object {:016x}: this member is not writing it", uid));
+    }
+  }
+  if (!shard_->SharesEnvironment(store_->meta())) {
+    return Status::FailedPrecondition("the shard is not in the store's metadata environment");
+  }
+  uint64_t version = 0;
+  const uint32_t shard = ShardOfPath(path);
+  const uint64_t floor = VersionFloor(epoch_.load());
+  Status s = store_->SealWithOrigin(
+      ChunkObjectName(uid), EncodeOrigin(epoch_.load(), path), [&](MDB_txn* txn) {
+        return shard_->InsertVersionedTxn(txn, shard, path, &inode, 0, floor, &version);
+      });
+  if (!s.ok()) return s;
+  MutexLock lk(&mu_);
+  open_.erase(uid);
+  return version;
+}
+
 Status MemberService::ChunkDrop(uint64_t uid) {
   bool open = false;
   {

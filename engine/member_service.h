@@ -6,9 +6,12 @@
 //                   so a holder's share of an object is one local object (written in the
 //                   background, one fsync and one LMDB commit per object at commit, holes where
 //                   it holds nothing).
-//   metadata owner  keeps its shard of the world's metadata in its own LMDB environment
-//                   (<store>/ring): the inode of every path placed on it, with the directory
-//                   entry and size in the same transaction.
+//   metadata owner  keeps its shard of the world's metadata in a keyspace of the store's LMDB
+//                   environment (databases "ring.*" in <store>/meta): the inode of every path
+//                   placed on it, with the directory entry and size in the same transaction.
+//   both            a seal whose only chunk holder and only metadata owner is this member (a
+//                   world of one, a local_first object with one replica) commits the chunks'
+//                   local object and the record in one transaction (ChunkCommitWithRecord).
 //
 // Each op has a typed method (called directly by this member's client, with no encoding) and a
 // table entry that decodes a request from a peer, runs the method and encodes the reply
@@ -47,6 +50,12 @@ class MemberService {
   // Seals the local object of `uid`; OK again when it was sealed by an earlier commit whose
   // reply was lost; FailedPrecondition when this member holds nothing of it.
   Status ChunkCommit(uint64_t uid, std::string_view path) EXCLUDES(mu_);
+  // ChunkCommit and MetaInsert (version 0: this member is the primary) in one LMDB transaction:
+  // both or neither. Returns the record's version. FailedPrecondition when this member holds
+  // nothing of `uid` (or has sealed it already: the two-step path is then the caller's) or when
+  // the shard's keyspace is not in the store's environment.
+  Result<uint64_t> ChunkCommitWithRecord(uint64_t uid, std::string_view path, Inode inode)
+      EXCLUDES(mu_);
   // Aborts or removes the local object of `uid`; OK when there is none.
   Status ChunkDrop(uint64_t uid) EXCLUDES(mu_);
   // Reads the range into dst (dst.size() == req.len); *n is what the holder has (the rest of

@@ -117,30 +117,36 @@ Status MetaStore::IndexPut(MDB_txn* txn, uint32_t shard, std::string_view path, 
   return PutSum(txn, shardsum_, shard, sum);
 }
 
+Status MetaStore::InsertVersionedTxn(MDB_txn* txn, uint32_t shard, std::string_view path,
+                                     Inode* inode, uint64_t version, uint64_t floor,
+                                     uint64_t* assigned) {
+  uint64_t cur = 0;
+  bool tomb = false;
+  Status s = IndexGet(txn, shard, path, &cur, &tomb);
+  const bool has = s.ok();
+  if (!has && !s.IsNotFound()) return s;
+  if (version == 0) {
+    *assigned = std::max(has ? cur + 1 : 0, floor);
+  } else {
+    if (has && cur >= version) {
+      return Status::FailedPrecondition(fmt::format(
+          "\"{}\" has a newer record here (version {:x} >= {:x})", path, cur, version));
+    }
+    *assigned = version;
+    if (has && !tomb) {  // an older object this copy still has (it missed a remove)
+      Inode old;
+      SHOAL_RETURN_IF_ERROR(RemoveTxn(txn, path, &old));
+    }
+  }
+  SHOAL_RETURN_IF_ERROR(InsertTxn(txn, path, inode));
+  return IndexPut(txn, shard, path, *assigned, false);
+}
+
 Result<uint64_t> MetaStore::InsertVersioned(uint32_t shard, std::string_view path, Inode* inode,
                                             uint64_t version, uint64_t floor) {
   uint64_t assigned = 0;
-  Status st = RunWrite([&](MDB_txn* txn) -> Status {
-    uint64_t cur = 0;
-    bool tomb = false;
-    Status s = IndexGet(txn, shard, path, &cur, &tomb);
-    const bool has = s.ok();
-    if (!has && !s.IsNotFound()) return s;
-    if (version == 0) {
-      assigned = std::max(has ? cur + 1 : 0, floor);
-    } else {
-      if (has && cur >= version) {
-        return Status::FailedPrecondition(fmt::format(
-            "\"{}\" has a newer record here (version {:x} >= {:x})", path, cur, version));
-      }
-      assigned = version;
-      if (has && !tomb) {  // an older object this copy still has (it missed a remove)
-        Inode old;
-        SHOAL_RETURN_IF_ERROR(RemoveTxn(txn, path, &old));
-      }
-    }
-    SHOAL_RETURN_IF_ERROR(InsertTxn(txn, path, inode));
-    return IndexPut(txn, shard, path, assigned, false);
+  Status st = RunWrite([&](MDB_txn* txn) {
+    return InsertVersionedTxn(txn, shard, path, inode, version, floor, &assigned);
   });
   if (!st.ok()) return st;
   return assigned;

@@ -1,17 +1,21 @@
 #include "engine/meta_store.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <vector>
 
 #include "base/errno_status.h"
+#include "base/log.h"
 #include "engine/lmdb_check.h"
 #include "engine/lmdb_txn.h"
 #include "engine/path.h"
@@ -113,7 +117,7 @@ void WriteStamp(const std::string& dir) {
 }  // namespace
 
 MetaStore::~MetaStore() {
-  if (env_ != nullptr) {
+  if (env_ != nullptr && owner_ == this) {
     mdb_env_close(env_);
     if (!dir_.empty()) WriteStamp(dir_);
   }
@@ -132,7 +136,7 @@ Status MetaStore::Init(const std::string& dir, uint64_t map_size) {
   dir_ = dir;
   int rc = mdb_env_create(&env_);
   if (rc != 0) return LmdbStatus(rc, "create env");
-  mdb_env_set_maxdbs(env_, 8);
+  mdb_env_set_maxdbs(env_, 16);  // two keyspaces of 7 databases
   mdb_env_set_maxreaders(env_, 4096);
   mdb_env_set_mapsize(env_, map_size);
   // MDB_NOTLS: read transactions are not tied to threads (callers come from thread pools).
@@ -141,11 +145,15 @@ Status MetaStore::Init(const std::string& dir, uint64_t map_size) {
   int dead = 0;
   mdb_reader_check(env_, &dead);  // readers left by a crashed process
 
+  return OpenDatabases("", dir);
+}
+
+Status MetaStore::OpenDatabases(std::string_view prefix, std::string_view where) {
   MDB_txn* txn = nullptr;
-  rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
   if (rc != 0) return LmdbStatus(rc, "begin");
   auto open_db = [&](const char* name, MDB_dbi* dbi) {
-    return mdb_dbi_open(txn, name, MDB_CREATE, dbi);
+    return mdb_dbi_open(txn, fmt::format("{}{}", prefix, name).c_str(), MDB_CREATE, dbi);
   };
   if ((rc = open_db("inodes", &inodes_)) != 0 || (rc = open_db("dirents", &dirents_)) != 0 ||
       (rc = open_db("extents", &extents_)) != 0 || (rc = open_db("meta", &meta_)) != 0 ||
@@ -171,13 +179,115 @@ Status MetaStore::Init(const std::string& dir, uint64_t map_size) {
   }
   if (!s.ok()) {
     mdb_txn_abort(txn);
-    return s.WithContext(dir);
+    return s.WithContext(where);
   }
   rc = mdb_txn_commit(txn);
   return rc == 0 ? Status::OK() : LmdbStatus(rc, "commit");
 }
 
+Result<std::unique_ptr<MetaStore>> MetaStore::OpenKeyspace(MetaStore* base,
+                                                           std::string_view prefix,
+                                                           const std::string& import_dir) {
+  std::unique_ptr<MetaStore> m(new MetaStore());
+  m->env_ = base->env_;
+  m->owner_ = base->owner_;
+  SHOAL_RETURN_IF_ERROR(
+      m->OpenDatabases(prefix, fmt::format("{} (keyspace {})", base->dir_, prefix)));
+  if (!import_dir.empty()) SHOAL_RETURN_IF_ERROR(m->Import(import_dir));
+  return m;
+}
+
+namespace {
+
+// The databases of a keyspace, in the order OpenDatabases opens them.
+constexpr const char* kDatabases[] = {"inodes", "dirents",  "extents", "meta",
+                                      "shardidx", "shardsum", "origins"};
+
+// Removes `dir` and everything in it (an LMDB environment: files only).
+Status RemoveTree(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (ec) return ErrnoStatus(ec.value(), "removing " + dir);
+  return Status::OK();
+}
+
+}  // namespace
+
+Status MetaStore::Import(const std::string& dir) {
+  // A rename that a crash cut short left the renamed copy: everything was imported before it.
+  const std::string done = dir + ".imported";
+  if (::access(done.c_str(), F_OK) == 0) SHOAL_RETURN_IF_ERROR(RemoveTree(done));
+  if (::access((dir + "/data.mdb").c_str(), F_OK) != 0) {
+    // No environment (never created, or imported already): nothing to copy.
+    return ::access(dir.c_str(), F_OK) == 0 ? RemoveTree(dir) : Status::OK();
+  }
+  MDB_envinfo info{};
+  mdb_env_info(env_, &info);
+  SHOAL_ASSIGN_OR_RETURN(auto old, MetaStore::Open(dir, info.me_mapsize));
+  const MDB_dbi from[] = {old->inodes_, old->dirents_, old->extents_, old->meta_,
+                          old->shardidx_, old->shardsum_, old->origins_};
+  const MDB_dbi to[] = {inodes_, dirents_, extents_, meta_, shardidx_, shardsum_, origins_};
+  uint64_t copied = 0;
+  // Empty the keyspace, then copy in transactions of bounded size (a large shard does not fit
+  // one LMDB write transaction). Until the rename below, a crash makes the next Open start over.
+  for (size_t d = 0; d < std::size(kDatabases); ++d) {
+    std::string after;
+    bool first = true, more = true;
+    while (more) {
+      SHOAL_RETURN_IF_ERROR(RunWrite([&](MDB_txn* txn) -> Status {
+        if (first) {
+          int rc = mdb_drop(txn, to[d], 0);
+          if (rc != 0) return LmdbStatus(rc, "emptying a keyspace to import into");
+        }
+        // What is read comes from the other environment's map: bounds-checked (CheckValue).
+        in_write_txn = false;
+        struct Restore {
+          ~Restore() { in_write_txn = true; }
+        } restore;
+        ReadTxn src(old->env_);
+        SHOAL_RETURN_IF_ERROR(src.status());
+        MDB_cursor* cur = nullptr;
+        int rc = mdb_cursor_open(src.get(), from[d], &cur);
+        if (rc != 0) return LmdbStatus(rc, "cursor");
+        MDB_val k = Val(after), v{};
+        rc = first ? mdb_cursor_get(cur, &k, &v, MDB_FIRST)
+                   : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && !first && View(k) == after) rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        Status s;
+        uint32_t n = 0;
+        for (; rc == 0 && n < 10000; ++n, rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+          s = CheckValue(src.get(), k);
+          if (s.ok()) s = CheckValue(src.get(), v);
+          if (s.ok()) s = Put(txn, to[d], View(k), View(v));
+          if (!s.ok()) break;
+          after = std::string(View(k));
+        }
+        mdb_cursor_close(cur);
+        if (!s.ok()) return s;
+        if (rc != 0 && rc != MDB_NOTFOUND) return LmdbStatus(rc, "reading the keyspace to import");
+        more = rc == 0;
+        copied += n;
+        return Status::OK();
+      }));
+      first = false;
+    }
+  }
+  old.reset();
+  if (::rename(dir.c_str(), done.c_str()) != 0) return ErrnoStatus(errno, "rename " + dir);
+  const std::string parent = std::filesystem::path(dir).parent_path().string();
+  if (int dfd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      dfd >= 0) {
+    (void)::fsync(dfd);  // the rename is durable before the copy goes
+    ::close(dfd);
+  }
+  SHOAL_RETURN_IF_ERROR(RemoveTree(done));
+  Log(LogLevel::kInfo, "metadata: imported {} records of {} into {} (one environment per store)",
+      copied, dir, owner_->dir_);
+  return Status::OK();
+}
+
 Status MetaStore::RunWrite(TxnFn fn) {
+  if (owner_ != this) return owner_->RunWrite(std::move(fn));
   Request me{std::move(fn), Status::OK(), false};
   std::unique_lock lk(mu_);
   queue_.push_back(&me);
@@ -308,8 +418,12 @@ Status MetaStore::InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode,
   return Status::OK();
 }
 
-Status MetaStore::InsertObject(std::string_view path, Inode* inode, std::string_view origin) {
-  return RunWrite([&](MDB_txn* txn) { return InsertTxn(txn, path, inode, origin); });
+Status MetaStore::InsertObject(std::string_view path, Inode* inode, std::string_view origin,
+                               const TxnFn& also) {
+  return RunWrite([&](MDB_txn* txn) {
+    Status s = InsertTxn(txn, path, inode, origin);
+    return s.ok() && also ? also(txn) : s;
+  });
 }
 
 Result<std::string> MetaStore::GetOrigin(std::string_view path) {

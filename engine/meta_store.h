@@ -1,4 +1,9 @@
-// MetaStore: this member's metadata shard, one LMDB environment in <store>/meta.
+// MetaStore: a keyspace of metadata in one LMDB environment, <store>/meta. A member has two
+// keyspaces in its one environment: its local objects (the chunk holder's, databases named as
+// below) and its copies of the world's metadata shards (OpenKeyspace, the same databases named
+// "ring.<name>"). One environment means one group commit and one fsync for both, and a write
+// of both roles in one transaction (InsertObject's `also`: a seal whose chunk holder and
+// metadata owner are this member commits once).
 //
 // Databases:
 //   inodes   PathKey(path)                    -> EncodeInode
@@ -6,7 +11,7 @@
 //   extents  u32 segment BE, u64 offset BE    -> u32 disk bytes   (every live chunk on disk)
 //   meta     "format", "member_id", "next_id", "membership" (engine/membership.h)
 //   origins  PathKey(path)                    -> the world path a local chunk object belongs to
-// A metadata shard of a world (<store>/ring) versions its records (engine/meta_shards.cc):
+// The world's shard keyspace versions its records (engine/meta_shards.cc):
 //   shardidx u16 shard BE, PathKey(path)      -> u64 version, u8 tombstone, path
 //   shardsum u16 shard BE                     -> u64 count, u64 hash, u64 tombstones
 // A record's version orders every write of its path across epochs (epoch << 40 | sequence);
@@ -61,7 +66,18 @@ class MetaStore {
   // with Corruption naming it, never a SIGBUS. Every record read later is bounds-checked against
   // the file's used pages before it is decoded.
   static Result<std::unique_ptr<MetaStore>> Open(const std::string& dir, uint64_t map_size);
+  // Opens the keyspace whose databases are named `prefix` + name in `base`'s environment (the
+  // databases are created when absent). Its writes join `base`'s group commit; `base` must
+  // outlive it. When `import_dir` holds an LMDB environment of the format before (a separate
+  // <store>/ring), its records are copied into the keyspace (replacing what the keyspace
+  // held: an import cut short by a crash starts over) and the directory is removed, renamed
+  // first so that a crash never leaves a half-removed copy to import from.
+  static Result<std::unique_ptr<MetaStore>> OpenKeyspace(MetaStore* base, std::string_view prefix,
+                                                         const std::string& import_dir = {});
   ~MetaStore();
+
+  // True when both keyspaces are in one environment (a transaction can span them).
+  bool SharesEnvironment(const MetaStore& other) const { return env_ == other.env_; }
 
   const std::string& member_id() const { return member_id_; }
 
@@ -74,7 +90,11 @@ class MetaStore {
   // Records a sealed object (assigning inode->id) with the checks of CheckCreatable; `origin`,
   // when not empty, is recorded with it (GetOrigin): a chunk holder's local object names the
   // world object it holds chunks of, so an orphan can be recognized later.
-  Status InsertObject(std::string_view path, Inode* inode, std::string_view origin = {});
+  // `also`, when set, runs in the same transaction after the insert (a write to another keyspace
+  // of this environment: SharesEnvironment); its failure undoes the insert.
+  using TxnFn = std::function<Status(MDB_txn*)>;
+  Status InsertObject(std::string_view path, Inode* inode, std::string_view origin = {},
+                      const TxnFn& also = {});
   // The origin recorded with `path`; NotFound when none.
   Result<std::string> GetOrigin(std::string_view path);
   // Deletes a sealed object; returns its inode (whose extents the caller frees).
@@ -93,6 +113,10 @@ class MetaStore {
   // when a given version is not newer than the path's record or tombstone here.
   Result<uint64_t> InsertVersioned(uint32_t shard, std::string_view path, Inode* inode,
                                    uint64_t version, uint64_t floor);
+  // InsertVersioned inside a write transaction of this environment (another keyspace's
+  // InsertObject `also`); the version assigned goes to *assigned.
+  Status InsertVersionedTxn(MDB_txn* txn, uint32_t shard, std::string_view path, Inode* inode,
+                            uint64_t version, uint64_t floor, uint64_t* assigned);
   // Removes the path's object (only if its uid is `uid`, when uid != 0) and leaves a tombstone;
   // with a given version, also where this copy has no record (it missed the insert). Returns
   // the removed inode (nullopt when there was none here) and the tombstone's version.
@@ -142,11 +166,15 @@ class MetaStore {
                                                 uint32_t disk_bytes)>& fn);
 
  private:
-  using TxnFn = std::function<Status(MDB_txn*)>;
   struct Request;
   MetaStore() = default;
   Status Init(const std::string& dir, uint64_t map_size);
-  Status RunWrite(TxnFn fn);  // group commit
+  // Opens (creating) the keyspace's databases, `prefix` + name, and reads or writes its format
+  // and member id records.
+  Status OpenDatabases(std::string_view prefix, std::string_view where);
+  // OpenKeyspace's import of a separate environment in `dir` (see there).
+  Status Import(const std::string& dir);
+  Status RunWrite(TxnFn fn);  // group commit (the environment owner's)
   Status CheckCreatableTxn(MDB_txn* txn, std::string_view path);
   // The bodies of InsertObject / RemoveObject inside a write transaction.
   Status InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode,
@@ -161,6 +189,7 @@ class MetaStore {
 
   std::string dir_;  // set once opened: a clean close stamps the file as verified
   MDB_env* env_ = nullptr;
+  MetaStore* owner_ = this;  // the keyspace owning env_ and its group commit
   MDB_dbi inodes_ = 0, dirents_ = 0, extents_ = 0, meta_ = 0, shardidx_ = 0, shardsum_ = 0,
           origins_ = 0;
   std::string member_id_;

@@ -316,7 +316,8 @@ void ObjectStore::Flush(OpenObject* obj, uint64_t index, IoBuffer buf, uint32_t 
   disk_->Submit({&op, 1});
 }
 
-Status ObjectStore::SealWithOrigin(std::string_view path, std::string_view origin) {
+Status ObjectStore::SealWithOrigin(std::string_view path, std::string_view origin,
+                                   const MetaStore::TxnFn& also) {
   SHOAL_ASSIGN_OR_RETURN(auto obj, FindOpen(path));
   Inode inode;
   {
@@ -390,7 +391,7 @@ Status ObjectStore::SealWithOrigin(std::string_view path, std::string_view origi
   Status s = chunks_->Sync(segments);
   if (!s.ok()) return fail(s.WithContext(fmt::format("sealing \"{}\"", path)));
   inode.seal_time_ns = SealTimeNs();
-  s = meta_->InsertObject(path, &inode, origin);
+  s = meta_->InsertObject(path, &inode, origin, also);
   if (!s.ok()) return fail(s);
   {
     std::lock_guard olk(open_mu_);

@@ -39,8 +39,11 @@ class ObjectStore final : public ObjectApi {
   Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) override;
   Status Seal(std::string_view path) override { return SealWithOrigin(path, {}); }
   // Seal, recording `origin` with the object (MetaStore::InsertObject): the world path a chunk
-  // holder's local object belongs to.
-  Status SealWithOrigin(std::string_view path, std::string_view origin);
+  // holder's local object belongs to. `also` runs in the same metadata transaction (a record of
+  // another keyspace of this store's environment, MetaStore::InsertObject); when it fails the
+  // object is not sealed (only Abort remains).
+  Status SealWithOrigin(std::string_view path, std::string_view origin,
+                        const MetaStore::TxnFn& also = {});
   Result<std::string> OriginOf(std::string_view path) { return meta_->GetOrigin(path); }
   Status Abort(std::string_view path) override;
   Status ReadBatch(std::span<ReadRequest> requests) override;
@@ -61,6 +64,9 @@ class ObjectStore final : public ObjectApi {
   std::string_view io_backend() const override { return disk_->name(); }
   bool direct_io() const { return chunks_->direct_io(); }
   const std::string& member_id() const { return meta_->member_id(); }
+  // The store's metadata environment (its local keyspace): the world's shard keyspace is opened
+  // in it (MetaStore::OpenKeyspace).
+  MetaStore& meta() { return *meta_; }
   Disk* disk() { return disk_.get(); }
 
  private:

@@ -3,14 +3,22 @@
 //
 //   <store>/FORMAT              "shoal-store <version>\n": the layout below (kStoreFormat)
 //   <store>/LOCK                flock()ed by the one engine that has the store open
-//   <store>/meta/               LMDB: the member's local objects (chunk holder), its member id
-//   <store>/{meta,ring}/data.verified  the LMDB file's txnid, size and mtime at its last clean close
+//   <store>/meta/               LMDB, the member's one metadata environment, two keyspaces
+//                               (engine/meta_store.h): its local objects (chunk holder) and
+//                               member id; databases "ring.*": its copies of the world's
+//                               metadata shards (user paths)
+//   <store>/meta/data.verified  the LMDB file's txnid, size and mtime at its last clean close
 //                               (engine/meta_store.cc: an unchanged file is not walked again)
 //   <store>/chunks/seg-XXXXXXXX.dat   chunk segments (8 hex digits)
-//   <store>/ring/               LMDB: the member's shard of the world's metadata (user paths)
+//   <store>/ring/               format 3 only: the shard keyspace's own LMDB environment,
+//                               imported into meta/ at the first Open, then removed (renamed
+//                               to ring.imported first)
 //   local object "c/<uid>"      the chunks this member holds of world object <uid> (16 hex)
 //
-// Format 3 (this version): the ring's records are versioned, with tombstones, a shard index and
+// Format 4 (this version): one LMDB environment per store, so a seal whose chunk holder and
+// metadata owner are one member commits once (a world of one: one fsync per seal, as before the
+// world layout), and every other metadata write shares one group commit.
+// Format 3: the ring's records are versioned, with tombstones, a shard index and
 // the world's membership record (engine/meta_store.h, engine/membership.h); a format-2 ring's
 // records are indexed at the first Open (as the oldest version), so format-2 stores are adopted.
 // Format 2: every store has the world layout, whatever the size of the job that
@@ -29,14 +37,14 @@
 
 namespace shoal::engine {
 
-inline constexpr uint32_t kStoreFormat = 3;
+inline constexpr uint32_t kStoreFormat = 4;
 
 inline constexpr std::string_view kFormatFile = "FORMAT";
 inline constexpr std::string_view kLockFile = "LOCK";
 inline constexpr std::string_view kMetaDir = "meta";
 inline constexpr std::string_view kChunksDir = "chunks";
-inline constexpr std::string_view kRingDir = "ring";
-// The file LMDB keeps in kMetaDir / kRingDir.
+inline constexpr std::string_view kRingDir = "ring";  // format 3's shard environment
+// The file LMDB keeps in kMetaDir (and format 3's kRingDir).
 inline constexpr std::string_view kLmdbDataFile = "data.mdb";
 
 std::string StorePath(std::string_view store, std::string_view name);

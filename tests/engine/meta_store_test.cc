@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -779,6 +781,123 @@ TEST(MetaStore, MembershipRecordAndUnversionedRecordsAreKept) {
   EXPECT_EQ(*indexed, 1u);
   EXPECT_EQ(skipped, 0u);
   EXPECT_EQ((*m->Summaries(4))[ShardOf("legacy/a", 4)].count, 1u);
+}
+
+// Two keyspaces of one environment (a store's local objects and its shard copies): the same
+// path in each is two records; a write of both commits together or not at all.
+TEST(MetaStore, KeyspacesOfOneEnvironmentAreApartAndCommitTogether) {
+  testing::TempDir tmp;
+  {
+    auto local = OpenStore(tmp.Sub("meta"));
+    ASSERT_NE(local, nullptr);
+    auto ring = MetaStore::OpenKeyspace(local.get(), "ring.");
+    ASSERT_OK(ring);
+    EXPECT_TRUE((*ring)->SharesEnvironment(*local));
+    auto other = OpenStore(tmp.Sub("other"));
+    EXPECT_FALSE((*ring)->SharesEnvironment(*other));
+
+    Inode chunks = LocalInode(0, 0, 4096);
+    Inode record = StripedInode(7, 1);
+    uint64_t version = 0;
+    ASSERT_OK(local->InsertObject("c/0000000000000007", &chunks, "origin", [&](MDB_txn* txn) {
+      return (*ring)->InsertVersionedTxn(txn, 3, "c/0000000000000007", &record, 0, kE1, &version);
+    }));
+    EXPECT_EQ(version, kE1);
+    auto a = local->GetInode("c/0000000000000007");
+    auto b = (*ring)->GetInode("c/0000000000000007");
+    ASSERT_OK(a);
+    ASSERT_OK(b);
+    EXPECT_FALSE(a->is_striped);
+    EXPECT_TRUE(b->is_striped);
+    EXPECT_EQ((*(*ring)->Summaries(8))[3].count, 1u);
+    EXPECT_EQ((*local->Summaries(8))[3].count, 0u) << "the shard index is the keyspace's own";
+
+    // The record's path is taken in the shard: the second write fails, and the local object
+    // it was to commit with is not there either.
+    Inode chunks2 = LocalInode(0, 8192, 4096);
+    Inode record2 = StripedInode(8, 1);
+    EXPECT_CODE(local->InsertObject("c/0000000000000008", &chunks2, "origin", [&](MDB_txn* txn) {
+      return (*ring)->InsertVersionedTxn(txn, 3, "c/0000000000000007", &record2, 0, kE1, &version);
+    }), kAlreadyExists);
+    EXPECT_CODE(local->GetInode("c/0000000000000008"), kNotFound);
+    bool listed = false;
+    ASSERT_OK(local->ForEachExtent([&](uint32_t, uint64_t offset, uint32_t) {
+      listed |= offset == 8192;
+    }));
+    EXPECT_FALSE(listed);
+  }
+  // Both survive a reopen.
+  auto local = OpenStore(tmp.Sub("meta"));
+  ASSERT_NE(local, nullptr);
+  auto ring = MetaStore::OpenKeyspace(local.get(), "ring.");
+  ASSERT_OK(ring);
+  ASSERT_OK(local->GetInode("c/0000000000000007"));
+  ASSERT_OK((*ring)->GetInode("c/0000000000000007"));
+}
+
+// A store of the format before kept its shard in an environment of its own: the first Open
+// copies it into the keyspace (what the keyspace held is replaced: an import a crash cut short
+// starts over) and removes the old directory.
+TEST(MetaStore, AShardOfItsOwnEnvironmentIsImportedOnceThenRemoved) {
+  testing::TempDir tmp;
+  const std::string old_dir = tmp.Sub("ring");
+  std::vector<ShardSummary> sums;
+  {
+    auto old = OpenStore(old_dir);
+    ASSERT_NE(old, nullptr);
+    auto plan = PlanOpen({{"00000000000000000000000000000001", "n", {}, {}}}, 1, {}, 8);
+    ASSERT_OK(plan);
+    ASSERT_OK(old->SaveMembership(plan->next));
+    // More records than one import transaction copies (applied a shard at a time: one commit
+    // each).
+    std::vector<std::vector<MetaStore::Versioned>> by_shard(8);
+    for (int i = 0; i < 25000; ++i) {
+      const std::string path = fmt::format("d/{}", i);
+      by_shard[ShardOf(path, 8)].push_back({path, kE1 + i, false, EncodeInode(InlineInode(3))});
+    }
+    for (uint32_t shard = 0; shard < 8; ++shard) {
+      std::vector<Status> conflicts;
+      ASSERT_OK(old->ApplyAll(shard, by_shard[shard], &conflicts));
+      ASSERT_TRUE(conflicts.empty());
+    }
+    ASSERT_OK(old->RemoveVersioned(ShardOf("d/5", 8), "d/5", 0, 0, kE1));
+    sums = *old->Summaries(8);
+  }
+  {
+    auto local = OpenStore(tmp.Sub("meta"));
+    ASSERT_NE(local, nullptr);
+    // What an import cut short left in the keyspace: replaced, not merged.
+    auto partial = MetaStore::OpenKeyspace(local.get(), "ring.");
+    ASSERT_OK(partial);
+    Inode stray = InlineInode();
+    ASSERT_OK((*partial)->InsertVersioned(0, "stray", &stray, 0, kE1));
+  }
+  auto local = OpenStore(tmp.Sub("meta"));
+  ASSERT_NE(local, nullptr);
+  auto ring = MetaStore::OpenKeyspace(local.get(), "ring.", old_dir);
+  ASSERT_OK(ring);
+  EXPECT_FALSE(std::filesystem::exists(old_dir));
+  EXPECT_FALSE(std::filesystem::exists(old_dir + ".imported"));
+  EXPECT_EQ(*(*ring)->Summaries(8), sums);
+  EXPECT_CODE((*ring)->GetInode("stray"), kNotFound);
+  EXPECT_CODE((*ring)->GetInode("d/5"), kNotFound);
+  auto got = (*ring)->GetInode("d/24999");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->inline_data, "xxx");
+  auto rec = (*ring)->LoadMembership();
+  ASSERT_OK(rec);
+  EXPECT_EQ(rec->epoch, 1u);
+  auto page = (*ring)->List("d", ListOptions{"", 100000});
+  ASSERT_OK(page);
+  EXPECT_EQ(page->entries.size(), 24999u);
+  // A crash after the rename left the renamed copy: removed, nothing imported from it.
+  ring->reset();
+  std::filesystem::create_directory(old_dir + ".imported");
+  std::ofstream(old_dir + ".imported/data.mdb") << "whatever";
+  auto again = MetaStore::OpenKeyspace(local.get(), "ring.", old_dir);
+  ASSERT_OK(again);
+  EXPECT_FALSE(std::filesystem::exists(old_dir + ".imported"));
+  EXPECT_EQ(*(*again)->Summaries(8), sums);
 }
 
 }  // namespace

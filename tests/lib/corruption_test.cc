@@ -92,7 +92,7 @@ TEST(Corruption, FlippedInlineByteIsReported) {
     ASSERT_OK(e);
     ASSERT_OK((*e)->Put("tiny/label", small));
   }
-  ASSERT_TRUE(FlipFirstMatch(dir.Sub("store/ring/data.mdb"),
+  ASSERT_TRUE(FlipFirstMatch(dir.Sub("store/meta/data.mdb"),
                              std::vector<std::byte>(small.begin() + 700, small.begin() + 764)));
   auto e = Engine::Open(o);
   ASSERT_OK(e);

@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include <lmdb.h>
+
 #include "engine/object_store.h"
 #include "tests/test_util.h"
 
@@ -23,6 +25,44 @@ using testing::Pattern;
 using testing::TempDir;
 
 constexpr uint32_t kChunk = testing::kTestChunk;
+
+// Turns a store of this format back into format 3's layout, as a shoal of that format wrote
+// it: the shard keyspace's databases ("ring.<name>" in meta/) moved into an LMDB environment of
+// their own in ring/ (named "<name>"), FORMAT 3. Raw LMDB, so nothing of the code under test
+// writes it.
+void DowngradeToFormat3(const std::string& store) {
+  auto check = [](int rc, const char* what) { ASSERT_EQ(rc, 0) << what << ": " << mdb_strerror(rc); };
+  std::filesystem::create_directory(store + "/ring");
+  MDB_env *from = nullptr, *to = nullptr;
+  for (auto [env, dir] : {std::pair{&from, store + "/meta"}, std::pair{&to, store + "/ring"}}) {
+    check(mdb_env_create(env), "create");
+    mdb_env_set_maxdbs(*env, 16);
+    mdb_env_set_mapsize(*env, 1ull << 30);
+    check(mdb_env_open(*env, dir.c_str(), 0, 0600), "open");
+  }
+  MDB_txn *rt = nullptr, *wt = nullptr;
+  check(mdb_txn_begin(from, nullptr, 0, &rt), "begin");
+  check(mdb_txn_begin(to, nullptr, 0, &wt), "begin");
+  for (const char* name : {"inodes", "dirents", "extents", "meta", "shardidx", "shardsum", "origins"}) {
+    MDB_dbi src = 0, dst = 0;
+    check(mdb_dbi_open(rt, (std::string("ring.") + name).c_str(), 0, &src), name);
+    check(mdb_dbi_open(wt, name, MDB_CREATE, &dst), name);
+    MDB_cursor* cur = nullptr;
+    check(mdb_cursor_open(rt, src, &cur), "cursor");
+    MDB_val k{}, v{};
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      check(mdb_put(wt, dst, &k, &v, 0), "put");
+    }
+    mdb_cursor_close(cur);
+    check(mdb_drop(rt, src, 1), "drop");
+  }
+  check(mdb_txn_commit(wt), "commit");
+  check(mdb_txn_commit(rt), "commit");
+  mdb_env_close(from);
+  mdb_env_close(to);
+  std::ofstream(store + "/FORMAT") << "shoal-store 3\n";
+}
 
 class EngineTest : public ::testing::TestWithParam<IoBackend> {
  protected:
@@ -376,7 +416,7 @@ TEST_P(EngineTest, StoreFormatsOlderOrNewerAreAdoptedOrRefusedNeverMisread) {
   engine_.reset();
   EXPECT_TRUE(std::filesystem::exists(store + "/FORMAT"));  // stamped again
   // A newer format: refused, and the store is left as it is.
-  { std::ofstream(store + "/FORMAT") << "shoal-store 4\n"; }
+  { std::ofstream(store + "/FORMAT") << "shoal-store 5\n"; }
   auto newer = Engine::Open(MakeOptions());
   EXPECT_CODE(newer, kFailedPrecondition);
   // Format 1 written by a one-rank job (user paths in meta/): refused with the reason.
@@ -392,6 +432,43 @@ TEST_P(EngineTest, StoreFormatsOlderOrNewerAreAdoptedOrRefusedNeverMisread) {
   auto legacy = Engine::Open(testing::TestOptions(old, GetParam(), 8));
   EXPECT_CODE(legacy, kFailedPrecondition);
   EXPECT_NE(legacy.status().message().find("one-rank job"), std::string::npos) << legacy.status();
+}
+
+// A store of format 3 (the shard's metadata in an environment of its own, <store>/ring) is
+// upgraded at its first Open: everything reads back, what was removed stays removed, the
+// directory goes, and the store says format 4.
+TEST_P(EngineTest, AFormat3StoreIsUpgradedWithEverythingInIt) {
+  auto big = Pattern(3 * kChunk + 5, 9);
+  ASSERT_OK(engine_->Put("keep/big", big));
+  ASSERT_OK(engine_->Put("keep/small", "inline"));
+  ASSERT_OK(engine_->Put("gone/x", "removed before"));
+  ASSERT_OK(engine_->Remove("gone/x"));
+  engine_.reset();
+  const std::string store = dir_.Sub("store");
+  DowngradeToFormat3(store);
+  ASSERT_TRUE(std::filesystem::exists(store + "/ring/data.mdb"));
+  Open();
+  EXPECT_EQ(ReadAll("keep/big"), big);
+  const std::string_view text = "inline";
+  const auto* t = reinterpret_cast<const std::byte*>(text.data());
+  EXPECT_EQ(ReadAll("keep/small"), std::vector<std::byte>(t, t + text.size()));
+  EXPECT_CODE(engine_->Stat("gone/x"), kNotFound);
+  auto page = engine_->List("", {});
+  ASSERT_OK(page);
+  ASSERT_EQ(page->entries.size(), 1u);
+  EXPECT_EQ(page->entries[0].name, "keep");
+  EXPECT_FALSE(std::filesystem::exists(store + "/ring"));
+  std::ifstream format(store + "/FORMAT");
+  std::string line;
+  std::getline(format, line);
+  EXPECT_EQ(line, "shoal-store 4");
+  // New objects and removes work, and a reopen (nothing to import) keeps them.
+  ASSERT_OK(engine_->Put("keep/new", "after"));
+  ASSERT_OK(engine_->Remove("keep/small"));
+  Open();
+  EXPECT_EQ(ReadAll("keep/big"), big);
+  ASSERT_OK(engine_->Stat("keep/new"));
+  EXPECT_CODE(engine_->Stat("keep/small"), kNotFound);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, EngineTest,
