@@ -4,16 +4,21 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <set>
 #include <tuple>
 
 #include "base/bytes.h"
+#include "base/crc32c.h"
 
 namespace shoal::engine {
 namespace {
 
-constexpr uint32_t kRecordVersion = 1;
+// Version 2 ends with a CRC32C of the bytes before it (LMDB keeps no checksums: a damaged
+// record must not pass for another membership); version 1 (store format 3) has none.
+constexpr uint32_t kRecordVersion = 2;
+constexpr uint32_t kRecordVersionWithoutCrc = 1;
 constexpr size_t kMaxIdBytes = 64;
 constexpr size_t kMaxNodeBytes = 255;
 constexpr uint32_t kMaxMembers = 1u << 16;
@@ -79,14 +84,28 @@ std::string EncodeMembership(const Membership& m) {
     PutIndices(&w, m.owners[s]);
     PutIndices(&w, m.holders[s]);
   }
-  return w.TakeString();
+  std::string out = w.TakeString();
+  const uint32_t crc = Crc32c(out.data(), out.size());
+  out.append(reinterpret_cast<const char*>(&crc), sizeof(crc));
+  return out;
 }
 
 Result<Membership> DecodeMembership(std::string_view bytes) {
+  uint32_t version = 0;
+  if (bytes.size() >= sizeof(version)) std::memcpy(&version, bytes.data(), sizeof(version));
+  if (version == kRecordVersion) {
+    uint32_t crc = 0;
+    if (bytes.size() < 2 * sizeof(crc)) return Bad("truncated");
+    std::memcpy(&crc, bytes.data() + bytes.size() - sizeof(crc), sizeof(crc));
+    bytes.remove_suffix(sizeof(crc));
+    if (Crc32c(bytes.data(), bytes.size()) != crc) return Bad("checksum mismatch");
+  }
   ByteReader r(bytes);
   Membership m;
-  uint32_t version = 0, members = 0, lost = 0;
-  if (!r.Get(&version) || version != kRecordVersion) return Bad("unknown version");
+  uint32_t members = 0, lost = 0;
+  if (!r.Get(&version) || (version != kRecordVersion && version != kRecordVersionWithoutCrc)) {
+    return Bad("unknown version");
+  }
   if (!r.Get(&m.epoch) || !r.Get(&m.shards) || m.shards == 0 || m.shards > kMaxShards) {
     return Bad("epoch or shard count");
   }

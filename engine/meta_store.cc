@@ -30,6 +30,13 @@ constexpr std::string_view kFormat = "shoal-meta-1";
 }  // namespace
 
 thread_local bool lmdb::in_write_txn = false;
+namespace {
+// Inode ids (InsertTxn): bit 63, the transaction id, the serial in the transaction.
+constexpr uint64_t kSerialIdBit = uint64_t{1} << 63;
+constexpr int kSerialBits = 24;
+constexpr uint64_t kSerialsPerTxn = uint64_t{1} << kSerialBits;
+thread_local uint64_t write_serial = 0;  // inserts so far in this thread's write transaction
+}  // namespace
 using namespace lmdb;  // NOLINT: this file is the MetaStore's LMDB code
 
 Status LmdbStatus(int rc, std::string_view context) {
@@ -165,6 +172,17 @@ Status MetaStore::OpenDatabases(std::string_view prefix, std::string_view where)
   std::string_view v;
   Status s = Get(txn, meta_, "format", &v);
   if (s.IsNotFound()) {
+    // A new keyspace has no records at all; one with records but no format record is damaged
+    // (a fresh member id would make it pass for another member).
+    for (MDB_dbi dbi : {meta_, inodes_, dirents_, extents_, shardidx_}) {
+      MDB_stat st{};
+      if (mdb_stat(txn, dbi, &st) != 0 || st.ms_entries != 0) {
+        s = Status::Corruption("the format record is missing from metadata that holds records");
+        break;
+      }
+    }
+  }
+  if (s.IsNotFound()) {
     std::random_device rd;
     member_id_ = fmt::format("{:08x}{:08x}{:08x}{:08x}", rd(), rd(), rd(), rd());
     s = Put(txn, meta_, "format", kFormat);
@@ -172,8 +190,11 @@ Status MetaStore::OpenDatabases(std::string_view prefix, std::string_view where)
   } else if (s.ok()) {
     if (v != kFormat) s = Status::Corruption(fmt::format("metadata format \"{}\" unknown", v));
     if (s.ok()) s = Get(txn, meta_, "member_id", &v);
-    if (s.ok() && (v.empty() || v.size() > 64)) {
-      s = Status::Corruption(fmt::format("member id record of {} bytes", v.size()));
+    // A member id is 32 hex digits (created above): anything else is a damaged record (LMDB
+    // has no checksums), which must not pass for another member's id.
+    if (s.ok() && (v.size() != 32 || v.find_first_not_of("0123456789abcdef") != v.npos)) {
+      s = Status::Corruption(
+          fmt::format("member id record of {} bytes is not 32 hex digits", v.size()));
     }
     if (s.ok()) member_id_ = std::string(v);
   }
@@ -299,6 +320,7 @@ Status MetaStore::RunWrite(TxnFn fn) {
 
   MDB_txn* txn = nullptr;
   int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  write_serial = 0;
   if (rc != 0) {
     for (Request* r : batch) r->status = LmdbStatus(rc, "begin write txn");
   } else {
@@ -379,14 +401,16 @@ Status MetaStore::InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode,
                             std::string_view origin) {
   SHOAL_RETURN_IF_ERROR(CheckCreatableTxn(txn, path));
   if (!origin.empty()) SHOAL_RETURN_IF_ERROR(Put(txn, origins_, PathKey(path), origin));
+  // The id: the committing transaction's LMDB id and the insert's place in it, above every id
+  // of the counter record ("next_id") that format-3 stores kept, whose update put one more
+  // page in every commit. Unique in the environment and increasing across reopens.
+  if (write_serial >= kSerialsPerTxn) {
+    return Status::Unavailable("more inserts in one metadata transaction than ids for them");
+  }
+  inode->id = kSerialIdBit | (static_cast<uint64_t>(mdb_txn_id(txn)) << kSerialBits) |
+              write_serial++;
   std::string_view v;
-  uint64_t next_id = 1;
-  Status s = Get(txn, meta_, "next_id", &v);
-  if (s.ok() && v.size() == 8) std::memcpy(&next_id, v.data(), 8);
-  else if (!s.IsNotFound()) return s.ok() ? Status::Corruption("next_id record") : s;
-  inode->id = next_id++;
-  SHOAL_RETURN_IF_ERROR(
-      Put(txn, meta_, "next_id", std::string_view(reinterpret_cast<char*>(&next_id), 8)));
+  Status s;
   SHOAL_RETURN_IF_ERROR(Put(txn, inodes_, PathKey(path), EncodeInode(*inode)));
   for (const Extent& e : inode->chunks) {
     if (e.is_hole()) continue;

@@ -9,7 +9,8 @@
 //   inodes   PathKey(path)                    -> EncodeInode
 //   dirents  PathKey(parent) '\0' name        -> u8 is_dir, u64 size (object bytes or entry count)
 //   extents  u32 segment BE, u64 offset BE    -> u32 disk bytes   (every live chunk on disk)
-//   meta     "format", "member_id", "next_id", "membership" (engine/membership.h)
+//   meta     "format", "member_id", "membership" (engine/membership.h); format-3 stores also
+//            have "next_id" (no longer read: inode ids come from the transaction, InsertTxn)
 //   origins  PathKey(path)                    -> the world path a local chunk object belongs to
 // The world's shard keyspace versions its records (engine/meta_shards.cc):
 //   shardidx u16 shard BE, PathKey(path)      -> u64 version, u8 tombstone, path

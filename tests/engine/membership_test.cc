@@ -38,6 +38,19 @@ TEST(Membership, RecordRoundTripsAndDamageIsRefused) {
   std::string bad = bytes;
   bad[bad.size() - 2] = '\x7f';  // a holder index out of range
   EXPECT_FALSE(DecodeMembership(bad).ok());
+  // Any byte damaged, also one that leaves a well-formed record (a member id's hex digit, an
+  // owner index in range): the checksum refuses it.
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    std::string flipped = bytes;
+    flipped[i] = static_cast<char>(flipped[i] ^ 0x01);
+    EXPECT_CODE(DecodeMembership(flipped), kCorruption) << "byte " << i;
+  }
+  // A record of store format 3 (version 1, no checksum) is still read.
+  std::string v1 = bytes.substr(0, bytes.size() - 4);
+  v1[0] = 1;
+  auto old = DecodeMembership(v1);
+  ASSERT_OK(old);
+  EXPECT_EQ(*old, plan->next);
 }
 
 TEST(Membership, MajorityAndHoldersDecideWhoMayStartTheNextEpoch) {
