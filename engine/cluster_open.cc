@@ -182,11 +182,11 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
       first = theirs;
     } else if (!(theirs == first)) {
       return Status::InvalidArgument(fmt::format(
-          "ranks disagree on the replica count or the members declared lost (rank 0: {} "
-          "replica(s), lost [{}]; rank {}: {} replica(s), lost [{}]): give every rank the same "
-          "Options::replicas and Options::lost_members / SHOAL_LOST_MEMBERS",
-          first.replicas, fmt::join(first.declare_lost, ","), r, theirs.replicas,
-          fmt::join(theirs.declare_lost, ",")));
+          "ranks disagree on the replica count or the members declared lost (member 0, rank "
+          "{}: {} replica(s), lost [{}]; member {}, rank {}: {} replica(s), lost [{}]): give "
+          "every rank the same Options::replicas and Options::lost_members / SHOAL_LOST_MEMBERS",
+          world_->members()[0].job_rank, first.replicas, fmt::join(first.declare_lost, ","), r,
+          world_->members()[r].job_rank, theirs.replicas, fmt::join(theirs.declare_lost, ",")));
     }
     present.push_back(std::move(m));
   }

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <map>
 #include <thread>
 
@@ -27,6 +28,9 @@ class GroupJob {
  public:
   GroupJob(const TempDir& dir, std::vector<std::vector<uint32_t>> stores, uint64_t seed)
       : dir_(dir), stores_(std::move(stores)) {
+    for (auto& s : stores_) {
+      for (uint32_t id : s) lost_[id] = {};
+    }
     uint32_t members = 0;
     for (auto& s : stores_) members += static_cast<uint32_t>(s.size());
     net_ = std::make_unique<transport::InProcNetwork>(members, seed);
@@ -45,11 +49,17 @@ class GroupJob {
       first_index += static_cast<uint32_t>(stores_[r].size());
     }
     for (auto& t : threads) t.join();
+    results_ = results;
     for (const Status& s : results) SHOAL_RETURN_IF_ERROR(s);
     return Status::OK();
   }
 
   ClusterGroup& rank(uint32_t r) { return *groups_.at(r); }
+  // The members store `store` declares lost at its Open (the others declare none): the ranks
+  // disagree, so that member's Open fails after the rendezvous.
+  void DeclareLostAt(uint32_t store, std::vector<std::string> ids) { lost_[store] = std::move(ids); }
+  // Each rank's Start result (Start returns the first error).
+  const std::vector<Status>& results() const { return results_; }
   uint32_t ranks() const { return static_cast<uint32_t>(stores_.size()); }
 
  private:
@@ -66,6 +76,7 @@ class GroupJob {
       m.options.deadline = std::chrono::milliseconds(2000);
       m.options.metadata_map_size = 64ull << 20;
       m.options.ring_dir = store + "/ring";
+      m.options.declare_lost = lost_[stores_[r][s]];
       m.transport = net_->Endpoint(first_index + static_cast<uint32_t>(s));
       members.push_back(std::move(m));
     }
@@ -83,6 +94,8 @@ class GroupJob {
   std::unique_ptr<transport::InProcNetwork> net_;
   std::map<uint32_t, std::unique_ptr<transport::Rendezvous>> rdzv_;
   std::vector<std::unique_ptr<ClusterGroup>> groups_;
+  std::map<uint32_t, std::vector<std::string>> lost_;
+  std::vector<Status> results_;
 };
 
 Status Put(ObjectApi& api, const std::string& path, const std::vector<std::byte>& data) {
@@ -185,6 +198,40 @@ TEST(ClusterGroup, JobsOfFiveTwoAndThreeRanksAreOneWorldOfTheSameFiveStores) {
       for (auto& [path, data] : live) ExpectReads(job.rank(r), path, data);
     }
   }
+}
+
+// One store of a rank failing after the rendezvous (its Open disagrees with the others) fails
+// every rank's Open with an error, without waiting out a timeout, and leaves nothing open: the
+// group closes the rank's other members (their store locks are released), so the next job over
+// the same stores opens them all and finds every object.
+TEST(ClusterGroup, AMemberFailingAfterTheRendezvousFailsTheJobAndLeavesNothingOpen) {
+  TempDir dir;
+  const std::vector<std::vector<uint32_t>> stores = {{0, 2}, {1, 3}};
+  std::vector<std::byte> data = Pattern(3 * kTestChunk + 11, 7);
+  std::string stranger;
+  {
+    GroupJob job(dir, stores, 70);
+    ASSERT_OK(job.Start());
+    ASSERT_OK(Put(job.rank(0), "kept/x", data));
+    stranger = job.rank(1).member(1).membership().members[0].id;  // a real member's id
+  }
+  {
+    GroupJob job(dir, stores, 71);
+    job.DeclareLostAt(2, {stranger});  // rank 0's second store only
+    const auto started = std::chrono::steady_clock::now();
+    EXPECT_FALSE(job.Start().ok());
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(9))
+        << "the failure was noticed only at the 10 s join timeout";
+    ASSERT_EQ(job.results().size(), 2u);
+    for (uint32_t r = 0; r < 2; ++r) {
+      EXPECT_FALSE(job.results()[r].ok()) << "rank " << r << " opened with a member failed";
+      EXPECT_NE(job.results()[r].message().find("disagree"), std::string::npos)
+          << job.results()[r];
+    }
+  }
+  GroupJob again(dir, stores, 72);
+  ASSERT_OK(again.Start());
+  for (uint32_t r = 0; r < again.ranks(); ++r) ExpectReads(again.rank(r), "kept/x", data);
 }
 
 }  // namespace

@@ -61,10 +61,16 @@ class InProcWorld {
   }
   // A job of stores.size() ranks: rank r opens store stores[r] (on node nodes[stores[r]]);
   // `lost`: member ids declared lost at this Open.
+  // `deadline` 0: the world's default (set_default_deadline).
   Status StartStores(const std::vector<uint32_t>& stores, std::vector<std::string> lost = {},
-                     std::chrono::milliseconds deadline = std::chrono::milliseconds(400)) {
-    return StartStoresImpl(stores, std::move(lost), deadline, nullptr);
+                     std::chrono::milliseconds deadline = std::chrono::milliseconds(0)) {
+    return StartStoresImpl(stores, std::move(lost),
+                           deadline.count() != 0 ? deadline : default_deadline_, nullptr);
   }
+  // The request timeout of StartStores: short (400 ms) so that tests of lost messages end
+  // quickly; suites whose messages are never dropped (members are killed, which ends their
+  // calls at once) raise it, so that an fsync slowed by a loaded machine is not a timeout.
+  void set_default_deadline(std::chrono::milliseconds d) { default_deadline_ = d; }
   // StartStores with `fault` applied from the first message of the Open on.
   Status StartStoresWithFault(const std::vector<uint32_t>& stores, transport::FaultRule fault) {
     return StartStoresImpl(stores, {}, std::chrono::milliseconds(400), &fault);
@@ -149,6 +155,7 @@ class InProcWorld {
   std::vector<std::string> nodes_;
   uint32_t replicas_;
   uint64_t seed_;
+  std::chrono::milliseconds default_deadline_{400};
   uint64_t starts_ = 0;  // a restarted world draws other uids
   uint64_t map_size_ = 64ull << 20;
   std::chrono::milliseconds join_timeout_{10000};

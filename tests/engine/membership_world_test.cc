@@ -38,6 +38,9 @@ class MembershipWorld : public ::testing::Test {
   void SetUp() override {
     world_ = std::make_unique<InProcWorld>(dir_, std::vector<std::string>{"n0", "n1", "n2", "n3", "n4"},
                                            2, Seed());
+    // No message is dropped here (kills end calls at once): a seal's fsyncs on a loaded CI
+    // machine must not pass for a lost reply (a 400 ms deadline timed out a chunk commit once).
+    world_->set_default_deadline(std::chrono::seconds(10));
   }
   engine::Cluster& M(uint32_t r) { return world_->at(r); }
 
