@@ -33,16 +33,14 @@ Status MemberService::ChunkWrite(const protocol::ChunkWrite& req) {
   return store_->Write(name, req.chunk * req.chunk_size + req.in_chunk, req.data);
 }
 
-Status MemberService::ChunkCommit(uint64_t uid, std::string_view path) {
-  {
-    MutexLock lk(&mu_);
-    if (open_.count(uid) == 0) {
-      if (store_->Stat(ChunkObjectName(uid)).ok()) return Status::OK();
-      return Status::FailedPrecondition(
-          fmt::format("commit of object {:016x}: this member holds no chunk of it", uid));
-    }
-  }
-  Status s = store_->SealWithOrigin(ChunkObjectName(uid), EncodeOrigin(epoch_.load(), path));
+bool MemberService::Writing(uint64_t uid) {
+  MutexLock lk(&mu_);
+  return open_.count(uid) != 0;
+}
+
+Status MemberService::SealWriting(uint64_t uid, std::string_view path, uint64_t epoch,
+                                  const MetaStore::TxnFn& also) {
+  Status s = store_->SealWithOrigin(ChunkObjectName(uid), EncodeOrigin(epoch, path), also);
   if (s.ok()) {
     MutexLock lk(&mu_);
     open_.erase(uid);
@@ -50,28 +48,31 @@ Status MemberService::ChunkCommit(uint64_t uid, std::string_view path) {
   return s;
 }
 
+Status MemberService::ChunkCommit(uint64_t uid, std::string_view path) {
+  if (!Writing(uid)) {
+    if (store_->Stat(ChunkObjectName(uid)).ok()) return Status::OK();
+    return Status::FailedPrecondition(
+        fmt::format("commit of object {:016x}: this member holds no chunk of it", uid));
+  }
+  return SealWriting(uid, path, epoch_.load(), {});
+}
+
 Result<uint64_t> MemberService::ChunkCommitWithRecord(uint64_t uid, std::string_view path,
                                                       Inode inode) {
-  {
-    MutexLock lk(&mu_);
-    if (open_.count(uid) == 0) {
-      return Status::FailedPrecondition(
-          fmt::format("commit of object {:016x}: this member is not writing it", uid));
-    }
+  if (!Writing(uid)) {
+    return Status::FailedPrecondition(
+        fmt::format("commit of object {:016x}: this member is not writing it", uid));
   }
+  // Cheap, and what makes one transaction of the two keyspaces sound.
   if (!shard_->SharesEnvironment(store_->meta())) {
     return Status::FailedPrecondition("the shard is not in the store's metadata environment");
   }
+  const uint64_t epoch = epoch_.load();
   uint64_t version = 0;
-  const uint32_t shard = ShardOfPath(path);
-  const uint64_t floor = VersionFloor(epoch_.load());
-  Status s = store_->SealWithOrigin(
-      ChunkObjectName(uid), EncodeOrigin(epoch_.load(), path), [&](MDB_txn* txn) {
-        return shard_->InsertVersionedTxn(txn, shard, path, &inode, 0, floor, &version);
-      });
-  if (!s.ok()) return s;
-  MutexLock lk(&mu_);
-  open_.erase(uid);
+  SHOAL_RETURN_IF_ERROR(SealWriting(uid, path, epoch, [&](MDB_txn* txn) {
+    return shard_->InsertVersionedTxn(txn, ShardOfPath(path), path, &inode, 0, VersionFloor(epoch),
+                                      &version);
+  }));
   return version;
 }
 

@@ -93,6 +93,12 @@ class MemberService {
   void Install(transport::Transport& transport);
 
  private:
+  // Whether this member has a local object of `uid` open (being written).
+  bool Writing(uint64_t uid) EXCLUDES(mu_);
+  // Seals the open local object of `uid` with its origin (epoch, path), `also` in the same
+  // transaction; forgets it as open once sealed.
+  Status SealWriting(uint64_t uid, std::string_view path, uint64_t epoch,
+                     const MetaStore::TxnFn& also) EXCLUDES(mu_);
   uint32_t ShardOfPath(std::string_view path) const;
   // Unavailable when `path`'s shard is still catching up here.
   Status CheckCurrent(std::string_view path) const EXCLUDES(behind_mu_);

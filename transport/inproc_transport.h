@@ -11,6 +11,10 @@
 //   AddRule(rule)      the n-th request of an op to a member: drop the request, drop the reply,
 //                      kill the target before it handles it, or kill it after handling (a peer
 //                      dying in the middle of its reply: the work is done, no reply arrives).
+// Deadlines count the network's time only: a call times out at its deadline when a fault lost
+// its request or reply, or its injected delay reaches the deadline — never because its handler
+// was slow (a loaded machine's fsync), so whether a call times out depends on the faults alone.
+// A handler still running after 10 minutes ends its call Timeout instead of hanging it.
 // Fault decisions are a pure function of (seed, link, message number on that link), so a test
 // that sends the same messages on each link gets the same faults whatever the thread timing; a
 // failing seed replays. trace() lists every fault applied, for the failure message.

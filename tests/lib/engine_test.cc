@@ -471,6 +471,62 @@ TEST_P(EngineTest, AFormat3StoreIsUpgradedWithEverythingInIt) {
   EXPECT_CODE(engine_->Stat("keep/small"), kNotFound);
 }
 
+// A world of one seals a striped object's chunks and its record in one LMDB transaction: when
+// that transaction finds the metadata map full, the Seal fails NoSpace and seals neither (the
+// object is not visible, a second Seal fails again rather than half-sealing it, Abort frees it),
+// everything sealed before reads back, and once space is freed the same path seals.
+TEST_P(EngineTest, ASealThatFindsTheMetadataMapFullSealsNothingAndLosesNothing) {
+  Options o = MakeOptions();
+  o.metadata_map_size = 16ull << 20;
+  o.inline_threshold = 65536;
+  engine_.reset();
+  auto e = Engine::Open(o);
+  ASSERT_OK(e);
+  engine_ = std::move(e).value();
+  // Fill the map with inline objects (their bytes are in the records) until one no longer fits.
+  std::vector<std::string> inline_paths;
+  Status s;
+  for (int i = 0; i < 1000 && s.ok(); ++i) {
+    std::string p = "fill/" + std::to_string(i);
+    s = engine_->Put(p, Pattern(60000, i));
+    if (s.ok()) inline_paths.push_back(p);
+  }
+  ASSERT_TRUE(s.IsNoSpace()) << s;
+  ASSERT_GT(inline_paths.size(), 10u);
+  // Striped objects (chunks on disk, a small record) until the record no longer fits.
+  const auto data = Pattern(2 * kChunk + 1, 77);
+  std::vector<std::string> striped;
+  std::string failed;
+  for (int i = 0; i < 4000 && failed.empty(); ++i) {
+    std::string p = "striped/" + std::to_string(i);
+    ASSERT_OK(engine_->Create(p));
+    ASSERT_OK(engine_->Write(p, 0, data));
+    s = engine_->Seal(p);
+    if (s.ok()) striped.push_back(p);
+    else failed = p;
+  }
+  ASSERT_FALSE(failed.empty()) << "the map never filled";
+  EXPECT_TRUE(s.IsNoSpace()) << s;
+  EXPECT_CODE(engine_->Stat(failed), kNotFound);
+  EXPECT_FALSE(engine_->Seal(failed).ok()) << "a failed seal is not retried into half a seal";
+  EXPECT_CODE(engine_->Stat(failed), kNotFound);
+  ASSERT_OK(engine_->Abort(failed));
+  for (size_t i = 0; i < inline_paths.size(); i += 17) {
+    EXPECT_EQ(ReadAll(inline_paths[i]), Pattern(60000, i)) << inline_paths[i];
+  }
+  for (const std::string& p : striped) EXPECT_EQ(ReadAll(p), data) << p;
+  // Space freed: the same path seals, and survives a reopen.
+  for (size_t i = 0; i < 8 && i < inline_paths.size(); ++i) ASSERT_OK(engine_->Remove(inline_paths[i]));
+  ASSERT_OK(engine_->Put(failed, data));
+  engine_.reset();
+  e = Engine::Open(o);
+  ASSERT_OK(e);
+  engine_ = std::move(e).value();
+  EXPECT_EQ(ReadAll(failed), data);
+  if (!striped.empty()) EXPECT_EQ(ReadAll(striped.back()), data);
+  EXPECT_CODE(engine_->Stat(inline_paths[0]), kNotFound);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, EngineTest,
                          ::testing::Values(IoBackend::kIoUring, IoBackend::kPosix), testing::BackendName());
 
