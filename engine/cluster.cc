@@ -109,16 +109,29 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
   }
   c->replicas_ = std::clamp<uint32_t>(options.replicas, 1, c->world_->size());
   SHOAL_RETURN_IF_ERROR(c->OpenEpoch(options.declare_lost, wo.timeout));
+  c->StartUids();
   Log(LogLevel::kInfo, "cluster: member {} of {} (rank {} of {}), {} replica(s), window {}",
       c->world_->rank(), c->world_->size(), c->world_->job_rank(), c->world_->job_size(),
       c->replicas_, options.window);
   return c;
 }
 
+void Cluster::StartUids() {
+  MutexLock lk(&uid_mu_);
+  uid_next_ = 0;
+  uid_prefix_ = 0;
+  if (membership_.epoch < (1ull << kUidEpochBits) && my_index_ >= 0 &&
+      my_index_ < (1 << kUidIndexBits)) {
+    uid_prefix_ = (1ull << 63) | membership_.epoch << (kUidIndexBits + kUidCountBits) |
+                  static_cast<uint64_t>(my_index_) << kUidCountBits;
+  }
+}
+
 uint64_t Cluster::NewUid() {
   MutexLock lk(&uid_mu_);
+  if (uid_prefix_ != 0 && uid_next_ + 1 < (1ull << kUidCountBits)) return uid_prefix_ | ++uid_next_;
   uint64_t v = 0;
-  while (v == 0) v = uid_gen_();
+  while (v == 0) v = uid_gen_() & ~(1ull << 63);
   return v;
 }
 

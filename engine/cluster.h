@@ -71,8 +71,8 @@ struct ClusterOptions {
   uint32_t chunk_size = 4u << 20;
   uint64_t metadata_map_size = 64ull << 30;
   std::string ring_dir;  // the metadata shard's LMDB directory (<store>/ring)
-  // Object uids: random (0), or drawn from a generator with this seed, so that a test's
-  // placement (which hashes uids) replays exactly.
+  // The generator of the random uids a member falls back to (StartUids): random (0), or
+  // this seed, so that a test replays exactly.
   uint64_t uid_seed = 0;
   // Members of the world's last epoch that the user declares lost at this Open (their store
   // ids): their shards and replicas are rebuilt elsewhere, and their stores are refused for
@@ -245,8 +245,20 @@ class Cluster final : public ObjectApi {
   std::vector<int64_t> up_rank_;  // membership_ member index -> rank; -1 when down
   uint32_t replicas_ = 1;
 
+  // Object uids are unique across every epoch without coordination: a world serves in each
+  // epoch once (engine/membership.h), and in it each member has its own placement index, so
+  // (1 << 63) | epoch << 39 | index << 27 | n is nobody else's. A member's consecutive uids are
+  // consecutive keys of its chunk objects ("c/<uid>"), so a group commit of many seals dirties
+  // a few LMDB pages, not one per seal; placement hashes the uid, so the sequence does not skew
+  // where chunks go. Past 2^24 epochs, 4096 members or 2^27 objects of one member in an epoch:
+  // random uids with bit 63 clear (uids before structured ones were random over 64 bits: one
+  // of those equals a given structured uid with probability 2^-64).
+  static constexpr int kUidEpochBits = 24, kUidIndexBits = 12, kUidCountBits = 27;
+  void StartUids() EXCLUDES(uid_mu_);  // once the epoch is known (Start)
   Mutex uid_mu_;
   std::mt19937_64 uid_gen_ GUARDED_BY(uid_mu_);
+  uint64_t uid_prefix_ GUARDED_BY(uid_mu_) = 0;  // 0: random uids
+  uint64_t uid_next_ GUARDED_BY(uid_mu_) = 0;
 
   Mutex bg_mu_;
   std::condition_variable bg_cv_;

@@ -7,6 +7,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include "engine/protocol.h"
 #include "tests/engine/inproc_world.h"
@@ -97,6 +99,64 @@ TEST_F(InProcWorldTest, EveryMemberReadsListsAndRemovesWhatAnyWrote) {
   EXPECT_GT(world_->net().delivered()[Wire(Op::kChunkRead)], 0u) << "no read crossed members";
   ASSERT_OK(M(1).Remove("d/o0"));
   for (uint32_t r = 0; r < 3; ++r) EXPECT_CODE(M(r).Stat("d/o0"), kNotFound);
+}
+
+// Object uids need no coordination and never repeat: (1 << 63) | epoch << 39 | member index
+// << 27 | n (engine/cluster.h). Every chunk object any member holds is named by such a uid: the
+// writer's members differ in their index, a writer's uids count up in creation order, and the
+// next world (a new epoch) on the same stores draws none of the earlier ones.
+TEST_F(InProcWorldTest, ObjectUidsAreTheEpochTheWritersIndexAndACounterAndNeverRepeat) {
+  Open({"a", "b", "c"}, 2);
+  // The uids of every chunk object held anywhere.
+  auto held = [&] {
+    std::set<uint64_t> uids;
+    for (uint32_t r = 0; r < world_->size(); ++r) {
+      ListOptions lo;
+      lo.limit = 1000;
+      auto page = M(r).store().List("c", lo);
+      if (!page.ok()) continue;  // holds none
+      EXPECT_FALSE(page->truncated);
+      for (const DirEntry& e : page->entries) uids.insert(std::strtoull(e.name.c_str(), nullptr, 16));
+    }
+    return uids;
+  };
+  std::set<uint64_t> before;
+  std::set<uint64_t> all_indexes;
+  for (int world = 0; world < 2; ++world) {
+    const uint64_t epoch = M(0).membership().epoch;
+    ASSERT_GT(epoch, 0u);
+    std::map<uint64_t, std::vector<uint64_t>> by_writer;  // index field -> counters
+    for (uint32_t w = 0; w < 3; ++w) {
+      std::set<uint64_t> had = held();
+      for (int i = 0; i < 4; ++i) {
+        ASSERT_OK(Put(w, "u/w" + std::to_string(world) + "-" + std::to_string(w) + "-" +
+                             std::to_string(i), Pattern(2 * kChunk, i)));
+      }
+      std::set<uint64_t> now = held();
+      std::vector<uint64_t> fresh;
+      for (uint64_t u : now) {
+        if (had.count(u) == 0) fresh.push_back(u);
+      }
+      ASSERT_EQ(fresh.size(), 4u) << "writer " << w;
+      for (uint64_t u : fresh) {
+        EXPECT_EQ(u >> 63, 1u) << std::hex << u;
+        EXPECT_EQ((u >> 39) & ((1u << 24) - 1), epoch) << std::hex << u;
+        EXPECT_EQ(before.count(u), 0u) << "uid " << std::hex << u << " drawn again";
+        by_writer[(u >> 27) & 0xfff].push_back(u & ((1u << 27) - 1));
+      }
+    }
+    ASSERT_EQ(by_writer.size(), 3u) << "writers share a member index";
+    for (auto& [index, counters] : by_writer) {
+      EXPECT_LT(index, 3u);
+      std::sort(counters.begin(), counters.end());
+      EXPECT_EQ(counters, (std::vector<uint64_t>{1, 2, 3, 4})) << "member index " << index;
+      all_indexes.insert(index);
+    }
+    for (uint64_t u : held()) before.insert(u);
+    ASSERT_OK(world_->Start());  // the next job on the same stores: a new epoch
+    EXPECT_GT(M(0).membership().epoch, epoch);
+  }
+  EXPECT_EQ(before.size(), 24u);
 }
 
 TEST_F(InProcWorldTest, SealRollsBackWhenAHolderDiesMidSeal) {
