@@ -5,6 +5,7 @@
 #include <cstring>
 #include <optional>
 
+#include "base/log.h"
 #include "base/task_pool.h"
 
 namespace shoal::transport {
@@ -13,8 +14,11 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// How long a delivered request's handler may run before its caller gets a Timeout.
-constexpr Clock::duration kHandlerGuard = std::chrono::minutes(10);
+// A delivered request's reply is awaited without a deadline, but every kWatch the network
+// logs a call still waiting (what it waits for), and after kWatches of them it ends the call
+// Timeout: a hang becomes a warning naming it, then an error.
+constexpr Clock::duration kWatch = std::chrono::seconds(60);
+constexpr uint32_t kWatches = 10;
 
 // SplitMix64: the fault decisions' random numbers, from (seed, link, message number).
 uint64_t Mix(uint64_t x) {
@@ -29,8 +33,21 @@ uint64_t Mix(uint64_t x) {
 struct InProcNetwork::Call {
   uint32_t from = 0;
   uint32_t to = 0;
+  uint16_t op = 0;
   Done done;
+  Timers::iterator deadline;  // in timers_ while the call is pending
+  enum class Stage : uint8_t { kSent, kQueued, kHandling } stage = Stage::kSent;
+  uint32_t watches = 0;       // kWatch periods it has waited (delivered calls)
 };
+
+std::shared_ptr<InProcNetwork::Call> InProcNetwork::Take(uint64_t id) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return nullptr;
+  std::shared_ptr<Call> c = std::move(it->second);
+  pending_.erase(it);
+  timers_.erase(c->deadline);
+  return c;
+}
 
 class InProcNetwork::Member {
  public:
@@ -185,6 +202,7 @@ void InProcNetwork::Kill(uint32_t rank) {
     Note(fmt::format("kill {}", rank));
     for (auto it = pending_.begin(); it != pending_.end();) {
       if (it->second->from == rank || it->second->to == rank) {
+        timers_.erase(it->second->deadline);
         failed.push_back(it->second);
         it = pending_.erase(it);
       } else {
@@ -205,6 +223,7 @@ void InProcNetwork::Closed(uint32_t rank) {
     MutexLock lk(&mu_);
     for (auto it = pending_.begin(); it != pending_.end();) {
       if (it->second->to == rank) {
+        timers_.erase(it->second->deadline);
         failed.push_back(it->second);
         it = pending_.erase(it);
       } else {
@@ -235,7 +254,7 @@ void InProcNetwork::AddRule(const FaultRule& rule) {
 void InProcNetwork::After(Clock::duration d, std::function<void()> fn) {
   MutexLock lk(&mu_);
   auto when = Clock::now() + d;
-  timers_.emplace(when, Timer{when, timer_seq_++, std::move(fn)});
+  timers_.emplace(when, Timer{when, timer_seq_++, std::move(fn), 0, false, {}});
   timer_cv_.notify_all();
 }
 
@@ -253,31 +272,57 @@ void InProcNetwork::TimerLoop() {
       ul.release();
       continue;
     }
-    std::function<void()> fn = std::move(first->second.fn);
+    Timer t = std::move(first->second);
     timers_.erase(first);
+    // A call's deadline ends it under the lock that Take holds: one of them ends each call.
+    std::shared_ptr<Call> expired;
+    if (t.call != 0) {
+      if (auto it = pending_.find(t.call); it != pending_.end()) {
+        Call& c = *it->second;
+        if (t.watch && ++c.watches < kWatches) {
+          Log(LogLevel::kWarn, "in-process network: op {} from member {} to member {}: no "
+              "reply after {} s ({})", c.op, c.from, c.to,
+              std::chrono::duration_cast<std::chrono::seconds>(kWatch).count() * c.watches,
+              c.stage == Call::Stage::kSent     ? "not delivered yet"
+              : c.stage == Call::Stage::kQueued ? "queued for a handler thread"
+                                                : "its handler is running");
+          const auto when = Clock::now() + kWatch;
+          t.when = when;
+          c.deadline = timers_.emplace(when, std::move(t));
+          continue;
+        }
+        expired = std::move(it->second);
+        pending_.erase(it);
+      }
+    }
     mu_.Unlock();
-    fn();
+    if (t.call == 0) t.fn();
+    else if (expired != nullptr) expired->done(t.why());
     mu_.Lock();
   }
 }
 
 void InProcNetwork::Send(uint32_t from, uint32_t to, uint16_t op, Payload payload,
                          std::chrono::milliseconds deadline, Done done) {
-  auto call = std::make_shared<Call>(Call{from, to, std::move(done)});
+  auto call = std::make_shared<Call>();
+  call->from = from;
+  call->to = to;
+  call->op = op;
+  call->done = std::move(done);
   uint64_t id = 0;
   std::optional<FaultAction> action;
   Clock::duration delay{0};
-  Status refused;
-  {
-    MutexLock lk(&mu_);
-    if (stop_ || dead_[from] || dead_[to] || members_[to] == nullptr) {
-      refused = Status::Unavailable(dead_[from] ? fmt::format("member {} is down", from)
-                                                : fmt::format("member {} is not reachable", to));
-    }
+  // One lock from the check to the registration: a member closing in between would find no
+  // call to end (Closed), and the call would wait for its deadline instead.
+  mu_.Lock();
+  if (stop_ || dead_[from] || dead_[to] || members_[to] == nullptr) {
+    Status refused = Status::Unavailable(dead_[from] ? fmt::format("member {} is down", from)
+                                                     : fmt::format("member {} is not reachable", to));
+    mu_.Unlock();
+    return call->done(refused);
   }
-  if (!refused.ok()) return call->done(refused);
+  bool lost = false;
   {
-    MutexLock lk(&mu_);
     id = next_call_++;
     pending_[id] = call;
     const uint64_t seq = link_seq_[{from, to}]++;
@@ -286,7 +331,6 @@ void InProcNetwork::Send(uint32_t from, uint32_t to, uint16_t op, Payload payloa
       if (r.target == to && r.op == op && r.nth == nth) action = r.action;
     }
     uint64_t rnd = Mix(seed_ ^ Mix((uint64_t{from} << 32 | to) ^ Mix(seq)));
-    bool lost = false;
     if (auto c = cut_.find({from, to}); c != cut_.end() && c->second) {
       Note(fmt::format("partitioned: op {} {}->{} #{}", op, from, to, seq));
       lost = true;
@@ -307,28 +351,20 @@ void InProcNetwork::Send(uint32_t from, uint32_t to, uint16_t op, Payload payloa
     }
     // Only a lost message (or one whose injected delay passes the deadline) times out at the
     // deadline; a handler's own time is not counted (see the header), so a loaded machine never
-    // turns a slow fsync into a Timeout. kHandlerGuard turns a handler that never returns into
-    // an error instead of a hang.
+    // turns a slow fsync into a Timeout. The others are watched (kWatch).
     const bool times_out = lost || action == FaultAction::kDropReply || delay >= deadline;
-    auto when = Clock::now() + (times_out ? Clock::duration(deadline)
-                                          : std::max<Clock::duration>(deadline, kHandlerGuard));
-    timers_.emplace(when, Timer{when, timer_seq_++, [this, id, op, to, times_out] {
-                                  std::shared_ptr<Call> c;
-                                  {
-                                    MutexLock lk(&mu_);
-                                    auto it = pending_.find(id);
-                                    if (it == pending_.end()) return;
-                                    c = it->second;
-                                    pending_.erase(it);
-                                  }
-                                  c->done(Status::Timeout(fmt::format(
-                                      "request op {} to member {}: {}", op, to,
-                                      times_out ? "no reply before the deadline"
-                                                : "its handler ran for 10 minutes")));
-                                }});
+    auto when = Clock::now() + (times_out ? Clock::duration(deadline) : kWatch);
+    call->deadline = timers_.emplace(
+        when, Timer{when, timer_seq_++, {}, id, !times_out, [op, to, times_out] {
+                      return Status::Timeout(fmt::format(
+                          "request op {} to member {}: {}", op, to,
+                          times_out ? "no reply before the deadline"
+                                    : "no reply in 10 minutes"));
+                    }});
     timer_cv_.notify_all();
-    if (lost) return;
   }
+  mu_.Unlock();
+  if (lost) return;
 
   auto deliver = [this, id, from, to, op, action, payload = std::move(payload)]() mutable {
     if (action == FaultAction::kKillBefore) {
@@ -339,12 +375,26 @@ void InProcNetwork::Send(uint32_t from, uint32_t to, uint16_t op, Payload payloa
       Kill(to);
       return;
     }
-    MutexLock lk(&mu_);
+    mu_.Lock();
     Member* m = dead_[to] ? nullptr : members_[to];
-    if (m == nullptr || pending_.count(id) == 0) return;
+    if (m == nullptr) {  // closed or killed while the request was on its way
+      std::shared_ptr<Call> c = Take(id);
+      mu_.Unlock();
+      if (c != nullptr) c->done(Status::Unavailable(fmt::format("member {} is not reachable", to)));
+      return;
+    }
+    if (pending_.count(id) == 0) {
+      mu_.Unlock();
+      return;
+    }
     delivered_[op]++;
     delivered_to_[{to, op}]++;
+    pending_[id]->stage = Call::Stage::kQueued;
     m->pool().Submit([this, m, id, from, to, op, action, p = std::move(payload)] {
+      {
+        MutexLock lk2(&mu_);
+        if (auto it = pending_.find(id); it != pending_.end()) it->second->stage = Call::Stage::kHandling;
+      }
       Handler h = m->handler(op);
       Reply reply = h ? h(from, p)
                       : Reply{Status::InvalidArgument(fmt::format("no handler for op {}", op)), {}};
@@ -364,14 +414,13 @@ void InProcNetwork::Send(uint32_t from, uint32_t to, uint16_t op, Payload payloa
           return;
         }
         if (dead_[to]) return;
-        auto it = pending_.find(id);
-        if (it == pending_.end()) return;
-        c = it->second;
-        pending_.erase(it);
+        c = Take(id);
+        if (c == nullptr) return;
       }
       if (reply.status.ok()) c->done(std::move(reply.payload));
       else c->done(reply.status);
     });
+    mu_.Unlock();
   };
   if (delay.count() > 0) After(delay, std::move(deliver));
   else deliver();

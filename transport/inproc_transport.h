@@ -14,7 +14,9 @@
 // Deadlines count the network's time only: a call times out at its deadline when a fault lost
 // its request or reply, or its injected delay reaches the deadline — never because its handler
 // was slow (a loaded machine's fsync), so whether a call times out depends on the faults alone.
-// A handler still running after 10 minutes ends its call Timeout instead of hanging it.
+// A call delivered but unanswered is logged as a warning every minute, naming its op, members
+// and stage (not delivered, queued, handler running), and ends Timeout after 10 minutes: a
+// hang in a test is named in its log, never silent.
 // Fault decisions are a pure function of (seed, link, message number on that link), so a test
 // that sends the same messages on each link gets the same faults whatever the thread timing; a
 // failing seed replays. trace() lists every fault applied, for the failure message.
@@ -87,17 +89,25 @@ class InProcNetwork {
  private:
   friend class InProcEndpoint;
   struct Call;
+  // A delayed delivery (fn), or the deadline of pending call `call` (why: its Timeout; watch:
+  // a delivered call's periodic check, .cc).
   struct Timer {
     std::chrono::steady_clock::time_point when;
     uint64_t seq;
     std::function<void()> fn;
+    uint64_t call = 0;
+    bool watch = false;
+    std::function<Status()> why;
   };
+  using Timers = std::multimap<std::chrono::steady_clock::time_point, Timer>;
   // Routes one request from `from` (see the .cc for the order of checks).
   void Send(uint32_t from, uint32_t to, uint16_t op, Payload payload,
             std::chrono::milliseconds deadline, Done done);
   void After(std::chrono::steady_clock::duration d, std::function<void()> fn) EXCLUDES(mu_);
   void TimerLoop();
   void Note(std::string what) REQUIRES(mu_);
+  // Removes call `id` from pending_ and cancels its deadline; null when it already ended.
+  std::shared_ptr<Call> Take(uint64_t id) REQUIRES(mu_);
   // An endpoint closed: calls waiting for its reply end Unavailable at once.
   void Closed(uint32_t rank) EXCLUDES(mu_);
 
@@ -119,7 +129,7 @@ class InProcNetwork {
   // Calls not finished yet, by id: finished by the reply, the deadline or a kill.
   std::map<uint64_t, std::shared_ptr<Call>> pending_ GUARDED_BY(mu_);
   uint64_t next_call_ GUARDED_BY(mu_) = 1;
-  std::multimap<std::chrono::steady_clock::time_point, Timer> timers_ GUARDED_BY(mu_);
+  Timers timers_ GUARDED_BY(mu_);
   uint64_t timer_seq_ GUARDED_BY(mu_) = 0;
   bool stop_ GUARDED_BY(mu_) = false;
   std::thread timer_thread_;

@@ -523,7 +523,9 @@ TEST_P(EngineTest, ASealThatFindsTheMetadataMapFullSealsNothingAndLosesNothing) 
   ASSERT_OK(e);
   engine_ = std::move(e).value();
   EXPECT_EQ(ReadAll(failed), data);
-  if (!striped.empty()) EXPECT_EQ(ReadAll(striped.back()), data);
+  if (!striped.empty()) {
+    EXPECT_EQ(ReadAll(striped.back()), data);
+  }
   EXPECT_CODE(engine_->Stat(inline_paths[0]), kNotFound);
 }
 
