@@ -114,21 +114,18 @@ void Cluster::PauseBackground(std::chrono::duration<double> d) {
 
 void Cluster::ForEachLocalChunkObject(const std::function<void(uint64_t uid,
                                                                const ObjectInfo&)>& fn) {
-  ListOptions lo;
-  lo.limit = 1000;
+  std::string after;
   for (;;) {
-    auto page = store_->List("c", lo);
-    if (!page.ok()) return;  // none yet (NotFound), or an error the next scan meets again
+    auto page = store_->ListChunkObjects(after, 1000);
+    if (!page.ok()) return;  // an error the next scan meets again
     for (const DirEntry& e : page->entries) {
       if (bg_stop_.load()) return;
-      const std::string name = "c/" + e.name;
-      if (e.is_dir || !IsChunkObjectName(name)) continue;
-      auto info = store_->Stat(name);
-      if (!info.ok()) continue;  // being written, or removed meanwhile
+      auto info = store_->Stat("c/" + e.name);
+      if (!info.ok()) continue;  // removed meanwhile
       fn(std::strtoull(e.name.c_str(), nullptr, 16), *info);
     }
     if (!page->truncated) return;
-    lo.start_after = page->next_start_after;
+    after = page->next_start_after;
   }
 }
 

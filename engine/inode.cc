@@ -14,6 +14,17 @@ constexpr uint8_t kFlagInline = 1;
 constexpr uint8_t kFlagStriped = 2;
 constexpr uint32_t kMaxLayout = 1u << 20;
 constexpr size_t kExtentBytes = 4 + 8 + 4 + 4;
+constexpr size_t kMaxOrigin = 64 << 10;  // "<epoch> <path>": paths are far shorter
+
+// The optional origin tail of a local record: nothing, or one non-empty prefixed string that
+// ends the record.
+bool ReadOrigin(ByteReader& r, std::string* origin) {
+  if (r.done()) return true;
+  std::span<const std::byte> o;
+  if (!r.Prefixed(kMaxOrigin, &o) || o.empty() || !r.done()) return false;
+  *origin = std::string(AsChars(o));
+  return true;
+}
 
 }  // namespace
 
@@ -49,6 +60,7 @@ std::string EncodeInode(const Inode& inode) {
   if (inode.is_inline) {
     w.Put<uint32_t>(inode.inline_crc);
     w.Raw(inode.inline_data);
+    if (!inode.origin.empty()) w.Prefixed(inode.origin);  // optional tail
   } else if (inode.is_striped) {
     w.Put<uint64_t>(inode.uid);
     w.Put<uint32_t>(inode.replicas);
@@ -78,6 +90,7 @@ std::string EncodeInode(const Inode& inode) {
       w.Put<uint32_t>(e.length);
       w.Put<uint32_t>(e.crc);
     }
+    if (!inode.origin.empty()) w.Prefixed(inode.origin);  // optional tail
   }
   return w.TakeString();
 }
@@ -102,10 +115,11 @@ Result<Inode> DecodeInode(std::string_view bytes, std::string_view path) {
   if (n.is_inline) {
     std::span<const std::byte> data;
     if (!r.Get(&n.inline_crc)) return bad("truncated inline record");
-    if (r.left() != n.size || !r.Raw(n.size, &data)) {
+    if (r.left() < n.size || !r.Raw(n.size, &data)) {
       return bad("inline data length differs from size");
     }
     n.inline_data = std::string(AsChars(data));
+    if (!ReadOrigin(r, &n.origin)) return bad("trailing bytes after the inline data");
     return n;
   }
   if (flags == kFlagStriped) {
@@ -150,7 +164,7 @@ Result<Inode> DecodeInode(std::string_view bytes, std::string_view path) {
   uint64_t count = 0;
   if (!r.Get(&count)) return bad("truncated chunk count");
   if (count != n.NumChunks()) return bad(fmt::format("{} chunks for size {}", count, n.size));
-  if (r.left() != count * kExtentBytes) return bad("chunk table length");
+  if (count > r.left() / kExtentBytes) return bad("chunk table length");
   n.chunks.resize(count);
   for (uint64_t i = 0; i < count; ++i) {
     Extent& e = n.chunks[i];
@@ -161,6 +175,7 @@ Result<Inode> DecodeInode(std::string_view bytes, std::string_view path) {
     if (e.length != n.ChunkLength(i)) return bad(fmt::format("chunk {} length {}", i, e.length));
     if (!e.is_hole() && e.offset % 4096 != 0) return bad(fmt::format("chunk {} misaligned", i));
   }
+  if (!ReadOrigin(r, &n.origin)) return bad("trailing bytes after the chunk table");
   return n;
 }
 

@@ -40,6 +40,9 @@ struct Inode {
   uint32_t inline_crc = 0;
   std::string inline_data;     // when is_inline
   std::vector<Extent> chunks;  // when local (neither inline nor striped): NumChunks() entries
+  // A local object's origin (MetaStore::InsertObject): the world path a chunk holder's object
+  // belongs to; empty when none. Encoded after the chunk table (or inline data) when set.
+  std::string origin;
 
   // Striped over a world (engine/cluster.h): chunk i's replicas live on the members
   // Placement(layout).ChunkHolders(uid, i, replicas); `written` has bit i set when chunk i holds

@@ -19,6 +19,7 @@
 #include "engine/lmdb_check.h"
 #include "engine/lmdb_txn.h"
 #include "engine/path.h"
+#include "engine/store_layout.h"
 
 namespace shoal::engine {
 namespace {
@@ -76,6 +77,7 @@ struct MetaStore::Request {
 
 Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, uint64_t map_size) {
   std::unique_ptr<MetaStore> m(new MetaStore());
+  m->flat_chunk_objects_ = true;  // the local keyspace (OpenKeyspace's are not)
   SHOAL_RETURN_IF_ERROR(m->Init(dir, map_size));
   return m;
 }
@@ -368,11 +370,16 @@ Result<Inode> MetaStore::GetInode(std::string_view path) {
   return DecodeInode(v, path);
 }
 
+bool MetaStore::Flat(std::string_view path) const {
+  return flat_chunk_objects_ && IsChunkObjectName(path);
+}
+
 Status MetaStore::CheckCreatableTxn(MDB_txn* txn, std::string_view path) {
   std::string_view v;
   Status s = Get(txn, inodes_, PathKey(path), &v);
   if (s.ok()) return Status::AlreadyExists(fmt::format("object \"{}\" exists", path));
   if (!s.IsNotFound()) return s;
+  if (Flat(path)) return Status::OK();  // no directory entries, so none in the way
   auto [parent, name] = SplitParent(path);
   s = Get(txn, dirents_, DirentKey(parent, name), &v);
   if (s.ok()) return Status::AlreadyExists(fmt::format("\"{}\" is a directory", path));
@@ -400,7 +407,12 @@ Status MetaStore::CheckCreatable(std::string_view path) {
 Status MetaStore::InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode,
                             std::string_view origin) {
   SHOAL_RETURN_IF_ERROR(CheckCreatableTxn(txn, path));
-  if (!origin.empty()) SHOAL_RETURN_IF_ERROR(Put(txn, origins_, PathKey(path), origin));
+  if (!origin.empty()) {
+    if (inode->is_striped) {
+      return Status::InvalidArgument(fmt::format("an origin for \"{}\", not a local object", path));
+    }
+    inode->origin = std::string(origin);
+  }
   // The id: the committing transaction's LMDB id and the insert's place in it, above every id
   // of the counter record ("next_id") that format-3 stores kept, whose update put one more
   // page in every commit. Unique in the environment and increasing across reopens.
@@ -418,6 +430,7 @@ Status MetaStore::InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode,
     SHOAL_RETURN_IF_ERROR(Put(txn, extents_, ExtentKey(e.segment, e.offset),
                               std::string_view(reinterpret_cast<char*>(&disk), 4)));
   }
+  if (Flat(path)) return Status::OK();
   // The entry in its parent, then one more entry in each directory created on the way up.
   auto [parent, name] = SplitParent(path);
   SHOAL_RETURN_IF_ERROR(Put(txn, dirents_, DirentKey(parent, name),
@@ -451,13 +464,9 @@ Status MetaStore::InsertObject(std::string_view path, Inode* inode, std::string_
 }
 
 Result<std::string> MetaStore::GetOrigin(std::string_view path) {
-  ReadTxn txn(env_);
-  SHOAL_RETURN_IF_ERROR(txn.status());
-  std::string_view v;
-  Status s = Get(txn.get(), origins_, PathKey(path), &v);
-  if (s.IsNotFound()) return Status::NotFound(fmt::format("no origin of \"{}\"", path));
-  SHOAL_RETURN_IF_ERROR(s);
-  return std::string(v);
+  SHOAL_ASSIGN_OR_RETURN(Inode inode, GetInode(path));
+  if (inode.origin.empty()) return Status::NotFound(fmt::format("no origin of \"{}\"", path));
+  return std::move(inode.origin);
 }
 
 Status MetaStore::RemoveTxn(MDB_txn* txn, std::string_view path, Inode* removed) {
@@ -467,10 +476,10 @@ Status MetaStore::RemoveTxn(MDB_txn* txn, std::string_view path, Inode* removed)
   SHOAL_RETURN_IF_ERROR(s);
   SHOAL_ASSIGN_OR_RETURN(*removed, DecodeInode(v, path));
   SHOAL_RETURN_IF_ERROR(Del(txn, inodes_, PathKey(path)));
-  if (Status o = Del(txn, origins_, PathKey(path)); !o.ok() && !o.IsNotFound()) return o;
   for (const Extent& e : removed->chunks) {
     if (!e.is_hole()) SHOAL_RETURN_IF_ERROR(Del(txn, extents_, ExtentKey(e.segment, e.offset)));
   }
+  if (Flat(path)) return Status::OK();
   auto [parent, name] = SplitParent(path);
   SHOAL_RETURN_IF_ERROR(Del(txn, dirents_, DirentKey(parent, name)));
   std::string_view child = parent;
@@ -551,6 +560,136 @@ Result<ListPage> MetaStore::List(std::string_view dir, const ListOptions& option
   SHOAL_RETURN_IF_ERROR(s);
   if (rc != 0 && rc != MDB_NOTFOUND) return LmdbStatus(rc, "list");
   return page;
+}
+
+Result<ListPage> MetaStore::ListChunkObjects(std::string_view start_after, uint32_t limit) {
+  if (limit == 0 || limit > 1000000) {
+    return Status::InvalidArgument(fmt::format("list limit {} not in 1..1000000", limit));
+  }
+  ReadTxn txn(env_);
+  SHOAL_RETURN_IF_ERROR(txn.status());
+  // Chunk object names are short (PathKey is the name) and sort by uid.
+  const std::string prefix = "c/";
+  const std::string start = prefix + std::string(start_after);
+  MDB_cursor* cur = nullptr;
+  int rc = mdb_cursor_open(txn.get(), inodes_, &cur);
+  if (rc != 0) return LmdbStatus(rc, "cursor");
+  ListPage page;
+  MDB_val k = Val(start), v{};
+  rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  Status s;
+  while (rc == 0) {
+    if (Status c = CheckValue(txn.get(), k); !c.ok() || !(c = CheckValue(txn.get(), v)).ok()) {
+      s = c;
+      break;
+    }
+    const std::string_view key = View(k);
+    if (key.substr(0, prefix.size()) != prefix) break;
+    const std::string_view name = key.substr(prefix.size());
+    if (!IsChunkObjectName(key) || (!start_after.empty() && name == start_after)) {
+      rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+      continue;
+    }
+    if (page.entries.size() == limit) {
+      page.truncated = true;
+      page.next_start_after = page.entries.back().name;
+      break;
+    }
+    auto inode = DecodeInode(View(v), key);
+    if (!inode.ok()) {
+      s = inode.status();
+      break;
+    }
+    page.entries.push_back(DirEntry{std::string(name), false, inode->size});
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  }
+  mdb_cursor_close(cur);
+  SHOAL_RETURN_IF_ERROR(s);
+  if (rc != 0 && rc != MDB_NOTFOUND) return LmdbStatus(rc, "list chunk objects");
+  return page;
+}
+
+Result<uint64_t> MetaStore::FlattenChunkObjects() {
+  constexpr uint64_t kBatch = 10000;
+  uint64_t changed = 0;
+  // 1. Origins into their inodes, kBatch at a time (each batch deletes what it moved).
+  for (bool more = true; more;) {
+    uint64_t n = 0;
+    SHOAL_RETURN_IF_ERROR(RunWrite([&](MDB_txn* txn) -> Status {
+      n = 0;
+      MDB_cursor* cur = nullptr;
+      int rc = mdb_cursor_open(txn, origins_, &cur);
+      if (rc != 0) return LmdbStatus(rc, "cursor");
+      std::vector<std::pair<std::string, std::string>> moved;
+      MDB_val k{}, v{};
+      for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && moved.size() < kBatch;
+           rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        moved.emplace_back(std::string(View(k)), std::string(View(v)));
+      }
+      mdb_cursor_close(cur);
+      if (rc != 0 && rc != MDB_NOTFOUND) return LmdbStatus(rc, "origins");
+      for (const auto& [key, origin] : moved) {
+        std::string_view iv;
+        Status g = Get(txn, inodes_, key, &iv);
+        if (g.ok()) {
+          SHOAL_ASSIGN_OR_RETURN(Inode inode, DecodeInode(iv, key));
+          if (!inode.is_striped && !origin.empty()) {
+            inode.origin = origin;
+            SHOAL_RETURN_IF_ERROR(Put(txn, inodes_, key, EncodeInode(inode)));
+          }
+        } else if (!g.IsNotFound()) {
+          return g;  // an origin whose object is gone is only dropped
+        }
+        SHOAL_RETURN_IF_ERROR(Del(txn, origins_, key));
+      }
+      n = moved.size();
+      return Status::OK();
+    }));
+    changed += n;
+    more = n == kBatch;
+  }
+  // 2. The chunk objects' directory entries ("c" '\0' <uid>), then the entry of "c" itself once
+  //    nothing else is in it (in the world layout nothing else ever is).
+  const std::string prefix = PathKey("c") + '\0';
+  for (bool more = true; more;) {
+    uint64_t n = 0;
+    SHOAL_RETURN_IF_ERROR(RunWrite([&](MDB_txn* txn) -> Status {
+      n = 0;
+      MDB_cursor* cur = nullptr;
+      int rc = mdb_cursor_open(txn, dirents_, &cur);
+      if (rc != 0) return LmdbStatus(rc, "cursor");
+      std::vector<std::string> keys;
+      MDB_val k = Val(prefix), v{};
+      bool others = false;
+      for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && keys.size() < kBatch;
+           rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const std::string_view key = View(k);
+        if (key.substr(0, prefix.size()) != prefix) break;
+        if (IsChunkObjectName("c/" + std::string(key.substr(prefix.size())))) {
+          keys.emplace_back(key);
+        } else {
+          others = true;
+        }
+      }
+      mdb_cursor_close(cur);
+      if (rc != 0 && rc != MDB_NOTFOUND) return LmdbStatus(rc, "dirents");
+      for (const std::string& key : keys) SHOAL_RETURN_IF_ERROR(Del(txn, dirents_, key));
+      n = keys.size();
+      const std::string dir_key = DirentKey("", "c");
+      std::string_view dv;
+      Status g = Get(txn, dirents_, dir_key, &dv);
+      if (g.IsNotFound()) return Status::OK();
+      SHOAL_RETURN_IF_ERROR(g);
+      SHOAL_ASSIGN_OR_RETURN(Dirent d, DecodeDirent(dv));
+      if (!d.is_dir) return Status::OK();
+      d.size = d.size > n ? d.size - n : 0;
+      if (d.size == 0 && !others) return Del(txn, dirents_, dir_key);
+      return Put(txn, dirents_, dir_key, EncodeDirent(d));
+    }));
+    changed += n;
+    more = n == kBatch;
+  }
+  return changed;
 }
 
 Status MetaStore::ForEachExtent(

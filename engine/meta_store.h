@@ -11,7 +11,11 @@
 //   extents  u32 segment BE, u64 offset BE    -> u32 disk bytes   (every live chunk on disk)
 //   meta     "format", "member_id", "membership" (engine/membership.h); format-3 stores also
 //            have "next_id" (no longer read: inode ids come from the transaction, InsertTxn)
-//   origins  PathKey(path)                    -> the world path a local chunk object belongs to
+//   origins  stores before format 5 only: a local chunk object's origin, now in its inode
+//            (Inode::origin), moved there by FlattenChunkObjects
+// In the local keyspace, chunk objects ("c/<uid>", engine/store_layout.h) have no directory
+// entries: a seal touches only their inode and extents, and ListChunkObjects pages through their
+// inodes. Every other name, and every name of a shard keyspace, has the directory entries below.
 // The world's shard keyspace versions its records (engine/meta_shards.cc):
 //   shardidx u16 shard BE, PathKey(path)      -> u64 version, u8 tombstone, path
 //   shardsum u16 shard BE                     -> u64 count, u64 hash, u64 tombstones
@@ -98,6 +102,14 @@ class MetaStore {
                       const TxnFn& also = {});
   // The origin recorded with `path`; NotFound when none.
   Result<std::string> GetOrigin(std::string_view path);
+  // Up to `limit` chunk objects ("c/<uid>") of the local keyspace after `start_after` (a name
+  // below "c", as List gives them), in name order, with their sizes.
+  Result<ListPage> ListChunkObjects(std::string_view start_after, uint32_t limit);
+  // The local keyspace of a store before format 5 into this format: origins into their
+  // inodes, chunk objects' directory entries removed. In transactions of bounded size, each
+  // complete on its own: a crash in the middle leaves a keyspace this call finishes later.
+  // Returns how many records it changed.
+  Result<uint64_t> FlattenChunkObjects();
   // Deletes a sealed object; returns its inode (whose extents the caller frees).
   Result<Inode> RemoveObject(std::string_view path);
 
@@ -177,6 +189,8 @@ class MetaStore {
   Status Import(const std::string& dir);
   Status RunWrite(TxnFn fn);  // group commit (the environment owner's)
   Status CheckCreatableTxn(MDB_txn* txn, std::string_view path);
+  // A chunk object of the local keyspace: kept out of the directory tables.
+  bool Flat(std::string_view path) const;
   // The bodies of InsertObject / RemoveObject inside a write transaction.
   Status InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode,
                    std::string_view origin = {});
@@ -191,6 +205,7 @@ class MetaStore {
   std::string dir_;  // set once opened: a clean close stamps the file as verified
   MDB_env* env_ = nullptr;
   MetaStore* owner_ = this;  // the keyspace owning env_ and its group commit
+  bool flat_chunk_objects_ = false;  // the local keyspace (Open), not a shard's (OpenKeyspace)
   MDB_dbi inodes_ = 0, dirents_ = 0, extents_ = 0, meta_ = 0, shardidx_ = 0, shardsum_ = 0,
           origins_ = 0;
   std::string member_id_;

@@ -180,6 +180,13 @@ Status ObjectStore::AdoptOlderFormat(const std::string& dir, bool existed) {
       }
     }
   }
+  if (existed) {
+    SHOAL_ASSIGN_OR_RETURN(uint64_t changed, meta_->FlattenChunkObjects());
+    if (changed != 0) {
+      Log(LogLevel::kInfo, "store {}: {} chunk object record(s) brought to format {}", dir, changed,
+          kStoreFormat);
+    }
+  }
   return WriteStoreFormat(dir);
 }
 

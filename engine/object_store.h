@@ -44,6 +44,11 @@ class ObjectStore final : public ObjectApi {
   // object is not sealed (only Abort remains).
   Status SealWithOrigin(std::string_view path, std::string_view origin,
                         const MetaStore::TxnFn& also = {});
+  // The chunk objects ("c/<uid>") this store holds: names below "c", a page at a time
+  // (MetaStore::ListChunkObjects; they have no directory entries).
+  Result<ListPage> ListChunkObjects(std::string_view start_after, uint32_t limit) {
+    return meta_->ListChunkObjects(start_after, limit);
+  }
   Result<std::string> OriginOf(std::string_view path) { return meta_->GetOrigin(path); }
   Status Abort(std::string_view path) override;
   Status ReadBatch(std::span<ReadRequest> requests) override;

@@ -15,7 +15,11 @@
 //                               to ring.imported first)
 //   local object "c/<uid>"      the chunks this member holds of world object <uid> (16 hex)
 //
-// Format 4 (this version): one LMDB environment per store, so a seal whose chunk holder and
+// Format 5 (this version): chunk objects have no directory entries in the local keyspace and
+// their origin is in their inode (no "origins" database): a seal dirties two LMDB trees of the
+// chunk holder's, not four. Older local keyspaces are brought to it at Open
+// (MetaStore::FlattenChunkObjects).
+// Format 4: one LMDB environment per store, so a seal whose chunk holder and
 // metadata owner are one member commits once (a world of one: one fsync per seal, as before the
 // world layout), and every other metadata write shares one group commit.
 // Format 3: the ring's records are versioned, with tombstones, a shard index and
@@ -37,7 +41,7 @@
 
 namespace shoal::engine {
 
-inline constexpr uint32_t kStoreFormat = 4;
+inline constexpr uint32_t kStoreFormat = 5;
 
 inline constexpr std::string_view kFormatFile = "FORMAT";
 inline constexpr std::string_view kLockFile = "LOCK";

@@ -335,7 +335,8 @@ TEST_F(MembershipWorld, LookupsAndWritesAreServedWhileMetadataMovesAndAfter) {
 
 // The number of chunk objects store `r`'s member holds (its local objects "c/<uid>").
 size_t LocalChunkObjects(engine::Cluster& c) {
-  auto page = c.store().List("c", ListOptions{"", 100000});
+  auto page = c.store().ListChunkObjects("", 100000);
+  EXPECT_OK(page);
   return page.ok() ? page->entries.size() : 0;
 }
 

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -898,6 +899,113 @@ TEST(MetaStore, AShardOfItsOwnEnvironmentIsImportedOnceThenRemoved) {
   ASSERT_OK(again);
   EXPECT_FALSE(std::filesystem::exists(old_dir + ".imported"));
   EXPECT_EQ(*(*again)->Summaries(8), sums);
+}
+
+// Chunk objects of the local keyspace have no directory entries and keep their origin in
+// their inode (format 5); FlattenChunkObjects brings a keyspace of the layout before (origins
+// in their own database, "c" and "c/<uid>" entries) to it, in batches (12,000 objects: more
+// than one), and a second run finds nothing to do. Other local objects keep their entries.
+TEST(MetaStore, ChunkObjectsAreFlatAndAnOlderKeyspaceIsFlattenedInBatches) {
+  testing::TempDir tmp;
+  const std::string dir = tmp.Sub("meta");
+  constexpr int kObjects = 12000;
+  auto name = [](int i) { return fmt::format("c/{:016x}", 0x8000000000000000ull + i); };
+  auto origin = [](int i) { return fmt::format("{:016x} user/{}", 7, i); };
+  {
+    auto m = OpenStore(dir, 256ull << 20);
+    ASSERT_NE(m, nullptr);
+    Inode user = LocalInode(0, 0, 4096);
+    ASSERT_OK(m->InsertObject("u/x", &user));
+    for (int i = 0; i < kObjects; ++i) {
+      Inode n = LocalInode(1, uint64_t{4096} * i, 4096);
+      ASSERT_OK(m->InsertObject(name(i), &n, origin(i)));
+    }
+    // Format 5: no directory entry for a chunk object, its origin in the inode.
+    auto top = m->List("", {});
+    ASSERT_OK(top);
+    ASSERT_EQ(top->entries.size(), 1u);
+    EXPECT_EQ(top->entries[0].name, "u");
+    auto o = m->GetOrigin(name(5));
+    ASSERT_OK(o);
+    EXPECT_EQ(*o, origin(5));
+    EXPECT_CODE(m->GetOrigin("u/x"), kNotFound);
+  }
+  // Put the keyspace back into the layout before, with raw LMDB.
+  {
+    MDB_env* env = nullptr;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 16);
+    mdb_env_set_mapsize(env, 256ull << 20);
+    ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0600), 0);
+    MDB_txn* txn = nullptr;
+    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    MDB_dbi inodes = 0, origins = 0, dirents = 0;
+    ASSERT_EQ(mdb_dbi_open(txn, "inodes", 0, &inodes), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "origins", MDB_CREATE, &origins), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "dirents", 0, &dirents), 0);
+    auto put = [&](MDB_dbi db, const std::string& k, const std::string& v) {
+      MDB_val kv{k.size(), const_cast<char*>(k.data())}, vv{v.size(), const_cast<char*>(v.data())};
+      ASSERT_EQ(mdb_put(txn, db, &kv, &vv, 0), 0);
+    };
+    for (int i = 0; i < kObjects; ++i) {
+      Inode bare = LocalInode(1, uint64_t{4096} * i, 4096);
+      put(inodes, name(i), EncodeInode(bare));
+      put(origins, name(i), origin(i));
+      std::string dk("c");
+      dk.push_back('\0');
+      dk += name(i).substr(2);
+      std::string dv(9, '\0');
+      const uint64_t size = 4096;
+      std::memcpy(dv.data() + 1, &size, 8);
+      put(dirents, dk, dv);
+    }
+    std::string ck("\0c", 2), cv(9, '\0');
+    cv[0] = 1;
+    const uint64_t count = kObjects;
+    std::memcpy(cv.data() + 1, &count, 8);
+    put(dirents, ck, cv);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+  }
+  auto m = OpenStore(dir, 256ull << 20);
+  ASSERT_NE(m, nullptr);
+  EXPECT_CODE(m->GetOrigin(name(5)), kNotFound);  // still in the old database
+  auto changed = m->FlattenChunkObjects();
+  ASSERT_OK(changed);
+  EXPECT_EQ(*changed, 2u * kObjects);  // every origin moved, every entry removed
+  auto again = m->FlattenChunkObjects();
+  ASSERT_OK(again);
+  EXPECT_EQ(*again, 0u);
+  for (int i : {0, 5, kObjects - 1}) {
+    auto o = m->GetOrigin(name(i));
+    ASSERT_OK(o);
+    EXPECT_EQ(*o, origin(i));
+  }
+  auto top = m->List("", {});
+  ASSERT_OK(top);
+  ASSERT_EQ(top->entries.size(), 1u);
+  EXPECT_EQ(top->entries[0].name, "u");
+  // Every chunk object is listed from the inodes, in pages.
+  std::string after;
+  int listed = 0;
+  for (;;) {
+    auto page = m->ListChunkObjects(after, 5000);
+    ASSERT_OK(page);
+    for (const DirEntry& e : page->entries) {
+      ASSERT_EQ("c/" + e.name, name(listed)) << listed;
+      EXPECT_EQ(e.size, 4096u);
+      listed++;
+    }
+    if (!page->truncated) break;
+    after = page->next_start_after;
+  }
+  EXPECT_EQ(listed, kObjects);
+  // Removing one frees its extent and leaves no entry behind.
+  ASSERT_OK(m->RemoveObject(name(3)));
+  EXPECT_CODE(m->GetInode(name(3)), kNotFound);
+  auto page = m->ListChunkObjects("", 10);
+  ASSERT_OK(page);
+  EXPECT_EQ("c/" + page->entries[3].name, name(4));
 }
 
 }  // namespace

@@ -15,7 +15,10 @@
 
 #include <lmdb.h>
 
+#include "engine/inode.h"
+#include "engine/lmdb_txn.h"
 #include "engine/object_store.h"
+#include "engine/store_layout.h"
 #include "tests/test_util.h"
 
 namespace shoal {
@@ -28,8 +31,9 @@ constexpr uint32_t kChunk = testing::kTestChunk;
 
 // Turns a store of this format back into format 3's layout, as a shoal of that format wrote
 // it: the shard keyspace's databases ("ring.<name>" in meta/) moved into an LMDB environment of
-// their own in ring/ (named "<name>"), FORMAT 3. Raw LMDB, so nothing of the code under test
-// writes it.
+// their own in ring/ (named "<name>"); the local chunk objects' origins moved out of their
+// inodes into the "origins" database, and directory entries for them ("c", "c/<uid>"); FORMAT
+// 3. Raw LMDB (and the inode codec), so nothing of the code under test writes it.
 void DowngradeToFormat3(const std::string& store) {
   auto check = [](int rc, const char* what) { ASSERT_EQ(rc, 0) << what << ": " << mdb_strerror(rc); };
   std::filesystem::create_directory(store + "/ring");
@@ -57,6 +61,45 @@ void DowngradeToFormat3(const std::string& store) {
     mdb_cursor_close(cur);
     check(mdb_drop(rt, src, 1), "drop");
   }
+  // The local keyspace as formats 1-4 kept it.
+  MDB_dbi inodes = 0, origins = 0, dirents = 0;
+  check(mdb_dbi_open(rt, "inodes", 0, &inodes), "inodes");
+  check(mdb_dbi_open(rt, "origins", MDB_CREATE, &origins), "origins");
+  check(mdb_dbi_open(rt, "dirents", MDB_CREATE, &dirents), "dirents");
+  std::vector<std::pair<std::string, std::string>> objects;
+  {
+    MDB_cursor* cur = nullptr;
+    check(mdb_cursor_open(rt, inodes, &cur), "cursor");
+    MDB_val k{}, v{};
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      objects.emplace_back(std::string(static_cast<char*>(k.mv_data), k.mv_size),
+                           std::string(static_cast<char*>(v.mv_data), v.mv_size));
+    }
+    mdb_cursor_close(cur);
+  }
+  uint64_t chunk_objects = 0;
+  for (auto& [key, value] : objects) {
+    if (!engine::IsChunkObjectName(key)) continue;
+    auto inode = engine::DecodeInode(value, key);
+    ASSERT_TRUE(inode.ok()) << inode.status();
+    ASSERT_FALSE(inode->origin.empty()) << key;
+    MDB_val ok = {key.size(), key.data()}, ov = {inode->origin.size(), inode->origin.data()};
+    check(mdb_put(rt, origins, &ok, &ov, 0), "put origin");
+    inode->origin.clear();
+    std::string bare = engine::EncodeInode(*inode);
+    MDB_val iv = {bare.size(), bare.data()};
+    check(mdb_put(rt, inodes, &ok, &iv, 0), "put inode");
+    std::string dk = engine::lmdb::DirentKey("c", key.substr(2)),
+                dv = engine::lmdb::EncodeDirent(engine::lmdb::Dirent{false, inode->size});
+    MDB_val dkv = {dk.size(), dk.data()}, dvv = {dv.size(), dv.data()};
+    check(mdb_put(rt, dirents, &dkv, &dvv, 0), "put dirent");
+    chunk_objects++;
+  }
+  ASSERT_GT(chunk_objects, 0u);
+  std::string ck = engine::lmdb::DirentKey("", "c"), cv = engine::lmdb::EncodeDirent(engine::lmdb::Dirent{true, chunk_objects});
+  MDB_val ckv = {ck.size(), ck.data()}, cvv = {cv.size(), cv.data()};
+  check(mdb_put(rt, dirents, &ckv, &cvv, 0), "put dirent");
   check(mdb_txn_commit(wt), "commit");
   check(mdb_txn_commit(rt), "commit");
   mdb_env_close(from);
@@ -416,7 +459,7 @@ TEST_P(EngineTest, StoreFormatsOlderOrNewerAreAdoptedOrRefusedNeverMisread) {
   engine_.reset();
   EXPECT_TRUE(std::filesystem::exists(store + "/FORMAT"));  // stamped again
   // A newer format: refused, and the store is left as it is.
-  { std::ofstream(store + "/FORMAT") << "shoal-store 5\n"; }
+  { std::ofstream(store + "/FORMAT") << "shoal-store " << engine::kStoreFormat + 1 << "\n"; }
   auto newer = Engine::Open(MakeOptions());
   EXPECT_CODE(newer, kFailedPrecondition);
   // Format 1 written by a one-rank job (user paths in meta/): refused with the reason.
@@ -461,7 +504,7 @@ TEST_P(EngineTest, AFormat3StoreIsUpgradedWithEverythingInIt) {
   std::ifstream format(store + "/FORMAT");
   std::string line;
   std::getline(format, line);
-  EXPECT_EQ(line, "shoal-store 4");
+  EXPECT_EQ(line, "shoal-store " + std::to_string(engine::kStoreFormat));
   // New objects and removes work, and a reopen (nothing to import) keeps them.
   ASSERT_OK(engine_->Put("keep/new", "after"));
   ASSERT_OK(engine_->Remove("keep/small"));
@@ -469,6 +512,20 @@ TEST_P(EngineTest, AFormat3StoreIsUpgradedWithEverythingInIt) {
   EXPECT_EQ(ReadAll("keep/big"), big);
   ASSERT_OK(engine_->Stat("keep/new"));
   EXPECT_CODE(engine_->Stat("keep/small"), kNotFound);
+  // The local keyspace is format 5's: chunk objects without directory entries, listed from
+  // their inodes, each with its origin (the world path it belongs to).
+  engine_.reset();
+  auto local = engine::ObjectStore::Open(MakeOptions());
+  ASSERT_OK(local);
+  auto top = (*local)->List("", {});
+  ASSERT_OK(top);
+  EXPECT_TRUE(top->entries.empty()) << top->entries[0].name;
+  auto chunk_objects = (*local)->ListChunkObjects("", 100);
+  ASSERT_OK(chunk_objects);
+  ASSERT_EQ(chunk_objects->entries.size(), 1u);  // keep/big's
+  auto origin = (*local)->OriginOf("c/" + chunk_objects->entries[0].name);
+  ASSERT_OK(origin);
+  EXPECT_NE(origin->find("keep/big"), std::string::npos) << *origin;
 }
 
 // A world of one seals a striped object's chunks and its record in one LMDB transaction: when
