@@ -109,7 +109,8 @@ bool SameInode(const Inode& a, const Inode& b) {
          std::equal(a.chunks.begin(), a.chunks.end(), b.chunks.begin(), b.chunks.end(),
                     SameExtent) &&
          a.is_striped == b.is_striped && a.uid == b.uid && a.replicas == b.replicas &&
-         a.layout == b.layout && a.written == b.written && a.home == b.home && a.copies == b.copies;
+         a.layout == b.layout && a.written == b.written && a.home == b.home && a.copies == b.copies &&
+         a.origin == b.origin;
 }
 
 // What a reader of an accepted inode relies on: its chunks cover exactly `size` bytes, and every
@@ -200,6 +201,12 @@ std::vector<std::string> InodeSeeds() {
   Inode copies = striped;  // rotating, with one repaired copy
   copies.copies = {{0, striped.layout[1], 5}};
   inodes.push_back(copies);
+  Inode held = local;  // a chunk holder's object, with its origin (format 5)
+  held.origin = "0000000000000003 data/shard-00017";
+  inodes.push_back(held);
+  Inode small = in;  // an inline chunk object with its origin
+  small.origin = "0000000000000004 x";
+  inodes.push_back(small);
   std::vector<std::string> seeds;
   for (const Inode& n : inodes) seeds.push_back(engine::EncodeInode(n));
   return seeds;
