@@ -168,8 +168,7 @@ Result<Inode> Cluster::LookupInode(std::string_view path) {
   std::vector<uint32_t> owners = Writers(path);
   const uint32_t me = world_->rank();
   std::stable_partition(owners.begin(), owners.end(), [&](uint32_t r) { return r == me; });
-  Status last = Status::Unavailable(
-      fmt::format("no live member holds the metadata of \"{}\"", path));
+  Status last;  // the last failure other than NotFound (its message is made only if needed)
   bool not_found = false;
   for (uint32_t owner : owners) {
     if (!Reachable(owner)) continue;
@@ -185,6 +184,9 @@ Result<Inode> Cluster::LookupInode(std::string_view path) {
     }
   }
   if (not_found) return Status::NotFound(fmt::format("no object \"{}\"", path));
+  if (last.ok()) {
+    return Status::Unavailable(fmt::format("no live member holds the metadata of \"{}\"", path));
+  }
   return last;
 }
 
@@ -349,7 +351,7 @@ Status Cluster::Seal(std::string_view path) {
   if (inode.is_striped && holders.size() == 1 && holders[0] == me) {
     // This member is the object's only holder and its metadata's only writer (a world of one,
     // or a local_first object with one replica): chunks and record in one transaction.
-    const std::vector<uint32_t> writers = Writers(path);
+    const std::vector<uint32_t>& writers = Writers(path);
     if (writers.size() == 1 && writers[0] == me && !Owners(path).empty()) {
       inode.seal_time_ns = SealTimeNs();
       auto version = service_->ChunkCommitWithRecord(w->uid, path, inode);
@@ -501,7 +503,7 @@ Result<ListPage> Cluster::List(std::string_view dir, const ListOptions& options)
   }
   // An entry is missing only when every member serving its shard failed to answer.
   for (uint32_t shard = 0; shard < membership_.shards; ++shard) {
-    const auto serving = ShardRanks(shard);
+    const auto& serving = ShardRanks(shard);
     if (std::none_of(serving.begin(), serving.end(), [&](uint32_t r) { return answered[r]; })) {
       return failure.WithContext(fmt::format(
           "listing \"{}\": {} member(s) unreachable, among them every member serving metadata "

@@ -131,10 +131,10 @@ class Cluster final : public ObjectApi {
   ObjectStore& store() { return *store_; }
   // Ranks serving reads of `path`'s metadata in this epoch, the one deciding its writes first:
   // its shard's up holders (engine/membership.h), owners first, primary first.
-  std::vector<uint32_t> MetadataOwners(std::string_view path) const;
+  const std::vector<uint32_t>& MetadataOwners(std::string_view path) const;
   // Ranks that get every write of `path`'s metadata: MetadataOwners, then the shard's up owners
   // still catching up in the background. A write is acknowledged only once all have it.
-  std::vector<uint32_t> MetadataWriters(std::string_view path) const;
+  const std::vector<uint32_t>& MetadataWriters(std::string_view path) const;
   // This epoch's membership record (engine/membership.h).
   const Membership& membership() const { return membership_; }
   // What this member's Open of the epoch did.
@@ -164,8 +164,10 @@ class Cluster final : public ObjectApi {
 
   // ---- client paths (cluster.cc) ----
   Result<std::shared_ptr<Writing>> FindWriting(std::string_view path) EXCLUDES(open_mu_);
-  std::vector<uint32_t> Owners(std::string_view path) const { return MetadataOwners(path); }
-  std::vector<uint32_t> Writers(std::string_view path) const { return MetadataWriters(path); }
+  const std::vector<uint32_t>& Owners(std::string_view path) const { return MetadataOwners(path); }
+  const std::vector<uint32_t>& Writers(std::string_view path) const {
+    return MetadataWriters(path);
+  }
   Result<Inode> LookupInode(std::string_view path);
   // Drops object `uid`'s chunks on the reachable ranks among `ranks`. A failure only leaks
   // space (logged): the object is gone from the metadata already.
@@ -187,8 +189,18 @@ class Cluster final : public ObjectApi {
   // Merges the copies of `shard` on ranks `from` into this member's; *pulled counts the
   // records fetched.
   Status MergeShard(uint32_t shard, const std::vector<uint32_t>& from, uint64_t* pulled);
-  std::vector<uint32_t> ShardRanks(uint32_t shard) const;       // reads: the up holders
-  std::vector<uint32_t> ShardWriteRanks(uint32_t shard) const;  // writes: + owners behind
+  // Who serves each shard, fixed for the epoch (membership_ and up_rank_ change only at Open):
+  // computed once by RouteShards.
+  const std::vector<uint32_t>& ShardRanks(uint32_t shard) const {  // reads: the up holders
+    return shard < shard_ranks_.size() ? shard_ranks_[shard] : kNoRanks;
+  }
+  const std::vector<uint32_t>& ShardWriteRanks(uint32_t shard) const {  // + owners behind
+    return shard < shard_write_ranks_.size() ? shard_write_ranks_[shard] : kNoRanks;
+  }
+  static inline const std::vector<uint32_t> kNoRanks;  // before the Open routed the shards
+  void RouteShards();
+  std::vector<uint32_t> ComputeShardRanks(uint32_t shard) const;
+  std::vector<uint32_t> ComputeShardWriteRanks(uint32_t shard) const;
 
   // ---- background repair (cluster_background.cc) ----
   // Starts the walk of the shards this member is the primary of; each object is repaired by
@@ -243,6 +255,7 @@ class Cluster final : public ObjectApi {
   // the Open, read by the background thread it starts).
   std::vector<std::pair<uint32_t, std::vector<uint32_t>>> catch_up_;
   std::vector<int64_t> up_rank_;  // membership_ member index -> rank; -1 when down
+  std::vector<std::vector<uint32_t>> shard_ranks_, shard_write_ranks_;  // RouteShards
   uint32_t replicas_ = 1;
 
   // Object uids are unique across every epoch without coordination: a world serves in each

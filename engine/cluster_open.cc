@@ -204,6 +204,7 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
   for (uint32_t i = 0; i < next.members.size(); ++i) {
     up_rank_[i] = RankOfMember(next.members[i].id);
   }
+  RouteShards();
   const int64_t my_index = next.IndexOf(me.id);
 
   // 3. Merge the shards this member holds from the copies that differ from its own. The
@@ -306,7 +307,16 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
   return Status::OK();
 }
 
-std::vector<uint32_t> Cluster::ShardRanks(uint32_t shard) const {
+void Cluster::RouteShards() {
+  shard_ranks_.assign(membership_.shards, {});
+  shard_write_ranks_.assign(membership_.shards, {});
+  for (uint32_t s = 0; s < membership_.shards; ++s) {
+    shard_ranks_[s] = ComputeShardRanks(s);
+    shard_write_ranks_[s] = ComputeShardWriteRanks(s);
+  }
+}
+
+std::vector<uint32_t> Cluster::ComputeShardRanks(uint32_t shard) const {
   // The up holders: those among the owners first, primary first, then the others.
   std::vector<uint32_t> ranks;
   const auto& holders = membership_.holders[shard];
@@ -324,9 +334,9 @@ std::vector<uint32_t> Cluster::ShardRanks(uint32_t shard) const {
   return ranks;
 }
 
-std::vector<uint32_t> Cluster::ShardWriteRanks(uint32_t shard) const {
+std::vector<uint32_t> Cluster::ComputeShardWriteRanks(uint32_t shard) const {
   // The serving ranks, then the up owners still catching up (not holders).
-  std::vector<uint32_t> ranks = ShardRanks(shard);
+  std::vector<uint32_t> ranks = ComputeShardRanks(shard);
   const auto& holders = membership_.holders[shard];
   for (uint32_t o : membership_.owners[shard]) {
     if (up_rank_[o] >= 0 && !std::binary_search(holders.begin(), holders.end(), o)) {
@@ -336,11 +346,11 @@ std::vector<uint32_t> Cluster::ShardWriteRanks(uint32_t shard) const {
   return ranks;
 }
 
-std::vector<uint32_t> Cluster::MetadataOwners(std::string_view path) const {
+const std::vector<uint32_t>& Cluster::MetadataOwners(std::string_view path) const {
   return ShardRanks(ShardOf(path, membership_.shards));
 }
 
-std::vector<uint32_t> Cluster::MetadataWriters(std::string_view path) const {
+const std::vector<uint32_t>& Cluster::MetadataWriters(std::string_view path) const {
   return ShardWriteRanks(ShardOf(path, membership_.shards));
 }
 

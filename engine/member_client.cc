@@ -40,8 +40,8 @@ MemberClient::MemberClient(transport::Transport* transport, MemberService* local
   bytes_received_ = &metrics->counter("member.remote.chunk_bytes_received");
 }
 
-Result<Payload> MemberClient::Call(uint32_t rank, Op op, std::span<const std::byte> request) {
-  auto r = t_->Call(rank, protocol::Wire(op), request, deadline_);
+Result<Payload> MemberClient::Call(uint32_t rank, Op op, Payload request) {
+  auto r = t_->Call(rank, protocol::Wire(op), std::move(request), deadline_);
   Count(op, r.status());
   return r;
 }

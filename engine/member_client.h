@@ -72,8 +72,7 @@ class MemberClient {
                                             uint32_t limit);
 
  private:
-  Result<transport::Payload> Call(uint32_t rank, protocol::Op op,
-                                  std::span<const std::byte> request);
+  Result<transport::Payload> Call(uint32_t rank, protocol::Op op, transport::Payload request);
   // Asks every rank in parallel: `local` for this member, `decode` of the reply for the others.
   template <typename T>
   std::vector<Result<T>> FanOut(const std::vector<uint32_t>& ranks, protocol::Op op,

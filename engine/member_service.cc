@@ -126,6 +126,11 @@ Result<Inode> MemberService::MetaGet(std::string_view path) {
   return shard_->GetInode(path);
 }
 
+Result<std::string> MemberService::MetaGetEncoded(std::string_view path) {
+  SHOAL_RETURN_IF_ERROR(CheckCurrent(path));
+  return shard_->GetInodeBytes(path);
+}
+
 std::string EncodeOrigin(uint64_t epoch, std::string_view path) {
   return fmt::format("{:016x} {}", epoch, path);
 }
@@ -192,11 +197,6 @@ Reply With(std::span<const std::byte> bytes, Fn&& fn) {
   return fn(req);
 }
 
-Reply InodeAnswer(Result<Inode> inode) {
-  if (!inode.ok()) return Fail(inode.status());
-  return Reply{Status::OK(), protocol::Encode(protocol::InodeReply{std::move(inode).value()})};
-}
-
 }  // namespace
 
 Reply MemberService::Handle(uint16_t op, std::span<const std::byte> request) {
@@ -223,7 +223,13 @@ Reply MemberService::Handle(uint16_t op, std::span<const std::byte> request) {
     case Op::kMetaCheck:
       return With<PathRequest>(request, [&](auto& r) { return Done(MetaCheck(r.path)); });
     case Op::kMetaGet:
-      return With<PathRequest>(request, [&](auto& r) { return InodeAnswer(MetaGet(r.path)); });
+      return With<PathRequest>(request, [&](auto& r) {
+        // InodeReply's encoding is the stored record: sent as it is, checked by the reader.
+        auto bytes = MetaGetEncoded(r.path);
+        if (!bytes.ok()) return Fail(bytes.status());
+        const auto* p = reinterpret_cast<const std::byte*>(bytes->data());
+        return Reply{Status::OK(), Payload(p, p + bytes->size())};
+      });
     case Op::kMetaInsert:
       return With<protocol::MetaInsert>(request, [&](auto& r) {
         auto v = MetaInsert(r.path, std::move(r.inode), r.version);

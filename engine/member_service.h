@@ -65,6 +65,8 @@ class MemberService {
   // ---- metadata owner ----
   Status MetaCheck(std::string_view path);
   Result<Inode> MetaGet(std::string_view path);
+  // MetaGet's record as stored, for the reply to another member (which decodes it).
+  Result<std::string> MetaGetEncoded(std::string_view path);
   // Records are versioned (engine/meta_store.h): version 0 asks this owner to assign one (it is
   // the primary), above the current epoch's floor; a replica is given the primary's.
   Result<uint64_t> MetaInsert(std::string_view path, Inode inode, uint64_t version);

@@ -41,10 +41,14 @@ thread_local uint64_t write_serial = 0;  // inserts so far in this thread's writ
 using namespace lmdb;  // NOLINT: this file is the MetaStore's LMDB code
 
 Status LmdbStatus(int rc, std::string_view context) {
+  if (rc == 0) return Status::OK();
+  // The common miss of a lookup: no formatting (CheckCreatable and the index meet it in
+  // every insert).
+  if (rc == MDB_NOTFOUND) {
+    return Status::NotFound(std::string("metadata ").append(context).append(": not found"));
+  }
   std::string msg = fmt::format("metadata {}: {}", context, mdb_strerror(rc));
   switch (rc) {
-    case 0: return Status::OK();
-    case MDB_NOTFOUND: return Status::NotFound(msg);
     case MDB_MAP_FULL: return Status::NoSpace(msg + " (raise Options::metadata_map_size)");
     case MDB_CORRUPTED:
     case MDB_PAGE_NOTFOUND:
@@ -370,6 +374,16 @@ Result<Inode> MetaStore::GetInode(std::string_view path) {
   return DecodeInode(v, path);
 }
 
+Result<std::string> MetaStore::GetInodeBytes(std::string_view path) {
+  ReadTxn txn(env_);
+  SHOAL_RETURN_IF_ERROR(txn.status());
+  std::string_view v;
+  Status s = Get(txn.get(), inodes_, PathKey(path), &v);
+  if (s.IsNotFound()) return Status::NotFound(fmt::format("no object \"{}\"", path));
+  SHOAL_RETURN_IF_ERROR(s);
+  return std::string(v);
+}
+
 bool MetaStore::Flat(std::string_view path) const {
   return flat_chunk_objects_ && IsChunkObjectName(path);
 }
@@ -522,44 +536,13 @@ Result<ListPage> MetaStore::List(std::string_view dir, const ListOptions& option
   }
   std::string prefix = PathKey(dir);
   prefix.push_back('\0');
-  std::string start = prefix + options.start_after;
-
-  MDB_cursor* cur = nullptr;
-  int rc = mdb_cursor_open(txn.get(), dirents_, &cur);
-  if (rc != 0) return LmdbStatus(rc, "cursor");
-  ListPage page;
-  MDB_val k = Val(start), v{};
-  rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-  Status s;
-  while (rc == 0) {
-    if (Status c = CheckValue(txn.get(), k); !c.ok() || !(c = CheckValue(txn.get(), v)).ok()) {
-      s = c;
-      break;
-    }
-    std::string_view key = View(k);
-    if (key.substr(0, prefix.size()) != prefix) break;
-    std::string_view name = key.substr(prefix.size());
-    if (!options.start_after.empty() && name == options.start_after) {
-      rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-      continue;
-    }
-    if (page.entries.size() == options.limit) {
-      page.truncated = true;
-      page.next_start_after = page.entries.back().name;
-      break;
-    }
-    auto d = DecodeDirent(View(v));
-    if (!d.ok()) {
-      s = d.status();
-      break;
-    }
-    page.entries.push_back(DirEntry{std::string(name), d->is_dir, d->size});
-    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-  }
-  mdb_cursor_close(cur);
-  SHOAL_RETURN_IF_ERROR(s);
-  if (rc != 0 && rc != MDB_NOTFOUND) return LmdbStatus(rc, "list");
-  return page;
+  return ListPrefix(txn.get(), dirents_, prefix, options.start_after, options.limit,
+                    [](std::string_view, std::string_view value, DirEntry* e) -> Result<bool> {
+                      SHOAL_ASSIGN_OR_RETURN(Dirent d, DecodeDirent(value));
+                      e->is_dir = d.is_dir;
+                      e->size = d.size;
+                      return true;
+                    });
 }
 
 Result<ListPage> MetaStore::ListChunkObjects(std::string_view start_after, uint32_t limit) {
@@ -569,43 +552,52 @@ Result<ListPage> MetaStore::ListChunkObjects(std::string_view start_after, uint3
   ReadTxn txn(env_);
   SHOAL_RETURN_IF_ERROR(txn.status());
   // Chunk object names are short (PathKey is the name) and sort by uid.
-  const std::string prefix = "c/";
-  const std::string start = prefix + std::string(start_after);
+  return ListPrefix(txn.get(), inodes_, "c/", start_after, limit,
+                    [](std::string_view key, std::string_view value, DirEntry* e) -> Result<bool> {
+                      if (!IsChunkObjectName(key)) return false;
+                      SHOAL_ASSIGN_OR_RETURN(Inode inode, DecodeInode(value, key));
+                      e->size = inode.size;
+                      return true;
+                    });
+}
+
+Result<ListPage> MetaStore::ListPrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix,
+                                       std::string_view start_after, uint32_t limit,
+                                       const EntryFn& entry) {
+  const std::string start = std::string(prefix) + std::string(start_after);
   MDB_cursor* cur = nullptr;
-  int rc = mdb_cursor_open(txn.get(), inodes_, &cur);
+  int rc = mdb_cursor_open(txn, dbi, &cur);
   if (rc != 0) return LmdbStatus(rc, "cursor");
   ListPage page;
   MDB_val k = Val(start), v{};
   rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
   Status s;
-  while (rc == 0) {
-    if (Status c = CheckValue(txn.get(), k); !c.ok() || !(c = CheckValue(txn.get(), v)).ok()) {
+  for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    if (Status c = CheckValue(txn, k); !c.ok() || !(c = CheckValue(txn, v)).ok()) {
       s = c;
       break;
     }
     const std::string_view key = View(k);
     if (key.substr(0, prefix.size()) != prefix) break;
     const std::string_view name = key.substr(prefix.size());
-    if (!IsChunkObjectName(key) || (!start_after.empty() && name == start_after)) {
-      rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-      continue;
+    if (!start_after.empty() && name == start_after) continue;
+    DirEntry e{std::string(name), false, 0};
+    auto keep = entry(key, View(v), &e);
+    if (!keep.ok()) {
+      s = keep.status();
+      break;
     }
+    if (!*keep) continue;
     if (page.entries.size() == limit) {
       page.truncated = true;
       page.next_start_after = page.entries.back().name;
       break;
     }
-    auto inode = DecodeInode(View(v), key);
-    if (!inode.ok()) {
-      s = inode.status();
-      break;
-    }
-    page.entries.push_back(DirEntry{std::string(name), false, inode->size});
-    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    page.entries.push_back(std::move(e));
   }
   mdb_cursor_close(cur);
   SHOAL_RETURN_IF_ERROR(s);
-  if (rc != 0 && rc != MDB_NOTFOUND) return LmdbStatus(rc, "list chunk objects");
+  if (rc != 0 && rc != MDB_NOTFOUND) return LmdbStatus(rc, "list");
   return page;
 }
 

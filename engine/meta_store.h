@@ -87,6 +87,9 @@ class MetaStore {
   const std::string& member_id() const { return member_id_; }
 
   Result<Inode> GetInode(std::string_view path);
+  // The record of `path` as stored (EncodeInode), not decoded: for an owner that only passes it
+  // on (the reader decodes, and so checks, it).
+  Result<std::string> GetInodeBytes(std::string_view path);
   // OK if `path` could be created now; AlreadyExists if it is an object or directory;
   // InvalidArgument if an ancestor is an object.
   Status CheckCreatable(std::string_view path);
@@ -191,6 +194,12 @@ class MetaStore {
   Status CheckCreatableTxn(MDB_txn* txn, std::string_view path);
   // A chunk object of the local keyspace: kept out of the directory tables.
   bool Flat(std::string_view path) const;
+  // One page of the keys of `dbi` below `prefix` after prefix + `start_after`: `entry` fills
+  // the entry of a key (name already set) from its value, or returns false to skip the key.
+  using EntryFn =
+      std::function<Result<bool>(std::string_view key, std::string_view value, DirEntry* e)>;
+  Result<ListPage> ListPrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix,
+                              std::string_view start_after, uint32_t limit, const EntryFn& entry);
   // The bodies of InsertObject / RemoveObject inside a write transaction.
   Status InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode,
                    std::string_view origin = {});

@@ -121,7 +121,7 @@ inline constexpr size_t kChunkReadReplyHead = 4 + 8;
 struct PathRequest {
   std::string_view path;  // a valid object path
 };
-struct InodeReply {
+struct InodeReply {  // encoded as the inode record itself (EncodeInode): an owner sends it as stored
   Inode inode;
 };
 struct MetaInsert {

@@ -268,7 +268,9 @@ void InProcNetwork::TimerLoop() {
     auto first = timers_.begin();
     if (first->first > Clock::now()) {
       std::unique_lock<std::mutex> ul(mu_.native(), std::adopt_lock);
-      timer_cv_.wait_until(ul, first->first);
+      // A copy: while the lock is released, Take may erase this timer.
+      const Clock::time_point until = first->first;
+      timer_cv_.wait_until(ul, until);
       ul.release();
       continue;
     }

@@ -7,11 +7,11 @@
 
 namespace shoal::transport {
 
-Result<Payload> Transport::Call(uint32_t peer, uint16_t op, std::span<const std::byte> payload,
+Result<Payload> Transport::Call(uint32_t peer, uint16_t op, Payload payload,
                                 std::chrono::milliseconds deadline) {
   std::promise<Result<Payload>> done;
   auto future = done.get_future();
-  CallAsync(peer, op, Payload(payload.begin(), payload.end()), deadline,
+  CallAsync(peer, op, std::move(payload), deadline,
             [&done](Result<Payload> r) { done.set_value(std::move(r)); });
   return future.get();
 }

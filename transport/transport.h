@@ -65,8 +65,8 @@ class Transport {
   virtual void CallAsync(uint32_t peer, uint16_t op, Payload payload,
                          std::chrono::milliseconds deadline, Done done) = 0;
 
-  // Sends a request and waits for its reply.
-  Result<Payload> Call(uint32_t peer, uint16_t op, std::span<const std::byte> payload,
+  // Sends a request and waits for its reply (the request is moved in: pass a temporary).
+  Result<Payload> Call(uint32_t peer, uint16_t op, Payload payload,
                        std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
 
   // Like CallAsync with a request of `head` followed by `body`; `body` must stay valid until

@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     return Reply{Status::OK(), Payload(b, b + 8)};
   });
   msg.SetHandler(5, [&msg](uint32_t, std::span<const std::byte> p) {
-    auto r = msg.Call(0, 1, p);
+    auto r = msg.Call(0, 1, transport::Payload(p.begin(), p.end()));
     if (!r.ok()) return Reply{r.status(), {}};
     return Reply{Status::OK(), std::move(r).value()};
   });
