@@ -156,10 +156,25 @@ Result<std::vector<Blob>> World::AllGather(const Blob& mine, std::chrono::millis
     }
   }
   if (rank_ != 0) {
+    // Until rank 0's result, the deadline or rank 0's end: a member that died (its endpoint
+    // failed) ends the wait at the next check, not at the deadline (every 100 ms, so that a
+    // flag the transport publishes just after Connect is never read too early).
+    const auto give_up = std::chrono::steady_clock::now() + deadline;
     std::unique_lock lk(mu_);
-    if (!cv_.wait_for(lk, deadline, [&] { return results_.count(epoch) != 0; })) {
-      contributions_.erase(epoch);
-      return Status::Timeout(fmt::format("collective {}: no result from rank 0", epoch));
+    while (results_.count(epoch) == 0) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= give_up) {
+        contributions_.erase(epoch);
+        return Status::Timeout(fmt::format("collective {}: no result from rank 0", epoch));
+      }
+      const auto slice = std::min<std::chrono::steady_clock::duration>(
+          give_up - now, std::chrono::milliseconds(100));
+      if (!cv_.wait_for(lk, slice, [&] { return results_.count(epoch) != 0; }) &&
+          !transport_->peer_up(who[0])) {
+        contributions_.erase(epoch);
+        return Status::Unavailable(
+            fmt::format("collective {}: member {} (rank 0) is down", epoch, who[0]));
+      }
     }
     auto table = std::move(results_[epoch]);
     results_.erase(epoch);

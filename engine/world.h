@@ -76,7 +76,9 @@ class World {
                  Group group = Group::kMembers);
   // Every participant's `mine`, in index order (kRanks: in job rank order). Up to 1 MiB each.
   // A kRanks collective called by a member that is not its rank's first store fails with
-  // FailedPrecondition.
+  // FailedPrecondition. Timeout when the deadline passes; Unavailable as soon as (within
+  // 100 ms of) the transport sees member 0, the root, down, or a participant member 0 asks
+  // is down.
   Result<std::vector<transport::Blob>> AllGather(
       const transport::Blob& mine,
       std::chrono::milliseconds deadline = std::chrono::milliseconds(60000),
