@@ -211,7 +211,8 @@ class Cluster final : public ObjectApi {
   void StopBackgroundRepair() EXCLUDES(bg_mu_);
   // Sleeps `d` (a rate limiter), or less when the member is closing.
   void PauseBackground(std::chrono::duration<double> d) EXCLUDES(bg_mu_);
-  void ForEachLocalChunkObject(const std::function<void(uint64_t uid, const ObjectInfo&)>& fn);
+  // fn(uid, size) for every chunk object this member holds, a page of 1,000 at a time.
+  void ForEachLocalChunkObject(const std::function<void(uint64_t uid, uint64_t size)>& fn);
   void SweepOrphans();
   void Scrub();
   // Merges every shard of catch_up_ from its holders, recording each one caught up; the

@@ -112,17 +112,17 @@ void Cluster::PauseBackground(std::chrono::duration<double> d) {
                  [&]() REQUIRES(bg_mu_) { return bg_stop_.load(); });
 }
 
-void Cluster::ForEachLocalChunkObject(const std::function<void(uint64_t uid,
-                                                               const ObjectInfo&)>& fn) {
+void Cluster::ForEachLocalChunkObject(
+    const std::function<void(uint64_t uid, uint64_t size)>& fn) {
   std::string after;
   for (;;) {
     auto page = store_->ListChunkObjects(after, 1000);
     if (!page.ok()) return;  // an error the next scan meets again
     for (const DirEntry& e : page->entries) {
       if (bg_stop_.load()) return;
-      auto info = store_->Stat("c/" + e.name);
-      if (!info.ok()) continue;  // removed meanwhile
-      fn(std::strtoull(e.name.c_str(), nullptr, 16), *info);
+      // The page's sizes are the sealed objects' (an object removed since the page was read
+      // is met as NotFound by the caller's next step, which skips it).
+      fn(std::strtoull(e.name.c_str(), nullptr, 16), e.size);
     }
     if (!page->truncated) return;
     after = page->next_start_after;
@@ -131,7 +131,7 @@ void Cluster::ForEachLocalChunkObject(const std::function<void(uint64_t uid,
 
 void Cluster::SweepOrphans() {
   uint64_t swept = 0, bytes = 0;
-  ForEachLocalChunkObject([&](uint64_t uid, const ObjectInfo& info) {
+  ForEachLocalChunkObject([&](uint64_t uid, uint64_t size) {
     auto origin = store_->OriginOf(ChunkObjectName(uid));
     if (!origin.ok()) return;  // written before origins were recorded: cannot tell
     uint64_t epoch = 0;
@@ -157,7 +157,7 @@ void Cluster::SweepOrphans() {
     }
     if (service_->ChunkDrop(uid).ok()) {
       swept++;
-      bytes += info.size;
+      bytes += size;
     }
   });
   if (swept != 0) {
@@ -172,10 +172,10 @@ void Cluster::Scrub() {
   const auto started = Clock::now();
   uint64_t read = 0, bad = 0;
   std::vector<std::byte> buf(options_.chunk_size);
-  ForEachLocalChunkObject([&](uint64_t uid, const ObjectInfo& info) {
+  ForEachLocalChunkObject([&](uint64_t uid, uint64_t size) {
     Status s;
-    for (uint64_t off = 0; off < info.size && s.ok() && !bg_stop_.load();) {
-      const uint64_t n = std::min<uint64_t>(buf.size(), info.size - off);
+    for (uint64_t off = 0; off < size && s.ok() && !bg_stop_.load();) {
+      const uint64_t n = std::min<uint64_t>(buf.size(), size - off);
       ReadRequest rq{ChunkObjectName(uid), off, {buf.data(), n}, {}, 0};
       (void)store_->ReadBatch({&rq, 1});
       s = rq.status;

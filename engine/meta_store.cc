@@ -364,13 +364,17 @@ Status MetaStore::RunWrite(TxnFn fn) {
   return me.status;
 }
 
+Status MetaStore::InodeRecordTxn(MDB_txn* txn, std::string_view path, std::string_view* v) {
+  Status s = Get(txn, inodes_, PathKey(path), v);
+  if (s.IsNotFound()) return Status::NotFound(fmt::format("no object \"{}\"", path));
+  return s;
+}
+
 Result<Inode> MetaStore::GetInode(std::string_view path) {
   ReadTxn txn(env_);
   SHOAL_RETURN_IF_ERROR(txn.status());
   std::string_view v;
-  Status s = Get(txn.get(), inodes_, PathKey(path), &v);
-  if (s.IsNotFound()) return Status::NotFound(fmt::format("no object \"{}\"", path));
-  SHOAL_RETURN_IF_ERROR(s);
+  SHOAL_RETURN_IF_ERROR(InodeRecordTxn(txn.get(), path, &v));
   return DecodeInode(v, path);
 }
 
@@ -378,9 +382,7 @@ Result<std::string> MetaStore::GetInodeBytes(std::string_view path) {
   ReadTxn txn(env_);
   SHOAL_RETURN_IF_ERROR(txn.status());
   std::string_view v;
-  Status s = Get(txn.get(), inodes_, PathKey(path), &v);
-  if (s.IsNotFound()) return Status::NotFound(fmt::format("no object \"{}\"", path));
-  SHOAL_RETURN_IF_ERROR(s);
+  SHOAL_RETURN_IF_ERROR(InodeRecordTxn(txn.get(), path, &v));
   return std::string(v);
 }
 
@@ -545,22 +547,6 @@ Result<ListPage> MetaStore::List(std::string_view dir, const ListOptions& option
                     });
 }
 
-Result<ListPage> MetaStore::ListChunkObjects(std::string_view start_after, uint32_t limit) {
-  if (limit == 0 || limit > 1000000) {
-    return Status::InvalidArgument(fmt::format("list limit {} not in 1..1000000", limit));
-  }
-  ReadTxn txn(env_);
-  SHOAL_RETURN_IF_ERROR(txn.status());
-  // Chunk object names are short (PathKey is the name) and sort by uid.
-  return ListPrefix(txn.get(), inodes_, "c/", start_after, limit,
-                    [](std::string_view key, std::string_view value, DirEntry* e) -> Result<bool> {
-                      if (!IsChunkObjectName(key)) return false;
-                      SHOAL_ASSIGN_OR_RETURN(Inode inode, DecodeInode(value, key));
-                      e->size = inode.size;
-                      return true;
-                    });
-}
-
 Result<ListPage> MetaStore::ListPrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix,
                                        std::string_view start_after, uint32_t limit,
                                        const EntryFn& entry) {
@@ -599,89 +585,6 @@ Result<ListPage> MetaStore::ListPrefix(MDB_txn* txn, MDB_dbi dbi, std::string_vi
   SHOAL_RETURN_IF_ERROR(s);
   if (rc != 0 && rc != MDB_NOTFOUND) return LmdbStatus(rc, "list");
   return page;
-}
-
-Result<uint64_t> MetaStore::FlattenChunkObjects() {
-  constexpr uint64_t kBatch = 10000;
-  uint64_t changed = 0;
-  // 1. Origins into their inodes, kBatch at a time (each batch deletes what it moved).
-  for (bool more = true; more;) {
-    uint64_t n = 0;
-    SHOAL_RETURN_IF_ERROR(RunWrite([&](MDB_txn* txn) -> Status {
-      n = 0;
-      MDB_cursor* cur = nullptr;
-      int rc = mdb_cursor_open(txn, origins_, &cur);
-      if (rc != 0) return LmdbStatus(rc, "cursor");
-      std::vector<std::pair<std::string, std::string>> moved;
-      MDB_val k{}, v{};
-      for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && moved.size() < kBatch;
-           rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        moved.emplace_back(std::string(View(k)), std::string(View(v)));
-      }
-      mdb_cursor_close(cur);
-      if (rc != 0 && rc != MDB_NOTFOUND) return LmdbStatus(rc, "origins");
-      for (const auto& [key, origin] : moved) {
-        std::string_view iv;
-        Status g = Get(txn, inodes_, key, &iv);
-        if (g.ok()) {
-          SHOAL_ASSIGN_OR_RETURN(Inode inode, DecodeInode(iv, key));
-          if (!inode.is_striped && !origin.empty()) {
-            inode.origin = origin;
-            SHOAL_RETURN_IF_ERROR(Put(txn, inodes_, key, EncodeInode(inode)));
-          }
-        } else if (!g.IsNotFound()) {
-          return g;  // an origin whose object is gone is only dropped
-        }
-        SHOAL_RETURN_IF_ERROR(Del(txn, origins_, key));
-      }
-      n = moved.size();
-      return Status::OK();
-    }));
-    changed += n;
-    more = n == kBatch;
-  }
-  // 2. The chunk objects' directory entries ("c" '\0' <uid>), then the entry of "c" itself once
-  //    nothing else is in it (in the world layout nothing else ever is).
-  const std::string prefix = PathKey("c") + '\0';
-  for (bool more = true; more;) {
-    uint64_t n = 0;
-    SHOAL_RETURN_IF_ERROR(RunWrite([&](MDB_txn* txn) -> Status {
-      n = 0;
-      MDB_cursor* cur = nullptr;
-      int rc = mdb_cursor_open(txn, dirents_, &cur);
-      if (rc != 0) return LmdbStatus(rc, "cursor");
-      std::vector<std::string> keys;
-      MDB_val k = Val(prefix), v{};
-      bool others = false;
-      for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && keys.size() < kBatch;
-           rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        const std::string_view key = View(k);
-        if (key.substr(0, prefix.size()) != prefix) break;
-        if (IsChunkObjectName("c/" + std::string(key.substr(prefix.size())))) {
-          keys.emplace_back(key);
-        } else {
-          others = true;
-        }
-      }
-      mdb_cursor_close(cur);
-      if (rc != 0 && rc != MDB_NOTFOUND) return LmdbStatus(rc, "dirents");
-      for (const std::string& key : keys) SHOAL_RETURN_IF_ERROR(Del(txn, dirents_, key));
-      n = keys.size();
-      const std::string dir_key = DirentKey("", "c");
-      std::string_view dv;
-      Status g = Get(txn, dirents_, dir_key, &dv);
-      if (g.IsNotFound()) return Status::OK();
-      SHOAL_RETURN_IF_ERROR(g);
-      SHOAL_ASSIGN_OR_RETURN(Dirent d, DecodeDirent(dv));
-      if (!d.is_dir) return Status::OK();
-      d.size = d.size > n ? d.size - n : 0;
-      if (d.size == 0 && !others) return Del(txn, dirents_, dir_key);
-      return Put(txn, dirents_, dir_key, EncodeDirent(d));
-    }));
-    changed += n;
-    more = n == kBatch;
-  }
-  return changed;
 }
 
 Status MetaStore::ForEachExtent(

@@ -192,8 +192,13 @@ class MetaStore {
   Status Import(const std::string& dir);
   Status RunWrite(TxnFn fn);  // group commit (the environment owner's)
   Status CheckCreatableTxn(MDB_txn* txn, std::string_view path);
+  // The stored record of `path` (valid while `txn` is); NotFound naming the path.
+  Status InodeRecordTxn(MDB_txn* txn, std::string_view path, std::string_view* v);
   // A chunk object of the local keyspace: kept out of the directory tables.
   bool Flat(std::string_view path) const;
+  // Runs `batch` in write transactions (each one whole on its own) until one reports in *n
+  // fewer records than a full batch; returns the sum (meta_chunk_objects.cc).
+  Result<uint64_t> InBatches(const std::function<Status(MDB_txn*, uint64_t*)>& batch);
   // One page of the keys of `dbi` below `prefix` after prefix + `start_after`: `entry` fills
   // the entry of a key (name already set) from its value, or returns false to skip the key.
   using EntryFn =
