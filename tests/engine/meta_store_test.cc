@@ -9,9 +9,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -905,12 +908,56 @@ TEST(MetaStore, AShardOfItsOwnEnvironmentIsImportedOnceThenRemoved) {
 // their inode (format 5); FlattenChunkObjects brings a keyspace of the layout before (origins
 // in their own database, "c" and "c/<uid>" entries) to it, in batches (12,000 objects: more
 // than one), and a second run finds nothing to do. Other local objects keep their entries.
+// The names and origins of the chunk objects WriteFormat4ChunkObjects writes.
+std::string OldChunkName(int i) { return fmt::format("c/{:016x}", 0x8000000000000000ull + i); }
+std::string OldOrigin(int i) { return fmt::format("{:016x} user/{}", 7, i); }
+
+// Writes chunk objects 0..n-1 into the local keyspace at `dir` (a MetaStore opened and closed
+// there before) in the layout before format 5, with raw LMDB in one transaction: an inode
+// without origin, the origin in the "origins" database, a directory entry under "c" each.
+void WriteFormat4ChunkObjects(const std::string& dir, int n) {
+  MDB_env* env = nullptr;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 16);
+  mdb_env_set_mapsize(env, 256ull << 20);
+  ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0600), 0);
+  MDB_txn* txn = nullptr;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  MDB_dbi inodes = 0, origins = 0, dirents = 0;
+  ASSERT_EQ(mdb_dbi_open(txn, "inodes", 0, &inodes), 0);
+  ASSERT_EQ(mdb_dbi_open(txn, "origins", MDB_CREATE, &origins), 0);
+  ASSERT_EQ(mdb_dbi_open(txn, "dirents", 0, &dirents), 0);
+  auto put = [&](MDB_dbi db, const std::string& k, const std::string& v) {
+    MDB_val kv{k.size(), const_cast<char*>(k.data())}, vv{v.size(), const_cast<char*>(v.data())};
+    ASSERT_EQ(mdb_put(txn, db, &kv, &vv, 0), 0);
+  };
+  for (int i = 0; i < n; ++i) {
+    Inode bare = LocalInode(1, uint64_t{4096} * i, 4096);
+    put(inodes, OldChunkName(i), EncodeInode(bare));
+    put(origins, OldChunkName(i), OldOrigin(i));
+    std::string dk("c");
+    dk.push_back('\0');
+    dk += OldChunkName(i).substr(2);
+    std::string dv(9, '\0');
+    const uint64_t size = 4096;
+    std::memcpy(dv.data() + 1, &size, 8);
+    put(dirents, dk, dv);
+  }
+  std::string ck("\0c", 2), cv(9, '\0');
+  cv[0] = 1;
+  const uint64_t count = n;
+  std::memcpy(cv.data() + 1, &count, 8);
+  put(dirents, ck, cv);
+  ASSERT_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
 TEST(MetaStore, ChunkObjectsAreFlatAndAnOlderKeyspaceIsFlattenedInBatches) {
   testing::TempDir tmp;
   const std::string dir = tmp.Sub("meta");
   constexpr int kObjects = 12000;
-  auto name = [](int i) { return fmt::format("c/{:016x}", 0x8000000000000000ull + i); };
-  auto origin = [](int i) { return fmt::format("{:016x} user/{}", 7, i); };
+  auto name = OldChunkName;
+  auto origin = OldOrigin;
   {
     auto m = OpenStore(dir, 256ull << 20);
     ASSERT_NE(m, nullptr);
@@ -931,42 +978,7 @@ TEST(MetaStore, ChunkObjectsAreFlatAndAnOlderKeyspaceIsFlattenedInBatches) {
     EXPECT_CODE(m->GetOrigin("u/x"), kNotFound);
   }
   // Put the keyspace back into the layout before, with raw LMDB.
-  {
-    MDB_env* env = nullptr;
-    ASSERT_EQ(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 16);
-    mdb_env_set_mapsize(env, 256ull << 20);
-    ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0600), 0);
-    MDB_txn* txn = nullptr;
-    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-    MDB_dbi inodes = 0, origins = 0, dirents = 0;
-    ASSERT_EQ(mdb_dbi_open(txn, "inodes", 0, &inodes), 0);
-    ASSERT_EQ(mdb_dbi_open(txn, "origins", MDB_CREATE, &origins), 0);
-    ASSERT_EQ(mdb_dbi_open(txn, "dirents", 0, &dirents), 0);
-    auto put = [&](MDB_dbi db, const std::string& k, const std::string& v) {
-      MDB_val kv{k.size(), const_cast<char*>(k.data())}, vv{v.size(), const_cast<char*>(v.data())};
-      ASSERT_EQ(mdb_put(txn, db, &kv, &vv, 0), 0);
-    };
-    for (int i = 0; i < kObjects; ++i) {
-      Inode bare = LocalInode(1, uint64_t{4096} * i, 4096);
-      put(inodes, name(i), EncodeInode(bare));
-      put(origins, name(i), origin(i));
-      std::string dk("c");
-      dk.push_back('\0');
-      dk += name(i).substr(2);
-      std::string dv(9, '\0');
-      const uint64_t size = 4096;
-      std::memcpy(dv.data() + 1, &size, 8);
-      put(dirents, dk, dv);
-    }
-    std::string ck("\0c", 2), cv(9, '\0');
-    cv[0] = 1;
-    const uint64_t count = kObjects;
-    std::memcpy(cv.data() + 1, &count, 8);
-    put(dirents, ck, cv);
-    ASSERT_EQ(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
-  }
+  ASSERT_NO_FATAL_FAILURE(WriteFormat4ChunkObjects(dir, kObjects));
   auto m = OpenStore(dir, 256ull << 20);
   ASSERT_NE(m, nullptr);
   EXPECT_CODE(m->GetOrigin(name(5)), kNotFound);  // still in the old database
@@ -1006,6 +1018,93 @@ TEST(MetaStore, ChunkObjectsAreFlatAndAnOlderKeyspaceIsFlattenedInBatches) {
   auto page = m->ListChunkObjects("", 10);
   ASSERT_OK(page);
   EXPECT_EQ("c/" + page->entries[3].name, name(4));
+}
+
+// FlattenChunkObjects' promise that a crash mid-way leaves work the next call finishes: the
+// flattening runs in a child process killed (SIGKILL) at a random instant of it; the next
+// call, in this process, finishes it, and every chunk object keeps its inode and origin.
+// Trials go on until three kills landed between the first and the last of its transactions.
+TEST(MetaStore, AFlattenKilledAtAnyInstantIsFinishedByTheNext) {
+  constexpr int kObjects = 25000;  // 3 transactions of origins, 3 of entries
+  std::mt19937_64 rng(20261202);
+  auto prepare = [&](const std::string& dir) {
+    {
+      auto m = OpenStore(dir, 256ull << 20);
+      ASSERT_NE(m, nullptr);
+      Inode user = LocalInode(0, 0, 4096);
+      ASSERT_OK(m->InsertObject("u/x", &user));
+    }
+    ASSERT_NO_FATAL_FAILURE(WriteFormat4ChunkObjects(dir, kObjects));
+  };
+  auto flatten_in_child = [](const std::string& dir) -> pid_t {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      auto m = MetaStore::Open(dir, 256ull << 20);
+      _exit(m.ok() && (*m)->FlattenChunkObjects().ok() ? 0 : 1);
+    }
+    return pid;
+  };
+  // An uninterrupted run in a child: how long the kills have to land in.
+  std::chrono::microseconds whole{};
+  {
+    testing::TempDir tmp;
+    const std::string dir = tmp.Sub("meta");
+    ASSERT_NO_FATAL_FAILURE(prepare(dir));
+    const auto t0 = std::chrono::steady_clock::now();
+    const pid_t pid = flatten_in_child(dir);
+    ASSERT_GT(pid, 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    whole = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - t0);
+  }
+  int trials = 0, midway = 0;
+  for (; trials < 60 && midway < 3; ++trials) {
+    SCOPED_TRACE(fmt::format("trial {}", trials));
+    testing::TempDir tmp;
+    const std::string dir = tmp.Sub("meta");
+    ASSERT_NO_FATAL_FAILURE(prepare(dir));
+    const pid_t pid = flatten_in_child(dir);
+    ASSERT_GT(pid, 0);
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % (whole.count() + 1)));
+    kill(pid, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    auto m = OpenStore(dir, 256ull << 20);
+    ASSERT_NE(m, nullptr);
+    // Between the first and the last transaction: an origin moved, "c" still listed.
+    auto top = m->List("", {});
+    ASSERT_OK(top);
+    if (m->GetOrigin(OldChunkName(0)).ok() && top->entries.size() == 2) midway++;
+    ASSERT_OK(m->FlattenChunkObjects());
+    auto again = m->FlattenChunkObjects();
+    ASSERT_OK(again);
+    EXPECT_EQ(*again, 0u);
+    for (int i = 0; i < kObjects; ++i) {
+      auto o = m->GetOrigin(OldChunkName(i));
+      ASSERT_OK(o) << i;
+      ASSERT_EQ(*o, OldOrigin(i));
+    }
+    top = m->List("", {});
+    ASSERT_OK(top);
+    ASSERT_EQ(top->entries.size(), 1u);
+    EXPECT_EQ(top->entries[0].name, "u");
+    EXPECT_OK(m->GetInode("u/x"));
+    int listed = 0;
+    std::string after;
+    for (;;) {
+      auto page = m->ListChunkObjects(after, 10000);
+      ASSERT_OK(page);
+      listed += static_cast<int>(page->entries.size());
+      if (!page->truncated) break;
+      after = page->next_start_after;
+    }
+    EXPECT_EQ(listed, kObjects);
+  }
+  std::printf("flatten of %d chunk objects: %lld us uninterrupted; %d kills, %d mid-way\n",
+              kObjects, static_cast<long long>(whole.count()), trials, midway);
+  EXPECT_GE(midway, 3) << "no kill landed mid-way in " << trials << " trials";
 }
 
 }  // namespace
