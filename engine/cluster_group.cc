@@ -4,6 +4,9 @@
 
 #include <thread>
 
+#include "base/log.h"
+#include "engine/membership.h"
+
 namespace shoal::engine {
 
 Result<std::unique_ptr<ClusterGroup>> ClusterGroup::Start(std::vector<Member> members,
@@ -36,8 +39,23 @@ Result<std::unique_ptr<ClusterGroup>> ClusterGroup::Start(std::vector<Member> me
 }
 
 ClusterGroup::~ClusterGroup() {
+  observed_.reset();
   // The stores this rank serves for others go first; its own last.
   while (!members_.empty()) members_.pop_back();
+}
+
+void ClusterGroup::ServeObservers(std::unique_ptr<transport::Rendezvous> rendezvous) {
+  if (rendezvous == nullptr) return;
+  // The membership changes only at Open, which is over: reading it from the serving thread
+  // races with nothing.
+  const Cluster* home = members_[0].get();
+  Status s = rendezvous->ServeObservers([home] {
+    const std::string m = EncodeMembership(home->membership());
+    const auto* p = reinterpret_cast<const std::byte*>(m.data());
+    return transport::Blob(p, p + m.size());
+  });
+  if (!s.ok()) Log(LogLevel::kWarn, "observers not served: {}", s.ToString());
+  observed_ = std::move(rendezvous);
 }
 
 Result<RepairReport> ClusterGroup::WaitForRepair(std::chrono::milliseconds timeout) {

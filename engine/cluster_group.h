@@ -66,12 +66,18 @@ class ClusterGroup final : public ObjectApi {
   // Something the members' transports use that must outlive them (the in-process network of a
   // rank alone with several stores); released after the members.
   void KeepAlive(std::shared_ptr<void> thing) { keep_alive_ = std::move(thing); }
+  // Keeps the rank's rendezvous for as long as the group lives and has it answer observers
+  // (transport::Rendezvous::ServeObservers: on rank 0 of a TCP rendezvous) with the world's
+  // membership record (EncodeMembership of this rank's first member). Stopped first when the
+  // group closes.
+  void ServeObservers(std::unique_ptr<transport::Rendezvous> rendezvous);
 
  private:
   ClusterGroup() = default;
   Cluster& home() { return *members_[0]; }
   std::shared_ptr<void> keep_alive_;  // declared first: destroyed after members_
   std::vector<std::unique_ptr<Cluster>> members_;
+  std::unique_ptr<transport::Rendezvous> observed_;  // reads members_: stopped before them
 };
 
 }  // namespace shoal::engine

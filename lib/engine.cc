@@ -166,6 +166,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   SHOAL_ASSIGN_OR_RETURN(auto group,
                          engine::ClusterGroup::Start(std::move(members), plan.world, *rendezvous));
   group->KeepAlive(std::move(local_net));
+  group->ServeObservers(std::move(plan.rendezvous));
   return Impl::Wrap(std::move(group), std::move(registry));
 }
 

@@ -46,6 +46,18 @@ class Rendezvous {
   // Blocks until every member's blob is known or the deadline passes (Timeout naming the
   // missing ranks where known).
   virtual Result<std::vector<Blob>> AllGather(const Blob& mine) = 0;
+  // After AllGather formed the world, rank 0 of a TCP rendezvous keeps its port and answers
+  // observers (ObserveTcpRendezvous: a CLI attaching to the live world) with the member table
+  // and the blob `info` returns, from a thread of its own, until this object is destroyed;
+  // nothing it serves starts an epoch or changes the world. A rank that tries to join the
+  // formed world hears that it formed, and keeps trying until its own deadline (it may belong
+  // to the next job, whose rank 0 has not started yet). `info` runs on the serving thread,
+  // once per observer, and must not block. Other ranks and other rendezvous kinds serve
+  // nothing (OK).
+  virtual Status ServeObservers(std::function<Blob()> info) {
+    (void)info;
+    return Status::OK();
+  }
 };
 
 struct TcpRendezvousOptions {
@@ -59,6 +71,18 @@ struct TcpRendezvousOptions {
 };
 
 std::unique_ptr<Rendezvous> NewTcpRendezvous(const TcpRendezvousOptions& options);
+
+// What an observer learns from a formed world's rank 0: the member table, in rank order, and
+// the blob rank 0's ServeObservers `info` gave.
+struct ObservedWorld {
+  std::vector<Blob> members;
+  Blob info;
+};
+// Connects to rank 0 at o.host:o.port as an observer (o.rank and o.world_size are not used):
+// both sides prove the job token, as a joining rank does. Retries a refused connection until
+// o.timeout; PermissionDenied when the token differs, FailedPrecondition while the world is
+// still forming, Timeout naming the last failure when no formed world answered in time.
+Result<ObservedWorld> ObserveTcpRendezvous(const TcpRendezvousOptions& o);
 std::unique_ptr<Rendezvous> NewFileRendezvous(std::string dir, uint32_t rank, uint32_t world_size,
                                               std::string token,
                                               std::chrono::milliseconds timeout);

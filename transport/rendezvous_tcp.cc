@@ -25,17 +25,29 @@ class TcpRendezvous final : public Rendezvous {
                                      "MASTER_PORT (docs/bootstrap.md)");
     }
     auto deadline = Clock::now() + o_.timeout;
-    return o_.rank == 0 ? HostTcpRendezvous(o_, mine, deadline)
+    return o_.rank == 0 ? HostTcpRendezvous(o_, mine, deadline, &formed_)
                         : JoinTcpRendezvous(o_, mine, deadline);
   }
+
+  Status ServeObservers(std::function<Blob()> info) override {
+    if (formed_ != nullptr) formed_->ServeObservers(std::move(info));
+    return Status::OK();
+  }
+
  private:
   TcpRendezvousOptions o_;
+  std::unique_ptr<FormedHost> formed_;  // rank 0, once the world formed
 };
 
 }  // namespace
 
 std::unique_ptr<Rendezvous> NewTcpRendezvous(const TcpRendezvousOptions& options) {
   return std::make_unique<TcpRendezvous>(options);
+}
+
+Result<ObservedWorld> ObserveTcpRendezvous(const TcpRendezvousOptions& o) {
+  if (o.port == 0) return Status::InvalidArgument("rendezvous port is 0: name rank 0's port");
+  return ObserveTcpHost(o, Clock::now() + o.timeout);
 }
 
 }  // namespace shoal::transport

@@ -7,11 +7,15 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <list>
+#include <memory>
+#include <thread>
 
 #include "base/bytes.h"
 #include "base/errno_status.h"
@@ -46,9 +50,30 @@ constexpr auto kProgressEvery = std::chrono::seconds(1);
 // Ranks named in one progress report.
 constexpr uint32_t kMaxReported = 64;
 
-class TcpHost {
+class TcpHost final : public FormedHost {
  public:
   explicit TcpHost(const TcpRendezvousOptions& o) : o_(o) {}
+  ~TcpHost() override {
+    if (serving_.joinable()) {
+      const char b = 1;
+      (void)!::write(stop_[1], &b, 1);
+      serving_.join();
+    }
+    for (int fd : stop_) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+
+  void ServeObservers(std::function<Blob()> info) override {
+    if (!formed_ || serving_.joinable()) return;
+    if (::pipe2(stop_, O_CLOEXEC) != 0) {
+      Log(LogLevel::kWarn, "rendezvous: observers not served: {}",
+          ErrnoStatus(errno, "pipe").message());
+      return;
+    }
+    info_ = std::move(info);
+    serving_ = std::thread([this] { ServeLoop(); });
+  }
 
   Result<std::vector<Blob>> Host(const Blob& mine, Clock::time_point deadline) {
     auto started = Clock::now();
@@ -63,7 +88,8 @@ class TcpHost {
     if (rc != 0) {
       return Status::InvalidArgument(fmt::format("rendezvous bind address: {}", gai_strerror(rc)));
     }
-    Fd listener(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    listener_ = Fd(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    Fd& listener = listener_;
     int one = 1;
     ::setsockopt(listener.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     rc = listener.fd < 0 ? -1 : ::bind(listener.fd, res->ai_addr, res->ai_addrlen);
@@ -136,80 +162,8 @@ class TcpHost {
       if (n < 0 && errno != EINTR) return ErrnoStatus(errno, "rendezvous: poll");
       if (n <= 0) continue;
 
-      std::vector<Conn*> dead;
-      for (size_t i = 1; i < fds.size(); ++i) {
-        Conn& c = *polled[i];
-        short re = fds[i].revents;
-        if (re == 0) continue;
-        bool alive = true;
-        if (re & (POLLIN | POLLHUP | POLLERR)) {
-          if (c.state == Conn::kHello) {
-            alive = Fill(c, kHelloFrame);
-          } else if (c.state == Conn::kJoin) {
-            size_t cap = 5 + sizeof(Mac) + 4;
-            if (c.mac_checked && c.in.size() >= 4) {
-              uint32_t len = 0;
-              std::memcpy(&len, c.in.data(), 4);
-              cap = std::min<size_t>(4 + size_t{len}, kMaxJoinFrame);
-            }
-            alive = Fill(c, cap);
-          } else if (c.state == Conn::kJoined) {
-            // A joined rank sends nothing more: readable means it closed (gave up) or broke
-            // the protocol. Either way its place is free again.
-            std::byte b[256];
-            ssize_t k = ::recv(c.fd.fd, b, sizeof(b), 0);
-            if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) alive = false;
-          }
-          if (alive && c.state != Conn::kJoined && c.state != Conn::kClosing) {
-            Advance(h, c);
-            // The join frame may have arrived with its MAC: take the rest in the same turn.
-            if (c.state == Conn::kJoin && c.mac_checked) {
-              uint32_t len = 0;
-              if (c.in.size() >= 4) std::memcpy(&len, c.in.data(), 4);
-              alive = Fill(c, std::min<size_t>(4 + size_t{len}, kMaxJoinFrame));
-              if (alive) Advance(h, c);
-            }
-          }
-        }
-        if (alive && c.Pending()) alive = c.Flush();
-        if (alive && c.state == Conn::kClosing && !c.Pending()) alive = false;
-        if (!alive) dead.push_back(&c);
-      }
-      for (Conn* d : dead) {
-        if (d->state == Conn::kJoined) {
-          Log(LogLevel::kWarn, "rendezvous: rank {} ({}) closed its connection before the world "
-              "formed; waiting for it again", d->rank, d->peer);
-          h.have[d->rank] = false;
-          h.left[d->rank] = true;
-          h.table[d->rank].clear();
-          --h.count;
-          h.changed = true;
-        }
-        h.conns.remove_if([d](const Conn& c) { return &c == d; });
-      }
-
-      if (fds[0].revents & POLLIN) {
-        // Take every connection waiting now.
-        while (true) {
-          int fd = ::accept4(listener.fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-          if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-              if (!DropOldestPending(h)) accept_paused_until = Clock::now() + std::chrono::milliseconds(100);
-            }
-            break;
-          }
-          ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-          Conn& c = h.conns.emplace_back();
-          c.fd = Fd(fd);
-          c.peer = PeerName(fd);
-          c.accepted = Clock::now();
-          c.deadline = std::min(deadline, c.accepted + kHandshakeTime);
-          if (++pending > kMaxPending) {
-            DropOldestPending(h);
-            --pending;
-          }
-        }
-      }
+      Turn(h, fds, polled, 1);
+      if (fds[0].revents & POLLIN) Accept(h, &pending, &accept_paused_until, deadline);
     }
 
     // Everyone is here: the table to every rank, with a MAC bound to its handshake.
@@ -233,6 +187,8 @@ class TcpHost {
     }
     Log(LogLevel::kInfo, "rendezvous: {} members joined in {} ms", o_.world_size,
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
+    formed_ = true;
+    table_ = h.table;
     return std::move(h.table);
   }
 
@@ -288,6 +244,184 @@ class TcpHost {
     Clock::time_point last_progress{};
   };
 
+  // One turn of the poll loop for the connections (fds[first..] are polled[first..]): reads
+  // what arrived, advances handshakes, sends what is queued, and removes the connections that
+  // ended (a joined rank's place is free again).
+  void Turn(Hosting& h, const std::vector<pollfd>& fds, const std::vector<Conn*>& polled,
+            size_t first) {
+    std::vector<Conn*> dead;
+    for (size_t i = first; i < fds.size(); ++i) {
+      Conn& c = *polled[i];
+      short re = fds[i].revents;
+      if (re == 0) continue;
+      bool alive = true;
+      if (re & (POLLIN | POLLHUP | POLLERR)) {
+        if (c.state == Conn::kHello) {
+          alive = Fill(c, kHelloFrame);
+        } else if (c.state == Conn::kJoin) {
+          size_t cap = 5 + sizeof(Mac) + 4;
+          if (c.mac_checked && c.in.size() >= 4) {
+            uint32_t len = 0;
+            std::memcpy(&len, c.in.data(), 4);
+            cap = std::min<size_t>(4 + size_t{len}, kMaxJoinFrame);
+          }
+          alive = Fill(c, cap);
+        } else if (c.state == Conn::kJoined) {
+          // A joined rank sends nothing more: readable means it closed (gave up) or broke
+          // the protocol. Either way its place is free again.
+          std::byte b[256];
+          ssize_t k = ::recv(c.fd.fd, b, sizeof(b), 0);
+          if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) alive = false;
+        }
+        if (alive && c.state != Conn::kJoined && c.state != Conn::kClosing) {
+          Advance(h, c);
+          // The join frame may have arrived with its MAC: take the rest in the same turn.
+          if (c.state == Conn::kJoin && c.mac_checked) {
+            uint32_t len = 0;
+            if (c.in.size() >= 4) std::memcpy(&len, c.in.data(), 4);
+            alive = Fill(c, std::min<size_t>(4 + size_t{len}, kMaxJoinFrame));
+            if (alive) Advance(h, c);
+          }
+        }
+      }
+      if (alive && c.Pending()) alive = c.Flush();
+      if (alive && c.state == Conn::kClosing && !c.Pending()) alive = false;
+      if (!alive) dead.push_back(&c);
+    }
+    for (Conn* d : dead) {
+      if (d->state == Conn::kJoined) {
+        Log(LogLevel::kWarn, "rendezvous: rank {} ({}) closed its connection before the world "
+            "formed; waiting for it again", d->rank, d->peer);
+        h.have[d->rank] = false;
+        h.left[d->rank] = true;
+        h.table[d->rank].clear();
+        --h.count;
+        h.changed = true;
+      }
+      h.conns.remove_if([d](const Conn& c) { return &c == d; });
+    }
+  }
+
+  // Takes every connection waiting on the listener now; *pending counts those in their
+  // handshake (the oldest go past kMaxPending).
+  void Accept(Hosting& h, size_t* pending, Clock::time_point* paused_until,
+              Clock::time_point deadline) {
+    int one = 1;
+    while (true) {
+      int fd = ::accept4(listener_.fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          if (!DropOldestPending(h)) *paused_until = Clock::now() + std::chrono::milliseconds(100);
+        }
+        break;
+      }
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      Conn& c = h.conns.emplace_back();
+      c.fd = Fd(fd);
+      c.peer = PeerName(fd);
+      c.accepted = Clock::now();
+      c.deadline = std::min(deadline, c.accepted + kHandshakeTime);
+      if (++*pending > kMaxPending) {
+        DropOldestPending(h);
+        --*pending;
+      }
+    }
+  }
+
+  // After the world formed (ServeObservers): the same poll loop over the same listener, for
+  // observers and late joiners only, until the stop pipe is written.
+  void ServeLoop() {
+    Hosting h;
+    h.count = o_.world_size;
+    Clock::time_point paused_until{};
+    const auto never = Clock::now() + std::chrono::hours(24 * 365 * 10);
+    std::vector<pollfd> fds;
+    std::vector<Conn*> polled;
+    while (true) {
+      auto now = Clock::now();
+      size_t pending = 0;
+      for (auto it = h.conns.begin(); it != h.conns.end();) {
+        if (now >= it->deadline) {
+          if (it->state != Conn::kClosing) {
+            Log(LogLevel::kInfo, "rendezvous: dropped {}: no complete handshake within {} s",
+                it->peer, kHandshakeTime.count());
+          }
+          it = h.conns.erase(it);
+          continue;
+        }
+        ++pending;
+        ++it;
+      }
+      fds.clear();
+      polled.clear();
+      const bool accepting = now >= paused_until;
+      fds.push_back({stop_[0], POLLIN, 0});
+      fds.push_back({listener_.fd, static_cast<short>(accepting ? POLLIN : 0), 0});
+      polled.assign(2, nullptr);
+      Clock::time_point wake = now + std::chrono::seconds(1);
+      if (!accepting) wake = std::min(wake, paused_until);
+      for (Conn& c : h.conns) {
+        short ev = c.Pending() ? POLLOUT : 0;
+        if (c.state != Conn::kClosing) ev |= POLLIN;
+        fds.push_back({c.fd.fd, ev, 0});
+        polled.push_back(&c);
+        wake = std::min(wake, c.deadline);
+      }
+      int n = ::poll(fds.data(), fds.size(), Remaining(wake));
+      if (n < 0 && errno != EINTR) {
+        Log(LogLevel::kWarn, "rendezvous: observers no longer served: {}",
+            ErrnoStatus(errno, "poll").message());
+        return;
+      }
+      if (n <= 0) continue;
+      if (fds[0].revents != 0) return;
+      Turn(h, fds, polled, 2);
+      if (fds[1].revents & POLLIN) Accept(h, &pending, &paused_until, never);
+    }
+  }
+
+  // An observer's frame ('O', its MAC): answered with the world once the token checks out.
+  void Observe(Hosting& h, Conn& c, uint32_t len) {
+    if (len != 1 + sizeof(Mac)) {
+      return Refuse(c, Status::InvalidArgument("malformed observe"), true);
+    }
+    if (c.in.size() < 4 + size_t{len}) return;
+    Mac cmac;
+    std::memcpy(cmac.data(), c.in.data() + 5, cmac.size());
+    if (!MacEqual(cmac, TokenMac(o_.token, kObserverLabel, {c.sn, c.cn}))) {
+      return Refuse(c, Status::PermissionDenied("an observer does not hold the job token"), true);
+    }
+    if (!formed_) {
+      return Refuse(c, Status::FailedPrecondition(fmt::format(
+                           "the world is still forming: {} of {} ranks joined", h.count,
+                           o_.world_size)), true);
+    }
+    Blob table = EncodeTable(table_);
+    Blob info = info_ ? info_() : Blob{};
+    const uint32_t table_len = static_cast<uint32_t>(table.size());
+    Blob world = Concat({BytesOf(table_len), table, info});
+    Mac wmac = TokenMac(o_.token, kWorldLabel, {c.cn, c.sn, world});
+    c.Queue('W', Concat({wmac, world}));
+    Blob().swap(c.in);
+    c.state = Conn::kClosing;
+    c.deadline = Clock::now() + kHandshakeTime;
+    Log(LogLevel::kDebug, "rendezvous: observer {} served", c.peer);
+  }
+
+  // A rank that proved the token and asked to join after the world formed.
+  void TooLate(Conn& c, uint32_t rank) {
+    const std::string why = fmt::format(
+        "rank 0 on this port serves a world of {} ranks that formed already: rank {} can join "
+        "only the next Open of the job (is an earlier job still running on this port?)",
+        o_.world_size, rank);
+    Log(LogLevel::kInfo, "rendezvous: {} asked to join as rank {} after the world formed",
+        c.peer, rank);
+    c.Queue('F', AsBytes(why));
+    Blob().swap(c.in);
+    c.state = Conn::kClosing;
+    c.deadline = Clock::now() + std::chrono::seconds(1);
+  }
+
   void Refuse(Conn& c, const Status& why, bool tell) {
     Log(why.code() == Code::kPermissionDenied ? LogLevel::kWarn : LogLevel::kInfo,
         "rendezvous: refused {}: {}", c.peer, why.message());
@@ -330,6 +464,7 @@ class TcpHost {
     if (c.state != Conn::kJoin || c.in.size() < 5) return;
     uint32_t len = 0;
     std::memcpy(&len, c.in.data(), 4);
+    if (static_cast<char>(c.in[4]) == 'O') return Observe(h, c, len);
     if (static_cast<char>(c.in[4]) != 'J' || len < 1 + sizeof(Mac) + 8 ||
         len > kMaxJoinFrame - 4) {
       return Refuse(c, Status::InvalidArgument("malformed join"), true);
@@ -344,6 +479,7 @@ class TcpHost {
         return Refuse(c, Status::PermissionDenied(
                              fmt::format("rank {} does not hold the job token", rank)), true);
       }
+      if (formed_) return TooLate(c, rank);
       c.mac_checked = true;
     }
     if (c.in.size() < 4 + size_t{len}) return;
@@ -437,13 +573,24 @@ class TcpHost {
   }
 
   const TcpRendezvousOptions& o_;
+  Fd listener_;
+  // Set once the table went out; from then on only ServeLoop's thread uses the connections.
+  bool formed_ = false;
+  std::vector<Blob> table_;
+  std::function<Blob()> info_;
+  int stop_[2] = {-1, -1};
+  std::thread serving_;
 };
 
 }  // namespace
 
 Result<std::vector<Blob>> HostTcpRendezvous(const TcpRendezvousOptions& o, const Blob& mine,
-                                            Clock::time_point deadline) {
-  return TcpHost(o).Host(mine, deadline);
+                                            Clock::time_point deadline,
+                                            std::unique_ptr<FormedHost>* formed) {
+  auto host = std::make_unique<TcpHost>(o);
+  auto table = host->Host(mine, deadline);
+  if (table.ok() && formed != nullptr) *formed = std::move(host);
+  return table;
 }
 
 }  // namespace shoal::transport

@@ -38,22 +38,42 @@ class TcpJoiner {
         last = r.status();
       }
       if (Clock::now() >= deadline) {
+        // A formed world that answered says more than the attempt the deadline cut short.
         return Status::Timeout(fmt::format("rendezvous: rank {} could not reach rank 0 at {} "
                                            "within {} ms: {}", o_.rank, where,
-                                           o_.timeout.count(), last.message()));
+                                           o_.timeout.count(),
+                                           formed_.empty() ? last.message() : formed_));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+
+  Result<ObservedWorld> Observe(Clock::time_point deadline) {
+    std::string where = fmt::format("{}:{}", o_.host, o_.port);
+    Status last = Status::Unavailable("no attempt");
+    while (true) {
+      Fd fd(Connect(deadline, &last));
+      if (fd.fd >= 0) {
+        bool retry = false;
+        auto r = ObserveOnce(fd.fd, deadline, where, &retry);
+        if (r.ok() || !retry) return r;
+        last = r.status();
+      }
+      if (Clock::now() >= deadline) {
+        return Status::Timeout(fmt::format("rendezvous: no world answered at {} within {} ms: "
+                                           "{}", where, o_.timeout.count(), last.message()));
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
 
  private:
-  // One attempt at the handshake on a fresh connection. *retry is set when the connection failed
-  // before rank 0 proved itself (rank 0 restarting, or dropping this connection under load): the
-  // caller connects again while time is left.
-  Result<std::vector<Blob>> JoinOnce(int fd, const Blob& mine, Clock::time_point deadline,
-                                     const std::string& where, bool* retry) {
+  // The hello and challenge on a fresh connection: rank 0's nonce, once it proved the token
+  // (*retry set while it has not answered at all).
+  // *sn is rank 0's nonce also when it fails to prove the token (PermissionDenied).
+  Status Greet(int fd, const Nonce& cn, Clock::time_point deadline, const std::string& where,
+               bool* retry, Nonce* sn) {
     *retry = true;
-    Nonce cn = NewNonce();
     SHOAL_RETURN_IF_ERROR(SendFrame(fd, 'H', cn, deadline));
     char tag = 0;
     SHOAL_ASSIGN_OR_RETURN(Blob ch, RecvFrame(fd, &tag, deadline));
@@ -61,20 +81,79 @@ class TcpJoiner {
     if (tag != 'C' || ch.size() != 64) {
       return Status::InvalidArgument(fmt::format("rendezvous: {} is not a shoal rank 0", where));
     }
-    Nonce sn;
+    std::memcpy(sn->data(), ch.data(), 32);
     Mac smac;
-    std::memcpy(sn.data(), ch.data(), 32);
     std::memcpy(smac.data(), ch.data() + 32, 32);
-    Mac cmac = TokenMac(o_.token, kClientLabel, {sn, cn});
-    if (!MacEqual(smac, TokenMac(o_.token, kServerLabel, {cn, sn}))) {
-      // Still show rank 0 our proof (of the wrong token: it reveals nothing), so that it logs
-      // and reports which rank it refused, instead of a connection that just went away.
-      (void)SendFrame(fd, 'J', Concat({cmac, BytesOf(o_.rank), BytesOf(o_.world_size)}),
-                      deadline);
+    if (!MacEqual(smac, TokenMac(o_.token, kServerLabel, {cn, *sn}))) {
       return Status::PermissionDenied(fmt::format(
           "rendezvous: rank 0 at {} does not hold this job token (is SHOAL_TOKEN the same on "
           "every rank?)", where));
     }
+    return Status::OK();
+  }
+
+  Result<ObservedWorld> ObserveOnce(int fd, Clock::time_point deadline, const std::string& where,
+                                    bool* retry) {
+    Nonce cn = NewNonce(), sn{};
+    SHOAL_RETURN_IF_ERROR(Greet(fd, cn, deadline, where, retry, &sn));
+    SHOAL_RETURN_IF_ERROR(SendFrame(fd, 'O', TokenMac(o_.token, kObserverLabel, {sn, cn}),
+                                    deadline));
+    char tag = 0;
+    auto resp = RecvFrame(fd, &tag, deadline);
+    if (!resp.ok()) {
+      return Status::Unavailable(fmt::format("rendezvous: rank 0 at {} closed the connection: {}",
+                                             where, resp.status().message()));
+    }
+    if (tag == 'R') {
+      std::string why(reinterpret_cast<const char*>(resp->data()), resp->size());
+      if (why.find("job token") != std::string::npos) {
+        return Status::PermissionDenied("rendezvous refused this observer: " + why);
+      }
+      if (why.find("still forming") != std::string::npos) {
+        return Status::FailedPrecondition("rendezvous: " + why);
+      }
+      return Status::InvalidArgument("rendezvous refused this observer: " + why);
+    }
+    if (tag != 'W' || resp->size() < 32 + 4) {
+      return Status::InvalidArgument("rendezvous: not a world description");
+    }
+    Mac wmac;
+    std::memcpy(wmac.data(), resp->data(), 32);
+    std::span<const std::byte> world(resp->data() + 32, resp->size() - 32);
+    if (!MacEqual(wmac, TokenMac(o_.token, kWorldLabel, {cn, sn, world}))) {
+      return Status::PermissionDenied("rendezvous: the world description fails its token MAC");
+    }
+    ByteReader r(world);
+    uint32_t table_len = 0;
+    std::span<const std::byte> table;
+    if (!r.Get(&table_len) || !r.Raw(table_len, &table)) {
+      return Status::InvalidArgument("rendezvous: world description of wrong length");
+    }
+    ObservedWorld out;
+    SHOAL_ASSIGN_OR_RETURN(out.members, DecodeAnyTable(table));
+    std::span<const std::byte> info;
+    (void)r.Raw(r.left(), &info);
+    out.info.assign(info.begin(), info.end());
+    return out;
+  }
+
+  // One attempt at the handshake on a fresh connection. *retry is set when the connection failed
+  // before rank 0 proved itself (rank 0 restarting, or dropping this connection under load): the
+  // caller connects again while time is left.
+  Result<std::vector<Blob>> JoinOnce(int fd, const Blob& mine, Clock::time_point deadline,
+                                     const std::string& where, bool* retry) {
+    Nonce cn = NewNonce(), sn{};
+    Status greeted = Greet(fd, cn, deadline, where, retry, &sn);
+    if (!greeted.ok() && greeted.code() != Code::kPermissionDenied) return greeted;
+    Mac cmac = TokenMac(o_.token, kClientLabel, {sn, cn});
+    if (!greeted.ok()) {
+      // Still show rank 0 our proof (of the wrong token: it reveals nothing), so that it logs
+      // and reports which rank it refused, instead of a connection that just went away.
+      (void)SendFrame(fd, 'J', Concat({cmac, BytesOf(o_.rank), BytesOf(o_.world_size)}),
+                      deadline);
+      return greeted;
+    }
+    char tag = 0;
     Blob join = Concat({cmac, BytesOf(o_.rank), BytesOf(o_.world_size), mine});
     SHOAL_RETURN_IF_ERROR(SendFrame(fd, 'J', join, deadline));
     // Progress reports until the table or a refusal. Waiting past the deadline ends with the
@@ -105,6 +184,11 @@ class TcpJoiner {
         uint32_t named = static_cast<uint32_t>(std::count(have.begin(), have.end(), false));
         if (total > named) missing += fmt::format(" and {} more", total - named);
         continue;
+      }
+      if (tag == 'F') {  // a world that formed already: perhaps the last job's; try again
+        *retry = true;
+        formed_.assign(reinterpret_cast<const char*>(resp->data()), resp->size());
+        return Status::Unavailable(formed_);
       }
       if (tag == 'R') {
         std::string why(reinterpret_cast<const char*>(resp->data()), resp->size());
@@ -171,6 +255,7 @@ class TcpJoiner {
   }
 
   const TcpRendezvousOptions& o_;
+  std::string formed_;  // the last formed world's answer ('F'), if one came
 };
 
 }  // namespace
@@ -178,6 +263,10 @@ class TcpJoiner {
 Result<std::vector<Blob>> JoinTcpRendezvous(const TcpRendezvousOptions& o, const Blob& mine,
                                             Clock::time_point deadline) {
   return TcpJoiner(o).Join(mine, deadline);
+}
+
+Result<ObservedWorld> ObserveTcpHost(const TcpRendezvousOptions& o, Clock::time_point deadline) {
+  return TcpJoiner(o).Observe(deadline);
 }
 
 }  // namespace shoal::transport

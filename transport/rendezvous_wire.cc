@@ -60,6 +60,17 @@ Result<std::vector<Blob>> DecodeTable(std::span<const std::byte> bytes, uint32_t
   return table;
 }
 
+Result<std::vector<Blob>> DecodeAnyTable(std::span<const std::byte> bytes) {
+  ByteReader r(bytes);
+  uint32_t n = 0;
+  // Every entry takes at least its 4-byte length: a count the bytes cannot hold is refused
+  // before anything is allocated for it.
+  if (!r.Get(&n) || n == 0 || n > r.left() / 4) {
+    return Status::InvalidArgument("rendezvous table: member count");
+  }
+  return DecodeTable(bytes, n);
+}
+
 Blob Frame(char tag, std::span<const std::byte> body) {
   ByteWriter w;
   w.Put<uint32_t>(static_cast<uint32_t>(body.size() + 1));

@@ -4,7 +4,9 @@
 //
 // Frames, by tag: 'H' hello (client nonce), 'C' challenge (server nonce, server MAC), 'J' join
 // (client MAC, rank, world size, blob), 'P' progress (missing count, missing ranks), 'T' table
-// (table MAC, encoded table), 'R' refusal (why, as text).
+// (table MAC, encoded table), 'R' refusal (why, as text). After the world formed: 'O' observe
+// (client MAC), 'W' world (MAC, u32 table length, encoded table, info blob), 'F' formed (a
+// join that came too late: why, as text; the joiner retries).
 //
 // Failures: Timeout when the deadline passes, Unavailable when the peer closed, InvalidArgument
 // for a malformed frame or table; errno otherwise (base/errno_status.h).
@@ -32,11 +34,16 @@ using Clock = std::chrono::steady_clock;
 inline constexpr std::string_view kServerLabel = "shoal-rdzv-server-v1";
 inline constexpr std::string_view kClientLabel = "shoal-rdzv-client-v1";
 inline constexpr std::string_view kTableLabel = "shoal-rdzv-table-v1";
+// Labels of an observer's proof and of the world rank 0 answers it with.
+inline constexpr std::string_view kObserverLabel = "shoal-rdzv-observer-v1";
+inline constexpr std::string_view kWorldLabel = "shoal-rdzv-world-v1";
 
 // The member table: u32 count, then each member's blob length-prefixed, in rank order.
 Blob EncodeTable(const std::vector<Blob>& table);
 // InvalidArgument unless `bytes` is a table of exactly `world` blobs of at most kMaxBlobBytes.
 Result<std::vector<Blob>> DecodeTable(std::span<const std::byte> bytes, uint32_t world);
+// The same for a table of any number of blobs (the count it declares, bounded by its size).
+Result<std::vector<Blob>> DecodeAnyTable(std::span<const std::byte> bytes);
 
 // The concatenation of `parts`.
 Blob Concat(std::initializer_list<std::span<const std::byte>> parts);

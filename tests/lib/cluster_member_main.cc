@@ -30,8 +30,10 @@
 #include <vector>
 
 #include "engine/cluster_group.h"
+#include "engine/membership.h"
 #include "engine/protocol.h"
 #include "transport/messenger.h"
+#include "transport/rendezvous.h"
 #include "lib/bootstrap.h"
 #include "shoal/engine.h"
 
@@ -372,6 +374,39 @@ int main(int argc, char** argv) {
       std::printf("seq step %d (world of %d): %llu objects live, %llu removed, all as expected\n",
                   step, world, (unsigned long long)live, (unsigned long long)gone);
     }
+    Check(eng.Barrier(), "barrier");
+  } else if (scenario == "observe") {
+    // Every rank but 0 observes the live world through rank 0's rendezvous port, as a CLI
+    // would (issue 12): the member table and the membership record of this epoch; then the
+    // world still works. Prints the epoch for the test to compare across runs.
+    Check(eng.Barrier(), "barrier");
+    if (rank != 0) {
+      auto plan = PlanBootstrap(o);
+      Check(plan.status(), "bootstrap");
+      const std::string& a = plan->rendezvous_address;  // tcp:HOST:PORT
+      const size_t colon = a.rfind(':');
+      if (a.rfind("tcp:", 0) != 0 || colon < 4) Die("not a TCP rendezvous: " + a);
+      transport::TcpRendezvousOptions to;
+      to.host = a.substr(4, colon - 4);
+      to.port = static_cast<uint16_t>(std::atoi(a.c_str() + colon + 1));
+      const char* token = std::getenv("SHOAL_TOKEN");
+      to.token = token != nullptr ? token : "";
+      to.timeout = std::chrono::seconds(10);
+      auto seen = transport::ObserveTcpRendezvous(to);
+      Check(seen.status(), "observe");
+      if (seen->members.size() != eng.world_size()) Die("observer: wrong member count");
+      auto m = engine::DecodeMembership(std::string_view(
+          reinterpret_cast<const char*>(seen->info.data()), seen->info.size()));
+      Check(m.status(), "observer: membership record");
+      if (m->epoch == 0 || m->members.size() != eng.world_size()) {
+        Die("observer: membership record of epoch 0 or of the wrong size");
+      }
+      std::printf("epoch %llu\n", static_cast<unsigned long long>(m->epoch));
+      std::fflush(stdout);
+    }
+    Check(eng.Barrier(), "barrier");
+    const std::string path = fmt::format("observed/{}-{}", rank, getpid());
+    Check(eng.Put(path, std::as_bytes(std::span(path))), "put after observing");
     Check(eng.Barrier(), "barrier");
   } else if (scenario == "write") {
     WriteMine(eng, rank);

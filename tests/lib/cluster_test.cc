@@ -7,6 +7,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "tests/process_util.h"
@@ -108,6 +109,33 @@ TEST(Cluster, TcpRendezvousHostedByRankZeroWithReplicationTwo) {
   World w(dir, "tcp:127.0.0.1:" + std::to_string(FreePort()));
   w.Start(Members(dir, 4), "full", "2");
   ExpectAllOk(w.WaitAll());
+}
+
+// A CLI attaching to a live world (issue 12): ranks 1..3 observe the world of 4 through rank
+// 0's rendezvous port after Open and see its members and this epoch's membership record; the
+// world goes on working, and the next job's Open starts exactly the next epoch: observers
+// start none.
+TEST(Cluster, ObserversOfALiveWorldStartNoEpoch) {
+  TempDir dir;
+  World w(dir, "tcp:127.0.0.1:" + std::to_string(FreePort()));
+  // Runs the job and returns the epoch its observers saw.
+  auto run = [&] {
+    w.Start(Members(dir, 4), "observe", "2");
+    std::vector<std::string> outs;
+    for (int r = 1; r < 4; ++r) outs.push_back(w.proc(r).out);
+    ExpectAllOk(w.WaitAll());
+    std::set<std::string> seen;
+    for (int r = 1; r < 4; ++r) {
+      std::string out = testing::Slurp(outs[r - 1]);
+      EXPECT_EQ(out.rfind("epoch ", 0), 0u) << "rank " << r << ": " << out;
+      seen.insert(out.substr(0, out.find('\n')));
+    }
+    EXPECT_EQ(seen.size(), 1u);  // every observer saw the same epoch
+    return seen.empty() ? 0ull : std::stoull(seen.begin()->substr(6));
+  };
+  const uint64_t first = run();
+  EXPECT_GE(first, 1u);
+  EXPECT_EQ(run(), first + 1);
 }
 
 TEST(Cluster, RestartWithPermutedRanksFindsEveryObject) {

@@ -559,5 +559,91 @@ TEST(LaunchInfo, RejectsNonsense) {
   }
 }
 
+// Observes rank 0 on `port` with `token`, waiting at most `timeout`.
+Result<ObservedWorld> Observe(uint16_t port, const std::string& token,
+                              std::chrono::milliseconds timeout) {
+  TcpRendezvousOptions o = Opts(0, 0, port, token);
+  o.timeout = timeout;
+  return ObserveTcpRendezvous(o);
+}
+
+// After the world formed, rank 0 keeps its port and answers observers (a CLI attaching to the
+// live world, issue 12) with the member table and its info blob, from its own thread: a rank
+// asking to join the formed world hears that it formed (and gives up at its deadline with
+// that reason), a wrong token is refused, 100 idle and garbage connections delay no observer,
+// and destroying rank 0's rendezvous stops it all.
+TEST(Rendezvous, AFormedWorldAnswersObserversAndTellsLateJoinersItFormed) {
+  constexpr uint32_t kWorld = 3;
+  const uint16_t port = FreePort();
+  std::vector<std::unique_ptr<Rendezvous>> r(kWorld);
+  std::vector<Result<std::vector<Blob>>> results(kWorld, Status::Internal("unset"));
+  {
+    std::vector<std::thread> ts;
+    for (uint32_t k = 0; k < kWorld; ++k) {
+      r[k] = NewTcpRendezvous(Opts(k, kWorld, port, "tok"));
+      ts.emplace_back([&, k] { results[k] = r[k]->AllGather(BlobOf("m" + std::to_string(k))); });
+    }
+    for (auto& t : ts) t.join();
+  }
+  for (auto& res : results) ASSERT_OK(res);
+  std::atomic<int> asked{0};
+  ASSERT_OK(r[0]->ServeObservers([&] {
+    asked++;
+    return BlobOf("epoch 7");
+  }));
+  ASSERT_OK(r[1]->ServeObservers([] { return BlobOf("not rank 0"); }));  // serves nothing
+
+  auto seen = Observe(port, "tok", 5s);
+  ASSERT_OK(seen);
+  ASSERT_EQ(seen->members.size(), kWorld);
+  for (uint32_t k = 0; k < kWorld; ++k) EXPECT_EQ(seen->members[k], BlobOf("m" + std::to_string(k)));
+  EXPECT_EQ(seen->info, BlobOf("epoch 7"));
+  EXPECT_CODE(Observe(port, "other", 5s), kPermissionDenied);
+
+  TcpRendezvousOptions late_o = Opts(1, kWorld, port, "tok");
+  late_o.timeout = 1500ms;
+  auto late = NewTcpRendezvous(late_o)->AllGather(BlobOf("late"));
+  EXPECT_CODE(late, kTimeout);
+  EXPECT_NE(late.status().message().find("formed already"), std::string::npos) << late.status();
+
+  std::vector<int> idle;
+  for (int i = 0; i < 100; ++i) {
+    int fd = ConnectTo(port);
+    ASSERT_GE(fd, 0);
+    if (i % 2 == 1) {
+      std::string junk(64, static_cast<char>(i));
+      ASSERT_EQ(::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL), 64);
+    }
+    idle.push_back(fd);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto again = Observe(port, "tok", 5s);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_OK(again);
+  EXPECT_EQ(again->members.size(), kWorld);
+  std::printf("an observer of a formed world of %u: %.1f ms with 100 idle and garbage "
+              "connections open\n", kWorld, ms);
+  for (int fd : idle) ::close(fd);
+  EXPECT_EQ(asked.load(), 2);  // the refused observer asked nothing of it
+
+  r[0].reset();
+  EXPECT_CODE(Observe(port, "tok", 300ms), kTimeout);
+}
+
+// An observer of a world still forming is told so, and the world forms all the same.
+TEST(Rendezvous, AnObserverOfAWorldStillFormingIsToldSo) {
+  const uint16_t port = FreePort();
+  Result<std::vector<Blob>> host = Status::Internal("unset");
+  std::thread t([&] { host = NewTcpRendezvous(Opts(0, 2, port, "tok"))->AllGather(BlobOf("h")); });
+  auto seen = Observe(port, "tok", 5s);
+  EXPECT_CODE(seen, kFailedPrecondition);
+  EXPECT_NE(seen.status().message().find("1 of 2 ranks joined"), std::string::npos)
+      << seen.status();
+  auto joined = NewTcpRendezvous(Opts(1, 2, port, "tok"))->AllGather(BlobOf("j"));
+  t.join();
+  ASSERT_OK(joined);
+  ASSERT_OK(host);
+}
+
 }  // namespace
 }  // namespace shoal::transport
