@@ -27,47 +27,51 @@ class TcpJoiner {
   explicit TcpJoiner(const TcpRendezvousOptions& o) : o_(o) {}
 
   Result<std::vector<Blob>> Join(const Blob& mine, Clock::time_point deadline) {
-    std::string where = fmt::format("{}:{}", o_.host, o_.port);
-    Status last = Status::Unavailable("no attempt");
-    while (true) {
-      Fd fd(Connect(deadline, &last));
-      if (fd.fd >= 0) {
-        bool retry = false;
-        auto r = JoinOnce(fd.fd, mine, deadline, where, &retry);
-        if (r.ok() || !retry) return r;
-        last = r.status();
-      }
-      if (Clock::now() >= deadline) {
-        // A formed world that answered says more than the attempt the deadline cut short.
-        return Status::Timeout(fmt::format("rendezvous: rank {} could not reach rank 0 at {} "
-                                           "within {} ms: {}", o_.rank, where,
-                                           o_.timeout.count(),
-                                           formed_.empty() ? last.message() : formed_));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    return Attempts<std::vector<Blob>>(
+        deadline,
+        [&](int fd, const std::string& where, bool* retry) {
+          return JoinOnce(fd, mine, deadline, where, retry);
+        },
+        [&](const std::string& where, const Status& last) {
+          // A formed world that answered says more than the attempt the deadline cut short.
+          return fmt::format("rendezvous: rank {} could not reach rank 0 at {} within {} ms: {}",
+                             o_.rank, where, o_.timeout.count(),
+                             formed_.empty() ? last.message() : formed_);
+        });
   }
 
   Result<ObservedWorld> Observe(Clock::time_point deadline) {
+    return Attempts<ObservedWorld>(
+        deadline,
+        [&](int fd, const std::string& where, bool* retry) {
+          return ObserveOnce(fd, deadline, where, retry);
+        },
+        [&](const std::string& where, const Status& last) {
+          return fmt::format("rendezvous: no world answered at {} within {} ms: {}", where,
+                             o_.timeout.count(), last.message());
+        });
+  }
+
+ private:
+  // Runs `once` on fresh connections to rank 0 until it succeeds, fails for good (its *retry
+  // left false), or the deadline passes: Timeout with `why(where, last failure)`.
+  template <typename T, typename Once, typename Why>
+  Result<T> Attempts(Clock::time_point deadline, Once&& once, Why&& why) {
     std::string where = fmt::format("{}:{}", o_.host, o_.port);
     Status last = Status::Unavailable("no attempt");
     while (true) {
       Fd fd(Connect(deadline, &last));
       if (fd.fd >= 0) {
         bool retry = false;
-        auto r = ObserveOnce(fd.fd, deadline, where, &retry);
+        Result<T> r = once(fd.fd, where, &retry);
         if (r.ok() || !retry) return r;
         last = r.status();
       }
-      if (Clock::now() >= deadline) {
-        return Status::Timeout(fmt::format("rendezvous: no world answered at {} within {} ms: "
-                                           "{}", where, o_.timeout.count(), last.message()));
-      }
+      if (Clock::now() >= deadline) return Status::Timeout(why(where, last));
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
 
- private:
   // The hello and challenge on a fresh connection: rank 0's nonce, once it proved the token
   // (*retry set while it has not answered at all).
   // *sn is rank 0's nonce also when it fails to prove the token (PermissionDenied).
