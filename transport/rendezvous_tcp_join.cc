@@ -27,17 +27,22 @@ class TcpJoiner {
   explicit TcpJoiner(const TcpRendezvousOptions& o) : o_(o) {}
 
   Result<std::vector<Blob>> Join(const Blob& mine, Clock::time_point deadline) {
-    return Attempts<std::vector<Blob>>(
+    auto r = Attempts<std::vector<Blob>>(
         deadline,
         [&](int fd, const std::string& where, bool* retry) {
           return JoinOnce(fd, mine, deadline, where, retry);
         },
         [&](const std::string& where, const Status& last) {
-          // A formed world that answered says more than the attempt the deadline cut short.
           return fmt::format("rendezvous: rank {} could not reach rank 0 at {} within {} ms: {}",
-                             o_.rank, where, o_.timeout.count(),
-                             formed_.empty() ? last.message() : formed_);
+                             o_.rank, where, o_.timeout.count(), last.message());
         });
+    // A formed world that answered says more than whichever attempt the deadline cut short
+    // (a connect, a handshake, or the wait for a table).
+    if (!r.ok() && r.status().code() == Code::kTimeout && !formed_.empty()) {
+      return Status::Timeout(fmt::format("rendezvous: rank {} gave up after {} ms: {}", o_.rank,
+                                         o_.timeout.count(), formed_));
+    }
+    return r;
   }
 
   Result<ObservedWorld> Observe(Clock::time_point deadline) {
@@ -68,7 +73,10 @@ class TcpJoiner {
         last = r.status();
       }
       if (Clock::now() >= deadline) return Status::Timeout(why(where, last));
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      // A formed world is asked again once a second (its rank 0 logs every ask), anything
+      // else every 50 ms; never past the deadline.
+      const auto pause = formed_.empty() ? std::chrono::milliseconds(50) : std::chrono::seconds(1);
+      std::this_thread::sleep_until(std::min(deadline, Clock::now() + pause));
     }
   }
 
