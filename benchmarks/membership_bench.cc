@@ -10,6 +10,8 @@
 //             V MiB of 4 MiB objects, waited for on every member.
 //
 //   shoal-membership-bench [--records N] [--volume-mib V] [--threads T] [--dir DIR]
+//                          [--repair-parallelism P]   (objects each member's background
+//                                              repair works on at once; default 8)
 //                          [--reuse STORES]   (the stores m0..m3 a killed run left in STORES:
 //                                              no puts, and the record count is the stores')
 #include <algorithm>
@@ -66,7 +68,7 @@ double MedianOpenMs(InProcWorld& w, const std::vector<uint32_t>& stores, int run
 
 int main(int argc, char** argv) {
   uint64_t records = 1000000, volume_mib = 256;
-  uint32_t threads = 32;
+  uint32_t threads = 32, repair_parallelism = shoal::engine::ClusterOptions{}.repair_parallelism;
   std::string root, reuse;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
@@ -74,6 +76,9 @@ int main(int argc, char** argv) {
     else if (a == "--volume-mib") volume_mib = std::strtoull(argv[i + 1], nullptr, 10);
     else if (a == "--threads") threads = static_cast<uint32_t>(std::strtoul(argv[i + 1], nullptr, 10));
     else if (a == "--dir") root = argv[i + 1];
+    else if (a == "--repair-parallelism") {
+      repair_parallelism = static_cast<uint32_t>(std::strtoul(argv[i + 1], nullptr, 10));
+    }
     else if (a == "--reuse") reuse = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
@@ -102,6 +107,7 @@ int main(int argc, char** argv) {
   InProcWorld w(dir, nodes, 2, 2);
   w.set_metadata_map_size(16ull << 30);
   w.set_join_timeout(std::chrono::minutes(10));
+  w.set_repair_parallelism(repair_parallelism);
   Die(w.StartStores({0, 1, 2, 3}, {}, std::chrono::milliseconds(60000)), "open");
   auto t = Clock::now();
   std::atomic<uint64_t> next{0};
@@ -180,9 +186,10 @@ int main(int argc, char** argv) {
   }
   const double repair_s = Seconds(t) + open_s;
   std::printf("rebuild after 1 of 5 members lost (%llu MiB in 4 MiB objects + the records): open "
-              "%.2f s (metadata shards), background repair done %.2f s after the Open began: %llu "
-              "chunks / %.1f MiB copied, %.0f MB/s; lost %llu\n",
-              static_cast<unsigned long long>(objects * object >> 20), open_s, repair_s,
+              "%.2f s (metadata shards), background repair (%u objects at once per member) done "
+              "%.2f s after the Open began: %llu chunks / %.1f MiB copied, %.0f MB/s; lost %llu\n",
+              static_cast<unsigned long long>(objects * object >> 20), open_s, repair_parallelism,
+              repair_s,
               static_cast<unsigned long long>(copied_chunks),
               static_cast<double>(copied_bytes) / (1 << 20),
               static_cast<double>(copied_bytes) / 1e6 / repair_s,

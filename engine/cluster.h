@@ -84,6 +84,9 @@ struct ClusterOptions {
   // Background repair after an Open whose membership changed (cluster_background.cc): bytes of
   // chunk copies per second, at most; 0: none (Repair only when called).
   uint64_t repair_rate = 256ull << 20;
+  // Objects the background repair works on at once (each a few round trips: a lookup, a
+  // probe per holder, copies, a record update); 1: one after the other.
+  uint32_t repair_parallelism = 8;
   // Bytes of local chunks re-read and verified per second by the background scrub; 0: none.
   uint64_t scrub_rate = 16ull << 20;
   // Whether a member catches up in the background with the metadata shards it owns without a

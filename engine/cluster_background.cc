@@ -17,10 +17,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
 #include <thread>
+#include <vector>
 
 #include "base/log.h"
 #include "engine/cluster.h"
@@ -245,6 +247,7 @@ Status Cluster::BackgroundRepair(RepairReport* out) {
     if (!ranks.empty() && ranks[0] == world_->rank()) mine.push_back(s);
   }
   uint64_t done_shards = 0;
+  std::atomic<uint64_t> copied{0};  // bytes copied by every worker so far
   for (uint32_t shard : mine) {
     std::string after;
     do {
@@ -254,31 +257,56 @@ Status Cluster::BackgroundRepair(RepairReport* out) {
         status = page.status().WithContext(fmt::format("background repair of shard {}", shard));
         break;
       }
+      // The page's striped objects, repaired repair_parallelism at a time (their round trips
+      // overlap); each worker keeps its own report, summed after the page.
+      std::vector<const std::string*> paths;
       for (const MetaStore::Versioned& rec : *page) {
-        if (bg_stop_.load()) break;
         if (rec.tombstone) continue;
         auto inode = DecodeInode(rec.inode, rec.path);
-        if (!inode.ok() || !inode->is_striped) continue;
-        Status s = RepairObject(rec.path, &report);
-        if (!s.ok()) {
-          Log(LogLevel::kWarn, "background repair of \"{}\": {}", rec.path, s.ToString());
-          if (status.ok()) status = s;
+        if (inode.ok() && inode->is_striped) paths.push_back(&rec.path);
+      }
+      std::atomic<size_t> next_object{0};
+      Mutex page_mu;  // status and report, from the workers
+      auto work = [&] {
+        RepairReport part;
+        for (size_t i = next_object++; i < paths.size() && !bg_stop_.load(); i = next_object++) {
+          const uint64_t before = part.bytes_copied;
+          Status s = RepairObject(*paths[i], &part);
+          if (!s.ok()) {
+            Log(LogLevel::kWarn, "background repair of \"{}\": {}", *paths[i], s.ToString());
+            MutexLock lk(&page_mu);
+            if (status.ok()) status = s;
+          }
+          // At most repair_rate bytes per second since the start, over all workers.
+          const double allowed_s =
+              static_cast<double>(copied.fetch_add(part.bytes_copied - before) +
+                                  (part.bytes_copied - before)) /
+              static_cast<double>(options_.repair_rate);
+          const double elapsed_s =
+              std::chrono::duration<double>(Clock::now() - started).count();
+          if (allowed_s > elapsed_s) {
+            PauseBackground(std::chrono::duration<double>(allowed_s - elapsed_s));
+          }
         }
-        // At most repair_rate bytes per second since the start.
-        const double allowed_s = static_cast<double>(report.bytes_copied) /
-                                 static_cast<double>(options_.repair_rate);
-        const double elapsed_s = std::chrono::duration<double>(Clock::now() - started).count();
-        if (allowed_s > elapsed_s) {
-          PauseBackground(std::chrono::duration<double>(allowed_s - elapsed_s));
-        }
-        if (Clock::now() - last_log > std::chrono::seconds(5)) {
-          last_log = Clock::now();
-          Log(LogLevel::kInfo,
-              "background repair: {} of {} shard(s), {} object(s), {} chunk(s) ({:.1f} MiB) "
-              "copied",
-              done_shards, mine.size(), report.objects, report.chunks_copied,
-              static_cast<double>(report.bytes_copied) / (1 << 20));
-        }
+        MutexLock lk(&page_mu);
+        report.objects += part.objects;
+        report.chunks_copied += part.chunks_copied;
+        report.bytes_copied += part.bytes_copied;
+        report.lost.insert(report.lost.end(), part.lost.begin(), part.lost.end());
+      };
+      const size_t workers =
+          std::min<size_t>(std::max<uint32_t>(options_.repair_parallelism, 1), paths.size());
+      std::vector<std::thread> pool;
+      for (size_t w = 1; w < workers; ++w) pool.emplace_back(work);
+      work();
+      for (auto& t : pool) t.join();
+      if (Clock::now() - last_log > std::chrono::seconds(5)) {
+        last_log = Clock::now();
+        Log(LogLevel::kInfo,
+            "background repair: {} of {} shard(s), {} object(s), {} chunk(s) ({:.1f} MiB) "
+            "copied",
+            done_shards, mine.size(), report.objects, report.chunks_copied,
+            static_cast<double>(report.bytes_copied) / (1 << 20));
       }
       after = std::move(next);
     } while (!after.empty() && !bg_stop_.load());

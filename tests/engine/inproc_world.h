@@ -117,6 +117,7 @@ class InProcWorld {
   void set_catch_up(bool on) { catch_up_ = on; }
   // How long the world's Open waits for a member (each phase).
   void set_join_timeout(std::chrono::milliseconds t) { join_timeout_ = t; }
+  void set_repair_parallelism(uint32_t p) { repair_parallelism_ = p; }
   // The directory of store `store`.
   std::string Store(uint32_t store) const { return dir_.Sub("m" + std::to_string(store)); }
   engine::Cluster& at(uint32_t r) { return *members_.at(r); }
@@ -138,6 +139,7 @@ class InProcWorld {
     co.declare_lost = rank_lost_.count(r) != 0 ? rank_lost_[r] : lost_;
     co.merge_timeout = join_timeout_;
     co.catch_up = catch_up_;
+    co.repair_parallelism = repair_parallelism_;
     co.uid_seed = seed_ * 1000 + r + 1 + 100 * starts_;
     engine::WorldOptions wo;
     wo.rank = r;
@@ -159,6 +161,7 @@ class InProcWorld {
   uint64_t starts_ = 0;  // a restarted world draws other uids
   uint64_t map_size_ = 64ull << 20;
   std::chrono::milliseconds join_timeout_{10000};
+  uint32_t repair_parallelism_ = engine::ClusterOptions{}.repair_parallelism;
   bool catch_up_ = true;
   std::vector<uint32_t> stores_;  // rank -> store
   std::vector<std::string> lost_;

@@ -311,6 +311,68 @@ TEST_F(InProcWorldTest, RepairRebuildsAWipedMembersReplicasAndRecords) {
   for (int i = 0; i < 6; ++i) ExpectRead(0, "rep/o" + std::to_string(i), data[i]);
 }
 
+// The background repair works on several objects of a shard page at once
+// (ClusterOptions::repair_parallelism): 64 objects of one metadata shard (one primary, one
+// page), a member's disk lost; with 8 at once, every chunk replica the lost member held is
+// copied exactly once (as many as with 1 at once), nothing is lost, and the replicas are whole.
+TEST_F(InProcWorldTest, BackgroundRepairOfManyObjectsAtOnceCopiesEachLostReplicaOnce) {
+  auto put = [](engine::Cluster& c, const std::string& path, const std::vector<std::byte>& data) {
+    SHOAL_RETURN_IF_ERROR(c.Create(path, {}));
+    Status s = c.Write(path, 0, data);
+    if (s.ok()) s = c.Seal(path);
+    if (!s.ok()) (void)c.Abort(path);
+    return s;
+  };
+  for (uint32_t parallelism : {1u, 8u}) {
+    SCOPED_TRACE(std::to_string(parallelism) + " at once");
+    TempDir dir;
+    InProcWorld world(dir, {"a", "b", "c"}, 2, Seed());
+    world.set_repair_parallelism(parallelism);
+    ASSERT_OK(world.Start(std::chrono::milliseconds(2000)));
+    const uint32_t shards = world.at(0).membership().shards;
+    std::vector<std::string> paths;
+    for (int i = 0; paths.size() < 64; ++i) {
+      std::string p = "page/o" + std::to_string(i);
+      if (engine::ShardOf(p, shards) == 7) paths.push_back(std::move(p));
+    }
+    uint64_t lost_replicas = 0;
+    for (size_t i = 0; i < paths.size(); ++i) {
+      ASSERT_OK(put(world.at(i % 3), paths[i], Pattern((i % 3 + 1) * kChunk, 40 + i)));
+      auto where = world.at(0).Locate(paths[i]);
+      ASSERT_OK(where);
+      for (const auto& ranks : *where) {
+        lost_replicas += std::count(ranks.begin(), ranks.end(), 1u);
+      }
+    }
+    ASSERT_GT(lost_replicas, 0u);
+    const std::string gone = world.MemberId(1);
+    world.Stop();
+    std::filesystem::remove_all(world.Store(1));
+    ASSERT_OK(world.StartStores({0, 1, 2}, {gone}));
+    uint64_t copied = 0, objects = 0;
+    for (uint32_t r = 0; r < 3; ++r) {
+      auto bg = world.at(r).WaitForRepair(std::chrono::seconds(60));
+      ASSERT_OK(bg) << "rank " << r;
+      EXPECT_TRUE(bg->lost.empty());
+      copied += bg->chunks_copied;
+      objects += bg->objects;
+    }
+    EXPECT_EQ(copied, lost_replicas);
+    EXPECT_GE(objects, paths.size());
+    auto again = world.at(0).Repair("");
+    ASSERT_OK(again);
+    EXPECT_EQ(again->chunks_copied, 0u);
+    world.net().Kill(2);
+    for (size_t i = 0; i < paths.size(); ++i) {
+      std::vector<std::byte> got((i % 3 + 1) * kChunk);
+      ReadRequest req{paths[i], 0, got, {}, 0};
+      ASSERT_OK(world.at(0).ReadBatch({&req, 1}));
+      ASSERT_OK(req.status) << paths[i];
+      EXPECT_TRUE(got == Pattern((i % 3 + 1) * kChunk, 40 + i)) << paths[i];
+    }
+  }
+}
+
 TEST_F(InProcWorldTest, AMemberBackWithStaleMetadataSeesWhatWasWrittenMeanwhile) {
   Open({"a", "b", "c"}, 2);
   ASSERT_OK(Put(0, "s/before", Pattern(2 * kChunk, 20)));
