@@ -191,6 +191,15 @@ Result<Inode> Cluster::LookupInode(std::string_view path) {
 }
 
 Status Cluster::Create(std::string_view path, const CreateOptions& co) {
+  return Begin(path, co, true);
+}
+
+Status Cluster::CreateWhole(std::string_view path, const CreateOptions& co) {
+  const bool inline_until_seal = co.size != kUnknownSize && co.size <= options_.inline_threshold;
+  return Begin(path, co, !inline_until_seal);
+}
+
+Status Cluster::Begin(std::string_view path, const CreateOptions& co, bool check_name) {
   SHOAL_ASSIGN_OR_RETURN(uint32_t cs, CheckCreate(path, co, options_.chunk_size));
   auto w = std::make_shared<Writing>();
   w->path = std::string(path);
@@ -212,13 +221,15 @@ Status Cluster::Create(std::string_view path, const CreateOptions& co) {
   }
   // The primary owner (or the first live replica) decides whether the name is free now; a
   // concurrent creator elsewhere is caught again at Seal.
-  Status check = Status::Unavailable(fmt::format("no live owner of \"{}\"", path));
-  for (uint32_t owner : Writers(path)) {
-    if (!Reachable(owner)) continue;
-    check = client_->MetaCheck(owner, path);
-    if (check.ok() || Decisive(check) || check.code() == Code::kFailedPrecondition) break;
+  if (check_name) {
+    Status check = Status::Unavailable(fmt::format("no live owner of \"{}\"", path));
+    for (uint32_t owner : Writers(path)) {
+      if (!Reachable(owner)) continue;
+      check = client_->MetaCheck(owner, path);
+      if (check.ok() || Decisive(check) || check.code() == Code::kFailedPrecondition) break;
+    }
+    SHOAL_RETURN_IF_ERROR(check);
   }
-  SHOAL_RETURN_IF_ERROR(check);
   MutexLock lk(&open_mu_);
   if (!open_.emplace(w->path, w).second) {
     return Status::AlreadyExists(fmt::format("object \"{}\" is being written", path));

@@ -110,6 +110,10 @@ class Cluster final : public ObjectApi {
   ~Cluster() override;
 
   Status Create(std::string_view path, const CreateOptions& options) override;
+  // An object kept inline until Seal (declared size up to the inline threshold) is not checked
+  // with its owners first: Seal's metadata insert at the primary decides, as it does for every
+  // object (a concurrent creator elsewhere is caught there anyway).
+  Status CreateWhole(std::string_view path, const CreateOptions& options) override;
   Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) override;
   Status Seal(std::string_view path) override;
   Status Abort(std::string_view path) override;
@@ -183,6 +187,8 @@ class Cluster final : public ObjectApi {
   // A fresh non-zero id for a world object or a repair's copy (64 random bits: collisions are
   // not a practical concern at any store size).
   uint64_t NewUid() EXCLUDES(uid_mu_);
+  // Create and CreateWhole: `check_name` asks the path's owners whether the name is free now.
+  Status Begin(std::string_view path, const CreateOptions& options, bool check_name);
 
   // ---- the Open of an epoch (cluster_open.cc) ----
   Status OpenEpoch(const std::vector<std::string>& declare_lost,

@@ -36,6 +36,9 @@ class ClusterGroup final : public ObjectApi {
   Status Create(std::string_view path, const CreateOptions& options) override {
     return home().Create(path, options);
   }
+  Status CreateWhole(std::string_view path, const CreateOptions& options) override {
+    return home().CreateWhole(path, options);
+  }
   Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) override {
     return home().Write(path, offset, data);
   }

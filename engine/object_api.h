@@ -26,6 +26,13 @@ class ObjectApi {
   virtual ~ObjectApi() = default;
 
   virtual Status Create(std::string_view path, const CreateOptions& options) = 0;
+  // Create for an object whose bytes all come in one Write before its Seal (Engine::Put). An
+  // implementation may leave the name check to Seal where no byte reaches a disk before it:
+  // the outcome of the Put is the same (AlreadyExists at Seal, then Abort), one round trip
+  // less. By default, Create.
+  virtual Status CreateWhole(std::string_view path, const CreateOptions& options) {
+    return Create(path, options);
+  }
   virtual Status Write(std::string_view path, uint64_t offset,
                        std::span<const std::byte> data) = 0;
   virtual Status Seal(std::string_view path) = 0;

@@ -203,7 +203,9 @@ Status Engine::Put(std::string_view path, std::span<const std::byte> data,
                    const CreateOptions& options) {
   CreateOptions co = options;
   if (co.size == kUnknownSize) co.size = data.size();
-  SHOAL_RETURN_IF_ERROR(Create(path, co));
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  SHOAL_RETURN_IF_ERROR(Recorded(*impl_, Impl::kCreate, 0,
+                                 [&] { return impl_->api().CreateWhole(path, co); }));
   Status s = Write(path, 0, data);
   if (s.ok()) s = Seal(path);
   if (!s.ok()) (void)Abort(path);

@@ -373,6 +373,43 @@ TEST_F(InProcWorldTest, BackgroundRepairOfManyObjectsAtOnceCopiesEachLostReplica
   }
 }
 
+// A Put of an object small enough to stay inline until its Seal (Engine::Put's CreateWhole)
+// asks no owner anything before the Seal, whose insert at the primary decides the name. With
+// the first name check (MetaCheck) to every member dropped, small Puts succeed without meeting
+// it; a taken name, a directory and an object as parent are refused at Seal with nothing
+// changed; a checked Create then meets the dropped check.
+TEST_F(InProcWorldTest, ASmallPutChecksItsNameAtSealOnly) {
+  Open({"a", "b", "c"}, 2);
+  for (uint32_t m = 0; m < 3; ++m) {
+    world_->net().AddRule({m, Wire(Op::kMetaCheck), 1, FaultAction::kDropRequest});
+  }
+  auto put_whole = [&](uint32_t r, const std::string& path, const std::vector<std::byte>& data) {
+    CreateOptions co;
+    co.size = data.size();
+    SHOAL_RETURN_IF_ERROR(M(r).CreateWhole(path, co));
+    Status s = M(r).Write(path, 0, data);
+    if (s.ok()) s = M(r).Seal(path);
+    if (!s.ok()) (void)M(r).Abort(path);
+    return s;
+  };
+  const auto first = Pattern(100, 1), other = Pattern(90, 2);
+  for (int i = 0; i < 20; ++i) ASSERT_OK(put_whole(i % 3, "small/o" + std::to_string(i), first));
+  EXPECT_CODE(put_whole(1, "small/o3", other), kAlreadyExists);
+  EXPECT_CODE(put_whole(2, "small", other), kAlreadyExists);
+  EXPECT_CODE(put_whole(0, "small/o4/x", other), kInvalidArgument);
+  for (uint32_t r = 0; r < 3; ++r) ExpectRead(r, "small/o3", first);
+  EXPECT_CODE(M(1).Stat("small/o4/x"), kNotFound);
+  // The rules were armed all along: a checked Create from the member that owns none of the
+  // path's metadata (its checks go over the network) meets them (each owner's first check is
+  // lost), and once they are spent it goes through.
+  const std::string big = "big/y";
+  const uint32_t asker = 3 - OwnerIndex(big, 0) - OwnerIndex(big, 1);
+  Status checked = M(asker).Create(big, {});
+  EXPECT_FALSE(checked.ok());
+  if (checked.ok()) (void)M(asker).Abort(big);
+  ASSERT_OK(Put(asker, big, Pattern(3 * kChunk, 3)));
+}
+
 TEST_F(InProcWorldTest, AMemberBackWithStaleMetadataSeesWhatWasWrittenMeanwhile) {
   Open({"a", "b", "c"}, 2);
   ASSERT_OK(Put(0, "s/before", Pattern(2 * kChunk, 20)));
