@@ -396,10 +396,8 @@ class TcpHost final : public FormedHost {
                            "the world is still forming: {} of {} ranks joined", h.count,
                            o_.world_size)), true);
     }
-    Blob table = EncodeTable(table_);
-    Blob info = info_ ? info_() : Blob{};
-    const uint32_t table_len = static_cast<uint32_t>(table.size());
-    Blob world = Concat({BytesOf(table_len), table, info});
+    const Blob info = info_ ? info_() : Blob{};
+    const Blob world = EncodeWorld(table_, info);
     Mac wmac = TokenMac(o_.token, kWorldLabel, {c.cn, c.sn, world});
     c.Queue('W', Concat({wmac, world}));
     Blob().swap(c.in);

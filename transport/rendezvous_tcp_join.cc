@@ -135,18 +135,7 @@ class TcpJoiner {
     if (!MacEqual(wmac, TokenMac(o_.token, kWorldLabel, {cn, sn, world}))) {
       return Status::PermissionDenied("rendezvous: the world description fails its token MAC");
     }
-    ByteReader r(world);
-    uint32_t table_len = 0;
-    std::span<const std::byte> table;
-    if (!r.Get(&table_len) || !r.Raw(table_len, &table)) {
-      return Status::InvalidArgument("rendezvous: world description of wrong length");
-    }
-    ObservedWorld out;
-    SHOAL_ASSIGN_OR_RETURN(out.members, DecodeAnyTable(table));
-    std::span<const std::byte> info;
-    (void)r.Raw(r.left(), &info);
-    out.info.assign(info.begin(), info.end());
-    return out;
+    return DecodeWorld(world);
   }
 
   // One attempt at the handshake on a fresh connection. *retry is set when the connection failed

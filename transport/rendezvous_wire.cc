@@ -60,6 +60,28 @@ Result<std::vector<Blob>> DecodeTable(std::span<const std::byte> bytes, uint32_t
   return table;
 }
 
+Blob EncodeWorld(const std::vector<Blob>& members, std::span<const std::byte> info) {
+  const Blob table = EncodeTable(members);
+  ByteWriter w;
+  w.Prefixed(table);
+  w.Raw(info);
+  return w.Take();
+}
+
+Result<ObservedWorld> DecodeWorld(std::span<const std::byte> bytes) {
+  ByteReader r(bytes);
+  std::span<const std::byte> table;
+  if (!r.Prefixed(bytes.size(), &table)) {
+    return Status::InvalidArgument("rendezvous: world description of wrong length");
+  }
+  ObservedWorld out;
+  SHOAL_ASSIGN_OR_RETURN(out.members, DecodeAnyTable(table));
+  std::span<const std::byte> info;
+  (void)r.Raw(r.left(), &info);
+  out.info.assign(info.begin(), info.end());
+  return out;
+}
+
 Result<std::vector<Blob>> DecodeAnyTable(std::span<const std::byte> bytes) {
   ByteReader r(bytes);
   uint32_t n = 0;

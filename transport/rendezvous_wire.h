@@ -45,6 +45,12 @@ Result<std::vector<Blob>> DecodeTable(std::span<const std::byte> bytes, uint32_t
 // The same for a table of any number of blobs (the count it declares, bounded by its size).
 Result<std::vector<Blob>> DecodeAnyTable(std::span<const std::byte> bytes);
 
+// An observer's world description (the 'W' frame after its MAC): u32 length of the encoded
+// member table, the table, then the info blob (the rest). Decode: InvalidArgument for a length
+// past the bytes or a table that does not decode; one encoding per description.
+Blob EncodeWorld(const std::vector<Blob>& members, std::span<const std::byte> info);
+Result<ObservedWorld> DecodeWorld(std::span<const std::byte> bytes);
+
 // The concatenation of `parts`.
 Blob Concat(std::initializer_list<std::span<const std::byte>> parts);
 

@@ -34,6 +34,7 @@ constexpr Target kTargets[] = {
     {"protocol", FuzzProtocol, ProtocolSeeds},
     {"membership", FuzzMembership, MembershipSeeds},
     {"member_blobs", FuzzMemberBlobs, MemberBlobsSeeds},
+    {"rendezvous_world", FuzzRendezvousWorld, RendezvousWorldSeeds},
 };
 constexpr size_t kNumTargets = std::size(kTargets);
 static_assert(kNumTargets <= 256, "the selector is one byte");

@@ -86,6 +86,8 @@ void FuzzMemberInfo(std::string_view input);
 std::vector<std::string> MemberInfoSeeds();
 void FuzzMemberBlobs(std::string_view input);
 std::vector<std::string> MemberBlobsSeeds();
+void FuzzRendezvousWorld(std::string_view input);
+std::vector<std::string> RendezvousWorldSeeds();
 void FuzzMembership(std::string_view input);
 std::vector<std::string> MembershipSeeds();
 void FuzzNumber(std::string_view input);

@@ -18,6 +18,7 @@
 #include "transport/launch_info.h"
 #include "transport/message.h"
 #include "transport/rendezvous.h"
+#include "transport/rendezvous_wire.h"
 
 namespace shoal::fuzz {
 
@@ -457,6 +458,35 @@ std::vector<std::string> MemberBlobsSeeds() {
   std::vector<std::string> seeds;
   seeds.emplace_back(AsChars(transport::PackMemberBlobs({blob("one")})));
   seeds.emplace_back(AsChars(transport::PackMemberBlobs({blob("a"), blob(""), blob("ccc")})));
+  return seeds;
+}
+
+// ---- transport/rendezvous_wire.h: the world description an observer gets ----
+// Input: the description (after its MAC).
+
+void FuzzRendezvousWorld(std::string_view input) {
+  const auto bytes = AsBytes(input);
+  auto world = transport::DecodeWorld(bytes);
+  if (!world.ok()) {
+    FUZZ_REQUIRE(world.status().IsInvalidArgument());
+    return;
+  }
+  FUZZ_REQUIRE(!world->members.empty());
+  for (const auto& m : world->members) FUZZ_REQUIRE(m.size() <= transport::kMaxBlobBytes);
+  const transport::Blob again = transport::EncodeWorld(world->members, world->info);
+  FUZZ_REQUIRE(again.size() == bytes.size() &&
+               std::equal(again.begin(), again.end(), bytes.begin()));  // one encoding
+}
+
+std::vector<std::string> RendezvousWorldSeeds() {
+  auto blob = [](std::string_view s) {
+    const auto b = AsBytes(s);
+    return transport::Blob(b.begin(), b.end());
+  };
+  std::vector<std::string> seeds;
+  seeds.emplace_back(AsChars(transport::EncodeWorld({blob("m0")}, {})));
+  seeds.emplace_back(AsChars(
+      transport::EncodeWorld({blob("m0"), blob(""), blob("member two")}, AsBytes("epoch 7"))));
   return seeds;
 }
 
