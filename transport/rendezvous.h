@@ -72,8 +72,9 @@ struct TcpRendezvousOptions {
 
 std::unique_ptr<Rendezvous> NewTcpRendezvous(const TcpRendezvousOptions& options);
 
-// What an observer learns from a formed world's rank 0: the member table, in rank order, and
-// the blob rank 0's ServeObservers `info` gave.
+// What an observer learns from a formed world's rank 0: the table the ranks exchanged, in rank
+// order (an engine's ranks exchange their members' blobs packed: UnpackMemberBlobs gives the
+// members), and the blob rank 0's ServeObservers `info` gave.
 struct ObservedWorld {
   std::vector<Blob> members;
   Blob info;
