@@ -128,6 +128,13 @@ Status MetaStore::InsertVersionedTxn(MDB_txn* txn, uint32_t shard, std::string_v
   if (version == 0) {
     *assigned = std::max(has ? cur + 1 : 0, floor);
   } else {
+    if (has && cur == version && !tomb) {
+      // This very record is here already (versions are unique in a shard): a background
+      // catch-up pulled it from the primary before the seal's own insert arrived, or the
+      // insert is a retry. Done, not a conflict.
+      *assigned = version;
+      return Status::OK();
+    }
     if (has && cur >= version) {
       return Status::FailedPrecondition(fmt::format(
           "\"{}\" has a newer record here (version {:x} >= {:x})", path, cur, version));

@@ -126,7 +126,9 @@ class MetaStore {
     std::string inode;  // EncodeInode, when not a tombstone
   };
   // Records a sealed object (CheckCreatable's rules); returns its version. FailedPrecondition
-  // when a given version is not newer than the path's record or tombstone here.
+  // when a given version is not newer than the path's record or tombstone here, except that
+  // the path's record at exactly that version is taken as this record (OK, nothing changes: a
+  // catch-up or a retry brought it first).
   Result<uint64_t> InsertVersioned(uint32_t shard, std::string_view path, Inode* inode,
                                    uint64_t version, uint64_t floor);
   // InsertVersioned inside a write transaction of this environment (another keyspace's

@@ -27,6 +27,9 @@ Status ValidateOptions(const Options& o) {
   if (o.replicas < 1 || o.replicas > 16) return bad(fmt::format("replicas {} not in 1..16", o.replicas));
   if (o.window < 1 || o.window > 1024) return bad(fmt::format("window {} not in 1..1024", o.window));
   if (o.request_timeout_ms == 0) return bad("request_timeout_ms is 0");
+  if (o.repair_parallelism < 1 || o.repair_parallelism > 256) {
+    return bad(fmt::format("repair_parallelism {} not in 1..256", o.repair_parallelism));
+  }
   return Status::OK();
 }
 

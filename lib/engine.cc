@@ -114,6 +114,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   co.metadata_map_size = options.metadata_map_size;
   co.declare_lost = options.lost_members;
   co.repair_rate = uint64_t{options.repair_rate_mib_s} << 20;
+  co.repair_parallelism = options.repair_parallelism;
   co.scrub_rate = uint64_t{options.scrub_rate_mib_s} << 20;
   if (const char* env = std::getenv("SHOAL_LOST_MEMBERS"); env != nullptr) {
     std::string_view list(env);

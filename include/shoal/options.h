@@ -139,6 +139,9 @@ struct Options {
   // copying at most this many MiB of chunk replicas per second (Engine::WaitForRepair waits for
   // it). 0: no background repair (Engine::Repair only). Default 256.
   uint32_t repair_rate_mib_s = 256;
+  // Objects that background repair works on at once, each member (their round trips overlap;
+  // repair_rate_mib_s bounds all of them together). 1..256; default 8.
+  uint32_t repair_parallelism = 8;
   // The background scrub re-reads this rank's stored chunks, checking their CRC32C, at most
   // this many MiB per second, after every Open; a damaged chunk is dropped and copied again
   // from a replica. 0: no scrub. Default 16.

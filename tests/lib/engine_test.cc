@@ -376,6 +376,13 @@ TEST_P(EngineTest, SecondOpenOfAStoreIsRefused) {
   bad = MakeOptions();
   bad.queue_depth = 0;
   EXPECT_CODE(Engine::Open(bad), kInvalidArgument);
+  for (uint32_t p : {0u, 257u}) {
+    bad = MakeOptions();
+    bad.repair_parallelism = p;
+    auto opened = Engine::Open(bad);
+    EXPECT_CODE(opened, kInvalidArgument);
+    EXPECT_NE(opened.status().message().find("repair_parallelism"), std::string::npos);
+  }
 }
 
 TEST_P(EngineTest, StoreIsPrivateToItsUser) {
