@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "base/bytes.h"
 #include "base/log.h"
 #include "engine/membership.h"
 
@@ -51,8 +52,8 @@ void ClusterGroup::ServeObservers(std::unique_ptr<transport::Rendezvous> rendezv
   const Cluster* home = members_[0].get();
   Status s = rendezvous->ServeObservers([home] {
     const std::string m = EncodeMembership(home->membership());
-    const auto* p = reinterpret_cast<const std::byte*>(m.data());
-    return transport::Blob(p, p + m.size());
+    const auto bytes = AsBytes(m);
+    return transport::Blob(bytes.begin(), bytes.end());
   });
   if (!s.ok()) Log(LogLevel::kWarn, "observers not served: {}", s.ToString());
   observed_ = std::move(rendezvous);

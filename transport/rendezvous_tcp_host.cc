@@ -151,13 +151,7 @@ class TcpHost final : public FormedHost {
       fds.push_back({listener.fd, static_cast<short>(accepting ? POLLIN : 0), 0});
       polled.push_back(nullptr);
       if (!accepting) wake = std::min(wake, accept_paused_until);
-      for (Conn& c : h.conns) {
-        short ev = c.Pending() ? POLLOUT : 0;
-        if (c.state != Conn::kClosing) ev |= POLLIN;
-        fds.push_back({c.fd.fd, ev, 0});
-        polled.push_back(&c);
-        if (c.state != Conn::kJoined) wake = std::min(wake, c.deadline);
-      }
+      wake = PollConns(h, &fds, &polled, wake);
       int n = ::poll(fds.data(), fds.size(), Remaining(wake));
       if (n < 0 && errno != EINTR) return ErrnoStatus(errno, "rendezvous: poll");
       if (n <= 0) continue;
@@ -243,6 +237,21 @@ class TcpHost final : public FormedHost {
     bool changed = true;
     Clock::time_point last_progress{};
   };
+
+  // Appends every connection to the poll set (what it waits for: input unless closing, output
+  // while some is queued) and returns `wake` moved up to the earliest handshake or linger
+  // deadline (a joined rank has none).
+  static Clock::time_point PollConns(Hosting& h, std::vector<pollfd>* fds,
+                                     std::vector<Conn*>* polled, Clock::time_point wake) {
+    for (Conn& c : h.conns) {
+      short ev = c.Pending() ? POLLOUT : 0;
+      if (c.state != Conn::kClosing) ev |= POLLIN;
+      fds->push_back({c.fd.fd, ev, 0});
+      polled->push_back(&c);
+      if (c.state != Conn::kJoined) wake = std::min(wake, c.deadline);
+    }
+    return wake;
+  }
 
   // One turn of the poll loop for the connections (fds[first..] are polled[first..]): reads
   // what arrived, advances handshakes, sends what is queued, and removes the connections that
@@ -360,13 +369,7 @@ class TcpHost final : public FormedHost {
       polled.assign(2, nullptr);
       Clock::time_point wake = now + std::chrono::seconds(1);
       if (!accepting) wake = std::min(wake, paused_until);
-      for (Conn& c : h.conns) {
-        short ev = c.Pending() ? POLLOUT : 0;
-        if (c.state != Conn::kClosing) ev |= POLLIN;
-        fds.push_back({c.fd.fd, ev, 0});
-        polled.push_back(&c);
-        wake = std::min(wake, c.deadline);
-      }
+      wake = PollConns(h, &fds, &polled, wake);
       int n = ::poll(fds.data(), fds.size(), Remaining(wake));
       if (n < 0 && errno != EINTR) {
         Log(LogLevel::kWarn, "rendezvous: observers no longer served: {}",
