@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
 #include "base/crc32c.h"
@@ -264,6 +265,15 @@ CheckpointManifest ManifestFrom(std::string_view input) {
   return m;
 }
 
+// nlohmann-json's own judgement of a string, without exceptions: its encoder replaces an
+// invalid sequence with U+FFFD under `replace` and drops it under `ignore`, so the two
+// outputs are equal exactly when there is none.
+bool JsonTakesAsText(std::string_view s) {
+  nlohmann::json j = std::string(s);
+  using H = nlohmann::json::error_handler_t;
+  return j.dump(-1, ' ', false, H::replace) == j.dump(-1, ' ', false, H::ignore);
+}
+
 }  // namespace
 
 void FuzzManifest(std::string_view input) {
@@ -294,6 +304,10 @@ std::vector<std::string> ManifestSeeds() {
 
 void FuzzManifestEncode(std::string_view input) {
   CheckpointManifest m = ManifestFrom(input);
+  // The manifest's test of text is the encoder's (lib/manifest.cc IsUtf8).
+  FUZZ_REQUIRE(IsUtf8(m.tag) == JsonTakesAsText(m.tag));
+  FUZZ_REQUIRE(IsUtf8(m.metadata) == JsonTakesAsText(m.metadata));
+  for (const BlobInfo& b : m.blobs) FUZZ_REQUIRE(IsUtf8(b.name) == JsonTakesAsText(b.name));
   std::stable_sort(m.blobs.begin(), m.blobs.end(),
                    [](const BlobInfo& a, const BlobInfo& b) { return a.name < b.name; });
   auto json = EncodeManifest(m);

@@ -447,5 +447,25 @@ TEST(Manifest, RoundTripAndDamageIsCorruption) {
   EXPECT_FALSE(ParseManifestName("000000000000001x.t").has_value());
 }
 
+// Text is Unicode's well-formed UTF-8 (Table 3-7), the sequences the manifest's JSON encoder
+// takes: each boundary on both sides.
+TEST(Manifest, TextIsWellFormedUtf8) {
+  for (std::string ok : {"", "plain", "\x7f", "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xed\x9f\xbf",
+                         "\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf",
+                         "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"}) {
+    EXPECT_TRUE(IsUtf8(ok)) << ok;
+  }
+  for (std::string bad : {"\x80", "\xbf", "\xc0\x80", "\xc1\xbf", "\xc2", "\xc2\x7f", "\xc2\xc0",
+                          "\xe0\x9f\xbf", "\xed\xa0\x80", "\xed\xbf\xbf", "\xe1\x80",
+                          "\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xf0\x90\x80",
+                          "\xff", "ok\xfe", "\xc3\xa9\xa9"}) {
+    EXPECT_FALSE(IsUtf8(bad)) << bad;
+    CheckpointManifest m;
+    m.tag = "t";
+    m.metadata = bad;
+    EXPECT_CODE(EncodeManifest(m), kInvalidArgument);
+  }
+}
+
 }  // namespace
 }  // namespace shoal
