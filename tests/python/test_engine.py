@@ -97,6 +97,35 @@ def test_second_engine_on_a_store_is_permission_denied(eng, tmp_path):
         shoal.init(str(tmp_path / "store-{rank}"), rank=0, world_size=1, set_default=False)
 
 
+def test_every_option_can_be_set_by_name(tmp_path):
+    store = str(tmp_path / "opts-{rank}")
+    e = shoal.init(store, rank=0, world_size=1, set_default=False, inline_threshold=0,
+                   repair_parallelism=4, repair_rate_mib_s=0, scrub_rate_mib_s=0,
+                   request_timeout_ms=5000, window=4, segment_size=64 << 20,
+                   metadata_map_size=1 << 30, serve_node_stores=False, lost_members=[])
+    e.write("tiny", b"0123456789")
+    assert not e.stat("tiny").is_inline  # inline_threshold=0 reached the engine
+    e.close()
+    e = shoal.init(store, rank=0, world_size=1, set_default=False)
+    assert e.stat("tiny").size == 10 and e.read("tiny") == b"0123456789"
+    e.write("tiny2", b"0123456789")
+    assert e.stat("tiny2").is_inline  # the default again
+    e.close()
+    # Ranges are the C++ ValidateOptions'; nothing is opened when one is out of range.
+    for bad, match in [({"repair_parallelism": 0}, "repair_parallelism"),
+                       ({"repair_parallelism": 257}, "repair_parallelism"),
+                       ({"inline_threshold": 1 << 20}, "inline_threshold"),
+                       ({"window": -1}, "window"),
+                       ({"lost_members": "m1"}, "lost_members"),
+                       ({"no_such_option": 1}, "no option")]:
+        with pytest.raises(ValueError, match=match):
+            shoal.init(store, rank=0, world_size=1, set_default=False, **bad)
+    with pytest.raises(FileNotFoundError):
+        shoal.init(str(tmp_path / "absent-{rank}"), rank=0, world_size=1, set_default=False,
+                   create_if_missing=False)
+    assert not (tmp_path / "absent-0").exists()
+
+
 def test_file_like_round_trip_with_torch_save_and_load(eng):
     state = {"w": torch.randn(1000, 100), "i": torch.arange(7), "s": "text", "e": torch.empty(0)}
     with shoal.open("models/m.pt", "wb") as f:

@@ -25,7 +25,7 @@ def _torch_group(process_group):
 
 def init(store=None, *, rank=None, world_size=None, process_group=None, token=None, node=None,
          rendezvous=None, replicas=None, chunk_size=None, io_backend="auto", direct_io=True,
-         queue_depth=None, join_timeout=None, set_default=True):
+         queue_depth=None, join_timeout=None, set_default=True, **options):
     """Opens this rank's shoal Engine and joins the world; returns it (and makes it the default
     of shoal.open / shoal.torch unless set_default=False). Collective when world_size > 1.
 
@@ -42,7 +42,11 @@ def init(store=None, *, rank=None, world_size=None, process_group=None, token=No
     node: failure domain (default $SHOAL_NODE, else the host name); replicas go to distinct ones.
     rendezvous: "tcp:HOST:PORT" or "file:DIR" (docs/bootstrap.md); default rank 0 hosts TCP at
       MASTER_ADDR:MASTER_PORT+1.
-    Errors: InvalidArgumentError (ValueError) for missing/bad settings; TimeoutError when ranks
+    **options: any other field of shoal::Options (include/shoal/options.h) by its name, e.g.
+      repair_rate_mib_s, repair_parallelism, scrub_rate_mib_s, request_timeout_ms, window,
+      inline_threshold, segment_size, metadata_map_size, serve_node_stores, create_if_missing,
+      lost_members (a list of member ids); ranges and defaults as documented there.
+    Errors: InvalidArgumentError (ValueError) for missing/bad settings or an unknown option; TimeoutError when ranks
     do not arrive; PermissionDeniedError for a wrong token or a store used by another process.
     """
     global _default
@@ -87,7 +91,8 @@ def init(store=None, *, rank=None, world_size=None, process_group=None, token=No
         token=token or "", rendezvous=rendezvous or "", replicas=replicas or 0,
         chunk_size=chunk_size or 0, io_backend=io_backend, direct_io=direct_io,
         queue_depth=queue_depth or 0,
-        join_timeout_ms=int(join_timeout * 1000) if join_timeout else 0, allgather=allgather)
+        join_timeout_ms=int(join_timeout * 1000) if join_timeout else 0, allgather=allgather,
+        settings=options)
     if set_default:
         if _default is not None and not _default.closed:
             eng.close()

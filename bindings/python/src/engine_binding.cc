@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -51,12 +52,50 @@ IoBackend ParseBackend(const std::string& s) {
                                             "\": expected auto, io_uring or posix"));
 }
 
+// The Options without an argument of their own, set by field name (shoal.init's **options).
+// Ranges are ValidateOptions' (Engine::Open): this only converts.
+void ApplySettings(const py::dict& settings, Options* o) {
+  using Setter = void (*)(Options*, py::handle);
+  static const std::pair<const char*, Setter> kFields[] = {
+      {"serve_node_stores", [](Options* o, py::handle v) { o->serve_node_stores = v.cast<bool>(); }},
+      {"create_if_missing", [](Options* o, py::handle v) { o->create_if_missing = v.cast<bool>(); }},
+      {"inline_threshold", [](Options* o, py::handle v) { o->inline_threshold = v.cast<uint32_t>(); }},
+      {"segment_size", [](Options* o, py::handle v) { o->segment_size = v.cast<uint64_t>(); }},
+      {"metadata_map_size", [](Options* o, py::handle v) { o->metadata_map_size = v.cast<uint64_t>(); }},
+      {"window", [](Options* o, py::handle v) { o->window = v.cast<uint32_t>(); }},
+      {"request_timeout_ms", [](Options* o, py::handle v) { o->request_timeout_ms = v.cast<uint32_t>(); }},
+      {"repair_rate_mib_s", [](Options* o, py::handle v) { o->repair_rate_mib_s = v.cast<uint32_t>(); }},
+      {"repair_parallelism", [](Options* o, py::handle v) { o->repair_parallelism = v.cast<uint32_t>(); }},
+      {"scrub_rate_mib_s", [](Options* o, py::handle v) { o->scrub_rate_mib_s = v.cast<uint32_t>(); }},
+      {"lost_members", [](Options* o, py::handle v) {
+         if (py::isinstance<py::str>(v)) throw py::cast_error("a list of member ids, not one string");
+         o->lost_members = v.cast<std::vector<std::string>>();
+       }},
+  };
+  for (auto [key, value] : settings) {
+    std::string name = py::str(key);
+    auto* f = std::find_if(std::begin(kFields), std::end(kFields),
+                           [&](const auto& kv) { return name == kv.first; });
+    if (f == std::end(kFields)) {
+      std::string known;
+      for (const auto& [n, _] : kFields) known += std::string(known.empty() ? "" : ", ") + n;
+      throw StatusError(Status::InvalidArgument("no option \"" + name + "\" (known: " + known + ")"));
+    }
+    try {
+      f->second(o, value);
+    } catch (const py::cast_error& e) {
+      throw StatusError(Status::InvalidArgument("option " + name + "=" + std::string(py::repr(value)) +
+                                                ": " + e.what()));
+    }
+  }
+}
+
 std::unique_ptr<PyEngine> Open(const std::string& store_dir, int64_t rank, int64_t world_size,
                                const std::string& node, const std::string& token,
                                const std::string& rendezvous, uint32_t replicas,
                                uint32_t chunk_size, const std::string& io_backend, bool direct_io,
                                uint32_t queue_depth, uint32_t join_timeout_ms,
-                               std::optional<py::function> allgather) {
+                               std::optional<py::function> allgather, const py::dict& settings) {
   Options o;
   o.store_dir = store_dir;
   if (rank < -1 || world_size < 0) {
@@ -74,6 +113,7 @@ std::unique_ptr<PyEngine> Open(const std::string& store_dir, int64_t rank, int64
   if (queue_depth != 0) o.queue_depth = queue_depth;
   if (join_timeout_ms != 0) o.join_timeout_ms = join_timeout_ms;
   if (allgather) o.allgather = WrapAllGather(std::move(*allgather));
+  ApplySettings(settings, &o);
   auto pe = std::make_unique<PyEngine>();
   {
     Release nogil;
@@ -161,7 +201,7 @@ void BindEngine(py::module_& m) {
                   py::arg("rendezvous") = "", py::arg("replicas") = 0, py::arg("chunk_size") = 0,
                   py::arg("io_backend") = "auto", py::arg("direct_io") = true,
                   py::arg("queue_depth") = 0, py::arg("join_timeout_ms") = 0,
-                  py::arg("allgather") = py::none())
+                  py::arg("allgather") = py::none(), py::arg("settings") = py::dict())
       .def_property_readonly("rank", [](PyEngine& pe) { return pe.get().rank(); })
       .def_property_readonly("world_size", [](PyEngine& pe) { return pe.get().world_size(); })
       .def_property_readonly("io_backend",
