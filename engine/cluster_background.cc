@@ -7,7 +7,8 @@
 //   scrub    every local chunk object read back at ClusterOptions::scrub_rate (CRC32C checked
 //            per chunk); a damaged one is dropped and its object repaired from the replicas.
 // Background repair. After an Open whose membership changed (a member joined, came
-// back, went down or was declared lost), every member walks the metadata shards it is the
+// back, went down or was declared lost), or whose member's last pass was cut short (its
+// "repair-pending" record, MetaStore::SetRepairPending, cleared only by a whole pass), every member walks the metadata shards it is the
 // primary of — so each object is visited by exactly one member — and repairs every striped
 // object there (cluster_repair.cc: chunks below the object's or the world's replica count get
 // copies on live members), at most ClusterOptions::repair_rate bytes of copies per second.
@@ -45,6 +46,11 @@ void Cluster::StartBackground(bool repair) {
     if (catching) status = CatchUp(&report);
     if (repair && !bg_stop_.load()) {
       Status s = BackgroundRepair(&report);
+      if (s.ok() && !bg_stop_.load()) {  // a whole pass: the next Open need not repair
+        if (Status c = ring_->SetRepairPending(false); !c.ok()) {
+          Log(LogLevel::kWarn, "clearing the pending background repair: {}", c.ToString());
+        }
+      }
       if (status.ok()) status = s;
     }
     if (repair || catching) {

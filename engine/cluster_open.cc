@@ -298,7 +298,21 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
     for (const auto& c : catch_up_) behind.push_back(c.first);
     service_->SetBehind(behind);
   }
-  StartBackground(plan.membership_changed);
+  // A repair begun at an earlier Open and cut short (a close or a crash) is done again even
+  // when the membership did not change since; the record is cleared by a whole pass.
+  bool repair = plan.membership_changed;
+  if (auto pending = ring_->RepairPending(); !pending.ok()) {
+    Log(LogLevel::kWarn, "reading the pending repair record: {}", pending.status().ToString());
+    repair = true;
+  } else if (*pending) {
+    repair = true;
+  }
+  if (repair && options_.repair_rate != 0) {
+    if (Status s = ring_->SetRepairPending(true); !s.ok()) {
+      Log(LogLevel::kWarn, "recording the pending background repair: {}", s.ToString());
+    }
+  }
+  StartBackground(repair);
   Log(world_->rank() == 0 ? LogLevel::kInfo : LogLevel::kDebug,
       "epoch {}: {} member(s), {} up, {} lost; {} shard ownership(s) moved; this member merged {} "
       "shard(s), dropped {} ({:.1f} ms)",

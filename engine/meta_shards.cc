@@ -16,6 +16,7 @@ namespace {
 
 constexpr std::string_view kMembershipKey = "membership";
 constexpr std::string_view kCaughtUpKey = "caught-up";  // u64 epoch, then u32 shards, sorted
+constexpr std::string_view kRepairPendingKey = "repair-pending";  // present: pending ("1")
 
 std::string ShardPrefix(uint32_t shard) {
   return std::string{static_cast<char>(shard >> 8), static_cast<char>(shard & 0xff)};
@@ -527,6 +528,25 @@ Status MetaStore::AddCaughtUp(uint64_t epoch, uint32_t shard) {
     const std::vector<std::byte> bytes = w.Take();
     return Put(txn, meta_, kCaughtUpKey, AsChars(bytes));
   });
+}
+
+Status MetaStore::SetRepairPending(bool pending) {
+  return RunWrite([&](MDB_txn* txn) {
+    if (pending) return Put(txn, meta_, kRepairPendingKey, "1");
+    Status s = Del(txn, meta_, kRepairPendingKey);
+    return s.IsNotFound() ? Status::OK() : s;
+  });
+}
+
+Result<bool> MetaStore::RepairPending() {
+  ReadTxn txn(env_);
+  SHOAL_RETURN_IF_ERROR(txn.status());
+  std::string_view v;
+  Status s = Get(txn.get(), meta_, kRepairPendingKey, &v);
+  if (s.IsNotFound()) return false;
+  SHOAL_RETURN_IF_ERROR(s);
+  if (v != "1") return Status::Corruption("repair-pending record: malformed");
+  return true;
 }
 
 }  // namespace shoal::engine

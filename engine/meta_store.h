@@ -9,7 +9,8 @@
 //   inodes   PathKey(path)                    -> EncodeInode
 //   dirents  PathKey(parent) '\0' name        -> u8 is_dir, u64 size (object bytes or entry count)
 //   extents  u32 segment BE, u64 offset BE    -> u32 disk bytes   (every live chunk on disk)
-//   meta     "format", "member_id", "membership" (engine/membership.h); format-3 stores also
+//   meta     "format", "member_id", "membership" (engine/membership.h), "caught-up",
+//            "repair-pending" (shard keyspace); format-3 stores also
 //            have "next_id" (no longer read: inode ids come from the transaction, InsertTxn)
 //   origins  stores before format 5 only: a local chunk object's origin, now in its inode
 //            (Inode::origin), moved there by FlattenChunkObjects
@@ -178,6 +179,11 @@ class MetaStore {
   // sorted shards (0 and none when nothing is recorded).
   Status AddCaughtUp(uint64_t epoch, uint32_t shard);
   Result<std::pair<uint64_t, std::vector<uint32_t>>> LoadCaughtUp();
+  // Whether this member's background repair was begun and has not finished a whole pass since
+  // (an engine closed, or a crash, in the middle): the next Open repairs again even when the
+  // membership did not change.
+  Status SetRepairPending(bool pending);
+  Result<bool> RepairPending();
 
   // Calls fn for every live extent, in (segment, offset) order.
   Status ForEachExtent(const std::function<void(uint32_t segment, uint64_t offset,

@@ -118,6 +118,8 @@ class InProcWorld {
   // How long the world's Open waits for a member (each phase).
   void set_join_timeout(std::chrono::milliseconds t) { join_timeout_ = t; }
   void set_repair_parallelism(uint32_t p) { repair_parallelism_ = p; }
+  // Background repair's copy rate, bytes per second (0: none).
+  void set_repair_rate(uint64_t bytes_per_s) { repair_rate_ = bytes_per_s; }
   // The directory of store `store`.
   std::string Store(uint32_t store) const { return dir_.Sub("m" + std::to_string(store)); }
   engine::Cluster& at(uint32_t r) { return *members_.at(r); }
@@ -140,6 +142,7 @@ class InProcWorld {
     co.merge_timeout = join_timeout_;
     co.catch_up = catch_up_;
     co.repair_parallelism = repair_parallelism_;
+    co.repair_rate = repair_rate_;
     co.uid_seed = seed_ * 1000 + r + 1 + 100 * starts_;
     engine::WorldOptions wo;
     wo.rank = r;
@@ -162,6 +165,7 @@ class InProcWorld {
   uint64_t map_size_ = 64ull << 20;
   std::chrono::milliseconds join_timeout_{10000};
   uint32_t repair_parallelism_ = engine::ClusterOptions{}.repair_parallelism;
+  uint64_t repair_rate_ = engine::ClusterOptions{}.repair_rate;
   bool catch_up_ = true;
   std::vector<uint32_t> stores_;  // rank -> store
   std::vector<std::string> lost_;

@@ -373,6 +373,74 @@ TEST_F(InProcWorldTest, BackgroundRepairOfManyObjectsAtOnceCopiesEachLostReplica
   }
 }
 
+// A world closed while its background repair's workers are in the middle of a page stops at
+// once (not after the rate-limited pass), and the next Open of the same membership, which by
+// itself starts no repair, finishes the pass: every lost replica copied once over the two
+// Opens, none lost, a later Repair finds nothing.
+TEST_F(InProcWorldTest, ABackgroundRepairCutShortByCloseIsFinishedByTheNextOpen) {
+  TempDir dir;
+  InProcWorld world(dir, {"a", "b", "c"}, 2, Seed());
+  world.set_repair_parallelism(8);
+  ASSERT_OK(world.Start(std::chrono::milliseconds(2000)));
+  std::vector<std::string> paths;
+  uint64_t lost_replicas = 0;
+  for (int i = 0; i < 48; ++i) {
+    paths.push_back("cut/o" + std::to_string(i));
+    const auto data = Pattern(2 * kChunk, 300 + i);
+    ASSERT_OK(world.at(i % 3).Create(paths.back(), {}));
+    ASSERT_OK(world.at(i % 3).Write(paths.back(), 0, data));
+    ASSERT_OK(world.at(i % 3).Seal(paths.back()));
+    auto where = world.at(0).Locate(paths.back());
+    ASSERT_OK(where);
+    for (const auto& ranks : *where) lost_replicas += std::count(ranks.begin(), ranks.end(), 1u);
+  }
+  ASSERT_GT(lost_replicas, 8u);
+  const std::string gone = world.MemberId(1);
+  world.Stop();
+  std::filesystem::remove_all(world.Store(1));
+  // kChunk bytes per 100 ms: the pass would take lost_replicas / 10 s.
+  world.set_repair_rate(uint64_t{kChunk} * 10);
+  ASSERT_OK(world.StartStores({0, 1, 2}, {gone}, std::chrono::milliseconds(2000)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  uint32_t running = 0;  // members still in the pass (each repairs the shards it is primary of)
+  for (uint32_t r = 0; r < 3; ++r) {
+    running += world.at(r).WaitForRepair(std::chrono::milliseconds(0)).status().code() == Code::kTimeout;
+  }
+  ASSERT_GT(running, 0u);
+  const auto closing = std::chrono::steady_clock::now();
+  world.Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - closing, std::chrono::seconds(3));
+  world.set_repair_rate(engine::ClusterOptions{}.repair_rate);
+  ASSERT_OK(world.StartStores({0, 1, 2}, {}, std::chrono::milliseconds(2000)));
+  uint64_t second = 0;
+  for (uint32_t r = 0; r < 3; ++r) {
+    auto bg = world.at(r).WaitForRepair(std::chrono::seconds(60));
+    ASSERT_OK(bg) << "rank " << r;
+    EXPECT_TRUE(bg->lost.empty());
+    second += bg->chunks_copied;
+  }
+  EXPECT_GT(second, 0u);
+  auto again = world.at(0).Repair("");
+  ASSERT_OK(again);
+  EXPECT_EQ(again->chunks_copied, 0u);
+  EXPECT_TRUE(again->lost.empty());
+  // Whole: the next Open of the same world repairs nothing.
+  ASSERT_OK(world.StartStores({0, 1, 2}, {}, std::chrono::milliseconds(2000)));
+  for (uint32_t r = 0; r < 3; ++r) {
+    auto bg = world.at(r).WaitForRepair(std::chrono::seconds(60));
+    ASSERT_OK(bg);
+    EXPECT_EQ(bg->chunks_copied, 0u);
+  }
+  world.net().Kill(2);
+  for (size_t i = 0; i < paths.size(); ++i) {
+    std::vector<std::byte> got(2 * kChunk);
+    ReadRequest req{paths[i], 0, got, {}, 0};
+    ASSERT_OK(world.at(0).ReadBatch({&req, 1}));
+    ASSERT_OK(req.status) << paths[i];
+    EXPECT_TRUE(got == Pattern(2 * kChunk, 300 + i)) << paths[i];
+  }
+}
+
 // A Put of an object small enough to stay inline until its Seal (Engine::Put's CreateWhole)
 // asks no owner anything before the Seal, whose insert at the primary decides the name. With
 // the first name check (MetaCheck) to every member dropped, small Puts succeed without meeting
