@@ -17,6 +17,7 @@
 
 #include "base/crc32c.h"
 #include "base/errno_status.h"
+#include "base/fork_closed_fds.h"
 #include "engine/interval_set.h"
 #include "engine/object_rules.h"
 #include "base/log.h"
@@ -121,10 +122,13 @@ Status ObjectStore::Init(const Options& options, std::unique_ptr<Disk> disk) {
   }
 
   // One engine per store: an advisory lock held for the engine's lifetime (released by the
-  // kernel if the process dies, so a crash never leaves the store locked).
+  // kernel if the process dies, so a crash never leaves the store locked). A forked child
+  // closes its copy (base/fork_closed_fds.h): the lock is the open file's, and a DataLoader
+  // worker must not hold the store against the parent's next Open.
   std::string lock_path = StorePath(dir, kLockFile);
   lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd_ < 0) return ErrnoStatus(errno, "open " + lock_path);
+  CloseInForkedChildren(lock_fd_);
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     if (err == EWOULDBLOCK) {
@@ -161,7 +165,10 @@ ObjectStore::~ObjectStore() {
   for (auto& o : objs) Discard(o);
   chunks_.reset();
   disk_.reset();  // joins the backend threads before the pool goes
-  if (lock_fd_ >= 0) ::close(lock_fd_);
+  if (lock_fd_ >= 0) {
+    ForgetInForkedChildren(lock_fd_);
+    ::close(lock_fd_);
+  }
 }
 
 Status ObjectStore::AdoptOlderFormat(const std::string& dir, bool existed) {

@@ -19,6 +19,7 @@
 
 #include "base/bytes.h"
 #include "base/errno_status.h"
+#include "base/fork_closed_fds.h"
 #include "base/log.h"
 #include "transport/job_token.h"
 #include "transport/rendezvous_tcp.h"
@@ -59,6 +60,7 @@ class TcpHost final : public FormedHost {
       (void)!::write(stop_[1], &b, 1);
       serving_.join();
     }
+    ForgetInForkedChildren(listener_.fd);  // closed with listener_
     for (int fd : stop_) {
       if (fd >= 0) ::close(fd);
     }
@@ -90,6 +92,9 @@ class TcpHost final : public FormedHost {
     }
     listener_ = Fd(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     Fd& listener = listener_;
+    // Kept for the engine's lifetime (observers): a forked child must not keep the port
+    // listening after this process closes it (base/fork_closed_fds.h).
+    CloseInForkedChildren(listener.fd);
     int one = 1;
     ::setsockopt(listener.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     rc = listener.fd < 0 ? -1 : ::bind(listener.fd, res->ai_addr, res->ai_addrlen);

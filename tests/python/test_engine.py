@@ -213,6 +213,30 @@ def test_torch_save_load_single_member(eng):
         shoal.torch.save({"s": torch.randn(3, 3).to_sparse()}, "sparse")
 
 
+def test_a_forked_child_does_not_hold_the_store_after_its_parent_closes(tmp_path):
+    # A DataLoader worker forked after init, still alive when the training loop closes its
+    # engine and opens it again (or the next job starts): the store is not locked by the child.
+    import os
+    store = str(tmp_path / "forked-{rank}")
+    e = shoal.init(store, rank=0, world_size=1, set_default=False)
+    e.write("kept", b"before the fork")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        os.read(r, 1)  # until the parent is done
+        os._exit(0)
+    os.close(r)
+    try:
+        e.close()
+        again = shoal.init(store, rank=0, world_size=1, set_default=False)
+        assert again.read("kept") == b"before the fork"
+        again.close()
+    finally:
+        os.close(w)
+        os.waitpid(pid, 0)
+
+
 def test_a_forked_child_is_refused_at_once(eng):
     # A DataLoader worker forked after init: its calls fail at once instead of hanging.
     import os

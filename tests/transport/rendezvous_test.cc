@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include <condition_variable>
 #include <random>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -628,6 +630,55 @@ TEST(Rendezvous, AFormedWorldAnswersObserversAndTellsLateJoinersItFormed) {
 
   r[0].reset();
   EXPECT_CODE(Observe(port, "tok", 300ms), kTimeout);
+}
+
+// A process forked from rank 0 after the world formed (a DataLoader worker) keeps neither its
+// port nor its observers: once rank 0 closes, an observer is refused at once instead of
+// queueing at a listener nobody serves, and the next job's rank 0 can listen on the port, while
+// the child still lives.
+TEST(Rendezvous, AChildForkedFromRankZeroKeepsNeitherItsPortNorItsObservers) {
+  constexpr uint32_t kWorld = 2;
+  const uint16_t port = FreePort();
+  std::vector<std::unique_ptr<Rendezvous>> r(kWorld);
+  std::vector<Result<std::vector<Blob>>> results(kWorld, Status::Internal("unset"));
+  {
+    std::vector<std::thread> ts;
+    for (uint32_t k = 0; k < kWorld; ++k) {
+      r[k] = NewTcpRendezvous(Opts(k, kWorld, port, "tok"));
+      ts.emplace_back([&, k] { results[k] = r[k]->AllGather(BlobOf("m" + std::to_string(k))); });
+    }
+    for (auto& t : ts) t.join();
+  }
+  for (auto& res : results) ASSERT_OK(res);
+  ASSERT_OK(r[0]->ServeObservers([] { return BlobOf("info"); }));
+  ASSERT_OK(Observe(port, "tok", 5s));
+  int hold[2];
+  ASSERT_EQ(::pipe(hold), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {  // waits for the parent's word (EOF), then leaves
+    ::close(hold[1]);
+    char b;
+    (void)!::read(hold[0], &b, 1);
+    ::_exit(0);
+  }
+  ::close(hold[0]);
+  r[0].reset();
+  r[1].reset();
+  EXPECT_EQ(ConnectTo(port), -1) << "a connection to the closed rank 0's port was accepted";
+  const int next = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(next, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  EXPECT_EQ(::bind(next, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << std::strerror(errno);
+  EXPECT_EQ(::listen(next, 16), 0);
+  ::close(next);
+  ::close(hold[1]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 // An observer of a world still forming is told so, and the world forms all the same.
