@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,6 +61,7 @@ struct Figure {
   double seconds = 0;
   uint64_t bytes = 0;
   uint64_t ops = 0;
+  double cpu_seconds = 0;  // the process's user + system CPU during the run (every thread)
   double mbps() const { return seconds > 0 ? static_cast<double>(bytes) / 1e6 / seconds : 0; }
   double ops_per_s() const { return seconds > 0 ? static_cast<double>(ops) / seconds : 0; }
 };
@@ -71,6 +73,29 @@ struct Row {
   double ratio = 0;  // median of the per-pair ratios engine/raw
   uint64_t block = 0;
 };
+
+// User + system CPU-seconds of this process so far, all threads (the engine's I/O and
+// background threads included: a row's CPU is what the whole process spent meanwhile).
+double ProcessCpuSeconds() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return secs(ru.ru_utime) + secs(ru.ru_stime);
+}
+
+// Runs fn and records the CPU the process spent meanwhile in its Figure.
+template <typename F>
+Figure WithCpu(F fn) {
+  const double before = ProcessCpuSeconds();
+  Figure f = fn();
+  f.cpu_seconds = ProcessCpuSeconds() - before;
+  return f;
+}
+
+// CPU-seconds per GiB moved.
+double CpuPerGib(const Figure& f) {
+  return f.bytes > 0 ? f.cpu_seconds / (static_cast<double>(f.bytes) / (1ull << 30)) : 0;
+}
 
 Figure MedianRun(std::vector<Figure> v) {
   std::sort(v.begin(), v.end(), [](const Figure& a, const Figure& b) { return a.seconds < b.seconds; });
@@ -245,11 +270,11 @@ class Bench {
     std::vector<double> ratios;
     for (int i = 0; i < c_.repeat; ++i) {
       if (i % 2 == 0) {
-        r.push_back(raw_fn());
-        e.push_back(engine_fn());
+        r.push_back(WithCpu(raw_fn));
+        e.push_back(WithCpu(engine_fn));
       } else {
-        e.push_back(engine_fn());
-        r.push_back(raw_fn());
+        e.push_back(WithCpu(engine_fn));
+        r.push_back(WithCpu(raw_fn));
       }
       ratios.push_back(r.back().mbps() > 0 ? e.back().mbps() / r.back().mbps() : 0);
     }
@@ -446,6 +471,8 @@ int main(int argc, char** argv) {
           {"baseline_mbps", r.raw.mbps()},
           {"baseline_ops_per_s", r.raw.ops_per_s()},
           {"ratio", r.ratio},
+          {"cpu_s_per_gib", CpuPerGib(r.engine)},
+          {"baseline_cpu_s_per_gib", CpuPerGib(r.raw)},
           {"repeat", c.repeat},
       };
       std::printf("%s\n", j.dump().c_str());
@@ -453,14 +480,15 @@ int main(int argc, char** argv) {
   } else {
     std::printf("shoal-bench  dir %s  backend %s  chunk %u KiB  qd %u  median of %d\n",
                 c.dir.c_str(), backend.c_str(), c.chunk_size >> 10, c.queue_depth, c.repeat);
-    std::printf("%-9s %10s %8s | %12s %11s | %12s %11s | %6s\n", "mode", "bytes", "block",
-                "engine MB/s", "ops/s", "raw MB/s", "ops/s", "ratio");
+    std::printf("%-9s %10s %8s | %12s %11s %8s | %12s %11s %8s | %6s\n", "mode", "bytes",
+                "block", "engine MB/s", "ops/s", "CPU s/GiB", "raw MB/s", "ops/s", "CPU s/GiB",
+                "ratio");
     for (const Row& r : rows) {
-      std::printf("%-9s %10llu %7lluK | %12.1f %11.0f | %12.1f %11.0f | %6.3f\n", r.mode.c_str(),
-                  static_cast<unsigned long long>(r.engine.bytes),
+      std::printf("%-9s %10llu %7lluK | %12.1f %11.0f %8.3f | %12.1f %11.0f %8.3f | %6.3f\n",
+                  r.mode.c_str(), static_cast<unsigned long long>(r.engine.bytes),
                   static_cast<unsigned long long>(r.block >> 10), r.engine.mbps(),
-                  r.engine.ops_per_s(), r.raw.mbps(), r.raw.ops_per_s(),
-                  r.ratio);
+                  r.engine.ops_per_s(), CpuPerGib(r.engine), r.raw.mbps(), r.raw.ops_per_s(),
+                  CpuPerGib(r.raw), r.ratio);
     }
   }
   if (temp && !c.keep) std::filesystem::remove_all(c.dir);
