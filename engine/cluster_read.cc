@@ -3,6 +3,7 @@
 // ones in parallel, at most `window` in flight; local ones in one batch to this member's store)
 // and move the failed pieces to their next candidate, until each piece is read or has no
 // candidate left.
+#include <boost/container/small_vector.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -40,7 +41,7 @@ std::vector<Cluster::Replica> Cluster::LiveReplicas(const Inode& inode,
                                                    uint64_t chunk) const {
   const uint32_t me = world_->rank();
   const std::string& my_node = world_->members()[me].node;
-  std::vector<std::pair<int, Replica>> ranked;
+  boost::container::small_vector<std::pair<int, Replica>, 8> ranked;  // no allocation per piece
   auto add = [&](const std::string& member_id, uint64_t uid) {
     const int64_t found = RankOfMember(member_id);
     if (found < 0) return;  // not in this world
@@ -61,6 +62,7 @@ std::vector<Cluster::Replica> Cluster::LiveReplicas(const Inode& inode,
   std::stable_sort(ranked.begin(), ranked.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<Replica> out;
+  out.reserve(ranked.size());
   for (auto& [d, r] : ranked) out.push_back(r);
   return out;
 }

@@ -5,6 +5,7 @@
 
 #include <lmdb.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -83,22 +84,55 @@ class ReadTxn {
 // transaction's own pages are this process's, and what it reads of older pages was checked
 // when the file was opened (engine/lmdb_check.h).
 
-inline Status CheckValue(MDB_txn* txn, const MDB_val& v) {
-  if (in_write_txn) return Status::OK();
+// The environment's map as CheckValue needs it, kept as the environment's user context
+// (MetaStore::Init) so that a read does not ask LMDB for it each time: the map's place and size
+// never change after mdb_env_open (the store never resizes it), and the used pages only grow
+// while the environment is open (LMDB never shrinks its file), so a value inside the bytes last
+// known used lies inside the file; one past them is checked again against LMDB's newest meta
+// before it is refused.
+struct MapBounds {
+  uintptr_t map = 0;
+  uint64_t map_size = 0;
+  std::atomic<uint64_t> used{0};
+};
+
+// Reads the map and the used bytes from LMDB into *b (false when LMDB cannot say).
+inline bool LoadBounds(MDB_env* env, MapBounds* b) {
   MDB_envinfo info{};
   MDB_stat st{};
+  if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0) return false;
+  b->map = reinterpret_cast<uintptr_t>(info.me_mapaddr);
+  b->map_size = info.me_mapsize;
+  b->used.store((static_cast<uint64_t>(info.me_last_pgno) + 1) * st.ms_psize,
+                std::memory_order_relaxed);
+  return true;
+}
+
+inline Status CheckValue(MDB_txn* txn, const MDB_val& v) {
+  if (in_write_txn) return Status::OK();
   MDB_env* env = mdb_txn_env(txn);
-  if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0) return Status::OK();
-  auto map = reinterpret_cast<uintptr_t>(info.me_mapaddr);
-  auto at = reinterpret_cast<uintptr_t>(v.mv_data);
-  if (at < map || at - map >= info.me_mapsize) return Status::OK();  // a dirty page
-  uint64_t used = (static_cast<uint64_t>(info.me_last_pgno) + 1) * st.ms_psize;
-  if (at - map > used || v.mv_size > used - (at - map)) {
-    return Status::Corruption(fmt::format(
-        "metadata record of {} bytes at {} runs past the {} bytes of used pages", v.mv_size,
-        at - map, used));
+  MapBounds fresh;
+  auto* b = static_cast<MapBounds*>(mdb_env_get_userctx(env));
+  if (b == nullptr) {  // an environment not opened by MetaStore::Init
+    if (!LoadBounds(env, &fresh)) return Status::OK();
+    b = &fresh;
   }
-  return Status::OK();
+  auto at = reinterpret_cast<uintptr_t>(v.mv_data);
+  if (at < b->map || at - b->map >= b->map_size) return Status::OK();  // a dirty page
+  const uint64_t off = at - b->map;
+  auto inside = [&](uint64_t used) { return off <= used && v.mv_size <= used - off; };
+  if (inside(b->used.load(std::memory_order_relaxed))) return Status::OK();
+  MDB_envinfo info{};
+  MDB_stat st{};
+  if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0) return Status::OK();
+  const uint64_t used = (static_cast<uint64_t>(info.me_last_pgno) + 1) * st.ms_psize;
+  if (inside(used)) {
+    b->used.store(used, std::memory_order_relaxed);  // grown since: later reads skip this
+    return Status::OK();
+  }
+  return Status::Corruption(fmt::format(
+      "metadata record of {} bytes at {} runs past the {} bytes of used pages", v.mv_size, off,
+      used));
 }
 
 // Get into *out; NotFound if absent.

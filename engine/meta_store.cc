@@ -157,6 +157,8 @@ Status MetaStore::Init(const std::string& dir, uint64_t map_size) {
   if (rc != 0) return LmdbStatus(rc, "open " + dir);
   int dead = 0;
   mdb_reader_check(env_, &dead);  // readers left by a crashed process
+  bounds_ = std::make_unique<lmdb::MapBounds>();
+  if (lmdb::LoadBounds(env_, bounds_.get())) mdb_env_set_userctx(env_, bounds_.get());
 
   return OpenDatabases("", dir);
 }

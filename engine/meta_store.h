@@ -54,6 +54,9 @@
 #include "shoal/result.h"
 
 namespace shoal::engine {
+namespace lmdb {
+struct MapBounds;
+}
 
 // LMDB return code -> Status (MDB_NOTFOUND -> NotFound, MDB_MAP_FULL -> NoSpace, page and
 // format errors -> Corruption, errno values via ErrnoStatus).
@@ -224,6 +227,7 @@ class MetaStore {
   Status IndexGet(MDB_txn* txn, uint32_t shard, std::string_view path, uint64_t* version,
                   bool* tombstone);
 
+  std::unique_ptr<lmdb::MapBounds> bounds_;  // env_'s user context (engine/lmdb_txn.h)
   std::string dir_;  // set once opened: a clean close stamps the file as verified
   MDB_env* env_ = nullptr;
   MetaStore* owner_ = this;  // the keyspace owning env_ and its group commit

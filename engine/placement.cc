@@ -1,9 +1,9 @@
 #include "engine/placement.h"
 
+#include <boost/container/small_vector.hpp>
 #include <xxhash.h>
 
 #include <algorithm>
-#include <set>
 
 namespace shoal::engine {
 namespace {
@@ -27,23 +27,33 @@ template <typename Order>
 std::vector<uint32_t> Placement::Pick(uint32_t want, size_t candidates, Order order,
                                       const std::vector<uint32_t>& holding,
                                       const std::vector<uint32_t>& unusable) const {
-  std::vector<uint32_t> out;
-  std::set<uint32_t> taken(unusable.begin(), unusable.end());
-  std::set<std::string_view> nodes;
+  // Every read plans its pieces through here: small inline sets (linear search over a few
+  // members) instead of node-allocating std::sets.
+  boost::container::small_vector<uint32_t, 16> taken;
+  boost::container::small_vector<std::string_view, 16> nodes;
+  auto contains = [](const auto& v, const auto& x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  };
+  auto insert = [&](auto& v, const auto& x) {
+    if (!contains(v, x)) v.push_back(x);
+  };
+  for (uint32_t m : unusable) insert(taken, m);
   for (uint32_t m : holding) {
-    taken.insert(m);
-    nodes.insert(members_[m].node);
+    insert(taken, m);
+    insert(nodes, std::string_view(members_[m].node));
   }
   want = static_cast<uint32_t>(
       std::min<size_t>(want, members_.size() - std::min(members_.size(), taken.size())));
+  std::vector<uint32_t> out;
+  out.reserve(want);
   // First pass: distinct nodes. Second pass: any member not yet taken.
   for (int pass = 0; pass < 2 && out.size() < want; ++pass) {
     for (size_t k = 0; k < candidates && out.size() < want; ++k) {
       uint32_t m = order(k);
-      if (taken.count(m) != 0) continue;
-      if (pass == 0 && nodes.count(members_[m].node) != 0) continue;
-      taken.insert(m);
-      nodes.insert(members_[m].node);
+      if (contains(taken, m)) continue;
+      if (pass == 0 && contains(nodes, std::string_view(members_[m].node))) continue;
+      taken.push_back(m);
+      insert(nodes, std::string_view(members_[m].node));
       out.push_back(m);
     }
   }

@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <xxhash.h>
+
+#include <functional>
 #include <map>
+#include <random>
 #include <set>
 
 namespace shoal::engine {
@@ -93,6 +97,75 @@ TEST(Placement, DependsOnMembershipNotOrder) {
   for (uint64_t c = 0; c < 50; ++c) {
     EXPECT_EQ(a.members()[a.ChunkHolders(9, c, 2)[1]].member_id,
               b.members()[b.ChunkHolders(9, c, 2)[1]].member_id);
+  }
+}
+
+// Where chunks live is recorded only as the layout: every later read recomputes the holders, so
+// the choice must never change between versions. The first algorithm, with std::sets, kept
+// here as the reference for the inline-set one (duplicates in `holding` and `unusable` count
+// once, nodes are filled before a node gets a second replica).
+std::vector<uint32_t> ReferencePick(const std::vector<PlacementMember>& sorted, uint32_t want,
+                                    size_t candidates, const std::function<uint32_t(size_t)>& order,
+                                    const std::vector<uint32_t>& holding,
+                                    const std::vector<uint32_t>& unusable) {
+  std::vector<uint32_t> out;
+  std::set<uint32_t> taken(unusable.begin(), unusable.end());
+  std::set<std::string_view> nodes;
+  for (uint32_t m : holding) {
+    taken.insert(m);
+    nodes.insert(sorted[m].node);
+  }
+  want = static_cast<uint32_t>(
+      std::min<size_t>(want, sorted.size() - std::min(sorted.size(), taken.size())));
+  for (int pass = 0; pass < 2 && out.size() < want; ++pass) {
+    for (size_t k = 0; k < candidates && out.size() < want; ++k) {
+      uint32_t m = order(k);
+      if (taken.count(m) != 0) continue;
+      if (pass == 0 && nodes.count(sorted[m].node) != 0) continue;
+      taken.insert(m);
+      nodes.insert(sorted[m].node);
+      out.push_back(m);
+    }
+  }
+  return out;
+}
+
+TEST(Placement, HoldersAreThoseOfTheFirstAlgorithm) {
+  std::mt19937_64 rng(20261203);
+  for (int trial = 0; trial < 400; ++trial) {
+    const int n = 1 + static_cast<int>(rng() % 24);
+    const int per_node = 1 + static_cast<int>(rng() % 4);
+    Placement p(Members(n, per_node));
+    const auto& sorted = p.members();
+    const uint64_t uid = rng();
+    const uint64_t start = XXH3_64bits_withSeed(&uid, sizeof(uid), 0x5107) % n;
+    for (uint64_t c = 0; c < 8; ++c) {
+      const uint32_t replicas = 1 + static_cast<uint32_t>(rng() % 5);
+      const int32_t home = rng() % 3 == 0 ? static_cast<int32_t>(rng() % n) : -1;
+      std::function<uint32_t(size_t)> order = [&](size_t k) {
+        return static_cast<uint32_t>((start + c + k) % n);
+      };
+      size_t candidates = n;
+      if (home >= 0) {
+        order = [&](size_t k) {
+          return k == 0 ? static_cast<uint32_t>(home)
+                        : static_cast<uint32_t>((start + c + k - 1) % n);
+        };
+        candidates = n + 1;
+      }
+      EXPECT_EQ(p.ChunkHolders(uid, c, replicas, home),
+                ReferencePick(sorted, replicas, candidates, order, {}, {}))
+          << "members " << n << " per node " << per_node << " chunk " << c;
+      std::vector<uint32_t> holding, unusable;  // with repeats, as callers may pass them
+      for (int k = static_cast<int>(rng() % 4); k > 0; --k) holding.push_back(rng() % n);
+      for (int k = static_cast<int>(rng() % 4); k > 0; --k) unusable.push_back(rng() % n);
+      std::function<uint32_t(size_t)> plain = [&](size_t k) {
+        return static_cast<uint32_t>((start + c + k) % n);
+      };
+      EXPECT_EQ(p.MoreHolders(uid, c, holding, unusable, replicas),
+                ReferencePick(sorted, replicas, n, plain, holding, unusable))
+          << "members " << n << " per node " << per_node << " chunk " << c;
+    }
   }
 }
 
