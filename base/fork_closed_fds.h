@@ -8,7 +8,11 @@
 // exits) and rank 0's rendezvous listener (the port stays bound and accepting into a backlog
 // nobody serves, so observers hang and the next job's rank 0 cannot listen). The owner of such a
 // descriptor registers it here; every child forked while it is registered closes its copy
-// before fork() returns there (pthread_atfork). The parent's descriptor is untouched.
+// before fork() returns there (pthread_atfork). The parent's descriptor is untouched. Until the
+// child first runs, the kernel's copy is the child's as much as the parent's (Linux has no
+// close-on-fork flag): a parent that closes and reopens in that instant (microseconds; longer
+// on a loaded machine) still finds the LOCK held or the port taken, and a connection then
+// queues at the child's copy until its handler closes it.
 //
 // Contract: Forget before closing a registered descriptor (a closed number may be reused by an
 // unrelated file that a child would then close). Thread-safety: all functions are

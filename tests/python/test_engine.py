@@ -221,12 +221,20 @@ def test_a_forked_child_does_not_hold_the_store_after_its_parent_closes(tmp_path
     e = shoal.init(store, rank=0, world_size=1, set_default=False)
     e.write("kept", b"before the fork")
     r, w = os.pipe()
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(w)
+        os.close(ready_r)
+        os.write(ready_w, b"1")  # running: its fork handlers closed the LOCK
         os.read(r, 1)  # until the parent is done
         os._exit(0)
     os.close(r)
+    os.close(ready_w)
+    # Until the child runs at all, the kernel's copy of the LOCK is its as much as ours (fork
+    # has no close-on-fork flag); the test starts once it runs.
+    assert os.read(ready_r, 1) == b"1"
+    os.close(ready_r)
     try:
         e.close()
         again = shoal.init(store, rank=0, world_size=1, set_default=False)

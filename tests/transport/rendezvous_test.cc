@@ -652,16 +652,27 @@ TEST(Rendezvous, AChildForkedFromRankZeroKeepsNeitherItsPortNorItsObservers) {
   for (auto& res : results) ASSERT_OK(res);
   ASSERT_OK(r[0]->ServeObservers([] { return BlobOf("info"); }));
   ASSERT_OK(Observe(port, "tok", 5s));
-  int hold[2];
+  int hold[2], ready[2];
   ASSERT_EQ(::pipe(hold), 0);
+  ASSERT_EQ(::pipe(ready), 0);
   const pid_t child = ::fork();
-  if (child == 0) {  // waits for the parent's word (EOF), then leaves
+  if (child == 0) {  // says it runs, waits for the parent's word (EOF), then leaves
     ::close(hold[1]);
-    char b;
-    (void)!::read(hold[0], &b, 1);
+    ::close(ready[0]);
+    const char b = 1;
+    (void)!::write(ready[1], &b, 1);
+    char w;
+    (void)!::read(hold[0], &w, 1);
     ::_exit(0);
   }
   ::close(hold[0]);
+  ::close(ready[1]);
+  // The child's fork handlers have run once it runs at all: until then the kernel's copy of
+  // the listener is the child's as much as ours (fork has no close-on-fork flag), and a
+  // connection in that instant would queue at it. The test starts after that instant.
+  char b;
+  ASSERT_EQ(::read(ready[0], &b, 1), 1);
+  ::close(ready[0]);
   r[0].reset();
   r[1].reset();
   EXPECT_EQ(ConnectTo(port), -1) << "a connection to the closed rank 0's port was accepted";
