@@ -126,6 +126,28 @@ Result<Inode> MemberService::MetaGet(std::string_view path) {
   return shard_->GetInode(path);
 }
 
+std::vector<Result<Inode>> MemberService::MetaGetMany(std::span<const std::string_view> paths) {
+  std::vector<Status> current;
+  std::vector<std::string_view> ask;
+  current.reserve(paths.size());
+  for (std::string_view path : paths) {
+    current.push_back(CheckCurrent(path));
+    if (current.back().ok()) ask.push_back(path);
+  }
+  std::vector<Result<Inode>> found = shard_->GetInodes(ask);
+  std::vector<Result<Inode>> out;
+  out.reserve(paths.size());
+  size_t next = 0;
+  for (Status& s : current) {
+    if (s.ok()) {
+      out.push_back(std::move(found[next++]));
+    } else {
+      out.emplace_back(std::move(s));
+    }
+  }
+  return out;
+}
+
 Result<std::string> MemberService::MetaGetEncoded(std::string_view path) {
   SHOAL_RETURN_IF_ERROR(CheckCurrent(path));
   return shard_->GetInodeBytes(path);

@@ -65,6 +65,8 @@ class MemberService {
   // ---- metadata owner ----
   Status MetaCheck(std::string_view path);
   Result<Inode> MetaGet(std::string_view path);
+  // MetaGet of every path, in one read transaction of the shard keyspace; out[i] is paths[i]'s.
+  std::vector<Result<Inode>> MetaGetMany(std::span<const std::string_view> paths);
   // MetaGet's record as stored, for the reply to another member (which decodes it).
   Result<std::string> MetaGetEncoded(std::string_view path);
   // Records are versioned (engine/meta_store.h): version 0 asks this owner to assign one (it is

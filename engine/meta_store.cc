@@ -380,6 +380,26 @@ Result<Inode> MetaStore::GetInode(std::string_view path) {
   return DecodeInode(v, path);
 }
 
+std::vector<Result<Inode>> MetaStore::GetInodes(std::span<const std::string_view> paths) {
+  std::vector<Result<Inode>> out;
+  out.reserve(paths.size());
+  ReadTxn txn(env_);
+  for (std::string_view path : paths) {
+    if (!txn.status().ok()) {
+      out.emplace_back(txn.status());
+      continue;
+    }
+    std::string_view v;
+    Status s = InodeRecordTxn(txn.get(), path, &v);
+    if (s.ok()) {
+      out.emplace_back(DecodeInode(v, path));
+    } else {
+      out.emplace_back(std::move(s));
+    }
+  }
+  return out;
+}
+
 Result<std::string> MetaStore::GetInodeBytes(std::string_view path) {
   ReadTxn txn(env_);
   SHOAL_RETURN_IF_ERROR(txn.status());

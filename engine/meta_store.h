@@ -44,9 +44,11 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/inode.h"
 #include "engine/membership.h"
@@ -91,6 +93,9 @@ class MetaStore {
   const std::string& member_id() const { return member_id_; }
 
   Result<Inode> GetInode(std::string_view path);
+  // GetInode of every path in one read transaction (a read batch's lookups: a transaction's
+  // begin takes a reader slot under LMDB's lock). out[i] is paths[i]'s.
+  std::vector<Result<Inode>> GetInodes(std::span<const std::string_view> paths);
   // The record of `path` as stored (EncodeInode), not decoded: for an owner that only passes it
   // on (the reader decodes, and so checks, it).
   Result<std::string> GetInodeBytes(std::string_view path);

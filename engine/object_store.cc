@@ -472,16 +472,22 @@ Status ObjectStore::ReadBatch(std::span<ReadRequest> requests) {
   std::shared_lock reclaim(reclaim_mu_);
   std::vector<ChunkRead> reads;
   std::map<std::pair<uint32_t, uint64_t>, size_t> read_of;  // (segment, offset) -> reads index
-  // One metadata lookup per object, however many ranges of it the batch reads.
-  std::map<std::string_view, Result<Inode>> inodes;
-  for (size_t r = 0; r < requests.size(); ++r) {
-    ReadRequest& req = requests[r];
+  // One metadata lookup per object, however many ranges of it the batch reads, all in one
+  // read transaction.
+  std::map<std::string_view, size_t> lookup_of;
+  std::vector<std::string_view> paths;
+  for (ReadRequest& req : requests) {
     req.bytes_read = 0;
     req.status = ValidateObjectPath(req.path);
+    if (req.status.ok() && lookup_of.emplace(req.path, paths.size()).second) {
+      paths.push_back(req.path);
+    }
+  }
+  const std::vector<Result<Inode>> inodes = meta_->GetInodes(paths);
+  for (size_t r = 0; r < requests.size(); ++r) {
+    ReadRequest& req = requests[r];
     if (!req.status.ok()) continue;
-    auto found = inodes.find(req.path);
-    if (found == inodes.end()) found = inodes.emplace(req.path, meta_->GetInode(req.path)).first;
-    const Result<Inode>& inode = found->second;
+    const Result<Inode>& inode = inodes[lookup_of.at(req.path)];
     const std::optional<uint64_t> len = StartRead(req, inode);
     if (!len) continue;
     const uint64_t n = *len;
