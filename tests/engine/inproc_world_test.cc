@@ -10,7 +10,11 @@
 #include <map>
 #include <set>
 
+#include <lmdb.h>
+
+#include "engine/meta_store.h"
 #include "engine/protocol.h"
+#include "engine/store_layout.h"
 #include "tests/engine/inproc_world.h"
 #include "tests/test_util.h"
 
@@ -510,6 +514,70 @@ TEST_F(InProcWorldTest, AMemberBackWithStaleMetadataSeesWhatWasWrittenMeanwhile)
   EXPECT_GT(report->metadata_copied + report->chunks_copied, 0u);
   world_->net().Kill(0);
   for (int i = 0; i < 8; ++i) ExpectRead(2, "s/new" + std::to_string(i), data[i]);
+}
+
+// A read batch's lookups go first to the reader's own shard copies, all at once; a copy that
+// lacks a record (damaged: the record deleted under an unchanged shard summary, so the Open
+// finds nothing to merge) answers NotFound, and the reader asks the shard's other owner. A name
+// twice in the batch reads twice, a name nobody has is NotFound, alone.
+TEST_F(InProcWorldTest, AReadBatchAsksTheOtherOwnersWhatItsOwnShardCopyLacks) {
+  Open({"a", "b", "c"}, 2);
+  std::vector<std::vector<std::byte>> data;
+  std::vector<std::string> paths;
+  for (int i = 0; i < 12; ++i) {
+    paths.push_back("b/o" + std::to_string(i));
+    data.push_back(Pattern(kChunk + 3 * i, 50 + i));
+    ASSERT_OK(Put(i % 3, paths.back(), data.back()));
+  }
+  // Member 0's copies lose the record of every path it owns.
+  std::vector<std::string> dropped;
+  for (const std::string& p : paths) {
+    const auto& owners = M(0).MetadataOwners(p);
+    if (std::find(owners.begin(), owners.end(), 0u) != owners.end()) dropped.push_back(p);
+  }
+  ASSERT_FALSE(dropped.empty());
+  world_->Stop();
+  {
+    MDB_env* env = nullptr;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 16);
+    mdb_env_set_mapsize(env, 1ull << 30);
+    const std::string meta = world_->Store(0) + "/" + std::string(engine::kMetaDir);
+    ASSERT_EQ(mdb_env_open(env, meta.c_str(), 0, 0600), 0);
+    MDB_txn* txn = nullptr;
+    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    MDB_dbi dbi = 0;
+    ASSERT_EQ(mdb_dbi_open(txn, "ring.inodes", 0, &dbi), 0);
+    for (const std::string& p : dropped) {
+      std::string key = engine::PathKey(p);
+      MDB_val k{key.size(), key.data()};
+      ASSERT_EQ(mdb_del(txn, dbi, &k, nullptr), 0) << p;
+    }
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+  }
+  ASSERT_OK(world_->Start());
+  std::vector<std::vector<std::byte>> got(paths.size() + 2);
+  std::vector<ReadRequest> batch;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    got[i].resize(data[i].size());
+    batch.push_back({paths[i], 0, got[i], {}, 0});
+  }
+  got[paths.size()].resize(data[0].size());
+  batch.push_back({dropped[0], 0, got[paths.size()], {}, 0});
+  got[paths.size() + 1].resize(16);
+  batch.push_back({"b/never", 0, got[paths.size() + 1], {}, 0});
+  ASSERT_OK(M(0).ReadBatch(batch));
+  for (size_t i = 0; i < paths.size(); ++i) {
+    ASSERT_OK(batch[i].status) << batch[i].path;
+    EXPECT_TRUE(got[i] == data[i]) << batch[i].path;
+  }
+  const size_t again = std::find(paths.begin(), paths.end(), dropped[0]) - paths.begin();
+  ASSERT_OK(batch[paths.size()].status);
+  EXPECT_TRUE(got[paths.size()] == data[again]);
+  EXPECT_CODE(batch[paths.size() + 1].status, kNotFound);
+  // Alone, member 0 finds no record of a dropped path here and asks the other owner too.
+  ExpectRead(0, dropped[0], data[again]);
 }
 
 TEST_F(InProcWorldTest, DelayedAndReorderedMessagesLoseNothing) {
