@@ -98,19 +98,14 @@ Status PutSum(MDB_txn* txn, MDB_dbi dbi, uint32_t shard, const Sum& sum) {
 
 }  // namespace
 
-Status MetaStore::IndexPut(MDB_txn* txn, uint32_t shard, std::string_view path, uint64_t version,
-                           bool tombstone) {
+Status MetaStore::IndexPut(MDB_txn* txn, uint32_t shard, std::string_view path,
+                           const IndexState& before, uint64_t version, bool tombstone) {
   SHOAL_ASSIGN_OR_RETURN(Sum sum, GetSum(txn, shardsum_, shard));
-  uint64_t old = 0;
-  bool old_tomb = false;
-  Status s = IndexGet(txn, shard, path, &old, &old_tomb);
-  if (s.ok()) {
-    sum.hash ^= RecordHash(path, old, old_tomb);
-    sum.tombstones -= old_tomb ? 1 : 0;
-  } else if (s.IsNotFound()) {
-    sum.count++;
+  if (before.has) {
+    sum.hash ^= RecordHash(path, before.version, before.tombstone);
+    sum.tombstones -= before.tombstone ? 1 : 0;
   } else {
-    return s;
+    sum.count++;
   }
   sum.hash ^= RecordHash(path, version, tombstone);
   sum.tombstones += tombstone ? 1 : 0;
@@ -147,7 +142,7 @@ Status MetaStore::InsertVersionedTxn(MDB_txn* txn, uint32_t shard, std::string_v
     }
   }
   SHOAL_RETURN_IF_ERROR(InsertTxn(txn, path, inode));
-  return IndexPut(txn, shard, path, *assigned, false);
+  return IndexPut(txn, shard, path, {has, cur, tomb}, *assigned, false);
 }
 
 Result<uint64_t> MetaStore::InsertVersioned(uint32_t shard, std::string_view path, Inode* inode,
@@ -198,7 +193,7 @@ Result<std::pair<std::optional<Inode>, uint64_t>> MetaStore::RemoveVersioned(
       SHOAL_RETURN_IF_ERROR(RemoveTxn(txn, path, &old));
       removed = std::move(old);
     }
-    return IndexPut(txn, shard, path, assigned, true);
+    return IndexPut(txn, shard, path, {has, cur, tomb}, assigned, true);
   });
   if (!st.ok()) return st;
   return std::make_pair(std::move(removed), assigned);
@@ -233,7 +228,7 @@ Result<uint64_t> MetaStore::ReplaceVersioned(uint32_t shard, std::string_view pa
     Inode next = inode;
     next.id = cur.id;
     SHOAL_RETURN_IF_ERROR(Put(txn, inodes_, PathKey(path), EncodeInode(next)));
-    return IndexPut(txn, shard, path, assigned, false);
+    return IndexPut(txn, shard, path, {s.ok(), have, tomb}, assigned, false);
   });
   if (!st.ok()) return st;
   return assigned;
@@ -268,7 +263,7 @@ Status MetaStore::ApplyTxn(MDB_txn* txn, uint32_t shard, const Versioned& rec) {
       return Status::FailedPrecondition(fmt::format("merging \"{}\": {}", rec.path, ins.message()));
     }
   }
-  return IndexPut(txn, shard, rec.path, rec.version, rec.tombstone);
+  return IndexPut(txn, shard, rec.path, {has, cur, tomb}, rec.version, rec.tombstone);
 }
 
 Status MetaStore::Apply(uint32_t shard, const Versioned& rec) {
@@ -453,7 +448,7 @@ Result<uint64_t> MetaStore::IndexUnversioned(uint32_t shards, uint64_t* skipped)
         Status s = IndexGet(txn, shard, paths[i], &version, &tomb);
         if (s.ok()) continue;
         if (!s.IsNotFound()) return s;
-        SHOAL_RETURN_IF_ERROR(IndexPut(txn, shard, paths[i], 1, false));
+        SHOAL_RETURN_IF_ERROR(IndexPut(txn, shard, paths[i], {}, 1, false));
         indexed++;
       }
       return Status::OK();

@@ -227,8 +227,16 @@ class MetaStore {
   Status RemoveTxn(MDB_txn* txn, std::string_view path, Inode* removed);
   Status ApplyTxn(MDB_txn* txn, uint32_t shard, const Versioned& record);
   // The shard index (meta_shards.cc).
-  Status IndexPut(MDB_txn* txn, uint32_t shard, std::string_view path, uint64_t version,
-                  bool tombstone);
+  // The index entry of a path as its transaction found it (IndexGet), for IndexPut.
+  struct IndexState {
+    bool has = false;
+    uint64_t version = 0;
+    bool tombstone = false;
+  };
+  // Writes the path's entry and its shard summary; `before` is the entry the caller's
+  // transaction found (so the entry is not looked up twice).
+  Status IndexPut(MDB_txn* txn, uint32_t shard, std::string_view path, const IndexState& before,
+                  uint64_t version, bool tombstone);
   Status IndexGet(MDB_txn* txn, uint32_t shard, std::string_view path, uint64_t* version,
                   bool* tombstone);
 
