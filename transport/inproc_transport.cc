@@ -188,6 +188,52 @@ uint64_t InProcNetwork::delivered_to(uint32_t rank, uint16_t op) const {
   return it == delivered_to_.end() ? 0 : it->second;
 }
 
+uint64_t InProcNetwork::handled_by(uint32_t rank, uint16_t op) const {
+  MutexLock lk(&mu_);
+  auto it = handled_by_.find({rank, op});
+  return it == handled_by_.end() ? 0 : it->second;
+}
+
+bool InProcNetwork::WaitHandled(uint32_t rank, uint16_t op, uint64_t count,
+                                std::chrono::milliseconds timeout) {
+  MutexLock lk(&mu_);
+  return AwaitFor(held_cv_, &mu_, timeout, [&]() NO_THREAD_SAFETY_ANALYSIS {
+    auto it = handled_by_.find({rank, op});
+    return it != handled_by_.end() && it->second >= count;
+  });
+}
+
+bool InProcNetwork::WaitHeld(const FaultRule& rule, std::chrono::milliseconds timeout) {
+  const HoldKey key{rule.target, rule.op, rule.nth};
+  MutexLock lk(&mu_);
+  return AwaitFor(held_cv_, &mu_, timeout,
+                  [&]() NO_THREAD_SAFETY_ANALYSIS { return held_.count(key) != 0; });
+}
+
+void InProcNetwork::Release(const FaultRule& rule) {
+  const HoldKey key{rule.target, rule.op, rule.nth};
+  std::function<void()> deliver;
+  {
+    MutexLock lk(&mu_);
+    auto it = held_.find(key);
+    if (it == held_.end()) {
+      released_.insert(key);  // delivered at once when it comes
+      return;
+    }
+    deliver = std::move(it->second);
+    held_.erase(it);
+    released_.insert(key);  // the hold limit's timer finds it released
+    Note(fmt::format("release: op {} #{}", rule.op, rule.nth));
+  }
+  deliver();
+}
+
+uint32_t InProcNetwork::held_target(const FaultRule& rule) const {
+  MutexLock lk(&mu_);
+  auto it = held_to_.find({rule.target, rule.op, rule.nth});
+  return it == held_to_.end() ? kAnyMember : it->second;
+}
+
 bool InProcNetwork::killed(uint32_t rank) const {
   MutexLock lk(&mu_);
   return dead_.at(rank);
@@ -313,6 +359,7 @@ void InProcNetwork::Send(uint32_t from, uint32_t to, uint16_t op, Payload payloa
   call->done = std::move(done);
   uint64_t id = 0;
   std::optional<FaultAction> action;
+  std::optional<HoldKey> hold;
   Clock::duration delay{0};
   // One lock from the check to the registration: a member closing in between would find no
   // call to end (Closed), and the call would wait for its deadline instead.
@@ -329,8 +376,13 @@ void InProcNetwork::Send(uint32_t from, uint32_t to, uint16_t op, Payload payloa
     pending_[id] = call;
     const uint64_t seq = link_seq_[{from, to}]++;
     const uint32_t nth = ++op_count_[{to, op}];
+    const uint32_t nth_any = ++op_count_any_[op];
     for (const FaultRule& r : rules_) {
-      if (r.target == to && r.op == op && r.nth == nth) action = r.action;
+      if (r.op != op) continue;
+      if ((r.target == to && r.nth == nth) || (r.target == kAnyMember && r.nth == nth_any)) {
+        action = r.action;
+        if (r.action == FaultAction::kHold) hold = HoldKey{r.target, op, r.nth};
+      }
     }
     uint64_t rnd = Mix(seed_ ^ Mix((uint64_t{from} << 32 | to) ^ Mix(seq)));
     if (auto c = cut_.find({from, to}); c != cut_.end() && c->second) {
@@ -400,6 +452,11 @@ void InProcNetwork::Send(uint32_t from, uint32_t to, uint16_t op, Payload payloa
       Handler h = m->handler(op);
       Reply reply = h ? h(from, p)
                       : Reply{Status::InvalidArgument(fmt::format("no handler for op {}", op)), {}};
+      {
+        MutexLock lk2(&mu_);
+        handled_by_[{to, op}]++;
+        held_cv_.notify_all();
+      }
       if (action == FaultAction::kKillAfter) {
         {
           MutexLock lk2(&mu_);
@@ -424,6 +481,35 @@ void InProcNetwork::Send(uint32_t from, uint32_t to, uint16_t op, Payload payloa
     });
     mu_.Unlock();
   };
+  if (hold) {
+    bool held = false;
+    {
+      MutexLock lk(&mu_);
+      held_to_[*hold] = to;
+      if (released_.count(*hold) == 0) {
+        Note(fmt::format("hold: op {} {}->{}", op, from, to));
+        held_[*hold] = std::move(deliver);
+        held = true;
+        held_cv_.notify_all();
+      }
+    }
+    if (!held) return deliver();  // released before it came
+    const HoldKey key = *hold;
+    After(kHoldLimit, [this, key] {
+      std::function<void()> late;
+      {
+        MutexLock lk(&mu_);
+        auto it = held_.find(key);
+        if (it == held_.end()) return;
+        late = std::move(it->second);
+        held_.erase(it);
+        Note(fmt::format("hold limit: op {} #{} delivered unreleased", std::get<1>(key),
+                         std::get<2>(key)));
+      }
+      late();
+    });
+    return;
+  }
   if (delay.count() > 0) After(delay, std::move(deliver));
   else deliver();
 }

@@ -8,9 +8,11 @@
 //                      once, every member sees peer_up(r) == false (UCX's endpoint error).
 //   Partition(a, b)    requests between a and b vanish; their callers time out.
 //   SetLink(a, b, f)   drop probability, delay range (reorder = random delay) of requests a->b.
-//   AddRule(rule)      the n-th request of an op to a member: drop the request, drop the reply,
-//                      kill the target before it handles it, or kill it after handling (a peer
-//                      dying in the middle of its reply: the work is done, no reply arrives).
+//   AddRule(rule)      the n-th request of an op to a member (or to any member): drop the
+//                      request, drop the reply, kill the target before it handles it, kill it
+//                      after handling (a peer dying in the middle of its reply: the work is
+//                      done, no reply arrives), or hold it until the test releases it (an
+//                      order of events made exact: WaitHeld, Release).
 // Deadlines count the network's time only: a call times out at its deadline when a fault lost
 // its request or reply, or its injected delay reaches the deadline — never because its handler
 // was slow (a loaded machine's fsync), so whether a call times out depends on the faults alone.
@@ -27,10 +29,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "base/thread_annotations.h"
@@ -49,12 +54,19 @@ enum class FaultAction : uint8_t {
   kDropReply,    // handled, the reply is lost: the caller times out
   kKillBefore,   // the target dies on receipt (not handled)
   kKillAfter,    // the target handles it, then dies before replying
+  kHold,         // delivered once Release(rule) is called (or after kHoldLimit: a test that
+                 // forgets to release ends instead of hanging)
 };
+
+// FaultRule::target matching a request to any member (nth counts them over all members).
+inline constexpr uint32_t kAnyMember = 0xffffffffu;
+// How long a held request waits for its Release before it is delivered anyway.
+inline constexpr std::chrono::seconds kHoldLimit{20};
 
 struct FaultRule {
   uint32_t target = 0;
   uint16_t op = 0;
-  uint32_t nth = 1;  // 1-based count of requests with `op` to `target`
+  uint32_t nth = 1;  // 1-based count of requests with `op` to `target` (kAnyMember: to anyone)
   FaultAction action = FaultAction::kDropRequest;
 };
 
@@ -83,6 +95,16 @@ class InProcNetwork {
   std::map<uint16_t, uint64_t> delivered() const;
   // Requests with `op` delivered to member `rank`.
   uint64_t delivered_to(uint32_t rank, uint16_t op) const;
+  // Requests with `op` whose handler on member `rank` returned (replied or not).
+  uint64_t handled_by(uint32_t rank, uint16_t op) const;
+  // Waits until handled_by(rank, op) >= count; false at the timeout.
+  bool WaitHandled(uint32_t rank, uint16_t op, uint64_t count, std::chrono::milliseconds timeout);
+  // kHold rules: waits until the request `rule` names is held (false at the timeout); delivers
+  // it (once held, or at once when it comes later). The member a kAnyMember request went to:
+  // held_target.
+  bool WaitHeld(const FaultRule& rule, std::chrono::milliseconds timeout);
+  void Release(const FaultRule& rule);
+  uint32_t held_target(const FaultRule& rule) const;
 
   class Member;  // one endpoint's state (inproc_transport.cc)
 
@@ -125,6 +147,15 @@ class InProcNetwork {
   std::map<std::pair<uint32_t, uint16_t>, uint32_t> op_count_ GUARDED_BY(mu_);
   std::map<uint16_t, uint64_t> delivered_ GUARDED_BY(mu_);
   std::map<std::pair<uint32_t, uint16_t>, uint64_t> delivered_to_ GUARDED_BY(mu_);
+  std::map<std::pair<uint32_t, uint16_t>, uint64_t> handled_by_ GUARDED_BY(mu_);
+  std::map<uint16_t, uint32_t> op_count_any_ GUARDED_BY(mu_);
+  // kHold: the deliveries waiting for their Release, by (rule target, op, nth); released_
+  // holds rules released before their request came; held_to_ the member each one went to.
+  using HoldKey = std::tuple<uint32_t, uint16_t, uint32_t>;
+  std::map<HoldKey, std::function<void()>> held_ GUARDED_BY(mu_);
+  std::set<HoldKey> released_ GUARDED_BY(mu_);
+  std::map<HoldKey, uint32_t> held_to_ GUARDED_BY(mu_);
+  std::condition_variable held_cv_;  // held_, released_ or handled_by_ changed
   std::vector<std::string> trace_ GUARDED_BY(mu_);
   // Calls not finished yet, by id: finished by the reply, the deadline or a kill.
   std::map<uint64_t, std::shared_ptr<Call>> pending_ GUARDED_BY(mu_);

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <thread>
 
 #include <lmdb.h>
 
@@ -563,7 +564,8 @@ TEST_F(InProcWorldTest, AReadBatchAsksTheOtherOwnersWhatItsOwnShardCopyLacks) {
     got[i].resize(data[i].size());
     batch.push_back({paths[i], 0, got[i], {}, 0});
   }
-  got[paths.size()].resize(data[0].size());
+  const size_t again = std::find(paths.begin(), paths.end(), dropped[0]) - paths.begin();
+  got[paths.size()].resize(data[again].size());
   batch.push_back({dropped[0], 0, got[paths.size()], {}, 0});
   got[paths.size() + 1].resize(16);
   batch.push_back({"b/never", 0, got[paths.size() + 1], {}, 0});
@@ -572,12 +574,115 @@ TEST_F(InProcWorldTest, AReadBatchAsksTheOtherOwnersWhatItsOwnShardCopyLacks) {
     ASSERT_OK(batch[i].status) << batch[i].path;
     EXPECT_TRUE(got[i] == data[i]) << batch[i].path;
   }
-  const size_t again = std::find(paths.begin(), paths.end(), dropped[0]) - paths.begin();
   ASSERT_OK(batch[paths.size()].status);
   EXPECT_TRUE(got[paths.size()] == data[again]);
   EXPECT_CODE(batch[paths.size() + 1].status, kNotFound);
   // Alone, member 0 finds no record of a dropped path here and asks the other owner too.
   ExpectRead(0, dropped[0], data[again]);
+}
+
+// A seal's insert at a metadata replica can meet its very record, pulled there by the replica's
+// background catch-up in between (versions are unique in a shard: the same record, so done, not
+// a conflict that would fail a Put whose record is durable everywhere). The order made exact
+// with held requests: a 4th, empty member joins and catches up, shard after shard, with the
+// shards it now owns; its catch-up's page request for a shard whose primary is another member
+// is held, and so is the seal's insert to it; every other writer records the object; the page
+// request goes on and brings the record; only then does the insert arrive.
+TEST_F(InProcWorldTest, AReplicaInsertMeetingItsRecordFromACatchUpIsDoneNotAConflict) {
+  using namespace std::chrono_literals;
+  world_ = std::make_unique<InProcWorld>(dir_, std::vector<std::string>{"a", "b", "c", "d"}, 2,
+                                         Seed());
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  constexpr int kEarly = 40;  // ~20 shards for the newcomer, ~half with another primary
+  for (int i = 0; i < kEarly; ++i) {
+    ASSERT_OK(Put(i % 3, "early/o" + std::to_string(i), Pattern(100, i)));
+  }
+  world_->Stop();
+  const uint16_t kPage = Wire(Op::kShardPage), kInsert = Wire(Op::kMetaInsert);
+  const transport::FaultRule first{transport::kAnyMember, kPage, 1, FaultAction::kHold};
+  ASSERT_OK(world_->StartStoresWithFault({0, 1, 2, 3}, first));
+  auto& net = world_->net();
+  ASSERT_TRUE(net.WaitHeld(first, 10s)) << "no catch-up page was asked for";
+
+  const engine::Membership& m = M(0).membership();
+  const int64_t newcomer = m.IndexOf(world_->MemberId(3));
+  ASSERT_GE(newcomer, 0);
+  // The shards the newcomer catches up with, in its order: those it owns that hold records.
+  std::set<uint32_t> with_records;
+  for (int i = 0; i < kEarly; ++i) {
+    with_records.insert(engine::ShardOf("early/o" + std::to_string(i), m.shards));
+  }
+  std::vector<uint32_t> behind;
+  for (uint32_t sh : with_records) {
+    const auto& o = m.owners[sh];
+    if (std::find(o.begin(), o.end(), static_cast<uint32_t>(newcomer)) != o.end()) {
+      behind.push_back(sh);
+    }
+  }
+  ASSERT_EQ(behind.size(), M(3).open_report().shards_behind);
+  // Let the catch-up go on, one page request at a time, to the first shard the newcomer owns as
+  // a replica (another member its primary); hold that one.
+  transport::FaultRule held = first;
+  size_t k = 0;
+  while (k < behind.size() && m.owners[behind[k]][0] == static_cast<uint32_t>(newcomer)) {
+    transport::FaultRule next{transport::kAnyMember, kPage, held.nth + 1, FaultAction::kHold};
+    net.AddRule(next);
+    net.Release(held);
+    held = next;
+    ASSERT_TRUE(net.WaitHeld(held, 10s)) << "page request " << held.nth;
+    k++;
+  }
+  ASSERT_LT(k, behind.size()) << "the newcomer is primary of every shard it owns";
+  const uint32_t shard = behind[k];
+  std::string path;
+  for (int i = 0; path.empty(); ++i) {
+    std::string p = "race/o" + std::to_string(i);
+    if (engine::ShardOf(p, m.shards) == shard) path = p;
+  }
+  const std::vector<uint32_t> writers = M(0).MetadataWriters(path);
+  ASSERT_NE(std::find(writers.begin(), writers.end(), 3u), writers.end());
+  uint32_t caller = 0;
+  while (std::find(writers.begin(), writers.end(), caller) != writers.end()) caller++;
+  ASSERT_LT(caller, 4u);
+  std::map<uint32_t, uint64_t> before;
+  for (uint32_t w : writers) before[w] = net.handled_by(w, kInsert);
+  const transport::FaultRule insert{3, kInsert,
+                                    static_cast<uint32_t>(net.delivered_to(3, kInsert) + 1),
+                                    FaultAction::kHold};
+  net.AddRule(insert);
+
+  const std::vector<std::byte> data = Pattern(3 * kChunk + 5, 77);
+  Status put = Status::Internal("unset");
+  std::thread writer([&] { put = Put(caller, path, data); });
+  const bool insert_held = net.WaitHeld(insert, 10s);
+  for (uint32_t w : writers) {
+    if (w != 3) {
+      EXPECT_TRUE(net.WaitHandled(w, kInsert, before[w] + 1, 10s)) << "writer " << w;
+    }
+  }
+  const uint64_t pages_before = net.handled_by(net.held_target(held), kPage);
+  net.Release(held);  // the catch-up reads the shard from a holder that has the record now
+  EXPECT_TRUE(net.WaitHandled(net.held_target(held), kPage, pages_before + 1, 10s));
+  auto bg = M(3).WaitForRepair(30s);  // the whole catch-up, past this shard
+  net.Release(insert);
+  writer.join();
+  ASSERT_TRUE(insert_held) << "the seal's insert to the newcomer never came";
+  ASSERT_OK(bg);
+  EXPECT_OK(put) << "a replica insert that found its own record failed the Put";
+  // The catch-up brought the early objects of the newcomer's shards and this one (a background
+  // repair of the new membership may copy more).
+  uint64_t early_behind = 0;
+  for (int i = 0; i < kEarly; ++i) {
+    const uint32_t sh = engine::ShardOf("early/o" + std::to_string(i), m.shards);
+    early_behind += std::binary_search(behind.begin(), behind.end(), sh) ? 1 : 0;
+  }
+  EXPECT_GE(bg->metadata_copied, early_behind + 1);
+  for (uint32_t r = 0; r < 4; ++r) ExpectRead(r, path, data);
+  // Each writer's copy holds it once, at one version: no member has anything to merge.
+  world_->Stop();
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  EXPECT_EQ(M(3).open_report().records_pulled, 0u);
+  for (uint32_t r = 0; r < 4; ++r) ExpectRead(r, path, data);
 }
 
 TEST_F(InProcWorldTest, DelayedAndReorderedMessagesLoseNothing) {
