@@ -7,8 +7,9 @@
 //   write        every rank writes size/N bytes        vs every rank writing a raw O_DIRECT file
 //   read         every rank reads its object back       vs every rank reading its raw file
 //   remote-read  rank 1 reads the chunks of rank 0's object that rank 0 alone holds, vs rank 0
-//                reading its raw file and a raw UCX transfer of the same sizes (rank 1 pulls
-//                chunk-sized messages from rank 0 over a bare messenger); ratio against the lesser
+//                reading its raw file and raw UCX: one-sided gets of the same sizes between
+//                registered buffers, the window in flight (benchmarks/raw_ucx.h); ratio
+//                against the lesser
 //   create/stat/list  metadata ops/s: Puts of small objects into one directory from every rank,
 //                Stats of random names, one rank listing the whole directory with sizes.
 #pragma once
