@@ -25,6 +25,7 @@ struct RawUcx::Impl {
   size_t bytes = 0;
   std::byte* flag = nullptr;  // the page after the buffer: the reads a peer finished (Read)
   uint64_t reads_done = 0;     // this process's Reads so far, put into the peer's flag
+  uint64_t put_value = 0;      // the put's source, alive until the put completes
   std::vector<std::byte> blob;
   struct Peer {
     ucp_ep_h ep = nullptr;
@@ -198,24 +199,19 @@ Result<double> RawUcx::Read(uint32_t peer, uint64_t total, uint32_t block, uint3
   if (flight.bad != UCS_OK) return UcxStatus(flight.bad, "raw UCX get");
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  // Tells the peer this read is over: the count of reads into its flag page, flushed.
-  const uint64_t count = ++impl_->reads_done;
+  // Tells the peer this read is over: the count of reads into its flag page. Only the put's
+  // local completion is awaited (a flush would wait on the peer, which stops progressing as
+  // soon as it sees the flag).
+  impl_->put_value = ++impl_->reads_done;
   ucp_request_param_t pp{};
-  ucs_status_ptr_t req = ucp_put_nbx(p.ep, &count, sizeof(count), p.remote + p.flag_offset,
-                                     p.rkey, &pp);
+  ucs_status_ptr_t req = ucp_put_nbx(p.ep, &impl_->put_value, sizeof(impl_->put_value),
+                                     p.remote + p.flag_offset, p.rkey, &pp);
   if (UCS_PTR_IS_ERR(req)) return UcxStatus(UCS_PTR_STATUS(req), "ucp_put_nbx");
-  if (UCS_PTR_IS_PTR(req)) {
-    while (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_worker_progress(impl_->worker);
-    ucp_request_free(req);
-  }
-  ucp_request_param_t fp{};
-  req = ucp_ep_flush_nbx(p.ep, &fp);
-  if (UCS_PTR_IS_ERR(req)) return UcxStatus(UCS_PTR_STATUS(req), "ucp_ep_flush_nbx");
   if (UCS_PTR_IS_PTR(req)) {
     while (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_worker_progress(impl_->worker);
     const ucs_status_t st = ucp_request_check_status(req);
     ucp_request_free(req);
-    if (st != UCS_OK) return UcxStatus(st, "raw UCX flush");
+    if (st != UCS_OK) return UcxStatus(st, "raw UCX put of the flag");
   }
   return seconds;
 }
