@@ -124,12 +124,23 @@ Status MemberClient::ChunkRead(uint32_t rank, const protocol::ChunkRead& req,
 void MemberClient::ChunkReadAsync(uint32_t rank, const protocol::ChunkRead& req,
                                   std::span<std::byte> dst, std::function<void(Status)> done) {
   if (rank == self()) return done(ChunkRead(rank, req, dst));
-  t_->CallAsync(rank, protocol::Wire(Op::kChunkRead), protocol::Encode(req), deadline_,
-                [this, dst, done = std::move(done)](Result<Payload> r) {
-                  Count(Op::kChunkRead, r.status());
-                  if (r.ok()) bytes_received_->Add(dst.size());
-                  done(r.ok() ? TakeChunkReply(*r, dst) : r.status());
-                });
+  // The reply's data lands in dst itself (the UCX messenger receives a rendezvous reply there,
+  // no intermediate vector); only its 12-byte head comes back as a payload.
+  t_->CallInto(rank, protocol::Wire(Op::kChunkRead), protocol::Encode(req),
+               protocol::kChunkReadReplyHead, dst, deadline_,
+               [this, dst, done = std::move(done)](Result<Payload> head, size_t n) {
+                 Count(Op::kChunkRead, head.status());
+                 if (!head.ok()) return done(head.status());
+                 bytes_received_->Add(dst.size());
+                 uint32_t crc = 0;
+                 Status s = protocol::DecodeChunkReadHead(
+                     *head, n, static_cast<uint32_t>(dst.size()), &crc);
+                 if (s.ok() && Crc32c(dst.data(), n) != crc) {
+                   s = Status::Corruption("chunk read: CRC32C mismatch in transit");
+                 }
+                 if (s.ok()) std::memset(dst.data() + n, 0, dst.size() - n);
+                 done(std::move(s));
+               });
 }
 
 std::vector<Status> MemberClient::ChunkCommitAll(const std::vector<uint32_t>& ranks,

@@ -188,6 +188,16 @@ Status Decode(std::span<const std::byte> b, uint32_t asked, ChunkReadReply* out)
   return Status::OK();
 }
 
+Status DecodeChunkReadHead(std::span<const std::byte> head, uint64_t body, uint32_t asked,
+                           uint32_t* crc) {
+  ByteReader r(head);
+  uint64_t n = 0;
+  if (!r.Get(crc) || !r.Get(&n) || !r.done() || n > asked || n != body) {
+    return BadReply("chunk-read", "length");
+  }
+  return Status::OK();
+}
+
 // ---- metadata owner ----
 
 Bytes Encode(const PathRequest& m) {

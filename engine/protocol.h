@@ -223,6 +223,10 @@ Status Decode(std::span<const std::byte> b, ChunkCommit* out);
 Status Decode(std::span<const std::byte> b, ChunkRead* out);
 // `asked`: the length requested; a reply with more bytes is refused.
 Status Decode(std::span<const std::byte> b, uint32_t asked, ChunkReadReply* out);
+// The head of a ChunkReadReply whose data landed elsewhere (Transport::CallInto): `body` bytes
+// of it arrived there; the head must say exactly that many, at most `asked`.
+Status DecodeChunkReadHead(std::span<const std::byte> head, uint64_t body, uint32_t asked,
+                           uint32_t* crc);
 Status Decode(std::span<const std::byte> b, PathRequest* out);
 // `path`: the object the reply is about (named in a Corruption).
 Status Decode(std::span<const std::byte> b, std::string_view path, InodeReply* out);

@@ -12,6 +12,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <type_traits>
@@ -46,6 +47,8 @@ Payload ErrorPayload(const Status& s) {
 }  // namespace
 
 class Messenger::Impl {
+  struct Pending;
+
  public:
   explicit Impl(const MessengerOptions& o)
       : options_(o), peers_(o.world_size), pool_(o.handler_threads) {
@@ -207,26 +210,45 @@ class Messenger::Impl {
 
   void CallAsync(uint32_t peer, uint16_t op, Payload payload, std::chrono::milliseconds deadline,
                  std::function<void(Result<Payload>)> done) {
+    Pending p;
+    p.done = std::move(done);
+    Start(peer, op, std::move(payload), deadline, std::move(p));
+  }
+
+  void CallInto(uint32_t peer, uint16_t op, Payload payload, size_t skip,
+                std::span<std::byte> into, std::chrono::milliseconds deadline,
+                Transport::DoneInto done) {
+    Pending p;
+    p.has_into = true;
+    p.skip = skip;
+    p.into = into;
+    p.into_done = std::move(done);
+    Start(peer, op, std::move(payload), deadline, std::move(p));
+  }
+
+  // CallAsync and CallInto: `proto` holds the call's way of ending (done, or into_done).
+  void Start(uint32_t peer, uint16_t op, Payload payload, std::chrono::milliseconds deadline,
+             Pending&& proto) {
     if (peer >= options_.world_size) {
-      done(Status::InvalidArgument(fmt::format("member {} outside a world of {}", peer,
-                                               options_.world_size)));
-      return;
+      return Finish(proto, Status::InvalidArgument(fmt::format(
+                               "member {} outside a world of {}", peer, options_.world_size)));
     }
     if (payload.size() > kMaxPayloadBytes) {
-      done(Status::InvalidArgument(fmt::format("payload of {} bytes above the 1 GiB limit",
-                                               payload.size())));
-      return;
+      return Finish(proto, Status::InvalidArgument(fmt::format(
+                               "payload of {} bytes above the 1 GiB limit", payload.size())));
     }
     if (deadline.count() <= 0) deadline = options_.default_deadline;
     auto when = Clock::now() + deadline;
-    auto shared_done = std::make_shared<std::function<void(Result<Payload>)>>(std::move(done));
-    bool posted = Post([this, peer, op, when, shared_done, p = std::move(payload)]() mutable {
+    proto.peer = peer;
+    proto.deadline = when;
+    auto shared = std::make_shared<Pending>(std::move(proto));
+    bool posted = Post([this, peer, op, when, shared, p = std::move(payload)]() mutable {
       if (stopping_) {
-        (*shared_done)(Status::Unavailable("messenger shutting down"));
+        Finish(*shared, Status::Unavailable("messenger shutting down"));
         return;
       }
       uint64_t id = next_id_++;
-      pending_[id] = Pending{peer, when, std::move(*shared_done)};
+      pending_[id] = std::move(*shared);
       deadlines_.emplace(when, id);
       counters_.requests_sent++;
       Header h;
@@ -238,7 +260,7 @@ class Messenger::Impl {
       h.payload_bytes = static_cast<uint32_t>(p.size());
       Send(peer, &h, {}, std::move(p));
     });
-    if (!posted) (*shared_done)(Status::Unavailable("messenger is shut down"));
+    if (!posted) Finish(*shared, Status::Unavailable("messenger is shut down"));
   }
 
   bool peer_up(uint32_t peer) const {
@@ -273,9 +295,25 @@ class Messenger::Impl {
     std::atomic<bool> up_flag{false};
   };
   struct Pending {
-    uint32_t peer;
+    uint32_t peer = 0;
     Clock::time_point deadline;
-    std::function<void(Result<Payload>)> done;
+    std::function<void(Result<Payload>)> done;  // CallAsync
+    // CallInto: the reply from byte `skip` on goes to `into`; into_done gets the head.
+    bool has_into = false;
+    size_t skip = 0;
+    std::span<std::byte> into;
+    Transport::DoneInto into_done;
+    // A rendezvous receive into `into` is in flight: the call ends when it does, with
+    // `failed` if the deadline or a failure came meanwhile.
+    bool receiving = false;
+    std::optional<Status> failed;
+  };
+  struct IntoRecv {  // a rendezvous reply received into a CallInto's memory
+    Impl* impl;
+    uint64_t id;
+    Payload head;
+    ucp_dt_iov_t iov[2];
+    size_t body = 0;
   };
   struct OutMsg {
     Impl* impl;
@@ -341,6 +379,15 @@ class Messenger::Impl {
       }
     }
     CloseEndpoints();
+    // A CallInto whose receive the closed endpoints did not end: it ends now (no progress
+    // from here on, so nothing writes into its memory any more).
+    while (!pending_.empty()) {
+      Pending p = std::move(pending_.begin()->second);
+      pending_.erase(pending_.begin());
+      p.receiving = false;
+      Finish(p, p.failed ? *p.failed : Status::Unavailable("messenger shutting down"));
+    }
+    deadlines_.clear();
     std::lock_guard lk(post_mu_);
     loop_exited_ = true;
     for (auto& fn : posted_) fn();  // tasks posted while stopping still run (they fail fast)
@@ -369,13 +416,109 @@ class Messenger::Impl {
     Publish();
   }
 
+  // Ends call `id` with `r` (a whole reply, or an error).
   void Complete(uint64_t id, Result<Payload> r) {
     auto it = pending_.find(id);
     if (it == pending_.end()) return;
+    if (it->second.receiving) {  // UCX still writes into `into`: end when it is done
+      if (!it->second.failed) it->second.failed = r.ok() ? Status::Internal("reply twice") : r.status();
+      deadlines_.erase({it->second.deadline, id});
+      return;
+    }
     Pending p = std::move(it->second);
     pending_.erase(it);
     deadlines_.erase({p.deadline, id});
-    p.done(std::move(r));
+    Finish(p, std::move(r));
+  }
+
+  // Runs a call's end: a CallInto's whole reply is split into its head and `into` here.
+  static void Finish(Pending& p, Result<Payload> r) {
+    if (!p.has_into) return p.done(std::move(r));
+    if (!r.ok()) return p.into_done(r.status(), 0);
+    Payload& whole = *r;
+    if (whole.size() < p.skip || whole.size() - p.skip > p.into.size()) {
+      return p.into_done(Status::Corruption(fmt::format("reply of {} bytes does not fit {} + {}",
+                                                        whole.size(), p.skip, p.into.size())),
+                         0);
+    }
+    const size_t n = whole.size() - p.skip;
+    if (n != 0) std::memcpy(p.into.data(), whole.data() + p.skip, n);
+    whole.resize(p.skip);
+    p.into_done(std::move(whole), n);
+  }
+
+  // A response for a CallInto: received into its memory. Returns false when the response is
+  // not one (the caller delivers it as any other).
+  bool ReceiveInto(const Header& h, void* data, size_t length, bool rndv) {
+    if (h.kind != Kind::kResponse || h.status != Code::kOk) return false;
+    auto it = pending_.find(h.request_id);
+    if (it == pending_.end() || !it->second.has_into || it->second.receiving ||
+        it->second.peer != h.sender || h.sender >= peers_.size() ||
+        peers_[h.sender].ep == nullptr) {
+      return false;
+    }
+    Pending& p = it->second;
+    if (length < p.skip || length - p.skip > p.into.size()) {
+      if (rndv) ucp_am_data_release(worker_.get(), data);
+      Complete(h.request_id, Status::Corruption(fmt::format(
+                                 "reply of {} bytes does not fit {} + {}", length, p.skip,
+                                 p.into.size())));
+      return true;
+    }
+    const size_t body = length - p.skip;
+    if (!rndv) {
+      auto* d = static_cast<const std::byte*>(data);
+      Payload head(d, d + p.skip);
+      if (body != 0) std::memcpy(p.into.data(), d + p.skip, body);
+      Pending done = std::move(p);
+      pending_.erase(it);
+      deadlines_.erase({done.deadline, h.request_id});
+      done.into_done(std::move(head), body);
+      return true;
+    }
+    auto* r = new IntoRecv{this, h.request_id, Payload(p.skip), {}, body};
+    size_t n = 0;
+    if (p.skip != 0) r->iov[n++] = {r->head.data(), p.skip};
+    if (body != 0) r->iov[n++] = {p.into.data(), body};
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                      UCP_OP_ATTR_FIELD_DATATYPE;
+    rp.cb.recv_am = &Impl::OnIntoDone;
+    rp.user_data = r;
+    rp.datatype = ucp_dt_make_iov();
+    p.receiving = true;
+    void* req = ucp_am_recv_data_nbx(worker_.get(), data, r->iov, n, &rp);
+    if (req == nullptr) {
+      EndInto(r, Status::OK());
+    } else if (UCS_PTR_IS_ERR(req)) {
+      EndInto(r, UcxStatus(UCS_PTR_STATUS(req), "rendezvous receive"));
+    }
+    return true;
+  }
+
+  static void OnIntoDone(void* request, ucs_status_t status, size_t length, void* user_data) {
+    auto* r = static_cast<IntoRecv*>(user_data);
+    Status s = UcxStatus(status, "rendezvous receive");
+    if (s.ok() && length != r->head.size() + r->body) {
+      s = Status::Corruption("rendezvous receive: length differs from the announced one");
+    }
+    r->impl->EndInto(r, std::move(s));
+    ucp_request_free(request);
+  }
+
+  // The receive of a CallInto's reply ended: the call ends now (its deadline or a failure
+  // that came meanwhile wins over the bytes).
+  void EndInto(IntoRecv* r, Status s) {
+    auto it = pending_.find(r->id);
+    if (it != pending_.end()) {
+      Pending p = std::move(it->second);
+      pending_.erase(it);
+      deadlines_.erase({p.deadline, r->id});
+      if (p.failed) s = *p.failed;
+      if (s.ok()) p.into_done(std::move(r->head), r->body);
+      else p.into_done(std::move(s), 0);
+    }
+    delete r;
   }
 
   void FailAll(const Status& s) {
@@ -497,7 +640,9 @@ class Messenger::Impl {
       return UCS_OK;
     }
     self->counters_.bytes_received += length;
-    if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
+    const bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
+    if (self->ReceiveInto(*h, data, length, rndv)) return rndv ? UCS_INPROGRESS : UCS_OK;
+    if (rndv) {
       auto* r = new RndvRecv{self, *h, Payload(length)};
       ucp_request_param_t rp{};
       rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
@@ -651,6 +796,12 @@ void Messenger::SetHandler(uint16_t op, Handler handler) { impl_->SetHandler(op,
 void Messenger::CallAsync(uint32_t peer, uint16_t op, Payload payload,
                           std::chrono::milliseconds deadline, Done done) {
   impl_->CallAsync(peer, op, std::move(payload), deadline, std::move(done));
+}
+
+void Messenger::CallInto(uint32_t peer, uint16_t op, Payload payload, size_t skip,
+                        std::span<std::byte> into, std::chrono::milliseconds deadline,
+                        DoneInto done) {
+  impl_->CallInto(peer, op, std::move(payload), skip, into, deadline, std::move(done));
 }
 
 bool Messenger::peer_up(uint32_t peer) const { return impl_->peer_up(peer); }

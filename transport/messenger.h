@@ -73,6 +73,14 @@ class Messenger final : public Transport {
   void SetHandler(uint16_t op, Handler handler) override;
   void CallAsync(uint32_t peer, uint16_t op, Payload payload, std::chrono::milliseconds deadline,
                  Done done) override;
+  // A rendezvous reply (UCX's large messages) is received straight into `into` (its first
+  // `skip` bytes into the head): no reply vector, no copy after the transfer. An eager reply is
+  // copied there from UCX's receive buffer. While a receive into `into` is in flight, the call
+  // does not end (its deadline or a peer failure is reported once the receive ended), so `into`
+  // is never written after `done` ran.
+  void CallInto(uint32_t peer, uint16_t op, Payload payload, size_t skip,
+                std::span<std::byte> into, std::chrono::milliseconds deadline,
+                DoneInto done) override;
   bool peer_up(uint32_t peer) const override;
   Status Bind(uint32_t self, uint32_t world_size) override;
 

@@ -98,6 +98,90 @@ TEST_F(MessengerTest, EchoesPayloadsOfEverySize) {
   EXPECT_EQ(*self, Pattern(100, 1));
 }
 
+// CallInto waits for its end (done runs on the progress thread).
+struct IntoResult {
+  Status status;
+  Payload head;
+  size_t body = 0;
+};
+IntoResult CallIntoAndWait(Messenger& m, uint32_t peer, uint16_t op, Payload payload, size_t skip,
+                           std::span<std::byte> into,
+                           std::chrono::milliseconds deadline = 0ms) {
+  std::promise<IntoResult> p;
+  auto f = p.get_future();
+  m.CallInto(peer, op, std::move(payload), skip, into, deadline,
+             [&p](Result<Payload> head, size_t n) {
+               IntoResult r;
+               r.status = head.status();
+               if (head.ok()) r.head = std::move(head).value();
+               r.body = n;
+               p.set_value(std::move(r));
+             });
+  return f.get();
+}
+
+TEST_F(MessengerTest, CallIntoLandsRepliesOfEverySizeInTheCallersMemory) {
+  // Eager replies (small) and rendezvous ones (large, received straight into the memory): the
+  // head comes back as the payload, the rest in `into`, nothing written past it.
+  const size_t kGuard = 4096;
+  for (size_t size : {size_t{12}, size_t{13}, size_t{1000}, size_t{64} << 10, size_t{1} << 20,
+                      (size_t{4} << 20) + 12, size_t{64} << 20}) {
+    const auto data = Pattern(size, size + 3);
+    std::vector<std::byte> into(size - 12 + kGuard, std::byte{0x5a});
+    IntoResult r = CallIntoAndWait(*msg_, 1, 1, data, 12, into);
+    ASSERT_OK(r.status) << size;
+    ASSERT_EQ(r.body, size - 12) << size;
+    EXPECT_EQ(r.head, Payload(data.begin(), data.begin() + 12)) << size;
+    EXPECT_EQ(0, std::memcmp(into.data(), data.data() + 12, size - 12)) << size;
+    for (size_t i = size - 12; i < into.size(); ++i) {
+      ASSERT_EQ(into[i], std::byte{0x5a}) << size << " written past the reply at " << i;
+    }
+  }
+  // A member calling itself, and a reply that is all head.
+  std::vector<std::byte> into(100, std::byte{0x5a});
+  IntoResult self = CallIntoAndWait(*msg_, 0, 1, Pattern(60, 1), 10, into);
+  ASSERT_OK(self.status);
+  EXPECT_EQ(self.body, 50u);
+  EXPECT_EQ(0, std::memcmp(into.data(), Pattern(60, 1).data() + 10, 50));
+  IntoResult head_only = CallIntoAndWait(*msg_, 1, 1, Pattern(7, 2), 7, into);
+  ASSERT_OK(head_only.status);
+  EXPECT_EQ(head_only.body, 0u);
+  EXPECT_EQ(head_only.head, Pattern(7, 2));
+}
+
+TEST_F(MessengerTest, CallIntoRefusesARepliesItsMemoryCannotHoldAndWritesNothing) {
+  for (size_t size : {size_t{2000}, size_t{8} << 20}) {  // eager, then rendezvous
+    std::vector<std::byte> into(size / 2, std::byte{0x5a});
+    IntoResult r = CallIntoAndWait(*msg_, 1, 1, Pattern(size, 9), 12, into);
+    EXPECT_EQ(r.status.code(), Code::kCorruption) << size << " " << r.status.ToString();
+    for (std::byte b : into) ASSERT_EQ(b, std::byte{0x5a}) << size;
+    // Shorter than the head.
+    r = CallIntoAndWait(*msg_, 1, 1, Pattern(5, 9), 12, into);
+    EXPECT_EQ(r.status.code(), Code::kCorruption);
+  }
+  // An error reply is the call's status; the memory is not touched.
+  std::vector<std::byte> into(64, std::byte{0x5a});
+  IntoResult err = CallIntoAndWait(*msg_, 1, 3, {}, 12, into);
+  EXPECT_EQ(err.status.code(), Code::kNotFound);
+  for (std::byte b : into) ASSERT_EQ(b, std::byte{0x5a});
+  // The link keeps working.
+  EXPECT_OK(msg_->Call(1, 1, Pattern(10, 1)));
+}
+
+TEST_F(MessengerTest, CallIntoPastItsDeadlineEndsWithTimeoutAndTheLateReplyWritesNothing) {
+  uint32_t ms = 1200;
+  Payload req = Pattern(size_t{8} << 20, 4);  // echoed after 1.2 s: a rendezvous reply
+  std::memcpy(req.data(), &ms, 4);
+  std::vector<std::byte> into(size_t{8} << 20, std::byte{0x5a});
+  auto start = std::chrono::steady_clock::now();
+  IntoResult r = CallIntoAndWait(*msg_, 1, 2, req, 12, into, 200ms);
+  EXPECT_EQ(r.status.code(), Code::kTimeout) << r.status.ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1000ms);
+  std::this_thread::sleep_for(1500ms);  // the reply arrives meanwhile, for a call that ended
+  for (std::byte b : into) ASSERT_EQ(b, std::byte{0x5a});
+  EXPECT_OK(msg_->Call(1, 1, Pattern(10, 1)));
+}
+
 TEST_F(MessengerTest, ManyConcurrentCalls) {
   const int kCalls = 500;
   std::atomic<int> ok{0}, done{0};
