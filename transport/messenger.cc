@@ -535,8 +535,17 @@ class Messenger::Impl {
       auto it = pending_.find(id);
       if (it == pending_.end()) continue;
       counters_.timeouts++;
-      Complete(id, Status::Timeout(
-                       fmt::format("request to member {} passed its deadline", it->second.peer)));
+      const uint32_t peer = it->second.peer;
+      const bool receiving = it->second.receiving;
+      Complete(id, Status::Timeout(fmt::format("request to member {} passed its deadline", peer)));
+      if (receiving && peers_[peer].up && peers_[peer].ep != nullptr) {
+        // The reply started to arrive into the caller's memory and stalled past the deadline
+        // (a peer stopped mid-transfer): the call can end only when the receive does, so the
+        // peer is taken for failed, which ends it, rather than leaving the caller waiting.
+        FailPeer(peers_[peer], peers_[peer].ep,
+                 Status::Unavailable(fmt::format("member {} stalled in the middle of a reply", peer)),
+                 "stalled in the middle of a reply past its deadline");
+      }
     }
   }
 
@@ -585,24 +594,28 @@ class Messenger::Impl {
 
   static void OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status) {
     auto* p = static_cast<Peer*>(arg);
-    Impl* self = p->impl;
     if (!p->up) return;
-    p->up = false;
-    self->counters_.peer_failures++;
-    Log(LogLevel::kWarn, "member {} is unreachable: {}", p->index, ucs_status_string(status));
+    p->impl->FailPeer(*p, ep, UcxStatus(status, fmt::format("member {} failed", p->index)),
+                      ucs_status_string(status));
+  }
+
+  // The peer is down from here on: its calls fail with `why`, its endpoint is closed (which
+  // also ends a rendezvous receive from it that is still in flight).
+  void FailPeer(Peer& p, ucp_ep_h ep, const Status& why, std::string_view reason) {
+    p.up = false;
+    counters_.peer_failures++;
+    Log(LogLevel::kWarn, "member {} is unreachable: {}", p.index, reason);
     std::vector<uint64_t> ids;
-    for (auto& [id, pend] : self->pending_) {
-      if (pend.peer == p->index) ids.push_back(id);
+    for (auto& [id, pend] : pending_) {
+      if (pend.peer == p.index) ids.push_back(id);
     }
-    for (uint64_t id : ids) {
-      self->Complete(id, UcxStatus(status, fmt::format("member {} failed", p->index)));
-    }
+    for (uint64_t id : ids) Complete(id, why);
     ucp_request_param_t rp{};
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
     void* req = ucp_ep_close_nbx(ep, &rp);
     if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
-    p->ep = nullptr;
+    p.ep = nullptr;
   }
 
   void ReplayHeld(uint32_t peer) {
