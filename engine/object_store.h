@@ -12,6 +12,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <shared_mutex>
 #include <span>
@@ -52,6 +53,22 @@ class ObjectStore final : public ObjectApi {
   Result<std::string> OriginOf(std::string_view path) { return meta_->GetOrigin(path); }
   Status Abort(std::string_view path) override;
   Status ReadBatch(std::span<ReadRequest> requests) override;
+  // One range inside one written chunk of a sealed object, read (and its chunk's CRC32C
+  // checked) into a buffer of the store's pool that is lent to the caller: a chunk holder's
+  // reply sends from it without a copy (engine/object_store_lend.cc). `data` is the range (cut
+  // at the object's end); the kLendRoom bytes before it are the caller's to write (the reply's
+  // head, so that head and bytes go out as one piece). `crc` is the range's CRC32C when it is
+  // the whole chunk (the stored one, just checked). The buffer returns to the pool when the
+  // last copy of `keep` goes (the pool outlives the store if it must). nullopt when the range
+  // is not one this can lend (inline, a hole, across chunks, past the end, a missing segment)
+  // or the read failed: ReadBatch then reads it, with its errors.
+  static constexpr size_t kLendRoom = kBlockSize;
+  struct LentRange {
+    std::shared_ptr<const void> keep;
+    std::span<std::byte> data;
+    std::optional<uint32_t> crc;
+  };
+  std::optional<LentRange> LendChunkRange(std::string_view path, uint64_t offset, uint32_t len);
   Result<ObjectInfo> Stat(std::string_view path) override;
   Result<ListPage> List(std::string_view dir, const ListOptions& options) override;
   Status Remove(std::string_view path) override;
@@ -96,7 +113,7 @@ class ObjectStore final : public ObjectApi {
   std::unique_ptr<Disk> disk_;
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<ChunkStore> chunks_;
-  std::unique_ptr<BufferPool> pool_;
+  std::shared_ptr<BufferPool> pool_;  // shared: a lent buffer (LendChunkRange) keeps it
 
   std::mutex open_mu_;
   std::map<std::string, std::shared_ptr<OpenObject>, std::less<>> open_;

@@ -476,8 +476,15 @@ void InProcNetwork::Send(uint32_t from, uint32_t to, uint16_t op, Payload payloa
         c = Take(id);
         if (c == nullptr) return;
       }
-      if (reply.status.ok()) c->done(std::move(reply.payload));
-      else c->done(reply.status);
+      if (reply.status.ok()) {
+        if (!reply.body.empty()) {  // one copy, as a process boundary would take
+          reply.payload.insert(reply.payload.end(), reply.body.begin(), reply.body.end());
+          reply.keep.reset();
+        }
+        c->done(std::move(reply.payload));
+      } else {
+        c->done(reply.status);
+      }
     });
     mu_.Unlock();
   };

@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -36,10 +37,17 @@ namespace shoal::transport {
 
 using Payload = std::vector<std::byte>;
 
-// What a request handler answers: a status and, when OK, a payload.
+// What a request handler answers: a status and, when OK, a payload, optionally followed by
+// `body`: bytes the handler lends without copying them into the payload (a chunk holder's I/O
+// buffer). The reply's bytes are payload + body; `keep` owns the body's memory and is released
+// once the transport no longer needs it (sent, or the peer failed). A reply that is all body
+// (empty payload) is sent from that memory as it is; payload + body go as two pieces, which
+// UCX moves more slowly.
 struct Reply {
   Status status;
   Payload payload;
+  std::span<const std::byte> body = {};
+  std::shared_ptr<const void> keep = {};
 };
 
 // Runs on a handler thread. `sender` is the requester's index in the world.

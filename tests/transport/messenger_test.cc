@@ -53,6 +53,18 @@ class MessengerTest : public ::testing::Test {
     msg_->SetHandler(1, [](uint32_t, std::span<const std::byte> p) {
       return Reply{Status::OK(), Payload(p.begin(), p.end())};
     });
+    // A reply whose body is lent: the request's first byte says how much of it is payload
+    // (0: all body), the rest how long the body is; `keep` counts its releases.
+    msg_->SetHandler(6, [this](uint32_t, std::span<const std::byte> p) {
+      uint8_t head = 0;
+      uint32_t len = 0;
+      std::memcpy(&head, p.data(), 1);
+      std::memcpy(&len, p.data() + 1, 4);
+      Payload payload(lent_.begin(), lent_.begin() + head);
+      std::shared_ptr<const void> keep(lent_.data(), [this](const void*) { released_++; });
+      return Reply{Status::OK(), std::move(payload),
+                   std::span<const std::byte>(lent_.data() + head, len), std::move(keep)};
+    });
     {
       std::ofstream out(dir_.Sub("addr-0.tmp"), std::ios::binary);
       out.write(reinterpret_cast<const char*>(msg_->address().data()),
@@ -82,6 +94,8 @@ class MessengerTest : public ::testing::Test {
 
   TempDir dir_;
   pid_t pid_ = -1;
+  const std::vector<std::byte> lent_ = Pattern((size_t{16} << 20) + 256, 77);
+  std::atomic<int> released_{0};
   std::unique_ptr<Messenger> msg_;
 };
 
@@ -180,6 +194,35 @@ TEST_F(MessengerTest, CallIntoPastItsDeadlineEndsWithTimeoutAndTheLateReplyWrite
   std::this_thread::sleep_for(1500ms);  // the reply arrives meanwhile, for a call that ended
   for (std::byte b : into) ASSERT_EQ(b, std::byte{0x5a});
   EXPECT_OK(msg_->Call(1, 1, Pattern(10, 1)));
+}
+
+TEST_F(MessengerTest, ARepliesLentBodyArrivesWholeAndIsReleasedOnceSent) {
+  // A member calling itself goes through UCX too (its self endpoint): the lent body is sent
+  // from the handler's memory, with or without a payload before it, eager and rendezvous.
+  int calls = 0;
+  for (uint8_t head : {uint8_t{0}, uint8_t{12}}) {
+    for (uint32_t len : {uint32_t{100}, uint32_t{64} << 10, uint32_t{8} << 20}) {
+      Payload req(5);
+      std::memcpy(req.data(), &head, 1);
+      std::memcpy(req.data() + 1, &len, 4);
+      auto r = msg_->Call(0, 6, req);
+      ASSERT_OK(r) << int{head} << " " << len;
+      ASSERT_EQ(r->size(), head + size_t{len});
+      EXPECT_EQ(0, std::memcmp(r->data(), lent_.data(), r->size())) << int{head} << " " << len;
+      calls++;
+      std::vector<std::byte> into(len, std::byte{0});
+      IntoResult in = CallIntoAndWait(*msg_, 0, 6, req, head, into);
+      ASSERT_OK(in.status);
+      ASSERT_EQ(in.body, len);
+      EXPECT_EQ(0, std::memcmp(into.data(), lent_.data() + head, len));
+      calls++;
+    }
+  }
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (released_.load() < calls && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(released_.load(), calls) << "every lent body released once, after its send";
 }
 
 TEST_F(MessengerTest, ManyConcurrentCalls) {

@@ -1,0 +1,61 @@
+// ObjectStore::LendChunkRange: a chunk range read into a pool buffer that the caller keeps (a
+// chunk holder's reply is sent from it: no reply vector to zero-fill and copy into, and no
+// second CRC32C pass when the range is the whole chunk). Any case off this path returns
+// nullopt and ReadBatch reads the range the general way, with its errors.
+#include <fmt/format.h>
+
+#include "base/crc32c.h"
+#include "engine/object_rules.h"
+#include "engine/object_store.h"
+#include "engine/path.h"
+
+namespace shoal::engine {
+
+std::optional<ObjectStore::LentRange> ObjectStore::LendChunkRange(std::string_view path,
+                                                                  uint64_t offset,
+                                                                  uint32_t len) {
+  if (len == 0 || !ValidateObjectPath(path).ok()) return std::nullopt;
+  std::shared_lock reclaim(reclaim_mu_);  // the segment stays while it is read
+  auto inode = meta_->GetInode(path);
+  if (!inode.ok() || inode->is_inline || offset >= inode->size) return std::nullopt;
+  const uint64_t cs = inode->chunk_size;
+  if (cs == 0) return std::nullopt;
+  const uint64_t index = offset / cs;
+  const uint64_t in = offset - index * cs;
+  const uint64_t n = std::min<uint64_t>(len, inode->size - offset);
+  if (index >= inode->chunks.size() || in + n > cs) return std::nullopt;
+  const Extent e = inode->chunks[index];
+  if (e.is_hole() || in + n > e.length) return std::nullopt;
+  const int fd = chunks_->Fd(e.segment);
+  if (fd < 0) return std::nullopt;
+
+  const auto disk_len = static_cast<uint32_t>(AlignUp(e.length, kBlockSize));
+  IoBuffer buf = AcquireBuffer(static_cast<uint32_t>(disk_len + kLendRoom));
+  std::byte* const at = buf.data + kLendRoom;  // aligned: kLendRoom is a block
+  int32_t result = -1;
+  disk_->Execute(
+      1,
+      [&](size_t, IoOp* op) {
+        *op = IoOp{IoOp::Kind::kRead, fd, e.offset, at, disk_len, buf.registered_index, nullptr,
+                   0};
+      },
+      [&](size_t, int32_t r) { result = r; });
+  if (result < 0 || static_cast<uint64_t>(result) < e.length || Crc32c(at, e.length) != e.crc) {
+    ReleaseBuffer(buf);  // ReadBatch reads it again and says what is wrong
+    return std::nullopt;
+  }
+  // The buffer goes back to the pool (or is freed) with the last copy of `keep`, whenever that
+  // is: the pool is shared with it.
+  std::shared_ptr<BufferPool> pool = pool_;
+  std::shared_ptr<const void> keep(buf.data, [pool, buf](const void*) {
+    if (buf.size == pool->buffer_size()) pool->Release(buf);
+    else BufferPool::FreeRaw(buf);
+  });
+  LentRange out;
+  out.keep = std::move(keep);
+  out.data = std::span<std::byte>(at + in, n);
+  if (in == 0 && n == e.length) out.crc = e.crc;
+  return out;
+}
+
+}  // namespace shoal::engine
