@@ -219,7 +219,6 @@ class Messenger::Impl {
                 std::span<std::byte> into, std::chrono::milliseconds deadline,
                 Transport::DoneInto done) {
     Pending p;
-    p.has_into = true;
     p.skip = skip;
     p.into = into;
     p.into_done = std::move(done);
@@ -298,8 +297,8 @@ class Messenger::Impl {
     uint32_t peer = 0;
     Clock::time_point deadline;
     std::function<void(Result<Payload>)> done;  // CallAsync
-    // CallInto: the reply from byte `skip` on goes to `into`; into_done gets the head.
-    bool has_into = false;
+    // CallInto (set when into_done is): the reply from byte `skip` on goes to `into`;
+    // into_done gets the head.
     size_t skip = 0;
     std::span<std::byte> into;
     Transport::DoneInto into_done;
@@ -386,12 +385,9 @@ class Messenger::Impl {
     // A CallInto whose receive the closed endpoints did not end: it ends now (no progress
     // from here on, so nothing writes into its memory any more).
     while (!pending_.empty()) {
-      Pending p = std::move(pending_.begin()->second);
-      pending_.erase(pending_.begin());
-      p.receiving = false;
+      Pending p = Take(pending_.begin());
       Finish(p, p.failed ? *p.failed : Status::Unavailable("messenger shutting down"));
     }
-    deadlines_.clear();
     std::lock_guard lk(post_mu_);
     loop_exited_ = true;
     for (auto& fn : posted_) fn();  // tasks posted while stopping still run (they fail fast)
@@ -429,26 +425,22 @@ class Messenger::Impl {
       deadlines_.erase({it->second.deadline, id});
       return;
     }
-    Pending p = std::move(it->second);
-    pending_.erase(it);
-    deadlines_.erase({p.deadline, id});
+    Pending p = Take(it);
     Finish(p, std::move(r));
   }
 
   // Runs a call's end: a CallInto's whole reply is split into its head and `into` here.
   static void Finish(Pending& p, Result<Payload> r) {
-    if (!p.has_into) return p.done(std::move(r));
-    if (!r.ok()) return p.into_done(r.status(), 0);
-    Payload& whole = *r;
-    if (whole.size() < p.skip || whole.size() - p.skip > p.into.size()) {
-      return p.into_done(Status::Corruption(fmt::format("reply of {} bytes does not fit {} + {}",
-                                                        whole.size(), p.skip, p.into.size())),
-                         0);
-    }
-    const size_t n = whole.size() - p.skip;
-    if (n != 0) std::memcpy(p.into.data(), whole.data() + p.skip, n);
-    whole.resize(p.skip);
-    p.into_done(std::move(whole), n);
+    if (!p.into_done) return p.done(std::move(r));
+    Transport::EndIntoFromWhole(std::move(r), p.skip, p.into, p.into_done);
+  }
+
+  // Removes call `id` (at `it`) with its deadline and returns it, to be ended by the caller.
+  Pending Take(std::map<uint64_t, Pending>::iterator it) {
+    Pending p = std::move(it->second);
+    deadlines_.erase({p.deadline, it->first});
+    pending_.erase(it);
+    return p;
   }
 
   // A response for a CallInto: received into its memory. Returns false when the response is
@@ -456,17 +448,15 @@ class Messenger::Impl {
   bool ReceiveInto(const Header& h, void* data, size_t length, bool rndv) {
     if (h.kind != Kind::kResponse || h.status != Code::kOk) return false;
     auto it = pending_.find(h.request_id);
-    if (it == pending_.end() || !it->second.has_into || it->second.receiving ||
+    if (it == pending_.end() || !it->second.into_done || it->second.receiving ||
         it->second.peer != h.sender || h.sender >= peers_.size() ||
         peers_[h.sender].ep == nullptr) {
       return false;
     }
     Pending& p = it->second;
-    if (length < p.skip || length - p.skip > p.into.size()) {
+    if (Status fits = Transport::CheckFitsInto(length, p.skip, p.into.size()); !fits.ok()) {
       if (rndv) ucp_am_data_release(worker_.get(), data);
-      Complete(h.request_id, Status::Corruption(fmt::format(
-                                 "reply of {} bytes does not fit {} + {}", length, p.skip,
-                                 p.into.size())));
+      Complete(h.request_id, std::move(fits));
       return true;
     }
     const size_t body = length - p.skip;
@@ -474,10 +464,7 @@ class Messenger::Impl {
       auto* d = static_cast<const std::byte*>(data);
       Payload head(d, d + p.skip);
       if (body != 0) std::memcpy(p.into.data(), d + p.skip, body);
-      Pending done = std::move(p);
-      pending_.erase(it);
-      deadlines_.erase({done.deadline, h.request_id});
-      done.into_done(std::move(head), body);
+      Take(it).into_done(std::move(head), body);
       return true;
     }
     auto* r = new IntoRecv{this, h.request_id, Payload(p.skip), {}, body};
@@ -515,9 +502,7 @@ class Messenger::Impl {
   void EndInto(IntoRecv* r, Status s) {
     auto it = pending_.find(r->id);
     if (it != pending_.end()) {
-      Pending p = std::move(it->second);
-      pending_.erase(it);
-      deadlines_.erase({p.deadline, r->id});
+      Pending p = Take(it);
       if (p.failed) s = *p.failed;
       if (s.ok()) p.into_done(std::move(r->head), r->body);
       else p.into_done(std::move(s), 0);

@@ -32,23 +32,31 @@ void Transport::CallGather(uint32_t peer, uint16_t op, Payload head,
   CallAsync(peer, op, std::move(head), deadline, std::move(done));
 }
 
+Status Transport::CheckFitsInto(size_t length, size_t skip, size_t into) {
+  if (length < skip || length - skip > into) {
+    return Status::Corruption(
+        fmt::format("reply of {} bytes does not fit {} + {}", length, skip, into));
+  }
+  return Status::OK();
+}
+
+void Transport::EndIntoFromWhole(Result<Payload> whole, size_t skip, std::span<std::byte> into,
+                                 const DoneInto& done) {
+  if (!whole.ok()) return done(whole.status(), 0);
+  Payload& p = *whole;
+  if (Status s = CheckFitsInto(p.size(), skip, into.size()); !s.ok()) return done(std::move(s), 0);
+  const size_t n = p.size() - skip;
+  if (n != 0) std::memcpy(into.data(), p.data() + skip, n);
+  p.resize(skip);
+  done(std::move(p), n);
+}
+
 void Transport::CallInto(uint32_t peer, uint16_t op, Payload payload, size_t skip,
                          std::span<std::byte> into, std::chrono::milliseconds deadline,
                          DoneInto done) {
   CallAsync(peer, op, std::move(payload), deadline,
             [skip, into, done = std::move(done)](Result<Payload> r) {
-              if (!r.ok()) return done(r.status(), 0);
-              Payload& p = *r;
-              if (p.size() < skip || p.size() - skip > into.size()) {
-                return done(Status::Corruption(fmt::format(
-                                "reply of {} bytes does not fit {} + {}", p.size(), skip,
-                                into.size())),
-                            0);
-              }
-              const size_t n = p.size() - skip;
-              if (n != 0) std::memcpy(into.data(), p.data() + skip, n);
-              p.resize(skip);
-              done(std::move(p), n);
+              EndIntoFromWhole(std::move(r), skip, into, done);
             });
 }
 

@@ -90,6 +90,12 @@ class Transport {
   virtual void CallInto(uint32_t peer, uint16_t op, Payload payload, size_t skip,
                         std::span<std::byte> into, std::chrono::milliseconds deadline,
                         DoneInto done);
+  // CallInto's check of a reply of `length` bytes against skip + into (Corruption if it does
+  // not fit), and its end for a whole reply received elsewhere: the bytes after `skip` are
+  // copied into `into` and `done` gets the head (every implementation ends a CallInto so).
+  static Status CheckFitsInto(size_t length, size_t skip, size_t into);
+  static void EndIntoFromWhole(Result<Payload> whole, size_t skip, std::span<std::byte> into,
+                               const DoneInto& done);
 
   // False once the peer's endpoint failed (it died, or the link broke) or it never connected.
   virtual bool peer_up(uint32_t peer) const = 0;
