@@ -1,0 +1,192 @@
+// Messenger::Impl: the UCX messenger's state and the progress thread's work, declared once for
+// its three files (internal to transport/; include only from them):
+//   messenger.cc          the worker's life: Init, Bind, Connect, the progress loop, shutdown
+//   messenger_calls.cc    the caller's side: pending calls, deadlines, replies received
+//                         straight into a CallInto's memory
+//   messenger_wire.cc     messages in and out: sending, receiving (eager and rendezvous),
+//                         delivery to handlers and replies, members held until connected,
+//                         peer failure
+// Threads: every member below the public part runs on the progress thread (Post hands work to
+// it), except Post itself, peer_up, counters and SetHandler, which any thread may call.
+#pragma once
+
+#include <ucp/api/ucp.h>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <span>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "base/task_pool.h"
+#include "base/thread_annotations.h"
+#include "transport/message.h"
+#include "transport/messenger.h"
+
+namespace shoal::transport {
+
+class Messenger::Impl {
+ public:
+  explicit Impl(const MessengerOptions& o);
+  ~Impl();
+
+  Status Init(std::vector<std::byte>* address);
+  // Sets the index and world size of a messenger created without them (world_size 0).
+  Status Bind(uint32_t self, uint32_t world_size);
+  Status Connect(uint32_t peer, std::span<const std::byte> address);
+  void SetHandler(uint16_t op, Handler h);
+  void CallAsync(uint32_t peer, uint16_t op, Payload payload, std::chrono::milliseconds deadline,
+                 std::function<void(Result<Payload>)> done);
+  void CallInto(uint32_t peer, uint16_t op, Payload payload, size_t skip, std::span<std::byte> into,
+                std::chrono::milliseconds deadline, Transport::DoneInto done);
+  bool peer_up(uint32_t peer) const;
+  MessengerCounters counters() const;
+  void SendRaw(uint32_t peer, std::vector<std::byte> header, Payload payload);
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr unsigned kAmId = 17;  // the UCX active-message id of every message
+  struct ContextDeleter {
+    void operator()(ucp_context_h c) const { ucp_cleanup(c); }
+  };
+  struct WorkerDeleter {
+    void operator()(ucp_worker_h w) const { ucp_worker_destroy(w); }
+  };
+  using ContextPtr = std::unique_ptr<std::remove_pointer_t<ucp_context_h>, ContextDeleter>;
+  using WorkerPtr = std::unique_ptr<std::remove_pointer_t<ucp_worker_h>, WorkerDeleter>;
+
+  struct Peer {
+    Impl* impl = nullptr;
+    uint32_t index = 0;
+    ucp_ep_h ep = nullptr;
+    bool up = false;
+    bool up_once = false;  // was connected: after a failure its messages are not held
+    std::atomic<bool> up_flag{false};
+  };
+  struct Pending {
+    uint32_t peer = 0;
+    Clock::time_point deadline;
+    std::function<void(Result<Payload>)> done;  // CallAsync
+    // CallInto (set when into_done is): the reply from byte `skip` on goes to `into`;
+    // into_done gets the head.
+    size_t skip = 0;
+    std::span<std::byte> into;
+    Transport::DoneInto into_done;
+    // A rendezvous receive into `into` is in flight: the call ends when it does, with
+    // `failed` if the deadline or a failure came meanwhile.
+    bool receiving = false;
+    std::optional<Status> failed;
+  };
+  struct IntoRecv {  // a rendezvous reply received into a CallInto's memory
+    Impl* impl;
+    uint64_t id;
+    Payload head;
+    ucp_dt_iov_t iov[2];
+    size_t body = 0;
+  };
+  struct OutMsg {
+    Impl* impl;
+    std::vector<std::byte> header;
+    Payload payload;
+    bool is_request;
+    uint64_t request_id;
+    // A reply's lent body, sent after the payload as a second iov (no copy); `keep` owns it.
+    std::span<const std::byte> body = {};
+    std::shared_ptr<const void> keep = {};
+    ucp_dt_iov_t iov[2] = {};
+  };
+  struct RndvRecv {
+    Impl* impl;
+    Header header;
+    Payload payload;
+  };
+
+  // --- messenger.cc: the worker's life and the progress loop.
+  // Queues fn for the progress thread; false once it has stopped.
+  bool Post(std::function<void()> fn) EXCLUDES(post_mu_);
+  void Publish();  // peers' up flags for other threads
+  void Loop();
+  void CloseEndpoints();
+
+  // --- messenger_calls.cc: the caller's side.
+  // CallAsync and CallInto: `proto` holds the call's way of ending (done, or into_done).
+  void Start(uint32_t peer, uint16_t op, Payload payload, std::chrono::milliseconds deadline,
+             Pending&& proto);
+  // Ends call `id` with `r` (a whole reply, or an error).
+  void Complete(uint64_t id, Result<Payload> r);
+  // Runs a call's end: a CallInto's whole reply is split into its head and `into` here.
+  static void Finish(Pending& p, Result<Payload> r);
+  // Removes call `id` (at `it`) with its deadline and returns it, to be ended by the caller.
+  Pending Take(std::map<uint64_t, Pending>::iterator it);
+  // A response for a CallInto: received into its memory. Returns false when the response is
+  // not one (the caller delivers it as any other).
+  bool ReceiveInto(const Header& h, void* data, size_t length, bool rndv);
+  static void OnIntoDone(void* request, ucs_status_t status, size_t length, void* user_data);
+  // The receive of a CallInto's reply ended: the call ends now (its deadline or a failure
+  // that came meanwhile wins over the bytes).
+  void EndInto(IntoRecv* r, Status s);
+  void FailAll(const Status& s);
+  void Expire();  // ends the calls past their deadline
+
+  // --- messenger_wire.cc: messages in and out.
+  // Sends a message with header `h`, or, when h is null (tests), `raw_header` as it is; a
+  // reply's lent `body` follows the payload without being copied.
+  void Send(uint32_t peer, const Header* h, std::vector<std::byte> raw_header, Payload payload,
+            std::span<const std::byte> body = {}, std::shared_ptr<const void> keep = {});
+  static void OnSendDone(void* request, ucs_status_t status, void* user_data);
+  static void OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status);
+  // The peer is down from here on: its calls fail with `why`, its endpoint is closed (which
+  // also ends a rendezvous receive from it that is still in flight).
+  void FailPeer(Peer& p, ucp_ep_h ep, const Status& why, std::string_view reason);
+  void ReplayHeld(uint32_t peer);  // a member just connected: its held messages, in order
+  void Drop(std::string_view why);
+  static ucs_status_t OnAm(void* arg, const void* header, size_t header_length, void* data,
+                           size_t length, const ucp_am_recv_param_t* param);
+  static void OnRndvDone(void* request, ucs_status_t status, size_t length, void* user_data);
+  void Deliver(const Header& h, Payload payload);
+  void Respond(const Header& req, Reply r);
+
+  MessengerOptions options_;  // self and world_size change once, by Bind, on the progress thread
+  ContextPtr context_;
+  WorkerPtr worker_;
+  int wake_fd_ = -1;
+  int epoll_fd_ = -1;
+  std::thread thread_;
+
+  // Progress-thread state.
+  std::vector<Peer> peers_;
+  std::map<uint64_t, Pending> pending_;
+  std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;
+  uint64_t next_id_ = 1;
+  static constexpr size_t kMaxHeld = 256;
+  static constexpr uint32_t kMaxBoundWorld = 1u << 16;  // engine/protocol.h: kMaxWorldSize
+  static constexpr size_t kMaxHeldBytes = 64u << 20;
+  std::deque<std::pair<Header, Payload>> held_;  // from members not connected yet
+  size_t held_bytes_ = 0;
+  bool stopping_ = false;
+  bool stop_ = false;
+  // Written by the progress thread, read by any.
+  struct {
+    std::atomic<uint64_t> requests_sent{0}, requests_served{0}, bytes_sent{0}, bytes_received{0},
+        bad_messages{0}, timeouts{0}, peer_failures{0};
+  } counters_;
+
+  Mutex post_mu_;
+  std::deque<std::function<void()>> posted_ GUARDED_BY(post_mu_);
+  bool loop_exited_ GUARDED_BY(post_mu_) = false;
+
+  Mutex handlers_mu_;
+  std::map<uint16_t, Handler> handlers_ GUARDED_BY(handlers_mu_);
+
+  TaskPool pool_;
+};
+
+}  // namespace shoal::transport
