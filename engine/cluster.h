@@ -93,6 +93,10 @@ struct ClusterOptions {
   // current copy (engine/membership.h). Always, except in tests that hold a world in the middle
   // of moving (the holders serve meanwhile; the next Open tries again).
   bool catch_up = true;
+  // Whether a member drops in the background the shard copies it neither owns nor holds any
+  // more (retired at Open). Always, except in tests that look at a world before the drop (the
+  // next Open retires them again).
+  bool drop_retired = true;
   // Where the member's counters and histograms go (owned by the caller, outliving the
   // Cluster); null: a registry of its own.
   metrics::Registry* metrics = nullptr;
@@ -150,8 +154,10 @@ class Cluster final : public ObjectApi {
     uint64_t shards_merged = 0;    // shards this member merged from other copies
     uint64_t records_pulled = 0;   // records (and tombstones) it fetched at Open (a new owner's
                                    // catch-up: RepairReport::metadata_copied)
-    uint64_t shards_dropped = 0;   // copies it dropped (it neither owns nor holds them now)
-    uint64_t records_held = 0;     // records and tombstones in its shard copies after Open
+    // Copies it neither owns nor holds any more: retired at Open (left out of its listings)
+    // and dropped by its background thread once the world serves.
+    uint64_t shards_dropped = 0;
+    uint64_t records_held = 0;     // records and tombstones in the shard copies it keeps
     uint64_t shards_behind = 0;    // shards it owns and catches up with in the background
     double ms = 0;
   };
@@ -227,6 +233,8 @@ class Cluster final : public ObjectApi {
   // Merges every shard of catch_up_ from its holders, recording each one caught up; the
   // records merged go to *report (metadata_copied). Stops at close.
   Status CatchUp(RepairReport* report);
+  // Drops the shard copies of retired_ (MemberService::SetRetired). Stops at close.
+  void DropRetired();
 
   // ---- read planning (cluster_read.cc) ----
   // The live replicas of chunk `chunk` of a striped object (its placement holders and the
@@ -264,6 +272,7 @@ class Cluster final : public ObjectApi {
   // Shards this member owns without a current copy, and the ranks to merge them from (set by
   // the Open, read by the background thread it starts).
   std::vector<std::pair<uint32_t, std::vector<uint32_t>>> catch_up_;
+  std::vector<uint32_t> retired_;  // copies to drop (set by the Open, read by the background)
   std::vector<int64_t> up_rank_;  // membership_ member index -> rank; -1 when down
   std::vector<std::vector<uint32_t>> shard_ranks_, shard_write_ranks_;  // RouteShards
   uint32_t replicas_ = 1;

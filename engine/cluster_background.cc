@@ -1,5 +1,7 @@
 // Cluster: background work after an Open, in one thread per member:
+//   catch up the shards it owns without a current copy (below);
 //   repair   (when the membership changed) below;
+//   drop     the shard copies retired at Open (it neither owns nor holds them any more);
 //   sweep    this member's chunk objects sealed before the Open whose world object is gone (a
 //            remove or an abort with an unknown outcome while it was down or unreachable): each
 //            local chunk object records its world path (its origin), whose inode must still
@@ -34,13 +36,14 @@ namespace shoal::engine {
 void Cluster::StartBackground(bool repair) {
   repair = repair && options_.repair_rate != 0;
   const bool catching = !catch_up_.empty() && options_.catch_up;
+  const bool dropping = !retired_.empty() && options_.drop_retired;
   {
     MutexLock lk(&bg_mu_);
-    bg_running_ = repair || catching;
+    bg_running_ = repair || catching || dropping;
     bg_status_ = Status::OK();
     bg_report_ = RepairReport{};
   }
-  bg_thread_ = std::thread([this, repair, catching] {
+  bg_thread_ = std::thread([this, repair, catching, dropping] {
     RepairReport report;
     Status status;
     if (catching) status = CatchUp(&report);
@@ -53,7 +56,8 @@ void Cluster::StartBackground(bool repair) {
       }
       if (status.ok()) status = s;
     }
-    if (repair || catching) {
+    if (dropping && !bg_stop_.load()) DropRetired();
+    if (repair || catching || dropping) {
       MutexLock lk(&bg_mu_);
       bg_report_ = std::move(report);
       bg_status_ = status;
@@ -102,6 +106,25 @@ Status Cluster::CatchUp(RepairReport* report) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
       report->metadata_copied);
   return status;
+}
+
+void Cluster::DropRetired() {
+  const auto started = std::chrono::steady_clock::now();
+  uint64_t done = 0;
+  for (uint32_t shard : retired_) {
+    if (bg_stop_.load()) break;
+    if (Status s = ring_->DropShard(shard); !s.ok()) {
+      // Left to the next Open, which retires the copy again.
+      Log(LogLevel::kWarn, "dropping the retired copy of metadata shard {}: {}", shard,
+          s.ToString());
+      continue;
+    }
+    service_->Dropped(shard);
+    done++;
+  }
+  Log(LogLevel::kInfo, "dropped {} of {} retired metadata shard copies in {:.1f} s", done,
+      retired_.size(),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
 }
 
 void Cluster::StopBackgroundRepair() {

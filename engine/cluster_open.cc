@@ -9,8 +9,9 @@
 //      shard's holders serve its lookups and every write goes to them and to it;
 //   4. once every member has merged (a gathered status), records the new epoch; once every
 //      member has recorded it, the world serves;
-//   5. drops the copies of shards it neither owns nor holds any more, and, when every member is
-//      up, the tombstones older than the epoch (every copy has merged them).
+//   5. retires the copies of shards it neither owns nor holds any more (left out of listings,
+//      dropped in the background once the world serves), and, when every member is up, drops
+//      the tombstones older than the epoch (every copy has merged them).
 // A member that fails in 3 or 4 fails the Open of every member with its error; a crash there
 // leaves the old epoch (or the new one, on the members that recorded it) with every copy
 // intact: nothing is dropped before step 5.
@@ -259,8 +260,10 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
   SHOAL_RETURN_IF_ERROR(
       AgreeAll(ring_->SaveMembership(next), fmt::format("recording epoch {}", next.epoch), deadline));
 
-  // 5. Copies nobody reads any more.
-  uint64_t dropped = 0;
+  // 5. Copies nobody reads any more: retired now (listings leave them out), dropped in the
+  //    background (O(records) each; the world need not wait). A close or crash before the drop
+  //    ends leaves them to the next Open, which retires them again.
+  retired_.clear();
   for (uint32_t s = 0; s < next.shards; ++s) {
     const auto& holders = next.holders[s];
     const auto& owners = next.owners[s];
@@ -269,12 +272,10 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
         std::find(owners.begin(), owners.end(), mi) != owners.end()) {
       continue;
     }
-    if (s < me.summaries.size() && me.summaries[s].count != 0) {
-      Status d = ring_->DropShard(s);
-      if (!d.ok()) Log(LogLevel::kWarn, "dropping metadata shard {}: {}", s, d.ToString());
-      dropped++;
-    }
+    if (s < me.summaries.size() && me.summaries[s].count != 0) retired_.push_back(s);
   }
+  service_->SetRetired(retired_);
+  const uint64_t dropped = retired_.size();
   if (plan.collect_tombstones) {
     auto collected = ring_->CollectTombstones(next.shards, MemberService::VersionFloor(next.epoch));
     if (!collected.ok()) {
@@ -290,7 +291,11 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
   open_report_.shards_dropped = dropped;
   open_report_.ms = ms;
   if (auto sums = ring_->Summaries(next.shards); sums.ok()) {
-    for (const ShardSummary& sum : *sums) open_report_.records_held += sum.count;
+    for (uint32_t s = 0; s < sums->size(); ++s) {
+      if (!std::binary_search(retired_.begin(), retired_.end(), s)) {
+        open_report_.records_held += (*sums)[s].count;
+      }
+    }
   }
   open_report_.shards_behind = catch_up_.size();
   {
@@ -315,7 +320,7 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
   StartBackground(repair);
   Log(world_->rank() == 0 ? LogLevel::kInfo : LogLevel::kDebug,
       "epoch {}: {} member(s), {} up, {} lost; {} shard ownership(s) moved; this member merged {} "
-      "shard(s), dropped {} ({:.1f} ms)",
+      "shard(s), retired {} ({:.1f} ms)",
       next.epoch, next.members.size(), up, next.lost.size(), plan.owner_moves, pulled_shards,
       dropped, ms);
   return Status::OK();

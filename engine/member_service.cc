@@ -107,6 +107,18 @@ void MemberService::CaughtUp(uint32_t shard) {
   any_behind_.store(!behind_.empty());
 }
 
+void MemberService::SetRetired(const std::vector<uint32_t>& shards) {
+  MutexLock lk(&behind_mu_);
+  retired_ = std::set<uint32_t>(shards.begin(), shards.end());
+  any_retired_.store(!retired_.empty());
+}
+
+void MemberService::Dropped(uint32_t shard) {
+  MutexLock lk(&behind_mu_);
+  retired_.erase(shard);
+  any_retired_.store(!retired_.empty());
+}
+
 Status MemberService::CheckCurrent(std::string_view path) const {
   if (!any_behind_.load()) return Status::OK();
   const uint32_t shard = ShardOfPath(path);
@@ -200,7 +212,16 @@ Result<protocol::ShardPageReply> MemberService::ShardPage(uint32_t shard, std::s
 
 Result<ListPage> MemberService::MetaList(std::string_view dir, std::string_view start_after,
                                          uint32_t limit) {
-  return shard_->List(dir, ListOptions{std::string(start_after), limit});
+  const ListOptions options{std::string(start_after), limit};
+  if (!any_retired_.load()) return shard_->List(dir, options);
+  std::set<uint32_t> retired;
+  {
+    MutexLock lk(&behind_mu_);
+    retired = retired_;
+  }
+  return shard_->List(dir, options, [&](std::string_view path) {
+    return retired.count(ShardOfPath(path)) == 0;
+  });
 }
 
 // ---- the request table ----

@@ -89,7 +89,14 @@ class MemberService {
   // a holder; writes are taken. Set at Open, before the world serves; CaughtUp lifts one.
   void SetBehind(const std::vector<uint32_t>& shards) EXCLUDES(behind_mu_);
   void CaughtUp(uint32_t shard) EXCLUDES(behind_mu_);
-  Result<ListPage> MetaList(std::string_view dir, std::string_view start_after, uint32_t limit);
+  // Shards whose copy here is left from an earlier epoch (this member neither owns nor holds
+  // them now) and is being dropped in the background: nobody looks them up or writes them, and
+  // listings leave out their objects and the directories only they fill. Set at Open, before
+  // the world serves; Dropped lifts one.
+  void SetRetired(const std::vector<uint32_t>& shards) EXCLUDES(behind_mu_);
+  void Dropped(uint32_t shard) EXCLUDES(behind_mu_);
+  Result<ListPage> MetaList(std::string_view dir, std::string_view start_after, uint32_t limit)
+      EXCLUDES(behind_mu_);
 
   // A request from member `sender`, as its bytes: decode, run, encode the reply.
   transport::Reply Handle(uint16_t op, std::span<const std::byte> request);
@@ -114,6 +121,8 @@ class MemberService {
   mutable Mutex behind_mu_;
   std::set<uint32_t> behind_ GUARDED_BY(behind_mu_);
   std::atomic<bool> any_behind_{false};
+  std::set<uint32_t> retired_ GUARDED_BY(behind_mu_);
+  std::atomic<bool> any_retired_{false};
   Mutex mu_;
   // uid -> chunk size of the local objects being written (created by the first ChunkWrite).
   std::map<uint64_t, uint32_t> open_ GUARDED_BY(mu_);

@@ -102,7 +102,12 @@ class MetaStore {
   // OK if `path` could be created now; AlreadyExists if it is an object or directory;
   // InvalidArgument if an ancestor is an object.
   Status CheckCreatable(std::string_view path);
-  Result<ListPage> List(std::string_view dir, const ListOptions& options);
+  // `keep`, when set, leaves out the objects whose path it refuses and the directories under
+  // which it keeps no object (their subtree is walked until a kept object is found; meant for
+  // the short time a member holds copies it is dropping: MemberService::SetRetired).
+  using PathFilter = std::function<bool(std::string_view path)>;
+  Result<ListPage> List(std::string_view dir, const ListOptions& options,
+                        const PathFilter& keep = {});
 
   // Records a sealed object (assigning inode->id) with the checks of CheckCreatable; `origin`,
   // when not empty, is recorded with it (GetOrigin): a chunk holder's local object names the
@@ -217,6 +222,8 @@ class MetaStore {
   Result<uint64_t> InBatches(const std::function<Status(MDB_txn*, uint64_t*)>& batch);
   // One page of the keys of `dbi` below `prefix` after prefix + `start_after`: `entry` fills
   // the entry of a key (name already set) from its value, or returns false to skip the key.
+  // Whether directory `dir` holds, at any depth, an object `keep` accepts.
+  Result<bool> HoldsKept(MDB_txn* txn, const std::string& dir, const PathFilter& keep);
   using EntryFn =
       std::function<Result<bool>(std::string_view key, std::string_view value, DirEntry* e)>;
   Result<ListPage> ListPrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix,

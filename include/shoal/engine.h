@@ -206,7 +206,9 @@ class SHOAL_EXPORT Engine {
   // Waits up to `timeout_ms` for this rank's background work after Open to finish: new
   // metadata owners catching up with their shards (merged from the holders while those serve),
   // then, after an Open whose membership changed (docs/membership.md), the repair of the objects
-  // whose metadata the rank is primary for, rate-limited by Options::repair_rate_mib_s. Returns
+  // whose metadata the rank is primary for, rate-limited by Options::repair_rate_mib_s, then the
+  // drop of the metadata shard copies it no longer owns or holds (left out of listings till
+  // then; after the Open that follows a join, the old holders' copies). Returns
   // its report (OK and empty when none ran); Timeout while it still runs; its first error
   // otherwise. With several stores served by this rank, their reports summed.
   // Call it on every rank (then Barrier) to know the whole world is repaired.

@@ -115,6 +115,8 @@ class InProcWorld {
   // Whether members catch up with the shards they newly own in the background (at the next
   // Start on): false holds the world in the middle of moving its metadata.
   void set_catch_up(bool on) { catch_up_ = on; }
+  // Whether members drop their retired shard copies in the background (ClusterOptions).
+  void set_drop_retired(bool on) { drop_retired_ = on; }
   // How long the world's Open waits for a member (each phase).
   void set_join_timeout(std::chrono::milliseconds t) { join_timeout_ = t; }
   void set_repair_parallelism(uint32_t p) { repair_parallelism_ = p; }
@@ -141,6 +143,7 @@ class InProcWorld {
     co.declare_lost = rank_lost_.count(r) != 0 ? rank_lost_[r] : lost_;
     co.merge_timeout = join_timeout_;
     co.catch_up = catch_up_;
+    co.drop_retired = drop_retired_;
     co.repair_parallelism = repair_parallelism_;
     co.repair_rate = repair_rate_;
     co.uid_seed = seed_ * 1000 + r + 1 + 100 * starts_;
@@ -167,6 +170,7 @@ class InProcWorld {
   uint32_t repair_parallelism_ = engine::ClusterOptions{}.repair_parallelism;
   uint64_t repair_rate_ = engine::ClusterOptions{}.repair_rate;
   bool catch_up_ = true;
+  bool drop_retired_ = true;
   std::vector<uint32_t> stores_;  // rank -> store
   std::vector<std::string> lost_;
   std::map<uint32_t, std::vector<std::string>> rank_lost_;

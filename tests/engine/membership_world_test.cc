@@ -4,6 +4,8 @@
 // against a model of what was acknowledged: every object whose Seal returned OK and that was not
 // removed with OK is listed and reads back bit-exact; every object removed with OK is neither
 // listed nor found.
+#include <fmt/format.h>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -134,10 +136,11 @@ TEST_F(MembershipWorld, SequencesOfWorldsOverTheSameStoresLoseNothingAndResurrec
     copied += bg->chunks_copied;
   }
   EXPECT_GT(copied, 0u);
-  // An unchanged world starts no background repair.
+  // An unchanged world starts no background repair (store 0 drops the copies of the shards it
+  // no longer owns in the background, which WaitForRepair waits for too).
   ASSERT_OK(world_->StartStores({0, 1, 2}));
   for (uint32_t r = 0; r < 3; ++r) {
-    auto bg = M(r).WaitForRepair(std::chrono::milliseconds(0));
+    auto bg = M(r).WaitForRepair(std::chrono::seconds(60));
     ASSERT_OK(bg);
     EXPECT_EQ(bg->objects, 0u);
   }
@@ -331,6 +334,65 @@ TEST_F(MembershipWorld, LookupsAndWritesAreServedWhileMetadataMovesAndAfter) {
     EXPECT_EQ(after.holders[s], owners) << "shard " << s;
   }
   Check("after the next Open");
+}
+
+// After a join, the next Open retires the old holders' copies (they neither own nor hold those
+// shards any more) instead of dropping them before the world serves: while they wait for the
+// background drop, listings leave them out — the objects removed since, which only the retired
+// copies still have, and the directories only those fill. A close before the drop leaves them
+// to the next Open, which retires them again; the drop empties them.
+TEST_F(MembershipWorld, RetiredCopiesAreLeftOutOfListingsAndDroppedInTheBackground) {
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  PutSome("m", 30);
+  std::vector<std::string> nested;  // g/sub<k>/x<i>: directories to empty later
+  for (int i = 0; i < 36; ++i) {
+    const std::string p = fmt::format("g/sub{}/x{}", i % 3, i);
+    const uint32_t r = static_cast<uint32_t>(i % 3);
+    ASSERT_OK(M(r).Create(p, {}));
+    ASSERT_OK(M(r).Write(p, 0, Pattern(64, static_cast<uint8_t>(i))));
+    ASSERT_OK(M(r).Seal(p));
+    nested.push_back(p);
+  }
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));  // store 3 joins and catches up
+  for (uint32_t r = 0; r < 4; ++r) ASSERT_OK(M(r).WaitForRepair(std::chrono::seconds(60)));
+  world_->set_drop_retired(false);
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));  // the old holders' copies are retired
+  uint64_t retired = 0;
+  for (uint32_t r = 0; r < 4; ++r) retired += M(r).open_report().shards_dropped;
+  ASSERT_GT(retired, 0u);
+  // Removes now reach the holders only: the retired copies keep these records.
+  for (int i = 0; i < 30; i += 2) Remove(static_cast<uint32_t>(i % 4), "d/m" + std::to_string(i));
+  for (const std::string& p : nested) {
+    if (p.starts_with("g/sub1/")) {
+      ASSERT_OK(M(0).Remove(p)) << p;
+    }
+  }
+  auto check_g = [&](const std::string& step) {
+    SCOPED_TRACE(step);
+    for (uint32_t r = 0; r < 4; ++r) {
+      auto page = M(r).List("g", ListOptions{"", 100});
+      ASSERT_OK(page) << "rank " << r;
+      std::vector<std::string> names;
+      for (const DirEntry& e : page->entries) names.push_back(e.name);
+      EXPECT_EQ(names, (std::vector<std::string>{"sub0", "sub2"})) << "rank " << r;
+      EXPECT_CODE(M(r).List("g/sub1", ListOptions{"", 100}), kNotFound) << "rank " << r;
+    }
+  };
+  Check("copies retired, not dropped");
+  check_g("copies retired, not dropped");
+
+  // Closed before the drop: the next Open retires the same copies again, and drops them.
+  world_->set_drop_retired(true);
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  uint64_t again = 0;
+  for (uint32_t r = 0; r < 4; ++r) again += M(r).open_report().shards_dropped;
+  EXPECT_EQ(again, retired);
+  for (uint32_t r = 0; r < 4; ++r) ASSERT_OK(M(r).WaitForRepair(std::chrono::seconds(60)));
+  Check("copies dropped");
+  check_g("copies dropped");
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  for (uint32_t r = 0; r < 4; ++r) EXPECT_EQ(M(r).open_report().shards_dropped, 0u) << r;
+  Check("the Open after the drop");
 }
 
 // The number of chunk objects store `r`'s member holds (its local objects "c/<uid>").

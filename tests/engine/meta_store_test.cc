@@ -308,6 +308,54 @@ TEST(MetaStore, KeyEncodingKeepsDirectoriesApart) {
   EXPECT_CODE(m->GetInode("a/c"), kNotFound);
 }
 
+// A listing with a filter (a member listing while it drops retired shard copies) leaves out
+// the objects the filter refuses and the directories holding, at any depth, none it keeps; a
+// directory holding none is NotFound, as one that does not exist.
+TEST(MetaStore, AFilteredListingLeavesOutRefusedObjectsAndTheDirectoriesOnlyTheyFill) {
+  testing::TempDir tmp;
+  auto m = OpenStore(tmp.path());
+  ASSERT_NE(m, nullptr);
+  const std::vector<std::string> paths = {
+      "d/keep1",   "d/drop1",       "d/mixed/keep2", "d/mixed/drop2", "d/gone/drop3",
+      "d/gone/deep/drop4", "d/deep/a/b/keep3", "d/deep/a/drop5", "e/drop6",
+      std::string(210, 'l') + "/keep4",  std::string(210, 'l') + "/drop7"};
+  ASSERT_EQ(InsertAll(m.get(), paths), 0);
+  const MetaStore::PathFilter keep = [](std::string_view p) {
+    return p.find("drop") == std::string_view::npos;
+  };
+  auto names = [&](std::string_view dir) -> std::vector<std::string> {
+    auto page = m->List(dir, ListOptions{"", 1000}, keep);
+    EXPECT_OK(page) << dir;
+    std::vector<std::string> out;
+    if (page.ok()) {
+      for (const DirEntry& e : page->entries) out.push_back(e.name);
+    }
+    return out;
+  };
+  EXPECT_EQ(names(""), (std::vector<std::string>{"d", std::string(210, 'l')}));
+  EXPECT_EQ(names("d"), (std::vector<std::string>{"deep", "keep1", "mixed"}));
+  EXPECT_EQ(names("d/mixed"), (std::vector<std::string>{"keep2"}));
+  EXPECT_EQ(names("d/deep/a"), (std::vector<std::string>{"b"}));
+  EXPECT_EQ(names(std::string(210, 'l')), (std::vector<std::string>{"keep4"}));
+  EXPECT_CODE(m->List("d/gone", ListOptions{"", 1000}, keep), kNotFound);
+  EXPECT_CODE(m->List("e", ListOptions{"", 1000}, keep), kNotFound);
+  // Pages count what is kept: two entries a page still reach every kept name once.
+  std::vector<std::string> paged;
+  ListOptions lo{"", 2};
+  for (;;) {
+    auto page = m->List("d", lo, keep);
+    ASSERT_OK(page);
+    for (const DirEntry& e : page->entries) paged.push_back(e.name);
+    if (!page->truncated) break;
+    lo.start_after = page->next_start_after;
+  }
+  EXPECT_EQ(paged, (std::vector<std::string>{"deep", "keep1", "mixed"}));
+  // Without a filter, everything.
+  int pages = 0;
+  EXPECT_EQ(Names(ListAll(m.get(), "d", 1000, &pages)),
+            (std::vector<std::string>{"deep", "drop1", "gone", "keep1", "mixed"}));
+}
+
 // Paths longer than the short-key limit are stored under a prefix and a hash: two such paths
 // sharing a long prefix stay distinct, and so do their directories' entries.
 TEST(MetaStore, LongPathsSharingAPrefixStayDistinct) {
