@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "base/bytes.h"
+#include "base/log.h"
 #include "engine/lmdb_txn.h"
 #include "engine/meta_store.h"
 
@@ -259,6 +260,13 @@ Status MetaStore::ApplyTxn(MDB_txn* txn, uint32_t shard, const Versioned& rec) {
   }
   if (!rec.tombstone) {
     Status ins = InsertTxn(txn, rec.path, &inode);
+    if (ins.code() == Code::kAlreadyExists || ins.code() == Code::kInvalidArgument) {
+      // A name conflict with another shard's record held here: kept detached, not dropped
+      // (it was acknowledged; this copy may become its last).
+      Log(LogLevel::kWarn, "merging \"{}\" into metadata shard {}: {}; kept, unlisted here",
+          rec.path, shard, ins.message());
+      ins = InsertDetachedTxn(txn, rec.path, &inode);
+    }
     if (!ins.ok()) {
       return Status::FailedPrecondition(fmt::format("merging \"{}\": {}", rec.path, ins.message()));
     }

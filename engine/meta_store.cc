@@ -27,6 +27,9 @@ namespace {
 constexpr size_t kShortPathKey = 200;
 constexpr size_t kHashedPrefix = 184;
 constexpr std::string_view kFormat = "shoal-meta-1";
+// The keys of the meta database marking a detached record (MetaStore::InsertDetachedTxn):
+// this prefix and the record's PathKey.
+constexpr std::string_view kDetachedPrefix = "detached/";
 
 }  // namespace
 
@@ -442,6 +445,10 @@ Status MetaStore::CheckCreatable(std::string_view path) {
   return CheckCreatableTxn(txn.get(), path);
 }
 
+namespace {
+std::string DetachedKey(std::string_view path) { return std::string(kDetachedPrefix) + PathKey(path); }
+}  // namespace
+
 Status MetaStore::InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode,
                             std::string_view origin) {
   SHOAL_RETURN_IF_ERROR(CheckCreatableTxn(txn, path));
@@ -451,25 +458,11 @@ Status MetaStore::InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode,
     }
     inode->origin = std::string(origin);
   }
-  // The id: the committing transaction's LMDB id and the insert's place in it, above every id
-  // of the counter record ("next_id") that format-3 stores kept, whose update put one more
-  // page in every commit. Unique in the environment and increasing across reopens.
-  if (write_serial >= kSerialsPerTxn) {
-    return Status::Unavailable("more inserts in one metadata transaction than ids for them");
-  }
-  inode->id = kSerialIdBit | (static_cast<uint64_t>(mdb_txn_id(txn)) << kSerialBits) |
-              write_serial++;
-  std::string_view v;
-  Status s;
-  SHOAL_RETURN_IF_ERROR(Put(txn, inodes_, PathKey(path), EncodeInode(*inode)));
-  for (const Extent& e : inode->chunks) {
-    if (e.is_hole()) continue;
-    uint32_t disk = static_cast<uint32_t>((e.length + 4095) / 4096 * 4096);
-    SHOAL_RETURN_IF_ERROR(Put(txn, extents_, ExtentKey(e.segment, e.offset),
-                              std::string_view(reinterpret_cast<char*>(&disk), 4)));
-  }
+  SHOAL_RETURN_IF_ERROR(PutRecordTxn(txn, path, inode));
   if (Flat(path)) return Status::OK();
   // The entry in its parent, then one more entry in each directory created on the way up.
+  std::string_view v;
+  Status s;
   auto [parent, name] = SplitParent(path);
   SHOAL_RETURN_IF_ERROR(Put(txn, dirents_, DirentKey(parent, name),
                             EncodeDirent({false, inode->size})));
@@ -489,6 +482,34 @@ Status MetaStore::InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode,
     SHOAL_RETURN_IF_ERROR(Put(txn, dirents_, key, EncodeDirent(d)));
     if (existed) break;  // its parent already counts it
     child = gp;
+  }
+  return Status::OK();
+}
+
+Status MetaStore::InsertDetachedTxn(MDB_txn* txn, std::string_view path, Inode* inode) {
+  std::string_view v;
+  Status s = Get(txn, inodes_, PathKey(path), &v);
+  if (s.ok()) return Status::AlreadyExists(fmt::format("object \"{}\" exists", path));
+  if (!s.IsNotFound()) return s;
+  SHOAL_RETURN_IF_ERROR(PutRecordTxn(txn, path, inode));
+  return Put(txn, meta_, DetachedKey(path), "");
+}
+
+Status MetaStore::PutRecordTxn(MDB_txn* txn, std::string_view path, Inode* inode) {
+  // The id: the committing transaction's LMDB id and the insert's place in it, above every id
+  // of the counter record ("next_id") that format-3 stores kept, whose update put one more
+  // page in every commit. Unique in the environment and increasing across reopens.
+  if (write_serial >= kSerialsPerTxn) {
+    return Status::Unavailable("more inserts in one metadata transaction than ids for them");
+  }
+  inode->id = kSerialIdBit | (static_cast<uint64_t>(mdb_txn_id(txn)) << kSerialBits) |
+              write_serial++;
+  SHOAL_RETURN_IF_ERROR(Put(txn, inodes_, PathKey(path), EncodeInode(*inode)));
+  for (const Extent& e : inode->chunks) {
+    if (e.is_hole()) continue;
+    uint32_t disk = static_cast<uint32_t>((e.length + 4095) / 4096 * 4096);
+    SHOAL_RETURN_IF_ERROR(Put(txn, extents_, ExtentKey(e.segment, e.offset),
+                              std::string_view(reinterpret_cast<char*>(&disk), 4)));
   }
   return Status::OK();
 }
@@ -518,6 +539,10 @@ Status MetaStore::RemoveTxn(MDB_txn* txn, std::string_view path, Inode* removed)
     if (!e.is_hole()) SHOAL_RETURN_IF_ERROR(Del(txn, extents_, ExtentKey(e.segment, e.offset)));
   }
   if (Flat(path)) return Status::OK();
+  const std::string detached = DetachedKey(path);
+  s = Get(txn, meta_, detached, &v);
+  if (s.ok()) return Del(txn, meta_, detached);  // it has no directory entries
+  if (!s.IsNotFound()) return s;
   auto [parent, name] = SplitParent(path);
   SHOAL_RETURN_IF_ERROR(Del(txn, dirents_, DirentKey(parent, name)));
   std::string_view child = parent;

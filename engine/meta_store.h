@@ -232,6 +232,15 @@ class MetaStore {
   Status InsertTxn(MDB_txn* txn, std::string_view path, Inode* inode,
                    std::string_view origin = {});
   Status RemoveTxn(MDB_txn* txn, std::string_view path, Inode* removed);
+  // A merged record whose name another shard's record held here makes an object's and a
+  // directory's at once ("a/b" an object, "a/b/c" one too: each acknowledged by owners that
+  // held only one of the two shards, now both on this member). It is kept, readable by path,
+  // with no directory entries (so it is not listed from this copy) and a mark in the meta
+  // database that RemoveTxn follows; dropping it would lose an acknowledged record when this
+  // copy is the last. AlreadyExists when the path has a record.
+  Status InsertDetachedTxn(MDB_txn* txn, std::string_view path, Inode* inode);
+  // The record itself: its id, inode and extents (InsertTxn without checks or directories).
+  Status PutRecordTxn(MDB_txn* txn, std::string_view path, Inode* inode);
   Status ApplyTxn(MDB_txn* txn, uint32_t shard, const Versioned& record);
   // The shard index (meta_shards.cc).
   // The index entry of a path as its transaction found it (IndexGet), for IndexPut.

@@ -395,6 +395,64 @@ TEST_F(MembershipWorld, RetiredCopiesAreLeftOutOfListingsAndDroppedInTheBackgrou
   Check("the Open after the drop");
 }
 
+// An object "k/x" and an object "k" conflict (a name cannot be an object and a directory), but
+// each owner checks only its own shard: owners that held only one of the two shards both
+// acknowledged them. When a membership change puts both shards on one member, its merge must
+// not drop either record — its copy may become the last. Both stay readable through that member
+// alone (the one merged second kept unlisted there, "detached"); removing it works.
+TEST_F(MembershipWorld, RecordsConflictingAcrossShardsAreKeptWhenOneMemberGetsBoth) {
+  ASSERT_OK(world_->StartStores({0, 1, 2, 3}));
+  auto owners = [&](const std::string& path) {
+    std::vector<uint32_t> o = M(0).MetadataOwners(path);
+    std::sort(o.begin(), o.end());
+    return o;
+  };
+  std::string p, q;  // "k<i>" and "k<i>/x" on disjoint owners
+  for (int i = 0; i < 1000 && p.empty(); ++i) {
+    const std::string a = "k" + std::to_string(i), b = a + "/x";
+    std::vector<uint32_t> oa = owners(a), ob = owners(b), both;
+    std::set_intersection(oa.begin(), oa.end(), ob.begin(), ob.end(), std::back_inserter(both));
+    if (both.empty()) p = a, q = b;
+  }
+  ASSERT_FALSE(p.empty());
+  ASSERT_OK(Put(0, p, Pattern(100, 1)));
+  ASSERT_OK(Put(1, q, Pattern(kChunk + 7, 2)));
+  // Store 3 lost: three members, two owners a shard, so some member owns both shards now.
+  ASSERT_OK(world_->StartStores({0, 1, 2}, {world_->MemberId(3)}));
+  for (uint32_t r = 0; r < 3; ++r) ASSERT_OK(M(r).WaitForRepair(std::chrono::seconds(60)));
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  for (uint32_t r = 0; r < 3; ++r) ASSERT_OK(M(r).WaitForRepair(std::chrono::seconds(60)));
+  std::vector<uint32_t> op = owners(p), oq = owners(q), both;
+  std::set_intersection(op.begin(), op.end(), oq.begin(), oq.end(), std::back_inserter(both));
+  ASSERT_EQ(both.size(), 1u) << "owners of " << p << " and " << q;
+  const uint32_t c = both[0];
+  // Only member c is left to answer for both shards.
+  for (uint32_t r = 0; r < 3; ++r) {
+    if (r != c) world_->net().Kill(r);
+  }
+  for (const std::string& path : {p, q}) {
+    auto st = M(c).Stat(path);
+    ASSERT_OK(st) << path << " through member " << c;
+    EXPECT_EQ(st->size, live_[path].size()) << path;
+    std::vector<std::byte> got(live_[path].size());
+    ReadRequest req{path, 0, got, {}, 0};
+    ASSERT_OK(M(c).ReadBatch({&req, 1}));
+    if (req.status.ok()) {
+      EXPECT_TRUE(got == live_[path]) << path;
+    } else {
+      // Its chunks may sit on the killed members only: the record is what this test is about.
+      EXPECT_CODE(req.status, kUnavailable) << path;
+    }
+  }
+  // Both removable, everywhere, once the world is whole again.
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  Remove(c, q);
+  Remove(c, p);
+  Check("after removing both");
+  ASSERT_OK(world_->StartStores({0, 1, 2}));
+  Check("after the next Open");
+}
+
 // The number of chunk objects store `r`'s member holds (its local objects "c/<uid>").
 size_t LocalChunkObjects(engine::Cluster& c) {
   auto page = c.store().ListChunkObjects("", 100000);

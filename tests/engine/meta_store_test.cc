@@ -896,6 +896,51 @@ TEST(MetaStore, KeyspacesOfOneEnvironmentAreApartAndCommitTogether) {
 // A store of the format before kept its shard in an environment of its own: the first Open
 // copies it into the keyspace (what the keyspace held is replaced: an import a crash cut short
 // starts over) and removes the old directory.
+// A merged record whose name conflicts with another shard's record here ("k" an object, "k/x"
+// merged into shard 5) is kept detached: readable by path, counted in its shard, not listed;
+// removing it leaves the other record and its directory entries as they were, and the path can
+// then be merged or removed again normally.
+TEST(MetaStore, AMergedRecordConflictingWithAnotherShardsIsKeptDetached) {
+  testing::TempDir tmp;
+  auto m = OpenStore(tmp.path());
+  ASSERT_NE(m, nullptr);
+  Inode k = InlineInode(10);
+  ASSERT_OK(m->InsertVersioned(3, "k", &k, 0, kE1));
+  Inode y = InlineInode(20);
+  ASSERT_OK(m->InsertVersioned(3, "d/y", &y, 0, kE1));
+  Inode x = InlineInode(33);
+  std::vector<MetaStore::Versioned> recs = {{"k/x", kE1 + 7, false, EncodeInode(x)},
+                                            {"d/y/z", kE1 + 8, false, EncodeInode(x)}};
+  std::vector<Status> conflicts;
+  ASSERT_OK(m->ApplyAll(5, recs, &conflicts));
+  EXPECT_TRUE(conflicts.empty());
+  for (const std::string p : {"k/x", "d/y/z"}) {
+    auto got = m->GetInode(p);
+    ASSERT_OK(got) << p;
+    EXPECT_EQ(got->size, 33u) << p;
+  }
+  auto sums = m->Summaries(8);
+  ASSERT_OK(sums);
+  EXPECT_EQ((*sums)[5].count, 2u);
+  int pages = 0;
+  EXPECT_EQ(Names(ListAll(m.get(), "", 1000, &pages)), (std::vector<std::string>{"d", "k"}));
+  EXPECT_EQ(Names(ListAll(m.get(), "d", 1000, &pages)), (std::vector<std::string>{"y"}));
+  EXPECT_CODE(m->List("k", {}), kNotFound);  // "k" is an object here
+  // Removing the detached records leaves the others' entries alone.
+  ASSERT_OK(m->RemoveVersioned(5, "k/x", 0, 0, kE1));
+  ASSERT_OK(m->RemoveVersioned(5, "d/y/z", 0, 0, kE1));
+  EXPECT_CODE(m->GetInode("k/x"), kNotFound);
+  EXPECT_CODE(m->GetInode("d/y/z"), kNotFound);
+  ASSERT_OK(m->GetInode("k"));
+  ASSERT_OK(m->GetInode("d/y"));
+  EXPECT_EQ(Names(ListAll(m.get(), "d", 1000, &pages)), (std::vector<std::string>{"y"}));
+  // With "k" gone, "k/x" merges as any record (attached, listed).
+  ASSERT_OK(m->RemoveVersioned(3, "k", 0, 0, kE1));
+  std::vector<MetaStore::Versioned> again = {{"k/x", kE2, false, EncodeInode(x)}};
+  ASSERT_OK(m->ApplyAll(5, again, &conflicts));
+  EXPECT_EQ(Names(ListAll(m.get(), "k", 1000, &pages)), (std::vector<std::string>{"x"}));
+}
+
 TEST(MetaStore, AShardOfItsOwnEnvironmentIsImportedOnceThenRemoved) {
   testing::TempDir tmp;
   const std::string old_dir = tmp.Sub("ring");
