@@ -1,6 +1,8 @@
 // Small helpers every shoal-bench mode uses: fail loudly, aligned buffers, medians.
 #pragma once
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -42,6 +44,15 @@ struct Buffer {
   engine::IoBuffer b;
   size_t size;
 };
+
+// User + system CPU-seconds of this process so far, all threads (the engine's I/O and
+// background threads included: a row's CPU is what the whole process spent meanwhile).
+inline double ProcessCpuSeconds() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return secs(ru.ru_utime) + secs(ru.ru_stime);
+}
 
 inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -74,15 +74,6 @@ struct Row {
   uint64_t block = 0;
 };
 
-// User + system CPU-seconds of this process so far, all threads (the engine's I/O and
-// background threads included: a row's CPU is what the whole process spent meanwhile).
-double ProcessCpuSeconds() {
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
-  return secs(ru.ru_utime) + secs(ru.ru_stime);
-}
-
 // Runs fn and records the CPU the process spent meanwhile in its Figure.
 template <typename F>
 Figure WithCpu(F fn) {

@@ -43,6 +43,9 @@ struct Row {
   std::optional<double> file_mbps, ratio_vs_file, copy_seconds, total_seconds;
   // ckpt-async: where the blocked time goes (slowest rank per phase, medians).
   std::vector<std::pair<std::string, double>> phases;
+  // CPU-seconds (user + system, every rank process, all threads) per GiB moved (per 1,000 ops
+  // for metadata rows), of the engine's runs and of each baseline's.
+  std::optional<double> cpu_per_unit, baseline_cpu_per_unit, disk_cpu_per_unit, ucx_cpu_per_unit;
   double mbps() const { return seconds > 0 ? bytes / 1e6 / seconds : 0; }
   double ops_per_s() const { return seconds > 0 ? ops / seconds : 0; }
 };
@@ -52,28 +55,40 @@ class Member {
   Member(const WorldConfig& c, std::unique_ptr<Engine> e)
       : c_(c), e_(std::move(e)), rank_(e_->rank()), n_(e_->world_size()) {}
 
-  // Every rank runs fn after a barrier; returns the slowest rank's seconds.
+  // Every rank runs fn after a barrier; returns the slowest rank's seconds. The CPU every rank
+  // process spent meanwhile, summed, goes to last_cpu_.
   template <typename Fn>
   double Timed(Fn fn) {
     Check(e_->Barrier(), "barrier");
+    const double cpu0 = ProcessCpuSeconds();
     auto t0 = Clock::now();
     fn();
-    return Worst(std::chrono::duration<double>(Clock::now() - t0).count());
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    const auto [worst, cpu] = WorstAndSum(secs, ProcessCpuSeconds() - cpu0);
+    last_cpu_ = cpu;
+    return worst;
   }
 
   // Collective: the largest of every rank's `mine`.
-  double Worst(double mine) {
-    Bytes b(sizeof(double));
+  double Worst(double mine) { return WorstAndSum(mine, 0).first; }
+
+  // Collective: the largest of every rank's `mine` and the sum of every rank's `add`.
+  std::pair<double, double> WorstAndSum(double mine, double add) {
+    Bytes b(2 * sizeof(double));
     std::memcpy(b.data(), &mine, sizeof(double));
+    std::memcpy(b.data() + sizeof(double), &add, sizeof(double));
     auto all = Check(e_->AllGather(b), "all-gather");
-    double worst = 0;
+    double worst = 0, sum = 0;
     for (auto& x : all) {
-      double v = 0;
+      double v = 0, a = 0;
       std::memcpy(&v, x.data(), sizeof(double));
+      std::memcpy(&a, x.data() + sizeof(double), sizeof(double));
       worst = std::max(worst, v);
+      sum += a;
     }
-    return worst;
+    return {worst, sum};
   }
+  static double Gib(uint64_t bytes) { return static_cast<double>(bytes) / (1ull << 30); }
 
   std::vector<Row> Run() {
     std::vector<Row> rows;
@@ -249,14 +264,19 @@ class Member {
   template <typename E, typename R>
   Row Pair(std::string mode, uint64_t bytes, E engine_fn, R raw_fn) {
     std::vector<double> es, rs, ratios;
+    double ecpu = 0, rcpu = 0;
     for (int i = 0; i < c_.repeat; ++i) {
       double e = 0, r = 0;
       if (i % 2 == 0) {
         r = Timed([&] { raw_fn(i); });
+        rcpu += last_cpu_;
         e = Timed([&] { engine_fn(i); });
+        ecpu += last_cpu_;
       } else {
         e = Timed([&] { engine_fn(i); });
+        ecpu += last_cpu_;
         r = Timed([&] { raw_fn(i); });
+        rcpu += last_cpu_;
       }
       es.push_back(e);
       rs.push_back(r);
@@ -270,6 +290,8 @@ class Member {
     row.seconds = Median(es);
     row.baseline_mbps = bytes / 1e6 / Median(rs);
     row.ratio = Median(ratios);
+    row.cpu_per_unit = ecpu / (Gib(bytes) * c_.repeat);
+    row.baseline_cpu_per_unit = rcpu / (Gib(bytes) * c_.repeat);
     return row;
   }
 
@@ -347,6 +369,7 @@ class Member {
     if (rank_ == 1) Check(raw->Connect(0, blobs[0]), "raw UCX connect");
 
     std::vector<double> es, ds, us, ratios;
+    double ecpu = 0, dcpu = 0, ucpu = 0;
     for (int i = 0; i < c_.repeat; ++i) {
       double e = Timed([&] {
         if (rank_ != 1) return;
@@ -359,11 +382,13 @@ class Member {
           for (size_t j = 0; j < k; ++j) Check(reqs[b + j].status, "remote chunk read");
         }
       });
+      ecpu += last_cpu_;
       double d = Timed([&] {
         if (rank_ != 0) return;
         Check(RawSequentialRead(RawPath("remote"), remote_bytes, c_.chunk_size, c_.queue_depth,
                                 nullptr).status(), "raw read");
       });
+      dcpu += last_cpu_;
       double u = Timed([&] {
         if (rank_ == 0) {
           Check(raw->ServeUntil(static_cast<uint64_t>(i) + 1, std::chrono::seconds(120)),
@@ -372,6 +397,7 @@ class Member {
           Check(raw->Read(0, remote_bytes, c_.chunk_size, c_.window).status(), "raw UCX read");
         }
       });
+      ucpu += last_cpu_;
       es.push_back(e);
       ds.push_back(d);
       us.push_back(u);
@@ -389,6 +415,10 @@ class Member {
     row.ucx_mbps = remote_bytes / 1e6 / Median(us);
     row.baseline_mbps = std::min(*row.disk_mbps, *row.ucx_mbps);
     row.ratio = Median(ratios);
+    const double moved = Gib(remote_bytes) * c_.repeat;
+    row.cpu_per_unit = ecpu / moved;
+    row.disk_cpu_per_unit = dcpu / moved;
+    row.ucx_cpu_per_unit = ucpu / moved;
     return row;
   }
 
@@ -412,6 +442,7 @@ class Member {
         Check(e_->Put(name(rank_, i), payload), "put");
       });
     });
+    const double create_cpu = last_cpu_;
     const uint64_t stats_per_rank = c_.stats / n_;
     double stat = Timed([&] {
       parallel(stats_per_rank, [&](uint32_t k, uint64_t i) {
@@ -422,6 +453,7 @@ class Member {
         (void)i;
       });
     });
+    const double stat_cpu = last_cpu_;
     uint64_t listed = 0;
     double list = Timed([&] {
       if (rank_ != 0) return;
@@ -437,19 +469,21 @@ class Member {
         lo.start_after = page.next_start_after;
       }
     });
+    const double list_cpu = last_cpu_;
     if (rank_ == 0 && listed != total) {
       Die(Status::Internal(fmt::format("listed {} entries, created {}", listed, total)), "list");
     }
     Check(e_->Barrier(), "barrier");
-    auto row = [](std::string mode, uint64_t ops, double s) {
+    auto row = [](std::string mode, uint64_t ops, double s, double cpu) {
       Row r;
       r.mode = std::move(mode);
       r.ops = ops;
       r.seconds = s;
+      r.cpu_per_unit = ops > 0 ? cpu / (static_cast<double>(ops) / 1000) : 0;
       return r;
     };
-    return {row("create", total, create), row("stat", stats_per_rank * n_, stat),
-            row("list", total, list)};
+    return {row("create", total, create, create_cpu),
+            row("stat", stats_per_rank * n_, stat, stat_cpu), row("list", total, list, list_cpu)};
   }
 
   const WorldConfig& c_;
@@ -457,6 +491,7 @@ class Member {
   uint32_t rank_, n_;
   uint64_t per_rank_ = 0;
   std::string last_;
+  double last_cpu_ = 0;  // Timed's: CPU-seconds of every rank process during its last run
 };
 
 void Print(const WorldConfig& c, uint32_t ranks, const std::vector<Row>& rows) {
@@ -484,14 +519,21 @@ void Print(const WorldConfig& c, uint32_t ranks, const std::vector<Row>& rows) {
       if (r.copy_seconds) j["memcpy_seconds"] = *r.copy_seconds;
       if (r.total_seconds) j["total_seconds"] = *r.total_seconds;
       for (const auto& [name, secs] : r.phases) j["phases_seconds"][name] = secs;
+      // Per GiB moved, or per 1,000 ops for the metadata rows (which move no bytes).
+      const std::string unit = r.bytes > 0 ? "gib" : "kop";
+      if (r.cpu_per_unit) j["cpu_s_per_" + unit] = *r.cpu_per_unit;
+      if (r.baseline_cpu_per_unit) j["baseline_cpu_s_per_" + unit] = *r.baseline_cpu_per_unit;
+      if (r.disk_cpu_per_unit) j["baseline_disk_cpu_s_per_gib"] = *r.disk_cpu_per_unit;
+      if (r.ucx_cpu_per_unit) j["baseline_ucx_cpu_s_per_gib"] = *r.ucx_cpu_per_unit;
       std::printf("%s\n", j.dump().c_str());
     }
     return;
   }
   std::printf("shoal-bench  %u ranks  replicas %u  chunk %u KiB  qd %u  window %u  median of %d\n",
               ranks, c.replicas, c.chunk_size >> 10, c.queue_depth, c.window, c.repeat);
-  std::printf("%-11s %11s %8s | %12s %11s | %13s | %6s  %s\n", "mode", "bytes", "seconds",
-              "engine MB/s", "ops/s", "baseline MB/s", "ratio", "baseline");
+  std::printf("%-11s %11s %8s | %12s %11s %9s | %13s %9s | %6s  %s\n", "mode", "bytes",
+              "seconds", "engine MB/s", "ops/s", "CPU s/u", "baseline MB/s", "CPU s/u",
+              "ratio", "baseline");
   for (const Row& r : rows) {
     std::string base =
         r.mode == "remote-read"
@@ -505,11 +547,24 @@ void Print(const WorldConfig& c, uint32_t ranks, const std::vector<Row>& rows) {
                                        r.phases[2].second, *r.copy_seconds, *r.total_seconds)
         : r.baseline_mbps ? std::string("raw O_DIRECT file per rank")
                           : std::string("-");
-    std::printf("%-11s %11llu %8.3f | %12.1f %11.0f | %13s | %6s  %s\n", r.mode.c_str(),
+    auto cpu = [](const std::optional<double>& v) {
+      return v ? fmt::format("{:.3f}", *v) : std::string("-");
+    };
+    const std::optional<double> base_cpu =
+        r.baseline_cpu_per_unit ? r.baseline_cpu_per_unit : r.disk_cpu_per_unit;
+    std::printf("%-11s %11llu %8.3f | %12.1f %11.0f %9s | %13s %9s | %6s  %s\n", r.mode.c_str(),
                 static_cast<unsigned long long>(r.bytes), r.seconds, r.mbps(), r.ops_per_s(),
+                cpu(r.cpu_per_unit).c_str(),
                 r.baseline_mbps ? fmt::format("{:.1f}", *r.baseline_mbps).c_str() : "-",
-                r.ratio ? fmt::format("{:.3f}", *r.ratio).c_str() : "-", base.c_str());
+                cpu(base_cpu).c_str(), r.ratio ? fmt::format("{:.3f}", *r.ratio).c_str() : "-",
+                base.c_str());
   }
+  std::printf("CPU s/u: CPU-seconds of every rank process (user + system, all threads) per GiB "
+              "moved, or per 1,000 ops for create/stat/list%s\n",
+              std::any_of(rows.begin(), rows.end(),
+                          [](const Row& r) { return r.ucx_cpu_per_unit.has_value(); })
+                  ? "; remote-read's baseline column is the raw disk's (raw UCX's in --json)"
+                  : "");
 }
 
 }  // namespace
