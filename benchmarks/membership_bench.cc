@@ -208,12 +208,14 @@ int main(int argc, char** argv) {
   const double repair_s = Seconds(t) + open_s;
   std::printf("rebuild after 1 of 5 members lost (%llu MiB in 4 MiB objects + the records): open "
               "%.2f s (metadata shards), background repair (%u objects at once per member) done "
-              "%.2f s after the Open began: %llu chunks / %.1f MiB copied, %.0f MB/s; lost %llu\n",
+              "%.2f s after the Open began: %llu chunks / %.1f MiB copied, %.2f MB/s, %.0f chunks/s; "
+              "lost %llu\n",
               static_cast<unsigned long long>(objects * object >> 20), open_s, repair_parallelism,
               repair_s,
               static_cast<unsigned long long>(copied_chunks),
               static_cast<double>(copied_bytes) / (1 << 20),
               static_cast<double>(copied_bytes) / 1e6 / repair_s,
+              static_cast<double>(copied_chunks) / repair_s,
               static_cast<unsigned long long>(lost_objects));
   return 0;
 }
