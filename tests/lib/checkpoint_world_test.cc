@@ -5,6 +5,8 @@
 #include <csignal>
 #include <filesystem>
 #include <random>
+#include <algorithm>
+#include <chrono>
 #include <thread>
 
 #include "shoal/engine.h"
@@ -171,11 +173,34 @@ TEST(CheckpointWorld, RankKilledAtRandomPointsNeverTearsACheckpoint) {
   std::mt19937 rng(seed);
   TempDir dir;
   auto members = Members(dir, 3);
+  // The kill window follows this machine's pace: a first save job runs until its first commit
+  // returns (rank 0's committed-1 marker) and is killed then; trials kill at 150 ms plus up to
+  // three times that (at least 900 ms). A fixed window let an ASan build on a busy 2-core
+  // machine, which needs over a second to open and commit, never commit in 20 trials, so the
+  // test tested nothing (and its last check failed).
+  int window_ms = 900;
+  {
+    ClearOutcomeMarkers(dir);
+    Job first(dir);
+    const auto t0 = std::chrono::steady_clock::now();
+    first.Start(members, {"save", "1", "0", "0", "4"});
+    while (MaxMarker(dir) < 1 && std::chrono::steady_clock::now() - t0 < std::chrono::minutes(2)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    const auto first_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - t0).count();
+    ASSERT_GE(MaxMarker(dir), 1) << "no commit within 2 minutes of the first save job";
+    for (auto& p : first.procs()) ::kill(p.pid, SIGKILL);
+    (void)first.WaitAll();
+    window_ms = std::max(900, 3 * static_cast<int>(first_ms));
+    std::printf("first commit after %lld ms: kills within %d ms of a job's start\n",
+                static_cast<long long>(first_ms), 150 + window_ms);
+  }
   int latest = 0, advanced = 0, unknown = 0;
   for (int trial = 0; trial < trials; ++trial) {
     const bool async = trial % 2 == 1;
     const int victim = static_cast<int>(rng() % 3);
-    const int delay_ms = 150 + static_cast<int>(rng() % 900);
+    const int delay_ms = 150 + static_cast<int>(rng() % static_cast<unsigned>(window_ms));
     ClearOutcomeMarkers(dir);
     Job save(dir);
     save.Start(members, {"save", "1", "0", async ? "1" : "0", "4"});
