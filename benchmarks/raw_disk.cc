@@ -4,6 +4,7 @@
 #include <liburing.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -142,6 +143,46 @@ Result<RawResult> RawRandomRead(const std::string& path, const std::vector<uint6
                nullptr);
   ::close(fd);
   return r;
+}
+
+namespace {
+
+double Mbps(const RawResult& r) { return r.seconds > 0 ? static_cast<double>(r.bytes) / 1e6 / r.seconds : 0; }
+
+std::vector<RawShape> FastestFirst(std::vector<RawShape> v) {
+  std::sort(v.begin(), v.end(), [](const RawShape& a, const RawShape& b) { return a.mbps > b.mbps; });
+  return v;
+}
+
+}  // namespace
+
+Result<std::vector<RawShape>> SweepRawShapes(const std::string& path, bool write, uint64_t bytes,
+                                             const std::vector<uint32_t>& blocks,
+                                             const std::vector<uint32_t>& depths) {
+  std::vector<RawShape> out;
+  for (uint32_t block : blocks) {
+    if (block == 0 || bytes % block != 0) continue;
+    for (uint32_t depth : depths) {
+      SHOAL_ASSIGN_OR_RETURN(RawResult r, write ? RawSequentialWrite(path, bytes, block, depth, nullptr)
+                                                : RawSequentialRead(path, bytes, block, depth, nullptr));
+      out.push_back(RawShape{block, depth, Mbps(r)});
+    }
+  }
+  if (out.empty()) return Status::InvalidArgument("no block size divides the probe's size");
+  return FastestFirst(std::move(out));
+}
+
+Result<std::vector<RawShape>> SweepRawRandomDepths(const std::string& path,
+                                                   const std::vector<uint64_t>& offsets,
+                                                   uint32_t block,
+                                                   const std::vector<uint32_t>& depths) {
+  std::vector<RawShape> out;
+  for (uint32_t depth : depths) {
+    SHOAL_ASSIGN_OR_RETURN(RawResult r, RawRandomRead(path, offsets, block, depth));
+    out.push_back(RawShape{block, depth, Mbps(r)});
+  }
+  if (out.empty()) return Status::InvalidArgument("no queue depth to sweep");
+  return FastestFirst(std::move(out));
 }
 
 }  // namespace shoal::bench

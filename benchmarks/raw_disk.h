@@ -1,6 +1,9 @@
-// The raw-device baseline of shoal-bench: O_DIRECT io_uring straight to one file, with the same
-// block size and queue depth as the engine run it is compared with, and registered buffers.
-// No checksums, no metadata, no copies: the ceiling the engine is measured against.
+// The raw-device baseline of shoal-bench: O_DIRECT io_uring straight to one file with registered
+// buffers. No checksums, no metadata, no copies: the ceiling the engine is measured against. Its
+// shape (block size and queue depth) is the disk's best of a short sweep run first
+// (SweepRawShapes), not the engine's: a baseline at the engine's own shape would hide a shape
+// the engine should have used. benchmarks/fio_compare.sh runs fio at the same shapes right after
+// and prints how close the baseline comes to it.
 #pragma once
 
 #include <cstdint>
@@ -32,5 +35,24 @@ Result<RawResult> RawSequentialRead(const std::string& path, uint64_t size, uint
 // Reads `block` bytes at each of `offsets` (multiples of 4 KiB).
 Result<RawResult> RawRandomRead(const std::string& path, const std::vector<uint64_t>& offsets,
                                 uint32_t block, uint32_t depth);
+
+// One shape of raw I/O and what it measured.
+struct RawShape {
+  uint32_t block = 0;
+  uint32_t depth = 0;
+  double mbps = 0;
+};
+
+// Measures sequential writes (`write`) or reads of a probe file of `bytes` at `path` at every
+// block x depth (blocks that do not divide `bytes` are skipped); a read sweep reads the file a
+// write sweep or RawSequentialWrite left. Returns the shapes measured, fastest first.
+Result<std::vector<RawShape>> SweepRawShapes(const std::string& path, bool write, uint64_t bytes,
+                                             const std::vector<uint32_t>& blocks,
+                                             const std::vector<uint32_t>& depths);
+// The same for random reads of `block` bytes at `offsets` over `depths`.
+Result<std::vector<RawShape>> SweepRawRandomDepths(const std::string& path,
+                                                   const std::vector<uint64_t>& offsets,
+                                                   uint32_t block,
+                                                   const std::vector<uint32_t>& depths);
 
 }  // namespace shoal::bench

@@ -6,9 +6,12 @@
 //   shoal-bench all      --size 2G                    all three (the README's main job)
 //
 // Every engine figure is printed beside the raw baseline: O_DIRECT io_uring on a file in the
-// same directory with the same block size (the chunk size, or the sample size) and queue depth.
-// Each measurement is repeated (--repeat, engine and raw interleaved) and the median reported.
+// same directory, at the disk's best shape: a short sweep of block sizes and queue depths runs
+// first and the fastest is used (random reads keep the sample size as block and sweep the
+// depth); --raw-shape engine uses the engine's chunk size and queue depth instead. Each
+// measurement is repeated (--repeat, engine and raw interleaved) and the median reported.
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <sys/resource.h>
@@ -55,6 +58,7 @@ struct Config {
   bool json = false;
   bool keep = false;
   uint32_t scrub_mib_s = Options{}.scrub_rate_mib_s;  // the background scrub's rate; 0: none
+  std::string raw_shape = "best";  // "best": the sweep's fastest; "engine": chunk size and qd
 };
 
 struct Figure {
@@ -72,6 +76,7 @@ struct Row {
   Figure raw;     // median run
   double ratio = 0;  // median of the per-pair ratios engine/raw
   uint64_t block = 0;
+  RawShape raw_shape;  // the raw baseline's block size and queue depth
 };
 
 // Runs fn and records the CPU the process spent meanwhile in its Figure.
@@ -145,8 +150,8 @@ class Bench {
 
   Figure RawWrite() {
     Progress progress("raw write", c_.size);
-    return FromRaw(Check(RawSequentialWrite(RawSeqPath(), c_.size, c_.chunk_size,
-                                            c_.queue_depth, &progress), "raw write"));
+    return FromRaw(Check(RawSequentialWrite(RawSeqPath(), c_.size, write_shape_.block,
+                                            write_shape_.depth, &progress), "raw write"));
   }
 
   // --- sequential read ---
@@ -177,8 +182,8 @@ class Bench {
 
   Figure RawRead() {
     Progress progress("raw read", c_.size);
-    return FromRaw(Check(RawSequentialRead(RawSeqPath(), c_.size, c_.chunk_size, c_.queue_depth,
-                                           &progress), "raw read"));
+    return FromRaw(Check(RawSequentialRead(RawSeqPath(), c_.size, read_shape_.block,
+                                           read_shape_.depth, &progress), "raw read"));
   }
 
   // --- random reads of sample-sized objects ---
@@ -221,6 +226,19 @@ class Bench {
     std::uniform_int_distribution<uint64_t> pick(0, n - 1);
     picks_.resize(c_.reads);
     for (auto& p : picks_) p = pick(rng);
+    rand_shape_ = RawShape{static_cast<uint32_t>(c_.sample_size), c_.queue_depth, 0};
+    if (c_.raw_shape == "best") {
+      std::vector<uint64_t> offsets;
+      for (size_t i = 0; i < std::min<size_t>(picks_.size(), 2000); ++i) {
+        offsets.push_back(picks_[i] * c_.sample_size);
+      }
+      auto sweep = Check(SweepRawRandomDepths(RawSamplesPath(), offsets,
+                                              static_cast<uint32_t>(c_.sample_size),
+                                              WithOwn({16, 32, 64}, c_.queue_depth)),
+                         "raw random-read sweep");
+      rand_shape_ = sweep.front();
+      PrintSweep("randread", offsets.size() * c_.sample_size, sweep);
+    }
   }
 
   Figure EngineRandomRead() {
@@ -250,7 +268,42 @@ class Bench {
     for (size_t i = 0; i < picks_.size(); ++i) offsets[i] = picks_[i] * c_.sample_size;
     return FromRaw(Check(bench::RawRandomRead(RawSamplesPath(), offsets,
                                               static_cast<uint32_t>(c_.sample_size),
-                                              c_.queue_depth), "raw random read"));
+                                              rand_shape_.depth), "raw random read"));
+  }
+
+  // --- the raw baseline's shape ---
+  static std::vector<uint32_t> WithOwn(std::vector<uint32_t> v, uint32_t own) {
+    if (std::find(v.begin(), v.end(), own) == v.end()) v.push_back(own);
+    return v;
+  }
+
+  static void PrintSweep(const char* what, uint64_t bytes, const std::vector<RawShape>& sweep) {
+    std::string line = fmt::format("raw {} sweep ({} MiB each):", what, bytes >> 20);
+    for (const RawShape& s : sweep) {
+      line += fmt::format(" {}K qd{} {:.0f} MB/s;", s.block >> 10, s.depth, s.mbps);
+    }
+    std::fprintf(stderr, "%s best first\n", line.c_str());
+  }
+
+  // Sequential shapes: the engine's, or the fastest of block sizes {1, 4 MiB, the chunk size}
+  // x depths {4, 16, 32, the engine's}, written then read on a probe of up to 256 MiB.
+  void ChooseSequentialShapes() {
+    write_shape_ = read_shape_ = RawShape{c_.chunk_size, c_.queue_depth, 0};
+    if (c_.raw_shape != "best") return;
+    uint64_t probe = std::min<uint64_t>(c_.size, 256ull << 20);
+    std::vector<uint32_t> blocks;
+    for (uint32_t b : WithOwn({1u << 20, 4u << 20}, c_.chunk_size)) {
+      if (probe % b == 0 && c_.chunk_size % b == 0) blocks.push_back(b);
+    }
+    const std::vector<uint32_t> depths = WithOwn({4, 16, 32}, c_.queue_depth);
+    const std::string file = c_.dir + "/raw-probe.dat";
+    auto w = Check(SweepRawShapes(file, true, probe, blocks, depths), "raw write sweep");
+    auto r = Check(SweepRawShapes(file, false, probe, blocks, depths), "raw read sweep");
+    std::filesystem::remove(file);
+    PrintSweep("write", probe, w);
+    PrintSweep("read", probe, r);
+    write_shape_ = w.front();
+    read_shape_ = r.front();
   }
 
   // Runs engine and raw back to back `repeat` times, alternating which goes first so neither
@@ -269,26 +322,30 @@ class Bench {
       }
       ratios.push_back(r.back().mbps() > 0 ? e.back().mbps() / r.back().mbps() : 0);
     }
-    return Row{std::move(mode), MedianRun(e), MedianRun(r), Median(ratios), block};
+    return Row{std::move(mode), MedianRun(e), MedianRun(r), Median(ratios), block, {}};
   }
 
   std::vector<Row> Run() {
     OpenEngine();
     std::vector<Row> rows;
     const std::string& m = c_.mode;
+    if (m == "write" || m == "read" || m == "all") ChooseSequentialShapes();
     if (m == "write" || m == "all") {
       rows.push_back(Measure("write", c_.chunk_size, [&] { return EngineWrite(); },
                              [&] { return RawWrite(); }));
+      rows.back().raw_shape = write_shape_;
     }
     if (m == "read" || m == "all") {
       EnsureSequentialData();
       rows.push_back(Measure("read", c_.chunk_size, [&] { return EngineRead(); },
                              [&] { return RawRead(); }));
+      rows.back().raw_shape = read_shape_;
     }
     if (m == "randread" || m == "all") {
       EnsureSamples();
       rows.push_back(Measure("randread", c_.sample_size, [&] { return EngineRandomRead(); },
                              [&] { return RawRandomRead(); }));
+      rows.back().raw_shape = rand_shape_;
     }
     return rows;
   }
@@ -303,6 +360,7 @@ class Bench {
   Config c_;
   std::unique_ptr<Engine> engine_;
   std::vector<uint64_t> picks_;
+  RawShape write_shape_, read_shape_, rand_shape_;
 };
 
 bool ParseSize(const std::string& s, uint64_t* out) {
@@ -352,6 +410,10 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 100));
     sub->add_flag("--json", c.json, "one JSON object per line instead of a table");
     sub->add_flag("--keep", c.keep, "keep a temporary --dir");
+    sub->add_option("--raw-shape", c.raw_shape,
+                    "the raw baseline's block size and queue depth: best (the fastest of a "
+                    "short sweep, default) or engine (the engine's chunk size and --qd)")
+        ->check(CLI::IsMember({"best", "engine"}));
     sub->add_option("--scrub-mib-s", c.scrub_mib_s,
                     "the background scrub's rate after Open (Options::scrub_rate_mib_s; 0: "
                     "none; one-member modes)");
@@ -407,6 +469,7 @@ int main(int argc, char** argv) {
     wc.queue_depth = c.queue_depth;
     wc.repeat = c.repeat;
     wc.json = c.json;
+    wc.raw_shape = c.raw_shape;
     if (InWorld()) {  // a rank: spawned by --ranks below, or started by torchrun / mpirun
       if (c.dir.empty()) {
         std::fprintf(stderr, "shoal-bench: a rank needs --dir\n");
@@ -464,6 +527,8 @@ int main(int argc, char** argv) {
           {"ratio", r.ratio},
           {"cpu_s_per_gib", CpuPerGib(r.engine)},
           {"baseline_cpu_s_per_gib", CpuPerGib(r.raw)},
+          {"baseline_block_size", r.raw_shape.block},
+          {"baseline_queue_depth", r.raw_shape.depth},
           {"repeat", c.repeat},
       };
       std::printf("%s\n", j.dump().c_str());
@@ -481,6 +546,12 @@ int main(int argc, char** argv) {
                   r.engine.ops_per_s(), CpuPerGib(r.engine), r.raw.mbps(), r.raw.ops_per_s(),
                   CpuPerGib(r.raw), r.ratio);
     }
+    std::printf("raw baseline shapes (%s):", c.raw_shape == "best" ? "the fastest of the sweep"
+                                                                    : "the engine's");
+    for (const Row& r : rows) {
+      std::printf(" %s %uK qd%u;", r.mode.c_str(), r.raw_shape.block >> 10, r.raw_shape.depth);
+    }
+    std::printf("\n");
   }
   if (temp && !c.keep) std::filesystem::remove_all(c.dir);
   return 0;

@@ -46,6 +46,8 @@ struct Row {
   // CPU-seconds (user + system, every rank process, all threads) per GiB moved (per 1,000 ops
   // for metadata rows), of the engine's runs and of each baseline's.
   std::optional<double> cpu_per_unit, baseline_cpu_per_unit, disk_cpu_per_unit, ucx_cpu_per_unit;
+  // The raw-disk baseline's block size and queue depth (0: the row has none).
+  uint32_t raw_block = 0, raw_depth = 0;
   double mbps() const { return seconds > 0 ? bytes / 1e6 / seconds : 0; }
   double ops_per_s() const { return seconds > 0 ? ops / seconds : 0; }
 };
@@ -95,18 +97,81 @@ class Member {
     const std::string& m = c_.mode;
     per_rank_ = c_.size / n_ / c_.chunk_size * c_.chunk_size;
     if (per_rank_ == 0) per_rank_ = c_.chunk_size;
+    if (m != "meta") ChooseRawShapes(m == "ckpt" ? c_.size / c_.chunk_size * c_.chunk_size : per_rank_);
     if (m == "write" || m == "read" || m == "all") {
       rows.push_back(Write());
-      if (m != "write") rows.push_back(Read());
+      SetShape(rows.back(), write_shape_);
+      if (m != "write") {
+        rows.push_back(Read());
+        SetShape(rows.back(), read_shape_);
+      }
     }
-    if (m == "remote-read" || m == "all") rows.push_back(RemoteRead());
+    if (m == "remote-read" || m == "all") {
+      rows.push_back(RemoteRead());
+      SetShape(rows.back(), read_shape_);
+    }
     if (m == "meta" || m == "all") {
       for (Row& r : Meta()) rows.push_back(r);
     }
     if (m == "ckpt") {
       for (Row& r : Ckpt()) rows.push_back(r);
+      SetShape(rows[0], write_shape_);
+      SetShape(rows[1], read_shape_);
     }
     return rows;
+  }
+
+  // The raw-disk baseline's shapes: the engine's chunk size and queue depth (--raw-shape
+  // engine), or the fastest of a collective sweep: every rank writes, then reads, a probe file
+  // of up to 128 MiB at each block size {1 MiB, 4 MiB, the chunk size} that divides the chunk
+  // size x queue depth {4, 16, 32, the engine's}, all ranks at once as the baselines run; the
+  // aggregate of the slowest rank decides, so every rank picks the same shape.
+  void ChooseRawShapes(uint64_t bytes_per_rank) {
+    write_shape_ = read_shape_ = RawShape{c_.chunk_size, c_.queue_depth, 0};
+    if (c_.raw_shape != "best") return;
+    const uint64_t probe =
+        std::max<uint64_t>(c_.chunk_size, std::min<uint64_t>(bytes_per_rank, 128ull << 20) /
+                                              c_.chunk_size * c_.chunk_size);
+    std::vector<uint32_t> blocks, depths = {4, 16, 32};
+    for (uint32_t b : {1u << 20, 4u << 20, c_.chunk_size}) {
+      if (c_.chunk_size % b == 0 && std::find(blocks.begin(), blocks.end(), b) == blocks.end()) {
+        blocks.push_back(b);
+      }
+    }
+    if (std::find(depths.begin(), depths.end(), c_.queue_depth) == depths.end()) {
+      depths.push_back(c_.queue_depth);
+    }
+    const std::string file = RawPath("probe");
+    for (bool write : {true, false}) {
+      std::vector<RawShape> sweep;
+      for (uint32_t b : blocks) {
+        for (uint32_t d : depths) {
+          double secs = Timed([&] {
+            Check((write ? RawSequentialWrite(file, probe, b, d, nullptr)
+                         : RawSequentialRead(file, probe, b, d, nullptr)).status(),
+                  "raw sweep");
+          });
+          sweep.push_back(RawShape{b, d, secs > 0 ? probe * n_ / 1e6 / secs : 0});
+        }
+      }
+      std::sort(sweep.begin(), sweep.end(),
+                [](const RawShape& a, const RawShape& b) { return a.mbps > b.mbps; });
+      (write ? write_shape_ : read_shape_) = sweep.front();
+      if (rank_ == 0) {
+        std::string line = fmt::format("raw {} sweep ({} ranks x {} MiB each):",
+                                       write ? "write" : "read", n_, probe >> 20);
+        for (const RawShape& r : sweep) {
+          line += fmt::format(" {}K qd{} {:.0f} MB/s;", r.block >> 10, r.depth, r.mbps);
+        }
+        std::fprintf(stderr, "%s best first\n", line.c_str());
+      }
+    }
+    std::filesystem::remove(file);
+  }
+
+  static void SetShape(Row& row, const RawShape& shape) {
+    row.raw_block = shape.block;
+    row.raw_depth = shape.depth;
   }
 
   uint32_t rank() const { return rank_; }
@@ -186,11 +251,11 @@ class Member {
     rows.push_back(Pair(
         "ckpt-save", per * n_, [&](int) { Check(save(*ck).Wait(), "commit"); },
         [&](int) {
-          Check(RawSequentialWrite(RawPath("ckpt"), per, c_.chunk_size, c_.queue_depth, nullptr)
+          Check(RawSequentialWrite(RawPath("ckpt"), per, write_shape_.block, write_shape_.depth, nullptr)
                     .status(), "raw write");
         }));
     rows.push_back(Pair("ckpt-restore", per * n_, restore, [&](int) {
-      Check(RawSequentialRead(RawPath("ckpt"), per, c_.chunk_size, c_.queue_depth, nullptr)
+      Check(RawSequentialRead(RawPath("ckpt"), per, read_shape_.block, read_shape_.depth, nullptr)
                 .status(), "raw read");
     }));
     if (std::memcmp(state.data(), back.data(), per) != 0) Die(Status::Corruption("restore"), "ckpt");
@@ -301,8 +366,8 @@ class Member {
         "write", total,
         [&](int rep) { EngineWriteOnce(Object(rep), per_rank_, rank_ * 100 + rep); },
         [&](int) {
-          Check(RawSequentialWrite(RawPath("seq"), per_rank_, c_.chunk_size, c_.queue_depth,
-                                   nullptr).status(),
+          Check(RawSequentialWrite(RawPath("seq"), per_rank_, write_shape_.block,
+                                   write_shape_.depth, nullptr).status(),
                 "raw write");
         });
     last_ = Object(c_.repeat - 1);
@@ -323,8 +388,8 @@ class Member {
           }
         },
         [&](int) {
-          Check(RawSequentialRead(RawPath("seq"), per_rank_, c_.chunk_size, c_.queue_depth,
-                                  nullptr).status(),
+          Check(RawSequentialRead(RawPath("seq"), per_rank_, read_shape_.block,
+                                  read_shape_.depth, nullptr).status(),
                 "raw read");
         });
   }
@@ -357,8 +422,8 @@ class Member {
     std::memcpy(&remote_bytes, all[1].data(), 8);
     if (remote_bytes == 0) Die(Status::Internal("no chunk of the object is remote"), "remote-read");
     if (rank_ == 0) {  // the raw file rank 0's disk would serve
-      Check(RawSequentialWrite(RawPath("remote"), remote_bytes, c_.chunk_size, c_.queue_depth,
-                               nullptr).status(), "raw write");
+      Check(RawSequentialWrite(RawPath("remote"), remote_bytes, write_shape_.block,
+                               write_shape_.depth, nullptr).status(), "raw write");
     }
     // UCX at its best between the same two processes (benchmarks/raw_ucx.h): one-sided gets
     // of chunk-sized pieces from rank 0's registered buffer into rank 1's, as many in flight as
@@ -385,8 +450,8 @@ class Member {
       ecpu += last_cpu_;
       double d = Timed([&] {
         if (rank_ != 0) return;
-        Check(RawSequentialRead(RawPath("remote"), remote_bytes, c_.chunk_size, c_.queue_depth,
-                                nullptr).status(), "raw read");
+        Check(RawSequentialRead(RawPath("remote"), remote_bytes, read_shape_.block,
+                                read_shape_.depth, nullptr).status(), "raw read");
       });
       dcpu += last_cpu_;
       double u = Timed([&] {
@@ -491,6 +556,7 @@ class Member {
   uint32_t rank_, n_;
   uint64_t per_rank_ = 0;
   std::string last_;
+  RawShape write_shape_, read_shape_;  // the raw-disk baselines' (ChooseRawShapes)
   double last_cpu_ = 0;  // Timed's: CPU-seconds of every rank process during its last run
 };
 
@@ -525,6 +591,10 @@ void Print(const WorldConfig& c, uint32_t ranks, const std::vector<Row>& rows) {
       if (r.baseline_cpu_per_unit) j["baseline_cpu_s_per_" + unit] = *r.baseline_cpu_per_unit;
       if (r.disk_cpu_per_unit) j["baseline_disk_cpu_s_per_gib"] = *r.disk_cpu_per_unit;
       if (r.ucx_cpu_per_unit) j["baseline_ucx_cpu_s_per_gib"] = *r.ucx_cpu_per_unit;
+      if (r.raw_block != 0) {
+        j["baseline_block_size"] = r.raw_block;
+        j["baseline_queue_depth"] = r.raw_depth;
+      }
       std::printf("%s\n", j.dump().c_str());
     }
     return;
@@ -565,6 +635,11 @@ void Print(const WorldConfig& c, uint32_t ranks, const std::vector<Row>& rows) {
                           [](const Row& r) { return r.ucx_cpu_per_unit.has_value(); })
                   ? "; remote-read's baseline column is the raw disk's (raw UCX's in --json)"
                   : "");
+  std::string shapes;
+  for (const Row& r : rows) {
+    if (r.raw_block != 0) shapes += fmt::format(" {} {}K qd{};", r.mode, r.raw_block >> 10, r.raw_depth);
+  }
+  if (!shapes.empty()) std::printf("raw disk shapes (%s):%s\n", c.raw_shape == "best" ? "the fastest of the sweep" : "the engine's", shapes.c_str());
 }
 
 }  // namespace

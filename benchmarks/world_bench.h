@@ -33,6 +33,7 @@ struct WorldConfig {
   uint64_t stats = 400000;        // stats in the metadata phase (all ranks)
   int repeat = 3;
   bool json = false;
+  std::string raw_shape = "best";  // the raw-disk baseline's shape: "best" (a sweep) or "engine"
 };
 
 // Starts cfg.ranks copies of this program (argv) as one world and waits for them. Returns the

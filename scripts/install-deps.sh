@@ -8,6 +8,7 @@ packages=(
   libisal-dev libxxhash-dev nlohmann-json3-dev libcli11-dev libssl-dev
   python3-dev pybind11-dev python3-torch python3-numpy python3-pytest
   clang-16 libclang-rt-16-dev libfuzzer-16-dev
+  fio
 )
 missing=()
 for p in "${packages[@]}"; do
