@@ -35,7 +35,9 @@ fio_mbps() {
   local rw=$1 bs=$2 qd=$3 file_bytes=$4 io_bytes=$5 runs=()
   for ((i = 0; i < repeat; i++)); do
     local extra_args=()
-    [[ $rw == write ]] && extra_args=(--end_fsync=1 --fallocate=native)
+    # A new file each time, as the bench's raw write makes (fallocate, then O_DIRECT writes
+    # into its unwritten extents); overwriting fio's earlier file would be a different test.
+    [[ $rw == write ]] && { rm -f "$dir/fio.dat"; extra_args=(--end_fsync=1 --fallocate=native); }
     runs+=("$(fio --name=cmp --filename="$dir/fio.dat" --rw="$rw" --bs="$bs" --iodepth="$qd" \
       --ioengine=io_uring --direct=1 --size="$file_bytes" --io_size="$io_bytes" \
       --randrepeat=0 "${extra_args[@]}" --output-format=json |

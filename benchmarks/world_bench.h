@@ -10,8 +10,10 @@
 //                reading its raw file and raw UCX: one-sided gets of the same sizes between
 //                registered buffers, the window in flight (benchmarks/raw_ucx.h); ratio
 //                against the lesser
-//   create/stat/list  metadata ops/s: Puts of small objects into one directory from every rank,
-//                Stats of random names, one rank listing the whole directory with sizes.
+//   create/stat-cold/stat-warm/list  metadata ops/s: Puts of small objects into one directory
+//                from every rank; every rank's first stat of stats/N names in StatBatch calls
+//                (cold), then a Stat of each again (warm: within Options::stat_lease_ms);
+//                one rank listing the whole directory with sizes.
 #pragma once
 
 #include <cstdint>

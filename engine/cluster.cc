@@ -62,6 +62,7 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
                                                 transport::Rendezvous& rendezvous) {
   std::unique_ptr<Cluster> c(new Cluster());
   c->options_ = options;
+  c->stat_cache_ = std::make_unique<StatCache>(options.stat_lease, options.stat_cache_entries);
   {
     MutexLock lk(&c->uid_mu_);
     std::random_device rd;
@@ -145,8 +146,10 @@ Cluster::~Cluster() {
 }
 
 Result<std::vector<std::vector<std::byte>>> Cluster::AllGather(std::span<const std::byte> mine) {
-  return world_->AllGather(std::vector<std::byte>(mine.begin(), mine.end()),
-                           std::chrono::milliseconds(60000), World::Group::kRanks);
+  auto all = world_->AllGather(std::vector<std::byte>(mine.begin(), mine.end()),
+                               std::chrono::milliseconds(60000), World::Group::kRanks);
+  stat_cache_->ForgetAll();  // as Barrier
+  return all;
 }
 
 std::vector<uint32_t> Cluster::ReachableOf(const std::vector<uint32_t>& ranks) const {
@@ -319,6 +322,7 @@ Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const st
 }
 
 Status Cluster::Seal(std::string_view path) {
+  StatCache::ForgetOnReturn forget(stat_cache_.get(), path);  // whatever the outcome
   SHOAL_ASSIGN_OR_RETURN(auto w, FindWriting(path));
   Inode inode;
   std::vector<uint32_t> holders;
@@ -447,12 +451,6 @@ void Cluster::DropEverywhere(uint64_t uid, const std::set<uint32_t>& ranks) {
   }
 }
 
-Result<ObjectInfo> Cluster::Stat(std::string_view path) {
-  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
-  SHOAL_ASSIGN_OR_RETURN(Inode inode, LookupInode(path));
-  return InfoOf(path, inode);
-}
-
 Result<std::vector<std::vector<uint32_t>>> Cluster::Locate(std::string_view path) {
   SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
   SHOAL_ASSIGN_OR_RETURN(Inode inode, LookupInode(path));
@@ -537,6 +535,7 @@ Result<ListPage> Cluster::List(std::string_view dir, const ListOptions& options)
 
 Status Cluster::Remove(std::string_view path) {
   SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+  StatCache::ForgetOnReturn forget(stat_cache_.get(), path);  // whatever the outcome
   // Durable means on every up owner of the path's shard (engine/membership.h): with one of them
   // unreachable, the remove is refused before anything changes.
   // The serving owners first (they decide whether the object exists), then those catching up.

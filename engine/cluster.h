@@ -59,6 +59,7 @@
 #include "engine/object_api.h"
 #include "engine/object_store.h"
 #include "engine/placement.h"
+#include "engine/stat_cache.h"
 #include "engine/world.h"
 
 namespace shoal::engine {
@@ -97,6 +98,10 @@ struct ClusterOptions {
   // more (retired at Open). Always, except in tests that look at a world before the drop (the
   // next Open retires them again).
   bool drop_retired = true;
+  // Stat's lease on sealed objects' metadata looked up at other members (Options::stat_lease_ms;
+  // 0: none) and the most entries kept (engine/stat_cache.h).
+  std::chrono::milliseconds stat_lease{1000};
+  size_t stat_cache_entries = 1u << 20;
   // Where the member's counters and histograms go (owned by the caller, outliving the
   // Cluster); null: a registry of its own.
   metrics::Registry* metrics = nullptr;
@@ -122,7 +127,9 @@ class Cluster final : public ObjectApi {
   Status Seal(std::string_view path) override;
   Status Abort(std::string_view path) override;
   Status ReadBatch(std::span<ReadRequest> requests) override;
+  // Stat and StatBatch: cluster_stat.cc (the lease: engine/stat_cache.h).
   Result<ObjectInfo> Stat(std::string_view path) override;
+  Status StatBatch(std::span<StatRequest> requests) override;
   Result<ListPage> List(std::string_view dir, const ListOptions& options) override;
   Status Remove(std::string_view path) override;
   Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path) override;
@@ -132,8 +139,12 @@ class Cluster final : public ObjectApi {
   // The job's rank and size (a rank may serve several stores: world().size() counts those).
   uint32_t rank() const override { return world_->job_rank(); }
   uint32_t world_size() const override { return world_->job_size(); }
+  // The collectives end Stat's lease (engine/stat_cache.h): what any rank did before it
+  // entered one is seen by every rank's Stat after it.
   Status Barrier() override {
-    return world_->Barrier(std::chrono::milliseconds(60000), World::Group::kRanks);
+    Status s = world_->Barrier(std::chrono::milliseconds(60000), World::Group::kRanks);
+    stat_cache_->ForgetAll();
+    return s;
   }
   Result<std::vector<std::vector<std::byte>>> AllGather(std::span<const std::byte> mine) override;
   std::string_view io_backend() const override { return store_->io_backend(); }
@@ -264,6 +275,7 @@ class Cluster final : public ObjectApi {
   std::unique_ptr<World> world_;
   std::unique_ptr<MemberClient> client_;
   std::unique_ptr<Placement> placement_;            // of the current world
+  std::unique_ptr<StatCache> stat_cache_;
   std::vector<uint32_t> rank_of_;                   // placement index -> world rank
   int32_t my_index_ = -1;                           // this member's placement index
   std::unordered_map<std::string, uint32_t> rank_of_member_;

@@ -46,6 +46,7 @@ class ClusterGroup final : public ObjectApi {
   Status Abort(std::string_view path) override { return home().Abort(path); }
   Status ReadBatch(std::span<ReadRequest> requests) override { return home().ReadBatch(requests); }
   Result<ObjectInfo> Stat(std::string_view path) override { return home().Stat(path); }
+  Status StatBatch(std::span<StatRequest> requests) override { return home().StatBatch(requests); }
   Result<ListPage> List(std::string_view dir, const ListOptions& options) override {
     return home().List(dir, options);
   }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/crc32c.h"
@@ -30,7 +31,7 @@ Status TakeChunkReply(const Payload& reply, std::span<std::byte> dst) {
 MemberClient::MemberClient(transport::Transport* transport, MemberService* local,
                            std::chrono::milliseconds deadline, metrics::Registry* metrics)
     : t_(transport), local_(local), deadline_(deadline) {
-  static_assert(kOpSlots > 29, "every protocol op has a slot");
+  static_assert(kOpSlots > 31, "every protocol op has a slot");
   for (Op op : protocol::kAllOps) {
     const std::string name = fmt::format("member.remote.{}", protocol::OpName(protocol::Wire(op)));
     calls_[protocol::Wire(op) % kOpSlots] = &metrics->counter(name + ".calls");
@@ -168,6 +169,45 @@ Result<Inode> MemberClient::MetaGet(uint32_t rank, std::string_view path) {
   protocol::InodeReply r;
   SHOAL_RETURN_IF_ERROR(protocol::Decode(reply, path, &r));
   return std::move(r.inode);
+}
+
+std::vector<std::vector<Result<Inode>>> MemberClient::MetaGetMany(
+    const std::vector<PathGroup>& groups) {
+  std::vector<std::vector<Result<Inode>>> out(groups.size());
+  size_t calls = 0;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    out[g].assign(groups[g].second.size(), Status::Unavailable("no reply"));
+    if (groups[g].first != self()) {
+      calls += (groups[g].second.size() + protocol::kMaxPathsPerRequest - 1) /
+               protocol::kMaxPathsPerRequest;
+    }
+  }
+  Flight flight(calls + 1);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto& [rank, paths] = groups[g];
+    if (rank == self()) continue;
+    for (size_t from = 0; from < paths.size(); from += protocol::kMaxPathsPerRequest) {
+      const size_t n = std::min<size_t>(protocol::kMaxPathsPerRequest, paths.size() - from);
+      std::span<const std::string_view> asked(paths.data() + from, n);
+      flight.Acquire();
+      t_->CallAsync(rank, protocol::Wire(Op::kMetaGetMany),
+                    protocol::Encode(protocol::PathsRequest{{asked.begin(), asked.end()}}),
+                    deadline_, [this, &out, &flight, asked, g, from](Result<Payload> r) {
+                      Count(Op::kMetaGetMany, r.status());
+                      protocol::InodesReply reply;
+                      Status s = r.ok() ? protocol::Decode(*r, asked, &reply) : r.status();
+                      for (size_t i = 0; i < asked.size(); ++i) {
+                        out[g][from + i] = s.ok() ? std::move(reply.inodes[i]) : Result<Inode>(s);
+                      }
+                      flight.Release();
+                    });
+    }
+  }
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (groups[g].first == self()) out[g] = local_->MetaGetMany(groups[g].second);
+  }
+  flight.Wait();
+  return out;
 }
 
 Result<uint64_t> MemberClient::MetaInsert(uint32_t rank, std::string_view path,

@@ -14,6 +14,7 @@
 #include <functional>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/metrics.h"
@@ -52,6 +53,12 @@ class MemberClient {
   // ---- metadata owner ----
   Status MetaCheck(uint32_t rank, std::string_view path);
   Result<Inode> MetaGet(uint32_t rank, std::string_view path);
+  // MetaGet of many paths at several owners, every call in flight at once: one call per
+  // (rank, paths) of `groups` (split in calls of at most protocol::kMaxPathsPerRequest paths),
+  // this member's answered from its own shards. out[g][i] is groups[g].second[i]'s; a failed
+  // call gives its error to each of its paths.
+  using PathGroup = std::pair<uint32_t, std::vector<std::string_view>>;
+  std::vector<std::vector<Result<Inode>>> MetaGetMany(const std::vector<PathGroup>& groups);
   // Versions (engine/meta_store.h): 0 asks the owner to assign one, which is returned.
   Result<uint64_t> MetaInsert(uint32_t rank, std::string_view path, const Inode& inode,
                               uint64_t version);

@@ -285,6 +285,10 @@ Reply MemberService::Handle(uint16_t op, std::span<const std::byte> request) {
         const auto* p = reinterpret_cast<const std::byte*>(bytes->data());
         return Reply{Status::OK(), Payload(p, p + bytes->size())};
       });
+    case Op::kMetaGetMany:
+      return With<PathsRequest>(request, [&](auto& r) {
+        return Reply{Status::OK(), Encode(InodesReply{MetaGetMany(r.paths)})};
+      });
     case Op::kMetaInsert:
       return With<protocol::MetaInsert>(request, [&](auto& r) {
         auto v = MetaInsert(r.path, std::move(r.inode), r.version);

@@ -39,6 +39,15 @@ class ObjectApi {
   virtual Status Abort(std::string_view path) = 0;
   virtual Status ReadBatch(std::span<ReadRequest> requests) = 0;
   virtual Result<ObjectInfo> Stat(std::string_view path) = 0;
+  // By default, a Stat per request.
+  virtual Status StatBatch(std::span<StatRequest> requests) {
+    for (StatRequest& r : requests) {
+      auto info = Stat(r.path);
+      r.status = info.status();
+      if (info.ok()) r.info = std::move(info).value();
+    }
+    return Status::OK();
+  }
   virtual Result<ListPage> List(std::string_view dir, const ListOptions& options) = 0;
   virtual Status Remove(std::string_view path) = 0;
   virtual Result<std::vector<std::vector<uint32_t>>> Locate(std::string_view path) = 0;

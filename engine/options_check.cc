@@ -30,6 +30,12 @@ Status ValidateOptions(const Options& o) {
   if (o.repair_parallelism < 1 || o.repair_parallelism > 256) {
     return bad(fmt::format("repair_parallelism {} not in 1..256", o.repair_parallelism));
   }
+  if (o.stat_lease_ms > 3600000) {
+    return bad(fmt::format("stat_lease_ms {} above 3600000 (an hour)", o.stat_lease_ms));
+  }
+  if (o.stat_lease_ms > 0 && o.stat_cache_entries == 0) {
+    return bad("stat_cache_entries is 0 with a stat lease (set stat_lease_ms to 0 instead)");
+  }
   return Status::OK();
 }
 

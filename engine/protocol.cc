@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/bytes.h"
@@ -58,6 +59,7 @@ std::string_view OpName(uint16_t op) {
     case Op::kMetaCheck: return "meta-check";
     case Op::kMetaInsert: return "meta-insert";
     case Op::kMetaGet: return "meta-get";
+    case Op::kMetaGetMany: return "meta-get-many";
     case Op::kMetaList: return "meta-list";
     case Op::kMetaRemove: return "meta-remove";
     case Op::kMetaReplace: return "meta-replace";
@@ -222,6 +224,71 @@ Status Decode(std::span<const std::byte> b, std::string_view path, InodeReply* o
   auto inode = DecodeInode(AsChars(b), path);
   if (!inode.ok()) return inode.status();
   out->inode = std::move(inode).value();
+  return Status::OK();
+}
+
+Bytes Encode(const PathsRequest& m) {
+  ByteWriter w;
+  w.Put<uint32_t>(static_cast<uint32_t>(m.paths.size()));
+  for (std::string_view p : m.paths) w.Prefixed(p);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, PathsRequest* out) {
+  ByteReader r(b);
+  uint32_t count = 0;
+  constexpr size_t kMinPath = 4 + 1;
+  if (!r.Get(&count)) return BadRequest("meta-get-many", "count");
+  if (count < 1 || count > kMaxPathsPerRequest || count > r.left() / kMinPath) {
+    return BadRequest("meta-get-many", fmt::format("{} paths (1..{} fit)", count,
+                                                   std::min<size_t>(kMaxPathsPerRequest,
+                                                                    r.left() / kMinPath)));
+  }
+  out->paths.clear();
+  out->paths.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    std::string_view path;
+    if (!GetPath(&r, &path)) return BadRequest("meta-get-many", "path");
+    SHOAL_RETURN_IF_ERROR(CheckPath("meta-get-many", path));
+    out->paths.push_back(path);
+  }
+  if (!r.done()) return BadRequest("meta-get-many", "trailing bytes");
+  return Status::OK();
+}
+
+Bytes Encode(const InodesReply& m) {
+  ByteWriter w;
+  w.Put<uint32_t>(static_cast<uint32_t>(m.inodes.size()));
+  for (const Result<Inode>& i : m.inodes) {
+    EncodeStatus(i.ok() ? Status::OK() : i.status(), &w);
+    if (i.ok()) w.Prefixed(EncodeInode(*i));
+  }
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, std::span<const std::string_view> paths,
+              InodesReply* out) {
+  ByteReader r(b);
+  uint32_t count = 0;
+  if (!r.Get(&count) || count != paths.size()) {
+    return BadReply("meta-get-many", fmt::format("{} outcomes for {} paths", count, paths.size()));
+  }
+  out->inodes.clear();
+  out->inodes.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    Status s;
+    if (!DecodeStatus(&r, kMaxPathBytes + 1024, &s)) return BadReply("meta-get-many", "status");
+    if (!s.ok()) {
+      out->inodes.emplace_back(std::move(s));
+      continue;
+    }
+    std::span<const std::byte> rec;
+    if (!r.Prefixed(r.left(), &rec)) return BadReply("meta-get-many", "inode length");
+    auto inode = DecodeInode(AsChars(rec), paths[i]);
+    if (!inode.ok()) return inode.status();
+    out->inodes.emplace_back(std::move(inode).value());
+  }
+  if (!r.done()) return BadReply("meta-get-many", "trailing bytes");
   return Status::OK();
 }
 

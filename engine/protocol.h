@@ -18,6 +18,7 @@
 //   ChunkRead           ChunkRead{uid, cs, chunk, in, len}     ChunkReadReply{crc, data}
 //   MetaCheck           PathRequest{path}             empty
 //   MetaGet             PathRequest{path}             InodeReply
+//   MetaGetMany         PathsRequest{paths}           InodesReply{per path: status, inode?}
 //   MetaInsert          MetaInsert{path, version, inode}  VersionReply{version}
 //   MetaReplace         MetaReplace{path, uid, version, inode}  VersionReply{version}
 //   MetaRemove          MetaRemove{path, uid, version}    RemoveReply{version, inode?}
@@ -60,12 +61,13 @@ enum class Op : uint16_t {
   kMetaRemove = 28,
   kMetaReplace = 29,
   kShardPage = 30,
+  kMetaGetMany = 31,
 };
 inline constexpr Op kAllOps[] = {Op::kCollectiveContribute, Op::kCollectiveResult,
                                  Op::kChunkWrite,  Op::kChunkCommit, Op::kChunkDrop,
                                  Op::kChunkRead,   Op::kMetaCheck,   Op::kMetaInsert,
                                  Op::kMetaGet,     Op::kMetaList,    Op::kMetaRemove,
-                                 Op::kMetaReplace, Op::kShardPage};
+                                 Op::kMetaReplace, Op::kShardPage, Op::kMetaGetMany};
 // "chunk-write", ...; "unknown" for a value outside the enum.
 std::string_view OpName(uint16_t op);
 inline uint16_t Wire(Op op) { return static_cast<uint16_t>(op); }
@@ -123,6 +125,15 @@ struct PathRequest {
 };
 struct InodeReply {  // encoded as the inode record itself (EncodeInode): an owner sends it as stored
   Inode inode;
+};
+// Many lookups at one owner (Engine::StatBatch): 1..kMaxPathsPerRequest valid object paths.
+inline constexpr uint32_t kMaxPathsPerRequest = 4096;
+struct PathsRequest {
+  std::vector<std::string_view> paths;  // borrowed
+};
+// One outcome per path asked, in order: the inode, or why not (NotFound, Unavailable, ...).
+struct InodesReply {
+  std::vector<Result<Inode>> inodes;
 };
 struct MetaInsert {
   std::string_view path;
@@ -198,6 +209,8 @@ Bytes Encode(const ChunkReadReply& m);
 void EncodeChunkReadHead(uint32_t crc, uint64_t n, std::byte out[kChunkReadReplyHead]);
 Bytes Encode(const PathRequest& m);
 Bytes Encode(const InodeReply& m);
+Bytes Encode(const PathsRequest& m);
+Bytes Encode(const InodesReply& m);
 Bytes Encode(const MetaInsert& m);
 Bytes Encode(const MetaReplace& m);
 Bytes Encode(const MetaRemove& m);
@@ -230,6 +243,11 @@ Status DecodeChunkReadHead(std::span<const std::byte> head, uint64_t body, uint3
 Status Decode(std::span<const std::byte> b, PathRequest* out);
 // `path`: the object the reply is about (named in a Corruption).
 Status Decode(std::span<const std::byte> b, std::string_view path, InodeReply* out);
+Status Decode(std::span<const std::byte> b, PathsRequest* out);
+// `paths`: those asked; the reply must hold exactly one outcome per path, never OK without an
+// inode, and each inode is checked as the record of its path.
+Status Decode(std::span<const std::byte> b, std::span<const std::string_view> paths,
+              InodesReply* out);
 Status Decode(std::span<const std::byte> b, MetaInsert* out);
 Status Decode(std::span<const std::byte> b, MetaReplace* out);
 Status Decode(std::span<const std::byte> b, MetaRemove* out);

@@ -116,6 +116,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   co.repair_rate = uint64_t{options.repair_rate_mib_s} << 20;
   co.repair_parallelism = options.repair_parallelism;
   co.scrub_rate = uint64_t{options.scrub_rate_mib_s} << 20;
+  co.stat_lease = std::chrono::milliseconds(options.stat_lease_ms);
+  co.stat_cache_entries = options.stat_cache_entries;
   if (const char* env = std::getenv("SHOAL_LOST_MEMBERS"); env != nullptr) {
     std::string_view list(env);
     while (!list.empty()) {
@@ -237,6 +239,16 @@ Status Engine::ReadBatch(std::span<ReadRequest> requests) {
 Result<ObjectInfo> Engine::Stat(std::string_view path) {
   SHOAL_RETURN_IF_ERROR(impl_->Usable());
   return Recorded(*impl_, Impl::kStat, 0, [&] { return impl_->api().Stat(path); });
+}
+
+Status Engine::StatBatch(std::span<StatRequest> requests) {
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  Impl::Call& c = impl_->call(Impl::kStat);
+  c.ops->Add(requests.size());
+  Status s = impl_->api().StatBatch(requests);
+  impl_->CountError(s);
+  for (const StatRequest& r : requests) impl_->CountError(r.status);
+  return s;
 }
 
 Result<ListPage> Engine::List(std::string_view dir, const ListOptions& options) {

@@ -112,6 +112,14 @@ struct ReadRequest {
   uint64_t bytes_read = 0;
 };
 
+// One name of a StatBatch and its outcome.
+struct StatRequest {
+  std::string path;
+  // Outputs.
+  Status status;
+  ObjectInfo info;
+};
+
 class SHOAL_EXPORT Engine {
  public:
   // Opens (or creates) the store in options.store_dir. Recovers from any earlier crash: space of
@@ -173,7 +181,26 @@ class SHOAL_EXPORT Engine {
   Status ReadBatch(std::span<ReadRequest> requests);
 
   // Metadata of a sealed object. NotFound for a directory, an unsealed or an absent object.
+  //
+  // In a world, Stat is strict for this rank's own changes and for every rank's changes made
+  // before a collective (Barrier, AllGather) this rank has since returned from; otherwise it may
+  // lag other ranks' removes by up to Options::stat_lease_ms (default 1 s; 0 makes it strict):
+  // a sealed object's metadata looked up at another member is kept that long, so after another
+  // rank's Remove returns, Stat here may still report the object until the lease that began at
+  // this rank's lookup runs out (and a new object made under the same name meanwhile may show
+  // the old one's size). It never reports an object that was not sealed, and a Stat of a name
+  // this rank removed or sealed itself asks again. Reads and Locate never use these entries: a read of a
+  // removed object fails NotFound (holders refuse chunks of removed objects), it never returns
+  // another object's bytes. NotFound is never cached: a name sealed by another rank is seen by
+  // the next Stat once that Seal returned.
   Result<ObjectInfo> Stat(std::string_view path);
+
+  // Stat of many names. In a world the names are grouped by metadata owner and each owner
+  // answers its whole group in one call (from one read transaction), all owners in parallel;
+  // entries within the lease come from this rank's cache as for Stat. Each request gets its own
+  // status and info (the same as Stat would give); the returned Status is OK unless the batch as
+  // a whole could not run.
+  Status StatBatch(std::span<StatRequest> requests);
 
   // One page of a directory's entries with their sizes: readdir + getattr in one call, served
   // by a single range scan (in a world: one scan per member, in parallel, merged). NotFound if

@@ -142,6 +142,14 @@ struct Options {
   // Objects that background repair works on at once, each member (their round trips overlap;
   // repair_rate_mib_s bounds all of them together). 1..256; default 8.
   uint32_t repair_parallelism = 8;
+  // In a world: Stat and StatBatch may answer from the metadata of sealed objects this rank
+  // looked up at another member within the last this-many milliseconds (Engine::Stat's
+  // contract). 0: every Stat asks the owner. Objects whose metadata this rank holds are always
+  // looked up, as are every Read's and Locate's. 0 .. 3600000; default 1000.
+  uint32_t stat_lease_ms = 1000;
+  // The sealed objects' metadata kept for stat_lease_ms (entries; a full cache forgets a part
+  // of itself). Default 1M.
+  uint32_t stat_cache_entries = 1u << 20;
   // The background scrub re-reads this rank's stored chunks, checking their CRC32C, at most
   // this many MiB per second, after every Open; a damaged chunk is dropped and copied again
   // from a replica. 0: no scrub. Default 16.

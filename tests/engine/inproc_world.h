@@ -120,6 +120,8 @@ class InProcWorld {
   // How long the world's Open waits for a member (each phase).
   void set_join_timeout(std::chrono::milliseconds t) { join_timeout_ = t; }
   void set_repair_parallelism(uint32_t p) { repair_parallelism_ = p; }
+  // Stat's lease on other members' answers (ClusterOptions::stat_lease; 0: none).
+  void set_stat_lease(std::chrono::milliseconds lease) { stat_lease_ = lease; }
   // Background repair's copy rate, bytes per second (0: none).
   void set_repair_rate(uint64_t bytes_per_s) { repair_rate_ = bytes_per_s; }
   // The directory of store `store`.
@@ -146,6 +148,7 @@ class InProcWorld {
     co.drop_retired = drop_retired_;
     co.repair_parallelism = repair_parallelism_;
     co.repair_rate = repair_rate_;
+    co.stat_lease = stat_lease_;
     co.uid_seed = seed_ * 1000 + r + 1 + 100 * starts_;
     engine::WorldOptions wo;
     wo.rank = r;
@@ -169,6 +172,7 @@ class InProcWorld {
   std::chrono::milliseconds join_timeout_{10000};
   uint32_t repair_parallelism_ = engine::ClusterOptions{}.repair_parallelism;
   uint64_t repair_rate_ = engine::ClusterOptions{}.repair_rate;
+  std::chrono::milliseconds stat_lease_ = engine::ClusterOptions{}.stat_lease;
   bool catch_up_ = true;
   bool drop_retired_ = true;
   std::vector<uint32_t> stores_;  // rank -> store

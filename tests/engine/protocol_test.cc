@@ -2,6 +2,10 @@
 // could send wrong is refused with an error (the fuzzer, tests/fuzz, tries the rest).
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <string>
+#include <vector>
+
 #include "base/status_codec.h"
 #include "engine/protocol.h"
 #include "tests/test_util.h"
@@ -91,6 +95,44 @@ TEST(Protocol, MetadataMessagesRoundTripAndValidatePaths) {
   uint32_t huge = 1000000;
   std::memcpy(lying.data() + 1, &huge, 4);
   EXPECT_CODE(Decode(lying, 1000000, &page2), kCorruption);
+}
+
+TEST(Protocol, BatchedLookupsRoundTripAndRefuseWhatDoesNotMatchTheRequest) {
+  PathsRequest req{{"a/b", "c", "d/e/f"}}, req2;
+  const Bytes req_bytes = Encode(req);
+  ASSERT_OK(Decode(req_bytes, &req2));
+  EXPECT_EQ(req2.paths, req.paths);
+  ExpectPrefixesRefused<PathsRequest>(req_bytes, [](auto b, auto* m) { return Decode(b, m); });
+  EXPECT_CODE(Decode(Encode(PathsRequest{}), &req2), kInvalidArgument);  // no path
+  EXPECT_CODE(Decode(Encode(PathsRequest{{"a", "../x"}}), &req2), kInvalidArgument);
+  Bytes trailing = req_bytes;
+  trailing.push_back(std::byte{0});
+  EXPECT_CODE(Decode(trailing, &req2), kInvalidArgument);
+  std::vector<std::string> many(kMaxPathsPerRequest + 1, "p");
+  EXPECT_CODE(Decode(Encode(PathsRequest{{many.begin(), many.end()}}), &req2), kInvalidArgument);
+  Bytes lying = Encode(PathsRequest{{"a"}});
+  const uint32_t huge = kMaxPathsPerRequest;  // more than the bytes can hold
+  std::memcpy(lying.data(), &huge, 4);
+  EXPECT_CODE(Decode(lying, &req2), kInvalidArgument);
+
+  const std::vector<std::string_view> asked = {"a/b", "c", "d/e/f"};
+  InodesReply rep{{Striped(), Status::NotFound("no object"), Status::Unavailable("catching up")}};
+  InodesReply rep2;
+  const Bytes rep_bytes = Encode(rep);
+  ASSERT_OK(Decode(rep_bytes, asked, &rep2));
+  ASSERT_EQ(rep2.inodes.size(), 3u);
+  ASSERT_OK(rep2.inodes[0]);
+  EXPECT_EQ(rep2.inodes[0]->uid, 77u);
+  EXPECT_CODE(rep2.inodes[1], kNotFound);
+  EXPECT_CODE(rep2.inodes[2], kUnavailable);
+  // Another count than asked, a cut, trailing bytes: Corruption.
+  EXPECT_CODE(Decode(rep_bytes, std::span(asked).first(2), &rep2), kCorruption);
+  for (size_t n = 0; n < rep_bytes.size(); ++n) {
+    EXPECT_FALSE(Decode(std::span(rep_bytes).first(n), asked, &rep2).ok()) << "prefix " << n;
+  }
+  Bytes more = rep_bytes;
+  more.push_back(std::byte{1});
+  EXPECT_CODE(Decode(more, asked, &rep2), kCorruption);
 }
 
 TEST(Protocol, CollectiveAndCommitMessages) {

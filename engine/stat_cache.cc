@@ -1,0 +1,63 @@
+#include "engine/stat_cache.h"
+
+#include <algorithm>
+#include <functional>
+
+namespace shoal::engine {
+
+StatCache::StatCache(std::chrono::milliseconds lease, size_t capacity)
+    : lease_(lease), per_shard_(std::max<size_t>(1, capacity / kShards)) {}
+
+StatCache::Shard& StatCache::ShardOf(std::string_view path) {
+  return shards_[std::hash<std::string_view>{}(path) % kShards];
+}
+
+std::optional<ObjectInfo> StatCache::Get(std::string_view path, Clock::time_point now) {
+  if (!enabled()) return std::nullopt;
+  Shard& s = ShardOf(path);
+  MutexLock lk(&s.mu);
+  auto it = s.map.find(std::string(path));
+  if (it == s.map.end()) return std::nullopt;
+  if (now - it->second.at >= lease_) {
+    s.map.erase(it);
+    return std::nullopt;
+  }
+  return it->second.info;
+}
+
+void StatCache::Put(const ObjectInfo& info, Clock::time_point at) {
+  if (!enabled()) return;
+  Shard& s = ShardOf(info.path);
+  MutexLock lk(&s.mu);
+  if (at <= s.last_forget) return;
+  if (s.map.size() >= per_shard_) s.map.clear();
+  s.map.insert_or_assign(info.path, Entry{info, at});
+}
+
+void StatCache::Forget(std::string_view path) {
+  if (!enabled()) return;
+  Shard& s = ShardOf(path);
+  MutexLock lk(&s.mu);
+  s.map.erase(std::string(path));
+  s.last_forget = Clock::now();
+}
+
+void StatCache::ForgetAll() {
+  if (!enabled()) return;
+  for (Shard& s : shards_) {
+    MutexLock lk(&s.mu);
+    s.map.clear();
+    s.last_forget = Clock::now();
+  }
+}
+
+size_t StatCache::size() {
+  size_t n = 0;
+  for (Shard& s : shards_) {
+    MutexLock lk(&s.mu);
+    n += s.map.size();
+  }
+  return n;
+}
+
+}  // namespace shoal::engine
