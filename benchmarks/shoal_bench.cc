@@ -428,6 +428,8 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 256));
     sub->add_option("--files", wc.files, "objects created by all ranks (meta mode)");
     sub->add_option("--stats", wc.stats, "stats by all ranks (meta mode)");
+    sub->add_option("--stat-lease-ms", wc.stat_lease_ms,
+                    "Options::stat_lease_ms of the world's ranks (default: the engine's)");
   };
   for (const char* m : {"write", "read", "randread", "remote-read", "meta", "ckpt", "all"}) {
     add_common(app.add_subcommand(m, std::string("mode ") + m)->callback([&c, m] { c.mode = m; }));

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace shoal::bench {
@@ -35,7 +36,8 @@ struct WorldConfig {
   uint64_t stats = 400000;        // stats in the metadata phase (all ranks)
   int repeat = 3;
   bool json = false;
-  std::string raw_shape = "best";  // the raw-disk baseline's shape: "best" (a sweep) or "engine"
+  std::string raw_shape = "best";
+  std::optional<uint32_t> stat_lease_ms;  // Options::stat_lease_ms; none: the engine's default  // the raw-disk baseline's shape: "best" (a sweep) or "engine"
 };
 
 // Starts cfg.ranks copies of this program (argv) as one world and waits for them. Returns the

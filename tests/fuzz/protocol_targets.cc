@@ -45,7 +45,7 @@ void FuzzProtocol(std::string_view input) {
   const std::string_view rest = in.Rest();
   const std::span<const std::byte> b = AsBytes(rest);
   const std::string path = "fuzz/object";
-  switch (which % 18) {
+  switch (which % 20) {
     case 0: return RoundTrip<p::Contribute>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
     case 1:
       return RoundTrip<p::CollectiveResult>(
@@ -91,6 +91,12 @@ void FuzzProtocol(std::string_view input) {
       return RoundTrip<p::ShardPageReply>(
           b, [&](std::span<const std::byte> x, auto* m) { return p::Decode(x, param % 4096, m); });
     case 17: return RoundTrip<p::ChunkCommit>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
+    case 18: return RoundTrip<p::PathsRequest>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
+    case 19: {
+      const std::vector<std::string_view> asked(param % 8 + 1, path);
+      return RoundTrip<p::InodesReply>(
+          b, [&](std::span<const std::byte> x, auto* m) { return p::Decode(x, asked, m); });
+    }
   }
 }
 
@@ -142,6 +148,8 @@ std::vector<std::string> ProtocolSeeds() {
   add(17, 0, p::Encode(p::ChunkCommit{9, "a/b"}));
   add(16, 8, p::Encode(p::ShardPageReply{"a/c", {{"a/b", 9, false, engine::EncodeInode(striped)},
                                                    {"a/c", 11, true, ""}}}));
+  add(18, 0, p::Encode(p::PathsRequest{{"a/b", "fuzz/object", "c"}}));
+  add(19, 2, p::Encode(p::InodesReply{{striped, Status::NotFound("no object"), small}}));
   return seeds;
 }
 
