@@ -34,6 +34,17 @@ def test_write_read_stat_list_remove(eng):
         eng.stat("d/a.bin")
 
 
+def test_stat_many_answers_each_name(eng):
+    eng.write("m/a", b"x" * 10)
+    eng.write("m/b", b"y" * 5000)
+    got = eng.stat_many(["m/a", "m/missing", "m/b", "m"])
+    assert [g.size if g else None for g in got] == [10, None, 5000, None]
+    assert got[0].path == "m/a" and got[0].is_inline
+    assert eng.stat_many([]) == []
+    with pytest.raises(ValueError):
+        eng.stat_many(["m/../x"])
+
+
 def test_reads_into_caller_buffers_without_copies(eng):
     data = np.arange(1 << 20, dtype=np.float32)
     eng.write("x", data)                      # numpy in

@@ -67,6 +67,8 @@ void ApplySettings(const py::dict& settings, Options* o) {
       {"repair_rate_mib_s", [](Options* o, py::handle v) { o->repair_rate_mib_s = v.cast<uint32_t>(); }},
       {"repair_parallelism", [](Options* o, py::handle v) { o->repair_parallelism = v.cast<uint32_t>(); }},
       {"scrub_rate_mib_s", [](Options* o, py::handle v) { o->scrub_rate_mib_s = v.cast<uint32_t>(); }},
+      {"stat_lease_ms", [](Options* o, py::handle v) { o->stat_lease_ms = v.cast<uint32_t>(); }},
+      {"stat_cache_entries", [](Options* o, py::handle v) { o->stat_cache_entries = v.cast<uint32_t>(); }},
       {"lost_members", [](Options* o, py::handle v) {
          if (py::isinstance<py::str>(v)) throw py::cast_error("a list of member ids, not one string");
          o->lost_members = v.cast<std::vector<std::string>>();
@@ -265,6 +267,30 @@ void BindEngine(py::module_& m) {
       .def(
           "stat", [](PyEngine& pe, const std::string& path) { return ValueOrThrow(pe.get().Stat(path)); },
           py::arg("path"), py::call_guard<Release>())
+      .def(
+          "stat_many",
+          [](PyEngine& pe, const std::vector<std::string>& paths) {
+            std::vector<StatRequest> reqs(paths.size());
+            for (size_t i = 0; i < paths.size(); ++i) reqs[i].path = paths[i];
+            {
+              py::gil_scoped_release release;
+              ThrowIfError(pe.get().StatBatch(reqs));
+            }
+            py::list out;
+            for (StatRequest& r : reqs) {
+              if (r.status.ok()) {
+                out.append(py::cast(std::move(r.info)));
+              } else if (r.status.code() == Code::kNotFound) {
+                out.append(py::none());
+              } else {
+                ThrowIfError(r.status);
+              }
+            }
+            return out;
+          },
+          py::arg("paths"),
+          "Stat of many names (Engine::StatBatch: one call per metadata owner in a world): a "
+          "list of ObjectInfo, None where a name is not a sealed object; other errors raise.")
       .def("list", &ListAll, py::arg("dir") = "", py::arg("start_after") = "",
            py::arg("limit") = 0,
            "Entries of `dir` with sizes, sorted by name: every page, or one page of `limit`.")
