@@ -127,6 +127,15 @@ class InProcWorld {
   // The directory of store `store`.
   std::string Store(uint32_t store) const { return dir_.Sub("m" + std::to_string(store)); }
   engine::Cluster& at(uint32_t r) { return *members_.at(r); }
+  // Create + Write + Seal of a whole object through rank r (Abort when any fails).
+  Status Put(uint32_t r, const std::string& path, std::span<const std::byte> data) {
+    engine::Cluster& m = at(r);
+    SHOAL_RETURN_IF_ERROR(m.Create(path, {}));
+    Status s = m.Write(path, 0, data);
+    if (s.ok()) s = m.Seal(path);
+    if (!s.ok()) (void)m.Abort(path);
+    return s;
+  }
   transport::InProcNetwork& net() { return *net_; }
   // Ranks of the running world.
   uint32_t size() const { return static_cast<uint32_t>(stores_.size()); }

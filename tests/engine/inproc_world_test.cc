@@ -55,11 +55,7 @@ class InProcWorldTest : public ::testing::Test {
   engine::Cluster& M(uint32_t r) { return world_->at(r); }
 
   Status Put(uint32_t r, const std::string& path, const std::vector<std::byte>& data) {
-    SHOAL_RETURN_IF_ERROR(M(r).Create(path, {}));
-    Status s = M(r).Write(path, 0, data);
-    if (s.ok()) s = M(r).Seal(path);
-    if (!s.ok()) (void)M(r).Abort(path);
-    return s;
+    return world_->Put(r, path, data);
   }
   void ExpectRead(uint32_t r, const std::string& path, const std::vector<std::byte>& want) {
     std::vector<std::byte> got(want.size());

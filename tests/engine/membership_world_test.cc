@@ -47,13 +47,8 @@ class MembershipWorld : public ::testing::Test {
   engine::Cluster& M(uint32_t r) { return world_->at(r); }
 
   Status Put(uint32_t r, const std::string& path, std::vector<std::byte> data) {
-    SHOAL_RETURN_IF_ERROR(M(r).Create(path, {}));
-    Status s = M(r).Write(path, 0, data);
-    if (s.ok()) s = M(r).Seal(path);
-    if (!s.ok()) {
-      (void)M(r).Abort(path);
-      return s;
-    }
+    Status s = world_->Put(r, path, data);
+    if (!s.ok()) return s;
     live_[path] = std::move(data);
     removed_.erase(path);
     return s;
