@@ -18,7 +18,7 @@ std::optional<ObjectInfo> StatCache::Get(std::string_view path, Clock::time_poin
   MutexLock lk(&s.mu);
   auto it = s.map.find(std::string(path));
   if (it == s.map.end()) return std::nullopt;
-  if (now - it->second.at >= lease_) {
+  if (now - it->second.at >= lease_ || Forgotten(it->second.at)) {
     s.map.erase(it);
     return std::nullopt;
   }
@@ -29,7 +29,7 @@ void StatCache::Put(const ObjectInfo& info, Clock::time_point at) {
   if (!enabled()) return;
   Shard& s = ShardOf(info.path);
   MutexLock lk(&s.mu);
-  if (at <= s.last_forget) return;
+  if (at <= s.last_forget || Forgotten(at)) return;
   if (s.map.size() >= per_shard_) s.map.clear();
   s.map.insert_or_assign(info.path, Entry{info, at});
 }
@@ -43,12 +43,12 @@ void StatCache::Forget(std::string_view path) {
 }
 
 void StatCache::ForgetAll() {
-  if (!enabled()) return;
-  for (Shard& s : shards_) {
-    MutexLock lk(&s.mu);
-    s.map.clear();
-    s.last_forget = Clock::now();
-  }
+  // O(1): a Barrier must not pay for clearing a million entries; they go when next looked up.
+  if (enabled()) forgot_all_.store(Clock::now().time_since_epoch().count());
+}
+
+bool StatCache::Forgotten(Clock::time_point at) const {
+  return at.time_since_epoch().count() <= forgot_all_.load();
 }
 
 size_t StatCache::size() {

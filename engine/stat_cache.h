@@ -13,8 +13,10 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,8 +45,10 @@ class StatCache {
   // Drops `path` (this member removed or sealed it).
   void Forget(std::string_view path);
   // Drops every entry, and every lookup sent before (a collective ended: whatever any rank did
-  // before entering it must be seen after it).
+  // before entering it must be seen after it). Constant time: the entries are dropped when next
+  // looked up (or with their shard when it fills).
   void ForgetAll();
+  // Entries held (those a ForgetAll dropped count until they are looked up again).
   size_t size();
 
   // Forgets `path` when it goes out of scope: at the end of this member's Remove or Seal, after
@@ -73,10 +77,13 @@ class StatCache {
     Clock::time_point last_forget GUARDED_BY(mu){};
   };
   Shard& ShardOf(std::string_view path);
+  // Whether a lookup sent at `at` came before the last ForgetAll.
+  bool Forgotten(Clock::time_point at) const;
 
   const std::chrono::milliseconds lease_;
   const size_t per_shard_;
   std::array<Shard, kShards> shards_;
+  std::atomic<Clock::rep> forgot_all_{std::numeric_limits<Clock::rep>::min()};
 };
 
 }  // namespace shoal::engine

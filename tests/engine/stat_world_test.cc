@@ -261,7 +261,7 @@ TEST_F(StatWorld, WithoutALeaseEveryStatAsksTheOwner) {
 // bring the removed object back into the lease.
 TEST_F(StatWorld, AStatRacingTheMembersOwnRemoveDoesNotReviveIt) {
   Open(2, 1, std::chrono::milliseconds(60000));
-  for (int round = 0; round < 30; ++round) {
+  for (int round = 0; round < 10; ++round) {
     const std::string p = RemoteName(0, "race" + std::to_string(round) + "/o");
     ASSERT_OK(Put(0, p, Pattern(20, round)));
     std::atomic<bool> stop{false};
@@ -297,6 +297,17 @@ TEST(StatCache, KeepsAnEntryForTheLeaseFromItsLookupAndNotAcrossAForget) {
   EXPECT_TRUE(cache.Get("a/b").has_value());
   cache.Forget("a/b");
   EXPECT_FALSE(cache.Get("a/b").has_value());
+  // ForgetAll: every entry, and every lookup sent before it.
+  info.path = "c";
+  const auto sent = StatCache::Clock::now();
+  cache.Put(info, sent);
+  ASSERT_TRUE(cache.Get("c").has_value());
+  cache.ForgetAll();
+  EXPECT_FALSE(cache.Get("c").has_value());
+  cache.Put(info, sent);
+  EXPECT_FALSE(cache.Get("c").has_value());
+  cache.Put(info, StatCache::Clock::now());
+  EXPECT_TRUE(cache.Get("c").has_value());
 }
 
 TEST(StatCache, StaysWithinItsCapacityAndKeepsNothingWithoutALease) {
