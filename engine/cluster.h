@@ -101,7 +101,7 @@ struct ClusterOptions {
   // Stat's lease on sealed objects' metadata looked up at other members (Options::stat_lease_ms;
   // 0: none) and the most entries kept (engine/stat_cache.h).
   std::chrono::milliseconds stat_lease{1000};
-  size_t stat_cache_entries = 1u << 20;
+  size_t stat_cache_entries = 1u << 18;
   // Where the member's counters and histograms go (owned by the caller, outliving the
   // Cluster); null: a registry of its own.
   metrics::Registry* metrics = nullptr;
