@@ -156,6 +156,20 @@ std::vector<RawShape> FastestFirst(std::vector<RawShape> v) {
 
 }  // namespace
 
+RawCandidates SequentialCandidates(uint32_t chunk_size, uint32_t engine_depth) {
+  RawCandidates c;
+  for (uint32_t b : {1u << 20, 4u << 20, chunk_size}) {
+    if (b != 0 && chunk_size % b == 0 && std::find(c.blocks.begin(), c.blocks.end(), b) == c.blocks.end()) {
+      c.blocks.push_back(b);
+    }
+  }
+  c.depths = {4, 16, 32};
+  if (std::find(c.depths.begin(), c.depths.end(), engine_depth) == c.depths.end()) {
+    c.depths.push_back(engine_depth);
+  }
+  return c;
+}
+
 Result<std::vector<RawShape>> SweepRawShapes(const std::string& path, bool write, uint64_t bytes,
                                              const std::vector<uint32_t>& blocks,
                                              const std::vector<uint32_t>& depths) {

@@ -43,6 +43,14 @@ struct RawShape {
   double mbps = 0;
 };
 
+// The shapes a sequential sweep tries: block sizes {1 MiB, 4 MiB, chunk_size} that divide
+// chunk_size (so every size the engine moves, a multiple of it, divides too) x queue depths
+// {4, 16, 32, engine_depth}.
+struct RawCandidates {
+  std::vector<uint32_t> blocks, depths;
+};
+RawCandidates SequentialCandidates(uint32_t chunk_size, uint32_t engine_depth);
+
 // Measures sequential writes (`write`) or reads of a probe file of `bytes` at `path` at every
 // block x depth (blocks that do not divide `bytes` are skipped); a read sweep reads the file a
 // write sweep or RawSequentialWrite left. Returns the shapes measured, fastest first.

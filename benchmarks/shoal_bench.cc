@@ -291,14 +291,10 @@ class Bench {
     write_shape_ = read_shape_ = RawShape{c_.chunk_size, c_.queue_depth, 0};
     if (c_.raw_shape != "best") return;
     uint64_t probe = std::min<uint64_t>(c_.size, 256ull << 20);
-    std::vector<uint32_t> blocks;
-    for (uint32_t b : WithOwn({1u << 20, 4u << 20}, c_.chunk_size)) {
-      if (probe % b == 0 && c_.chunk_size % b == 0) blocks.push_back(b);
-    }
-    const std::vector<uint32_t> depths = WithOwn({4, 16, 32}, c_.queue_depth);
+    const RawCandidates cand = SequentialCandidates(c_.chunk_size, c_.queue_depth);
     const std::string file = c_.dir + "/raw-probe.dat";
-    auto w = Check(SweepRawShapes(file, true, probe, blocks, depths), "raw write sweep");
-    auto r = Check(SweepRawShapes(file, false, probe, blocks, depths), "raw read sweep");
+    auto w = Check(SweepRawShapes(file, true, probe, cand.blocks, cand.depths), "raw write sweep");
+    auto r = Check(SweepRawShapes(file, false, probe, cand.blocks, cand.depths), "raw read sweep");
     std::filesystem::remove(file);
     PrintSweep("write", probe, w);
     PrintSweep("read", probe, r);

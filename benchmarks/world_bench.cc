@@ -132,20 +132,12 @@ class Member {
     const uint64_t probe =
         std::max<uint64_t>(c_.chunk_size, std::min<uint64_t>(bytes_per_rank, 128ull << 20) /
                                               c_.chunk_size * c_.chunk_size);
-    std::vector<uint32_t> blocks, depths = {4, 16, 32};
-    for (uint32_t b : {1u << 20, 4u << 20, c_.chunk_size}) {
-      if (c_.chunk_size % b == 0 && std::find(blocks.begin(), blocks.end(), b) == blocks.end()) {
-        blocks.push_back(b);
-      }
-    }
-    if (std::find(depths.begin(), depths.end(), c_.queue_depth) == depths.end()) {
-      depths.push_back(c_.queue_depth);
-    }
+    const RawCandidates cand = SequentialCandidates(c_.chunk_size, c_.queue_depth);
     const std::string file = RawPath("probe");
     for (bool write : {true, false}) {
       std::vector<RawShape> sweep;
-      for (uint32_t b : blocks) {
-        for (uint32_t d : depths) {
+      for (uint32_t b : cand.blocks) {
+        for (uint32_t d : cand.depths) {
           double secs = Timed([&] {
             Check((write ? RawSequentialWrite(file, probe, b, d, nullptr)
                          : RawSequentialRead(file, probe, b, d, nullptr)).status(),
