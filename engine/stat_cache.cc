@@ -1,7 +1,6 @@
 #include "engine/stat_cache.h"
 
 #include <algorithm>
-#include <functional>
 
 namespace shoal::engine {
 
@@ -9,20 +8,22 @@ StatCache::StatCache(std::chrono::milliseconds lease, size_t capacity)
     : lease_(lease), per_shard_(std::max<size_t>(1, capacity / kShards)) {}
 
 StatCache::Shard& StatCache::ShardOf(std::string_view path) {
-  return shards_[std::hash<std::string_view>{}(path) % kShards];
+  return shards_[Hash{}(path) % kShards];
 }
 
 std::optional<ObjectInfo> StatCache::Get(std::string_view path, Clock::time_point now) {
   if (!enabled()) return std::nullopt;
   Shard& s = ShardOf(path);
   MutexLock lk(&s.mu);
-  auto it = s.map.find(std::string(path));
+  auto it = s.map.find(path);
   if (it == s.map.end()) return std::nullopt;
   if (now - it->second.at >= lease_ || Forgotten(it->second.at)) {
     s.map.erase(it);
     return std::nullopt;
   }
-  return it->second.info;
+  ObjectInfo info = it->second.info;
+  info.path = it->first;
+  return info;
 }
 
 void StatCache::Put(const ObjectInfo& info, Clock::time_point at) {
@@ -31,14 +32,16 @@ void StatCache::Put(const ObjectInfo& info, Clock::time_point at) {
   MutexLock lk(&s.mu);
   if (at <= s.last_forget || Forgotten(at)) return;
   if (s.map.size() >= per_shard_) s.map.clear();
-  s.map.insert_or_assign(info.path, Entry{info, at});
+  Entry e{info, at};
+  std::string().swap(e.info.path);  // its memory too (clear() keeps the capacity)
+  s.map.insert_or_assign(info.path, std::move(e));
 }
 
 void StatCache::Forget(std::string_view path) {
   if (!enabled()) return;
   Shard& s = ShardOf(path);
   MutexLock lk(&s.mu);
-  s.map.erase(std::string(path));
+  if (auto it = s.map.find(path); it != s.map.end()) s.map.erase(it);
   s.last_forget = Clock::now();
 }
 

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -68,12 +69,18 @@ class StatCache {
  private:
   static constexpr size_t kShards = 16;
   struct Entry {
-    ObjectInfo info;
+    ObjectInfo info;  // without its path: the key holds it
     Clock::time_point at;
+  };
+  // Lookups by string_view without building a std::string (a warm Stat allocates only its
+  // result).
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   struct Shard {
     Mutex mu;
-    std::unordered_map<std::string, Entry> map GUARDED_BY(mu);
+    std::unordered_map<std::string, Entry, Hash, std::equal_to<>> map GUARDED_BY(mu);
     Clock::time_point last_forget GUARDED_BY(mu){};
   };
   Shard& ShardOf(std::string_view path);

@@ -148,8 +148,8 @@ struct Options {
   // looked up, as are every Read's and Locate's. 0 .. 3600000; default 1000.
   uint32_t stat_lease_ms = 1000;
   // The sealed objects' metadata kept for stat_lease_ms (entries; a full cache forgets a part
-  // of itself). An entry costs about 200 bytes plus twice its name (283 bytes measured with
-  // 43-byte names: ~74 MB when full). Default 262,144.
+  // of itself). An entry costs about 175 bytes plus its name (219 bytes measured with 43-byte
+  // names: ~57 MB when full). Default 262,144.
   uint32_t stat_cache_entries = 1u << 18;
   // The background scrub re-reads this rank's stored chunks, checking their CRC32C, at most
   // this many MiB per second, after every Open; a damaged chunk is dropped and copied again
