@@ -127,6 +127,10 @@ Messenger::Impl::~Impl() {
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
   worker_.reset();
   context_.reset();
+  // Sends a force-closed endpoint never completed (UCX called no callback): nothing refers to
+  // their memory once the worker is destroyed.
+  for (OutMsg* m : sending_) delete m;
+  sending_.clear();
 }
 
 Status Messenger::Impl::Connect(uint32_t peer, std::span<const std::byte> address) {

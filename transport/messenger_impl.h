@@ -23,6 +23,7 @@
 #include <span>
 #include <string_view>
 #include <thread>
+#include <unordered_set>
 #include <type_traits>
 #include <vector>
 
@@ -171,6 +172,9 @@ class Messenger::Impl {
   static constexpr size_t kMaxHeldBytes = 64u << 20;
   std::deque<std::pair<Header, Payload>> held_;  // from members not connected yet
   size_t held_bytes_ = 0;
+  // Sends UCX still holds (their OutMsg is freed by OnSendDone); those a closed endpoint never
+  // completed are freed after the worker is gone (~Impl), so none leaks at shutdown.
+  std::unordered_set<OutMsg*> sending_;
   bool stopping_ = false;
   bool stop_ = false;
   // Written by the progress thread, read by any.

@@ -59,7 +59,9 @@ void Messenger::Impl::Send(uint32_t peer, const Header* h, std::vector<std::byte
     count = n;
   }
   void* req = ucp_am_send_nbx(p.ep, kAmId, m->header.data(), m->header.size(), buffer, count, &rp);
-  if (req == nullptr) {
+  if (req != nullptr && !UCS_PTR_IS_ERR(req)) {
+    sending_.insert(m);
+  } else if (req == nullptr) {
     delete m;
   } else if (UCS_PTR_IS_ERR(req)) {
     if (m->is_request) {
@@ -75,6 +77,7 @@ void Messenger::Impl::OnSendDone(void* request, ucs_status_t status, void* user_
   if (status != UCS_OK && m->is_request) {
     m->impl->Complete(m->request_id, UcxStatus(status, "sending request"));
   }
+  m->impl->sending_.erase(m);
   delete m;
   ucp_request_free(request);
 }
