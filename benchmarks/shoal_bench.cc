@@ -3,6 +3,7 @@
 //   shoal-bench write    --size 2G --dir D [--json]   sequential write of one object (+ seal)
 //   shoal-bench read     --size 2G --dir D [--json]   sequential read (reuses what write left)
 //   shoal-bench randread --dir D [--json]             random reads of sample-sized objects
+//   shoal-bench smallread --size 1G --qd 32           random 4 KiB reads of one large object
 //   shoal-bench all      --size 2G                    all three (the README's main job)
 //
 // Every engine figure is printed beside the raw baseline: O_DIRECT io_uring on a file in the
@@ -53,6 +54,7 @@ struct Config {
   uint64_t sample_bytes = 512ull << 20;
   uint64_t reads = 20000;
   uint32_t batch = 1024;
+  uint32_t small_read = 4096;  // smallread: bytes per read
   uint64_t read_call = 256ull << 20;
   int repeat = 3;
   bool json = false;
@@ -271,6 +273,54 @@ class Bench {
                                               rand_shape_.depth), "raw random read"));
   }
 
+  // --- small random reads of one large object (block sums: only the blocks read) ---
+  void EnsureSmallReads() {
+    EnsureSequentialData();
+    const uint64_t slots = c_.size / c_.small_read;
+    std::mt19937_64 rng(7);
+    small_offsets_.resize(c_.reads);
+    for (auto& o : small_offsets_) o = rng() % slots * c_.small_read;
+    small_shape_ = RawShape{c_.small_read, c_.queue_depth, 0};
+    if (c_.raw_shape == "best") {
+      std::vector<uint64_t> probe(small_offsets_.begin(),
+                                  small_offsets_.begin() +
+                                      std::min<size_t>(small_offsets_.size(), 20000));
+      auto sweep = Check(SweepRawRandomDepths(RawSeqPath(), probe, c_.small_read,
+                                              WithOwn({16, 32, 64}, c_.queue_depth)),
+                         "raw small-read sweep");
+      small_shape_ = sweep.front();
+      PrintSweep("smallread", probe.size() * c_.small_read, sweep);
+    }
+  }
+
+  Figure EngineSmallRead() {
+    const std::string path = "bench/seq.bin";
+    const size_t batch = c_.batch;
+    Buffer buf(batch * c_.small_read);
+    std::vector<ReadRequest> reqs(batch);
+    auto start = Clock::now();
+    for (size_t i = 0; i < small_offsets_.size(); i += batch) {
+      size_t n = std::min(batch, small_offsets_.size() - i);
+      for (size_t k = 0; k < n; ++k) {
+        reqs[k].path = path;
+        reqs[k].offset = small_offsets_[i + k];
+        reqs[k].dst = {buf.data() + k * c_.small_read, c_.small_read};
+      }
+      Check(engine_->ReadBatch({reqs.data(), n}), "read batch");
+      for (size_t k = 0; k < n; ++k) {
+        Check(reqs[k].status, "small read");
+        if (reqs[k].bytes_read != c_.small_read) Die(Status::Internal("short"), "small read");
+      }
+    }
+    double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    return Figure{secs, small_offsets_.size() * c_.small_read, small_offsets_.size()};
+  }
+
+  Figure RawSmallRead() {
+    return FromRaw(Check(bench::RawRandomRead(RawSeqPath(), small_offsets_, c_.small_read,
+                                              small_shape_.depth), "raw small read"));
+  }
+
   // --- the raw baseline's shape ---
   static std::vector<uint32_t> WithOwn(std::vector<uint32_t> v, uint32_t own) {
     if (std::find(v.begin(), v.end(), own) == v.end()) v.push_back(own);
@@ -337,6 +387,13 @@ class Bench {
                              [&] { return RawRead(); }));
       rows.back().raw_shape = read_shape_;
     }
+    if (m == "smallread") {
+      if (c_.raw_shape == "best") ChooseSequentialShapes();
+      EnsureSmallReads();
+      rows.push_back(Measure("smallread", c_.small_read, [&] { return EngineSmallRead(); },
+                             [&] { return RawSmallRead(); }));
+      rows.back().raw_shape = small_shape_;
+    }
     if (m == "randread" || m == "all") {
       EnsureSamples();
       rows.push_back(Measure("randread", c_.sample_size, [&] { return EngineRandomRead(); },
@@ -356,7 +413,8 @@ class Bench {
   Config c_;
   std::unique_ptr<Engine> engine_;
   std::vector<uint64_t> picks_;
-  RawShape write_shape_, read_shape_, rand_shape_;
+  std::vector<uint64_t> small_offsets_;
+  RawShape write_shape_, read_shape_, rand_shape_, small_shape_;
 };
 
 bool ParseSize(const std::string& s, uint64_t* out) {
@@ -385,7 +443,8 @@ int main(int argc, char** argv) {
   CLI::App app{"shoal-bench: shoal against the raw disk (and raw UCX), measured in the same run"};
   WorldConfig wc;
   app.require_subcommand(1, 1);
-  std::string size = "2G", chunk = "4M", sample = "128K", sample_bytes = "512M", read_call = "256M";
+  std::string size = "2G", chunk = "4M", sample = "128K", sample_bytes = "512M", read_call = "256M",
+              small = "4K";
   auto add_common = [&](CLI::App* sub) {
     sub->add_option("--size", size, "bytes written/read sequentially (e.g. 2G; world modes: "
                                     "over all ranks; ckpt: per rank)");
@@ -399,7 +458,8 @@ int main(int argc, char** argv) {
     sub->add_option("--sample-size", sample, "object size of the random-read mode");
     sub->add_option("--sample-bytes", sample_bytes, "total bytes of sample objects");
     sub->add_option("--reads", c.reads, "random reads per measurement");
-    sub->add_option("--batch", c.batch, "samples per ReadBatch call in the randread mode")
+    sub->add_option("--read-size", small, "bytes per read of the smallread mode (4 KiB multiple)");
+    sub->add_option("--batch", c.batch, "reads per ReadBatch call in the randread and smallread modes")
         ->check(CLI::Range(1, 65536));
     sub->add_option("--read-call", read_call, "bytes per Read call in the read mode");
     sub->add_option("--repeat", c.repeat, "measurements per mode; the median is reported")
@@ -427,7 +487,8 @@ int main(int argc, char** argv) {
     sub->add_option("--stat-lease-ms", wc.stat_lease_ms,
                     "Options::stat_lease_ms of the world's ranks (default: the engine's)");
   };
-  for (const char* m : {"write", "read", "randread", "remote-read", "meta", "ckpt", "all"}) {
+  for (const char* m :
+       {"write", "read", "randread", "smallread", "remote-read", "meta", "ckpt", "all"}) {
     add_common(app.add_subcommand(m, std::string("mode ") + m)->callback([&c, m] { c.mode = m; }));
   }
   CLI11_PARSE(app, argc, argv);
@@ -445,6 +506,13 @@ int main(int argc, char** argv) {
   parse(sample, "--sample-size", &c.sample_size);
   parse(sample_bytes, "--sample-bytes", &c.sample_bytes);
   parse(read_call, "--read-call", &c.read_call);
+  parse(small, "--read-size", &v);
+  if (v % 4096 != 0 || v > c.chunk_size || v > c.size) {
+    std::fprintf(stderr, "shoal-bench: --read-size must be a multiple of 4 KiB, at most the "
+                         "chunk size and --size\n");
+    return 2;
+  }
+  c.small_read = static_cast<uint32_t>(v);
   if (c.size % c.chunk_size != 0 || c.sample_size % 4096 != 0 || c.read_call % 4096 != 0) {
     std::fprintf(stderr, "shoal-bench: --size must be a multiple of --chunk-size, and "
                          "--sample-size and --read-call multiples of 4 KiB\n");
@@ -456,8 +524,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "shoal-bench: mode %s needs a world: add --ranks N\n", c.mode.c_str());
     return 2;
   }
-  if (world && c.mode == "randread") {
-    std::fprintf(stderr, "shoal-bench: randread runs on one member (drop --ranks)\n");
+  if (world && (c.mode == "randread" || c.mode == "smallread")) {
+    std::fprintf(stderr, "shoal-bench: %s runs on one member (drop --ranks)\n", c.mode.c_str());
     return 2;
   }
   if (world) {

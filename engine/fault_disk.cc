@@ -36,6 +36,7 @@ void FaultDisk::Submit(std::span<const IoOp> ops) {
     int err = 0;
     if (op.kind == IoOp::Kind::kRead) {
       reads_.fetch_add(1);
+      bytes_read_.fetch_add(op.len);
       if (fail_reads_.load()) err = EIO;
     }
     if (op.kind == IoOp::Kind::kWrite) {

@@ -25,6 +25,8 @@ class FaultDisk final : public Disk {
   void SetFailSync(bool fail) { fail_sync_.store(fail); }
   // Read operations submitted so far (to check how often the engine goes to the disk).
   uint64_t reads() const { return reads_.load(); }
+  // Bytes those reads asked for (to check how much of a chunk a small read reads).
+  uint64_t bytes_read() const { return bytes_read_.load(); }
 
   std::string_view name() const override { return inner_->name(); }
   Result<int> OpenFile(const std::string& path, bool create, bool direct,
@@ -54,6 +56,7 @@ class FaultDisk final : public Disk {
   std::atomic<bool> fail_writes_{false};
   std::atomic<bool> fail_sync_{false};
   std::atomic<uint64_t> reads_{0};
+  std::atomic<uint64_t> bytes_read_{0};
 };
 
 }  // namespace shoal::engine

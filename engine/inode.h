@@ -64,6 +64,9 @@ struct Inode {
     bool operator==(const Copy&) const = default;
   };
   std::vector<Copy> copies;
+  // Not encoded: at a seal, chunk i's block sums (engine/block_sums.h), written with its extent
+  // record (MetaStore), empty when none. Decoded inodes leave it empty.
+  std::vector<std::vector<uint32_t>> block_sums;
 
   bool ChunkWritten(uint64_t index) const { return (written[index / 8] >> (index % 8)) & 1; }
 

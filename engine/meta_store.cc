@@ -16,6 +16,7 @@
 
 #include "base/errno_status.h"
 #include "base/log.h"
+#include "engine/block_sums.h"
 #include "engine/lmdb_check.h"
 #include "engine/lmdb_txn.h"
 #include "engine/path.h"
@@ -403,6 +404,23 @@ std::vector<Result<Inode>> MetaStore::GetInodes(std::span<const std::string_view
   return out;
 }
 
+std::vector<std::vector<uint32_t>> MetaStore::GetBlockSums(
+    std::span<const std::pair<uint32_t, uint64_t>> extents) {
+  std::vector<std::vector<uint32_t>> out(extents.size());
+  ReadTxn txn(env_);
+  if (!txn.status().ok()) return out;
+  for (size_t i = 0; i < extents.size(); ++i) {
+    std::string_view v;
+    if (!Get(txn.get(), extents_, ExtentKey(extents[i].first, extents[i].second), &v).ok()) {
+      continue;
+    }
+    if (v.size() <= 4 || (v.size() - 4) % 4 != 0) continue;  // none (ForEachExtent checks sizes)
+    out[i].resize((v.size() - 4) / 4);
+    std::memcpy(out[i].data(), v.data() + 4, v.size() - 4);
+  }
+  return out;
+}
+
 Result<std::string> MetaStore::GetInodeBytes(std::string_view path) {
   ReadTxn txn(env_);
   SHOAL_RETURN_IF_ERROR(txn.status());
@@ -505,11 +523,17 @@ Status MetaStore::PutRecordTxn(MDB_txn* txn, std::string_view path, Inode* inode
   inode->id = kSerialIdBit | (static_cast<uint64_t>(mdb_txn_id(txn)) << kSerialBits) |
               write_serial++;
   SHOAL_RETURN_IF_ERROR(Put(txn, inodes_, PathKey(path), EncodeInode(*inode)));
-  for (const Extent& e : inode->chunks) {
+  std::string value;
+  for (size_t i = 0; i < inode->chunks.size(); ++i) {
+    const Extent& e = inode->chunks[i];
     if (e.is_hole()) continue;
     uint32_t disk = static_cast<uint32_t>((e.length + 4095) / 4096 * 4096);
-    SHOAL_RETURN_IF_ERROR(Put(txn, extents_, ExtentKey(e.segment, e.offset),
-                              std::string_view(reinterpret_cast<char*>(&disk), 4)));
+    value.assign(reinterpret_cast<const char*>(&disk), 4);
+    if (i < inode->block_sums.size() && inode->block_sums[i].size() == SumBlocks(e.length)) {
+      value.append(reinterpret_cast<const char*>(inode->block_sums[i].data()),
+                   inode->block_sums[i].size() * 4);
+    }
+    SHOAL_RETURN_IF_ERROR(Put(txn, extents_, ExtentKey(e.segment, e.offset), value));
   }
   return Status::OK();
 }
@@ -579,7 +603,7 @@ Status MetaStore::ForEachExtent(
   Status s;
   for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-    if (k.mv_size != 12 || v.mv_size != 4) {
+    if (k.mv_size != 12 || v.mv_size < 4) {
       s = Status::Corruption("extent record of wrong length");
       break;
     }
@@ -591,8 +615,10 @@ Status MetaStore::ForEachExtent(
     for (int i = 4; i < 12; ++i) off = (off << 8) | b[i];
     uint32_t disk = 0;
     std::memcpy(&disk, v.mv_data, 4);
-    if (disk == 0 || disk % 4096 != 0 || disk > kMaxChunkSize) {
-      s = Status::Corruption(fmt::format("extent {}:{} of {} disk bytes", seg, off, disk));
+    if (disk == 0 || disk % 4096 != 0 || disk > kMaxChunkSize ||
+        (v.mv_size != 4 && v.mv_size != 4 + 4 * uint64_t{disk / kSumBlock})) {
+      s = Status::Corruption(
+          fmt::format("extent {}:{} of {} disk bytes ({}-byte record)", seg, off, disk, v.mv_size));
       break;
     }
     fn(seg, off, disk);

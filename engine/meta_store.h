@@ -8,7 +8,9 @@
 // Databases:
 //   inodes   PathKey(path)                    -> EncodeInode
 //   dirents  PathKey(parent) '\0' name        -> u8 is_dir, u64 size (object bytes or entry count)
-//   extents  u32 segment BE, u64 offset BE    -> u32 disk bytes   (every live chunk on disk)
+//   extents  u32 segment BE, u64 offset BE    -> u32 disk bytes   (every live chunk on disk),
+//            then, for chunks sealed by format 6, u32 CRC32C of each 4 KiB block (block sums,
+//            engine/block_sums.h: a small read reads and checks only the blocks it needs)
 //   meta     "format", "member_id", "membership" (engine/membership.h), "caught-up",
 //            "repair-pending" (shard keyspace); format-3 stores also
 //            have "next_id" (no longer read: inode ids come from the transaction, InsertTxn)
@@ -197,6 +199,11 @@ class MetaStore {
   // membership did not change.
   Status SetRepairPending(bool pending);
   Result<bool> RepairPending();
+
+  // The block sums of each extent (segment, offset), all in one read transaction; an empty
+  // vector for an extent without them (sealed before format 6, or no such extent).
+  std::vector<std::vector<uint32_t>> GetBlockSums(
+      std::span<const std::pair<uint32_t, uint64_t>> extents);
 
   // Calls fn for every live extent, in (segment, offset) order.
   Status ForEachExtent(const std::function<void(uint32_t segment, uint64_t offset,

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "base/crc32c.h"
+#include "engine/block_sums.h"
 #include "engine/object_rules.h"
 #include "engine/object_store.h"
 #include "engine/path.h"
@@ -29,18 +30,35 @@ std::optional<ObjectStore::LentRange> ObjectStore::LendChunkRange(std::string_vi
   const int fd = chunks_->Fd(e.segment);
   if (fd < 0) return std::nullopt;
 
-  const auto disk_len = static_cast<uint32_t>(AlignUp(e.length, kBlockSize));
+  // A small part of the chunk: only its blocks, checked against their block sums, when the
+  // chunk has them (engine/block_sums.h); else the whole chunk against its CRC.
+  BlockSpan span{0, static_cast<uint32_t>(AlignUp(e.length, kBlockSize))};
+  std::vector<uint32_t> sums;
+  if (n * 2 <= e.length && e.length > kSumBlock) {
+    const std::pair<uint32_t, uint64_t> key(e.segment, e.offset);
+    sums = std::move(meta_->GetBlockSums({&key, 1})[0]);
+    if (sums.size() == SumBlocks(e.length)) {
+      span = CoverBlocks(static_cast<uint32_t>(in), static_cast<uint32_t>(n), e.length);
+    } else {
+      sums.clear();
+    }
+  }
+  const uint32_t disk_len = span.end - span.begin;
   IoBuffer buf = AcquireBuffer(static_cast<uint32_t>(disk_len + kLendRoom));
   std::byte* const at = buf.data + kLendRoom;  // aligned: kLendRoom is a block
   int32_t result = -1;
   disk_->Execute(
       1,
       [&](size_t, IoOp* op) {
-        *op = IoOp{IoOp::Kind::kRead, fd, e.offset, at, disk_len, buf.registered_index, nullptr,
-                   0};
+        *op = IoOp{IoOp::Kind::kRead, fd,      e.offset + span.begin, at, disk_len,
+                   buf.registered_index, nullptr, 0};
       },
       [&](size_t, int32_t r) { result = r; });
-  if (result < 0 || static_cast<uint64_t>(result) < e.length || Crc32c(at, e.length) != e.crc) {
+  const uint32_t want = std::min(e.length, span.end) - span.begin;
+  const bool good = result >= 0 && static_cast<uint64_t>(result) >= want &&
+                    (sums.empty() ? Crc32c(at, e.length) == e.crc
+                                  : !FirstBadBlock(at, span, e.length, sums).has_value());
+  if (!good) {
     ReleaseBuffer(buf);  // ReadBatch reads it again and says what is wrong
     return std::nullopt;
   }
@@ -53,7 +71,7 @@ std::optional<ObjectStore::LentRange> ObjectStore::LendChunkRange(std::string_vi
   });
   LentRange out;
   out.keep = std::move(keep);
-  out.data = std::span<std::byte>(at + in, n);
+  out.data = std::span<std::byte>(at + (in - span.begin), n);
   if (in == 0 && n == e.length) out.crc = e.crc;
   return out;
 }

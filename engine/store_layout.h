@@ -15,7 +15,11 @@
 //                               to ring.imported first)
 //   local object "c/<uid>"      the chunks this member holds of world object <uid> (16 hex)
 //
-// Format 5 (this version): chunk objects have no directory entries in the local keyspace and
+// Format 6 (this version): extent records may carry the chunk's block sums (the CRC32C of each
+// 4 KiB block, engine/block_sums.h), so a small read of a large chunk reads only its blocks.
+// Format 5 stores are adopted as they are (their chunks, without sums, are read whole); a
+// format-5 shoal would refuse the longer extent records, hence the new number.
+// Format 5: chunk objects have no directory entries in the local keyspace and
 // their origin is in their inode (no "origins" database): a seal dirties two LMDB trees of the
 // chunk holder's, not four. Older local keyspaces are brought to it at Open
 // (MetaStore::FlattenChunkObjects).
@@ -41,7 +45,7 @@
 
 namespace shoal::engine {
 
-inline constexpr uint32_t kStoreFormat = 5;
+inline constexpr uint32_t kStoreFormat = 6;
 
 inline constexpr std::string_view kFormatFile = "FORMAT";
 inline constexpr std::string_view kLockFile = "LOCK";

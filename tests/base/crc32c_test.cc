@@ -24,6 +24,28 @@ TEST(Crc32c, IncrementalEqualsWhole) {
   EXPECT_EQ(whole, part);
 }
 
+TEST(Crc32c, CombineEqualsTheCrcOfTheConcatenation) {
+  std::string s(3 * 4096 + 777, 'q');
+  for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<char>(i * 7919 + (i >> 9));
+  const uint32_t whole = Crc32c(s.data(), s.size());
+  for (size_t cut : {size_t{0}, size_t{1}, size_t{4096}, size_t{5000}, s.size()}) {
+    EXPECT_EQ(Crc32cCombine(Crc32c(s.data(), cut), Crc32c(s.data() + cut, s.size() - cut),
+                            s.size() - cut),
+              whole)
+        << "cut at " << cut;
+  }
+  // Block by block, as a chunk's CRC is built from its 4 KiB blocks' CRCs.
+  const Crc32cAppender block(4096);
+  uint32_t acc = 0;
+  size_t pos = 0;
+  for (; pos + 4096 <= s.size(); pos += 4096) acc = block.Combine(acc, Crc32c(s.data() + pos, 4096));
+  acc = Crc32cCombine(acc, Crc32c(s.data() + pos, s.size() - pos), s.size() - pos);
+  EXPECT_EQ(acc, whole);
+  // A wrong length gives another CRC: the length is part of the combination.
+  EXPECT_NE(Crc32cCombine(Crc32c(s.data(), 10), Crc32c(s.data() + 10, 20), 21),
+            Crc32c(s.data(), 30));
+}
+
 TEST(Crc32c, DetectsOneFlippedBit) {
   std::string s(4096, 'a');
   uint32_t before = Crc32c(s.data(), s.size());
