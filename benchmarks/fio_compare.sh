@@ -2,8 +2,9 @@
 # How close shoal-bench's raw-disk baseline comes to fio: runs `shoal-bench all --json` in a
 # directory, then fio right after in the same directory at each row's baseline shape (the block
 # size and queue depth the bench's sweep chose, from its JSON), O_DIRECT io_uring, the same bytes,
-# REPEAT times, and prints the bench's raw MB/s beside fio's median. Also prints fio's 4 KiB
-# random reads at qd 32 (issue 13's reference for small reads).
+# REPEAT times, and prints the bench's raw MB/s beside fio's median. Then `shoal-bench smallread`
+# (4 KiB random reads of the sequential object at qd 32) against fio's 4 KiB random reads at qd 32
+# on a file of the same size (issue 13's reference for small reads).
 #
 #   benchmarks/fio_compare.sh [--size 1G] [--repeat 3] [--bench build/benchmarks/shoal-bench]
 #                             [--dir /var/tmp/x] [--fio-seconds 10]
@@ -66,8 +67,24 @@ print(j["mode"], j["bytes"], j["baseline_block_size"], j["baseline_queue_depth"]
   printf '%-9s %9sK %5s | %14.1f %12.1f | %8.3f\n' "$mode" $((block >> 10)) "$qd" "$raw" "$f" \
     "$(awk -v a="$raw" -v b="$f" 'BEGIN {print a / b}')"
 done <<< "$rows"
-iops=$(fio --name=r4k --filename="$dir/fio.dat" --rw=randread --bs=4k --iodepth=32 \
-  --ioengine=io_uring --direct=1 --runtime="$seconds" --time_based --output-format=json |
-  /usr/bin/python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))')
-echo "fio randread 4K qd32 ($seconds s): $iops IOPS"
+# Small reads of a large object (issue 13: >= 0.7 x fio 4 KiB qd32): the engine's 4 KiB random
+# reads of the `all` run's sequential object (--size) at qd 32, then fio's on the bench's raw
+# file of the same size, REPEAT times each; medians.
+small_args=(--reads 50000)
+[[ " ${extra[*]} " == *" --reads "* ]] && small_args=()
+small=$("$bench" smallread --size "$size" --qd 32 --repeat "$repeat" "${small_args[@]}" \
+  --raw-shape engine --dir "$dir/bench" --json "${extra[@]}")
+echo "$small" >> "$dir/bench.json"
+engine_iops=$(/usr/bin/python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["ops_per_s"]))' "$small")
+runs=()
+for ((i = 0; i < repeat; i++)); do
+  runs+=("$(fio --name=r4k --filename="$dir/bench/raw-seq.dat" --readonly --rw=randread --bs=4k \
+    --iodepth=32 --ioengine=io_uring --direct=1 --runtime="$seconds" --time_based \
+    --output-format=json |
+    /usr/bin/python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))')")
+done
+iops=$(printf '%s\n' "${runs[@]}" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+echo "fio randread 4K qd32 ($seconds s x $repeat: ${runs[*]}): $iops IOPS"
+printf 'smallread 4K qd32: engine %s IOPS, %.3f x fio\n' "$engine_iops" \
+  "$(awk -v a="$engine_iops" -v b="$iops" 'BEGIN {print a / b}')"
 echo "bench rows: $dir/bench.json$([[ -n $cleanup ]] && echo ' (removed on exit)')"
