@@ -1,0 +1,220 @@
+"""Python at the C++ speed (issue 13): the Python module against shoal-bench moving the same
+bytes in the same run, alternating, --repeat times; medians and the median of the per-pair
+ratios (Python / C++ rate, >= 0.9 wanted).
+
+    # one member: shoal.open write and read of one object against `shoal-bench write` / `read`
+    /usr/bin/python3 benchmarks/python_bench.py io --size 2G --repeat 3
+
+    # a world: shoal.torch.save / load of the torch bench's state (--total over all ranks)
+    # against `shoal-bench ckpt --ranks N` with the same bytes per rank (run by rank 0 while
+    # the others wait; its own world of N processes)
+    /usr/bin/python3 -m torch.distributed.run --nproc_per_node=4 --redirects=2 --tee=2 \\
+        benchmarks/python_bench.py torch --total 1G --repeat 3
+
+Both sides use the engine's defaults (4 MiB chunks, queue depth 16, replicas 1), stores in the
+same file system (--dir, default a temporary directory under /var/tmp), and the same calls:
+io writes 4 MiB per call from one buffer then seals (shoal-bench write: the same), reads 256 MiB
+per call (shoal-bench read: --read-call 256M). Environment: SHOAL_BENCH (the shoal-bench binary;
+default build/benchmarks/shoal-bench); PYTHONPATH must find the module (build/python).
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def parse_size(s):
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(float(s[:-1]) * units[s[-1].upper()]) if s[-1].upper() in units else int(s)
+
+
+def bench_binary():
+    return os.environ.get("SHOAL_BENCH", os.path.join(HERE, "..", "build", "benchmarks",
+                                                      "shoal-bench"))
+
+
+def cpp_rows(args):
+    """Runs shoal-bench with `args` (+ --json) and returns its rows by mode."""
+    # Without the launcher's variables: under torchrun they would make it one rank of ours.
+    launch = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK",
+              "MASTER_ADDR", "MASTER_PORT", "SHOAL_RANK", "SHOAL_WORLD_SIZE")
+    env = {k: v for k, v in os.environ.items()
+           if k not in launch and not k.startswith(("OMPI_", "PMIX_", "TORCHELASTIC_"))}
+    env["SHOAL_LOG"] = "error"
+    p = subprocess.run([bench_binary(), *args, "--json"], capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise RuntimeError(f"shoal-bench {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+    out = p.stdout
+    return {r["mode"]: r for r in (json.loads(line) for line in out.splitlines()
+                                   if line.startswith("{"))}
+
+
+def summary(name, py, cpp):
+    ratios = [p / c for p, c in zip(py, cpp)]
+    return {"row": name, "python_mbps": statistics.median(py), "cpp_mbps": statistics.median(cpp),
+            "ratio": statistics.median(ratios), "ratios": ratios, "python_runs": py,
+            "cpp_runs": cpp}
+
+
+def print_rows(rows, header):
+    print(header)
+    print(f"{'row':<14}{'python MB/s':>13}{'C++ MB/s':>11}{'ratio':>8}   per run")
+    for r in rows:
+        runs = " ".join(f"{x:.3f}" for x in r["ratios"])
+        print(f"{r['row']:<14}{r['python_mbps']:>13.1f}{r['cpp_mbps']:>11.1f}{r['ratio']:>8.3f}"
+              f"   {runs}")
+
+
+def run_io(a):
+    import shoal
+    size = parse_size(a.size)
+    piece, call = 4 << 20, min(256 << 20, size)
+    base = a.dir or tempfile.mkdtemp(prefix="shoal-py-bench-", dir="/var/tmp")
+    eng = shoal.init(os.path.join(base, "py-store"), rank=0, world_size=1, node="py",
+                     scrub_rate_mib_s=0)
+    buf = bytearray(os.urandom(piece))
+    mv = memoryview(buf)
+    dst = bytearray(call)
+    py_w, py_r, cpp_w, cpp_r = [], [], [], []
+    cpp_dir = os.path.join(base, "cpp")
+    common = ["--size", a.size, "--repeat", "1", "--raw-shape", "engine", "--scrub-mib-s", "0",
+              "--dir", cpp_dir]
+    for i in range(a.repeat):
+        def py_write():
+            path = "bench/py.bin"
+            try:
+                eng.remove(path)
+            except FileNotFoundError:
+                pass
+            t0 = time.perf_counter()
+            with shoal.open(path, "wb", size=size) as f:
+                for off in range(0, size, piece):
+                    buf[0:8] = (off // piece + 1).to_bytes(8, "little")  # every piece differs
+                    f.write(mv[:min(piece, size - off)])
+            return size / 1e6 / (time.perf_counter() - t0)
+
+        def py_read():
+            t0 = time.perf_counter()
+            with shoal.open("bench/py.bin", "rb") as f:
+                got = 0
+                while got < size:
+                    n = f.readinto(dst)
+                    if not n:
+                        raise RuntimeError("short read")
+                    got += n
+            return size / 1e6 / (time.perf_counter() - t0)
+
+        # Alternate which side goes first, as shoal-bench pairs do.
+        if i % 2 == 0:
+            py_w.append(py_write())
+            cpp_w.append(cpp_rows(["write", *common])["write"]["mbps"])
+            py_r.append(py_read())
+            cpp_r.append(cpp_rows(["read", *common])["read"]["mbps"])
+        else:
+            cpp_w.append(cpp_rows(["write", *common])["write"]["mbps"])
+            py_w.append(py_write())
+            cpp_r.append(cpp_rows(["read", *common])["read"]["mbps"])
+            py_r.append(py_read())
+    rows = [summary("write", py_w, cpp_w), summary("read", py_r, cpp_r)]
+    shoal.shutdown(barrier=False)
+    if a.dir is None:
+        shutil.rmtree(base, ignore_errors=True)
+    print_rows(rows, f"shoal.open vs shoal-bench, one member, {size / (1 << 30):.2f} GiB object, "
+                     f"{a.repeat} alternations")
+    if a.json:
+        print(json.dumps({"mode": "io", "bytes": size, "rows": rows}))
+    return rows
+
+
+def run_torch(a):
+    import torch.distributed as dist
+    sys.path.insert(0, HERE)
+    from torch_bench import make_state, zero_like  # the torch bench's state
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    box = [a.dir]
+    if rank == 0 and a.dir is None:
+        box[0] = tempfile.mkdtemp(prefix="shoal-py-bench-", dir="/var/tmp")
+    dist.broadcast_object_list(box)
+    base = box[0]
+    import shoal
+    import shoal.torch
+    shoal.init(os.path.join(base, "store-{rank}"), node=f"node-{rank}", replicas=1,
+               scrub_rate_mib_s=0)
+    state = make_state(parse_size(a.total) // world, rank)
+    per = sum(t.numel() * t.element_size()
+              for t in [*state["model"].values(), *state["optim"]["small"]])
+    target = zero_like(state)
+
+    def timed(fn):
+        dist.barrier()
+        t0 = time.perf_counter()
+        fn()
+        took = [None] * world
+        dist.all_gather_object(took, time.perf_counter() - t0)
+        return max(took)  # the slowest rank, as shoal-bench's world rows
+
+    py_s, py_l, cpp_s, cpp_l = [], [], [], []
+    cpp = None
+
+    def cpp_run():
+        box = [None]
+        if rank == 0:  # its own world of `world` processes; the others wait here
+            rows = cpp_rows(["ckpt", "--ranks", str(world), "--size", str(per // 4096 * 4096),
+                             "--repeat", "1", "--raw-shape", "engine",
+                             "--dir", os.path.join(base, "cpp")])
+            box[0] = (rows["ckpt-save"]["mbps"], rows["ckpt-restore"]["mbps"])
+        dist.broadcast_object_list(box)
+        return box[0]
+
+    for i in range(a.repeat):
+        if i % 2 == 1:
+            cpp = cpp_run()
+        secs = timed(lambda: shoal.torch.save(state, f"py-{i}", keep_last=1))
+        py_s.append(per * world / 1e6 / secs)
+        secs = timed(lambda: shoal.torch.load("latest", target))
+        py_l.append(per * world / 1e6 / secs)
+        if i % 2 == 0:
+            cpp = cpp_run()
+        cpp_s.append(cpp[0])
+        cpp_l.append(cpp[1])
+    for k, v in state["model"].items():
+        assert target["model"][k].equal(v), k
+    rows = [summary("torch-save", py_s, cpp_s), summary("torch-load", py_l, cpp_l)]
+    shoal.shutdown()
+    if rank == 0:
+        print_rows(rows, f"shoal.torch save/load vs shoal-bench ckpt, {world} ranks, "
+                         f"{per * world / (1 << 30):.2f} GiB state ({per >> 20} MiB per rank), "
+                         f"{a.repeat} alternations")
+        if a.json:
+            print(json.dumps({"mode": "torch", "bytes": per * world, "rows": rows}))
+        if a.dir is None:
+            shutil.rmtree(base, ignore_errors=True)
+    dist.destroy_process_group()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="mode", required=True)
+    io_p = sub.add_parser("io")
+    io_p.add_argument("--size", default="2G")
+    t_p = sub.add_parser("torch")
+    t_p.add_argument("--total", default="1G", help="state size of all ranks together")
+    for p in (io_p, t_p):
+        p.add_argument("--repeat", type=int, default=3)
+        p.add_argument("--dir", default=None)
+        p.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    run_io(a) if a.mode == "io" else run_torch(a)
+
+
+if __name__ == "__main__":
+    main()
