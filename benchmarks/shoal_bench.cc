@@ -161,7 +161,8 @@ class Bench {
     auto info = engine_->Stat("bench/seq.bin");
     if (!info.ok() || info->size != c_.size) (void)EngineWrite();
     struct stat st {};
-    if (::stat(RawSeqPath().c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != c_.size) {
+    if (c_.raw_shape != "none" &&
+        (::stat(RawSeqPath().c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != c_.size)) {
       (void)RawWrite();
     }
   }
@@ -358,6 +359,10 @@ class Bench {
   Row Measure(std::string mode, uint64_t block, E engine_fn, R raw_fn) {
     std::vector<Figure> e, r;
     std::vector<double> ratios;
+    if (c_.raw_shape == "none") {  // the engine alone (another program compares against it)
+      for (int i = 0; i < c_.repeat; ++i) e.push_back(WithCpu(engine_fn));
+      return Row{std::move(mode), MedianRun(e), Figure{}, 0, block, {}};
+    }
     for (int i = 0; i < c_.repeat; ++i) {
       if (i % 2 == 0) {
         r.push_back(WithCpu(raw_fn));
@@ -468,8 +473,10 @@ int main(int argc, char** argv) {
     sub->add_flag("--keep", c.keep, "keep a temporary --dir");
     sub->add_option("--raw-shape", c.raw_shape,
                     "the raw baseline's block size and queue depth: best (the fastest of a "
-                    "short sweep, default) or engine (the engine's chunk size and --qd)")
-        ->check(CLI::IsMember({"best", "engine"}));
+                    "short sweep, default) or engine (the engine's chunk size and --qd); "
+                    "none: no baseline, the engine alone (write, read; for "
+                    "benchmarks/python_bench.py)")
+        ->check(CLI::IsMember({"best", "engine", "none"}));
     sub->add_option("--scrub-mib-s", c.scrub_mib_s,
                     "the background scrub's rate after Open (Options::scrub_rate_mib_s; 0: "
                     "none; one-member modes)");
@@ -522,6 +529,11 @@ int main(int argc, char** argv) {
   const bool world = wc.ranks > 1 || InWorld();
   if (!world && (c.mode == "remote-read" || c.mode == "meta" || c.mode == "ckpt")) {
     std::fprintf(stderr, "shoal-bench: mode %s needs a world: add --ranks N\n", c.mode.c_str());
+    return 2;
+  }
+  if (c.raw_shape == "none" && (world || (c.mode != "write" && c.mode != "read"))) {
+    std::fprintf(stderr, "shoal-bench: --raw-shape none is for the one-member write and read "
+                         "modes\n");
     return 2;
   }
   if (world && (c.mode == "randread" || c.mode == "smallread")) {
