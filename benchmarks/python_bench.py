@@ -72,6 +72,13 @@ def print_rows(rows, header):
               f"   {runs}")
 
 
+def _after(pause, fn):
+    def run(*args):
+        pause()
+        return fn(*args)
+    return run
+
+
 def run_io(a):
     import shoal
     size = parse_size(a.size)
@@ -113,16 +120,21 @@ def run_io(a):
                     got += n
             return size / 1e6 / (time.perf_counter() - t0)
 
-        # Alternate which side goes first, as shoal-bench pairs do.
+        # Alternate which side goes first, as shoal-bench pairs do; every run starts after the
+        # same pause (this VM's disk runs its first seconds after a burst of writes slower, so
+        # without it whichever side went second looked 15-30% faster).
+        settle = lambda: (os.sync(), time.sleep(a.settle))  # noqa: E731
+        py_write, py_read, cpp = (_after(settle, py_write), _after(settle, py_read),
+                                  _after(settle, cpp_rows))
         if i % 2 == 0:
             py_w.append(py_write())
-            cpp_w.append(cpp_rows(["write", *common])["write"]["mbps"])
+            cpp_w.append(cpp(["write", *common])["write"]["mbps"])
             py_r.append(py_read())
-            cpp_r.append(cpp_rows(["read", *common])["read"]["mbps"])
+            cpp_r.append(cpp(["read", *common])["read"]["mbps"])
         else:
-            cpp_w.append(cpp_rows(["write", *common])["write"]["mbps"])
+            cpp_w.append(cpp(["write", *common])["write"]["mbps"])
             py_w.append(py_write())
-            cpp_r.append(cpp_rows(["read", *common])["read"]["mbps"])
+            cpp_r.append(cpp(["read", *common])["read"]["mbps"])
             py_r.append(py_read())
     rows = [summary("write", py_w, cpp_w), summary("read", py_r, cpp_r)]
     shoal.shutdown(barrier=False)
@@ -158,6 +170,8 @@ def run_torch(a):
         t.zero_()  # existing tensors, as a training loop's (their pages already there)
 
     def timed(fn):
+        os.sync()
+        time.sleep(a.settle)
         dist.barrier()
         t0 = time.perf_counter()
         fn()
@@ -171,6 +185,8 @@ def run_torch(a):
     def cpp_run():
         box = [None]
         if rank == 0:  # its own world of `world` processes; the others wait here
+            os.sync()
+            time.sleep(a.settle)
             rows = cpp_rows(["ckpt", "--ranks", str(world), "--size", str(per // 4096 * 4096),
                              "--repeat", "1", "--raw-shape", "engine",
                              "--dir", os.path.join(base, "cpp")])
@@ -217,7 +233,10 @@ def main():
     t_p = sub.add_parser("torch")
     t_p.add_argument("--total", default="1G", help="state size of all ranks together")
     for p in (io_p, t_p):
-        p.add_argument("--repeat", type=int, default=3)
+        p.add_argument("--repeat", type=int, default=4,
+                       help="alternations (even: each side goes first equally often)")
+        p.add_argument("--settle", type=float, default=3.0,
+                       help="seconds of pause (after a sync) before every measured run")
         p.add_argument("--dir", default=None)
         p.add_argument("--json", action="store_true")
     a = ap.parse_args()
