@@ -88,6 +88,7 @@ def run_io(a):
                      scrub_rate_mib_s=0)
     buf = bytearray(os.urandom(piece))
     mv = memoryview(buf)
+    words = mv.cast("Q")
     dst = bytearray(call)
     py_w, py_r, cpp_w, cpp_r = [], [], [], []
     cpp_dir = os.path.join(base, "cpp")
@@ -105,7 +106,11 @@ def run_io(a):
             t0 = time.perf_counter()
             with shoal.open(path, "wb", size=size) as f:
                 for off in range(0, size, piece):
-                    buf[0:8] = (off // piece + 1).to_bytes(8, "little")  # every piece differs
+                    # A stamp in every 4 KiB block, as shoal-bench's StampBlocks: no two blocks
+                    # written are equal. With one stamp per 4 MiB piece (1,023 of its 1,024
+                    # blocks repeating the previous piece's) this VM's disk wrote 8-15% slower.
+                    for w in range(0, len(words), 512):
+                        words[w] = off + w
                     f.write(mv[:min(piece, size - off)])
             return size / 1e6 / (time.perf_counter() - t0)
 

@@ -61,6 +61,7 @@ class MessengerTest : public ::testing::Test {
       std::memcpy(&head, p.data(), 1);
       std::memcpy(&len, p.data() + 1, 4);
       Payload payload(lent_.begin(), lent_.begin() + head);
+      served_++;
       std::shared_ptr<const void> keep(lent_.data(), [this](const void*) { released_++; });
       return Reply{Status::OK(), std::move(payload),
                    std::span<const std::byte>(lent_.data() + head, len), std::move(keep)};
@@ -95,6 +96,7 @@ class MessengerTest : public ::testing::Test {
   TempDir dir_;
   pid_t pid_ = -1;
   const std::vector<std::byte> lent_ = Pattern((size_t{16} << 20) + 256, 77);
+  std::atomic<int> served_{0};
   std::atomic<int> released_{0};
   std::unique_ptr<Messenger> msg_;
 };
@@ -223,6 +225,43 @@ TEST_F(MessengerTest, ARepliesLentBodyArrivesWholeAndIsReleasedOnceSent) {
     std::this_thread::sleep_for(1ms);
   }
   EXPECT_EQ(released_.load(), calls) << "every lent body released once, after its send";
+}
+
+// A reader killed while it fetches lent bodies (rendezvous transfers out of the lender's
+// memory, several in flight): every body lent to it is released once its transfer ends with the
+// reader's death, and the lender serves others as before.
+TEST_F(MessengerTest, BodiesLentToAReaderThatDiesAreReleased) {
+  std::ofstream(dir_.Sub("hammer")).put('x');
+  auto until = std::chrono::steady_clock::now() + 20s;
+  while (served_.load() < 40 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_GE(served_.load(), 40) << "the reader never fetched";
+  const int out_at_kill = served_.load() - released_.load();
+  ::kill(pid_, SIGKILL);  // with transfers in flight: 4 readers, 16 MiB each, back to back
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+  const int served = served_.load();
+  const auto killed = std::chrono::steady_clock::now();
+  until = killed + 30s;
+  while (released_.load() < served_.load() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(released_.load(), served_.load())
+      << "bodies lent to the dead reader and never released";
+  std::printf("%d bodies lent (%d out when killed), %d served after the kill, all released "
+              "%lld ms after it\n",
+              served, out_at_kill, served_.load() - served,
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now() - killed)
+                                         .count()));
+  // The lender still lends to itself.
+  Payload req(5, std::byte{0});
+  const uint32_t len = 8u << 20;
+  std::memcpy(req.data() + 1, &len, 4);
+  auto r = msg_->Call(0, 6, req);
+  ASSERT_OK(r);
+  EXPECT_EQ(0, std::memcmp(r->data(), lent_.data(), len));
 }
 
 TEST_F(MessengerTest, ManyConcurrentCalls) {

@@ -7,6 +7,7 @@
 // bad_messages (u64); 5 ask member 0 to echo the payload and return its answer (nested call).
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include <iterator>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "transport/messenger.h"
 
@@ -85,8 +87,24 @@ int main(int argc, char** argv) {
     }
   }
   WriteFile(dir + "/ready-" + std::to_string(self), {});
+  // "hammer": fetch member 0's lent 16 MiB reply bodies (its op 6) from 4 threads until stopped
+  // (or killed in the middle: the reclaim test).
+  std::vector<std::thread> hammers;
+  std::atomic<bool> stop{false};
   while (!std::filesystem::exists(dir + "/stop")) {
+    if (hammers.empty() && std::filesystem::exists(dir + "/hammer")) {
+      for (int t = 0; t < 4; ++t) {
+        hammers.emplace_back([&msg, &stop] {
+          Payload req(5, std::byte{0});
+          const uint32_t len = 16u << 20;
+          std::memcpy(req.data() + 1, &len, 4);
+          while (!stop.load()) (void)msg.Call(0, 6, req);
+        });
+      }
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  stop = true;
+  for (auto& t : hammers) t.join();
   return 0;
 }
