@@ -11,10 +11,12 @@ ratios (Python / C++ rate, >= 0.9 wanted).
     /usr/bin/python3 -m torch.distributed.run --nproc_per_node=4 --redirects=2 --tee=2 \\
         benchmarks/python_bench.py torch --total 1G --repeat 3
 
-Both sides use the engine's defaults (4 MiB chunks, queue depth 16, replicas 1), stores in the
-same file system (--dir, default a temporary directory under /var/tmp), and the same calls:
-io writes 4 MiB per call from one buffer then seals (shoal-bench write: the same), reads 256 MiB
-per call (shoal-bench read: --read-call 256M). Environment: SHOAL_BENCH (the shoal-bench binary;
+Both sides use the engine's defaults (4 MiB chunks, queue depth 16, replicas 1, no scrub),
+stores in the same file system (--dir, default a temporary directory under /var/tmp), and the
+same calls: io writes 4 MiB per call from one buffer, a stamp in every 4 KiB block, then seals
+(shoal-bench write: the same), reads 256 MiB per call (shoal-bench read: --read-call 256M); in
+io mode each run of either side is a process of its own (engine open, one write or read, close).
+Every run starts after a sync and a --settle pause. Environment: SHOAL_BENCH (the shoal-bench binary;
 default build/benchmarks/shoal-bench); PYTHONPATH must find the module (build/python).
 """
 import argparse
@@ -72,77 +74,80 @@ def print_rows(rows, header):
               f"   {runs}")
 
 
-def _after(pause, fn):
-    def run(*args):
-        pause()
-        return fn(*args)
-    return run
-
-
-def run_io(a):
+def io_op(a):
+    """One Python run in a process of its own, as each shoal-bench run is: open the engine,
+    write (or read) the object once, print MB/s."""
     import shoal
     size = parse_size(a.size)
     piece, call = 4 << 20, min(256 << 20, size)
-    base = a.dir or tempfile.mkdtemp(prefix="shoal-py-bench-", dir="/var/tmp")
-    eng = shoal.init(os.path.join(base, "py-store"), rank=0, world_size=1, node="py",
-                     scrub_rate_mib_s=0)
-    buf = bytearray(os.urandom(piece))
-    mv = memoryview(buf)
-    words = mv.cast("Q")
-    dst = bytearray(call)
-    py_w, py_r, cpp_w, cpp_r = [], [], [], []
-    cpp_dir = os.path.join(base, "cpp")
-    # The engine alone (no raw baseline run in the same process): each side's run is preceded
-    # by the same kind of work.
-    common = ["--size", a.size, "--repeat", "1", "--raw-shape", "none", "--scrub-mib-s", "0",
-              "--dir", cpp_dir]
-    for i in range(a.repeat):
-        def py_write():
-            path = "bench/py.bin"
-            try:
-                eng.remove(path)
-            except FileNotFoundError:
-                pass
-            t0 = time.perf_counter()
-            with shoal.open(path, "wb", size=size) as f:
-                for off in range(0, size, piece):
-                    # A stamp in every 4 KiB block, as shoal-bench's StampBlocks: no two blocks
-                    # written are equal. With one stamp per 4 MiB piece (1,023 of its 1,024
-                    # blocks repeating the previous piece's) this VM's disk wrote 8-15% slower.
-                    for w in range(0, len(words), 512):
-                        words[w] = off + w
-                    f.write(mv[:min(piece, size - off)])
-            return size / 1e6 / (time.perf_counter() - t0)
-
-        def py_read():
-            t0 = time.perf_counter()
-            with shoal.open("bench/py.bin", "rb") as f:
-                got = 0
-                while got < size:
-                    n = f.readinto(dst)
-                    if not n:
-                        raise RuntimeError("short read")
-                    got += n
-            return size / 1e6 / (time.perf_counter() - t0)
-
-        # Alternate which side goes first, as shoal-bench pairs do; every run starts after the
-        # same pause (this VM's disk runs its first seconds after a burst of writes slower, so
-        # without it whichever side went second looked 15-30% faster).
-        settle = lambda: (os.sync(), time.sleep(a.settle))  # noqa: E731
-        py_write, py_read, cpp = (_after(settle, py_write), _after(settle, py_read),
-                                  _after(settle, cpp_rows))
-        if i % 2 == 0:
-            py_w.append(py_write())
-            cpp_w.append(cpp(["write", *common])["write"]["mbps"])
-            py_r.append(py_read())
-            cpp_r.append(cpp(["read", *common])["read"]["mbps"])
-        else:
-            cpp_w.append(cpp(["write", *common])["write"]["mbps"])
-            py_w.append(py_write())
-            cpp_r.append(cpp(["read", *common])["read"]["mbps"])
-            py_r.append(py_read())
-    rows = [summary("write", py_w, cpp_w), summary("read", py_r, cpp_r)]
+    eng = shoal.init(a.store, rank=0, world_size=1, node="py", scrub_rate_mib_s=0)
+    path = "bench/py.bin"
+    if a.op == "write":
+        buf = bytearray(os.urandom(piece))
+        mv = memoryview(buf)
+        words = mv.cast("Q")
+        try:
+            eng.remove(path)  # as shoal-bench write removes its object before timing
+        except FileNotFoundError:
+            pass
+        t0 = time.perf_counter()
+        with shoal.open(path, "wb", size=size) as f:
+            for off in range(0, size, piece):
+                # A stamp in every 4 KiB block, as shoal-bench's StampBlocks: no two blocks
+                # written are equal (with one stamp per 4 MiB piece this VM's disk wrote 8-15%
+                # slower).
+                for w in range(0, len(words), 512):
+                    words[w] = off + w
+                f.write(mv[:min(piece, size - off)])
+    else:
+        dst = bytearray(call)
+        t0 = time.perf_counter()
+        with shoal.open(path, "rb") as f:
+            got = 0
+            while got < size:
+                n = f.readinto(dst)
+                if not n:
+                    raise RuntimeError("short read")
+                got += n
+    print(json.dumps({"mbps": size / 1e6 / (time.perf_counter() - t0)}))
     shoal.shutdown(barrier=False)
+
+
+def run_io(a):
+    size = parse_size(a.size)
+    base = a.dir or tempfile.mkdtemp(prefix="shoal-py-bench-", dir="/var/tmp")
+    py_w, py_r, cpp_w, cpp_r = [], [], [], []
+    # Both sides alike: a process per run (engine open, one write or read of the object, close),
+    # the C++ one the engine alone (no raw baseline in the same process), after the same pause.
+    common = ["--size", a.size, "--repeat", "1", "--raw-shape", "none", "--scrub-mib-s", "0",
+              "--dir", os.path.join(base, "cpp")]
+
+    def settle():
+        os.sync()  # this VM's disk is slower in the seconds after a burst of writes: without
+        time.sleep(a.settle)  # a pause, whichever side went second looked 15-30% faster
+
+    def py(op):
+        settle()
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), "io-op", op, "--size",
+                            a.size, "--store", os.path.join(base, "py-store")],
+                           capture_output=True, text=True,
+                           env={**os.environ, "SHOAL_LOG": "error"})
+        if p.returncode != 0:
+            raise RuntimeError(f"python {op} failed: {p.stderr}")
+        return json.loads(p.stdout.strip().splitlines()[-1])["mbps"]
+
+    def cpp(op):
+        settle()
+        return cpp_rows([op, *common])[op]["mbps"]
+
+    for i in range(a.repeat):  # alternate which side goes first
+        first, second = (py, cpp) if i % 2 == 0 else (cpp, py)
+        for op, pys, cpps in (("write", py_w, cpp_w), ("read", py_r, cpp_r)):
+            x = first(op)
+            y = second(op)
+            pys.append(x if first is py else y)
+            cpps.append(y if first is py else x)
+    rows = [summary("write", py_w, cpp_w), summary("read", py_r, cpp_r)]
     if a.dir is None:
         shutil.rmtree(base, ignore_errors=True)
     print_rows(rows, f"shoal.open vs shoal-bench, one member, {size / (1 << 30):.2f} GiB object, "
@@ -235,6 +240,10 @@ def main():
     sub = ap.add_subparsers(dest="mode", required=True)
     io_p = sub.add_parser("io")
     io_p.add_argument("--size", default="2G")
+    op_p = sub.add_parser("io-op", help="one Python run of the io mode (internal)")
+    op_p.add_argument("op", choices=["write", "read"])
+    op_p.add_argument("--size", default="2G")
+    op_p.add_argument("--store", required=True)
     t_p = sub.add_parser("torch")
     t_p.add_argument("--total", default="1G", help="state size of all ranks together")
     for p in (io_p, t_p):
@@ -245,7 +254,7 @@ def main():
         p.add_argument("--dir", default=None)
         p.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    run_io(a) if a.mode == "io" else run_torch(a)
+    {"io": run_io, "io-op": io_op, "torch": run_torch}[a.mode](a)
 
 
 if __name__ == "__main__":
