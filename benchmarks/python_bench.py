@@ -195,6 +195,9 @@ def run_torch(a):
     def cpp_run():
         box = [None]
         if rank == 0:  # its own world of `world` processes; the others wait here
+            # Fresh stores each time, as shoal-bench's own temporary directory: over the last
+            # run's stores its keep_last=1 save would remove that run's tag inside the timing.
+            shutil.rmtree(os.path.join(base, "cpp"), ignore_errors=True)
             os.sync()
             time.sleep(a.settle)
             rows = cpp_rows(["ckpt", "--ranks", str(world), "--size", str(per // 4096 * 4096),

@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <random>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <cstring>
@@ -245,25 +246,32 @@ class Bench {
   }
 
   Figure EngineRandomRead() {
-    const size_t batch = c_.batch;  // samples per ReadBatch call; the pipeline drains per call
-    Buffer buf(batch * c_.sample_size);
+    return BatchedReads(picks_.size(), c_.sample_size, "read sample",
+                        [&](size_t i) { return std::pair(SamplePath(picks_[i]), uint64_t{0}); });
+  }
+
+  // `count` reads of `size` bytes, where(i) naming read i's object and offset, in ReadBatch
+  // calls of --batch (the pipeline drains per call); every read must return all its bytes.
+  template <typename Where>
+  Figure BatchedReads(size_t count, uint64_t size, const char* what, Where where) {
+    const size_t batch = c_.batch;
+    Buffer buf(batch * size);
     std::vector<ReadRequest> reqs(batch);
     auto start = Clock::now();
-    for (size_t i = 0; i < picks_.size(); i += batch) {
-      size_t n = std::min(batch, picks_.size() - i);
+    for (size_t i = 0; i < count; i += batch) {
+      size_t n = std::min(batch, count - i);
       for (size_t k = 0; k < n; ++k) {
-        reqs[k].path = SamplePath(picks_[i + k]);
-        reqs[k].offset = 0;
-        reqs[k].dst = {buf.data() + k * c_.sample_size, c_.sample_size};
+        std::tie(reqs[k].path, reqs[k].offset) = where(i + k);
+        reqs[k].dst = {buf.data() + k * size, size};
       }
       Check(engine_->ReadBatch({reqs.data(), n}), "read batch");
       for (size_t k = 0; k < n; ++k) {
-        Check(reqs[k].status, "read sample");
-        if (reqs[k].bytes_read != c_.sample_size) Die(Status::Internal("short"), "read sample");
+        Check(reqs[k].status, what);
+        if (reqs[k].bytes_read != size) Die(Status::Internal("short"), what);
       }
     }
     double secs = std::chrono::duration<double>(Clock::now() - start).count();
-    return Figure{secs, picks_.size() * c_.sample_size, picks_.size()};
+    return Figure{secs, count * size, count};
   }
 
   Figure RawRandomRead() {
@@ -295,26 +303,9 @@ class Bench {
   }
 
   Figure EngineSmallRead() {
-    const std::string path = "bench/seq.bin";
-    const size_t batch = c_.batch;
-    Buffer buf(batch * c_.small_read);
-    std::vector<ReadRequest> reqs(batch);
-    auto start = Clock::now();
-    for (size_t i = 0; i < small_offsets_.size(); i += batch) {
-      size_t n = std::min(batch, small_offsets_.size() - i);
-      for (size_t k = 0; k < n; ++k) {
-        reqs[k].path = path;
-        reqs[k].offset = small_offsets_[i + k];
-        reqs[k].dst = {buf.data() + k * c_.small_read, c_.small_read};
-      }
-      Check(engine_->ReadBatch({reqs.data(), n}), "read batch");
-      for (size_t k = 0; k < n; ++k) {
-        Check(reqs[k].status, "small read");
-        if (reqs[k].bytes_read != c_.small_read) Die(Status::Internal("short"), "small read");
-      }
-    }
-    double secs = std::chrono::duration<double>(Clock::now() - start).count();
-    return Figure{secs, small_offsets_.size() * c_.small_read, small_offsets_.size()};
+    return BatchedReads(small_offsets_.size(), c_.small_read, "small read", [&](size_t i) {
+      return std::pair(std::string("bench/seq.bin"), small_offsets_[i]);
+    });
   }
 
   Figure RawSmallRead() {

@@ -8,9 +8,13 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -113,6 +117,26 @@ inline std::vector<std::byte> Pattern(size_t n, uint64_t seed) {
   }
   for (; i < n; ++i) v[i] = static_cast<std::byte>(rng());
   return v;
+}
+
+// Flips one bit of the first occurrence of `needle` (>= 16 bytes: unique in practice) in the
+// files of directory `dir` (a store's chunk segments, the store closed): on-disk damage under a
+// known byte of an object. False when no file holds it.
+inline bool FlipBitAt(const std::string& dir, std::span<const std::byte> needle) {
+  const std::string want(reinterpret_cast<const char*>(needle.data()), needle.size());
+  for (auto& f : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(f.path(), std::ios::binary);
+    std::string hay((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t pos = hay.find(want);
+    if (pos == std::string::npos) continue;
+    FILE* out = std::fopen(f.path().c_str(), "r+b");
+    if (out == nullptr) return false;
+    const char c = static_cast<char>(hay[pos] ^ 0x10);
+    const bool ok = std::fseek(out, static_cast<long>(pos), SEEK_SET) == 0 &&
+                    std::fwrite(&c, 1, 1, out) == 1;
+    return std::fclose(out) == 0 && ok;
+  }
+  return false;
 }
 
 }  // namespace shoal::testing

@@ -97,25 +97,11 @@ class SmallReads : public ::testing::TestWithParam<IoBackend> {
     EXPECT_OK(store_->ReadBatch(reqs));
     return disk_->bytes_read() - before;
   }
-  std::string SegmentPath() {
-    std::string seg;
-    for (auto& f : std::filesystem::directory_iterator(dir_.Sub("store/chunks"))) seg = f.path();
-    return seg;
-  }
-  // Flips one bit of the object's byte `at` in the segment file (the store closed).
+  // Flips one bit of the object's byte `at` in its segment (the store closed meanwhile).
   void Damage(uint64_t at) {
     store_.reset();
-    const std::string seg = SegmentPath();
-    std::ifstream in(seg, std::ios::binary);
-    std::string hay((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const std::string needle(reinterpret_cast<const char*>(data_.data()) + at, 64);
-    const size_t pos = hay.find(needle);
-    ASSERT_NE(pos, std::string::npos);
-    int fd = ::open(seg.c_str(), O_RDWR);
-    ASSERT_GE(fd, 0);
-    char c = static_cast<char>(hay[pos] ^ 0x10);
-    ASSERT_EQ(::pwrite(fd, &c, 1, static_cast<off_t>(pos)), 1);
-    ::close(fd);
+    ASSERT_TRUE(shoal::testing::FlipBitAt(dir_.Sub("store/chunks"),
+                                          std::span(data_).subspan(at, 64)));
     Open();
   }
 

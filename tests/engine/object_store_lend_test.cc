@@ -85,18 +85,8 @@ TEST_P(LendTest, WhatItCannotLendIsLeftToReadBatch) {
 
 TEST_P(LendTest, ADamagedChunkIsNotLentAndReadBatchSaysWhy) {
   store_.reset();
-  std::string seg;
-  for (auto& f : std::filesystem::directory_iterator(dir_.Sub("store/chunks"))) seg = f.path();
-  std::ifstream in(seg, std::ios::binary);
-  std::string hay((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::string needle(reinterpret_cast<const char*>(data_.data()) + kTestChunk + 300, 64);
-  const size_t pos = hay.find(needle);
-  ASSERT_NE(pos, std::string::npos);
-  int fd = ::open(seg.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  char c = static_cast<char>(hay[pos] ^ 0x10);
-  ASSERT_EQ(::pwrite(fd, &c, 1, static_cast<off_t>(pos)), 1);
-  ::close(fd);
+  ASSERT_TRUE(shoal::testing::FlipBitAt(dir_.Sub("store/chunks"),
+                                        std::span(data_).subspan(kTestChunk + 300, 64)));
   auto s = ObjectStore::Open(TestOptions(dir_.Sub("store"), GetParam()));
   ASSERT_OK(s);
   store_ = std::move(s).value();
