@@ -19,6 +19,12 @@ inline constexpr uint32_t kSumBlock = 4096;
 // Number of blocks (and sums) of a chunk of `length` bytes.
 inline uint32_t SumBlocks(uint32_t length) { return (length + kSumBlock - 1) / kSumBlock; }
 
+// Whether a read wanting `wanted` bytes of a chunk of `length` reads only its blocks (when the
+// chunk has sums): less than half of it. Most of a chunk is read whole: one I/O, one CRC pass.
+inline bool ReadByBlocks(uint64_t wanted, uint32_t length) {
+  return wanted * 2 <= length && length > kSumBlock;
+}
+
 // Fills *sums with the CRC32C of each block of data[0, length) and returns the CRC32C of all
 // of it.
 uint32_t ComputeBlockSums(const std::byte* data, uint32_t length, std::vector<uint32_t>* sums);

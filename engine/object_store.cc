@@ -491,8 +491,7 @@ void NarrowToBlocks(MetaStore* meta, std::vector<ChunkRead>* reads) {
     c.span = {0, static_cast<uint32_t>(AlignUp(c.extent.length, kBlockSize))};
     uint64_t wanted = 0;
     for (const ReadPiece& p : c.pieces) wanted += p.len;
-    // A read of most of the chunk reads all of it: one I/O, one CRC pass.
-    if (wanted * 2 <= c.extent.length && c.extent.length > kSumBlock) {
+    if (ReadByBlocks(wanted, c.extent.length)) {
       partial.push_back(i);
       keys.emplace_back(c.extent.segment, c.extent.offset);
     }

@@ -34,7 +34,7 @@ std::optional<ObjectStore::LentRange> ObjectStore::LendChunkRange(std::string_vi
   // chunk has them (engine/block_sums.h); else the whole chunk against its CRC.
   BlockSpan span{0, static_cast<uint32_t>(AlignUp(e.length, kBlockSize))};
   std::vector<uint32_t> sums;
-  if (n * 2 <= e.length && e.length > kSumBlock) {
+  if (ReadByBlocks(n, e.length)) {
     const std::pair<uint32_t, uint64_t> key(e.segment, e.offset);
     sums = std::move(meta_->GetBlockSums({&key, 1})[0]);
     if (sums.size() == SumBlocks(e.length)) {
