@@ -13,10 +13,10 @@ namespace {
 
 // async: the largest piece staged and written at once (one queue item); a quarter of the pool
 // when that is less, so small pools keep copies and writes overlapping. Large: glibc's memcpy
-// moved 512 MiB in 64 MiB calls at 0.089-0.093 s against 0.049-0.058 s in one call and 0.057-
-// 0.060 s in 128-256 MiB calls (this VM; benchmarks/memcpy_slices.cc), and with 64 MiB slices the caller of an async save was
-// blocked 2.2-2.36x one memcpy of the state (`shoal-bench ckpt --ranks 4 --size 512M`), with
-// 256 MiB ones 1.0-1.8x (docs/bench.md).
+// moved 512 MiB in 64 MiB calls at 0.089-0.093 s against 0.049-0.058 s in one call and
+// 0.057-0.060 s in 128-256 MiB calls (this VM; benchmarks/memcpy_slices.cc), and with 64 MiB
+// slices the caller of an async save was blocked 2.2-2.36x one memcpy of the state
+// (`shoal-bench ckpt --ranks 4 --size 512M`), with 256 MiB ones 1.0-1.8x (docs/bench.md).
 constexpr uint64_t kMaxSlice = 256ull << 20;
 
 }  // namespace
