@@ -75,16 +75,16 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
   // it in an environment of its own (options.ring_dir), imported once here.
   SHOAL_ASSIGN_OR_RETURN(c->ring_,
                          MetaStore::OpenKeyspace(&c->store_->meta(), "ring.", options.ring_dir));
-  c->service_ = std::make_unique<MemberService>(c->store_.get(), c->ring_.get());
-  wo.member_id = c->store_->member_id();
-  MemberService* service = c->service_.get();
-  wo.install_handlers = [service](transport::Transport& t) { service->Install(t); };
-  SHOAL_ASSIGN_OR_RETURN(c->world_, World::Join(wo, std::move(transport), rendezvous));
   metrics::Registry* reg = options.metrics;
   if (reg == nullptr) {
     c->own_metrics_ = std::make_unique<metrics::Registry>();
     reg = c->own_metrics_.get();
   }
+  c->service_ = std::make_unique<MemberService>(c->store_.get(), c->ring_.get(), reg);
+  wo.member_id = c->store_->member_id();
+  MemberService* service = c->service_.get();
+  wo.install_handlers = [service](transport::Transport& t) { service->Install(t); };
+  SHOAL_ASSIGN_OR_RETURN(c->world_, World::Join(wo, std::move(transport), rendezvous));
   c->read_failovers_ = &reg->counter("member.read.failovers");
   c->repair_chunks_copied_ = &reg->counter("member.repair.chunks_copied");
   c->local_chunk_bytes_read_ = &reg->counter("member.local.chunk_bytes_read");
@@ -273,14 +273,16 @@ Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const st
     w->writers++;
   }
 
-  // Remote pieces are copied into their requests, so the caller's buffer is free on return and
-  // the requests stay in flight (at most `window` per object); their errors surface at a later
-  // Write or at Seal. Pieces this member holds go to its store now.
+  // Remote pieces go from the caller's buffer to their holders without a copy (UCX rendezvous
+  // into the holder's pool buffer); Write returns once every holder has taken its bytes, while
+  // the holders' writes stay in flight (at most `window` per object): their errors surface at a
+  // later Write or at Seal. Pieces this member holds go to its store now.
   const uint64_t cs = w->chunk_size;
   const uint32_t me = world_->rank();
   Status first;
   std::set<uint32_t> used;
   std::vector<uint64_t> chunks;
+  Flight taken(SIZE_MAX);  // remote pieces whose bytes the transport still reads
   for (uint64_t pos = offset; pos < offset + len && first.ok();) {
     const uint64_t chunk = pos / cs;
     const uint32_t in = static_cast<uint32_t>(pos - chunk * cs);
@@ -297,16 +299,21 @@ Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const st
         continue;
       }
       w->flight->Acquire();
-      client_->ChunkWriteAsync(rank, piece, [w, chunk, rank](Status s) {
-        if (!s.ok()) {
-          w->Fail(s.WithContext(
-              fmt::format("writing chunk {} of \"{}\" to rank {}", chunk, w->path, rank)));
-        }
-        w->flight->Release();
-      });
+      taken.Acquire();
+      client_->ChunkWriteAsync(
+          rank, piece,
+          [w, chunk, rank](Status s) {
+            if (!s.ok()) {
+              w->Fail(s.WithContext(
+                  fmt::format("writing chunk {} of \"{}\" to rank {}", chunk, w->path, rank)));
+            }
+            w->flight->Release();
+          },
+          [&taken] { taken.Release(); });
     }
     pos += take;
   }
+  taken.Wait();
 
   MutexLock lk(&w->mu);
   w->writers--;

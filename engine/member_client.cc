@@ -98,14 +98,21 @@ Status MemberClient::ChunkWrite(uint32_t rank, const protocol::ChunkWrite& req) 
 }
 
 void MemberClient::ChunkWriteAsync(uint32_t rank, const protocol::ChunkWrite& req,
-                                   std::function<void(Status)> done) {
-  if (rank == self()) return done(local_->ChunkWrite(req));
+                                   std::function<void(Status)> done,
+                                   std::function<void()> released) {
+  if (rank == self()) {
+    Status s = local_->ChunkWrite(req);
+    released();
+    return done(std::move(s));
+  }
   bytes_sent_->Add(req.data.size());
-  t_->CallAsync(rank, protocol::Wire(Op::kChunkWrite), protocol::Encode(req), deadline_,
-                [this, done = std::move(done)](Result<Payload> r) {
-                  Count(Op::kChunkWrite, r.status());
-                  done(r.status());
-                });
+  t_->CallGather(rank, protocol::Wire(Op::kChunkWrite), protocol::EncodeHead(req), req.data,
+                 deadline_,
+                 [this, done = std::move(done)](Result<Payload> r) {
+                   Count(Op::kChunkWrite, r.status());
+                   done(r.status());
+                 },
+                 std::move(released));
 }
 
 Status MemberClient::ChunkRead(uint32_t rank, const protocol::ChunkRead& req,

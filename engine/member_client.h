@@ -38,9 +38,11 @@ class MemberClient {
 
   // ---- chunk holder ----
   Status ChunkWrite(uint32_t rank, const protocol::ChunkWrite& req);
-  // Returns at once; the piece is copied into the request, so req.data is free on return.
+  // Returns at once. req.data is not copied: it goes from where it is to the holder (UCX:
+  // by rendezvous into the holder's pool buffer) and must stay valid until `released` ran
+  // (Transport::CallGather), which may be before or after `done`.
   void ChunkWriteAsync(uint32_t rank, const protocol::ChunkWrite& req,
-                       std::function<void(Status)> done);
+                       std::function<void(Status)> done, std::function<void()> released);
   // Reads into dst (dst.size() == req.len), bytes past what the holder has as zeros, checking
   // the holder's CRC32C of the bytes in transit.
   Status ChunkRead(uint32_t rank, const protocol::ChunkRead& req, std::span<std::byte> dst);

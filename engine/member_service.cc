@@ -16,7 +16,15 @@ using protocol::Op;
 using transport::Payload;
 using transport::Reply;
 
-Status MemberService::ChunkWrite(const protocol::ChunkWrite& req) {
+MemberService::MemberService(ObjectStore* store, MetaStore* shard, metrics::Registry* metrics)
+    : store_(store), shard_(shard) {
+  if (metrics != nullptr) {
+    staged_in_place_ = &metrics->counter("member.remote.chunk_bytes_staged_in_place");
+    copied_ = &metrics->counter("member.remote.chunk_bytes_copied");
+  }
+}
+
+Status MemberService::ChunkWrite(const protocol::ChunkWrite& req, IoBuffer* adopt) {
   const std::string name = ChunkObjectName(req.uid);
   {
     MutexLock lk(&mu_);
@@ -30,7 +38,31 @@ Status MemberService::ChunkWrite(const protocol::ChunkWrite& req) {
           req.chunk_size));
     }
   }
-  return store_->Write(name, req.chunk * req.chunk_size + req.in_chunk, req.data);
+  return store_->Write(name, req.chunk * req.chunk_size + req.in_chunk, req.data, adopt);
+}
+
+transport::Body MemberService::WriteBody(size_t length) {
+  std::shared_ptr<IoBuffer> buf = store_->LendWriteBuffer(length);
+  if (buf == nullptr) return {};
+  return transport::Body{{buf->data, buf->size}, buf};
+}
+
+Reply MemberService::ServeChunkWrite(std::span<const std::byte> head, transport::Body body) {
+  protocol::ChunkWrite req;
+  Status s = protocol::DecodeHead(head, body.bytes, &req);
+  if (!s.ok()) return Reply{std::move(s), {}};
+  // The body is in a lent pool buffer unless the transport had to allocate it itself.
+  IoBuffer* adopt = nullptr;
+  if (std::get_deleter<ObjectStore::ReturnToPool>(body.keep) != nullptr) {
+    adopt = static_cast<IoBuffer*>(body.keep.get());
+  }
+  s = ChunkWrite(req, adopt);
+  if (s.ok()) {
+    const bool in_place = adopt != nullptr && adopt->empty();
+    metrics::Counter* c = in_place ? staged_in_place_ : copied_;
+    if (c != nullptr) c->Add(req.data.size());
+  }
+  return Reply{std::move(s), {}};
 }
 
 bool MemberService::Writing(uint64_t uid) {
@@ -327,8 +359,15 @@ Reply MemberService::Handle(uint16_t op, std::span<const std::byte> request) {
 }
 
 void MemberService::Install(transport::Transport& transport) {
+  transport.SetBodyHandler(
+      protocol::Wire(Op::kChunkWrite), protocol::kChunkWriteHead,
+      [this](size_t length) { return WriteBody(length); },
+      [this](uint32_t, std::span<const std::byte> head, transport::Body body) {
+        return ServeChunkWrite(head, std::move(body));
+      });
   for (Op op : protocol::kAllOps) {
     if (op == Op::kCollectiveContribute || op == Op::kCollectiveResult) continue;
+    if (op == Op::kChunkWrite) continue;
     transport.SetHandler(protocol::Wire(op), [this, op](uint32_t, std::span<const std::byte> p) {
       return Handle(protocol::Wire(op), p);
     });

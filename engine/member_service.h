@@ -28,6 +28,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/metrics.h"
 #include "base/thread_annotations.h"
 #include "engine/meta_store.h"
 #include "engine/object_store.h"
@@ -43,10 +44,19 @@ bool DecodeOrigin(std::string_view origin, uint64_t* epoch, std::string* path);
 
 class MemberService {
  public:
-  MemberService(ObjectStore* store, MetaStore* shard) : store_(store), shard_(shard) {}
+  // `metrics` (may be null; must outlive the service) gets the chunk-write counters
+  // member.remote.chunk_bytes_staged_in_place (a remote piece received straight into the
+  // buffer its chunk is staged in) and member.remote.chunk_bytes_copied (copied there).
+  MemberService(ObjectStore* store, MetaStore* shard, metrics::Registry* metrics = nullptr);
 
   // ---- chunk holder ----
-  Status ChunkWrite(const protocol::ChunkWrite& req) EXCLUDES(mu_);
+  // `adopt`: the buffer req.data lies in (ObjectStore::LendWriteBuffer), taken as the chunk's
+  // staging buffer when it can be (ObjectStore::Write).
+  Status ChunkWrite(const protocol::ChunkWrite& req, IoBuffer* adopt = nullptr) EXCLUDES(mu_);
+  // A remote ChunkWrite's body lands in a buffer of the store's pool (transport BodySink), and
+  // is staged from there without a copy (the handler Install sets for kChunkWrite).
+  transport::Body WriteBody(size_t length);
+  transport::Reply ServeChunkWrite(std::span<const std::byte> head, transport::Body body);
   // Seals the local object of `uid`; OK again when it was sealed by an earlier commit whose
   // reply was lost; FailedPrecondition when this member holds nothing of it.
   Status ChunkCommit(uint64_t uid, std::string_view path) EXCLUDES(mu_);
@@ -116,6 +126,8 @@ class MemberService {
 
   ObjectStore* const store_;
   MetaStore* const shard_;
+  metrics::Counter* staged_in_place_ = nullptr;
+  metrics::Counter* copied_ = nullptr;
   std::atomic<uint32_t> shards_{kDefaultShards};
   std::atomic<uint64_t> epoch_{0};
   mutable Mutex behind_mu_;

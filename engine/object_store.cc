@@ -239,7 +239,18 @@ Status ObjectStore::Create(std::string_view path, const CreateOptions& co) {
   return Status::OK();
 }
 
-Status ObjectStore::Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) {
+void ObjectStore::ReturnToPool::operator()(IoBuffer* b) const {
+  if (!b->empty()) pool->Release(*b);
+  delete b;
+}
+
+std::shared_ptr<IoBuffer> ObjectStore::LendWriteBuffer(size_t length) {
+  if (length > pool_->buffer_size()) return nullptr;
+  return std::shared_ptr<IoBuffer>(new IoBuffer(pool_->Acquire()), ReturnToPool{pool_});
+}
+
+Status ObjectStore::Write(std::string_view path, uint64_t offset, std::span<const std::byte> data,
+                          IoBuffer* adopt) {
   SHOAL_ASSIGN_OR_RETURN(auto obj, FindOpen(path));
   uint64_t len = data.size();
   SHOAL_RETURN_IF_ERROR(CheckWrite(path, offset, len, obj->declared_size));
@@ -267,7 +278,13 @@ Status ObjectStore::Write(std::string_view path, uint64_t offset, std::span<cons
       auto it = obj->staged.find(index);
       if (it == obj->staged.end()) {
         it = obj->staged.emplace(index, OpenObject::Staged{}).first;
-        it->second.buf = AcquireBuffer(obj->chunk_size);
+        if (adopt != nullptr && !adopt->empty() && in_begin == 0 && src == adopt->data &&
+            adopt->size == pool_->buffer_size() && cs <= adopt->size) {
+          it->second.buf = *adopt;  // the piece is already where the chunk is staged
+          *adopt = IoBuffer{};
+        } else {
+          it->second.buf = AcquireBuffer(obj->chunk_size);
+        }
       }
       OpenObject::Staged& st = it->second;
       if (st.written.Overlaps(in_begin, in_end)) return overlap();
@@ -277,7 +294,7 @@ Status ObjectStore::Write(std::string_view path, uint64_t offset, std::span<cons
       obj->end = std::max(obj->end, index * cs + in_end);
       dst = st.buf.data + in_begin;
     }
-    std::memcpy(dst, src, in_end - in_begin);  // outside the lock: writers of one object overlap
+    if (dst != src) std::memcpy(dst, src, in_end - in_begin);  // unlocked: writers overlap
     IoBuffer full;
     uint32_t full_len = 0;
     {

@@ -37,7 +37,22 @@ class ObjectStore final : public ObjectApi {
   ~ObjectStore() override;
 
   Status Create(std::string_view path, const CreateOptions& options) override;
-  Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) override;
+  Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) override {
+    return Write(path, offset, data, nullptr);
+  }
+  // Memory for a piece of a chunk that arrives from elsewhere (a chunk holder receives a remote
+  // write into it): a buffer of the store's pool, back to the pool when the last copy of the
+  // pointer goes unless Write adopted it. Null when `length` exceeds the pool's buffers.
+  struct ReturnToPool {
+    std::shared_ptr<BufferPool> pool;
+    void operator()(IoBuffer* b) const;
+  };
+  std::shared_ptr<IoBuffer> LendWriteBuffer(size_t length);
+  // Write of `data` that lies in `*adopt` (from LendWriteBuffer; may be null): when `data`
+  // starts at the beginning of both the buffer and a chunk that has nothing staged, the buffer
+  // becomes that chunk's staging buffer (*adopt is left empty) and the piece is not copied.
+  Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data,
+               IoBuffer* adopt);
   Status Seal(std::string_view path) override { return SealWithOrigin(path, {}); }
   // Seal, recording `origin` with the object (MetaStore::InsertObject): the world path a chunk
   // holder's local object belongs to. `also` runs in the same metadata transaction (a record of

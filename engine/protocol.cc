@@ -128,12 +128,30 @@ Bytes Encode(const ChunkWrite& m) {
   return b;
 }
 
+namespace {
+bool GetChunkWriteHead(ByteReader& r, ChunkWrite* out) {
+  return r.Get(&out->uid) && r.Get(&out->chunk_size) && r.Get(&out->chunk) &&
+         r.Get(&out->in_chunk);
+}
+}  // namespace
+
 Status Decode(std::span<const std::byte> b, ChunkWrite* out) {
   ByteReader r(b);
-  if (!r.Get(&out->uid) || !r.Get(&out->chunk_size) || !r.Get(&out->chunk) ||
-      !r.Get(&out->in_chunk) || !r.Raw(r.left(), &out->data)) {
+  if (!GetChunkWriteHead(r, out) || !r.Raw(r.left(), &out->data)) {
     return BadRequest("chunk-write", "header");
   }
+  return CheckChunkRange("chunk-write", out->chunk_size, out->chunk, out->in_chunk,
+                         out->data.size());
+}
+
+Status DecodeHead(std::span<const std::byte> head, std::span<const std::byte> data,
+                  ChunkWrite* out) {
+  if (head.size() != kChunkWriteHead) {
+    return BadRequest("chunk-write", fmt::format("head of {} bytes", head.size()));
+  }
+  ByteReader r(head);
+  if (!GetChunkWriteHead(r, out) || r.left() != 0) return BadRequest("chunk-write", "header");
+  out->data = data;
   return CheckChunkRange("chunk-write", out->chunk_size, out->chunk, out->in_chunk,
                          out->data.size());
 }

@@ -199,7 +199,9 @@ inline constexpr size_t kMaxCommitPart = (1u << 20) - 1024;  // inside one all-g
 Bytes Encode(const Contribute& m);
 Bytes Encode(const CollectiveResult& m);
 Bytes Encode(const ChunkWrite& m);
-// A ChunkWrite's fixed fields only: the data follows as the body of a gathered request.
+// A ChunkWrite's fixed fields only (kChunkWriteHead bytes): the data follows as the body of a
+// gathered request (transport CallGather / SetBodyHandler).
+inline constexpr size_t kChunkWriteHead = 24;
 Bytes EncodeHead(const ChunkWrite& m);
 Bytes Encode(const UidRequest& m);
 Bytes Encode(const ChunkCommit& m);
@@ -231,6 +233,9 @@ Status Decode(std::span<const std::byte> b, Verdict* out);
 // `world_size`: the table must have exactly that many entries.
 Status Decode(std::span<const std::byte> b, uint32_t world_size, CollectiveResult* out);
 Status Decode(std::span<const std::byte> b, ChunkWrite* out);
+// A gathered ChunkWrite: its head (exactly kChunkWriteHead bytes) and its data, received apart.
+Status DecodeHead(std::span<const std::byte> head, std::span<const std::byte> data,
+                  ChunkWrite* out);
 Status Decode(std::span<const std::byte> b, UidRequest* out);
 Status Decode(std::span<const std::byte> b, ChunkCommit* out);
 Status Decode(std::span<const std::byte> b, ChunkRead* out);

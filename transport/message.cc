@@ -33,6 +33,7 @@ void EncodeHeader(const Header& h, std::byte out[kHeaderBytes]) {
   Put<uint32_t>(out, 16, h.sender);
   Put<uint32_t>(out, 20, h.payload_bytes);
   Put<uint8_t>(out, 24, static_cast<uint8_t>(h.status));
+  Put<uint16_t>(out, 26, h.head_bytes);
   Put<uint64_t>(out, 28, h.epoch);
   Put<uint32_t>(out, 36, Crc32c(out, 36));
 }
@@ -42,8 +43,8 @@ Result<Header> DecodeHeader(std::span<const std::byte> bytes, size_t payload_byt
   auto bad = [](std::string why) {
     return Status::InvalidArgument("message header: " + why);
   };
-  if (bytes.size() != kHeaderBytes) {
-    return bad(fmt::format("{} bytes, expected {}", bytes.size(), kHeaderBytes));
+  if (bytes.size() < kHeaderBytes) {
+    return bad(fmt::format("{} bytes, expected at least {}", bytes.size(), kHeaderBytes));
   }
   const std::byte* p = bytes.data();
   if (Get<uint32_t>(p, 0) != kWireMagic) return bad("bad magic");
@@ -72,8 +73,13 @@ Result<Header> DecodeHeader(std::span<const std::byte> bytes, size_t payload_byt
   if (!IsWireCode(code)) return bad(fmt::format("status {}", code));
   if (h.kind == Kind::kRequest && code != 0) return bad("status set in a request");
   h.status = static_cast<Code>(code);
-  if (Get<uint8_t>(p, 25) != 0 || Get<uint8_t>(p, 26) != 0 || Get<uint8_t>(p, 27) != 0) {
-    return bad("reserved bytes set");
+  if (Get<uint8_t>(p, 25) != 0) return bad("reserved byte set");
+  h.head_bytes = Get<uint16_t>(p, 26);
+  if (h.head_bytes > kMaxHeadBytes) return bad(fmt::format("head of {} bytes", h.head_bytes));
+  if (h.kind == Kind::kResponse && h.head_bytes != 0) return bad("head in a response");
+  if (bytes.size() != kHeaderBytes + h.head_bytes) {
+    return bad(fmt::format("{} bytes, expected {} and a head of {}", bytes.size(), kHeaderBytes,
+                           h.head_bytes));
   }
   h.epoch = Get<uint64_t>(p, 28);
   return h;

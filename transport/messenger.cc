@@ -129,7 +129,10 @@ Messenger::Impl::~Impl() {
   context_.reset();
   // Sends a force-closed endpoint never completed (UCX called no callback): nothing refers to
   // their memory once the worker is destroyed.
-  for (OutMsg* m : sending_) delete m;
+  for (OutMsg* m : sending_) {
+    ReleaseBody(m);
+    delete m;
+  }
   sending_.clear();
 }
 
@@ -174,6 +177,19 @@ Status Messenger::Impl::Connect(uint32_t peer, std::span<const std::byte> addres
 void Messenger::Impl::SetHandler(uint16_t op, Handler h) {
   MutexLock lk(&handlers_mu_);
   handlers_[op] = std::move(h);
+  body_ops_.erase(op);
+}
+
+void Messenger::Impl::SetBodyHandler(uint16_t op, size_t head_bytes, BodySink sink,
+                                     BodyHandler handler) {
+  auto body_op = std::make_shared<const BodyOp>(BodyOp{head_bytes, sink, handler});
+  MutexLock lk(&handlers_mu_);
+  // A request sent whole (CallAsync) reaches the same handler through a copy.
+  handlers_[op] = [body_op](uint32_t sender, std::span<const std::byte> payload) {
+    return Transport::ServeBody(body_op->head_bytes, body_op->sink, body_op->handler, sender,
+                                payload);
+  };
+  body_ops_[op] = std::move(body_op);
 }
 
 bool Messenger::Impl::peer_up(uint32_t peer) const {
@@ -248,6 +264,8 @@ void Messenger::Impl::Loop() {
     }
   }
   CloseEndpoints();
+  // No progress from here on: no send reads its body any more.
+  for (OutMsg* m : sending_) ReleaseBody(m);
   // A CallInto whose receive the closed endpoints did not end: it ends now (no progress
   // from here on, so nothing writes into its memory any more).
   while (!pending_.empty()) {
@@ -302,6 +320,18 @@ Status Messenger::Connect(uint32_t peer, std::span<const std::byte> address) {
 
 void Messenger::SetHandler(uint16_t op, Handler handler) {
   impl_->SetHandler(op, std::move(handler));
+}
+
+void Messenger::SetBodyHandler(uint16_t op, size_t head_bytes, BodySink sink,
+                               BodyHandler handler) {
+  impl_->SetBodyHandler(op, head_bytes, std::move(sink), std::move(handler));
+}
+
+void Messenger::CallGather(uint32_t peer, uint16_t op, Payload head,
+                           std::span<const std::byte> body, std::chrono::milliseconds deadline,
+                           Done done, Released released) {
+  impl_->CallGather(peer, op, std::move(head), body, deadline, std::move(done),
+                    std::move(released));
 }
 
 void Messenger::CallAsync(uint32_t peer, uint16_t op, Payload payload,

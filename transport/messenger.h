@@ -71,6 +71,15 @@ class Messenger final : public Transport {
   const std::vector<std::byte>& address() const override { return address_; }
   Status Connect(uint32_t peer, std::span<const std::byte> address) override;
   void SetHandler(uint16_t op, Handler handler) override;
+  // A request sent by CallGather carries its head in the AM header; its body, the AM data,
+  // moves by rendezvous (large bodies) from the caller's memory straight into the sink's.
+  void SetBodyHandler(uint16_t op, size_t head_bytes, BodySink sink,
+                      BodyHandler handler) override;
+  // `body` is sent as it is, never copied into a vector (UCX's rendezvous reads it where it
+  // is); `released` runs from UCX's send completion, or when the peer fails, the deadline
+  // passes with the body not taken (the peer is then failed), or the messenger stops.
+  void CallGather(uint32_t peer, uint16_t op, Payload head, std::span<const std::byte> body,
+                  std::chrono::milliseconds deadline, Done done, Released released) override;
   void CallAsync(uint32_t peer, uint16_t op, Payload payload, std::chrono::milliseconds deadline,
                  Done done) override;
   // A rendezvous reply (UCX's large messages) is received straight into `into` (its first

@@ -27,23 +27,48 @@ void Messenger::Impl::CallInto(uint32_t peer, uint16_t op, Payload payload, size
   Start(peer, op, std::move(payload), deadline, std::move(p));
 }
 
-void Messenger::Impl::Start(uint32_t peer, uint16_t op, Payload payload,
-                            std::chrono::milliseconds deadline, Pending&& proto) {
-  if (peer >= options_.world_size) {
-    return Finish(proto, Status::InvalidArgument(fmt::format("member {} outside a world of {}",
-                                                             peer, options_.world_size)));
+void Messenger::Impl::CallGather(uint32_t peer, uint16_t op, Payload head,
+                                 std::span<const std::byte> body,
+                                 std::chrono::milliseconds deadline,
+                                 std::function<void(Result<Payload>)> done,
+                                 Transport::Released released) {
+  Pending p;
+  p.done = std::move(done);
+  if (head.size() > kMaxHeadBytes || head.empty()) {
+    released();
+    return Finish(p, Status::InvalidArgument(fmt::format(
+                         "request head of {} bytes (1 to {} travel with a body)", head.size(),
+                         kMaxHeadBytes)));
   }
-  if (payload.size() > kMaxPayloadBytes) {
-    return Finish(proto, Status::InvalidArgument(fmt::format(
-                             "payload of {} bytes above the 1 GiB limit", payload.size())));
+  Start(peer, op, std::move(head), deadline, std::move(p), body, std::move(released));
+}
+
+void Messenger::Impl::Start(uint32_t peer, uint16_t op, Payload payload,
+                            std::chrono::milliseconds deadline, Pending&& proto,
+                            std::span<const std::byte> body, Transport::Released released) {
+  const bool gather = static_cast<bool>(released);
+  auto refuse = [&](Status s) {
+    if (gather) released();
+    Finish(proto, std::move(s));
+  };
+  if (peer >= options_.world_size) {
+    return refuse(Status::InvalidArgument(
+        fmt::format("member {} outside a world of {}", peer, options_.world_size)));
+  }
+  if ((gather ? body.size() : payload.size()) > kMaxPayloadBytes) {
+    return refuse(Status::InvalidArgument(fmt::format(
+        "payload of {} bytes above the 1 GiB limit", gather ? body.size() : payload.size())));
   }
   if (deadline.count() <= 0) deadline = options_.default_deadline;
   auto when = Clock::now() + deadline;
   proto.peer = peer;
   proto.deadline = when;
+  proto.gathering = gather;
   auto shared = std::make_shared<Pending>(std::move(proto));
-  bool posted = Post([this, peer, op, when, shared, p = std::move(payload)]() mutable {
+  auto rel = std::make_shared<Transport::Released>(std::move(released));
+  bool posted = Post([this, peer, op, when, shared, rel, body, p = std::move(payload)]() mutable {
     if (stopping_) {
+      if (*rel) (*rel)();
       Finish(*shared, Status::Unavailable("messenger shutting down"));
       return;
     }
@@ -57,10 +82,19 @@ void Messenger::Impl::Start(uint32_t peer, uint16_t op, Payload payload,
     h.request_id = id;
     h.sender = options_.self;
     h.epoch = options_.epoch;
-    h.payload_bytes = static_cast<uint32_t>(p.size());
-    Send(peer, &h, {}, std::move(p));
+    if (*rel) {  // CallGather: the head in the AM header, the body as the data
+      h.head_bytes = static_cast<uint16_t>(p.size());
+      h.payload_bytes = static_cast<uint32_t>(body.size());
+      Send(peer, &h, std::move(p), {}, body, nullptr, std::move(*rel));
+    } else {
+      h.payload_bytes = static_cast<uint32_t>(p.size());
+      Send(peer, &h, {}, std::move(p));
+    }
   });
-  if (!posted) Finish(*shared, Status::Unavailable("messenger is shut down"));
+  if (!posted) {
+    if (*rel) (*rel)();
+    Finish(*shared, Status::Unavailable("messenger is shut down"));
+  }
 }
 
 void Messenger::Impl::Complete(uint64_t id, Result<Payload> r) {
@@ -169,7 +203,15 @@ void Messenger::Impl::Expire() {
     counters_.timeouts++;
     const uint32_t peer = it->second.peer;
     const bool receiving = it->second.receiving;
+    const bool gathering = it->second.gathering;
     Complete(id, Status::Timeout(fmt::format("request to member {} passed its deadline", peer)));
+    if (gathering && peers_[peer].up && peers_[peer].ep != nullptr) {
+      // The peer has not taken the request's body past the deadline: taken for failed, which
+      // releases the body, rather than holding the caller's memory.
+      FailPeer(peers_[peer], peers_[peer].ep,
+               Status::Unavailable(fmt::format("member {} stalled taking a request's body", peer)),
+               "stalled taking a request's body past its deadline");
+    }
     if (receiving && peers_[peer].up && peers_[peer].ep != nullptr) {
       // The reply started to arrive into the caller's memory and stalled past the deadline
       // (a peer stopped mid-transfer): the call can end only when the receive does, so the

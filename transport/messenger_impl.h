@@ -44,6 +44,10 @@ class Messenger::Impl {
   Status Bind(uint32_t self, uint32_t world_size);
   Status Connect(uint32_t peer, std::span<const std::byte> address);
   void SetHandler(uint16_t op, Handler h);
+  void SetBodyHandler(uint16_t op, size_t head_bytes, BodySink sink, BodyHandler handler);
+  void CallGather(uint32_t peer, uint16_t op, Payload head, std::span<const std::byte> body,
+                  std::chrono::milliseconds deadline, std::function<void(Result<Payload>)> done,
+                  Transport::Released released);
   void CallAsync(uint32_t peer, uint16_t op, Payload payload, std::chrono::milliseconds deadline,
                  std::function<void(Result<Payload>)> done);
   void CallInto(uint32_t peer, uint16_t op, Payload payload, size_t skip, std::span<std::byte> into,
@@ -85,6 +89,9 @@ class Messenger::Impl {
     // `failed` if the deadline or a failure came meanwhile.
     bool receiving = false;
     std::optional<Status> failed;
+    // A CallGather whose body UCX still reads: past the deadline the peer is taken for failed
+    // (a peer that stalls in the middle of pulling the body would hold the caller's memory).
+    bool gathering = false;
   };
   struct IntoRecv {  // a rendezvous reply received into a CallInto's memory
     Impl* impl;
@@ -95,19 +102,34 @@ class Messenger::Impl {
   };
   struct OutMsg {
     Impl* impl;
+    uint32_t peer;
     std::vector<std::byte> header;
     Payload payload;
     bool is_request;
     uint64_t request_id;
-    // A reply's lent body, sent after the payload as a second iov (no copy); `keep` owns it.
+    // A reply's lent body or a CallGather's, sent after the payload as a second iov, or alone
+    // when there is no payload (no copy); `keep` owns it, or `released` is told when UCX reads
+    // it no more (ReleaseBody).
     std::span<const std::byte> body = {};
     std::shared_ptr<const void> keep = {};
+    Transport::Released released = {};
     ucp_dt_iov_t iov[2] = {};
   };
   struct RndvRecv {
     Impl* impl;
     Header header;
     Payload payload;
+  };
+  struct BodyOp {  // SetBodyHandler's
+    size_t head_bytes;
+    BodySink sink;
+    BodyHandler handler;
+  };
+  struct BodyRecv {  // a request body received by rendezvous into its handler's memory
+    Impl* impl;
+    Header header;
+    Payload head;
+    Body body;
   };
 
   // --- messenger.cc: the worker's life and the progress loop.
@@ -119,8 +141,10 @@ class Messenger::Impl {
 
   // --- messenger_calls.cc: the caller's side.
   // CallAsync and CallInto: `proto` holds the call's way of ending (done, or into_done).
+  // CallGather: `payload` is the head, sent in the AM header, and `body` the AM data.
   void Start(uint32_t peer, uint16_t op, Payload payload, std::chrono::milliseconds deadline,
-             Pending&& proto);
+             Pending&& proto, std::span<const std::byte> body = {},
+             Transport::Released released = {});
   // Ends call `id` with `r` (a whole reply, or an error).
   void Complete(uint64_t id, Result<Payload> r);
   // Runs a call's end: a CallInto's whole reply is split into its head and `into` here.
@@ -138,11 +162,15 @@ class Messenger::Impl {
   void Expire();  // ends the calls past their deadline
 
   // --- messenger_wire.cc: messages in and out.
-  // Sends a message with header `h`, or, when h is null (tests), `raw_header` as it is; a
-  // reply's lent `body` follows the payload without being copied.
-  void Send(uint32_t peer, const Header* h, std::vector<std::byte> raw_header, Payload payload,
-            std::span<const std::byte> body = {}, std::shared_ptr<const void> keep = {});
+  // Sends a message with header `h` followed by `extra` in the AM header (a request's head), or,
+  // when h is null (tests), `extra` as the whole header; a lent `body` follows the payload
+  // without being copied (owned by `keep`, or held until `released` ran).
+  void Send(uint32_t peer, const Header* h, std::vector<std::byte> extra, Payload payload,
+            std::span<const std::byte> body = {}, std::shared_ptr<const void> keep = {},
+            Transport::Released released = {});
   static void OnSendDone(void* request, ucs_status_t status, void* user_data);
+  // UCX reads m's body no more: its `released` runs (once).
+  static void ReleaseBody(OutMsg* m);
   static void OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status);
   // The peer is down from here on: its calls fail with `why`, its endpoint is closed (which
   // also ends a rendezvous receive from it that is still in flight).
@@ -152,6 +180,13 @@ class Messenger::Impl {
   static ucs_status_t OnAm(void* arg, const void* header, size_t header_length, void* data,
                            size_t length, const ucp_am_recv_param_t* param);
   static void OnRndvDone(void* request, ucs_status_t status, size_t length, void* user_data);
+  // A request whose head came in the AM header: its body goes straight into the memory of its
+  // op's BodySink when it has one, else head and data are joined into a payload. Returns what
+  // OnAm returns.
+  ucs_status_t ReceiveRequest(const Header& h, std::span<const std::byte> head, void* data,
+                              size_t length, bool rndv);
+  static void OnBodyDone(void* request, ucs_status_t status, size_t length, void* user_data);
+  void DeliverBody(const Header& h, Payload head, Body body);
   void Deliver(const Header& h, Payload payload);
   void Respond(const Header& req, Reply r);
 
@@ -189,6 +224,7 @@ class Messenger::Impl {
 
   Mutex handlers_mu_;
   std::map<uint16_t, Handler> handlers_ GUARDED_BY(handlers_mu_);
+  std::map<uint16_t, std::shared_ptr<const BodyOp>> body_ops_ GUARDED_BY(handlers_mu_);
 
   TaskPool pool_;
 };

@@ -4,6 +4,8 @@
 // (transport/messenger_impl.h).
 #include <fmt/format.h>
 
+#include <cstring>
+
 #include "base/log.h"
 #include "transport/messenger_impl.h"
 #include "transport/ucx_status.h"
@@ -19,23 +21,27 @@ Payload ErrorPayload(const Status& s) {
 
 }  // namespace
 
-void Messenger::Impl::Send(uint32_t peer, const Header* h, std::vector<std::byte> raw_header,
+void Messenger::Impl::Send(uint32_t peer, const Header* h, std::vector<std::byte> extra,
                            Payload payload, std::span<const std::byte> body,
-                           std::shared_ptr<const void> keep) {
+                           std::shared_ptr<const void> keep, Transport::Released released) {
   bool is_request = h != nullptr && h->kind == Kind::kRequest;
   uint64_t request_id = h != nullptr ? h->request_id : 0;
   Peer& p = peers_[peer];
   if (!p.up) {
+    if (released) released();
     if (is_request) {
       Complete(request_id, Status::Unavailable(fmt::format("member {} is not reachable", peer)));
     }
     return;
   }
-  auto* m = new OutMsg{this, std::move(raw_header), std::move(payload), is_request, request_id,
-                       body, std::move(keep)};
+  auto* m = new OutMsg{this,       peer, {},   std::move(payload), is_request, request_id,
+                       body,       std::move(keep), std::move(released)};
   if (h != nullptr) {
     m->header.resize(kHeaderBytes);
     EncodeHeader(*h, m->header.data());
+    m->header.insert(m->header.end(), extra.begin(), extra.end());
+  } else {
+    m->header = std::move(extra);
   }
   counters_.bytes_sent += m->payload.size() + m->body.size();
   ucp_request_param_t rp{};
@@ -61,25 +67,40 @@ void Messenger::Impl::Send(uint32_t peer, const Header* h, std::vector<std::byte
   void* req = ucp_am_send_nbx(p.ep, kAmId, m->header.data(), m->header.size(), buffer, count, &rp);
   if (req != nullptr && !UCS_PTR_IS_ERR(req)) {
     sending_.insert(m);
-  } else if (req == nullptr) {
-    delete m;
-  } else if (UCS_PTR_IS_ERR(req)) {
-    if (m->is_request) {
-      Complete(m->request_id,
-               UcxStatus(UCS_PTR_STATUS(req), fmt::format("sending to member {}", peer)));
-    }
-    delete m;
+    return;
   }
+  ReleaseBody(m);
+  if (req != nullptr && m->is_request) {
+    Complete(m->request_id,
+             UcxStatus(UCS_PTR_STATUS(req), fmt::format("sending to member {}", peer)));
+  }
+  if (req == nullptr && m->is_request) {
+    auto it = pending_.find(m->request_id);
+    if (it != pending_.end()) it->second.gathering = false;
+  }
+  delete m;
 }
 
 void Messenger::Impl::OnSendDone(void* request, ucs_status_t status, void* user_data) {
   auto* m = static_cast<OutMsg*>(user_data);
+  ReleaseBody(m);
+  if (m->is_request) {
+    auto it = m->impl->pending_.find(m->request_id);
+    if (it != m->impl->pending_.end()) it->second.gathering = false;
+  }
   if (status != UCS_OK && m->is_request) {
     m->impl->Complete(m->request_id, UcxStatus(status, "sending request"));
   }
   m->impl->sending_.erase(m);
   delete m;
   ucp_request_free(request);
+}
+
+void Messenger::Impl::ReleaseBody(OutMsg* m) {
+  if (!m->released) return;
+  auto released = std::move(m->released);
+  m->released = nullptr;
+  released();
 }
 
 void Messenger::Impl::OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status) {
@@ -104,6 +125,11 @@ void Messenger::Impl::FailPeer(Peer& p, ucp_ep_h ep, const Status& why, std::str
   void* req = ucp_ep_close_nbx(ep, &rp);
   if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
   p.ep = nullptr;
+  // Bodies of sends to the closed endpoint are not read from here on (a force-closed endpoint
+  // does not always complete its sends): their owners may reuse them.
+  for (OutMsg* m : sending_) {
+    if (m->peer == p.index) ReleaseBody(m);
+  }
 }
 
 void Messenger::Impl::ReplayHeld(uint32_t peer) {
@@ -142,8 +168,12 @@ ucs_status_t Messenger::Impl::OnAm(void* arg, const void* header, size_t header_
                            h->epoch, h->sender, self->options_.epoch));
     return UCS_OK;
   }
-  self->counters_.bytes_received += length;
+  self->counters_.bytes_received += length + h->head_bytes;
   const bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
+  if (h->head_bytes != 0) {
+    auto head = std::span(static_cast<const std::byte*>(header) + kHeaderBytes, h->head_bytes);
+    return self->ReceiveRequest(*h, head, data, length, rndv);
+  }
   if (self->ReceiveInto(*h, data, length, rndv)) return rndv ? UCS_INPROGRESS : UCS_OK;
   if (rndv) {
     auto* r = new RndvRecv{self, *h, Payload(length)};
@@ -176,6 +206,96 @@ void Messenger::Impl::OnRndvDone(void* request, ucs_status_t status, size_t leng
   }
   delete r;
   ucp_request_free(request);
+}
+
+ucs_status_t Messenger::Impl::ReceiveRequest(const Header& h, std::span<const std::byte> head,
+                                             void* data, size_t length, bool rndv) {
+  std::shared_ptr<const BodyOp> op;
+  {
+    MutexLock lk(&handlers_mu_);
+    auto it = body_ops_.find(h.op);
+    if (it != body_ops_.end() && it->second->head_bytes == head.size()) op = it->second;
+  }
+  if (op == nullptr) {  // no sink for this body: head and data joined, as any request
+    Payload whole(head.begin(), head.end());
+    whole.resize(head.size() + length);
+    if (!rndv) {
+      if (length != 0) std::memcpy(whole.data() + head.size(), data, length);
+      Deliver(h, std::move(whole));
+      return UCS_OK;
+    }
+    auto* r = new RndvRecv{this, h, std::move(whole)};
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    rp.cb.recv_am = &Impl::OnRndvDone;
+    rp.user_data = r;
+    void* req = ucp_am_recv_data_nbx(worker_.get(), data, r->payload.data() + head.size(),
+                                     length, &rp);
+    if (req == nullptr) {
+      Deliver(r->header, std::move(r->payload));
+      delete r;
+    } else if (UCS_PTR_IS_ERR(req)) {
+      Drop(UcxStatus(UCS_PTR_STATUS(req), "rendezvous receive").message());
+      delete r;
+    }
+    return UCS_INPROGRESS;
+  }
+  if (!rndv) {
+    DeliverBody(h, Payload(head.begin(), head.end()),
+                Transport::ReceiveBody(op->sink, {static_cast<const std::byte*>(data), length}));
+    return UCS_OK;
+  }
+  Body body = op->sink(length);
+  if (body.bytes.size() < length) {
+    auto owned = std::make_shared<Payload>(length);
+    body = Body{*owned, owned};
+  }
+  body.bytes = body.bytes.first(length);
+  auto* r = new BodyRecv{this, h, Payload(head.begin(), head.end()), std::move(body)};
+  ucp_request_param_t rp{};
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  rp.cb.recv_am = &Impl::OnBodyDone;
+  rp.user_data = r;
+  void* req = ucp_am_recv_data_nbx(worker_.get(), data, r->body.bytes.data(), length, &rp);
+  if (req == nullptr) {
+    DeliverBody(r->header, std::move(r->head), std::move(r->body));
+    delete r;
+  } else if (UCS_PTR_IS_ERR(req)) {
+    Drop(UcxStatus(UCS_PTR_STATUS(req), "rendezvous receive").message());
+    delete r;
+  }
+  return UCS_INPROGRESS;
+}
+
+void Messenger::Impl::OnBodyDone(void* request, ucs_status_t status, size_t length,
+                                 void* user_data) {
+  auto* r = static_cast<BodyRecv*>(user_data);
+  if (status == UCS_OK && length == r->body.bytes.size()) {
+    r->impl->DeliverBody(r->header, std::move(r->head), std::move(r->body));
+  } else {
+    r->impl->Drop(UcxStatus(status, "rendezvous receive").message());
+  }
+  delete r;
+  ucp_request_free(request);
+}
+
+void Messenger::Impl::DeliverBody(const Header& h, Payload head, Body body) {
+  std::shared_ptr<const BodyOp> op;
+  {
+    MutexLock lk(&handlers_mu_);
+    auto it = body_ops_.find(h.op);
+    if (it != body_ops_.end()) op = it->second;
+  }
+  if (options_.world_size == 0 || peers_[h.sender].ep == nullptr || op == nullptr) {
+    // Held until the sender connects (or refused): as a whole payload, served from it later.
+    head.insert(head.end(), body.bytes.begin(), body.bytes.end());
+    return Deliver(h, std::move(head));
+  }
+  counters_.requests_served++;
+  pool_.Submit([this, h, op, head = std::move(head), body = std::move(body)]() mutable {
+    Reply r = op->handler(h.sender, head, std::move(body));
+    Post([this, h, r = std::move(r)]() mutable { Respond(h, std::move(r)); });
+  });
 }
 
 void Messenger::Impl::Deliver(const Header& h, Payload payload) {

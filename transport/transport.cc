@@ -25,11 +25,42 @@ Status Transport::Bind(uint32_t self_index, uint32_t size) {
 
 void Transport::CallGather(uint32_t peer, uint16_t op, Payload head,
                            std::span<const std::byte> body, std::chrono::milliseconds deadline,
-                           Done done) {
+                           Done done, Released released) {
   const size_t at = head.size();
   head.resize(at + body.size());
   if (!body.empty()) std::memcpy(head.data() + at, body.data(), body.size());
+  released();
   CallAsync(peer, op, std::move(head), deadline, std::move(done));
+}
+
+Body Transport::ReceiveBody(const BodySink& sink, std::span<const std::byte> bytes) {
+  Body body = sink(bytes.size());
+  if (body.bytes.size() < bytes.size()) {
+    auto owned = std::make_shared<Payload>(bytes.size());
+    body = Body{*owned, owned};
+  }
+  body.bytes = body.bytes.first(bytes.size());
+  if (!bytes.empty()) std::memcpy(body.bytes.data(), bytes.data(), bytes.size());
+  return body;
+}
+
+Reply Transport::ServeBody(size_t head_bytes, const BodySink& sink, const BodyHandler& handler,
+                           uint32_t sender, std::span<const std::byte> payload) {
+  if (payload.size() < head_bytes) {
+    return Reply{Status::InvalidArgument(fmt::format(
+        "request of {} bytes is shorter than its {}-byte head", payload.size(), head_bytes)),
+                 {}};
+  }
+  return handler(sender, payload.first(head_bytes),
+                 ReceiveBody(sink, payload.subspan(head_bytes)));
+}
+
+void Transport::SetBodyHandler(uint16_t op, size_t head_bytes, BodySink sink,
+                               BodyHandler handler) {
+  SetHandler(op, [head_bytes, sink = std::move(sink), handler = std::move(handler)](
+                     uint32_t sender, std::span<const std::byte> payload) {
+    return ServeBody(head_bytes, sink, handler, sender, payload);
+  });
 }
 
 Status Transport::CheckFitsInto(size_t length, size_t skip, size_t into) {

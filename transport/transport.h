@@ -14,11 +14,13 @@
 //   - Messages carry the sender's membership epoch (transport/message.h); a member drops
 //     requests of another epoch (issue 7 moves worlds between epochs).
 //
-// Shaped for the zero-copy data path (issue 8): `CallInto` lets the reply's bytes land in the
-// caller's memory (UCX: rendezvous receive into a registered destination; in-process: one copy
-// from the handler's buffer), and `CallGather` sends a request whose body is the caller's memory
-// without joining it into one vector first. Today both have copying defaults below; an
-// implementation overrides them when it can do better.
+// Shaped for the zero-copy data path (issues 8, 13): `CallInto` lets the reply's bytes land in
+// the caller's memory (UCX: rendezvous receive into a registered destination; in-process: one
+// copy from the handler's buffer); `CallGather` sends a request whose body is the caller's
+// memory without joining it into one vector, and `SetBodyHandler` lets the serving side say
+// where such a body lands (UCX: the rendezvous moves it from the caller's memory straight into
+// the holder's I/O buffer). Each has a copying default below; an implementation overrides it
+// when it can do better.
 //
 // Thread-safety: every method is thread-safe, except that SetHandler must be called before the
 // first Connect.
@@ -54,6 +56,21 @@ struct Reply {
 using Handler = std::function<Reply(uint32_t sender, std::span<const std::byte> payload)>;
 using Done = std::function<void(Result<Payload>)>;
 
+// A request's body received into memory its handler's side chose; `keep` owns `bytes` (the
+// handler may keep it past its return, e.g. to adopt the buffer).
+struct Body {
+  std::span<std::byte> bytes;
+  std::shared_ptr<void> keep;
+};
+// Memory for a request body of `length` bytes. Runs on a transport thread (UCX: the progress
+// thread, as the body arrives): must be quick and must not block. It may return less than
+// `length` bytes (say, when `length` is not a size it keeps buffers of): the transport then
+// allocates the body itself.
+using BodySink = std::function<Body(size_t length)>;
+// Runs on a handler thread with the request's head (its first `head_bytes`) and its body.
+using BodyHandler =
+    std::function<Reply(uint32_t sender, std::span<const std::byte> head, Body body)>;
+
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -67,6 +84,11 @@ class Transport {
   virtual Status Connect(uint32_t peer, std::span<const std::byte> address) = 0;
   // Installs the handler of requests with this op. Call before Connect.
   virtual void SetHandler(uint16_t op, Handler handler) = 0;
+  // Installs the handler of requests with this op that are a head of exactly `head_bytes`
+  // followed by a body received into `sink`'s memory; a request shorter than the head is
+  // answered InvalidArgument without reaching the handler. Call before Connect. The default
+  // installs a Handler that copies the body out of the payload into the sink's memory.
+  virtual void SetBodyHandler(uint16_t op, size_t head_bytes, BodySink sink, BodyHandler handler);
 
   // Sends a request and returns at once; `done` runs exactly once, on a transport thread, and
   // must not block. A deadline of 0 means the transport's default.
@@ -77,11 +99,15 @@ class Transport {
   Result<Payload> Call(uint32_t peer, uint16_t op, Payload payload,
                        std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
 
-  // Like CallAsync with a request of `head` followed by `body`; `body` must stay valid until
-  // `done` ran.
+  // Like CallAsync with a request of `head` (at most message.h's kMaxHeadBytes) followed by
+  // `body`, which is not copied: it must stay valid until `released` ran. `released` runs
+  // exactly once, on a transport thread or the caller's, as soon as the transport reads `body`
+  // no more (it was sent, or the send failed or was cancelled), which may be before or after
+  // `done`; it must not block. The default copies the request and releases at once.
+  using Released = std::function<void()>;
   virtual void CallGather(uint32_t peer, uint16_t op, Payload head,
                           std::span<const std::byte> body, std::chrono::milliseconds deadline,
-                          Done done);
+                          Done done, Released released);
 
   // Like CallAsync, but the reply's bytes from offset `skip` on land in `into` (which must stay
   // valid until `done` ran); `done` gets the first `skip` bytes of the reply and the count of
@@ -96,6 +122,12 @@ class Transport {
   static Status CheckFitsInto(size_t length, size_t skip, size_t into);
   static void EndIntoFromWhole(Result<Payload> whole, size_t skip, std::span<std::byte> into,
                                const DoneInto& done);
+  // SetBodyHandler's default parts, shared with implementations: `bytes` copied into the
+  // sink's memory (or into a vector the Body owns, when the sink gives less); a whole request
+  // split at `head_bytes` (InvalidArgument when shorter) and served so.
+  static Body ReceiveBody(const BodySink& sink, std::span<const std::byte> bytes);
+  static Reply ServeBody(size_t head_bytes, const BodySink& sink, const BodyHandler& handler,
+                         uint32_t sender, std::span<const std::byte> payload);
 
   // False once the peer's endpoint failed (it died, or the link broke) or it never connected.
   virtual bool peer_up(uint32_t peer) const = 0;

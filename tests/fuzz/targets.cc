@@ -37,7 +37,8 @@ namespace {
 
 bool SameHeader(const transport::Header& a, const transport::Header& b) {
   return a.kind == b.kind && a.op == b.op && a.request_id == b.request_id && a.sender == b.sender &&
-         a.payload_bytes == b.payload_bytes && a.status == b.status && a.epoch == b.epoch;
+         a.payload_bytes == b.payload_bytes && a.status == b.status && a.epoch == b.epoch &&
+         a.head_bytes == b.head_bytes;
 }
 
 }  // namespace
@@ -49,7 +50,7 @@ void FuzzHeader(std::string_view input) {
   auto world = in.Take<uint32_t>();
   auto payload = in.Take<uint64_t>();
   std::string bytes(in.Rest());
-  if ((flags & 1) && bytes.size() == kHeaderBytes) {
+  if ((flags & 1) && bytes.size() >= kHeaderBytes) {
     constexpr size_t kCrcAt = transport::kHeaderBytes - 4;  // the CRC32C closes the header
     uint32_t crc = Crc32c(bytes.data(), kCrcAt);
     std::memcpy(bytes.data() + kCrcAt, &crc, sizeof(crc));
@@ -59,7 +60,9 @@ void FuzzHeader(std::string_view input) {
     FUZZ_REQUIRE(h.status().IsInvalidArgument());
     return;
   }
-  FUZZ_REQUIRE(bytes.size() == kHeaderBytes);
+  FUZZ_REQUIRE(bytes.size() == kHeaderBytes + h->head_bytes);
+  FUZZ_REQUIRE(h->head_bytes <= transport::kMaxHeadBytes);
+  FUZZ_REQUIRE(h->kind == transport::Kind::kRequest || h->head_bytes == 0);
   FUZZ_REQUIRE(h->sender < world);
   FUZZ_REQUIRE(h->payload_bytes == payload && h->payload_bytes <= transport::kMaxPayloadBytes);
   FUZZ_REQUIRE(h->kind == transport::Kind::kRequest || h->kind == transport::Kind::kResponse);
@@ -68,7 +71,9 @@ void FuzzHeader(std::string_view input) {
   transport::EncodeHeader(*h, out);
   // The encoding is canonical (reserved bytes zero, one CRC): it is the input, byte for byte.
   FUZZ_REQUIRE(std::memcmp(out, bytes.data(), kHeaderBytes) == 0);
-  auto again = transport::DecodeHeader(out, payload, world);
+  std::string whole(reinterpret_cast<const char*>(out), kHeaderBytes);
+  whole.append(bytes, kHeaderBytes);  // the head travels as it is
+  auto again = transport::DecodeHeader(AsBytes(whole), payload, world);
   FUZZ_REQUIRE(again.ok() && SameHeader(*again, *h));
 }
 
@@ -80,7 +85,8 @@ std::vector<std::string> HeaderSeeds() {
                           Header{Kind::kRequest, 7, 1ull << 40, 3, 4096, Code::kOk, 5},
                           Header{Kind::kResponse, 7, 1ull << 40, 1, 0, Code::kNotFound, 1},
                           Header{Kind::kResponse, 0xffff, ~0ull, 15, 1u << 30, Code::kInternal,
-                                 ~0ull}}) {
+                                 ~0ull},
+                          Header{Kind::kRequest, 16, 9, 2, 4u << 20, Code::kOk, 3, 24}}) {
     std::string s;
     Append<uint8_t>(&s, 0);
     Append<uint32_t>(&s, 16);
@@ -88,6 +94,7 @@ std::vector<std::string> HeaderSeeds() {
     std::byte out[transport::kHeaderBytes];
     transport::EncodeHeader(h, out);
     s.append(reinterpret_cast<const char*>(out), sizeof(out));
+    s.append(h.head_bytes, '\x5a');
     seeds.push_back(std::move(s));
   }
   return seeds;

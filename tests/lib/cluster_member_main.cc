@@ -286,6 +286,14 @@ int main(int argc, char** argv) {
   if (scenario == "full") {
     WriteMine(eng, rank);
     Check(eng.Barrier(), "barrier");
+    // Other ranks' whole chunks arrived straight into the buffers this member staged them in.
+    if (world > 1) {
+      Stats st = eng.GetStats();
+      if (st.counters["member.remote.chunk_bytes_staged_in_place"] == 0) {
+        Die(fmt::format("no remote chunk bytes staged in place ({} copied)",
+                        st.counters["member.remote.chunk_bytes_copied"]));
+      }
+    }
     VerifyAll(eng, world);
     // Chunks are spread over the members, each on `replicas` distinct ranks.
     auto where = eng.Locate(fmt::format("w/r{}/s{}", rank, 5 * kChunk + 123));

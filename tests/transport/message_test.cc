@@ -49,6 +49,34 @@ TEST(Message, RejectsInconsistentFields) {
   EXPECT_CODE(DecodeHeader(buf, kMaxPayloadBytes + 1, 4), kInvalidArgument);
 }
 
+TEST(Message, ARequestsHeadFollowsTheHeaderAndIsCountedExactly) {
+  Header r = Sample();
+  r.kind = Kind::kRequest;
+  r.status = Code::kOk;
+  r.head_bytes = 24;
+  std::vector<std::byte> buf(kHeaderBytes + 24, std::byte{0x5a});
+  EncodeHeader(r, buf.data());
+  auto h = DecodeHeader(buf, 4096, 4);
+  ASSERT_OK(h);
+  EXPECT_EQ(h->head_bytes, 24u);
+  EXPECT_EQ(h->payload_bytes, 4096u);
+  // The AM header must be exactly the 40 bytes and the head they announce.
+  EXPECT_CODE(DecodeHeader({buf.data(), kHeaderBytes + 23}, 4096, 4), kInvalidArgument);
+  buf.push_back(std::byte{0});
+  EXPECT_CODE(DecodeHeader(buf, 4096, 4), kInvalidArgument);
+  EXPECT_CODE(DecodeHeader({buf.data(), kHeaderBytes}, 4096, 4), kInvalidArgument);
+  // A head above the limit, or in a response, is refused.
+  r.head_bytes = kMaxHeadBytes + 1;
+  buf.assign(kHeaderBytes + r.head_bytes, std::byte{0});
+  EncodeHeader(r, buf.data());
+  EXPECT_CODE(DecodeHeader(buf, 4096, 4), kInvalidArgument);
+  Header resp = Sample();
+  resp.head_bytes = 8;
+  buf.assign(kHeaderBytes + 8, std::byte{0});
+  EncodeHeader(resp, buf.data());
+  EXPECT_CODE(DecodeHeader(buf, 4096, 4), kInvalidArgument);
+}
+
 TEST(Message, EveryFlippedBitIsRejected) {
   std::byte good[kHeaderBytes];
   EncodeHeader(Sample(), good);

@@ -8,13 +8,16 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <iterator>
+#include <mutex>
 #include <thread>
 
+#include "base/crc32c.h"
 #include "transport/message.h"
 #include "tests/test_util.h"
 
@@ -262,6 +265,128 @@ TEST_F(MessengerTest, BodiesLentToAReaderThatDiesAreReleased) {
   auto r = msg_->Call(0, 6, req);
   ASSERT_OK(r);
   EXPECT_EQ(0, std::memcmp(r->data(), lent_.data(), len));
+}
+
+// CallGather waits for both its ends: `done` and `released` (either order, each once).
+struct GatherResult {
+  Status status;
+  Payload reply;
+  int released = 0;
+};
+GatherResult GatherAndWait(Messenger& m, uint32_t peer, Payload head,
+                           std::span<const std::byte> body,
+                           std::chrono::milliseconds deadline = 0ms) {
+  struct Ends {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    GatherResult r;
+  };
+  auto ends = std::make_shared<Ends>();
+  m.CallGather(
+      peer, 7, std::move(head), body, deadline,
+      [ends](Result<Payload> r) {
+        std::lock_guard lk(ends->mu);
+        ends->r.status = r.status();
+        if (r.ok()) ends->r.reply = std::move(r).value();
+        ends->done = true;
+        ends->cv.notify_all();
+      },
+      [ends] {
+        std::lock_guard lk(ends->mu);
+        ends->r.released++;
+        ends->cv.notify_all();
+      });
+  std::unique_lock lk(ends->mu);
+  ends->cv.wait_for(lk, 60s, [&] { return ends->done && ends->r.released > 0; });
+  lk.unlock();
+  std::this_thread::sleep_for(5ms);  // a second release would come now
+  lk.lock();
+  return ends->r;
+}
+
+struct BodyAnswer {
+  uint64_t tag = 0;
+  uint8_t in_sink = 0;
+  uint32_t crc = 0;
+  uint64_t length = 0;
+};
+BodyAnswer ParseBodyAnswer(const Payload& p) {
+  BodyAnswer a;
+  EXPECT_EQ(p.size(), 21u);
+  if (p.size() != 21) return a;
+  std::memcpy(&a.tag, p.data(), 8);
+  std::memcpy(&a.in_sink, p.data() + 8, 1);
+  std::memcpy(&a.crc, p.data() + 9, 4);
+  std::memcpy(&a.length, p.data() + 13, 8);
+  return a;
+}
+
+Payload Tag(uint64_t tag) {
+  Payload p(8);
+  std::memcpy(p.data(), &tag, 8);
+  return p;
+}
+
+TEST_F(MessengerTest, GatheredBodiesLandInTheServersMemoryAndAreReleasedOnce) {
+  // Eager bodies are copied into the sink's memory from UCX's buffer; rendezvous ones are
+  // received there; above the sink's 32 MiB the messenger allocates them itself.
+  for (size_t size : {size_t{0}, size_t{1}, size_t{1000}, size_t{64} << 10, size_t{1} << 20,
+                      size_t{8} << 20, size_t{33} << 20}) {
+    auto body = Pattern(size, size + 1);
+    GatherResult r = GatherAndWait(*msg_, 1, Tag(size), body);
+    ASSERT_OK(r.status) << size;
+    EXPECT_EQ(r.released, 1) << size;
+    BodyAnswer a = ParseBodyAnswer(r.reply);
+    EXPECT_EQ(a.tag, size);
+    EXPECT_EQ(a.length, size);
+    EXPECT_EQ(a.crc, Crc32c(body.data(), body.size())) << size;
+    EXPECT_EQ(a.in_sink, size <= (32u << 20) ? 1 : 0) << size;
+  }
+  // The same op reached by a whole request (head and body in one payload): served alike.
+  Payload whole = Tag(5);
+  auto body = Pattern(1u << 20, 9);
+  whole.insert(whole.end(), body.begin(), body.end());
+  auto r = msg_->Call(1, 7, whole);
+  ASSERT_OK(r);
+  BodyAnswer a = ParseBodyAnswer(*r);
+  EXPECT_EQ(a.tag, 5u);
+  EXPECT_EQ(a.in_sink, 1);
+  EXPECT_EQ(a.crc, Crc32c(body.data(), body.size()));
+  // A request shorter than the op's head never reaches its handler.
+  EXPECT_CODE(msg_->Call(1, 7, Pattern(3, 1)), kInvalidArgument);
+  // A head that cannot travel in the message header is refused here, and the body released.
+  GatherResult bad = GatherAndWait(*msg_, 1, Payload{}, body);
+  EXPECT_CODE(bad.status, kInvalidArgument);
+  EXPECT_EQ(bad.released, 1);
+  bad = GatherAndWait(*msg_, 1, Payload(kMaxHeadBytes + 1), body);
+  EXPECT_CODE(bad.status, kInvalidArgument);
+  EXPECT_EQ(bad.released, 1);
+}
+
+TEST_F(MessengerTest, GatheredBodiesAStalledPeerNeverTakesAreReleasedAtTheDeadline) {
+  // The peer stops (SIGSTOP) before it pulls two rendezvous bodies: the one with the short
+  // deadline times out, which fails the peer, so the other call ends too and both bodies are
+  // released (the caller may reuse its memory) instead of being held for ever.
+  ::kill(pid_, SIGSTOP);
+  auto body = Pattern(8u << 20, 3);
+  std::future<GatherResult> slow = std::async(std::launch::async, [&] {
+    return GatherAndWait(*msg_, 1, Tag(1), body, 60000ms);
+  });
+  std::this_thread::sleep_for(100ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  GatherResult fast = GatherAndWait(*msg_, 1, Tag(2), body, 1000ms);
+  GatherResult first = slow.get();
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_CODE(fast.status, kTimeout);
+  EXPECT_EQ(fast.released, 1);
+  EXPECT_FALSE(first.status.ok());
+  EXPECT_EQ(first.released, 1);
+  EXPECT_LT(waited, 30s) << "the stalled peer held the first body past the second's deadline";
+  EXPECT_FALSE(msg_->peer_up(1));
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
 }
 
 TEST_F(MessengerTest, ManyConcurrentCalls) {

@@ -4,7 +4,10 @@
 //   transport_peer DIR SELF WORLD
 //
 // Ops: 1 echo; 2 sleep (payload: u32 ms) then echo; 3 fail with NotFound; 4 report
-// bad_messages (u64); 5 ask member 0 to echo the payload and return its answer (nested call).
+// bad_messages (u64); 5 ask member 0 to echo the payload and return its answer (nested call);
+// 7 a body op (SetBodyHandler): an 8-byte head (u64 tag), the body received into memory this
+// op's sink lends (bodies up to 32 MiB; larger ones the messenger allocates), answered with
+// {u64 tag, u8 1 when the body was in the sink's memory, u32 CRC32C of the body, u64 length}.
 #include <unistd.h>
 
 #include <atomic>
@@ -18,6 +21,10 @@
 #include <thread>
 #include <vector>
 
+#include <mutex>
+#include <set>
+
+#include "base/crc32c.h"
 #include "transport/messenger.h"
 
 using namespace shoal;
@@ -77,6 +84,35 @@ int main(int argc, char** argv) {
     if (!r.ok()) return Reply{r.status(), {}};
     return Reply{Status::OK(), std::move(r).value()};
   });
+  std::mutex lent_mu;
+  std::set<const std::byte*> lent;  // bodies the sink lent, until their handler ran
+  msg.SetBodyHandler(
+      7, 8,
+      [&](size_t length) -> Body {
+        if (length > (32u << 20)) return {};
+        auto buf = std::make_shared<std::vector<std::byte>>(length);
+        std::lock_guard lk(lent_mu);
+        lent.insert(buf->data());
+        return Body{*buf, buf};
+      },
+      [&](uint32_t, std::span<const std::byte> head, Body body) {
+        uint8_t in_sink = 0;
+        {
+          std::lock_guard lk(lent_mu);
+          in_sink = lent.erase(body.bytes.data()) != 0 ? 1 : 0;
+        }
+        const uint32_t crc = Crc32c(body.bytes.data(), body.bytes.size());
+        const uint64_t length = body.bytes.size();
+        Payload out(head.begin(), head.end());
+        auto put = [&out](const void* v, size_t n) {
+          auto* b = static_cast<const std::byte*>(v);
+          out.insert(out.end(), b, b + n);
+        };
+        put(&in_sink, 1);
+        put(&crc, 4);
+        put(&length, 8);
+        return Reply{Status::OK(), std::move(out)};
+      });
   WriteFile(dir + "/addr-" + std::to_string(self), msg.address());
   for (uint32_t peer = 0; peer < world; ++peer) {
     auto addr = WaitFile(dir + "/addr-" + std::to_string(peer));
