@@ -163,6 +163,13 @@ Status Messenger::Impl::Connect(uint32_t peer, std::span<const std::byte> addres
         ep.err_handler.arg = &p;
         ucs_status_t st = ucp_ep_create(worker_.get(), &ep, &p.ep);
         if (st == UCS_OK) {
+          // The data lane: a second endpoint without peer-failure handling, which is what lets
+          // UCX use shared memory and CMA between members on one host (it refuses both on an
+          // endpoint that must report a peer's failure, leaving TCP loopback). Failures are
+          // still seen on the first endpoint (with its keepalive), which closes both.
+          ucp_ep_params_t dp = ep;
+          dp.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+          if (ucp_ep_create(worker_.get(), &dp, &p.data_ep) != UCS_OK) p.data_ep = nullptr;
           p.up = true;
           p.up_once = true;
         }
@@ -281,13 +288,15 @@ void Messenger::Impl::Loop() {
 void Messenger::Impl::CloseEndpoints() {
   std::vector<void*> closing;
   for (auto& p : peers_) {
-    if (p.ep == nullptr) continue;
-    ucp_request_param_t rp{};
-    rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-    void* req = ucp_ep_close_nbx(p.ep, &rp);
-    if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing.push_back(req);
-    p.ep = nullptr;
+    for (ucp_ep_h* ep : {&p.ep, &p.data_ep}) {
+      if (*ep == nullptr) continue;
+      ucp_request_param_t rp{};
+      rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      void* req = ucp_ep_close_nbx(*ep, &rp);
+      if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing.push_back(req);
+      *ep = nullptr;
+    }
     p.up = false;
   }
   auto until = Clock::now() + std::chrono::seconds(5);

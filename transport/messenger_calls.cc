@@ -208,7 +208,7 @@ void Messenger::Impl::Expire() {
     if (gathering && peers_[peer].up && peers_[peer].ep != nullptr) {
       // The peer has not taken the request's body past the deadline: taken for failed, which
       // releases the body, rather than holding the caller's memory.
-      FailPeer(peers_[peer], peers_[peer].ep,
+      FailPeer(peers_[peer],
                Status::Unavailable(fmt::format("member {} stalled taking a request's body", peer)),
                "stalled taking a request's body past its deadline");
     }
@@ -216,7 +216,7 @@ void Messenger::Impl::Expire() {
       // The reply started to arrive into the caller's memory and stalled past the deadline
       // (a peer stopped mid-transfer): the call can end only when the receive does, so the
       // peer is taken for failed, which ends it, rather than leaving the caller waiting.
-      FailPeer(peers_[peer], peers_[peer].ep,
+      FailPeer(peers_[peer],
                Status::Unavailable(fmt::format("member {} stalled in the middle of a reply", peer)),
                "stalled in the middle of a reply past its deadline");
     }

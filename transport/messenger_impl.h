@@ -71,7 +71,8 @@ class Messenger::Impl {
   struct Peer {
     Impl* impl = nullptr;
     uint32_t index = 0;
-    ucp_ep_h ep = nullptr;
+    ucp_ep_h ep = nullptr;       // requests and replies; reports the peer's failure
+    ucp_ep_h data_ep = nullptr;  // messages with a body (Messenger::Impl::Connect says why)
     bool up = false;
     bool up_once = false;  // was connected: after a failure its messages are not held
     std::atomic<bool> up_flag{false};
@@ -169,12 +170,12 @@ class Messenger::Impl {
             std::span<const std::byte> body = {}, std::shared_ptr<const void> keep = {},
             Transport::Released released = {});
   static void OnSendDone(void* request, ucs_status_t status, void* user_data);
-  // UCX reads m's body no more: its `released` runs (once).
+  // UCX reads m's body no more: its `released` runs (once), its `keep` is dropped.
   static void ReleaseBody(OutMsg* m);
   static void OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status);
-  // The peer is down from here on: its calls fail with `why`, its endpoint is closed (which
+  // The peer is down from here on: its calls fail with `why`, its endpoints are closed (which
   // also ends a rendezvous receive from it that is still in flight).
-  void FailPeer(Peer& p, ucp_ep_h ep, const Status& why, std::string_view reason);
+  void FailPeer(Peer& p, const Status& why, std::string_view reason);
   void ReplayHeld(uint32_t peer);  // a member just connected: its held messages, in order
   void Drop(std::string_view why);
   static ucs_status_t OnAm(void* arg, const void* header, size_t header_length, void* data,

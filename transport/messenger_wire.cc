@@ -64,7 +64,8 @@ void Messenger::Impl::Send(uint32_t peer, const Header* h, std::vector<std::byte
     buffer = m->iov;
     count = n;
   }
-  void* req = ucp_am_send_nbx(p.ep, kAmId, m->header.data(), m->header.size(), buffer, count, &rp);
+  ucp_ep_h ep = !m->body.empty() && p.data_ep != nullptr ? p.data_ep : p.ep;
+  void* req = ucp_am_send_nbx(ep, kAmId, m->header.data(), m->header.size(), buffer, count, &rp);
   if (req != nullptr && !UCS_PTR_IS_ERR(req)) {
     sending_.insert(m);
     return;
@@ -97,20 +98,21 @@ void Messenger::Impl::OnSendDone(void* request, ucs_status_t status, void* user_
 }
 
 void Messenger::Impl::ReleaseBody(OutMsg* m) {
+  m->keep.reset();  // a reply's lent body goes back to its owner
   if (!m->released) return;
   auto released = std::move(m->released);
   m->released = nullptr;
   released();
 }
 
-void Messenger::Impl::OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status) {
+void Messenger::Impl::OnEpError(void* arg, ucp_ep_h, ucs_status_t status) {
   auto* p = static_cast<Peer*>(arg);
   if (!p->up) return;
-  p->impl->FailPeer(*p, ep, UcxStatus(status, fmt::format("member {} failed", p->index)),
+  p->impl->FailPeer(*p, UcxStatus(status, fmt::format("member {} failed", p->index)),
                     ucs_status_string(status));
 }
 
-void Messenger::Impl::FailPeer(Peer& p, ucp_ep_h ep, const Status& why, std::string_view reason) {
+void Messenger::Impl::FailPeer(Peer& p, const Status& why, std::string_view reason) {
   p.up = false;
   counters_.peer_failures++;
   Log(LogLevel::kWarn, "member {} is unreachable: {}", p.index, reason);
@@ -119,14 +121,18 @@ void Messenger::Impl::FailPeer(Peer& p, ucp_ep_h ep, const Status& why, std::str
     if (pend.peer == p.index) ids.push_back(id);
   }
   for (uint64_t id : ids) Complete(id, why);
-  ucp_request_param_t rp{};
-  rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-  rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-  void* req = ucp_ep_close_nbx(ep, &rp);
-  if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
-  p.ep = nullptr;
-  // Bodies of sends to the closed endpoint are not read from here on (a force-closed endpoint
-  // does not always complete its sends): their owners may reuse them.
+  for (ucp_ep_h* ep : {&p.ep, &p.data_ep}) {
+    if (*ep == nullptr) continue;
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    void* req = ucp_ep_close_nbx(*ep, &rp);
+    if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
+    *ep = nullptr;
+  }
+  // Bodies of sends to the closed endpoints are not read from here on (a force-closed endpoint
+  // does not always complete its sends; one without failure handling, the data lane, never
+  // does): their owners may reuse them.
   for (OutMsg* m : sending_) {
     if (m->peer == p.index) ReleaseBody(m);
   }
