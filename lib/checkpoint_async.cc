@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/copy_streaming.h"
 #include "base/crc32c.h"
 #include "lib/save_job.h"
 
@@ -12,11 +13,10 @@ namespace shoal {
 namespace {
 
 // async: the largest piece staged and written at once (one queue item); a quarter of the pool
-// when that is less, so small pools keep copies and writes overlapping. Large: glibc's memcpy
-// moved 512 MiB in 64 MiB calls at 0.089-0.093 s against 0.049-0.058 s in one call and
-// 0.057-0.060 s in 128-256 MiB calls (this VM; benchmarks/memcpy_slices.cc), and with 64 MiB
-// slices the caller of an async save was blocked 2.2-2.36x one memcpy of the state
-// (`shoal-bench ckpt --ranks 4 --size 512M`), with 256 MiB ones 1.0-1.8x (docs/bench.md).
+// when that is less, so small pools keep copies and writes overlapping. The copy into a slice
+// streams (base/copy_streaming.h): with glibc's memcpy, slices under its 192 MiB non-temporal
+// threshold copied at 0.6x the speed of one call, which is what made 64 MiB slices cost 2.2x a
+// memcpy of the state (docs/bench.md).
 constexpr uint64_t kMaxSlice = 256ull << 20;
 
 }  // namespace
@@ -89,12 +89,22 @@ void SaveJob::Stage(const std::string& path, std::string_view name, uint64_t siz
   uint64_t piece_off = 0;
   while (blob_off < size) {
     const uint64_t n = std::min<uint64_t>(slice, size - blob_off);
-    if (pool->WouldWait(n)) Drain();
-    std::span<std::byte> region = pool->Acquire(n);  // waits while the pool is full
+    // The region starts where the first bytes copied in start, within a page (StagingPool).
+    uint64_t phase = 0;
+    for (size_t j = i, o = piece_off; j < pieces.size(); ++j, o = 0) {
+      if (pieces[j].size() > o) {
+        phase = reinterpret_cast<uintptr_t>(pieces[j].data() + o) % StagingPool::kPage;
+        break;
+      }
+    }
+    if (pool->WouldWait(n, phase)) Drain();
+    std::span<std::byte> region = pool->Acquire(n, phase);  // waits while the pool is full
     for (uint64_t filled = 0; filled < n;) {
       const auto& p = pieces[i];
       const uint64_t k = std::min<uint64_t>(n - filled, p.size() - piece_off);
-      if (k != 0) std::memcpy(region.data() + filled, p.data() + piece_off, k);  // empty pieces: no pointer
+      // Streaming stores: the writer reads these bytes later, and glibc streams only copies
+      // above 192 MiB here (base/copy_streaming.h). Empty pieces have no pointer.
+      if (k != 0) CopyStreaming(region.data() + filled, p.data() + piece_off, k);
       filled += k;
       piece_off += k;
       if (piece_off == p.size()) {

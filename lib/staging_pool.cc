@@ -2,50 +2,74 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdlib>
+#include <new>
 
 namespace shoal {
+namespace {
+
+// The least offset >= x that is `phase` mod the page.
+uint64_t AtPhase(uint64_t x, uint64_t phase) {
+  return x + (phase + StagingPool::kPage - x % StagingPool::kPage) % StagingPool::kPage;
+}
+
+std::byte* AllocatePages(uint64_t capacity) {
+  const uint64_t bytes = (capacity + StagingPool::kPage - 1) / StagingPool::kPage * StagingPool::kPage;
+  void* p = std::aligned_alloc(StagingPool::kPage, bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  return static_cast<std::byte*>(p);
+}
+
+}  // namespace
+
+void StagingPool::Free::operator()(std::byte* p) const { std::free(p); }
 
 StagingPool::StagingPool(uint64_t capacity)
-    : capacity_(std::max<uint64_t>(1, capacity)),
-      buf_(std::make_unique_for_overwrite<std::byte[]>(capacity_)) {}
+    : capacity_(std::max<uint64_t>(1, capacity)), buf_(AllocatePages(capacity_)) {}
 
-bool StagingPool::Fits(uint64_t n, uint64_t* off, bool* wrap) const {
+uint64_t StagingPool::UsablePhase(uint64_t n, uint64_t phase) const {
+  phase %= kPage;
+  return phase + n <= capacity_ ? phase : 0;  // else only phase 0 could ever fit
+}
+
+bool StagingPool::Fits(uint64_t n, uint64_t phase, uint64_t* off, bool* wrap) const {
   *wrap = false;
   if (live_.empty()) {
-    *off = 0;
+    *off = phase;
     return true;
   }
   const uint64_t oldest = live_.front().first;
-  const uint64_t end = live_.back().first + live_.back().second;
+  const uint64_t at = AtPhase(live_.back().first + live_.back().second, phase);
   if (!wrapped_) {
-    if (capacity_ - end >= n) {
-      *off = end;
+    if (at <= capacity_ && capacity_ - at >= n) {
+      *off = at;
       return true;
     }
-    if (oldest >= n) {  // the tail of the buffer is too short: start again at 0
-      *off = 0;
+    if (oldest >= phase + n) {  // the tail of the buffer is too short: start again
+      *off = phase;
       *wrap = true;
       return true;
     }
     return false;
   }
-  *off = end;
-  return oldest - end >= n;
+  *off = at;
+  return at <= oldest && oldest - at >= n;
 }
 
-bool StagingPool::WouldWait(uint64_t n) {
+bool StagingPool::WouldWait(uint64_t n, uint64_t phase) {
   std::lock_guard lk(mu_);
   uint64_t off = 0;
   bool wrap = false;
-  return !Fits(n, &off, &wrap);
+  return !Fits(n, UsablePhase(n, phase), &off, &wrap);
 }
 
-std::span<std::byte> StagingPool::Acquire(uint64_t n) {
+std::span<std::byte> StagingPool::Acquire(uint64_t n, uint64_t phase) {
   assert(n >= 1 && n <= capacity_);
   std::unique_lock lk(mu_);
   uint64_t off = 0;
   bool wrap = false;
-  cv_.wait(lk, [&] { return Fits(n, &off, &wrap); });
+  phase = UsablePhase(n, phase);
+  cv_.wait(lk, [&] { return Fits(n, phase, &off, &wrap); });
   if (wrap) wrapped_ = true;
   live_.emplace_back(off, n);
   return {buf_.get() + off, n};

@@ -7,6 +7,7 @@
 
 #include <future>
 #include <memory>
+#include <random>
 #include <thread>
 
 #include "lib/checkpoint_commit.h"
@@ -410,6 +411,57 @@ TEST(StagingPool, RegionsNeverOverlapAndTheRingWraps) {
   }
   consumer.join();
   EXPECT_FALSE(bad);
+}
+
+TEST(StagingPool, RegionsStartAtTheAskedPhaseWithinAPageAndStillNeverOverlap) {
+  const uint64_t cap = 64 << 10;
+  StagingPool pool(cap);
+  std::mutex mu;
+  std::deque<std::pair<std::span<std::byte>, uint8_t>> q;
+  std::atomic<bool> bad{false};
+  std::thread consumer([&] {
+    for (int i = 0; i < 2000; ++i) {
+      std::pair<std::span<std::byte>, uint8_t> item;
+      for (;;) {
+        std::lock_guard lk(mu);
+        if (!q.empty()) {
+          item = q.front();
+          q.pop_front();
+          break;
+        }
+      }
+      for (std::byte b : item.first) {
+        if (b != static_cast<std::byte>(item.second)) bad = true;  // overwritten while held
+      }
+      pool.Release(item.first);
+    }
+  });
+  std::mt19937_64 rng(5);
+  int at_phase = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const uint64_t n = 1 + rng() % 40000;
+    const uint64_t phase = rng() % (2 * StagingPool::kPage);  // taken mod the page
+    auto r = pool.Acquire(n, phase);
+    ASSERT_EQ(r.size(), n);
+    const uint64_t got = reinterpret_cast<uintptr_t>(r.data()) % StagingPool::kPage;
+    if (phase % StagingPool::kPage + n <= cap) {
+      ASSERT_EQ(got, phase % StagingPool::kPage) << "region " << i << " of " << n;
+      ++at_phase;
+    } else {
+      ASSERT_EQ(got, 0u) << "a region that fits only at phase 0";
+    }
+    std::fill(r.begin(), r.end(), static_cast<std::byte>(i));
+    std::lock_guard lk(mu);
+    q.emplace_back(r, static_cast<uint8_t>(i));
+  }
+  consumer.join();
+  EXPECT_FALSE(bad);
+  EXPECT_GT(at_phase, 1900);
+  // A region as large as the pool fits (at phase 0) however it is asked for.
+  auto whole = pool.Acquire(cap, 100);
+  EXPECT_EQ(whole.size(), cap);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(whole.data()) % StagingPool::kPage, 0u);
+  pool.Release(whole);
 }
 
 TEST(Manifest, RoundTripAndDamageIsCorruption) {
