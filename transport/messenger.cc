@@ -285,18 +285,22 @@ void Messenger::Impl::Loop() {
   posted_.clear();
 }
 
+void Messenger::Impl::ForceClose(Peer& p, std::vector<void*>* closing) {
+  for (ucp_ep_h* ep : {&p.ep, &p.data_ep}) {
+    if (*ep == nullptr) continue;
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    void* req = ucp_ep_close_nbx(*ep, &rp);
+    if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing->push_back(req);
+    *ep = nullptr;
+  }
+}
+
 void Messenger::Impl::CloseEndpoints() {
   std::vector<void*> closing;
   for (auto& p : peers_) {
-    for (ucp_ep_h* ep : {&p.ep, &p.data_ep}) {
-      if (*ep == nullptr) continue;
-      ucp_request_param_t rp{};
-      rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-      rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-      void* req = ucp_ep_close_nbx(*ep, &rp);
-      if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing.push_back(req);
-      *ep = nullptr;
-    }
+    ForceClose(p, &closing);
     p.up = false;
   }
   auto until = Clock::now() + std::chrono::seconds(5);

@@ -139,6 +139,9 @@ class Messenger::Impl {
   void Publish();  // peers' up flags for other threads
   void Loop();
   void CloseEndpoints();
+  // Closes both of p's endpoints at once (UCP_EP_CLOSE_FLAG_FORCE); the closes still in
+  // progress are added to `closing`, for the caller to wait for or free.
+  static void ForceClose(Peer& p, std::vector<void*>* closing);
 
   // --- messenger_calls.cc: the caller's side.
   // CallAsync and CallInto: `proto` holds the call's way of ending (done, or into_done).

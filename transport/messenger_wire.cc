@@ -121,15 +121,9 @@ void Messenger::Impl::FailPeer(Peer& p, const Status& why, std::string_view reas
     if (pend.peer == p.index) ids.push_back(id);
   }
   for (uint64_t id : ids) Complete(id, why);
-  for (ucp_ep_h* ep : {&p.ep, &p.data_ep}) {
-    if (*ep == nullptr) continue;
-    ucp_request_param_t rp{};
-    rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-    void* req = ucp_ep_close_nbx(*ep, &rp);
-    if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
-    *ep = nullptr;
-  }
+  std::vector<void*> closing;
+  ForceClose(p, &closing);
+  for (void* req : closing) ucp_request_free(req);  // the close goes on without us
   // Bodies of sends to the closed endpoints are not read from here on (a force-closed endpoint
   // does not always complete its sends; one without failure handling, the data lane, never
   // does): their owners may reuse them.

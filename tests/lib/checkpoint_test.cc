@@ -377,15 +377,13 @@ TEST(SaveHandle, DefaultConstructedWaitReturnsAtOnce) {
   EXPECT_CODE(copy.Wait(), kFailedPrecondition);
 }
 
-TEST(StagingPool, RegionsNeverOverlapAndTheRingWraps) {
-  StagingPool pool(64 << 10);
-  std::vector<std::span<std::byte>> held;
-  std::thread consumer;
-  std::mutex mu;
-  std::deque<std::pair<std::span<std::byte>, uint8_t>> q;
-  std::atomic<bool> bad{false};
-  consumer = std::thread([&] {
-    for (int i = 0; i < 2000; ++i) {
+// The background writer's side of a StagingPool: takes `count` regions from `q` in order,
+// checks each still holds the byte it was filled with, and gives it back.
+using Staged = std::deque<std::pair<std::span<std::byte>, uint8_t>>;
+std::thread RingConsumer(StagingPool& pool, std::mutex& mu, Staged& q, int count,
+                         std::atomic<bool>& bad) {
+  return std::thread([&pool, &mu, &q, count, &bad] {
+    for (int i = 0; i < count; ++i) {
       std::pair<std::span<std::byte>, uint8_t> item;
       for (;;) {
         std::lock_guard lk(mu);
@@ -401,6 +399,14 @@ TEST(StagingPool, RegionsNeverOverlapAndTheRingWraps) {
       pool.Release(item.first);
     }
   });
+}
+
+TEST(StagingPool, RegionsNeverOverlapAndTheRingWraps) {
+  StagingPool pool(64 << 10);
+  std::mutex mu;
+  Staged q;
+  std::atomic<bool> bad{false};
+  std::thread consumer = RingConsumer(pool, mu, q, 2000, bad);
   for (int i = 0; i < 2000; ++i) {
     uint64_t n = 1 + (i * 7919) % 40000;
     auto r = pool.Acquire(n);
@@ -417,25 +423,9 @@ TEST(StagingPool, RegionsStartAtTheAskedPhaseWithinAPageAndStillNeverOverlap) {
   const uint64_t cap = 64 << 10;
   StagingPool pool(cap);
   std::mutex mu;
-  std::deque<std::pair<std::span<std::byte>, uint8_t>> q;
+  Staged q;
   std::atomic<bool> bad{false};
-  std::thread consumer([&] {
-    for (int i = 0; i < 2000; ++i) {
-      std::pair<std::span<std::byte>, uint8_t> item;
-      for (;;) {
-        std::lock_guard lk(mu);
-        if (!q.empty()) {
-          item = q.front();
-          q.pop_front();
-          break;
-        }
-      }
-      for (std::byte b : item.first) {
-        if (b != static_cast<std::byte>(item.second)) bad = true;  // overwritten while held
-      }
-      pool.Release(item.first);
-    }
-  });
+  std::thread consumer = RingConsumer(pool, mu, q, 2000, bad);
   std::mt19937_64 rng(5);
   int at_phase = 0;
   for (int i = 0; i < 2000; ++i) {
