@@ -245,13 +245,8 @@ ucs_status_t Messenger::Impl::ReceiveRequest(const Header& h, std::span<const st
                 Transport::ReceiveBody(op->sink, {static_cast<const std::byte*>(data), length}));
     return UCS_OK;
   }
-  Body body = op->sink(length);
-  if (body.bytes.size() < length) {
-    auto owned = std::make_shared<Payload>(length);
-    body = Body{*owned, owned};
-  }
-  body.bytes = body.bytes.first(length);
-  auto* r = new BodyRecv{this, h, Payload(head.begin(), head.end()), std::move(body)};
+  auto* r = new BodyRecv{this, h, Payload(head.begin(), head.end()),
+                         Transport::BodyMemory(op->sink, length)};
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   rp.cb.recv_am = &Impl::OnBodyDone;

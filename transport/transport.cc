@@ -33,13 +33,18 @@ void Transport::CallGather(uint32_t peer, uint16_t op, Payload head,
   CallAsync(peer, op, std::move(head), deadline, std::move(done));
 }
 
-Body Transport::ReceiveBody(const BodySink& sink, std::span<const std::byte> bytes) {
-  Body body = sink(bytes.size());
-  if (body.bytes.size() < bytes.size()) {
-    auto owned = std::make_shared<Payload>(bytes.size());
+Body Transport::BodyMemory(const BodySink& sink, size_t length) {
+  Body body = sink(length);
+  if (body.bytes.size() < length) {
+    auto owned = std::make_shared<Payload>(length);
     body = Body{*owned, owned};
   }
-  body.bytes = body.bytes.first(bytes.size());
+  body.bytes = body.bytes.first(length);
+  return body;
+}
+
+Body Transport::ReceiveBody(const BodySink& sink, std::span<const std::byte> bytes) {
+  Body body = BodyMemory(sink, bytes.size());
   if (!bytes.empty()) std::memcpy(body.bytes.data(), bytes.data(), bytes.size());
   return body;
 }

@@ -122,9 +122,10 @@ class Transport {
   static Status CheckFitsInto(size_t length, size_t skip, size_t into);
   static void EndIntoFromWhole(Result<Payload> whole, size_t skip, std::span<std::byte> into,
                                const DoneInto& done);
-  // SetBodyHandler's default parts, shared with implementations: `bytes` copied into the
-  // sink's memory (or into a vector the Body owns, when the sink gives less); a whole request
-  // split at `head_bytes` (InvalidArgument when shorter) and served so.
+  // SetBodyHandler's default parts, shared with implementations: `length` bytes of the sink's
+  // memory (or of a vector the Body owns, when the sink gives less); `bytes` copied into such
+  // memory; a whole request split at `head_bytes` (InvalidArgument when shorter) and served so.
+  static Body BodyMemory(const BodySink& sink, size_t length);
   static Body ReceiveBody(const BodySink& sink, std::span<const std::byte> bytes);
   static Reply ServeBody(size_t head_bytes, const BodySink& sink, const BodyHandler& handler,
                          uint32_t sender, std::span<const std::byte> payload);
