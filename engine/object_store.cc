@@ -240,7 +240,10 @@ Status ObjectStore::Create(std::string_view path, const CreateOptions& co) {
 }
 
 void ObjectStore::ReturnToPool::operator()(IoBuffer* b) const {
-  if (!b->empty()) pool->Release(*b);
+  if (!b->empty()) {
+    if (b->size == pool->buffer_size()) pool->Release(*b);
+    else BufferPool::FreeRaw(*b);
+  }
   delete b;
 }
 
@@ -279,7 +282,7 @@ Status ObjectStore::Write(std::string_view path, uint64_t offset, std::span<cons
       if (it == obj->staged.end()) {
         it = obj->staged.emplace(index, OpenObject::Staged{}).first;
         if (adopt != nullptr && !adopt->empty() && in_begin == 0 && src == adopt->data &&
-            adopt->size == pool_->buffer_size() && cs <= adopt->size) {
+            cs <= adopt->size) {
           it->second.buf = *adopt;  // the piece is already where the chunk is staged
           *adopt = IoBuffer{};
         } else {

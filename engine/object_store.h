@@ -43,6 +43,8 @@ class ObjectStore final : public ObjectApi {
   // Memory for a piece of a chunk that arrives from elsewhere (a chunk holder receives a remote
   // write into it): a buffer of the store's pool, back to the pool when the last copy of the
   // pointer goes unless Write adopted it. Null when `length` exceeds the pool's buffers.
+  // ReturnToPool is the deleter of every buffer the store lends (here and LendChunkRange): a
+  // pool buffer goes back to the pool (which it keeps alive), another one is freed.
   struct ReturnToPool {
     std::shared_ptr<BufferPool> pool;
     void operator()(IoBuffer* b) const;

@@ -64,13 +64,8 @@ std::optional<ObjectStore::LentRange> ObjectStore::LendChunkRange(std::string_vi
   }
   // The buffer goes back to the pool (or is freed) with the last copy of `keep`, whenever that
   // is: the pool is shared with it.
-  std::shared_ptr<BufferPool> pool = pool_;
-  std::shared_ptr<const void> keep(buf.data, [pool, buf](const void*) {
-    if (buf.size == pool->buffer_size()) pool->Release(buf);
-    else BufferPool::FreeRaw(buf);
-  });
   LentRange out;
-  out.keep = std::move(keep);
+  out.keep = std::shared_ptr<IoBuffer>(new IoBuffer(buf), ReturnToPool{pool_});
   out.data = std::span<std::byte>(at + (in - span.begin), n);
   if (in == 0 && n == e.length) out.crc = e.crc;
   return out;

@@ -2,30 +2,26 @@
 
 #include <algorithm>
 #include <cassert>
-#include <cstdlib>
-#include <new>
+
+#include "engine/buffer_pool.h"
 
 namespace shoal {
 namespace {
+
+static_assert(StagingPool::kPage == engine::kBlockSize);  // AllocateRaw's alignment
 
 // The least offset >= x that is `phase` mod the page.
 uint64_t AtPhase(uint64_t x, uint64_t phase) {
   return x + (phase + StagingPool::kPage - x % StagingPool::kPage) % StagingPool::kPage;
 }
 
-std::byte* AllocatePages(uint64_t capacity) {
-  const uint64_t bytes = (capacity + StagingPool::kPage - 1) / StagingPool::kPage * StagingPool::kPage;
-  void* p = std::aligned_alloc(StagingPool::kPage, bytes);
-  if (p == nullptr) throw std::bad_alloc();
-  return static_cast<std::byte*>(p);
-}
-
 }  // namespace
 
-void StagingPool::Free::operator()(std::byte* p) const { std::free(p); }
+void StagingPool::Free::operator()(std::byte* p) const { engine::BufferPool::FreeRaw({p}); }
 
 StagingPool::StagingPool(uint64_t capacity)
-    : capacity_(std::max<uint64_t>(1, capacity)), buf_(AllocatePages(capacity_)) {}
+    : capacity_(std::max<uint64_t>(1, capacity)),
+      buf_(engine::BufferPool::AllocateRaw(capacity_).data) {}
 
 uint64_t StagingPool::UsablePhase(uint64_t n, uint64_t phase) const {
   phase %= kPage;
