@@ -239,19 +239,6 @@ Status ObjectStore::Create(std::string_view path, const CreateOptions& co) {
   return Status::OK();
 }
 
-void ObjectStore::ReturnToPool::operator()(IoBuffer* b) const {
-  if (!b->empty()) {
-    if (b->size == pool->buffer_size()) pool->Release(*b);
-    else BufferPool::FreeRaw(*b);
-  }
-  delete b;
-}
-
-std::shared_ptr<IoBuffer> ObjectStore::LendWriteBuffer(size_t length) {
-  if (length > pool_->buffer_size()) return nullptr;
-  return std::shared_ptr<IoBuffer>(new IoBuffer(pool_->Acquire()), ReturnToPool{pool_});
-}
-
 Status ObjectStore::Write(std::string_view path, uint64_t offset, std::span<const std::byte> data,
                           IoBuffer* adopt) {
   SHOAL_ASSIGN_OR_RETURN(auto obj, FindOpen(path));

@@ -1,7 +1,8 @@
-// ObjectStore::LendChunkRange: a chunk range read into a pool buffer that the caller keeps (a
-// chunk holder's reply is sent from it: no reply vector to zero-fill and copy into, and no
-// second CRC32C pass when the range is the whole chunk). Any case off this path returns
-// nullopt and ReadBatch reads the range the general way, with its errors.
+// The buffers an ObjectStore lends: LendChunkRange, a chunk range read into a pool buffer that
+// the caller keeps (a chunk holder's reply is sent from it: no reply vector to zero-fill and
+// copy into, and no second CRC32C pass when the range is the whole chunk; any case off this
+// path returns nullopt and ReadBatch reads the range the general way, with its errors), and
+// LendWriteBuffer, a pool buffer a remote write is received into (Write may adopt it).
 #include <fmt/format.h>
 
 #include "base/crc32c.h"
@@ -11,6 +12,19 @@
 #include "engine/path.h"
 
 namespace shoal::engine {
+
+void ObjectStore::ReturnToPool::operator()(IoBuffer* b) const {
+  if (!b->empty()) {
+    if (b->size == pool->buffer_size()) pool->Release(*b);
+    else BufferPool::FreeRaw(*b);
+  }
+  delete b;
+}
+
+std::shared_ptr<IoBuffer> ObjectStore::LendWriteBuffer(size_t length) {
+  if (length > pool_->buffer_size()) return nullptr;
+  return std::shared_ptr<IoBuffer>(new IoBuffer(pool_->Acquire()), ReturnToPool{pool_});
+}
 
 std::optional<ObjectStore::LentRange> ObjectStore::LendChunkRange(std::string_view path,
                                                                   uint64_t offset,

@@ -34,6 +34,7 @@ void Messenger::Impl::CallGather(uint32_t peer, uint16_t op, Payload head,
                                  Transport::Released released) {
   Pending p;
   p.done = std::move(done);
+  if (!released) released = [] {};  // Start tells a gathered call by its `released`
   if (head.size() > kMaxHeadBytes || head.empty()) {
     released();
     return Finish(p, Status::InvalidArgument(fmt::format(

@@ -362,6 +362,16 @@ TEST_F(MessengerTest, GatheredBodiesLandInTheServersMemoryAndAreReleasedOnce) {
   bad = GatherAndWait(*msg_, 1, Payload(kMaxHeadBytes + 1), body);
   EXPECT_CODE(bad.status, kInvalidArgument);
   EXPECT_EQ(bad.released, 1);
+  // A caller that needs no release still sends head and body as a gathered request.
+  std::promise<Result<Payload>> got;
+  msg_->CallGather(1, 7, Tag(6), body, 0ms, [&got](Result<Payload> r) { got.set_value(r); },
+                   nullptr);
+  auto plain = got.get_future().get();
+  ASSERT_OK(plain);
+  BodyAnswer p = ParseBodyAnswer(*plain);
+  EXPECT_EQ(p.tag, 6u);
+  EXPECT_EQ(p.length, body.size());
+  EXPECT_EQ(p.crc, Crc32c(body.data(), body.size()));
 }
 
 TEST_F(MessengerTest, GatheredBodiesAStalledPeerNeverTakesAreReleasedAtTheDeadline) {
