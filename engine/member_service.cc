@@ -286,17 +286,16 @@ Reply MemberService::Handle(uint16_t op, std::span<const std::byte> request) {
       return With<UidRequest>(request, [&](auto& r) { return Done(ChunkDrop(r.uid)); });
     case Op::kChunkRead:
       return With<protocol::ChunkRead>(request, [&](auto& r) {
-        // The bytes go out of the pool buffer they were read into (the reply lends it); the
-        // whole chunk's CRC32C is the stored one, checked by that read.
+        // The bytes go out of the pool buffer they were read into (the reply lends it) as the
+        // reply's body, its head apart (the transport sends it in the message header, so the
+        // reader takes the body contiguously into its destination); the whole chunk's CRC32C
+        // is the stored one, checked by that read.
         if (auto lent = store_->LendChunkRange(ChunkObjectName(r.uid),
                                                r.chunk * r.chunk_size + r.in_chunk, r.len)) {
-          static_assert(kChunkReadReplyHead <= ObjectStore::kLendRoom);
           const uint32_t crc = lent->crc ? *lent->crc : Crc32c(lent->data.data(), lent->data.size());
-          std::byte* head = lent->data.data() - kChunkReadReplyHead;  // the lent room
-          EncodeChunkReadHead(crc, lent->data.size(), head);
-          return Reply{Status::OK(), {},
-                       std::span<const std::byte>(head, kChunkReadReplyHead + lent->data.size()),
-                       std::move(lent->keep)};
+          Payload head(kChunkReadReplyHead);
+          EncodeChunkReadHead(crc, lent->data.size(), head.data());
+          return Reply{Status::OK(), std::move(head), lent->data, std::move(lent->keep)};
         }
         // Otherwise the reply is built in place: head, then the bytes read straight into it.
         Payload out(kChunkReadReplyHead + r.len);

@@ -150,8 +150,7 @@ Status ObjectStore::Init(const Options& options, std::unique_ptr<Disk> disk) {
   SHOAL_ASSIGN_OR_RETURN(chunks_, ChunkStore::Open(disk_.get(), StorePath(dir, kChunksDir),
                                                    options.segment_size, options.direct_io,
                                                    meta_.get()));
-  // Each buffer has LendChunkRange's room for a reply head before a chunk read into it.
-  pool_ = std::make_shared<BufferPool>(options.chunk_size + kLendRoom, options.queue_depth,
+  pool_ = std::make_shared<BufferPool>(options.chunk_size, options.queue_depth,
                                        2 * options.queue_depth);
   bool fixed = disk_->RegisterBuffers(pool_->RegistrableBuffers());
   Log(LogLevel::kInfo, "store {}: member {}, io backend {}{}, chunk {} KiB, queue depth {}", dir,

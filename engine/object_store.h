@@ -73,13 +73,11 @@ class ObjectStore final : public ObjectApi {
   // One range inside one written chunk of a sealed object, read (and its chunk's CRC32C
   // checked) into a buffer of the store's pool that is lent to the caller: a chunk holder's
   // reply sends from it without a copy (engine/object_store_lend.cc). `data` is the range (cut
-  // at the object's end); the kLendRoom bytes before it are the caller's to write (the reply's
-  // head, so that head and bytes go out as one piece). `crc` is the range's CRC32C when it is
+  // at the object's end). `crc` is the range's CRC32C when it is
   // the whole chunk (the stored one, just checked). The buffer returns to the pool when the
   // last copy of `keep` goes (the pool outlives the store if it must). nullopt when the range
   // is not one this can lend (inline, a hole, across chunks, past the end, a missing segment)
   // or the read failed: ReadBatch then reads it, with its errors.
-  static constexpr size_t kLendRoom = kBlockSize;
   struct LentRange {
     std::shared_ptr<const void> keep;
     std::span<std::byte> data;

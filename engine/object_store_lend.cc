@@ -58,8 +58,8 @@ std::optional<ObjectStore::LentRange> ObjectStore::LendChunkRange(std::string_vi
     }
   }
   const uint32_t disk_len = span.end - span.begin;
-  IoBuffer buf = AcquireBuffer(static_cast<uint32_t>(disk_len + kLendRoom));
-  std::byte* const at = buf.data + kLendRoom;  // aligned: kLendRoom is a block
+  IoBuffer buf = AcquireBuffer(disk_len);
+  std::byte* const at = buf.data;
   int32_t result = -1;
   disk_->Execute(
       1,

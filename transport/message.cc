@@ -76,7 +76,7 @@ Result<Header> DecodeHeader(std::span<const std::byte> bytes, size_t payload_byt
   if (Get<uint8_t>(p, 25) != 0) return bad("reserved byte set");
   h.head_bytes = Get<uint16_t>(p, 26);
   if (h.head_bytes > kMaxHeadBytes) return bad(fmt::format("head of {} bytes", h.head_bytes));
-  if (h.kind == Kind::kResponse && h.head_bytes != 0) return bad("head in a response");
+  if (h.status != Code::kOk && h.head_bytes != 0) return bad("head in an error response");
   if (bytes.size() != kHeaderBytes + h.head_bytes) {
     return bad(fmt::format("{} bytes, expected {} and a head of {}", bytes.size(), kHeaderBytes,
                            h.head_bytes));

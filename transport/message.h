@@ -3,13 +3,17 @@
 // A message is one UCX active message: this fixed 40-byte header travels as the AM header, the
 // payload as the AM data (eager or rendezvous, chosen by UCX). A request sent by CallGather
 // carries its small head after the header, in the AM header too, so that its body is the whole
-// AM data and moves by rendezvous straight from the sender's memory into the receiver's. The payload of each op is
-// defined, encoded and checked in one place: engine/protocol.h. Every field is checked on
-// receipt; a message that fails a check is dropped and counted, never acted upon.
+// AM data and moves by rendezvous straight from the sender's memory into the receiver's; an OK
+// response with a body (a chunk read's reply) does the same, so the receiver takes the body
+// contiguously into the caller's memory (UCX 1.13 receives a rendezvous into an iov through
+// bounce-buffer fragments). The payload of each op is defined, encoded and checked in one
+// place: engine/protocol.h. Every field is checked on receipt; a message that fails a check is
+// dropped and counted, never acted upon.
 //
 //   offset size field
 //   0      4    magic "SHL1"
-//   4      1    protocol version (kWireVersion; 2 added the epoch, 3 the request head)
+//   4      1    protocol version (kWireVersion; 2 added the epoch, 3 the request head,
+//               4 the head of an OK response)
 //   5      1    kind (1 request, 2 response)
 //   6      2    op (request type; echoed in the response)
 //   8      8    request id (chosen by the requester, echoed)
@@ -17,10 +21,10 @@
 //   20     4    payload length in bytes (must equal the AM data length)
 //   24     1    status code of a response (shoal::Code), 0 in requests
 //   25     1    reserved, must be zero
-//   26     2    bytes of request head after the header (<= kMaxHeadBytes; 0 in responses)
+//   26     2    bytes of head after the header (<= kMaxHeadBytes; 0 in error responses)
 //   28     8    sender's membership epoch (a member drops requests of another epoch)
 //   36     4    CRC32C of bytes 0..35
-//   40     n    the request head (n = bytes 26..27), checked by the op's decoder
+//   40     n    the head (n = bytes 26..27), checked by the op's decoder
 #pragma once
 
 #include <cstddef>
@@ -32,7 +36,7 @@
 namespace shoal::transport {
 
 inline constexpr uint32_t kWireMagic = 0x314C4853;  // "SHL1" little-endian
-inline constexpr uint8_t kWireVersion = 3;
+inline constexpr uint8_t kWireVersion = 4;
 inline constexpr size_t kHeaderBytes = 40;
 inline constexpr uint32_t kMaxPayloadBytes = 1u << 30;
 inline constexpr uint16_t kMaxHeadBytes = 256;
@@ -47,7 +51,7 @@ struct Header {
   uint32_t payload_bytes = 0;
   Code status = Code::kOk;
   uint64_t epoch = 0;
-  uint16_t head_bytes = 0;  // request head following the 40 bytes
+  uint16_t head_bytes = 0;  // head following the 40 bytes (a request, or an OK response)
 };
 
 // Writes the 40-byte encoding of `h` to `out` (the head, if any, follows it there).

@@ -123,7 +123,8 @@ Messenger::Impl::Pending Messenger::Impl::Take(std::map<uint64_t, Pending>::iter
   return p;
 }
 
-bool Messenger::Impl::ReceiveInto(const Header& h, void* data, size_t length, bool rndv) {
+bool Messenger::Impl::ReceiveInto(const Header& h, std::span<const std::byte> head, void* data,
+                                  size_t length, bool rndv) {
   if (h.kind != Kind::kResponse || h.status != Code::kOk) return false;
   auto it = pending_.find(h.request_id);
   if (it == pending_.end() || !it->second.into_done || it->second.receiving ||
@@ -131,31 +132,43 @@ bool Messenger::Impl::ReceiveInto(const Header& h, void* data, size_t length, bo
     return false;
   }
   Pending& p = it->second;
-  if (Status fits = Transport::CheckFitsInto(length, p.skip, p.into.size()); !fits.ok()) {
+  // A head other than the call's (none, from a handler that replied with one payload) is
+  // joined with the data and split by Finish.
+  if (!head.empty() && head.size() != p.skip) return false;
+  const size_t skip = head.empty() ? p.skip : 0;  // of the data, still to be split off
+  if (Status fits = Transport::CheckFitsInto(head.size() + length, p.skip, p.into.size());
+      !fits.ok()) {
     if (rndv) ucp_am_data_release(worker_.get(), data);
     Complete(h.request_id, std::move(fits));
     return true;
   }
-  const size_t body = length - p.skip;
+  const size_t body = length - skip;
   if (!rndv) {
     auto* d = static_cast<const std::byte*>(data);
-    Payload head(d, d + p.skip);
-    if (body != 0) std::memcpy(p.into.data(), d + p.skip, body);
-    Take(it).into_done(std::move(head), body);
+    Payload got = head.empty() ? Payload(d, d + skip) : Payload(head.begin(), head.end());
+    if (body != 0) std::memcpy(p.into.data(), d + skip, body);
+    Take(it).into_done(std::move(got), body);
     return true;
   }
-  auto* r = new IntoRecv{this, h.request_id, Payload(p.skip), {}, body};
-  size_t n = 0;
-  if (p.skip != 0) r->iov[n++] = {r->head.data(), p.skip};
-  if (body != 0) r->iov[n++] = {p.into.data(), body};
+  auto* r = new IntoRecv{this, h.request_id, Payload(head.begin(), head.end()), {}, body, length};
+  if (head.empty()) r->head.resize(skip);
   ucp_request_param_t rp{};
-  rp.op_attr_mask =
-      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   rp.cb.recv_am = &Impl::OnIntoDone;
   rp.user_data = r;
-  rp.datatype = ucp_dt_make_iov();
+  void* buffer = p.into.data();
+  size_t count = body;
+  if (skip != 0) {  // the head is the data's start: an iov (UCX takes it in fragments)
+    size_t n = 0;
+    r->iov[n++] = {r->head.data(), skip};
+    if (body != 0) r->iov[n++] = {p.into.data(), body};
+    rp.op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;
+    rp.datatype = ucp_dt_make_iov();
+    buffer = r->iov;
+    count = n;
+  }
   p.receiving = true;
-  void* req = ucp_am_recv_data_nbx(worker_.get(), data, r->iov, n, &rp);
+  void* req = ucp_am_recv_data_nbx(worker_.get(), data, buffer, count, &rp);
   if (req == nullptr) {
     EndInto(r, Status::OK());
   } else if (UCS_PTR_IS_ERR(req)) {
@@ -168,7 +181,7 @@ void Messenger::Impl::OnIntoDone(void* request, ucs_status_t status, size_t leng
                                  void* user_data) {
   auto* r = static_cast<IntoRecv*>(user_data);
   Status s = UcxStatus(status, "rendezvous receive");
-  if (s.ok() && length != r->head.size() + r->body) {
+  if (s.ok() && length != r->data) {
     s = Status::Corruption("rendezvous receive: length differs from the announced one");
   }
   r->impl->EndInto(r, std::move(s));

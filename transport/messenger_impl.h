@@ -100,6 +100,7 @@ class Messenger::Impl {
     Payload head;
     ucp_dt_iov_t iov[2];
     size_t body = 0;
+    size_t data = 0;  // bytes UCX receives (the body, after the head when it was not in the header)
   };
   struct OutMsg {
     Impl* impl;
@@ -116,10 +117,11 @@ class Messenger::Impl {
     Transport::Released released = {};
     ucp_dt_iov_t iov[2] = {};
   };
-  struct RndvRecv {
+  struct RndvRecv {  // a rendezvous message received whole, after its head (if any)
     Impl* impl;
     Header header;
     Payload payload;
+    size_t data = 0;  // bytes UCX receives
   };
   struct BodyOp {  // SetBodyHandler's
     size_t head_bytes;
@@ -155,9 +157,12 @@ class Messenger::Impl {
   static void Finish(Pending& p, Result<Payload> r);
   // Removes call `id` (at `it`) with its deadline and returns it, to be ended by the caller.
   Pending Take(std::map<uint64_t, Pending>::iterator it);
-  // A response for a CallInto: received into its memory. Returns false when the response is
-  // not one (the caller delivers it as any other).
-  bool ReceiveInto(const Header& h, void* data, size_t length, bool rndv);
+  // A response for a CallInto: received into its memory (`head`, the AM header's head, and
+  // the data are the reply's bytes in that order; when the head is the call's `skip` bytes the
+  // data lands contiguously in `into`). Returns false when the response is not one (the caller
+  // delivers it as any other).
+  bool ReceiveInto(const Header& h, std::span<const std::byte> head, void* data, size_t length,
+                   bool rndv);
   static void OnIntoDone(void* request, ucs_status_t status, size_t length, void* user_data);
   // The receive of a CallInto's reply ended: the call ends now (its deadline or a failure
   // that came meanwhile wins over the bytes).
@@ -166,7 +171,7 @@ class Messenger::Impl {
   void Expire();  // ends the calls past their deadline
 
   // --- messenger_wire.cc: messages in and out.
-  // Sends a message with header `h` followed by `extra` in the AM header (a request's head), or,
+  // Sends a message with header `h` followed by `extra` in the AM header (its head), or,
   // when h is null (tests), `extra` as the whole header; a lent `body` follows the payload
   // without being copied (owned by `keep`, or held until `released` ran).
   void Send(uint32_t peer, const Header* h, std::vector<std::byte> extra, Payload payload,
@@ -183,6 +188,9 @@ class Messenger::Impl {
   void Drop(std::string_view why);
   static ucs_status_t OnAm(void* arg, const void* header, size_t header_length, void* data,
                            size_t length, const ucp_am_recv_param_t* param);
+  // Any other message: its head (if any) and data joined into one payload and delivered.
+  ucs_status_t ReceiveWhole(const Header& h, std::span<const std::byte> head, void* data,
+                            size_t length, bool rndv);
   static void OnRndvDone(void* request, ucs_status_t status, size_t length, void* user_data);
   // A request whose head came in the AM header: its body goes straight into the memory of its
   // op's BodySink when it has one, else head and data are joined into a payload. Returns what

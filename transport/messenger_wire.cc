@@ -170,39 +170,49 @@ ucs_status_t Messenger::Impl::OnAm(void* arg, const void* header, size_t header_
   }
   self->counters_.bytes_received += length + h->head_bytes;
   const bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
-  if (h->head_bytes != 0) {
-    auto head = std::span(static_cast<const std::byte*>(header) + kHeaderBytes, h->head_bytes);
+  auto head = std::span(static_cast<const std::byte*>(header) + kHeaderBytes, h->head_bytes);
+  if (h->kind == Kind::kRequest && !head.empty()) {
     return self->ReceiveRequest(*h, head, data, length, rndv);
   }
-  if (self->ReceiveInto(*h, data, length, rndv)) return rndv ? UCS_INPROGRESS : UCS_OK;
-  if (rndv) {
-    auto* r = new RndvRecv{self, *h, Payload(length)};
-    ucp_request_param_t rp{};
-    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    rp.cb.recv_am = &Impl::OnRndvDone;
-    rp.user_data = r;
-    void* req = ucp_am_recv_data_nbx(self->worker_.get(), data, r->payload.data(), length, &rp);
-    if (req == nullptr) {
-      self->Deliver(r->header, std::move(r->payload));
-      delete r;
-    } else if (UCS_PTR_IS_ERR(req)) {
-      self->Drop(UcxStatus(UCS_PTR_STATUS(req), "rendezvous receive").message());
-      delete r;
-    }
-    return UCS_INPROGRESS;
+  if (self->ReceiveInto(*h, head, data, length, rndv)) return rndv ? UCS_INPROGRESS : UCS_OK;
+  return self->ReceiveWhole(*h, head, data, length, rndv);
+}
+
+ucs_status_t Messenger::Impl::ReceiveWhole(const Header& h, std::span<const std::byte> head,
+                                           void* data, size_t length, bool rndv) {
+  Payload whole(head.begin(), head.end());
+  whole.resize(head.size() + length);
+  if (!rndv) {
+    if (length != 0) std::memcpy(whole.data() + head.size(), data, length);
+    Deliver(h, std::move(whole));
+    return UCS_OK;
   }
-  auto* d = static_cast<const std::byte*>(data);
-  self->Deliver(*h, Payload(d, d + length));
-  return UCS_OK;
+  auto* r = new RndvRecv{this, h, std::move(whole), length};
+  ucp_request_param_t rp{};
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  rp.cb.recv_am = &Impl::OnRndvDone;
+  rp.user_data = r;
+  void* req =
+      ucp_am_recv_data_nbx(worker_.get(), data, r->payload.data() + head.size(), length, &rp);
+  if (req == nullptr) {
+    Deliver(r->header, std::move(r->payload));
+    delete r;
+  } else if (UCS_PTR_IS_ERR(req)) {
+    Drop(UcxStatus(UCS_PTR_STATUS(req), "rendezvous receive").message());
+    delete r;
+  }
+  return UCS_INPROGRESS;
 }
 
 void Messenger::Impl::OnRndvDone(void* request, ucs_status_t status, size_t length,
                                  void* user_data) {
   auto* r = static_cast<RndvRecv*>(user_data);
-  if (status == UCS_OK && length == r->payload.size()) {
-    r->impl->Deliver(r->header, std::move(r->payload));
-  } else {
+  if (status != UCS_OK) {
     r->impl->Drop(UcxStatus(status, "rendezvous receive").message());
+  } else if (length != r->data) {
+    r->impl->Drop(fmt::format("rendezvous receive of {} bytes, {} announced", length, r->data));
+  } else {
+    r->impl->Deliver(r->header, std::move(r->payload));
   }
   delete r;
   ucp_request_free(request);
@@ -216,30 +226,7 @@ ucs_status_t Messenger::Impl::ReceiveRequest(const Header& h, std::span<const st
     auto it = body_ops_.find(h.op);
     if (it != body_ops_.end() && it->second->head_bytes == head.size()) op = it->second;
   }
-  if (op == nullptr) {  // no sink for this body: head and data joined, as any request
-    Payload whole(head.begin(), head.end());
-    whole.resize(head.size() + length);
-    if (!rndv) {
-      if (length != 0) std::memcpy(whole.data() + head.size(), data, length);
-      Deliver(h, std::move(whole));
-      return UCS_OK;
-    }
-    auto* r = new RndvRecv{this, h, std::move(whole)};
-    ucp_request_param_t rp{};
-    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    rp.cb.recv_am = &Impl::OnRndvDone;
-    rp.user_data = r;
-    void* req = ucp_am_recv_data_nbx(worker_.get(), data, r->payload.data() + head.size(),
-                                     length, &rp);
-    if (req == nullptr) {
-      Deliver(r->header, std::move(r->payload));
-      delete r;
-    } else if (UCS_PTR_IS_ERR(req)) {
-      Drop(UcxStatus(UCS_PTR_STATUS(req), "rendezvous receive").message());
-      delete r;
-    }
-    return UCS_INPROGRESS;
-  }
+  if (op == nullptr) return ReceiveWhole(h, head, data, length, rndv);  // as any request
   if (!rndv) {
     DeliverBody(h, Payload(head.begin(), head.end()),
                 Transport::ReceiveBody(op->sink, {static_cast<const std::byte*>(data), length}));
@@ -354,6 +341,14 @@ void Messenger::Impl::Respond(const Header& req, Reply r) {
     h.status = Code::kInternal;
     p = ErrorPayload(Status::Internal("reply above the 1 GiB limit"));
     body = {};
+  }
+  if (!body.empty() && !p.empty() && p.size() <= kMaxHeadBytes) {
+    // The payload goes as the head in the AM header and the body alone as the data, so the
+    // receiver can take it contiguously (into a CallInto's memory) by rendezvous.
+    h.head_bytes = static_cast<uint16_t>(p.size());
+    h.payload_bytes = static_cast<uint32_t>(body.size());
+    Send(req.sender, &h, std::move(p), {}, body, std::move(r.keep));
+    return;
   }
   h.payload_bytes = static_cast<uint32_t>(p.size() + body.size());
   Send(req.sender, &h, {}, std::move(p), body, body.empty() ? nullptr : std::move(r.keep));

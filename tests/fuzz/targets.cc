@@ -62,7 +62,7 @@ void FuzzHeader(std::string_view input) {
   }
   FUZZ_REQUIRE(bytes.size() == kHeaderBytes + h->head_bytes);
   FUZZ_REQUIRE(h->head_bytes <= transport::kMaxHeadBytes);
-  FUZZ_REQUIRE(h->kind == transport::Kind::kRequest || h->head_bytes == 0);
+  FUZZ_REQUIRE(h->status == Code::kOk || h->head_bytes == 0);
   FUZZ_REQUIRE(h->sender < world);
   FUZZ_REQUIRE(h->payload_bytes == payload && h->payload_bytes <= transport::kMaxPayloadBytes);
   FUZZ_REQUIRE(h->kind == transport::Kind::kRequest || h->kind == transport::Kind::kResponse);
@@ -86,7 +86,8 @@ std::vector<std::string> HeaderSeeds() {
                           Header{Kind::kResponse, 7, 1ull << 40, 1, 0, Code::kNotFound, 1},
                           Header{Kind::kResponse, 0xffff, ~0ull, 15, 1u << 30, Code::kInternal,
                                  ~0ull},
-                          Header{Kind::kRequest, 16, 9, 2, 4u << 20, Code::kOk, 3, 24}}) {
+                          Header{Kind::kRequest, 16, 9, 2, 4u << 20, Code::kOk, 3, 24},
+                          Header{Kind::kResponse, 19, 9, 2, 4u << 20, Code::kOk, 3, 12}}) {
     std::string s;
     Append<uint8_t>(&s, 0);
     Append<uint32_t>(&s, 16);

@@ -49,7 +49,7 @@ TEST(Message, RejectsInconsistentFields) {
   EXPECT_CODE(DecodeHeader(buf, kMaxPayloadBytes + 1, 4), kInvalidArgument);
 }
 
-TEST(Message, ARequestsHeadFollowsTheHeaderAndIsCountedExactly) {
+TEST(Message, AHeadFollowsTheHeaderAndIsCountedExactly) {
   Header r = Sample();
   r.kind = Kind::kRequest;
   r.status = Code::kOk;
@@ -65,7 +65,17 @@ TEST(Message, ARequestsHeadFollowsTheHeaderAndIsCountedExactly) {
   buf.push_back(std::byte{0});
   EXPECT_CODE(DecodeHeader(buf, 4096, 4), kInvalidArgument);
   EXPECT_CODE(DecodeHeader({buf.data(), kHeaderBytes}, 4096, 4), kInvalidArgument);
-  // A head above the limit, or in a response, is refused.
+  // An OK response carries a head too (a reply whose body is received apart).
+  Header ok = Sample();
+  ok.status = Code::kOk;
+  ok.head_bytes = 12;
+  buf.assign(kHeaderBytes + 12, std::byte{0x5a});
+  EncodeHeader(ok, buf.data());
+  h = DecodeHeader(buf, 4096, 4);
+  ASSERT_OK(h);
+  EXPECT_EQ(h->kind, Kind::kResponse);
+  EXPECT_EQ(h->head_bytes, 12u);
+  // A head above the limit, or in an error response, is refused.
   r.head_bytes = kMaxHeadBytes + 1;
   buf.assign(kHeaderBytes + r.head_bytes, std::byte{0});
   EncodeHeader(r, buf.data());
