@@ -315,12 +315,23 @@ TEST_F(CheckpointTest, AsyncSaveThroughAPoolSmallerThanTheState) {
   ASSERT_OK((*save)->Save("r0/model", Content("a-3", "r0/model")));
   ASSERT_OK(engine_->Put("checkpoints/data/a-3/r0/optim", "taken"));  // a name clash
   EXPECT_CODE((*save)->Save("r0/optim", Content("a-3", "r0/optim")), kAlreadyExists);
+  // A clash on a small blob too: the taken object keeps its bytes.
+  ASSERT_OK(engine_->Put("checkpoints/data/a-3/r0/small", "taken"));
+  EXPECT_CODE((*save)->Save("r0/small", "12345678"), kAlreadyExists);
   ASSERT_OK((*save)->Save("r0/other", "x"));
   SaveHandle h = (*save)->Commit("{}");
-  ASSERT_OK(h.Wait());  // the clash was refused at Save; the rest commits
+  ASSERT_OK(h.Wait());  // the clashes were refused at Save; the rest commits
   auto m = ck->GetManifest("a-3");
   ASSERT_OK(m);
   EXPECT_EQ(m->blobs.size(), 2u);
+  std::string small(16, '\0');
+  auto n = engine_->Read("checkpoints/data/a-3/r0/small", 0,
+                         std::as_writable_bytes(std::span<char>(small.data(), small.size())));
+  ASSERT_OK(n);
+  EXPECT_EQ(small.substr(0, *n), "taken");
+  // The pool went back whole: the next save stages through all of it.
+  ASSERT_OK(SaveTag(*ck, "a-4"));
+  ExpectLoads(*ck, "a-4");
 }
 
 // A blob gathered from many buffers (the shape of a state dict's tensors) is stored as their
