@@ -1,0 +1,430 @@
+// DatasetCache: the index in use, reads through the cache, the one source read per miss, warm-up.
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "base/log.h"
+#include "lib/dataset_index.h"
+
+namespace shoal {
+
+using dataset::Index;
+
+class DatasetCache::Impl {
+ public:
+  Impl(Engine& e, std::shared_ptr<DatasetSource> source, DatasetOptions options)
+      : e_(e), source_(std::move(source)), options_(std::move(options)) {}
+
+  // Collective: rank 0 picks the generation (the newest complete one, or a new one to build)
+  // and every rank follows it.
+  Status OpenIndex(bool refresh) {
+    uint64_t gen = 0;
+    uint8_t build = 0;
+    Status mine;
+    if (e_.rank() == 0) {
+      auto latest = dataset::LatestGeneration(e_, options_.root);
+      if (!latest.ok()) {
+        mine = latest.status();
+      } else {
+        build = (refresh || !latest->has_value()) ? 1 : 0;
+        gen = latest->has_value() ? **latest + build : 1;
+      }
+    }
+    std::vector<std::byte> say(10);
+    say[0] = std::byte{static_cast<unsigned char>(mine.ok() ? 1 : 0)};
+    say[1] = std::byte{build};
+    std::memcpy(say.data() + 2, &gen, 8);
+    SHOAL_ASSIGN_OR_RETURN(auto all, e_.AllGather(say));
+    if (all[0].size() != 10) return Status::Corruption("dataset open: rank 0's word");
+    if (all[0][0] != std::byte{1}) {
+      return e_.rank() == 0 ? mine : Status::Unavailable("dataset open: rank 0 failed to read the index");
+    }
+    build = static_cast<uint8_t>(all[0][1]);
+    std::memcpy(&gen, all[0].data() + 2, 8);
+    if (build != 0) SHOAL_RETURN_IF_ERROR(dataset::BuildGeneration(e_, *source_, options_.root, gen));
+    SHOAL_ASSIGN_OR_RETURN(Index index, dataset::LoadGeneration(e_, options_.root, gen));
+    std::unique_lock lk(index_mu_);
+    index_ = std::move(index);
+    return Status::OK();
+  }
+
+  uint64_t size() const {
+    std::shared_lock lk(index_mu_);
+    return index_.samples.size();
+  }
+  uint64_t generation() const {
+    std::shared_lock lk(index_mu_);
+    return index_.generation;
+  }
+  Result<SampleInfo> Info(uint64_t i) const {
+    std::shared_lock lk(index_mu_);
+    if (i >= index_.samples.size()) {
+      return Status::InvalidArgument(
+          fmt::format("sample index {} past the dataset's {} samples", i, index_.samples.size()));
+    }
+    return index_.samples[i];
+  }
+  Result<uint64_t> Find(std::string_view name) const {
+    std::shared_lock lk(index_mu_);
+    auto it = index_.by_name.find(name);
+    if (it == index_.by_name.end()) {
+      return Status::NotFound(fmt::format("dataset sample \"{}\" is not in the index", name));
+    }
+    return it->second;
+  }
+
+  Result<uint64_t> Read(uint64_t i, std::span<std::byte> dst) {
+    SHOAL_ASSIGN_OR_RETURN(SampleInfo s, Info(i));
+    if (options_.verify_on_hit) SHOAL_RETURN_IF_ERROR(Verify(i, &s));
+    SHOAL_RETURN_IF_ERROR(Fits(s, dst));
+    const std::string path = dataset::SamplePath(options_.root, s.name, s.version);
+    auto got = e_.Read(path, 0, dst.first(s.size));
+    if (got.ok() && *got == s.size) {
+      hits_++;
+      return s.size;
+    }
+    return Miss(i, std::move(s), dst, got.ok() ? Status::Corruption("short cached copy") : got.status());
+  }
+
+  Status ReadBatch(std::span<SampleRead> reads) {
+    std::vector<ReadRequest> reqs(reads.size());
+    std::vector<SampleInfo> infos(reads.size());
+    std::vector<uint64_t> idx(reads.size());
+    for (size_t k = 0; k < reads.size(); ++k) {
+      SampleRead& r = reads[k];
+      r.bytes = 0;
+      auto i = r.name.empty() ? Result<uint64_t>(r.index) : Find(r.name);
+      auto s = i.ok() ? Info(*i) : Result<SampleInfo>(i.status());
+      r.status = s.ok() ? Fits(*s, r.dst) : s.status();
+      if (r.status.ok() && options_.verify_on_hit) r.status = Verify(*i, &*s);
+      if (!r.status.ok()) continue;
+      idx[k] = *i;
+      infos[k] = std::move(s).value();
+      reqs[k].path = dataset::SamplePath(options_.root, infos[k].name, infos[k].version);
+      reqs[k].dst = r.dst.first(infos[k].size);
+    }
+    std::vector<ReadRequest> batch;
+    std::vector<size_t> at;
+    for (size_t k = 0; k < reads.size(); ++k) {
+      if (!reads[k].status.ok()) continue;
+      batch.push_back(std::move(reqs[k]));
+      at.push_back(k);
+    }
+    SHOAL_RETURN_IF_ERROR(e_.ReadBatch(batch));
+    std::vector<size_t> missed;
+    std::vector<Status> why(reads.size());
+    for (size_t j = 0; j < batch.size(); ++j) {
+      const size_t k = at[j];
+      if (batch[j].status.ok() && batch[j].bytes_read == infos[k].size) {
+        hits_++;
+        reads[k].bytes = infos[k].size;
+      } else {
+        why[k] = batch[j].status.ok() ? Status::Corruption("short cached copy") : batch[j].status;
+        missed.push_back(k);
+      }
+    }
+    // Misses in parallel (each is a source read, or a wait for another reader's).
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t m; (m = next.fetch_add(1)) < missed.size();) {
+        const size_t k = missed[m];
+        auto n = Miss(idx[k], infos[k], reads[k].dst, why[k]);
+        reads[k].status = n.status();
+        if (n.ok()) reads[k].bytes = *n;
+      }
+    };
+    const size_t threads = std::min<size_t>(missed.size(), std::max<uint32_t>(1, options_.warm_threads));
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    return Status::OK();
+  }
+
+  Status Warm(std::span<const uint64_t> indices,
+              const std::function<void(uint64_t, uint64_t)>& progress) {
+    std::vector<uint64_t> mine;
+    std::vector<SampleInfo> infos;
+    {
+      std::shared_lock lk(index_mu_);
+      auto consider = [&](uint64_t i) {
+        if (i >= index_.samples.size()) return;
+        const SampleInfo& s = index_.samples[i];
+        if (dataset::OwnerRank(s.name, e_.world_size()) != e_.rank()) return;
+        mine.push_back(i);
+        infos.push_back(s);
+      };
+      if (indices.empty()) {
+        for (uint64_t i = 0; i < index_.samples.size(); ++i) consider(i);
+      } else {
+        for (uint64_t i : indices) consider(i);
+      }
+    }
+    // What is cached already is skipped (one batched stat).
+    std::vector<StatRequest> stats(mine.size());
+    for (size_t k = 0; k < mine.size(); ++k) {
+      stats[k].path = dataset::SamplePath(options_.root, infos[k].name, infos[k].version);
+    }
+    Status first = e_.StatBatch(stats);
+    std::vector<size_t> todo;
+    for (size_t k = 0; first.ok() && k < mine.size(); ++k) {
+      if (!stats[k].status.ok()) todo.push_back(k);
+    }
+    const uint64_t total = todo.size();
+    std::atomic<uint64_t> done{0};
+    std::atomic<size_t> next{0};
+    std::mutex err_mu;
+    auto work = [&] {
+      std::vector<std::byte> buf;
+      for (size_t m; (m = next.fetch_add(1)) < todo.size();) {
+        const size_t k = todo[m];
+        buf.resize(std::max<uint64_t>(buf.size(), infos[k].size));
+        auto n = Miss(mine[k], infos[k], buf, Status::NotFound("not cached yet"));
+        if (!n.ok()) {
+          std::lock_guard lk(err_mu);
+          if (first.ok()) first = n.status();
+        }
+        const uint64_t d = ++done;
+        if (progress) progress(d, total);
+      }
+    };
+    const size_t threads = std::min<size_t>(todo.size(), std::max<uint32_t>(1, options_.warm_threads));
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+    if (!todo.empty()) work();
+    for (auto& t : pool) t.join();
+    Status barrier = e_.Barrier();
+    return first.ok() ? barrier : first;
+  }
+
+  DatasetStats Stats() const {
+    DatasetStats s;
+    s.hits = hits_;
+    s.misses = misses_;
+    s.source_reads = source_reads_;
+    s.source_bytes = source_bytes_;
+    s.source_seconds = static_cast<double>(source_ns_) / 1e9;
+    s.waited = waited_;
+    s.version_changes = version_changes_;
+    s.refetched = refetched_;
+    s.uncached = uncached_;
+    return s;
+  }
+
+ private:
+  static Status Fits(const SampleInfo& s, std::span<std::byte> dst) {
+    if (dst.size() >= s.size) return Status::OK();
+    return Status::InvalidArgument(fmt::format(
+        "dataset sample \"{}\" has {} bytes, the buffer {}", s.name, s.size, dst.size()));
+  }
+
+  // Asks the source for sample i's version; a change is taken into the index (and `s`).
+  Status Verify(uint64_t i, SampleInfo* s) {
+    auto now = source_->Stat(s->name);
+    if (!now.ok()) return now.status().WithContext(fmt::format("dataset sample \"{}\"", s->name));
+    if (now->version == s->version && now->size == s->size) return Status::OK();
+    version_changes_++;
+    Log(LogLevel::kInfo, "dataset sample \"{}\" changed at the source ({} -> {})", s->name,
+        s->version, now->version);
+    s->size = now->size;
+    s->version = now->version;
+    std::unique_lock lk(index_mu_);
+    if (i < index_.samples.size() && index_.samples[i].name == s->name) {
+      index_.samples[i].size = s->size;
+      index_.samples[i].version = s->version;
+    }
+    return Status::OK();
+  }
+
+  // One process-wide flight per cache object: threads of this rank that miss the same sample
+  // wait for the first one's fetch, then read the cache.
+  struct Flight {
+    bool done = false;
+  };
+
+  // Sample i was not read from the cache (`why`): read it from the source once (or wait for the
+  // reader that is), cache it, and fill dst.
+  Result<uint64_t> Miss(uint64_t i, SampleInfo s, std::span<std::byte> dst, const Status& why) {
+    misses_++;
+    if (why.code() != Code::kNotFound) {
+      // A copy that cannot be read (its holder down, damage): drop it and load it again.
+      Log(LogLevel::kInfo, "dataset sample \"{}\": cached copy unreadable ({}); reading it again",
+          s.name, why.ToString());
+      refetched_++;
+      (void)e_.Remove(dataset::SamplePath(options_.root, s.name, s.version));
+    }
+    // The source's current version first: a changed sample is cached under its new one.
+    SHOAL_RETURN_IF_ERROR(Verify(i, &s));
+    SHOAL_RETURN_IF_ERROR(Fits(s, dst));
+    const std::string path = dataset::SamplePath(options_.root, s.name, s.version);
+    const auto give_up = std::chrono::steady_clock::now() + options_.fetch_wait;
+    auto wait_step = std::chrono::milliseconds(1);
+    for (;;) {
+      std::shared_ptr<Flight> flight;
+      bool leader = false;
+      {
+        std::unique_lock lk(flight_mu_);
+        auto it = flights_.find(path);
+        if (it == flights_.end()) {
+          flight = std::make_shared<Flight>();
+          flights_.emplace(path, flight);
+          leader = true;
+        } else {
+          flight = it->second;
+          flight_cv_.wait(lk, [&] { return flight->done; });
+        }
+      }
+      if (!leader) {  // another thread of this rank fetched it: the cache has it, or not
+        auto got = e_.Read(path, 0, dst.first(s.size));
+        if (got.ok() && *got == s.size) {
+          waited_++;
+          return s.size;
+        }
+        if (std::chrono::steady_clock::now() >= give_up) return FromSource(s, dst, false);
+        continue;
+      }
+      auto result = Lead(s, path, dst, give_up, &wait_step);
+      {
+        std::lock_guard lk(flight_mu_);
+        flight->done = true;
+        flights_.erase(path);
+      }
+      flight_cv_.notify_all();
+      if (result.has_value()) return std::move(*result);
+    }
+  }
+
+  // This thread fetches for the rank: creates the cache object (another rank's create means it
+  // is fetching: wait for its seal), reads the source, seals. nullopt: try again.
+  std::optional<Result<uint64_t>> Lead(const SampleInfo& s, const std::string& path,
+                                       std::span<std::byte> dst,
+                                       std::chrono::steady_clock::time_point give_up,
+                                       std::chrono::milliseconds* wait_step) {
+    CreateOptions co;
+    co.size = s.size;
+    Status created = e_.Create(path, co);
+    if (created.code() == Code::kAlreadyExists) {
+      // Sealed meanwhile, or being fetched by another rank: wait for its seal.
+      for (;;) {
+        auto got = e_.Read(path, 0, dst.first(s.size));
+        if (got.ok() && *got == s.size) {
+          waited_++;
+          return Result<uint64_t>(s.size);
+        }
+        if (std::chrono::steady_clock::now() >= give_up) {
+          Log(LogLevel::kWarn, "dataset sample \"{}\": no copy sealed after {} ms; reading the source",
+              s.name, options_.fetch_wait.count());
+          return FromSource(s, dst, false);
+        }
+        if (got.ok() || got.status().code() != Code::kNotFound) {
+          return FromSource(s, dst, false);  // a copy that cannot be read: serve the source
+        }
+        std::this_thread::sleep_for(*wait_step);
+        *wait_step = std::min(*wait_step * 2, std::chrono::milliseconds(50));
+        // The other reader may have given up (aborted): take over when the name is free.
+        Status again = e_.Create(path, co);
+        if (again.ok()) return FinishFetch(s, path, dst);
+        if (again.code() != Code::kAlreadyExists) return FromSource(s, dst, false);
+      }
+    }
+    if (!created.ok()) {
+      Log(LogLevel::kInfo, "dataset sample \"{}\": not cached ({})", s.name, created.ToString());
+      return FromSource(s, dst, false);
+    }
+    return FinishFetch(s, path, dst);
+  }
+
+  Result<uint64_t> FinishFetch(const SampleInfo& s, const std::string& path,
+                               std::span<std::byte> dst) {
+    auto n = FromSource(s, dst, true);
+    if (!n.ok()) {
+      (void)e_.Abort(path);
+      return n;
+    }
+    Status st = *n == 0 ? Status::OK() : e_.Write(path, 0, dst.first(*n));
+    if (st.ok()) st = e_.Seal(path);
+    if (!st.ok()) {
+      (void)e_.Abort(path);
+      uncached_++;
+      Log(LogLevel::kInfo, "dataset sample \"{}\": served, not cached ({})", s.name, st.ToString());
+    }
+    return n;
+  }
+
+  // Reads the sample from the source into dst. `caching`: its bytes are about to be cached.
+  Result<uint64_t> FromSource(const SampleInfo& s, std::span<std::byte> dst, bool caching) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto n = source_->Read(s.name, dst.first(s.size));
+    source_ns_ += static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
+    if (!n.ok()) return n.status().WithContext(fmt::format("dataset sample \"{}\"", s.name));
+    source_reads_++;
+    source_bytes_ += *n;
+    if (!caching) uncached_++;
+    if (*n != s.size) {
+      return Status::Unavailable(fmt::format(
+          "dataset sample \"{}\" changed while read ({} bytes, {} listed); read it again", s.name,
+          *n, s.size));
+    }
+    return n;
+  }
+
+  Engine& e_;
+  std::shared_ptr<DatasetSource> source_;
+  const DatasetOptions options_;
+  mutable std::shared_mutex index_mu_;
+  Index index_;
+  std::mutex flight_mu_;
+  std::condition_variable flight_cv_;
+  std::map<std::string, std::shared_ptr<Flight>, std::less<>> flights_;
+  std::atomic<uint64_t> hits_{0}, misses_{0}, source_reads_{0}, source_bytes_{0}, source_ns_{0},
+      waited_{0}, version_changes_{0}, refetched_{0}, uncached_{0};
+};
+
+Result<std::unique_ptr<DatasetCache>> DatasetCache::Open(Engine& engine,
+                                                         std::shared_ptr<DatasetSource> source,
+                                                         const DatasetOptions& options) {
+  if (source == nullptr) return Status::InvalidArgument("dataset cache: no source");
+  if (options.root.empty()) return Status::InvalidArgument("dataset cache: empty root");
+  auto impl = std::make_unique<Impl>(engine, std::move(source), options);
+  SHOAL_RETURN_IF_ERROR(impl->OpenIndex(options.refresh));
+  return std::unique_ptr<DatasetCache>(new DatasetCache(std::move(impl)));
+}
+
+DatasetCache::DatasetCache(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DatasetCache::~DatasetCache() = default;
+
+uint64_t DatasetCache::size() const { return impl_->size(); }
+Result<SampleInfo> DatasetCache::info(uint64_t index) const { return impl_->Info(index); }
+Result<uint64_t> DatasetCache::Find(std::string_view name) const { return impl_->Find(name); }
+uint64_t DatasetCache::generation() const { return impl_->generation(); }
+
+Result<uint64_t> DatasetCache::Read(uint64_t index, std::span<std::byte> dst) {
+  return impl_->Read(index, dst);
+}
+
+Result<uint64_t> DatasetCache::Read(std::string_view name, std::span<std::byte> dst) {
+  SHOAL_ASSIGN_OR_RETURN(uint64_t i, impl_->Find(name));
+  return impl_->Read(i, dst);
+}
+
+Status DatasetCache::ReadBatch(std::span<SampleRead> reads) { return impl_->ReadBatch(reads); }
+
+Status DatasetCache::Warm(std::span<const uint64_t> indices,
+                          std::function<void(uint64_t, uint64_t)> progress) {
+  return impl_->Warm(indices, progress);
+}
+
+Status DatasetCache::Refresh() { return impl_->OpenIndex(true); }
+
+DatasetStats DatasetCache::stats() const { return impl_->Stats(); }
+
+}  // namespace shoal

@@ -1,0 +1,355 @@
+// The dataset cache on one member over real files and a real store: the index built once and
+// kept, reads through the cache with one source read per sample, versions, failing sources,
+// batches, warm-up. Worlds of processes: dataset_world_test.cc.
+#include "shoal/dataset.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "lib/dataset_index.h"
+#include "shoal/engine.h"
+#include "tests/test_util.h"
+
+namespace shoal {
+namespace {
+
+using testing::TempDir;
+namespace fs = std::filesystem;
+
+std::string Str(std::span<const std::byte> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+// The content of sample `name` at revision `rev`: sizes 0 .. ~200 KiB.
+std::string SampleContent(const std::string& name, int rev = 0) {
+  const size_t n = (std::hash<std::string>{}(name) % 200000) + (name.size() % 3 == 0 ? 0 : 1);
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + name.size() * 7 + rev) & 0xff);
+  return s;
+}
+
+void WriteFile(const fs::path& p, const std::string& content) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << content;
+}
+
+// A source that counts what it is asked and can fail, stall, or change samples.
+class CountingSource : public DatasetSource {
+ public:
+  explicit CountingSource(std::shared_ptr<DatasetSource> inner) : inner_(std::move(inner)) {}
+  Result<std::vector<SampleInfo>> List(uint32_t part, uint32_t parts) override {
+    lists++;
+    return inner_->List(part, parts);
+  }
+  Result<SampleInfo> Stat(std::string_view name) override { return inner_->Stat(name); }
+  Result<uint64_t> Read(std::string_view name, std::span<std::byte> dst) override {
+    {
+      std::lock_guard lk(mu);
+      reads[std::string(name)]++;
+      if (fail.count(std::string(name)) != 0) return Status::IOError("injected source failure");
+    }
+    if (stall.count() > 0) std::this_thread::sleep_for(stall);
+    return inner_->Read(name, dst);
+  }
+  int ReadsOf(const std::string& name) {
+    std::lock_guard lk(mu);
+    return reads[name];
+  }
+  int TotalReads() {
+    std::lock_guard lk(mu);
+    int n = 0;
+    for (auto& [k, v] : reads) n += v;
+    return n;
+  }
+
+  std::atomic<int> lists{0};
+  std::mutex mu;
+  std::map<std::string, int> reads;
+  std::set<std::string> fail;
+  std::chrono::milliseconds stall{0};
+
+ private:
+  std::shared_ptr<DatasetSource> inner_;
+};
+
+class DatasetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // A tree: top-level files, nested directories, an empty file, a link to a file, a link to
+    // a directory (not followed), a fifo (not a sample).
+    for (int d = 0; d < 6; ++d) {
+      for (int f = 0; f < 7; ++f) {
+        std::string name = fmt::format("class-{}/img-{:03}.bin", d, f);
+        if (d == 5) name = fmt::format("class-5/deep/er/img-{:03}.bin", f);
+        names_.push_back(name);
+      }
+    }
+    names_.push_back("top.bin");
+    names_.push_back("empty.bin");
+    for (const std::string& n : names_) {
+      WriteFile(fs::path(src_.Sub("data")) / n, n == "empty.bin" ? "" : SampleContent(n));
+    }
+    fs::create_symlink(fs::path(src_.Sub("data")) / "top.bin", fs::path(src_.Sub("data")) / "link.bin");
+    names_.push_back("link.bin");
+    fs::create_directory_symlink(fs::path(src_.Sub("data")) / "class-0",
+                                 fs::path(src_.Sub("data")) / "dirlink");
+    std::sort(names_.begin(), names_.end());
+    OpenEngine();
+    source_ = std::make_shared<CountingSource>(DirectorySource(src_.Sub("data")));
+  }
+
+  void OpenEngine() {
+    engine_.reset();
+    Options o = testing::TestOptions(dir_.Sub("store"), IoBackend::kAuto);
+    o.world_size = 1;
+    o.rank = 0;
+    auto e = Engine::Open(o);
+    ASSERT_OK(e);
+    engine_ = std::move(e).value();
+  }
+
+  std::unique_ptr<DatasetCache> OpenCache(DatasetOptions o = {}) {
+    o.root = "datasets/test";
+    auto c = DatasetCache::Open(*engine_, source_, o);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(c).value() : nullptr;
+  }
+
+  std::string ReadName(DatasetCache& c, const std::string& name) {
+    auto i = c.Find(name);
+    EXPECT_TRUE(i.ok()) << name;
+    if (!i.ok()) return "<absent>";
+    std::vector<std::byte> buf(c.info(*i)->size);
+    auto n = c.Read(*i, buf);
+    EXPECT_TRUE(n.ok()) << name << ": " << n.status().ToString();
+    if (!n.ok()) return "<error>";
+    return Str(std::span(buf).first(*n));
+  }
+
+  TempDir dir_, src_;
+  std::vector<std::string> names_;
+  std::unique_ptr<Engine> engine_;
+  std::shared_ptr<CountingSource> source_;
+};
+
+TEST_F(DatasetTest, TheIndexListsEveryFileOnceAndIsKeptForTheNextOpen) {
+  auto c = OpenCache();
+  ASSERT_NE(c, nullptr);
+  ASSERT_EQ(c->size(), names_.size());
+  for (uint64_t i = 0; i < c->size(); ++i) {
+    auto s = c->info(i);
+    ASSERT_OK(s);
+    EXPECT_EQ(s->name, names_[i]) << "indices follow name order";
+    const std::string want = s->name == "empty.bin" ? "" : SampleContent(s->name == "link.bin" ? "top.bin" : s->name);
+    EXPECT_EQ(s->size, want.size()) << s->name;
+    EXPECT_FALSE(s->version.empty());
+  }
+  EXPECT_CODE(c->info(c->size()), kInvalidArgument);
+  EXPECT_CODE(c->Find("dirlink/img-000.bin"), kNotFound);  // a link to a directory: not followed
+  EXPECT_EQ(source_->lists.load(), 1);
+  const uint64_t gen = c->generation();
+  c.reset();
+  // A restarted job (a new engine on the same store) lists nothing at the source.
+  OpenEngine();
+  c = OpenCache();
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(source_->lists.load(), 1);
+  EXPECT_EQ(c->generation(), gen);
+  EXPECT_EQ(c->size(), names_.size());
+  // refresh lists again, into a new generation; the old one is removed.
+  DatasetOptions o;
+  o.refresh = true;
+  c = OpenCache(o);
+  EXPECT_EQ(source_->lists.load(), 2);
+  EXPECT_GT(c->generation(), gen);
+  auto latest = dataset::LatestGeneration(*engine_, "datasets/test");
+  ASSERT_OK(latest);
+  EXPECT_EQ(**latest, c->generation());
+  EXPECT_CODE(engine_->Stat(fmt::format("datasets/test/index/{:020}/complete", gen)), kNotFound);
+}
+
+TEST_F(DatasetTest, EverySampleIsReadFromTheSourceOnceThenFromTheCache) {
+  auto c = OpenCache();
+  for (int round = 0; round < 3; ++round) {
+    for (const std::string& n : names_) {
+      const std::string want =
+          n == "empty.bin" ? "" : SampleContent(n == "link.bin" ? "top.bin" : n);
+      ASSERT_EQ(ReadName(*c, n), want) << n << " round " << round;
+    }
+  }
+  for (const std::string& n : names_) EXPECT_EQ(source_->ReadsOf(n), 1) << n;
+  DatasetStats s = c->stats();
+  EXPECT_EQ(s.misses, names_.size());
+  EXPECT_EQ(s.hits, 2 * names_.size());
+  EXPECT_EQ(s.source_reads, names_.size());
+  EXPECT_GT(s.source_bytes, 0u);
+  // The cache outlives the job: a new engine and cache read nothing from the source.
+  c.reset();
+  OpenEngine();
+  c = OpenCache();
+  for (const std::string& n : names_) ASSERT_NE(ReadName(*c, n), "<error>");
+  EXPECT_EQ(source_->TotalReads(), static_cast<int>(names_.size()));
+  // A buffer too small is refused with the size, and nothing is read.
+  std::vector<std::byte> small(3);
+  auto i = c->Find("top.bin");
+  ASSERT_OK(i);
+  auto r = c->Read(*i, small);
+  EXPECT_CODE(r, kInvalidArgument);
+  EXPECT_NE(r.status().message().find("top.bin"), std::string::npos);
+  EXPECT_CODE(c->Read(std::string_view("no/such.bin"), small), kNotFound);
+}
+
+TEST_F(DatasetTest, ConcurrentMissesOfOneSampleAreOneSourceRead) {
+  auto c = OpenCache();
+  source_->stall = std::chrono::milliseconds(100);  // every reader arrives while the first reads
+  const std::string name = "class-1/img-003.bin";
+  std::vector<std::thread> threads;
+  std::atomic<int> good{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      std::vector<std::byte> buf(300000);
+      auto n = c->Read(std::string_view(name), buf);
+      if (n.ok() && Str(std::span(buf).first(*n)) == SampleContent(name)) good++;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good.load(), 8);
+  EXPECT_EQ(source_->ReadsOf(name), 1);
+  EXPECT_EQ(c->stats().waited, 7u);
+}
+
+TEST_F(DatasetTest, AChangedFileIsCachedUnderItsNewVersionAtItsNextLoad) {
+  auto c = OpenCache();
+  const std::string a = "class-2/img-001.bin", b = "class-2/img-002.bin";
+  ASSERT_EQ(ReadName(*c, a), SampleContent(a));
+  // a changes after it was cached: hits serve the cached copy (no source round trip) ...
+  WriteFile(fs::path(src_.Sub("data")) / a, "changed, and shorter");
+  EXPECT_EQ(ReadName(*c, a), SampleContent(a));
+  // ... b changes before its first load: the load sees the new version and caches that.
+  WriteFile(fs::path(src_.Sub("data")) / b, "b, rewritten before anyone read it");
+  std::vector<std::byte> buf(300000);
+  auto n = c->Read(std::string_view(b), buf);
+  ASSERT_OK(n);
+  EXPECT_EQ(Str(std::span(buf).first(*n)), "b, rewritten before anyone read it");
+  EXPECT_EQ(c->info(*c->Find(b))->size, *n) << "the index follows the change";
+  EXPECT_EQ(c->stats().version_changes, 1u);
+  // verify_on_hit: a changed sample is never served.
+  DatasetOptions o;
+  o.verify_on_hit = true;
+  auto v = OpenCache(o);
+  n = v->Read(std::string_view(a), buf);
+  ASSERT_OK(n);
+  EXPECT_EQ(Str(std::span(buf).first(*n)), "changed, and shorter");
+  // Refresh takes every change into the index; unchanged samples stay cached.
+  const int before = source_->TotalReads();
+  ASSERT_OK(c->Refresh());
+  EXPECT_EQ(ReadName(*c, a), "changed, and shorter");
+  EXPECT_EQ(ReadName(*c, "class-3/img-000.bin"), SampleContent("class-3/img-000.bin"));
+  EXPECT_EQ(source_->TotalReads(), before + 1) << "class-3/img-000.bin was not cached yet";
+  EXPECT_EQ(ReadName(*c, "class-3/img-000.bin"), SampleContent("class-3/img-000.bin"));
+  EXPECT_EQ(source_->TotalReads(), before + 1);
+}
+
+TEST_F(DatasetTest, AFailingOrMissingSourceGivesThatSampleAnErrorAndCachesNothing) {
+  auto c = OpenCache();
+  const std::string bad = "class-4/img-004.bin", gone = "class-4/img-005.bin";
+  source_->fail.insert(bad);
+  fs::remove(fs::path(src_.Sub("data")) / gone);
+  std::vector<std::byte> buf(300000);
+  auto r = c->Read(std::string_view(bad), buf);
+  EXPECT_CODE(r, kIOError);
+  EXPECT_NE(r.status().message().find(bad), std::string::npos) << r.status().ToString();
+  r = c->Read(std::string_view(gone), buf);
+  EXPECT_CODE(r, kNotFound);
+  EXPECT_NE(r.status().message().find(gone), std::string::npos) << r.status().ToString();
+  // Nothing half-made stays: once the source recovers the sample loads, once.
+  source_->fail.clear();
+  EXPECT_EQ(ReadName(*c, bad), SampleContent(bad));
+  EXPECT_EQ(ReadName(*c, bad), SampleContent(bad));
+  EXPECT_EQ(source_->ReadsOf(bad), 2);
+  // Other samples are unaffected.
+  EXPECT_EQ(ReadName(*c, "class-4/img-000.bin"), SampleContent("class-4/img-000.bin"));
+}
+
+TEST_F(DatasetTest, BatchesMixHitsMissesAndErrors) {
+  auto c = OpenCache();
+  ASSERT_EQ(ReadName(*c, "class-0/img-000.bin"), SampleContent("class-0/img-000.bin"));
+  std::vector<std::vector<std::byte>> bufs(names_.size() + 2, std::vector<std::byte>(300000));
+  std::vector<SampleRead> reads(names_.size() + 2);
+  for (size_t k = 0; k < names_.size(); ++k) {
+    reads[k].index = k;
+    reads[k].dst = bufs[k];
+  }
+  reads[names_.size()].name = "absent.bin";
+  reads[names_.size()].dst = bufs[names_.size()];
+  reads[names_.size() + 1].index = 1;
+  reads[names_.size() + 1].dst = std::span(bufs[names_.size() + 1]).first(1);  // too small
+  ASSERT_OK(c->ReadBatch(reads));
+  for (size_t k = 0; k < names_.size(); ++k) {
+    ASSERT_OK(reads[k].status) << names_[k];
+    const std::string want = names_[k] == "empty.bin"
+                                 ? ""
+                                 : SampleContent(names_[k] == "link.bin" ? "top.bin" : names_[k]);
+    EXPECT_EQ(Str(std::span(bufs[k]).first(reads[k].bytes)), want) << names_[k];
+  }
+  EXPECT_CODE(reads[names_.size()].status, kNotFound);
+  EXPECT_CODE(reads[names_.size() + 1].status, kInvalidArgument);
+  EXPECT_EQ(c->stats().hits, 1u);  // class-0/img-000.bin, read once before the batch
+  for (const std::string& n : names_) EXPECT_EQ(source_->ReadsOf(n), 1) << n;
+}
+
+TEST_F(DatasetTest, WarmLoadsEverythingOnceWithProgress) {
+  auto c = OpenCache();
+  std::atomic<uint64_t> last{0}, calls{0};
+  ASSERT_OK(c->Warm({}, [&](uint64_t done, uint64_t total) {
+    calls++;
+    EXPECT_LE(done, total);
+    last = std::max<uint64_t>(last, done);
+  }));
+  EXPECT_EQ(calls.load(), names_.size());
+  EXPECT_EQ(last.load(), names_.size());
+  EXPECT_EQ(source_->TotalReads(), static_cast<int>(names_.size()));
+  // A second warm-up finds everything cached; reads are hits.
+  ASSERT_OK(c->Warm());
+  EXPECT_EQ(source_->TotalReads(), static_cast<int>(names_.size()));
+  for (const std::string& n : names_) ASSERT_NE(ReadName(*c, n), "<error>");
+  EXPECT_EQ(c->stats().hits, names_.size());
+}
+
+TEST(DatasetIndex, PartsRoundTripAndDamagedOnesAreRefused) {
+  std::vector<SampleInfo> in{{"a", 1, "v1"}, {"dir/b", 0, ""}, {std::string(300, 'x'), 1ull << 40, "v"}};
+  auto bytes = dataset::EncodePart(in);
+  auto out = dataset::DecodePart(bytes);
+  ASSERT_OK(out);
+  ASSERT_EQ(out->size(), in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    EXPECT_EQ((*out)[i].name, in[i].name);
+    EXPECT_EQ((*out)[i].size, in[i].size);
+    EXPECT_EQ((*out)[i].version, in[i].version);
+  }
+  for (size_t cut = 0; cut < bytes.size(); ++cut) {
+    EXPECT_CODE(dataset::DecodePart(std::span(bytes).first(cut)), kCorruption) << cut;
+  }
+  auto longer = bytes;
+  longer.push_back(std::byte{0});
+  EXPECT_CODE(dataset::DecodePart(longer), kCorruption);
+  auto lie = bytes;
+  lie[8] = std::byte{0xff};  // the count
+  EXPECT_CODE(dataset::DecodePart(lie), kCorruption);
+  // Paths: the name and the version both matter; owners spread.
+  EXPECT_NE(dataset::SamplePath("r", "a", "1"), dataset::SamplePath("r", "a", "2"));
+  EXPECT_NE(dataset::SamplePath("r", "a", "1"), dataset::SamplePath("r", "b", "1"));
+  std::set<uint32_t> owners;
+  for (int i = 0; i < 100; ++i) owners.insert(dataset::OwnerRank(std::to_string(i), 4));
+  EXPECT_EQ(owners.size(), 4u);
+}
+
+}  // namespace
+}  // namespace shoal
