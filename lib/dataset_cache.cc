@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -301,48 +302,75 @@ class DatasetCache::Impl {
     }
   }
 
-  // This thread fetches for the rank: creates the cache object (another rank's create means it
-  // is fetching: wait for its seal), reads the source, seals. nullopt: try again.
+  // This thread fetches for the rank. Across ranks the claim object is the lock: in a world,
+  // Create does not make a name exclusive (two ranks may both create it; the second Seal
+  // fails), but a claim made with Put is sealed by one rank only. The claimer reads the source
+  // and seals the sample, then drops the claim; the others wait for the seal. A claim older
+  // than fetch_wait (its claimer died) is removed and claimed anew. nullopt: try again.
   std::optional<Result<uint64_t>> Lead(const SampleInfo& s, const std::string& path,
                                        std::span<std::byte> dst,
                                        std::chrono::steady_clock::time_point give_up,
                                        std::chrono::milliseconds* wait_step) {
+    const std::string claim = dataset::ClaimPath(options_.root, s.name, s.version);
+    for (;;) {
+      auto got = e_.Read(path, 0, dst.first(s.size));
+      if (got.ok() && *got == s.size) {
+        waited_++;
+        return Result<uint64_t>(s.size);
+      }
+      if (got.ok() || got.status().code() != Code::kNotFound) {
+        return FromSource(s, dst, false);  // a copy that cannot be read: serve the source
+      }
+      const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+      Status claimed = e_.Put(claim, fmt::format("{} {}", now_ns, e_.rank()));
+      if (claimed.ok()) {
+        auto r = FinishFetch(s, path, dst);
+        (void)e_.Remove(claim);
+        return r;
+      }
+      if (claimed.code() != Code::kAlreadyExists) {
+        Log(LogLevel::kInfo, "dataset sample \"{}\": not cached ({})", s.name, claimed.ToString());
+        return FromSource(s, dst, false);
+      }
+      // Claimed elsewhere: wait for the sample, taking over a claim older than fetch_wait.
+      if (std::chrono::steady_clock::now() >= give_up) {
+        Log(LogLevel::kWarn, "dataset sample \"{}\": no copy sealed after {} ms; reading the source",
+            s.name, options_.fetch_wait.count());
+        return FromSource(s, dst, false);
+      }
+      std::string held(64, '\0');
+      auto n = e_.Read(claim, 0, std::as_writable_bytes(std::span<char>(held.data(), held.size())));
+      if (n.ok()) {
+        const int64_t at = std::atoll(held.substr(0, *n).c_str());
+        if (now_ns - at > std::chrono::duration_cast<std::chrono::nanoseconds>(options_.fetch_wait)
+                              .count()) {
+          Log(LogLevel::kInfo, "dataset sample \"{}\": taking over a claim made {} ms ago",
+              s.name, (now_ns - at) / 1000000);
+          (void)e_.Remove(claim);
+          continue;
+        }
+      }
+      std::this_thread::sleep_for(*wait_step);
+      *wait_step = std::min(*wait_step * 2, std::chrono::milliseconds(50));
+    }
+  }
+
+  // Under the claim: creates the sample's object, reads the source into dst, seals.
+  Result<uint64_t> FinishFetch(const SampleInfo& s, const std::string& path,
+                               std::span<std::byte> dst) {
     CreateOptions co;
     co.size = s.size;
     Status created = e_.Create(path, co);
-    if (created.code() == Code::kAlreadyExists) {
-      // Sealed meanwhile, or being fetched by another rank: wait for its seal.
-      for (;;) {
-        auto got = e_.Read(path, 0, dst.first(s.size));
-        if (got.ok() && *got == s.size) {
-          waited_++;
-          return Result<uint64_t>(s.size);
-        }
-        if (std::chrono::steady_clock::now() >= give_up) {
-          Log(LogLevel::kWarn, "dataset sample \"{}\": no copy sealed after {} ms; reading the source",
-              s.name, options_.fetch_wait.count());
-          return FromSource(s, dst, false);
-        }
-        if (got.ok() || got.status().code() != Code::kNotFound) {
-          return FromSource(s, dst, false);  // a copy that cannot be read: serve the source
-        }
-        std::this_thread::sleep_for(*wait_step);
-        *wait_step = std::min(*wait_step * 2, std::chrono::milliseconds(50));
-        // The other reader may have given up (aborted): take over when the name is free.
-        Status again = e_.Create(path, co);
-        if (again.ok()) return FinishFetch(s, path, dst);
-        if (again.code() != Code::kAlreadyExists) return FromSource(s, dst, false);
+    if (created.code() == Code::kAlreadyExists) {  // sealed since this rank looked
+      auto got = e_.Read(path, 0, dst.first(s.size));
+      if (got.ok() && *got == s.size) {
+        waited_++;
+        return s.size;
       }
     }
-    if (!created.ok()) {
-      Log(LogLevel::kInfo, "dataset sample \"{}\": not cached ({})", s.name, created.ToString());
-      return FromSource(s, dst, false);
-    }
-    return FinishFetch(s, path, dst);
-  }
-
-  Result<uint64_t> FinishFetch(const SampleInfo& s, const std::string& path,
-                               std::span<std::byte> dst) {
+    if (!created.ok()) return FromSource(s, dst, false);
     auto n = FromSource(s, dst, true);
     if (!n.ok()) {
       (void)e_.Abort(path);

@@ -105,6 +105,12 @@ std::string SamplePath(std::string_view root, std::string_view name, std::string
   return fmt::format("{}/s/{:016x}{:016x}-{:016x}", root, n.high64, n.low64, v);
 }
 
+std::string ClaimPath(std::string_view root, std::string_view name, std::string_view version) {
+  std::string p = SamplePath(root, name, version);
+  p[root.size() + 1] = 'c';
+  return p;
+}
+
 uint32_t OwnerRank(std::string_view name, uint32_t world_size) {
   return static_cast<uint32_t>(XXH3_64bits_withSeed(name.data(), name.size(), 1) %
                                std::max<uint32_t>(1, world_size));

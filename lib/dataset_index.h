@@ -4,6 +4,7 @@
 //   R/index/<generation, 20 digits>/part-<rank, 6 digits>   one rank's listing (encoded below)
 //   R/index/<generation>/complete                            "<parts>": the generation's commit
 //   R/s/<XXH3-128 of the name, 32 hex>-<XXH3-64 of the version, 16 hex>   a cached sample
+//   R/c/<the same>                                            a claim on loading it (transient)
 // A generation is used only once its `complete` object is sealed (after every part is); the
 // newest complete one is the index. A part is: "SHDI", u32 format 1, u64 count, then per sample
 // u32 name bytes, name, u64 size, u32 version bytes, version (little-endian); decoding checks
@@ -32,8 +33,10 @@ struct Index {
 std::vector<std::byte> EncodePart(const std::vector<SampleInfo>& samples);
 Result<std::vector<SampleInfo>> DecodePart(std::span<const std::byte> bytes);
 
-// The cache object of a sample at a version.
+// The cache object of a sample at a version, and the claim a rank makes before it reads the
+// sample from the source (R/c/<the same hashes>: "<wall clock ns> <rank>").
 std::string SamplePath(std::string_view root, std::string_view name, std::string_view version);
+std::string ClaimPath(std::string_view root, std::string_view name, std::string_view version);
 // The rank that loads a sample in Warm.
 uint32_t OwnerRank(std::string_view name, uint32_t world_size);
 

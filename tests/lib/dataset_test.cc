@@ -323,6 +323,75 @@ TEST_F(DatasetTest, WarmLoadsEverythingOnceWithProgress) {
   EXPECT_EQ(c->stats().hits, names_.size());
 }
 
+// Finds `needle` in a file under `dir` and flips a bit of its first byte.
+bool FlipIn(const std::string& dir, const std::vector<std::byte>& needle) {
+  const std::string n(reinterpret_cast<const char*>(needle.data()), needle.size());
+  for (auto& f : fs::recursive_directory_iterator(dir)) {
+    if (!f.is_regular_file()) continue;
+    std::ifstream in(f.path(), std::ios::binary);
+    std::string hay((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t pos = hay.find(n);
+    if (pos == std::string::npos) continue;
+    std::fstream io(f.path(), std::ios::binary | std::ios::in | std::ios::out);
+    io.seekp(static_cast<std::streamoff>(pos));
+    io.put(static_cast<char>(hay[pos] ^ 0x01));
+    return true;
+  }
+  return false;
+}
+
+TEST_F(DatasetTest, ADamagedCachedCopyIsReadFromTheSourceAgainNeverReportedLost) {
+  const auto unique = testing::Pattern(150000, 77);
+  WriteFile(fs::path(src_.Sub("data")) / "unique.bin",
+            std::string(reinterpret_cast<const char*>(unique.data()), unique.size()));
+  auto c = OpenCache();
+  std::vector<std::byte> buf(200000);
+  ASSERT_OK(c->Read(std::string_view("unique.bin"), buf));
+  c.reset();
+  engine_.reset();
+  ASSERT_TRUE(FlipIn(dir_.Sub("store/chunks"),
+                     std::vector<std::byte>(unique.begin() + 70000, unique.begin() + 70064)));
+  OpenEngine();
+  c = OpenCache();
+  auto n = c->Read(std::string_view("unique.bin"), buf);
+  ASSERT_OK(n);
+  EXPECT_EQ(std::vector<std::byte>(buf.begin(), buf.begin() + static_cast<long>(*n)), unique);
+  EXPECT_EQ(c->stats().refetched, 1u);
+  EXPECT_EQ(source_->ReadsOf("unique.bin"), 2);
+  // Cached again, whole: the next read is a hit.
+  ASSERT_OK(c->Read(std::string_view("unique.bin"), buf));
+  EXPECT_EQ(source_->ReadsOf("unique.bin"), 2);
+  EXPECT_EQ(c->stats().hits, 1u);
+}
+
+TEST_F(DatasetTest, AClaimItsHolderAbandonedIsTakenOverAFreshOneIsWaitedFor) {
+  DatasetOptions o;
+  o.fetch_wait = std::chrono::milliseconds(300);
+  auto c = OpenCache(o);
+  const std::string a = "class-3/img-001.bin", b = "class-3/img-002.bin";
+  auto claim = [&](const std::string& name, int64_t age_ms) {
+    auto i = c->Find(name);
+    const std::string path = dataset::ClaimPath("datasets/test", name, c->info(*i)->version);
+    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+    return engine_->Put(path, fmt::format("{} 7", now - age_ms * 1000000));
+  };
+  // A claim made a minute ago by a rank that died: taken over at once, the sample cached.
+  ASSERT_OK(claim(a, 60000));
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(ReadName(*c, a), SampleContent(a));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(250));
+  EXPECT_EQ(ReadName(*c, a), SampleContent(a));
+  EXPECT_EQ(source_->ReadsOf(a), 1);
+  EXPECT_EQ(c->stats().hits, 1u);
+  // A fresh claim nobody fulfils: the reader waits fetch_wait, then serves the source (uncached).
+  ASSERT_OK(claim(b, 0));
+  start = std::chrono::steady_clock::now();
+  EXPECT_EQ(ReadName(*c, b), SampleContent(b));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(250));
+  EXPECT_EQ(c->stats().uncached, 1u);
+}
+
 TEST(DatasetIndex, PartsRoundTripAndDamagedOnesAreRefused) {
   std::vector<SampleInfo> in{{"a", 1, "v1"}, {"dir/b", 0, ""}, {std::string(300, 'x'), 1ull << 40, "v"}};
   auto bytes = dataset::EncodePart(in);
