@@ -13,6 +13,7 @@
 
 #include "base/log.h"
 #include "lib/dataset_index.h"
+#include "lib/dataset_memory_tier.h"
 
 namespace shoal {
 
@@ -21,7 +22,8 @@ using dataset::Index;
 class DatasetCache::Impl {
  public:
   Impl(Engine& e, std::shared_ptr<DatasetSource> source, DatasetOptions options)
-      : e_(e), source_(std::move(source)), options_(std::move(options)) {}
+      : e_(e), source_(std::move(source)), options_(std::move(options)),
+        memory_(options_.memory_bytes) {}
 
   // Collective: rank 0 picks the generation (the newest complete one, or a new one to build)
   // and every rank follows it.
@@ -86,18 +88,28 @@ class DatasetCache::Impl {
     if (options_.verify_on_hit) SHOAL_RETURN_IF_ERROR(Verify(i, &s));
     SHOAL_RETURN_IF_ERROR(Fits(s, dst));
     const std::string path = dataset::SamplePath(options_.root, s.name, s.version);
+    if (memory_.Get(path, dst) == static_cast<int64_t>(s.size)) {
+      hits_++;
+      memory_hits_++;
+      return s.size;
+    }
     auto got = e_.Read(path, 0, dst.first(s.size));
     if (got.ok() && *got == s.size) {
       hits_++;
+      memory_.Put(path, dst.first(s.size));
       return s.size;
     }
-    return Miss(i, std::move(s), dst, got.ok() ? Status::Corruption("short cached copy") : got.status());
+    auto n = Miss(i, std::move(s), dst, got.ok() ? Status::Corruption("short cached copy") : got.status());
+    if (n.ok()) memory_.Put(path, dst.first(*n));  // (a changed sample's old path: harmless)
+    return n;
   }
 
   Status ReadBatch(std::span<SampleRead> reads) {
     std::vector<ReadRequest> reqs(reads.size());
     std::vector<SampleInfo> infos(reads.size());
     std::vector<uint64_t> idx(reads.size());
+    std::vector<bool> in_memory(reads.size(), false);
+    std::vector<std::string> paths(reads.size());
     for (size_t k = 0; k < reads.size(); ++k) {
       SampleRead& r = reads[k];
       r.bytes = 0;
@@ -110,11 +122,18 @@ class DatasetCache::Impl {
       infos[k] = std::move(s).value();
       reqs[k].path = dataset::SamplePath(options_.root, infos[k].name, infos[k].version);
       reqs[k].dst = r.dst.first(infos[k].size);
+      if (memory_.Get(reqs[k].path, reqs[k].dst) == static_cast<int64_t>(infos[k].size)) {
+        hits_++;
+        memory_hits_++;
+        r.bytes = infos[k].size;
+        in_memory[k] = true;
+      }
     }
     std::vector<ReadRequest> batch;
     std::vector<size_t> at;
     for (size_t k = 0; k < reads.size(); ++k) {
-      if (!reads[k].status.ok()) continue;
+      if (!reads[k].status.ok() || in_memory[k]) continue;
+      paths[k] = reqs[k].path;
       batch.push_back(std::move(reqs[k]));
       at.push_back(k);
     }
@@ -126,6 +145,7 @@ class DatasetCache::Impl {
       if (batch[j].status.ok() && batch[j].bytes_read == infos[k].size) {
         hits_++;
         reads[k].bytes = infos[k].size;
+        memory_.Put(batch[j].path, reads[k].dst.first(infos[k].size));
       } else {
         why[k] = batch[j].status.ok() ? Status::Corruption("short cached copy") : batch[j].status;
         missed.push_back(k);
@@ -139,6 +159,7 @@ class DatasetCache::Impl {
         auto n = Miss(idx[k], infos[k], reads[k].dst, why[k]);
         reads[k].status = n.status();
         if (n.ok()) reads[k].bytes = *n;
+        if (n.ok()) memory_.Put(paths[k], reads[k].dst.first(*n));
       }
     };
     const size_t threads = std::min<size_t>(missed.size(), std::max<uint32_t>(1, options_.warm_threads));
@@ -208,6 +229,8 @@ class DatasetCache::Impl {
   DatasetStats Stats() const {
     DatasetStats s;
     s.hits = hits_;
+    s.memory_hits = memory_hits_;
+    s.memory_bytes = memory_.used();
     s.misses = misses_;
     s.source_reads = source_reads_;
     s.source_bytes = source_bytes_;
@@ -413,7 +436,8 @@ class DatasetCache::Impl {
   std::mutex flight_mu_;
   std::condition_variable flight_cv_;
   std::map<std::string, std::shared_ptr<Flight>, std::less<>> flights_;
-  std::atomic<uint64_t> hits_{0}, misses_{0}, source_reads_{0}, source_bytes_{0}, source_ns_{0},
+  dataset::MemoryTier memory_;
+  std::atomic<uint64_t> hits_{0}, memory_hits_{0}, misses_{0}, source_reads_{0}, source_bytes_{0}, source_ns_{0},
       waited_{0}, version_changes_{0}, refetched_{0}, uncached_{0};
 };
 

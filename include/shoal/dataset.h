@@ -95,10 +95,15 @@ struct DatasetOptions {
   std::chrono::milliseconds fetch_wait{30000};
   // Warm: samples read from the source at once per rank.
   uint32_t warm_threads = 8;
+  // The memory tier: up to this many bytes of samples kept in this process (LRU; samples above
+  // an eighth of it are not kept), so a warm epoch that fits is served by a memcpy. 0: none.
+  uint64_t memory_bytes = 0;
 };
 
 struct DatasetStats {
-  uint64_t hits = 0;             // reads served from the cache
+  uint64_t hits = 0;             // reads served from the cache (memory tier included)
+  uint64_t memory_hits = 0;      // of which from the memory tier
+  uint64_t memory_bytes = 0;     // bytes the memory tier holds now
   uint64_t misses = 0;           // reads that found no cached copy
   uint64_t source_reads = 0;     // samples read from the source (by this rank)
   uint64_t source_bytes = 0;

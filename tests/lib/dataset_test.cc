@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "lib/dataset_index.h"
+#include "lib/dataset_memory_tier.h"
 #include "shoal/engine.h"
 #include "tests/test_util.h"
 
@@ -390,6 +391,64 @@ TEST_F(DatasetTest, AClaimItsHolderAbandonedIsTakenOverAFreshOneIsWaitedFor) {
   EXPECT_EQ(ReadName(*c, b), SampleContent(b));
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(250));
   EXPECT_EQ(c->stats().uncached, 1u);
+}
+
+TEST_F(DatasetTest, TheMemoryTierServesAWarmEpochAndStaysWithinItsBytes) {
+  DatasetOptions o;
+  o.memory_bytes = 8 << 20;  // the whole set (~4 MiB)
+  auto c = OpenCache(o);
+  for (int round = 0; round < 2; ++round) {
+    for (const std::string& n : names_) ASSERT_NE(ReadName(*c, n), "<error>");
+  }
+  DatasetStats s = c->stats();
+  EXPECT_EQ(s.memory_hits, names_.size()) << "the second epoch came from memory";
+  EXPECT_LE(s.memory_bytes, o.memory_bytes);
+  EXPECT_GT(s.memory_bytes, 0u);
+  // A batch is served from memory too.
+  std::vector<std::vector<std::byte>> bufs(names_.size(), std::vector<std::byte>(300000));
+  std::vector<SampleRead> reads(names_.size());
+  for (size_t k = 0; k < reads.size(); ++k) {
+    reads[k].index = k;
+    reads[k].dst = bufs[k];
+  }
+  ASSERT_OK(c->ReadBatch(reads));
+  for (size_t k = 0; k < reads.size(); ++k) {
+    ASSERT_OK(reads[k].status);
+    const std::string want = names_[k] == "empty.bin"
+                                 ? ""
+                                 : SampleContent(names_[k] == "link.bin" ? "top.bin" : names_[k]);
+    EXPECT_EQ(Str(std::span(bufs[k]).first(reads[k].bytes)), want);
+  }
+  EXPECT_EQ(c->stats().memory_hits, 2 * names_.size());
+  // A tier smaller than the set evicts and stays within its bytes; reads stay right.
+  o.memory_bytes = 1600 << 10;
+  auto small = OpenCache(o);
+  for (int round = 0; round < 2; ++round) {
+    for (const std::string& n : names_) {
+      const std::string want = n == "empty.bin" ? "" : SampleContent(n == "link.bin" ? "top.bin" : n);
+      ASSERT_EQ(ReadName(*small, n), want);
+      ASSERT_LE(small->stats().memory_bytes, o.memory_bytes);
+    }
+  }
+  EXPECT_LT(small->stats().memory_hits, names_.size());
+}
+
+TEST(DatasetMemoryTier, EvictsTheLeastRecentlyUsed) {
+  dataset::MemoryTier t(800);
+  std::vector<std::byte> v(100, std::byte{1}), out(100);
+  t.Put("a", v);
+  t.Put("b", v);
+  t.Put("big", std::vector<std::byte>(101));  // above an eighth: not kept
+  EXPECT_EQ(t.Get("big", out), -1);
+  for (int i = 0; i < 6; ++i) t.Put("f" + std::to_string(i), v);  // 800 bytes: full
+  EXPECT_EQ(t.used(), 800u);
+  EXPECT_EQ(t.Get("a", out), 100);  // a is now the most recent
+  t.Put("g", v);                    // evicts b, the least recent
+  EXPECT_EQ(t.Get("b", out), -1);
+  EXPECT_EQ(t.Get("a", out), 100);
+  EXPECT_EQ(t.used(), 800u);
+  std::vector<std::byte> tiny(10);
+  EXPECT_EQ(t.Get("a", tiny), -1) << "a destination too small gets nothing";
 }
 
 TEST(DatasetIndex, PartsRoundTripAndDamagedOnesAreRefused) {
