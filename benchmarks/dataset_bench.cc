@@ -26,6 +26,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <random>
@@ -33,6 +34,8 @@
 
 #include "benchmarks/bench_util.h"
 #include "benchmarks/raw_disk.h"
+#include "benchmarks/world_bench.h"
+#include "transport/launch_info.h"
 #include "shoal/dataset.h"
 #include "shoal/engine.h"
 
@@ -154,104 +157,150 @@ void DropPageCache() {
   ::close(fd);
 }
 
-int Run(const Config& c) {
+// The source: samples in 64 class directories, distinct bytes in every 4 KiB block.
+void MakeSource(const Config& c, const std::string& src) {
   namespace fs = std::filesystem;
-  std::string base = c.dir;
-  bool temp = base.empty();
-  if (temp) {
-    std::string tmpl = "/var/tmp/shoal-dataset-bench-XXXXXX";
-    base = ::mkdtemp(tmpl.data());
-  }
-  const std::string src = base + "/src";
-  // The source: samples in 64 class directories, distinct bytes in every 4 KiB block.
-  std::vector<std::string> names;
-  {
-    Buffer b(c.sample_size);
-    for (uint64_t i = 0; i < c.samples; ++i) {
-      const std::string name = fmt::format("cls-{:02}/s-{:07}.bin", i % 64, i);
-      fs::create_directories(fs::path(src) / fmt::format("cls-{:02}", i % 64));
-      StampBlocks(b.data(), c.sample_size, i + 1);
-      int fd = ::open((src + "/" + name).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd < 0 || ::write(fd, b.data(), c.sample_size) != static_cast<ssize_t>(c.sample_size)) {
-        Die(Status::IOError("writing the source"), name);
-      }
-      ::close(fd);
-      names.push_back(name);
+  Buffer b(c.sample_size);
+  for (uint64_t i = 0; i < c.samples; ++i) {
+    const std::string name = fmt::format("cls-{:02}/s-{:07}.bin", i % 64, i);
+    fs::create_directories(fs::path(src) / fmt::format("cls-{:02}", i % 64));
+    StampBlocks(b.data(), c.sample_size, i + 1);
+    int fd = ::open((src + "/" + name).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || ::write(fd, b.data(), c.sample_size) != static_cast<ssize_t>(c.sample_size)) {
+      Die(Status::IOError("writing the source"), name);
     }
+    ::close(fd);
   }
+}
+
+// One rank (or the only member): every epoch's order is the same permutation on every rank;
+// rank r reads the positions k with k mod N == r. Figures are aggregates: all bytes over the
+// slowest rank's seconds, every phase started by a barrier.
+int RunRank(Config c, const std::string& base) {
+  const std::string src = base + "/src";
   Options o;
-  o.store_dir = base + "/store";
+  auto li = transport::LaunchInfoFromEnv();
+  const uint32_t rank_env = li.ok() ? li->rank : 0;
+  o.store_dir = fmt::format("{}/rank-{}", base, rank_env);
   auto engine = Check(Engine::Open(o), "open");
-  auto throttled = std::make_shared<Throttled>(DirectorySource(src), c);
+  Engine& e = *engine;
+  const uint32_t n = e.world_size(), me = e.rank();
+  // The source's limits are the world's: each rank's throttle has its share.
+  Config mine = c;
+  mine.source_mbps = c.source_mbps / n;
+  mine.source_inflight = std::max<uint32_t>(1, c.source_inflight / n);
+  auto throttled = std::make_shared<Throttled>(DirectorySource(src), mine);
   DatasetOptions dopt;
   dopt.root = "bench/dataset";
   dopt.warm_threads = c.threads;
-  auto cache = Check(DatasetCache::Open(*engine, throttled, dopt), "dataset open");
-  std::mt19937_64 rng(42);
-  std::vector<uint64_t> order(cache->size());
-  for (uint64_t i = 0; i < order.size(); ++i) order[i] = i;
-  auto read_cache = [&](DatasetCache& dc) {
+  auto cache = Check(DatasetCache::Open(e, throttled, dopt), "dataset open");
+  const uint64_t total = cache->size();
+  const double set_mb = static_cast<double>(total * c.sample_size) / 1e6;
+  auto worst_and_sum = [&](double secs, double add) {
+    std::vector<std::byte> b(16);
+    std::memcpy(b.data(), &secs, 8);
+    std::memcpy(b.data() + 8, &add, 8);
+    auto all = Check(e.AllGather(b), "all-gather");
+    double w = 0, sum = 0;
+    for (auto& x : all) {
+      double v, a;
+      std::memcpy(&v, x.data(), 8);
+      std::memcpy(&a, x.data() + 8, 8);
+      w = std::max(w, v);
+      sum += a;
+    }
+    return std::pair{w, sum};
+  };
+  // fn on this rank's share of `order`: (aggregate seconds, CPU-seconds of all ranks).
+  auto timed = [&](auto&& fn) {
+    Check(e.Barrier(), "barrier");
+    const double cpu0 = ProcessCpuSeconds();
+    auto t0 = Clock::now();
+    fn();
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    return worst_and_sum(secs, ProcessCpuSeconds() - cpu0);
+  };
+  auto share = [&](uint64_t seed) {
+    std::vector<uint64_t> order(total);
+    for (uint64_t i = 0; i < total; ++i) order[i] = i;
+    std::mt19937_64 rng(seed);
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<uint64_t> out;
+    for (uint64_t k = me; k < total; k += n) out.push_back(order[k]);
+    return out;
+  };
+  auto read_cache = [](DatasetCache& dc) {
     return [&dc](uint64_t i, std::vector<std::byte>& buf) {
       buf.resize(std::max<size_t>(buf.size(), 1 << 20));
       Check(dc.Read(i, buf).status(), "dataset read");
     };
   };
+  auto run_epoch = [&](DatasetCache& dc, const std::vector<uint64_t>& part) {
+    if (c.batch > 1) return BatchEpoch(dc, part, c.threads, c.batch, c.sample_size);
+    return Epoch(part, c.threads, read_cache(dc));
+  };
   std::vector<nlohmann::json> rows;
-  auto row = [&](const std::string& mode, double secs, double base_mbps, const std::string& base_what,
-                 double cpu) {
-    const double bytes = static_cast<double>(order.size() * c.sample_size);
+  auto row = [&](const std::string& mode, double secs, double cpu, double base_mbps,
+                 const std::string& base_what) {
     nlohmann::json j;
     j["mode"] = mode;
-    j["samples"] = order.size();
+    j["ranks"] = n;
+    j["samples"] = total;
     j["sample_size"] = c.sample_size;
     j["threads"] = c.threads;
-    j["mbps"] = bytes / 1e6 / secs;
-    j["samples_per_s"] = order.size() / secs;
+    j["batch"] = c.batch;
+    j["mbps"] = set_mb / secs;
+    j["samples_per_s"] = total / secs;
     j["baseline"] = base_what;
     j["baseline_mbps"] = base_mbps;
-    j["ratio"] = bytes / 1e6 / secs / base_mbps;
-    j["cpu_s_per_gib"] = cpu / (bytes / (1ull << 30));
-    j["source_reads_total"] = throttled->reads();
+    j["ratio"] = set_mb / secs / base_mbps;
+    j["cpu_s_per_gib"] = cpu / (set_mb * 1e6 / (1ull << 30));
     rows.push_back(j);
   };
 
   // Epoch 1: every sample a miss, through the throttle.
-  std::shuffle(order.begin(), order.end(), rng);
-  double cpu0 = ProcessCpuSeconds();
-  double s1 = Epoch(order, c.threads, read_cache(*cache));
+  auto part = share(1);
+  auto [s1, cpu1] = timed([&] { Epoch(part, c.threads, read_cache(*cache)); });
   const double limit = std::min(c.source_mbps, c.source_inflight * (c.sample_size / 1e6) /
                                                    (c.source_latency_ms / 1e3));
-  row("epoch-1", s1, limit, "source limit min(B, C x S / L)", ProcessCpuSeconds() - cpu0);
+  row("epoch-1", s1, cpu1, limit, "source limit min(B, C x S / L)");
 
-  // Epoch 2: from the store's disk, against raw random reads of the same size.
-  const std::string raw = base + "/raw";
-  Check(RawSequentialWrite(raw, order.size() * c.sample_size, static_cast<uint32_t>(c.sample_size),
+  // Later epochs from the world's disks, against every rank's raw random reads of its share's
+  // size from its own file (all ranks at once).
+  const std::string raw = fmt::format("{}/raw-{}", base, me);
+  const uint64_t my_samples = (total + n - 1 - me) / n;
+  Check(RawSequentialWrite(raw, my_samples * c.sample_size, static_cast<uint32_t>(c.sample_size),
                            16, nullptr).status(), "raw write");
-  std::vector<uint64_t> offsets(order.size());
-  for (size_t k = 0; k < order.size(); ++k) offsets[k] = order[k] * c.sample_size;
   std::vector<double> es, rs;
   double ecpu = 0;
   for (int rep = 0; rep < 3; ++rep) {
-    std::shuffle(order.begin(), order.end(), rng);
-    for (size_t k = 0; k < order.size(); ++k) offsets[k] = order[k] * c.sample_size;
-    DropPageCache();
-    cpu0 = ProcessCpuSeconds();
-    es.push_back(c.batch > 1 ? BatchEpoch(*cache, order, c.threads, c.batch, c.sample_size)
-                             : Epoch(order, c.threads, read_cache(*cache)));
-    ecpu += ProcessCpuSeconds() - cpu0;
-    auto r = Check(RawRandomRead(raw, offsets, static_cast<uint32_t>(c.sample_size), c.raw_depth),
-                   "raw random read");
-    rs.push_back(r.seconds);
+    part = share(10 + rep);
+    std::vector<uint64_t> offsets(part.size());
+    std::mt19937_64 rng(100 + rep + me);
+    for (size_t k = 0; k < part.size(); ++k) offsets[k] = k * c.sample_size;
+    std::shuffle(offsets.begin(), offsets.end(), rng);
+    if (me == 0) DropPageCache();
+    auto [se, ce] = timed([&] { run_epoch(*cache, part); });
+    es.push_back(se);
+    ecpu += ce;
+    auto [sr, cr] = timed([&] {
+      Check(RawRandomRead(raw, offsets, static_cast<uint32_t>(c.sample_size), c.raw_depth).status(),
+            "raw random read");
+    });
+    (void)cr;
+    rs.push_back(sr);
   }
-  row("epoch-2", Median(es), order.size() * c.sample_size / 1e6 / Median(rs),
-      fmt::format("raw O_DIRECT random reads, qd {}", c.raw_depth), ecpu / 3);
-  rows.back()["batch"] = c.batch;
+  row("epoch-2", Median(es), ecpu / 3, set_mb / Median(rs),
+      fmt::format("raw O_DIRECT random reads, qd {} per rank", c.raw_depth));
 
-  // Warm: the memory tier against the page cache.
+  // Warm: every rank's memory tier holds the set (its shares change every epoch) against
+  // pread of the source files from the page cache.
   DatasetOptions mopt = dopt;
-  mopt.memory_bytes = order.size() * c.sample_size * 9 / 8 + (64 << 20);
-  auto warm = Check(DatasetCache::Open(*engine, throttled, mopt), "dataset open (memory tier)");
-  Epoch(order, c.threads, read_cache(*warm));  // fills the tier
+  mopt.memory_bytes = total * c.sample_size * 9 / 8 + (64 << 20);
+  auto warm = Check(DatasetCache::Open(e, throttled, mopt), "dataset open (memory tier)");
+  std::vector<uint64_t> all(total);
+  for (uint64_t i = 0; i < total; ++i) all[i] = i;
+  Epoch(all, c.threads, read_cache(*warm));  // fills this rank's tier
   auto pread_file = [&](uint64_t i, std::vector<std::byte>& buf) {
     buf.resize(c.sample_size);
     const std::string path = src + "/" + Check(cache->info(i), "info").name;
@@ -261,42 +310,48 @@ int Run(const Config& c) {
     }
     ::close(fd);
   };
-  Epoch(order, c.threads, pread_file);  // the files into the page cache
+  Epoch(all, c.threads, pread_file);  // the files into the page cache
   std::vector<double> ws, ps;
   double wcpu = 0;
   for (int rep = 0; rep < 3; ++rep) {
-    std::shuffle(order.begin(), order.end(), rng);
-    cpu0 = ProcessCpuSeconds();
-    ws.push_back(c.batch > 1 ? BatchEpoch(*warm, order, c.threads, c.batch, c.sample_size)
-                             : Epoch(order, c.threads, read_cache(*warm)));
-    wcpu += ProcessCpuSeconds() - cpu0;
-    ps.push_back(Epoch(order, c.threads, pread_file));
+    part = share(20 + rep);
+    auto [sw, cw] = timed([&] { run_epoch(*warm, part); });
+    ws.push_back(sw);
+    wcpu += cw;
+    auto [sp, cp] = timed([&] { Epoch(part, c.threads, pread_file); });
+    (void)cp;
+    ps.push_back(sp);
   }
-  row("warm", Median(ws), order.size() * c.sample_size / 1e6 / Median(ps),
-      "open + pread + close of the source files from the page cache", wcpu / 3);
+  row("warm", Median(ws), wcpu / 3, set_mb / Median(ps),
+      "open + pread + close of the source files from the page cache");
 
-  if (throttled->reads() != order.size()) {
-    Die(Status::Internal(fmt::format("{} source reads for {} samples", throttled->reads(),
-                                     order.size())), "one source read per sample");
+  // One source read per sample over all epochs and ranks.
+  auto [unused, reads] = worst_and_sum(0, static_cast<double>(throttled->reads()));
+  (void)unused;
+  if (static_cast<uint64_t>(reads) != total) {
+    Die(Status::Internal(fmt::format("{} source reads for {} samples", reads, total)),
+        "one source read per sample");
   }
-  for (auto& j : rows) {
-    if (c.json) {
-      std::printf("%s\n", j.dump().c_str());
-    } else {
-      std::printf("%-8s %8.1f MB/s %9.0f samples/s | baseline %8.1f MB/s (%s) | ratio %.3f | %.3f CPU-s/GiB\n",
-                  j["mode"].get<std::string>().c_str(), j["mbps"].get<double>(),
-                  j["samples_per_s"].get<double>(), j["baseline_mbps"].get<double>(),
-                  j["baseline"].get<std::string>().c_str(), j["ratio"].get<double>(),
-                  j["cpu_s_per_gib"].get<double>());
+  if (me == 0) {
+    for (auto& j : rows) {
+      j["source_reads_total"] = static_cast<uint64_t>(reads);
+      if (c.json) {
+        std::printf("%s\n", j.dump().c_str());
+      } else {
+        std::printf("%-8s %8.1f MB/s %9.0f samples/s | baseline %8.1f MB/s (%s) | ratio %.3f | %.3f CPU-s/GiB\n",
+                    j["mode"].get<std::string>().c_str(), j["mbps"].get<double>(),
+                    j["samples_per_s"].get<double>(), j["baseline_mbps"].get<double>(),
+                    j["baseline"].get<std::string>().c_str(), j["ratio"].get<double>(),
+                    j["cpu_s_per_gib"].get<double>());
+      }
     }
+    std::printf("source reads: %llu for %llu samples, %u rank(s)\n",
+                static_cast<unsigned long long>(reads), static_cast<unsigned long long>(total), n);
+    std::fflush(stdout);
   }
-  std::printf("source reads: %llu for %llu samples\n",
-              static_cast<unsigned long long>(throttled->reads()),
-              static_cast<unsigned long long>(order.size()));
+  Check(e.Barrier(), "barrier");
   warm.reset();
   cache.reset();
-  engine.reset();
-  if (temp) fs::remove_all(base);
   return 0;
 }
 
@@ -305,21 +360,50 @@ int Run(const Config& c) {
 
 int main(int argc, char** argv) {
   shoal::bench::Config c;
-  CLI::App app{"shoal-dataset-bench: the dataset cache on one member against the machine's limits"};
+  uint32_t ranks = 1;
+  CLI::App app{"shoal-dataset-bench: the dataset cache against the machine's limits"};
   app.add_option("--dir", c.dir, "working directory (default: a temporary one under /var/tmp)");
+  app.add_option("--ranks", ranks, "a world of N ranks on this machine")->capture_default_str();
   app.add_option("--samples", c.samples, "samples in the source")->capture_default_str();
   app.add_option("--sample-size", c.sample_size, "bytes per sample")->capture_default_str();
-  app.add_option("--threads", c.threads, "readers")->capture_default_str();
+  app.add_option("--threads", c.threads, "readers per rank")->capture_default_str();
   app.add_option("--batch", c.batch, "samples per ReadBatch in later epochs (1: single reads)")
       ->capture_default_str();
-  app.add_option("--source-mbps", c.source_mbps, "source bandwidth B, MB/s")->capture_default_str();
+  app.add_option("--source-mbps", c.source_mbps, "source bandwidth B, MB/s (the world's)")
+      ->capture_default_str();
   app.add_option("--source-latency-ms", c.source_latency_ms, "source latency L per request")
       ->capture_default_str();
-  app.add_option("--source-inflight", c.source_inflight, "source requests in flight C")
+  app.add_option("--source-inflight", c.source_inflight, "source requests in flight C (the world's)")
       ->capture_default_str();
-  app.add_option("--raw-depth", c.raw_depth, "queue depth of the raw random-read baseline")
+  app.add_option("--raw-depth", c.raw_depth, "queue depth of the raw random-read baseline (per rank)")
       ->capture_default_str();
   app.add_flag("--json", c.json, "one JSON object per row");
   CLI11_PARSE(app, argc, argv);
-  return shoal::bench::Run(c);
+  namespace fs = std::filesystem;
+  if (shoal::bench::InWorld()) return shoal::bench::RunRank(c, c.dir);  // a spawned rank
+  const bool temp = c.dir.empty();
+  if (temp) {
+    std::string tmpl = "/var/tmp/shoal-dataset-bench-XXXXXX";
+    c.dir = ::mkdtemp(tmpl.data());
+  }
+  fs::create_directories(c.dir);
+  shoal::bench::MakeSource(c, c.dir + "/src");
+  int rc = 0;
+  if (ranks > 1) {
+    shoal::bench::WorldConfig wc;
+    wc.ranks = ranks;
+    wc.dir = c.dir;
+    std::vector<std::string> args(argv, argv + argc);
+    if (temp) {
+      args.push_back("--dir");
+      args.push_back(c.dir);
+    }
+    std::vector<char*> cargs;
+    for (auto& a : args) cargs.push_back(a.data());
+    rc = shoal::bench::SpawnWorld(wc, static_cast<int>(cargs.size()), cargs.data());
+  } else {
+    rc = shoal::bench::RunRank(c, c.dir);
+  }
+  if (temp) fs::remove_all(c.dir);
+  return rc;
 }
