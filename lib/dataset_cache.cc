@@ -137,7 +137,7 @@ class DatasetCache::Impl {
       batch.push_back(std::move(reqs[k]));
       at.push_back(k);
     }
-    SHOAL_RETURN_IF_ERROR(e_.ReadBatch(batch));
+    if (!batch.empty()) SHOAL_RETURN_IF_ERROR(e_.ReadBatch(batch));
     std::vector<size_t> missed;
     std::vector<Status> why(reads.size());
     for (size_t j = 0; j < batch.size(); ++j) {
