@@ -393,14 +393,7 @@ int main(int argc, char** argv) {
     shoal::bench::WorldConfig wc;
     wc.ranks = ranks;
     wc.dir = c.dir;
-    std::vector<std::string> args(argv, argv + argc);
-    if (temp) {
-      args.push_back("--dir");
-      args.push_back(c.dir);
-    }
-    std::vector<char*> cargs;
-    for (auto& a : args) cargs.push_back(a.data());
-    rc = shoal::bench::SpawnWorld(wc, static_cast<int>(cargs.size()), cargs.data());
+    rc = shoal::bench::SpawnWorld(wc, argc, argv);
   } else {
     rc = shoal::bench::RunRank(c, c.dir);
   }

@@ -563,14 +563,7 @@ int main(int argc, char** argv) {
 
   if (world) {  // start the ranks: this program again, each told where the world lives
     wc.dir = c.dir;
-    std::vector<std::string> args(argv, argv + argc);
-    if (temp) {
-      args.push_back("--dir");
-      args.push_back(c.dir);
-    }
-    std::vector<char*> cargs;
-    for (auto& a : args) cargs.push_back(a.data());
-    int rc = SpawnWorld(wc, static_cast<int>(cargs.size()), cargs.data());
+    int rc = SpawnWorld(wc, argc, argv);
     if (temp && !c.keep) std::filesystem::remove_all(c.dir);
     return rc;
   }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <string_view>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -688,6 +689,11 @@ int SpawnWorld(const WorldConfig& c, int argc, char** argv) {
       ::setenv("SHOAL_TOKEN", token.c_str(), 1);
       ::setenv("SHOAL_RENDEZVOUS", ("file:" + rdzv).c_str(), 1);
       std::vector<char*> args(argv, argv + argc);
+      if (std::none_of(argv, argv + argc,
+                       [](const char* a) { return std::string_view(a) == "--dir"; })) {
+        args.push_back(const_cast<char*>("--dir"));
+        args.push_back(const_cast<char*>(c.dir.c_str()));
+      }
       args.push_back(nullptr);
       ::execv("/proc/self/exe", args.data());
       std::_Exit(127);

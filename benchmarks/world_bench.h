@@ -40,8 +40,8 @@ struct WorldConfig {
   std::optional<uint32_t> stat_lease_ms;  // Options::stat_lease_ms; none: the engine's default  // the raw-disk baseline's shape: "best" (a sweep) or "engine"
 };
 
-// Starts cfg.ranks copies of this program (argv) as one world and waits for them. Returns the
-// exit code (the first failing rank's).
+// Starts cfg.ranks copies of this program (argv, with `--dir cfg.dir` added when it has no
+// --dir) as one world and waits for them. Returns the exit code (the first failing rank's).
 int SpawnWorld(const WorldConfig& cfg, int argc, char** argv);
 
 // Runs this process as one rank of the world; rank 0 prints the table or JSON lines.
