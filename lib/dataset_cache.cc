@@ -255,8 +255,10 @@ class DatasetCache::Impl {
     if (!now.ok()) return now.status().WithContext(fmt::format("dataset sample \"{}\"", s->name));
     if (now->version == s->version && now->size == s->size) return Status::OK();
     version_changes_++;
-    Log(LogLevel::kInfo, "dataset sample \"{}\" changed at the source ({} -> {})", s->name,
-        s->version, now->version);
+    Log(LogLevel::kInfo,
+        "dataset sample \"{}\" changed at the source ({} bytes, version {} -> {} bytes, "
+        "version {})",
+        s->name, s->size, s->version, now->size, now->version);
     s->size = now->size;
     s->version = now->version;
     std::unique_lock lk(index_mu_);

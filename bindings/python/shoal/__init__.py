@@ -20,6 +20,7 @@ from ._shoal import (  # noqa: F401  (re-exported API)
     AlreadyExistsError,
     BlobInfo,
     CorruptionError,
+    DatasetCache,
     DirEntry,
     Engine,
     Error,
@@ -42,7 +43,8 @@ from ._launch import engine, init, shutdown  # noqa: F401
 Engine.open = lambda self, path, mode="rb", **kw: open(path, mode, engine=self, **kw)
 
 __all__ = [
-    "init", "engine", "shutdown", "open", "Engine", "ObjectReader", "ObjectWriter", "Error",
+    "init", "engine", "shutdown", "open", "Engine", "DatasetCache", "ObjectReader", "ObjectWriter",
+    "Error",
     "NotFoundError", "AlreadyExistsError", "InvalidArgumentError", "CorruptionError",
     "StorageIOError", "NoSpaceError", "UnavailableError", "TimeoutError",
     "PermissionDeniedError", "FailedPreconditionError", "InternalError",

@@ -306,9 +306,10 @@ void BindEngine(py::module_& m) {
            py::call_guard<Release>())
       .def("close",
            [](PyEngine& pe) {
-             if (pe.checkpointers > 0) {
+             if (pe.checkpointers > 0 || pe.datasets > 0) {
                throw StatusError(Status::FailedPrecondition(
-                   "the shoal engine still has open checkpointers: close them first"));
+                   "the shoal engine still has open checkpointers or dataset caches: close them "
+                   "first"));
              }
              std::unique_ptr<Engine> e = std::move(pe.engine);
              Release nogil;

@@ -9,4 +9,5 @@ PYBIND11_MODULE(_shoal, m) {
   shoal::python::RegisterErrors(m);
   shoal::python::BindEngine(m);
   shoal::python::BindCheckpoint(m);
+  shoal::python::BindDataset(m);
 }

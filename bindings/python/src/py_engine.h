@@ -12,6 +12,7 @@ namespace shoal::python {
 struct PyEngine {
   std::unique_ptr<Engine> engine;
   int checkpointers = 0;  // open Checkpointers using `engine` (guarded by the GIL)
+  int datasets = 0;       // open DatasetCaches using `engine` (guarded by the GIL)
 
   Engine& get() {
     if (!engine) throw StatusError(Status::FailedPrecondition("the shoal engine is closed"));
@@ -21,5 +22,6 @@ struct PyEngine {
 
 void BindEngine(pybind11::module_& m);
 void BindCheckpoint(pybind11::module_& m);
+void BindDataset(pybind11::module_& m);
 
 }  // namespace shoal::python
