@@ -99,9 +99,7 @@ class DatasetCache::Impl {
       memory_.Put(path, dst.first(s.size));
       return s.size;
     }
-    auto n = Miss(i, std::move(s), dst, got.ok() ? Status::Corruption("short cached copy") : got.status());
-    if (n.ok()) memory_.Put(path, dst.first(*n));  // (a changed sample's old path: harmless)
-    return n;
+    return Miss(i, std::move(s), dst, got.ok() ? Status::Corruption("short cached copy") : got.status());
   }
 
   Status ReadBatch(std::span<SampleRead> reads) {
@@ -109,14 +107,14 @@ class DatasetCache::Impl {
     std::vector<SampleInfo> infos(reads.size());
     std::vector<uint64_t> idx(reads.size());
     std::vector<bool> in_memory(reads.size(), false);
-    std::vector<std::string> paths(reads.size());
     for (size_t k = 0; k < reads.size(); ++k) {
       SampleRead& r = reads[k];
       r.bytes = 0;
       auto i = r.name.empty() ? Result<uint64_t>(r.index) : Find(r.name);
       auto s = i.ok() ? Info(*i) : Result<SampleInfo>(i.status());
-      r.status = s.ok() ? Fits(*s, r.dst) : s.status();
-      if (r.status.ok() && options_.verify_on_hit) r.status = Verify(*i, &*s);
+      r.status = s.status();
+      if (r.status.ok() && options_.verify_on_hit) r.status = Verify(*i, &*s);  // may grow it
+      if (r.status.ok()) r.status = Fits(*s, r.dst);
       if (!r.status.ok()) continue;
       idx[k] = *i;
       infos[k] = std::move(s).value();
@@ -133,7 +131,6 @@ class DatasetCache::Impl {
     std::vector<size_t> at;
     for (size_t k = 0; k < reads.size(); ++k) {
       if (!reads[k].status.ok() || in_memory[k]) continue;
-      paths[k] = reqs[k].path;
       batch.push_back(std::move(reqs[k]));
       at.push_back(k);
     }
@@ -159,7 +156,6 @@ class DatasetCache::Impl {
         auto n = Miss(idx[k], infos[k], reads[k].dst, why[k]);
         reads[k].status = n.status();
         if (n.ok()) reads[k].bytes = *n;
-        if (n.ok()) memory_.Put(paths[k], reads[k].dst.first(*n));
       }
     };
     const size_t threads = std::min<size_t>(missed.size(), std::max<uint32_t>(1, options_.warm_threads));
@@ -208,7 +204,7 @@ class DatasetCache::Impl {
       for (size_t m; (m = next.fetch_add(1)) < todo.size();) {
         const size_t k = todo[m];
         buf.resize(std::max<uint64_t>(buf.size(), infos[k].size));
-        auto n = Miss(mine[k], infos[k], buf, Status::NotFound("not cached yet"));
+        auto n = Miss(mine[k], infos[k], buf, Status::NotFound("not cached yet"), false);
         if (!n.ok()) {
           std::lock_guard lk(err_mu);
           if (first.ok()) first = n.status();
@@ -276,8 +272,18 @@ class DatasetCache::Impl {
   };
 
   // Sample i was not read from the cache (`why`): read it from the source once (or wait for the
-  // reader that is), cache it, and fill dst.
-  Result<uint64_t> Miss(uint64_t i, SampleInfo s, std::span<std::byte> dst, const Status& why) {
+  // reader that is), cache it, and fill dst; a read's sample also goes to the memory tier, under
+  // the version it was loaded at (Warm's loads do not: `for_read` false).
+  Result<uint64_t> Miss(uint64_t i, SampleInfo s, std::span<std::byte> dst, const Status& why,
+                        bool for_read = true) {
+    std::string path;
+    auto n = Load(i, std::move(s), dst, why, &path);
+    if (n.ok() && for_read) memory_.Put(path, dst.first(*n));
+    return n;
+  }
+
+  Result<uint64_t> Load(uint64_t i, SampleInfo s, std::span<std::byte> dst, const Status& why,
+                        std::string* loaded_as) {
     misses_++;
     if (why.code() != Code::kNotFound) {
       // A copy that cannot be read (its holder down, damage): drop it and load it again.
@@ -286,10 +292,15 @@ class DatasetCache::Impl {
       refetched_++;
       (void)e_.Remove(dataset::SamplePath(options_.root, s.name, s.version));
     }
+    const std::string seen = dataset::SamplePath(options_.root, s.name, s.version);
     // The source's current version first: a changed sample is cached under its new one.
     SHOAL_RETURN_IF_ERROR(Verify(i, &s));
     SHOAL_RETURN_IF_ERROR(Fits(s, dst));
     const std::string path = dataset::SamplePath(options_.root, s.name, s.version);
+    *loaded_as = path;
+    // The caller found this very path absent just now: the first leader claims before it looks
+    // again (a lookup less per miss; a copy sealed meanwhile is found by FinishFetch's Create).
+    bool absent = why.code() == Code::kNotFound && seen == path;
     const auto give_up = std::chrono::steady_clock::now() + options_.fetch_wait;
     auto wait_step = std::chrono::milliseconds(1);
     for (;;) {
@@ -316,7 +327,8 @@ class DatasetCache::Impl {
         if (std::chrono::steady_clock::now() >= give_up) return FromSource(s, dst, false);
         continue;
       }
-      auto result = Lead(s, path, dst, give_up, &wait_step);
+      auto result = Lead(s, path, dst, give_up, &wait_step, absent);
+      absent = false;
       {
         std::lock_guard lk(flight_mu_);
         flight->done = true;
@@ -335,16 +347,18 @@ class DatasetCache::Impl {
   std::optional<Result<uint64_t>> Lead(const SampleInfo& s, const std::string& path,
                                        std::span<std::byte> dst,
                                        std::chrono::steady_clock::time_point give_up,
-                                       std::chrono::milliseconds* wait_step) {
+                                       std::chrono::milliseconds* wait_step, bool absent) {
     const std::string claim = dataset::ClaimPath(options_.root, s.name, s.version);
-    for (;;) {
-      auto got = e_.Read(path, 0, dst.first(s.size));
-      if (got.ok() && *got == s.size) {
-        waited_++;
-        return Result<uint64_t>(s.size);
-      }
-      if (got.ok() || got.status().code() != Code::kNotFound) {
-        return FromSource(s, dst, false);  // a copy that cannot be read: serve the source
+    for (bool look = !absent;; look = true) {
+      if (look) {
+        auto got = e_.Read(path, 0, dst.first(s.size));
+        if (got.ok() && *got == s.size) {
+          waited_++;
+          return Result<uint64_t>(s.size);
+        }
+        if (got.ok() || got.status().code() != Code::kNotFound) {
+          return FromSource(s, dst, false);  // a copy that cannot be read: serve the source
+        }
       }
       const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                  std::chrono::system_clock::now().time_since_epoch())

@@ -27,6 +27,7 @@ class MemoryTier {
 
   // Copies the sample into dst when held; its size (dst must hold it), or -1 when absent.
   int64_t Get(const std::string& key, std::span<std::byte> dst) {
+    if (capacity_ == 0) return -1;  // no tier: no lock on the read path
     std::shared_ptr<const std::vector<std::byte>> bytes;
     {
       std::lock_guard lk(mu_);

@@ -258,6 +258,35 @@ TEST_F(DatasetTest, AChangedFileIsCachedUnderItsNewVersionAtItsNextLoad) {
   EXPECT_EQ(source_->TotalReads(), before + 1);
 }
 
+TEST_F(DatasetTest, ABatchThatFindsASampleGrownRefusesItsTooSmallBufferAndWritesNothingPast) {
+  DatasetOptions o;
+  o.verify_on_hit = true;
+  auto c = OpenCache(o);
+  const std::string a = "class-1/img-001.bin";
+  ASSERT_EQ(ReadName(*c, a), SampleContent(a));
+  const size_t was = SampleContent(a).size();
+  WriteFile(fs::path(src_.Sub("data")) / a, std::string(was + 5000, 'g'));  // grows
+  // Its new version gets cached by one reader; another, whose index has the old size, batches.
+  std::vector<std::byte> big(was + 5000);
+  EXPECT_CODE(c->Read(std::string_view(a), std::span(big).first(was)), kInvalidArgument);
+  ASSERT_OK(c->Read(std::string_view(a), big));
+  c = OpenCache(o);
+  ASSERT_EQ(c->info(*c->Find(a))->size, was) << "the kept index has the size listed";
+  std::vector<std::byte> buf(was + 64, std::byte{0x5a});
+  std::vector<SampleRead> reads(1);
+  reads[0].name = a;
+  reads[0].dst = std::span(buf).first(was);  // the size the index had
+  ASSERT_OK(c->ReadBatch(reads));
+  EXPECT_CODE(reads[0].status, kInvalidArgument);
+  for (size_t i = was; i < buf.size(); ++i) ASSERT_EQ(buf[i], std::byte{0x5a}) << "written past at " << i;
+  EXPECT_EQ(c->info(*c->Find(a))->size, was + 5000) << "the index follows the change";
+  buf.assign(was + 5000, std::byte{0});
+  reads[0].dst = std::span(buf);
+  ASSERT_OK(c->ReadBatch(reads));
+  ASSERT_OK(reads[0].status);
+  EXPECT_EQ(Str(std::span(buf).first(reads[0].bytes)), std::string(was + 5000, 'g'));
+}
+
 TEST_F(DatasetTest, AFailingOrMissingSourceGivesThatSampleAnErrorAndCachesNothing) {
   auto c = OpenCache();
   const std::string bad = "class-4/img-004.bin", gone = "class-4/img-005.bin";
