@@ -11,7 +11,9 @@
 
 #include <fmt/format.h>
 
+#include "base/bytes.h"
 #include "base/log.h"
+#include "base/status_codec.h"
 #include "lib/dataset_index.h"
 #include "lib/dataset_memory_tier.h"
 
@@ -40,17 +42,17 @@ class DatasetCache::Impl {
         gen = latest->has_value() ? **latest + build : 1;
       }
     }
-    std::vector<std::byte> say(10);
-    say[0] = std::byte{static_cast<unsigned char>(mine.ok() ? 1 : 0)};
-    say[1] = std::byte{build};
-    std::memcpy(say.data() + 2, &gen, 8);
-    SHOAL_ASSIGN_OR_RETURN(auto all, e_.AllGather(say));
-    if (all[0].size() != 10) return Status::Corruption("dataset open: rank 0's word");
-    if (all[0][0] != std::byte{1}) {
-      return e_.rank() == 0 ? mine : Status::Unavailable("dataset open: rank 0 failed to read the index");
+    ByteWriter say;  // rank 0's word: its status, then whether to build, and which generation
+    EncodeStatus(mine, &say);
+    say.Put(build);
+    say.Put(gen);
+    SHOAL_ASSIGN_OR_RETURN(auto all, e_.AllGather(say.Take()));
+    ByteReader heard(all[0]);
+    Status rank0;
+    if (!DecodeStatus(&heard, 4096, &rank0) || !heard.Get(&build) || !heard.Get(&gen)) {
+      return Status::Corruption("dataset open: rank 0's word does not decode");
     }
-    build = static_cast<uint8_t>(all[0][1]);
-    std::memcpy(&gen, all[0].data() + 2, 8);
+    SHOAL_RETURN_IF_ERROR(rank0.WithContext("dataset open (rank 0)"));
     if (build != 0) SHOAL_RETURN_IF_ERROR(dataset::BuildGeneration(e_, *source_, options_.root, gen));
     SHOAL_ASSIGN_OR_RETURN(Index index, dataset::LoadGeneration(e_, options_.root, gen));
     std::unique_lock lk(index_mu_);

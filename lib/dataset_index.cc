@@ -3,48 +3,19 @@
 #include <xxhash.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include <fmt/format.h>
 
+#include "base/bytes.h"
 #include "base/log.h"
+#include "engine/protocol.h"
+#include "lib/checkpoint_commit.h"
 
 namespace shoal::dataset {
 namespace {
 
 constexpr char kMagic[4] = {'S', 'H', 'D', 'I'};
 constexpr uint32_t kFormat = 1;
-
-template <typename T>
-void Put(std::vector<std::byte>* out, T v) {
-  const auto* p = reinterpret_cast<const std::byte*>(&v);
-  out->insert(out->end(), p, p + sizeof(T));
-}
-
-void PutString(std::vector<std::byte>* out, std::string_view s) {
-  Put<uint32_t>(out, static_cast<uint32_t>(s.size()));
-  const auto* p = reinterpret_cast<const std::byte*>(s.data());
-  out->insert(out->end(), p, p + s.size());
-}
-
-struct Reader {
-  std::span<const std::byte> b;
-  size_t at = 0;
-  template <typename T>
-  bool Get(T* v) {
-    if (b.size() - at < sizeof(T)) return false;
-    std::memcpy(v, b.data() + at, sizeof(T));
-    at += sizeof(T);
-    return true;
-  }
-  bool GetString(std::string* s) {
-    uint32_t n = 0;
-    if (!Get(&n) || b.size() - at < n) return false;
-    s->assign(reinterpret_cast<const char*>(b.data() + at), n);
-    at += n;
-    return true;
-  }
-};
 
 std::string GenerationDir(std::string_view root, uint64_t gen) {
   return fmt::format("{}/index/{:020}", root, gen);
@@ -63,39 +34,41 @@ Result<std::vector<std::byte>> ReadWhole(Engine& e, const std::string& path) {
 }  // namespace
 
 std::vector<std::byte> EncodePart(const std::vector<SampleInfo>& samples) {
-  std::vector<std::byte> out;
-  const auto* m = reinterpret_cast<const std::byte*>(kMagic);
-  out.insert(out.end(), m, m + 4);
-  Put<uint32_t>(&out, kFormat);
-  Put<uint64_t>(&out, samples.size());
+  ByteWriter w;
+  w.Raw(std::string_view(kMagic, 4));
+  w.Put<uint32_t>(kFormat);
+  w.Put<uint64_t>(samples.size());
   for (const SampleInfo& s : samples) {
-    PutString(&out, s.name);
-    Put<uint64_t>(&out, s.size);
-    PutString(&out, s.version);
+    w.Prefixed(s.name);
+    w.Put<uint64_t>(s.size);
+    w.Prefixed(s.version);
   }
-  return out;
+  return w.Take();
 }
 
 Result<std::vector<SampleInfo>> DecodePart(std::span<const std::byte> bytes) {
   auto bad = [](std::string_view why) {
     return Status::Corruption(fmt::format("dataset index part: {}", why));
   };
-  if (bytes.size() < 16 || std::memcmp(bytes.data(), kMagic, 4) != 0) return bad("bad magic");
-  Reader r{bytes, 4};
+  ByteReader r(bytes);
+  std::span<const std::byte> magic;
   uint32_t format = 0;
   uint64_t count = 0;
-  r.Get(&format);
-  r.Get(&count);
+  if (!r.Raw(4, &magic) || AsChars(magic) != std::string_view(kMagic, 4)) return bad("bad magic");
+  if (!r.Get(&format) || !r.Get(&count)) return bad("truncated header");
   if (format != kFormat) return bad(fmt::format("format {}", format));
   // Each entry takes at least 16 bytes: a count above that is a lie.
-  if (count > (bytes.size() - 16) / 16) return bad(fmt::format("{} entries in {} bytes", count, bytes.size()));
+  if (count > r.left() / 16) return bad(fmt::format("{} entries in {} bytes", count, bytes.size()));
   std::vector<SampleInfo> out(count);
   for (SampleInfo& s : out) {
-    if (!r.GetString(&s.name) || !r.Get(&s.size) || !r.GetString(&s.version)) {
+    std::span<const std::byte> name, version;
+    if (!r.Prefixed(r.left(), &name) || !r.Get(&s.size) || !r.Prefixed(r.left(), &version)) {
       return bad("truncated entry");
     }
+    s.name = AsChars(name);
+    s.version = AsChars(version);
   }
-  if (r.at != bytes.size()) return bad("bytes after the last entry");
+  if (!r.done()) return bad("bytes after the last entry");
   return out;
 }
 
@@ -183,14 +156,12 @@ Status BuildGeneration(Engine& e, DatasetSource& source, std::string_view root, 
     (void)e.Remove(path);  // left by a build that died before its commit
     mine = e.Put(path, EncodePart(*listed));
   }
-  // Every rank learns whether every part is stored before rank 0 commits.
-  std::vector<std::byte> ok(1, std::byte{static_cast<unsigned char>(mine.ok() ? 1 : 0)});
-  SHOAL_ASSIGN_OR_RETURN(auto all, e.AllGather(ok));
+  // Every rank learns whether every part is stored (and any rank's error) before rank 0 commits.
+  SHOAL_ASSIGN_OR_RETURN(auto all, e.AllGather(engine::protocol::Encode(engine::protocol::Verdict{mine})));
   for (uint32_t r = 0; r < all.size(); ++r) {
-    if (all[r].size() != 1 || all[r][0] != std::byte{1}) {
-      if (!mine.ok()) return mine;
-      return Status::Unavailable(fmt::format("rank {} could not list or store its part", r));
-    }
+    engine::protocol::Verdict v;
+    SHOAL_RETURN_IF_ERROR(engine::protocol::Decode(all[r], &v));
+    if (!v.status.ok()) return v.status.WithContext(fmt::format("dataset index, rank {}", r));
   }
   Status committed;
   if (e.rank() == 0) {
@@ -210,13 +181,7 @@ Status BuildGeneration(Engine& e, DatasetSource& source, std::string_view root, 
       }
     }
   }
-  std::vector<std::byte> verdict(1, std::byte{static_cast<unsigned char>(committed.ok() ? 1 : 0)});
-  SHOAL_ASSIGN_OR_RETURN(auto told, e.AllGather(verdict));
-  if (told[0].size() != 1 || told[0][0] != std::byte{1}) {
-    return e.rank() == 0 ? committed
-                         : Status::Unavailable("rank 0 could not commit the dataset index");
-  }
-  return Status::OK();
+  return Rank0Verdict(e, committed).WithContext("committing the dataset index");
 }
 
 }  // namespace shoal::dataset
