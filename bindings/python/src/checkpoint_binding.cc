@@ -36,7 +36,7 @@ struct PyCheckpointer {
       Release nogil;
       c.reset();  // waits for an async save in flight
     }
-    pe->checkpointers--;
+    pe->users--;
   }
   ~PyCheckpointer() {
     if (ck) Close();
@@ -187,7 +187,7 @@ void BindCheckpoint(py::module_& m) {
              p->owner = engine;
              p->pe = &pe;
              p->ck = std::move(ck);
-             pe.checkpointers++;
+             pe.users++;
              return p;
            }),
            py::arg("engine"), py::arg("root") = "checkpoints", py::arg("async_save") = false,

@@ -101,7 +101,7 @@ struct PyDataset {
       Release nogil;
       c.reset();
     }
-    pe->datasets--;
+    pe->users--;
   }
   ~PyDataset() {
     if (cache) Close();
@@ -143,7 +143,7 @@ void BindDataset(py::module_& m) {
              p->owner = engine;
              p->pe = &pe;
              p->cache = std::move(c);
-             pe.datasets++;
+             pe.users++;
              return p;
            }),
            py::arg("engine"), py::arg("source"), py::arg("root") = "datasets/default",

@@ -306,7 +306,7 @@ void BindEngine(py::module_& m) {
            py::call_guard<Release>())
       .def("close",
            [](PyEngine& pe) {
-             if (pe.checkpointers > 0 || pe.datasets > 0) {
+             if (pe.users > 0) {
                throw StatusError(Status::FailedPrecondition(
                    "the shoal engine still has open checkpointers or dataset caches: close them "
                    "first"));

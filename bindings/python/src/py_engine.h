@@ -11,8 +11,9 @@ namespace shoal::python {
 
 struct PyEngine {
   std::unique_ptr<Engine> engine;
-  int checkpointers = 0;  // open Checkpointers using `engine` (guarded by the GIL)
-  int datasets = 0;       // open DatasetCaches using `engine` (guarded by the GIL)
+  // Open Checkpointers and DatasetCaches built on `engine` (guarded by the GIL): close() is
+  // refused while any is open.
+  int users = 0;
 
   Engine& get() {
     if (!engine) throw StatusError(Status::FailedPrecondition("the shoal engine is closed"));
