@@ -4,6 +4,10 @@
 //   shoal-bench read     --size 2G --dir D [--json]   sequential read (reuses what write left)
 //   shoal-bench randread --dir D [--json]             random reads of sample-sized objects
 //   shoal-bench smallread --size 1G --qd 32           random 4 KiB reads of one large object
+//   shoal-bench ingest   --objects 200000 --object-size 4K --put-batch 16384 --callers 2
+//                                                     durable small objects through PutBatch,
+//                                                     against files on the same file system
+//                                                     made durable by one syncfs per batch
 //   shoal-bench all      --size 2G                    all three (the README's main job)
 //
 // Every engine figure is printed beside the raw baseline: O_DIRECT io_uring on a file in the
@@ -15,6 +19,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -55,6 +60,10 @@ struct Config {
   uint64_t sample_bytes = 512ull << 20;
   uint64_t reads = 20000;
   uint32_t batch = 1024;
+  uint64_t objects = 200000;      // ingest: objects per measurement
+  uint64_t object_size = 4096;    // ingest: bytes per object
+  uint32_t callers = 2;           // ingest: threads, each with its own batches
+  uint32_t put_batch = 16384;     // ingest: objects per PutBatch call
   uint32_t small_read = 4096;  // smallread: bytes per read
   uint64_t read_call = 256ull << 20;
   int repeat = 3;
@@ -313,6 +322,77 @@ class Bench {
                                               small_shape_.depth), "raw small read"));
   }
 
+  // --- ingest: many small durable objects ---
+  // Each measurement writes `objects` fresh objects (names of its own), `threads` callers each
+  // with PutBatch calls of `batch` objects.
+  Figure EngineIngest() {
+    const uint64_t n = c_.objects, per = c_.put_batch, run = runs_++;
+    std::vector<std::byte> bytes(c_.object_size * per);
+    FillRandom(bytes.data(), bytes.size(), run);
+    Progress progress("ingest", n);
+    std::atomic<uint64_t> next{0};
+    auto t0 = Clock::now();
+    std::vector<std::thread> threads;
+    for (uint32_t t = 0; t < c_.callers; ++t) {
+      threads.emplace_back([&] {
+        std::vector<PutRequest> reqs;
+        for (uint64_t from; (from = next.fetch_add(per)) < n;) {
+          const uint64_t count = std::min<uint64_t>(per, n - from);
+          reqs.resize(count);
+          for (uint64_t i = 0; i < count; ++i) {
+            reqs[i].path = fmt::format("ingest/{}/{:02}/o{:09}", run, (from + i) % 64, from + i);
+            reqs[i].data = {bytes.data() + i * c_.object_size, c_.object_size};
+          }
+          Check(engine_->PutBatch(reqs), "put batch");
+          for (const PutRequest& r : reqs) Check(r.status, "put " + r.path);
+          progress.Add(count);
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    return Figure{secs, n * c_.object_size, n};
+  }
+
+  // The same objects as files (64 directories, as the engine's names), each batch made
+  // durable with one syncfs: what the file system itself does at best.
+  Figure RawIngest() {
+    const uint64_t n = c_.objects, per = c_.put_batch, run = runs_++;
+    const std::string root = fmt::format("{}/raw-ingest-{}", c_.dir, run);
+    for (int d = 0; d < 64; ++d) std::filesystem::create_directories(fmt::format("{}/{:02}", root, d));
+    std::vector<std::byte> bytes(c_.object_size * per);
+    FillRandom(bytes.data(), bytes.size(), run);
+    const int dirfd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) Check(Status::IOError("open " + root), "raw ingest");
+    Progress progress("raw ingest", n);
+    std::atomic<uint64_t> next{0};
+    auto t0 = Clock::now();
+    std::vector<std::thread> threads;
+    for (uint32_t t = 0; t < c_.callers; ++t) {
+      threads.emplace_back([&] {
+        for (uint64_t from; (from = next.fetch_add(per)) < n;) {
+          const uint64_t count = std::min<uint64_t>(per, n - from);
+          for (uint64_t i = 0; i < count; ++i) {
+            const std::string f = fmt::format("{}/{:02}/o{:09}", root, (from + i) % 64, from + i);
+            int fd = ::open(f.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            if (fd < 0 || ::write(fd, bytes.data() + i * c_.object_size, c_.object_size) !=
+                              static_cast<ssize_t>(c_.object_size)) {
+              Check(Status::IOError("write " + f), "raw ingest");
+            }
+            ::close(fd);
+          }
+          if (::syncfs(dirfd) != 0) Check(Status::IOError("syncfs"), "raw ingest");
+          progress.Add(count);
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    ::close(dirfd);
+    std::filesystem::remove_all(root);
+    return Figure{secs, n * c_.object_size, n};
+  }
+
   // --- the raw baseline's shape ---
   static std::vector<uint32_t> WithOwn(std::vector<uint32_t> v, uint32_t own) {
     if (std::find(v.begin(), v.end(), own) == v.end()) v.push_back(own);
@@ -390,6 +470,11 @@ class Bench {
                              [&] { return RawSmallRead(); }));
       rows.back().raw_shape = small_shape_;
     }
+    if (m == "ingest") {
+      rows.push_back(Measure("ingest", c_.object_size, [&] { return EngineIngest(); },
+                             [&] { return RawIngest(); }));
+      rows.back().raw_shape = RawShape{static_cast<uint32_t>(c_.object_size), c_.callers, 0};
+    }
     if (m == "randread" || m == "all") {
       EnsureSamples();
       rows.push_back(Measure("randread", c_.sample_size, [&] { return EngineRandomRead(); },
@@ -410,6 +495,7 @@ class Bench {
   std::unique_ptr<Engine> engine_;
   std::vector<uint64_t> picks_;
   std::vector<uint64_t> small_offsets_;
+  uint64_t runs_ = 0;  // ingest measurements so far (each names its objects apart)
   RawShape write_shape_, read_shape_, rand_shape_, small_shape_;
 };
 
@@ -440,7 +526,7 @@ int main(int argc, char** argv) {
   WorldConfig wc;
   app.require_subcommand(1, 1);
   std::string size = "2G", chunk = "4M", sample = "128K", sample_bytes = "512M", read_call = "256M",
-              small = "4K";
+              small = "4K", object_size = "4K";
   auto add_common = [&](CLI::App* sub) {
     sub->add_option("--size", size, "bytes written/read sequentially (e.g. 2G; world modes: "
                                     "over all ranks; ckpt: per rank)");
@@ -465,8 +551,8 @@ int main(int argc, char** argv) {
     sub->add_option("--raw-shape", c.raw_shape,
                     "the raw baseline's block size and queue depth: best (the fastest of a "
                     "short sweep, default) or engine (the engine's chunk size and --qd); "
-                    "none: no baseline, the engine alone (write, read; for "
-                    "benchmarks/python_bench.py)")
+                    "none: no baseline, the engine alone (write, read, ingest; for "
+                    "benchmarks/python_bench.py and profiles)")
         ->check(CLI::IsMember({"best", "engine", "none"}));
     sub->add_option("--scrub-mib-s", c.scrub_mib_s,
                     "the background scrub's rate after Open (Options::scrub_rate_mib_s; 0: "
@@ -480,13 +566,20 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 1024));
     sub->add_option("--threads", wc.threads, "metadata clients per rank (meta mode)")
         ->check(CLI::Range(1, 256));
+    sub->add_option("--callers", c.callers, "threads calling PutBatch (ingest mode)")
+        ->check(CLI::Range(1, 256));
+    sub->add_option("--put-batch", c.put_batch, "objects per PutBatch call (ingest mode)")
+        ->check(CLI::Range(1, 65536));
+    sub->add_option("--objects", c.objects, "objects per measurement (ingest mode)")
+        ->check(CLI::Range(1, 100000000));
+    sub->add_option("--object-size", object_size, "bytes per object (ingest mode)");
     sub->add_option("--files", wc.files, "objects created by all ranks (meta mode)");
     sub->add_option("--stats", wc.stats, "stats by all ranks (meta mode)");
     sub->add_option("--stat-lease-ms", wc.stat_lease_ms,
                     "Options::stat_lease_ms of the world's ranks (default: the engine's)");
   };
   for (const char* m :
-       {"write", "read", "randread", "smallread", "remote-read", "meta", "ckpt", "all"}) {
+       {"write", "read", "randread", "smallread", "ingest", "remote-read", "meta", "ckpt", "all"}) {
     add_common(app.add_subcommand(m, std::string("mode ") + m)->callback([&c, m] { c.mode = m; }));
   }
   CLI11_PARSE(app, argc, argv);
@@ -511,6 +604,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   c.small_read = static_cast<uint32_t>(v);
+  parse(object_size, "--object-size", &c.object_size);
+  if (c.mode == "ingest") {
+    if (c.object_size > c.chunk_size) {
+      std::fprintf(stderr, "shoal-bench: --object-size must be at most the chunk size\n");
+      return 2;
+    }
+  }
   if (c.size % c.chunk_size != 0 || c.sample_size % 4096 != 0 || c.read_call % 4096 != 0) {
     std::fprintf(stderr, "shoal-bench: --size must be a multiple of --chunk-size, and "
                          "--sample-size and --read-call multiples of 4 KiB\n");
@@ -522,12 +622,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "shoal-bench: mode %s needs a world: add --ranks N\n", c.mode.c_str());
     return 2;
   }
-  if (c.raw_shape == "none" && (world || (c.mode != "write" && c.mode != "read"))) {
-    std::fprintf(stderr, "shoal-bench: --raw-shape none is for the one-member write and read "
-                         "modes\n");
+  if (c.raw_shape == "none" &&
+      (world || (c.mode != "write" && c.mode != "read" && c.mode != "ingest"))) {
+    std::fprintf(stderr, "shoal-bench: --raw-shape none is for the one-member write, read and "
+                         "ingest modes\n");
     return 2;
   }
-  if (world && (c.mode == "randread" || c.mode == "smallread")) {
+  if (world && (c.mode == "randread" || c.mode == "smallread" || c.mode == "ingest")) {
     std::fprintf(stderr, "shoal-bench: %s runs on one member (drop --ranks)\n", c.mode.c_str());
     return 2;
   }

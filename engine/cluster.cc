@@ -32,6 +32,8 @@ struct Cluster::Writing {
   uint64_t declared = kUnknownSize;
   bool keep_inline = false;  // declared size <= inline threshold: the bytes stay here
   int32_t home = -1;         // local_first: this member's placement index
+  uint32_t replicas = 1;     // copies of each chunk (CreateOptions::replicas, or the world's)
+  bool own_replicas = false; // CreateOptions::replicas chose them
   std::unique_ptr<Flight> flight;  // remote piece writes in flight (bounded by the window)
 
   Mutex mu;
@@ -211,6 +213,10 @@ Status Cluster::Begin(std::string_view path, const CreateOptions& co, bool check
   w->declared = co.size;
   w->keep_inline = co.size != kUnknownSize && co.size <= options_.inline_threshold;
   w->home = co.local_first ? my_index_ : -1;
+  w->own_replicas = co.replicas != 0;
+  w->replicas = w->own_replicas
+                    ? std::clamp<uint32_t>(co.replicas, 1, static_cast<uint32_t>(rank_of_.size()))
+                    : replicas_;
   w->flight = std::make_unique<Flight>(options_.window);
   if (w->keep_inline) {
     MutexLock lk(&w->mu);
@@ -290,7 +296,7 @@ Status Cluster::Write(std::string_view path, uint64_t offset, std::span<const st
     const protocol::ChunkWrite piece{w->uid, static_cast<uint32_t>(cs), chunk, in,
                                      data.subspan(pos - offset, take)};
     chunks.push_back(chunk);
-    for (uint32_t idx : placement_->ChunkHolders(w->uid, chunk, replicas_, w->home)) {
+    for (uint32_t idx : placement_->ChunkHolders(w->uid, chunk, w->replicas, w->home)) {
       const uint32_t rank = rank_of_[idx];
       used.insert(rank);
       if (rank == me) {
@@ -361,7 +367,8 @@ Status Cluster::Seal(std::string_view path) {
     } else {
       inode.is_striped = true;
       inode.uid = w->uid;
-      inode.replicas = replicas_;
+      inode.replicas = w->replicas;
+      inode.own_replicas = w->own_replicas;
       inode.layout = placement_->members();
       inode.home = w->home;
       inode.written = w->written;

@@ -124,6 +124,8 @@ class Cluster final : public ObjectApi {
   // object (a concurrent creator elsewhere is caught there anyway).
   Status CreateWhole(std::string_view path, const CreateOptions& options) override;
   Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) override;
+  // engine/cluster_put_batch.cc.
+  Status PutBatch(std::span<PutRequest> requests, const CreateOptions& options) override;
   Status Seal(std::string_view path) override;
   Status Abort(std::string_view path) override;
   Status ReadBatch(std::span<ReadRequest> requests) override;

@@ -44,6 +44,9 @@ class ClusterGroup final : public ObjectApi {
   }
   Status Seal(std::string_view path) override { return home().Seal(path); }
   Status Abort(std::string_view path) override { return home().Abort(path); }
+  Status PutBatch(std::span<PutRequest> requests, const CreateOptions& options) override {
+    return home().PutBatch(requests, options);
+  }
   Status ReadBatch(std::span<ReadRequest> requests) override { return home().ReadBatch(requests); }
   Result<ObjectInfo> Stat(std::string_view path) override { return home().Stat(path); }
   Status StatBatch(std::span<StatRequest> requests) override { return home().StatBatch(requests); }

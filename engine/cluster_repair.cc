@@ -83,8 +83,10 @@ Result<bool> Cluster::RepairChunks(const std::string& path, Inode* inode,
       continue;
     }
     // Objects written by a smaller world (fewer members than the replicas asked) get the
-    // count this world can give.
-    const uint32_t want = std::max(inode->replicas, replicas_);
+    // count this world can give; an object whose creator chose its count keeps it.
+    const uint32_t want = inode->own_replicas
+                              ? std::min<uint32_t>(inode->replicas, rank_of_.size())
+                              : std::max(inode->replicas, replicas_);
     if (live.size() >= want) continue;
     // Placement indices of the members holding it now and of those that cannot take it.
     std::vector<uint32_t> holding, unusable;

@@ -12,6 +12,7 @@ namespace {
 constexpr uint8_t kInodeVersion = 1;
 constexpr uint8_t kFlagInline = 1;
 constexpr uint8_t kFlagStriped = 2;
+constexpr uint8_t kFlagOwnReplicas = 4;  // with kFlagStriped: Inode::own_replicas
 constexpr uint32_t kMaxLayout = 1u << 20;
 constexpr size_t kExtentBytes = 4 + 8 + 4 + 4;
 constexpr size_t kMaxOrigin = 64 << 10;  // "<epoch> <path>": paths are far shorter
@@ -52,7 +53,9 @@ uint32_t Inode::ChunkLength(uint64_t index) const {
 std::string EncodeInode(const Inode& inode) {
   ByteWriter w;
   w.Put<uint8_t>(kInodeVersion);
-  w.Put<uint8_t>(inode.is_inline ? kFlagInline : inode.is_striped ? kFlagStriped : 0);
+  w.Put<uint8_t>(inode.is_inline    ? kFlagInline
+                 : inode.is_striped ? kFlagStriped | (inode.own_replicas ? kFlagOwnReplicas : 0)
+                                    : 0);
   w.Put<uint64_t>(inode.id);
   w.Put<uint64_t>(inode.size);
   w.Put<uint32_t>(inode.chunk_size);
@@ -107,7 +110,10 @@ Result<Inode> DecodeInode(std::string_view bytes, std::string_view path) {
     return bad("truncated header");
   }
   if (version != kInodeVersion) return bad(fmt::format("unknown version {}", version));
-  if (flags != 0 && flags != kFlagInline && flags != kFlagStriped) return bad("unknown flags");
+  if (flags != 0 && flags != kFlagInline && flags != kFlagStriped &&
+      flags != (kFlagStriped | kFlagOwnReplicas)) {
+    return bad("unknown flags");
+  }
   if (!IsValidChunkSize(n.chunk_size)) return bad(fmt::format("chunk size {}", n.chunk_size));
   // Above the maximum, NumChunks() wraps: a size near 2^64 would pass with an empty chunk table.
   if (n.size > kMaxObjectSize) return bad(fmt::format("size {} above the maximum", n.size));
@@ -122,8 +128,9 @@ Result<Inode> DecodeInode(std::string_view bytes, std::string_view path) {
     if (!ReadOrigin(r, &n.origin)) return bad("trailing bytes after the inline data");
     return n;
   }
-  if (flags == kFlagStriped) {
+  if ((flags & kFlagStriped) != 0) {
     n.is_striped = true;
+    n.own_replicas = (flags & kFlagOwnReplicas) != 0;
     uint32_t members = 0;
     if (!r.Get(&n.uid) || !r.Get(&n.replicas) || !r.Get(&members)) return bad("truncated layout");
     if (members == 0 || members > kMaxLayout || n.replicas == 0 || n.replicas > members) {

@@ -50,6 +50,9 @@ struct Inode {
   bool is_striped = false;
   uint64_t uid = 0;
   uint32_t replicas = 0;
+  // The creator chose `replicas` for this object (CreateOptions::replicas): repair keeps that
+  // count instead of raising it to the world's.
+  bool own_replicas = false;
   std::vector<PlacementMember> layout;
   std::vector<uint8_t> written;  // ceil(NumChunks() / 8) bytes
   // Local-first objects: index into `layout` of the member holding the first replica of every

@@ -31,7 +31,14 @@ Status TakeChunkReply(const Payload& reply, std::span<std::byte> dst) {
 MemberClient::MemberClient(transport::Transport* transport, MemberService* local,
                            std::chrono::milliseconds deadline, metrics::Registry* metrics)
     : t_(transport), local_(local), deadline_(deadline) {
-  static_assert(kOpSlots > 31, "every protocol op has a slot");
+  static_assert(
+      [] {
+        for (Op op : protocol::kAllOps) {
+          if (protocol::Wire(op) >= kOpSlots) return false;
+        }
+        return true;
+      }(),
+      "every protocol op has a slot of its own");
   for (Op op : protocol::kAllOps) {
     const std::string name = fmt::format("member.remote.{}", protocol::OpName(protocol::Wire(op)));
     calls_[protocol::Wire(op) % kOpSlots] = &metrics->counter(name + ".calls");
@@ -283,6 +290,60 @@ std::vector<Status> MemberClient::MetaReplaceAll(const std::vector<uint32_t>& ra
   return FanOutStatus(ranks, Op::kMetaReplace,
                       protocol::Encode(protocol::MetaReplace{path, uid, version, inode}),
                       [&] { return local_->MetaReplace(path, uid, inode, version).status(); });
+}
+
+std::vector<Status> MemberClient::ChunkPutMany(const std::vector<ChunkPutCall>& calls) {
+  std::vector<Status> out(calls.size(), Status::Unavailable("no reply"));
+  Flight flight(calls.size() + 1);
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const auto& [rank, req] = calls[i];
+    if (rank == self()) continue;
+    uint64_t bytes = 0;
+    for (const protocol::ChunkPutItem& item : req.items) bytes += item.data.size();
+    flight.Acquire();
+    t_->CallAsync(rank, protocol::Wire(Op::kChunkPutMany), protocol::Encode(req), deadline_,
+                  [this, &out, &flight, i, bytes](Result<Payload> r) {
+                    Count(Op::kChunkPutMany, r.status());
+                    if (r.ok()) bytes_sent_->Add(bytes);
+                    out[i] = r.status();
+                    flight.Release();
+                  });
+  }
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (calls[i].first == self()) out[i] = local_->ChunkPutMany(calls[i].second);
+  }
+  flight.Wait();
+  return out;
+}
+
+std::vector<std::vector<Result<uint64_t>>> MemberClient::MetaInsertMany(
+    std::vector<InsertGroup>& groups) {
+  std::vector<std::vector<Result<uint64_t>>> out(groups.size());
+  Flight flight(groups.size() + 1);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    auto& [rank, records] = groups[g];
+    out[g].assign(records.size(), Status::Unavailable("no reply"));
+    if (rank == self() || records.empty()) continue;
+    flight.Acquire();
+    t_->CallAsync(rank, protocol::Wire(Op::kMetaInsertMany),
+                  protocol::Encode(protocol::MetaInsertMany{records}), deadline_,
+                  [this, &out, &flight, g](Result<Payload> r) {
+                    Count(Op::kMetaInsertMany, r.status());
+                    protocol::VersionsReply reply;
+                    Status s = r.ok() ? protocol::Decode(*r, out[g].size(), &reply) : r.status();
+                    for (size_t i = 0; i < out[g].size(); ++i) {
+                      out[g][i] = s.ok() ? std::move(reply.versions[i]) : Result<uint64_t>(s);
+                    }
+                    flight.Release();
+                  });
+  }
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (groups[g].first == self() && !groups[g].second.empty()) {
+      out[g] = local_->MetaInsertMany(groups[g].second);
+    }
+  }
+  flight.Wait();
+  return out;
 }
 
 std::vector<Result<ListPage>> MemberClient::MetaListAll(const std::vector<uint32_t>& ranks,

@@ -76,6 +76,16 @@ class MemberClient {
                                const Inode& inode, uint64_t version);
   std::vector<Status> MetaReplaceAll(const std::vector<uint32_t>& ranks, std::string_view path,
                                      uint64_t uid, const Inode& inode, uint64_t version);
+  // ---- batched ingest (Engine::PutBatch) ----
+  // Every call at once (this member's run here meanwhile); one status per call.
+  using ChunkPutCall = std::pair<uint32_t, protocol::ChunkPutMany>;
+  std::vector<Status> ChunkPutMany(const std::vector<ChunkPutCall>& calls);
+  // One MetaInsertMany per group of (rank, records), all at once; out[g][i] is the outcome of
+  // groups[g].second[i] (a failed call gives its error to each of its records). The records'
+  // inodes may be changed (their ids assigned) when this member is the group's rank.
+  using InsertGroup = std::pair<uint32_t, std::vector<protocol::MetaInsert>>;
+  std::vector<std::vector<Result<uint64_t>>> MetaInsertMany(std::vector<InsertGroup>& groups);
+
   std::vector<Result<ListPage>> MetaListAll(const std::vector<uint32_t>& ranks,
                                             std::string_view dir, std::string_view start_after,
                                             uint32_t limit);
@@ -99,7 +109,7 @@ class MemberClient {
     if (!s.ok()) errors_[i]->Add();
   }
 
-  static constexpr size_t kOpSlots = 32;
+  static constexpr size_t kOpSlots = 64;
   transport::Transport* const t_;
   MemberService* const local_;
   const std::chrono::milliseconds deadline_;

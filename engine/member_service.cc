@@ -108,6 +108,43 @@ Result<uint64_t> MemberService::ChunkCommitWithRecord(uint64_t uid, std::string_
   return version;
 }
 
+Status MemberService::ChunkPutMany(const protocol::ChunkPutMany& req) {
+  return PutChunkObjects(req, epoch_.load(), {});
+}
+
+Result<std::vector<uint64_t>> MemberService::ChunkPutManyWithRecords(
+    const protocol::ChunkPutMany& chunks, std::span<protocol::MetaInsert> records) {
+  if (!shard_->SharesEnvironment(store_->meta())) {
+    return Status::FailedPrecondition("the shard is not in the store's metadata environment");
+  }
+  const uint64_t epoch = epoch_.load();
+  std::vector<uint64_t> versions(records.size());
+  SHOAL_RETURN_IF_ERROR(PutChunkObjects(chunks, epoch, [&](MDB_txn* txn) {
+    for (size_t i = 0; i < records.size(); ++i) {
+      protocol::MetaInsert& r = records[i];
+      SHOAL_RETURN_IF_ERROR(shard_->InsertVersionedTxn(txn, ShardOfPath(r.path), r.path, &r.inode,
+                                                       0, VersionFloor(epoch), &versions[i]));
+    }
+    return Status::OK();
+  }));
+  return versions;
+}
+
+Status MemberService::PutChunkObjects(const protocol::ChunkPutMany& req, uint64_t epoch,
+                                      const MetaStore::TxnFn& also) {
+  std::vector<std::string> names, origins;
+  names.reserve(req.items.size());
+  origins.reserve(req.items.size());
+  std::vector<ObjectStore::WholeObject> objects;
+  objects.reserve(req.items.size());
+  for (const protocol::ChunkPutItem& i : req.items) {
+    names.push_back(ChunkObjectName(i.uid));
+    origins.push_back(EncodeOrigin(epoch, i.path));
+    objects.push_back({names.back(), origins.back(), i.data});
+  }
+  return store_->PutMany(objects, req.chunk_size, also);
+}
+
 Status MemberService::ChunkDrop(uint64_t uid) {
   bool open = false;
   {
@@ -218,6 +255,16 @@ Result<uint64_t> MemberService::MetaInsert(std::string_view path, Inode inode, u
                                  VersionFloor(epoch_.load()));
 }
 
+std::vector<Result<uint64_t>> MemberService::MetaInsertMany(
+    std::span<protocol::MetaInsert> records) {
+  std::vector<MetaStore::VersionedInsert> batch;
+  batch.reserve(records.size());
+  for (protocol::MetaInsert& r : records) {
+    batch.push_back({ShardOfPath(r.path), r.path, &r.inode, r.version});
+  }
+  return shard_->InsertVersionedMany(batch, VersionFloor(epoch_.load()));
+}
+
 Result<uint64_t> MemberService::MetaReplace(std::string_view path, uint64_t uid,
                                             const Inode& inode, uint64_t version) {
   return shard_->ReplaceVersioned(ShardOfPath(path), path, uid, inode, version);
@@ -305,6 +352,12 @@ Reply MemberService::Handle(uint16_t op, std::span<const std::byte> request) {
         EncodeChunkReadHead(Crc32c(out.data() + kChunkReadReplyHead, n), n, out.data());
         out.resize(kChunkReadReplyHead + n);
         return Reply{Status::OK(), std::move(out)};
+      });
+    case Op::kChunkPutMany:
+      return With<protocol::ChunkPutMany>(request, [&](auto& r) { return Done(ChunkPutMany(r)); });
+    case Op::kMetaInsertMany:
+      return With<protocol::MetaInsertMany>(request, [&](auto& r) {
+        return Reply{Status::OK(), Encode(VersionsReply{MetaInsertMany(r.records)})};
       });
     case Op::kMetaCheck:
       return With<PathRequest>(request, [&](auto& r) { return Done(MetaCheck(r.path)); });

@@ -72,6 +72,16 @@ class MemberService {
   // the range was never written: the caller reads zeros there).
   Status ChunkRead(const protocol::ChunkRead& req, std::span<std::byte> dst, uint64_t* n);
 
+  // Stores every item as the local object of its uid (origin: this epoch and the item's path),
+  // all of them in one write pass and one commit, or none (ObjectStore::PutMany).
+  Status ChunkPutMany(const protocol::ChunkPutMany& req);
+  // ChunkPutMany of `chunks` and MetaInsertMany of `records` (versions 0: this member is their
+  // primary owner) in one transaction: all of them or none, the first refusal the error.
+  // Returns the records' versions. FailedPrecondition when the shard's keyspace is not in the
+  // store's environment.
+  Result<std::vector<uint64_t>> ChunkPutManyWithRecords(const protocol::ChunkPutMany& chunks,
+                                                        std::span<protocol::MetaInsert> records);
+
   // ---- metadata owner ----
   Status MetaCheck(std::string_view path);
   Result<Inode> MetaGet(std::string_view path);
@@ -84,6 +94,9 @@ class MemberService {
   Result<uint64_t> MetaInsert(std::string_view path, Inode inode, uint64_t version);
   Result<uint64_t> MetaReplace(std::string_view path, uint64_t uid, const Inode& inode,
                                uint64_t version);
+  // MetaInsert of every record in one transaction (MetaStore::InsertVersionedMany): out[i] is
+  // records[i]'s version, or why it was refused (the others are inserted).
+  std::vector<Result<uint64_t>> MetaInsertMany(std::span<protocol::MetaInsert> records);
   // uid != 0: only the record of that object (a rollback must not remove a winner's record).
   Result<protocol::RemoveReply> MetaRemove(std::string_view path, uint64_t uid, uint64_t version);
   Result<protocol::ShardPageReply> ShardPage(uint32_t shard, std::string_view after,
@@ -121,6 +134,10 @@ class MemberService {
   Status SealWriting(uint64_t uid, std::string_view path, uint64_t epoch,
                      const MetaStore::TxnFn& also) EXCLUDES(mu_);
   uint32_t ShardOfPath(std::string_view path) const;
+  // The items of `req` as local objects of their uids (origins of `epoch`), `also` in the same
+  // transaction (ObjectStore::PutMany).
+  Status PutChunkObjects(const protocol::ChunkPutMany& req, uint64_t epoch,
+                         const MetaStore::TxnFn& also);
   // Unavailable when `path`'s shard is still catching up here.
   Status CheckCurrent(std::string_view path) const EXCLUDES(behind_mu_);
 

@@ -156,6 +156,42 @@ Result<uint64_t> MetaStore::InsertVersioned(uint32_t shard, std::string_view pat
   return assigned;
 }
 
+std::vector<Result<uint64_t>> MetaStore::InsertVersionedMany(
+    std::span<const VersionedInsert> records, uint64_t floor) {
+  std::vector<Result<uint64_t>> out(records.size(), Status::Internal("not inserted"));
+  // No nested transaction per record (each costs LMDB a dirty-page list): InsertVersionedTxn
+  // refuses before it writes anything, except where it removes an older object first; a
+  // refusal there fails the transaction.
+  Status st = RunWrite([&](MDB_txn* txn) -> Status {
+    for (size_t i = 0; i < records.size(); ++i) {
+      const VersionedInsert& rec = records[i];
+      bool removes_first = false;
+      if (rec.version != 0) {
+        uint64_t cur = 0;
+        bool tomb = false;
+        Status s = IndexGet(txn, rec.shard, rec.path, &cur, &tomb);
+        if (!s.ok() && !s.IsNotFound()) return s;
+        removes_first = s.ok() && !tomb && cur < rec.version;
+      }
+      uint64_t assigned = 0;
+      Status s = InsertVersionedTxn(txn, rec.shard, rec.path, rec.inode, rec.version, floor, &assigned);
+      if (s.ok()) {
+        out[i] = assigned;
+        continue;
+      }
+      const Code c = s.code();
+      if (removes_first || (c != Code::kAlreadyExists && c != Code::kFailedPrecondition &&
+                            c != Code::kInvalidArgument)) {
+        return s;  // something may be written: the transaction fails
+      }
+      out[i] = std::move(s);
+    }
+    return Status::OK();
+  });
+  if (!st.ok()) std::fill(out.begin(), out.end(), Result<uint64_t>(st));
+  return out;
+}
+
 Result<std::pair<std::optional<Inode>, uint64_t>> MetaStore::RemoveVersioned(
     uint32_t shard, std::string_view path, uint64_t uid, uint64_t version, uint64_t floor) {
   std::optional<Inode> removed;

@@ -46,11 +46,10 @@ using namespace lmdb;  // NOLINT: this file is the MetaStore's LMDB code
 
 Status LmdbStatus(int rc, std::string_view context) {
   if (rc == 0) return Status::OK();
-  // The common miss of a lookup: no formatting (CheckCreatable and the index meet it in
-  // every insert).
-  if (rc == MDB_NOTFOUND) {
-    return Status::NotFound(std::string("metadata ").append(context).append(": not found"));
-  }
+  // The common miss of a lookup (CheckCreatable and the index meet it several times in every
+  // insert): a message short enough to need no allocation; callers that report a miss name
+  // what was missing themselves.
+  if (rc == MDB_NOTFOUND) return Status::NotFound("no such key");
   std::string msg = fmt::format("metadata {}: {}", context, mdb_strerror(rc));
   switch (rc) {
     case MDB_MAP_FULL: return Status::NoSpace(msg + " (raise Options::metadata_map_size)");
@@ -443,7 +442,19 @@ Status MetaStore::CheckCreatableTxn(MDB_txn* txn, std::string_view path) {
   s = Get(txn, dirents_, DirentKey(parent, name), &v);
   if (s.ok()) return Status::AlreadyExists(fmt::format("\"{}\" is a directory", path));
   if (!s.IsNotFound()) return s;
-  // Ancestors must not be objects ("a" an object makes "a/b" impossible).
+  // Ancestors must not be objects ("a" an object makes "a/b" impossible). A parent that is a
+  // directory already says so of every ancestor (a directory exists only below directories):
+  // one lookup instead of one per ancestor, in the common case of a name beside others.
+  if (!parent.empty()) {
+    auto [gp, pname] = SplitParent(parent);
+    s = Get(txn, dirents_, DirentKey(gp, pname), &v);
+    if (s.ok()) {
+      SHOAL_ASSIGN_OR_RETURN(Dirent d, DecodeDirent(v));
+      if (d.is_dir) return Status::OK();
+    } else if (!s.IsNotFound()) {
+      return s;
+    }
+  }
   for (size_t slash = path.find('/'); slash != std::string_view::npos;
        slash = path.find('/', slash + 1)) {
     std::string_view anc = path.substr(0, slash);
@@ -543,6 +554,13 @@ Status MetaStore::InsertObject(std::string_view path, Inode* inode, std::string_
   return RunWrite([&](MDB_txn* txn) {
     Status s = InsertTxn(txn, path, inode, origin);
     return s.ok() && also ? also(txn) : s;
+  });
+}
+
+Status MetaStore::InsertObjects(std::span<const NewObject> objects, const TxnFn& also) {
+  return RunWrite([&](MDB_txn* txn) {
+    for (const NewObject& o : objects) SHOAL_RETURN_IF_ERROR(InsertTxn(txn, o.path, o.inode, o.origin));
+    return also ? also(txn) : Status::OK();
   });
 }
 

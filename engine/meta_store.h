@@ -119,6 +119,14 @@ class MetaStore {
   using TxnFn = std::function<Status(MDB_txn*)>;
   Status InsertObject(std::string_view path, Inode* inode, std::string_view origin = {},
                       const TxnFn& also = {});
+  // InsertObject of many objects in one transaction (one fsync): all of them or none; the first
+  // refusal undoes the others and is returned, naming its path. `also` as InsertObject's.
+  struct NewObject {
+    std::string_view path;
+    Inode* inode = nullptr;
+    std::string_view origin;
+  };
+  Status InsertObjects(std::span<const NewObject> objects, const TxnFn& also = {});
   // The origin recorded with `path`; NotFound when none.
   Result<std::string> GetOrigin(std::string_view path);
   // Up to `limit` chunk objects ("c/<uid>") of the local keyspace after `start_after` (a name
@@ -147,8 +155,22 @@ class MetaStore {
   // catch-up or a retry brought it first).
   Result<uint64_t> InsertVersioned(uint32_t shard, std::string_view path, Inode* inode,
                                    uint64_t version, uint64_t floor);
+  // InsertVersioned of many records in one transaction (one fsync): a record refused (its name
+  // taken, a newer version here) leaves the others.
+  // out[i] is records[i]'s version or why not; an error of the transaction itself is every
+  // record's.
+  struct VersionedInsert {
+    uint32_t shard = 0;
+    std::string_view path;
+    Inode* inode = nullptr;
+    uint64_t version = 0;
+  };
+  std::vector<Result<uint64_t>> InsertVersionedMany(std::span<const VersionedInsert> records,
+                                                    uint64_t floor);
   // InsertVersioned inside a write transaction of this environment (another keyspace's
-  // InsertObject `also`); the version assigned goes to *assigned.
+  // InsertObject `also`); the version assigned goes to *assigned. Its refusals (AlreadyExists,
+  // FailedPrecondition, InvalidArgument) come before it writes anything, except when a given
+  // version replaces a live older object here (removed first): InsertVersionedMany relies on it.
   Status InsertVersionedTxn(MDB_txn* txn, uint32_t shard, std::string_view path, Inode* inode,
                             uint64_t version, uint64_t floor, uint64_t* assigned);
   // Removes the path's object (only if its uid is `uid`, when uid != 0) and leaves a tombstone;

@@ -35,6 +35,9 @@ class ObjectApi {
   }
   virtual Status Write(std::string_view path, uint64_t offset,
                        std::span<const std::byte> data) = 0;
+  // Engine::PutBatch, once the batch and the options were checked (at most kMaxPutBatch
+  // requests, options.size unknown, a valid chunk size).
+  virtual Status PutBatch(std::span<PutRequest> requests, const CreateOptions& options) = 0;
   virtual Status Seal(std::string_view path) = 0;
   virtual Status Abort(std::string_view path) = 0;
   virtual Status ReadBatch(std::span<ReadRequest> requests) = 0;

@@ -18,6 +18,9 @@ Result<uint32_t> CheckCreate(std::string_view path, const CreateOptions& co,
     return Status::InvalidArgument(
         fmt::format("chunk size {} is not a power of two in 64 KiB..1 GiB", cs));
   }
+  if (co.replicas > 16) {
+    return Status::InvalidArgument(fmt::format("replicas {} not in 0..16", co.replicas));
+  }
   if (co.size != kUnknownSize && co.size > kMaxObjectSize) {
     return Status::InvalidArgument(
         fmt::format("size {} above the maximum {}", co.size, kMaxObjectSize));

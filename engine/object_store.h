@@ -55,6 +55,9 @@ class ObjectStore final : public ObjectApi {
   // becomes that chunk's staging buffer (*adopt is left empty) and the piece is not copied.
   Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data,
                IoBuffer* adopt);
+  // PutMany of the requests that pass the checks (names, sizes, not taken): all of those
+  // or none.
+  Status PutBatch(std::span<PutRequest> requests, const CreateOptions& options) override;
   Status Seal(std::string_view path) override { return SealWithOrigin(path, {}); }
   // Seal, recording `origin` with the object (MetaStore::InsertObject): the world path a chunk
   // holder's local object belongs to. `also` runs in the same metadata transaction (a record of
@@ -62,6 +65,17 @@ class ObjectStore final : public ObjectApi {
   // object is not sealed (only Abort remains).
   Status SealWithOrigin(std::string_view path, std::string_view origin,
                         const MetaStore::TxnFn& also = {});
+  // Many whole objects, each at most `chunk_size` bytes (0: the store's), created and sealed
+  // together (engine/object_store_put_many.cc): their bytes written in runs, one fdatasync per
+  // segment, every record in one metadata transaction with `also` — all of them or none. A name
+  // taken (sealed or being written) or bad refuses the whole call. `origin` as SealWithOrigin's.
+  struct WholeObject {
+    std::string_view path;
+    std::string_view origin;
+    std::span<const std::byte> data;
+  };
+  Status PutMany(std::span<const WholeObject> objects, uint32_t chunk_size,
+                 const MetaStore::TxnFn& also = {});
   // The chunk objects ("c/<uid>") this store holds: names below "c", a page at a time
   // (MetaStore::ListChunkObjects; they have no directory entries).
   Result<ListPage> ListChunkObjects(std::string_view start_after, uint32_t limit) {

@@ -64,6 +64,8 @@ std::string_view OpName(uint16_t op) {
     case Op::kMetaRemove: return "meta-remove";
     case Op::kMetaReplace: return "meta-replace";
     case Op::kShardPage: return "shard-page";
+    case Op::kChunkPutMany: return "chunk-put-many";
+    case Op::kMetaInsertMany: return "meta-insert-many";
   }
   return "unknown";
 }
@@ -318,6 +320,21 @@ Bytes Encode(const MetaInsert& m) {
   return w.Take();
 }
 
+namespace {
+
+// A MetaInsert's inode, checked as the record of its path: inline or striped, never local.
+Status TakeInsertedInode(std::string_view op, std::span<const std::byte> rec, MetaInsert* out) {
+  auto inode = DecodeInode(AsChars(rec), out->path);
+  if (!inode.ok()) return BadRequest(op, inode.status().message());
+  if (!inode->is_inline && !inode->is_striped) {
+    return BadRequest(op, "the inode names local extents");
+  }
+  out->inode = std::move(inode).value();
+  return Status::OK();
+}
+
+}  // namespace
+
 Status Decode(std::span<const std::byte> b, MetaInsert* out) {
   ByteReader r(b);
   std::span<const std::byte> rec;
@@ -325,13 +342,7 @@ Status Decode(std::span<const std::byte> b, MetaInsert* out) {
     return BadRequest("meta-insert", "header");
   }
   SHOAL_RETURN_IF_ERROR(CheckPath("meta-insert", out->path));
-  auto inode = DecodeInode(AsChars(rec), out->path);
-  if (!inode.ok()) return BadRequest("meta-insert", inode.status().message());
-  if (!inode->is_inline && !inode->is_striped) {
-    return BadRequest("meta-insert", "the inode names local extents");
-  }
-  out->inode = std::move(inode).value();
-  return Status::OK();
+  return TakeInsertedInode("meta-insert", rec, out);
 }
 
 Bytes Encode(const MetaReplace& m) {
@@ -614,6 +625,114 @@ Status Decode(std::span<const std::byte> b, uint32_t limit, ShardPageReply* out)
     }
   }
   if (!r.done()) return BadReply("shard-page", "trailing bytes");
+  return Status::OK();
+}
+
+
+// ---- batched ingest ----
+
+Bytes Encode(const ChunkPutMany& m) {
+  ByteWriter w;
+  w.Put<uint32_t>(m.chunk_size);
+  w.Put<uint32_t>(static_cast<uint32_t>(m.items.size()));
+  for (const ChunkPutItem& i : m.items) {
+    w.Put<uint64_t>(i.uid);
+    w.Prefixed(i.path);
+    w.Prefixed(i.data);
+  }
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, ChunkPutMany* out) {
+  ByteReader r(b);
+  uint32_t count = 0;
+  if (!r.Get(&out->chunk_size) || !r.Get(&count)) return BadRequest("chunk-put-many", "header");
+  if (!IsValidChunkSize(out->chunk_size)) {
+    return BadRequest("chunk-put-many", fmt::format("chunk size {}", out->chunk_size));
+  }
+  constexpr size_t kMinItem = 8 + 4 + 1 + 4;
+  if (count < 1 || count > kMaxPutBatch || count > r.left() / kMinItem) {
+    return BadRequest("chunk-put-many", fmt::format("{} objects", count));
+  }
+  out->items.clear();
+  out->items.reserve(count);
+  for (uint32_t k = 0; k < count; ++k) {
+    ChunkPutItem i;
+    if (!r.Get(&i.uid) || !GetPath(&r, &i.path) || !r.Prefixed(out->chunk_size, &i.data)) {
+      return BadRequest("chunk-put-many", fmt::format("object {}", k));
+    }
+    if (i.uid == 0) return BadRequest("chunk-put-many", "uid 0");
+    SHOAL_RETURN_IF_ERROR(CheckPath("chunk-put-many", i.path));
+    out->items.push_back(i);
+  }
+  if (!r.done()) return BadRequest("chunk-put-many", "trailing bytes");
+  return Status::OK();
+}
+
+Bytes Encode(const MetaInsertMany& m) {
+  ByteWriter w;
+  w.Put<uint32_t>(static_cast<uint32_t>(m.records.size()));
+  for (const MetaInsert& i : m.records) {
+    w.Prefixed(i.path);
+    w.Put<uint64_t>(i.version);
+    w.Prefixed(EncodeInode(i.inode));
+  }
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, MetaInsertMany* out) {
+  ByteReader r(b);
+  uint32_t count = 0;
+  constexpr size_t kMinRecord = 4 + 1 + 8 + 4;
+  if (!r.Get(&count) || count < 1 || count > kMaxPutBatch || count > r.left() / kMinRecord) {
+    return BadRequest("meta-insert-many", fmt::format("{} records", count));
+  }
+  out->records.clear();
+  out->records.reserve(count);
+  for (uint32_t k = 0; k < count; ++k) {
+    MetaInsert m;
+    std::span<const std::byte> rec;
+    if (!GetPath(&r, &m.path) || !r.Get(&m.version) || !r.Prefixed(r.left(), &rec)) {
+      return BadRequest("meta-insert-many", fmt::format("record {}", k));
+    }
+    SHOAL_RETURN_IF_ERROR(CheckPath("meta-insert-many", m.path));
+    SHOAL_RETURN_IF_ERROR(TakeInsertedInode("meta-insert-many", rec, &m));
+    out->records.push_back(std::move(m));
+  }
+  if (!r.done()) return BadRequest("meta-insert-many", "trailing bytes");
+  return Status::OK();
+}
+
+Bytes Encode(const VersionsReply& m) {
+  ByteWriter w;
+  w.Put<uint32_t>(static_cast<uint32_t>(m.versions.size()));
+  for (const Result<uint64_t>& v : m.versions) {
+    EncodeStatus(v.ok() ? Status::OK() : v.status(), &w);
+    if (v.ok()) w.Put<uint64_t>(*v);
+  }
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, size_t count, VersionsReply* out) {
+  ByteReader r(b);
+  uint32_t n = 0;
+  if (!r.Get(&n) || n != count) {
+    return BadReply("meta-insert-many", fmt::format("{} outcomes for {} records", n, count));
+  }
+  out->versions.clear();
+  out->versions.reserve(n);
+  for (uint32_t k = 0; k < n; ++k) {
+    Status s;
+    if (!DecodeStatus(&r, kMaxPathBytes + 1024, &s)) return BadReply("meta-insert-many", "status");
+    if (!s.ok()) {
+      out->versions.emplace_back(std::move(s));
+      continue;
+    }
+    uint64_t v = 0;
+    if (!r.Get(&v) || v == 0) return BadReply("meta-insert-many", "version");
+    out->versions.emplace_back(v);
+  }
+  if (!r.done()) return BadReply("meta-insert-many", "trailing bytes");
   return Status::OK();
 }
 

@@ -24,6 +24,8 @@
 //   MetaRemove          MetaRemove{path, uid, version}    RemoveReply{version, inode?}
 //   MetaList            MetaList{dir, start, limit}   MetaListReply{truncated, entries}
 //   ShardPage           ShardPage{shard, after, limit}    ShardPageReply{next, records}
+//   ChunkPutMany        ChunkPutMany{cs, items}       empty
+//   MetaInsertMany      MetaInsertMany{records}       VersionsReply{per record: status, version?}
 // (versions: engine/meta_store.h; 0 in a request asks the owner to assign one)
 //
 // Carried inside Engine::AllGather contributions by the checkpoint commit (lib/):
@@ -62,15 +64,18 @@ enum class Op : uint16_t {
   kMetaReplace = 29,
   kShardPage = 30,
   kMetaGetMany = 31,
+  kChunkPutMany = 32,
+  kMetaInsertMany = 33,
 };
 inline constexpr Op kAllOps[] = {Op::kCollectiveContribute, Op::kCollectiveResult,
                                  Op::kChunkWrite,  Op::kChunkCommit, Op::kChunkDrop,
                                  Op::kChunkRead,   Op::kMetaCheck,   Op::kMetaInsert,
                                  Op::kMetaGet,     Op::kMetaList,    Op::kMetaRemove,
-                                 Op::kMetaReplace, Op::kShardPage, Op::kMetaGetMany};
+                                 Op::kMetaReplace, Op::kShardPage, Op::kMetaGetMany,
+                                 Op::kChunkPutMany, Op::kMetaInsertMany};
 // "chunk-write", ...; "unknown" for a value outside the enum.
 std::string_view OpName(uint16_t op);
-inline uint16_t Wire(Op op) { return static_cast<uint16_t>(op); }
+constexpr uint16_t Wire(Op op) { return static_cast<uint16_t>(op); }
 
 inline constexpr uint32_t kMaxListLimit = 1000000;
 inline constexpr size_t kMaxCollectiveBlob = 1u << 20;
@@ -186,6 +191,29 @@ struct MetaListReply {
   std::vector<DirEntry> entries;
 };
 
+// ---- batched ingest (Engine::PutBatch) ----
+// Whole objects of one chunk each (at most `chunk_size` bytes), which the holder stores as its
+// local objects of `uid`, all in one commit (ObjectStore::PutMany). 1..kMaxPutBatch items, uids
+// not 0.
+struct ChunkPutItem {
+  uint64_t uid = 0;
+  std::string_view path;            // the world object's (recorded as its origin)
+  std::span<const std::byte> data;  // borrowed
+};
+struct ChunkPutMany {
+  uint32_t chunk_size = 0;
+  std::vector<ChunkPutItem> items;
+};
+// Records inserted in one transaction (MetaStore::InsertVersionedMany): 1..kMaxPutBatch of
+// them, each as a MetaInsert.
+struct MetaInsertMany {
+  std::vector<MetaInsert> records;
+};
+// One outcome per record, in order: its version, or why it was refused.
+struct VersionsReply {
+  std::vector<Result<uint64_t>> versions;
+};
+
 // ---- checkpoint commit (lib/checkpoint_commit.cc) ----
 struct CommitPart {
   Status status;                // not OK: this rank could not save (blobs empty)
@@ -222,6 +250,10 @@ Bytes Encode(const VersionReply& m);
 Bytes Encode(const RemoveReply& m);
 Bytes Encode(const ShardPage& m);
 Bytes Encode(const ShardPageReply& m);
+
+Bytes Encode(const ChunkPutMany& m);
+Bytes Encode(const MetaInsertMany& m);
+Bytes Encode(const VersionsReply& m);
 
 Bytes Encode(const CommitPart& m);
 Bytes Encode(const Verdict& m);
@@ -263,5 +295,9 @@ Status Decode(std::span<const std::byte> b, std::string_view path, RemoveReply* 
 Status Decode(std::span<const std::byte> b, ShardPage* out);
 // `limit`: the page size asked; more records are refused.
 Status Decode(std::span<const std::byte> b, uint32_t limit, ShardPageReply* out);
+Status Decode(std::span<const std::byte> b, ChunkPutMany* out);
+Status Decode(std::span<const std::byte> b, MetaInsertMany* out);
+// `count`: the records asked; the reply must hold exactly one outcome each, versions not 0.
+Status Decode(std::span<const std::byte> b, size_t count, VersionsReply* out);
 
 }  // namespace shoal::engine::protocol

@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "engine/cluster_group.h"
+#include "engine/inode.h"
 #include "engine/store_layout.h"
 #include "lib/bootstrap.h"
 #include "lib/engine_impl.h"
@@ -212,6 +213,36 @@ Status Engine::Put(std::string_view path, std::span<const std::byte> data,
   Status s = Write(path, 0, data);
   if (s.ok()) s = Seal(path);
   if (!s.ok()) (void)Abort(path);
+  return s;
+}
+
+Status Engine::PutBatch(std::span<PutRequest> requests, const CreateOptions& options) {
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  if (requests.size() > kMaxPutBatch) {
+    return Status::InvalidArgument(
+        fmt::format("a batch of {} objects: at most {}", requests.size(), kMaxPutBatch));
+  }
+  if (options.size != kUnknownSize) {
+    return Status::InvalidArgument("a batch's options give no size: each object has its own");
+  }
+  if (options.chunk_size != 0 && !engine::IsValidChunkSize(options.chunk_size)) {
+    return Status::InvalidArgument(fmt::format(
+        "chunk size {} is not a power of two in 64 KiB..1 GiB", options.chunk_size));
+  }
+  if (options.replicas > 16) {
+    return Status::InvalidArgument(fmt::format("replicas {} not in 0..16", options.replicas));
+  }
+  if (requests.empty()) return Status::OK();
+  Impl::Call& c = impl_->call(Impl::kCreate);
+  c.ops->Add(requests.size());
+  metrics::ScopedTimer timer(*c.latency);
+  Status s = impl_->api().PutBatch(requests, options);
+  impl_->CountError(s);
+  Impl::Call& w = impl_->call(Impl::kWrite);
+  for (const PutRequest& r : requests) {
+    impl_->CountError(r.status);
+    if (r.status.ok()) w.bytes->Add(r.data.size());
+  }
   return s;
 }
 

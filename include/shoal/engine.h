@@ -61,6 +61,13 @@ struct CreateOptions {
   // on other nodes as usual), so the writer reads it back from local disk only — the shape of a
   // checkpoint shard restored by the same rank. Default: chunks rotate over all members.
   bool local_first = false;
+  // In a world: copies of this object's chunks, on distinct nodes where there are enough; 0 (the
+  // default) means Options::replicas. 0..16; more than the world's members gives one per member.
+  // The object's metadata keeps the world's count whatever this says. Repair (and the background
+  // repair after a membership change) restores this count, not the world's: bytes that can be
+  // made again elsewhere (a dataset cache's copy of a sample its source still has) take
+  // replicas = 1, and an object whose only holder is lost is reported in RepairReport::lost.
+  uint32_t replicas = 0;
 };
 
 struct ObjectInfo {
@@ -111,6 +118,16 @@ struct ReadRequest {
   Status status;
   uint64_t bytes_read = 0;
 };
+
+// One object of a PutBatch. `data` is owned by the caller and must stay valid until PutBatch
+// returns.
+struct PutRequest {
+  std::string path;
+  std::span<const std::byte> data;
+  // Output.
+  Status status;
+};
+inline constexpr size_t kMaxPutBatch = 65536;
 
 // One name of a StatBatch and its outcome.
 struct StatRequest {
@@ -165,6 +182,21 @@ class SHOAL_EXPORT Engine {
   Status Put(std::string_view path, std::string_view data) {
     return Put(path, std::as_bytes(std::span<const char>(data.data(), data.size())));
   }
+
+  // Put of many small objects (samples, labels, shards of a few KiB to a few MiB) at the cost
+  // of a few: each member stores its part of the batch in one transaction with one fsync — the
+  // chunks it holds in one write pass and one commit, the records it owns in one commit — so a
+  // crash leaves, on each member, all of the batch's objects whose records it decides or none
+  // of them. An object is visible only once its record is committed, and then with all of its
+  // bytes; a request whose status is OK is durable and visible, as after Put.
+  //
+  // Each request gets its own status: AlreadyExists (the name is taken, or comes twice in the
+  // batch: the later one), InvalidArgument (a bad name; an object larger than the chunk size:
+  // Put those), or the error of a member that failed its part (its objects are not there; the
+  // others are). `options` apply to every object; its `size` must be left unknown. The returned
+  // Status is OK unless the batch as a whole could not run (more than kMaxPutBatch requests, bad
+  // options).
+  Status PutBatch(std::span<PutRequest> requests, const CreateOptions& options = {});
 
   // Reads up to dst.size() bytes at `offset` of a sealed object into `dst`; returns the count,
   // which is smaller only at the end of the object. InvalidArgument when offset > size. Every

@@ -130,6 +130,15 @@ TEST(Inode, StripedRoundTripKeepsLayoutAndBitmap) {
   EXPECT_FALSE(d->ChunkWritten(1));
   EXPECT_FALSE(d->ChunkWritten(4));
   EXPECT_TRUE(d->ChunkWritten(5));
+  EXPECT_FALSE(d->own_replicas);
+  n.own_replicas = true;  // a count its creator chose: kept by repair
+  d = DecodeInode(EncodeInode(n), "p");
+  ASSERT_OK(d);
+  EXPECT_TRUE(d->own_replicas);
+  EXPECT_EQ(d->replicas, 2u);
+  std::string bad = EncodeInode(n);
+  bad[1] = 4;  // the flag without kFlagStriped
+  EXPECT_CODE(DecodeInode(bad, "p"), kCorruption);
 }
 
 TEST(Inode, StripedRecordsThatDisagreeAreCorruption) {

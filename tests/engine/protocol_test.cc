@@ -135,6 +135,60 @@ TEST(Protocol, BatchedLookupsRoundTripAndRefuseWhatDoesNotMatchTheRequest) {
   EXPECT_CODE(Decode(more, asked, &rep2), kCorruption);
 }
 
+TEST(Protocol, BatchedIngestRoundTripsAndRefusesWhatDoesNotFit) {
+  const auto a = Pattern(100, 1), b = Pattern(65536, 2);
+  ChunkPutMany put{65536, {{7, "d/a", a}, {8, "d/b", b}, {9, "d/empty", {}}}}, put2;
+  const Bytes put_bytes = Encode(put);
+  ASSERT_OK(Decode(put_bytes, &put2));
+  ASSERT_EQ(put2.items.size(), 3u);
+  EXPECT_EQ(put2.chunk_size, 65536u);
+  EXPECT_EQ(put2.items[1].uid, 8u);
+  EXPECT_EQ(put2.items[1].path, "d/b");
+  EXPECT_TRUE(std::equal(b.begin(), b.end(), put2.items[1].data.begin()));
+  EXPECT_TRUE(put2.items[2].data.empty());
+  ExpectPrefixesRefused<ChunkPutMany>(put_bytes, [](auto x, auto* m) { return Decode(x, m); });
+  EXPECT_CODE(Decode(Encode(ChunkPutMany{65536, {}}), &put2), kInvalidArgument);  // none
+  EXPECT_CODE(Decode(Encode(ChunkPutMany{1000, {{7, "a", a}}}), &put2), kInvalidArgument);
+  EXPECT_CODE(Decode(Encode(ChunkPutMany{65536, {{0, "a", a}}}), &put2), kInvalidArgument);
+  EXPECT_CODE(Decode(Encode(ChunkPutMany{65536, {{7, "../a", a}}}), &put2), kInvalidArgument);
+  const auto over = Pattern(65537, 3);  // more than the chunk size
+  EXPECT_CODE(Decode(Encode(ChunkPutMany{65536, {{7, "a", over}}}), &put2), kInvalidArgument);
+  Bytes lying = Encode(ChunkPutMany{65536, {{7, "a", a}}});
+  const uint32_t huge = kMaxPutBatch;  // more items than the bytes can hold
+  std::memcpy(lying.data() + 4, &huge, 4);
+  EXPECT_CODE(Decode(lying, &put2), kInvalidArgument);
+
+  MetaInsertMany ins{{{"a/b", 0, Striped()}, {"c", 5, Striped()}}}, ins2;
+  ins.records[1].inode.is_striped = false;
+  ins.records[1].inode.is_inline = true;
+  ins.records[1].inode.size = 3;
+  ins.records[1].inode.inline_data = "abc";
+  const Bytes ins_bytes = Encode(ins);
+  ASSERT_OK(Decode(ins_bytes, &ins2));
+  ASSERT_EQ(ins2.records.size(), 2u);
+  EXPECT_EQ(ins2.records[0].inode.uid, 77u);
+  EXPECT_EQ(ins2.records[1].version, 5u);
+  EXPECT_EQ(ins2.records[1].inode.inline_data, "abc");
+  ExpectPrefixesRefused<MetaInsertMany>(ins_bytes, [](auto x, auto* m) { return Decode(x, m); });
+  EXPECT_CODE(Decode(Encode(MetaInsertMany{}), &ins2), kInvalidArgument);
+  engine::Inode local;  // local extents are never a world record
+  local.size = 0;
+  local.chunk_size = 65536;
+  EXPECT_CODE(Decode(Encode(MetaInsertMany{{{"a", 0, local}}}), &ins2), kInvalidArgument);
+
+  VersionsReply rep{{uint64_t{5} << 40, Status::AlreadyExists("taken")}}, rep2;
+  const Bytes rep_bytes = Encode(rep);
+  ASSERT_OK(Decode(rep_bytes, 2, &rep2));
+  ASSERT_OK(rep2.versions[0]);
+  EXPECT_EQ(*rep2.versions[0], uint64_t{5} << 40);
+  EXPECT_CODE(rep2.versions[1], kAlreadyExists);
+  EXPECT_CODE(Decode(rep_bytes, 3, &rep2), kCorruption);  // another count than asked
+  for (size_t n = 0; n < rep_bytes.size(); ++n) {
+    EXPECT_FALSE(Decode(std::span(rep_bytes).first(n), 2, &rep2).ok()) << "prefix " << n;
+  }
+  EXPECT_CODE(Decode(Encode(VersionsReply{{uint64_t{0}}}), 1, &rep2), kCorruption);  // version 0
+}
+
 TEST(Protocol, CollectiveAndCommitMessages) {
   CollectiveResult res{4, {Pattern(3, 1), {}, Pattern(9, 2)}}, res2;
   ASSERT_OK(Decode(Encode(res), 3, &res2));

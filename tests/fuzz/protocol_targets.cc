@@ -45,7 +45,7 @@ void FuzzProtocol(std::string_view input) {
   const std::string_view rest = in.Rest();
   const std::span<const std::byte> b = AsBytes(rest);
   const std::string path = "fuzz/object";
-  switch (which % 20) {
+  switch (which % 23) {
     case 0: return RoundTrip<p::Contribute>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
     case 1:
       return RoundTrip<p::CollectiveResult>(
@@ -116,6 +116,11 @@ void FuzzProtocol(std::string_view input) {
       return RoundTrip<p::InodesReply>(
           b, [&](std::span<const std::byte> x, auto* m) { return p::Decode(x, asked, m); });
     }
+    case 20: return RoundTrip<p::ChunkPutMany>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
+    case 21: return RoundTrip<p::MetaInsertMany>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
+    case 22:
+      return RoundTrip<p::VersionsReply>(
+          b, [&](std::span<const std::byte> x, auto* m) { return p::Decode(x, param % 8 + 1, m); });
   }
 }
 
@@ -169,6 +174,9 @@ std::vector<std::string> ProtocolSeeds() {
                                                    {"a/c", 11, true, ""}}}));
   add(18, 0, p::Encode(p::PathsRequest{{"a/b", "fuzz/object", "c"}}));
   add(19, 2, p::Encode(p::InodesReply{{striped, Status::NotFound("no object"), small}}));
+  add(20, 0, p::Encode(p::ChunkPutMany{65536, {{9, "a/b", data}, {10, "a/c", {}}}}));
+  add(21, 0, p::Encode(p::MetaInsertMany{{{"a/b", 0, striped}, {"a/c", 7, small}}}));
+  add(22, 1, p::Encode(p::VersionsReply{{uint64_t{3} << 40, Status::AlreadyExists("taken")}}));
   return seeds;
 }
 
