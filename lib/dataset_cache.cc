@@ -201,19 +201,58 @@ class DatasetCache::Impl {
     std::atomic<uint64_t> done{0};
     std::atomic<size_t> next{0};
     std::mutex err_mu;
+    // Each thread reads its samples from the source and caches them in PutBatch calls of up to
+    // kWarmBatch samples or kWarmBatchBytes (one transaction per member each), not one commit
+    // per sample. The rank owns these samples (a hash of the name), so no claim is taken: a
+    // reader of another rank missing one of them meanwhile may read it from the source too.
     auto work = [&] {
-      std::vector<std::byte> buf;
+      std::vector<std::vector<std::byte>> bufs;
+      std::vector<PutRequest> batch;
+      uint64_t batch_bytes = 0;
+      auto flush = [&] {
+        if (batch.empty()) return;
+        Status s = e_.PutBatch(batch, SampleCreateOptions());
+        for (const PutRequest& r : batch) {
+          Status rs = s.ok() ? r.status : s;
+          // A sample larger than a chunk is put on its own.
+          if (rs.code() == Code::kInvalidArgument) rs = e_.Put(r.path, r.data, SampleCreateOptions());
+          if (!rs.ok() && rs.code() != Code::kAlreadyExists) {
+            uncached_++;
+            Log(LogLevel::kInfo, "dataset warm-up: \"{}\" not cached ({})", r.path, rs.ToString());
+          }
+          const uint64_t d = ++done;
+          if (progress) progress(d, total);
+        }
+        batch.clear();
+        bufs.clear();
+        batch_bytes = 0;
+      };
       for (size_t m; (m = next.fetch_add(1)) < todo.size();) {
         const size_t k = todo[m];
-        buf.resize(std::max<uint64_t>(buf.size(), infos[k].size));
-        auto n = Miss(mine[k], infos[k], buf, Status::NotFound("not cached yet"), false);
-        if (!n.ok()) {
-          std::lock_guard lk(err_mu);
-          if (first.ok()) first = n.status();
+        SampleInfo s = infos[k];
+        misses_++;
+        std::vector<std::byte> buf;
+        Status st = Verify(mine[k], &s);
+        if (st.ok()) {
+          buf.resize(s.size);
+          auto n = FromSource(s, buf, true);
+          st = n.status();
+          if (n.ok()) buf.resize(*n);
         }
-        const uint64_t d = ++done;
-        if (progress) progress(d, total);
+        if (!st.ok()) {
+          std::lock_guard lk(err_mu);
+          if (first.ok()) first = st;
+          const uint64_t d = ++done;
+          if (progress) progress(d, total);
+          continue;
+        }
+        batch_bytes += buf.size();
+        bufs.push_back(std::move(buf));
+        batch.push_back(PutRequest{dataset::SamplePath(options_.root, s.name, s.version),
+                                   bufs.back(), {}});
+        if (batch.size() == kWarmBatch || batch_bytes >= kWarmBatchBytes) flush();
       }
+      flush();
     };
     const size_t threads = std::min<size_t>(todo.size(), std::max<uint32_t>(1, options_.warm_threads));
     std::vector<std::thread> pool;
@@ -398,10 +437,22 @@ class DatasetCache::Impl {
     }
   }
 
+  // How a cached sample is made: its own replica count (DatasetOptions::replicas), its first
+  // copy on the member of the rank that loaded it (no remote write on a miss; Warm's loader is
+  // the sample's owner).
+  CreateOptions SampleCreateOptions() const {
+    CreateOptions co;
+    co.replicas = options_.replicas;
+    co.local_first = true;
+    return co;
+  }
+  static constexpr size_t kWarmBatch = 4096;
+  static constexpr uint64_t kWarmBatchBytes = 16ull << 20;
+
   // Under the claim: creates the sample's object, reads the source into dst, seals.
   Result<uint64_t> FinishFetch(const SampleInfo& s, const std::string& path,
                                std::span<std::byte> dst) {
-    CreateOptions co;
+    CreateOptions co = SampleCreateOptions();
     co.size = s.size;
     Status created = e_.Create(path, co);
     if (created.code() == Code::kAlreadyExists) {  // sealed since this rank looked
@@ -464,6 +515,10 @@ Result<std::unique_ptr<DatasetCache>> DatasetCache::Open(Engine& engine,
                                                          const DatasetOptions& options) {
   if (source == nullptr) return Status::InvalidArgument("dataset cache: no source");
   if (options.root.empty()) return Status::InvalidArgument("dataset cache: empty root");
+  if (options.replicas > 16) {
+    return Status::InvalidArgument(
+        fmt::format("dataset cache: replicas {} not in 0..16", options.replicas));
+  }
   auto impl = std::make_unique<Impl>(engine, std::move(source), options);
   SHOAL_RETURN_IF_ERROR(impl->OpenIndex(options.refresh));
   return std::unique_ptr<DatasetCache>(new DatasetCache(std::move(impl)));

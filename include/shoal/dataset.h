@@ -95,6 +95,10 @@ struct DatasetOptions {
   std::chrono::milliseconds fetch_wait{30000};
   // Warm: samples read from the source at once per rank.
   uint32_t warm_threads = 8;
+  // Copies of each cached sample's bytes (CreateOptions::replicas): 1 by default, since the
+  // source is the backup (a sample whose holder is lost is read from the source again); 0: the
+  // world's count. The index and all metadata keep the world's count.
+  uint32_t replicas = 1;
   // The memory tier: up to this many bytes of samples kept in this process (LRU; samples above
   // an eighth of it are not kept), so a warm epoch that fits is served by a memcpy. 0: none.
   uint64_t memory_bytes = 0;
