@@ -12,6 +12,8 @@
 //            reader, as a DataLoader's batch)                       vs raw O_DIRECT io_uring
 //            random reads of the same size, as many in flight as readers (a file of the same
 //            bytes, in the same run)
+//   warm-up  DatasetCache::Warm of the whole set under another root (every rank loads what it
+//            owns, cached through PutBatch), through a throttle of its own  vs the source's limit
 //   warm     from the memory tier (sized to hold the set)         vs pread of the source files
 //            from ext4's page cache (read once before), same readers and order
 // Every row prints the samples read from the source in total: the set's size, once.
@@ -264,6 +266,22 @@ int RunRank(Config c, const std::string& base) {
   const double limit = std::min(c.source_mbps, c.source_inflight * (c.sample_size / 1e6) /
                                                    (c.source_latency_ms / 1e3));
   row("epoch-1", s1, cpu1, limit, "source limit min(B, C x S / L)");
+
+  // Warm-up: the whole set loaded by Warm under another root, through a throttle of its own.
+  auto warm_src = std::make_shared<Throttled>(DirectorySource(src), mine);
+  DatasetOptions wopt = dopt;
+  wopt.root = "bench/dataset-warm-up";
+  auto warming = Check(DatasetCache::Open(e, warm_src, wopt), "dataset open (warm-up)");
+  auto [sw0, cw0] = timed([&] { Check(warming->Warm(), "warm-up"); });
+  row("warm-up", sw0, cw0, limit, "source limit min(B, C x S / L)");
+  auto [unused0, warm_reads] = worst_and_sum(0, static_cast<double>(warm_src->reads()));
+  (void)unused0;
+  if (static_cast<uint64_t>(warm_reads) != total) {
+    Die(Status::Internal(fmt::format("{} source reads in the warm-up for {} samples", warm_reads,
+                                     total)),
+        "one source read per sample");
+  }
+  warming.reset();
 
   // Later epochs from the world's disks, against every rank's raw random reads of its share's
   // size from its own file (all ranks at once).
