@@ -124,6 +124,9 @@ class Cluster final : public ObjectApi {
   // object (a concurrent creator elsewhere is caught there anyway).
   Status CreateWhole(std::string_view path, const CreateOptions& options) override;
   Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data) override;
+  // The objects whose chunks this member's store holds, from their origins (cluster_background.cc).
+  Result<std::vector<LocalObject>> LocalObjects(std::string_view dir) override;
+  Result<LocalSpace> GetLocalSpace() override { return store_->GetLocalSpace(); }
   // engine/cluster_put_batch.cc.
   Status PutBatch(std::span<PutRequest> requests, const CreateOptions& options) override;
   Status Seal(std::string_view path) override;

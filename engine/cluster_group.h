@@ -48,6 +48,10 @@ class ClusterGroup final : public ObjectApi {
     return home().PutBatch(requests, options);
   }
   Status ReadBatch(std::span<ReadRequest> requests) override { return home().ReadBatch(requests); }
+  Result<std::vector<LocalObject>> LocalObjects(std::string_view dir) override {
+    return home().LocalObjects(dir);
+  }
+  Result<LocalSpace> GetLocalSpace() override { return home().GetLocalSpace(); }
   Result<ObjectInfo> Stat(std::string_view path) override { return home().Stat(path); }
   Status StatBatch(std::span<StatRequest> requests) override { return home().StatBatch(requests); }
   Result<ListPage> List(std::string_view dir, const ListOptions& options) override {

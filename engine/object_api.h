@@ -59,6 +59,10 @@ class ObjectApi {
   // membership changed) to finish; its report, or OK with an empty one when none runs.
   virtual Result<RepairReport> WaitForRepair(std::chrono::milliseconds timeout) = 0;
 
+  // Engine::LocalObjects and Engine::GetLocalSpace.
+  virtual Result<std::vector<LocalObject>> LocalObjects(std::string_view dir) = 0;
+  virtual Result<LocalSpace> GetLocalSpace() = 0;
+
   virtual uint32_t rank() const = 0;
   virtual uint32_t world_size() const = 0;
   virtual Status Barrier() = 0;

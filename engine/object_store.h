@@ -55,6 +55,9 @@ class ObjectStore final : public ObjectApi {
   // becomes that chunk's staging buffer (*adopt is left empty) and the piece is not copied.
   Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data,
                IoBuffer* adopt);
+  // Its own objects below `dir` with their sizes (a walk of the directories).
+  Result<std::vector<LocalObject>> LocalObjects(std::string_view dir) override;
+  Result<LocalSpace> GetLocalSpace() override;
   // PutMany of the requests that pass the checks (names, sizes, not taken): all of those
   // or none.
   Status PutBatch(std::span<PutRequest> requests, const CreateOptions& options) override;

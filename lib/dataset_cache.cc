@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/status_codec.h"
 #include "lib/dataset_index.h"
+#include "lib/dataset_disk_budget.h"
 #include "lib/dataset_memory_tier.h"
 
 namespace shoal {
@@ -60,6 +61,29 @@ class DatasetCache::Impl {
     return Status::OK();
   }
 
+  // This member's budget: its limits, and the samples it holds already (from an earlier job,
+  // possibly with another world size), trimmed to the capacity when that shrank.
+  Status OpenBudget() {
+    SHOAL_ASSIGN_OR_RETURN(LocalSpace space, e_.GetLocalSpace());
+    const uint64_t reserve = options_.reserve_bytes != 0
+                                 ? options_.reserve_bytes
+                                 : std::min<uint64_t>(space.total_bytes / 20, 1ull << 30);
+    budget_ = std::make_unique<dataset::DiskBudget>(options_.capacity_bytes, reserve);
+    SHOAL_ASSIGN_OR_RETURN(auto held, e_.LocalObjects(options_.root + "/s"));
+    for (const LocalObject& o : held) budget_->Adopt(o.path, o.bytes);
+    std::vector<std::string> evict;
+    if (budget_->Admit("", 0, space.free_bytes, &evict)) Evict(evict);
+    return Status::OK();
+  }
+
+  Status Pin(std::span<const uint64_t> indices, bool pin) {
+    for (uint64_t i : indices) {
+      SHOAL_ASSIGN_OR_RETURN(SampleInfo s, Info(i));
+      budget_->Pin(dataset::SamplePath(options_.root, s.name, s.version), pin);
+    }
+    return Status::OK();
+  }
+
   uint64_t size() const {
     std::shared_lock lk(index_mu_);
     return index_.samples.size();
@@ -98,6 +122,7 @@ class DatasetCache::Impl {
     auto got = e_.Read(path, 0, dst.first(s.size));
     if (got.ok() && *got == s.size) {
       hits_++;
+      budget_->Touch(path);
       memory_.Put(path, dst.first(s.size));
       return s.size;
     }
@@ -144,6 +169,7 @@ class DatasetCache::Impl {
       if (batch[j].status.ok() && batch[j].bytes_read == infos[k].size) {
         hits_++;
         reads[k].bytes = infos[k].size;
+        budget_->Touch(batch[j].path);
         memory_.Put(batch[j].path, reads[k].dst.first(infos[k].size));
       } else {
         why[k] = batch[j].status.ok() ? Status::Corruption("short cached copy") : batch[j].status;
@@ -216,6 +242,7 @@ class DatasetCache::Impl {
           Status rs = s.ok() ? r.status : s;
           // A sample larger than a chunk is put on its own.
           if (rs.code() == Code::kInvalidArgument) rs = e_.Put(r.path, r.data, SampleCreateOptions());
+          if (rs.ok()) budget_->Added(r.path, r.data.size());
           if (!rs.ok() && rs.code() != Code::kAlreadyExists) {
             uncached_++;
             Log(LogLevel::kInfo, "dataset warm-up: \"{}\" not cached ({})", r.path, rs.ToString());
@@ -246,10 +273,16 @@ class DatasetCache::Impl {
           if (progress) progress(d, total);
           continue;
         }
+        std::string path = dataset::SamplePath(options_.root, s.name, s.version);
+        if (!Admit(path, buf.size())) {  // read, not kept: the budget has no room
+          uncached_++;
+          const uint64_t d = ++done;
+          if (progress) progress(d, total);
+          continue;
+        }
         batch_bytes += buf.size();
         bufs.push_back(std::move(buf));
-        batch.push_back(PutRequest{dataset::SamplePath(options_.root, s.name, s.version),
-                                   bufs.back(), {}});
+        batch.push_back(PutRequest{std::move(path), bufs.back(), {}});
         if (batch.size() == kWarmBatch || batch_bytes >= kWarmBatchBytes) flush();
       }
       flush();
@@ -276,6 +309,12 @@ class DatasetCache::Impl {
     s.version_changes = version_changes_;
     s.refetched = refetched_;
     s.uncached = uncached_;
+    s.not_admitted = not_admitted_;
+    s.evictions = budget_->evictions();
+    s.disk_bytes = budget_->used();
+    s.disk_samples = budget_->held();
+    s.capacity_bytes = budget_->capacity();
+    s.reserve_bytes = budget_->reserve();
     return s;
   }
 
@@ -331,7 +370,9 @@ class DatasetCache::Impl {
       Log(LogLevel::kInfo, "dataset sample \"{}\": cached copy unreadable ({}); reading it again",
           s.name, why.ToString());
       refetched_++;
-      (void)e_.Remove(dataset::SamplePath(options_.root, s.name, s.version));
+      const std::string old = dataset::SamplePath(options_.root, s.name, s.version);
+      (void)e_.Remove(old);
+      budget_->Forget(old);
     }
     const std::string seen = dataset::SamplePath(options_.root, s.name, s.version);
     // The source's current version first: a changed sample is cached under its new one.
@@ -446,6 +487,24 @@ class DatasetCache::Impl {
     co.local_first = true;
     return co;
   }
+  // Room on this member for a sample about to be cached (DiskBudget::Admit), evicting what the
+  // budget names; false: serve it without caching.
+  bool Admit(const std::string& path, uint64_t bytes) {
+    auto space = e_.GetLocalSpace();
+    std::vector<std::string> evict;
+    const bool room = space.ok() && budget_->Admit(path, bytes, space->free_bytes, &evict);
+    Evict(evict);
+    if (!room) not_admitted_++;
+    return room;
+  }
+  void Evict(const std::vector<std::string>& paths) {
+    for (const std::string& p : paths) {
+      Status s = e_.Remove(p);
+      if (!s.ok() && s.code() != Code::kNotFound) {
+        Log(LogLevel::kInfo, "dataset cache: evicting \"{}\": {}", p, s.ToString());
+      }
+    }
+  }
   static constexpr size_t kWarmBatch = 4096;
   static constexpr uint64_t kWarmBatchBytes = 16ull << 20;
 
@@ -454,6 +513,7 @@ class DatasetCache::Impl {
                                std::span<std::byte> dst) {
     CreateOptions co = SampleCreateOptions();
     co.size = s.size;
+    if (!Admit(path, s.size)) return FromSource(s, dst, false);
     Status created = e_.Create(path, co);
     if (created.code() == Code::kAlreadyExists) {  // sealed since this rank looked
       auto got = e_.Read(path, 0, dst.first(s.size));
@@ -470,6 +530,7 @@ class DatasetCache::Impl {
     }
     Status st = *n == 0 ? Status::OK() : e_.Write(path, 0, dst.first(*n));
     if (st.ok()) st = e_.Seal(path);
+    if (st.ok()) budget_->Added(path, *n);
     if (!st.ok()) {
       (void)e_.Abort(path);
       uncached_++;
@@ -507,7 +568,8 @@ class DatasetCache::Impl {
   std::map<std::string, std::shared_ptr<Flight>, std::less<>> flights_;
   dataset::MemoryTier memory_;
   std::atomic<uint64_t> hits_{0}, memory_hits_{0}, misses_{0}, source_reads_{0}, source_bytes_{0}, source_ns_{0},
-      waited_{0}, version_changes_{0}, refetched_{0}, uncached_{0};
+      waited_{0}, version_changes_{0}, refetched_{0}, uncached_{0}, not_admitted_{0};
+  std::unique_ptr<dataset::DiskBudget> budget_;  // set by OpenBudget, before any read
 };
 
 Result<std::unique_ptr<DatasetCache>> DatasetCache::Open(Engine& engine,
@@ -521,6 +583,7 @@ Result<std::unique_ptr<DatasetCache>> DatasetCache::Open(Engine& engine,
   }
   auto impl = std::make_unique<Impl>(engine, std::move(source), options);
   SHOAL_RETURN_IF_ERROR(impl->OpenIndex(options.refresh));
+  SHOAL_RETURN_IF_ERROR(impl->OpenBudget());
   return std::unique_ptr<DatasetCache>(new DatasetCache(std::move(impl)));
 }
 
@@ -549,6 +612,10 @@ Status DatasetCache::Warm(std::span<const uint64_t> indices,
 }
 
 Status DatasetCache::Refresh() { return impl_->OpenIndex(true); }
+
+Status DatasetCache::Pin(std::span<const uint64_t> indices, bool pin) {
+  return impl_->Pin(indices, pin);
+}
 
 DatasetStats DatasetCache::stats() const { return impl_->Stats(); }
 

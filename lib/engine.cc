@@ -216,6 +216,16 @@ Status Engine::Put(std::string_view path, std::span<const std::byte> data,
   return s;
 }
 
+Result<std::vector<LocalObject>> Engine::LocalObjects(std::string_view dir) {
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().LocalObjects(dir);
+}
+
+Result<LocalSpace> Engine::GetLocalSpace() {
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  return impl_->api().GetLocalSpace();
+}
+
 Status Engine::PutBatch(std::span<PutRequest> requests, const CreateOptions& options) {
   SHOAL_RETURN_IF_ERROR(impl_->Usable());
   if (requests.size() > kMaxPutBatch) {

@@ -99,6 +99,16 @@ struct DatasetOptions {
   // source is the backup (a sample whose holder is lost is read from the source again); 0: the
   // world's count. The index and all metadata keep the world's count.
   uint32_t replicas = 1;
+  // Bytes of cached samples this rank's member may hold (0: no limit but the reserve). A sample
+  // is cached on the member of the rank that loads it; past the limit that rank evicts the
+  // least recently used samples its member holds (never a pinned one) or, when only pinned
+  // ones are left, serves the sample without caching it. A later job finds what its members
+  // hold and trims it to its limit at Open. docs/dataset.md says why LRU.
+  uint64_t capacity_bytes = 0;
+  // Free bytes the cache leaves on the file system under this rank's store for checkpoints and
+  // every other object: loading a sample that would eat into them evicts cached samples first
+  // or is not cached. 0: a twentieth of that file system, at most 1 GiB.
+  uint64_t reserve_bytes = 0;
   // The memory tier: up to this many bytes of samples kept in this process (LRU; samples above
   // an eighth of it are not kept), so a warm epoch that fits is served by a memcpy. 0: none.
   uint64_t memory_bytes = 0;
@@ -115,7 +125,15 @@ struct DatasetStats {
   uint64_t waited = 0;           // misses served by another reader's fetch
   uint64_t version_changes = 0;  // samples found changed at the source
   uint64_t refetched = 0;        // cached copies unreadable (holder down, damage): read again
-  uint64_t uncached = 0;         // served from the source without being cached (a cache error)
+  uint64_t uncached = 0;         // served from the source without being cached (a cache error,
+                                 // or no room: not_admitted)
+  // This rank's member's disk budget (DatasetOptions::capacity_bytes, reserve_bytes).
+  uint64_t not_admitted = 0;     // loads not cached for want of room (only pinned samples left)
+  uint64_t evictions = 0;        // cached samples removed to make room
+  uint64_t disk_bytes = 0;       // bytes of cached samples this member holds
+  uint64_t disk_samples = 0;
+  uint64_t capacity_bytes = 0;   // the limit (0: none)
+  uint64_t reserve_bytes = 0;    // the free space kept
 };
 
 // One read of a batch: by index (or by name when `name` is set); `dst` must hold the sample.
@@ -156,6 +174,10 @@ class SHOAL_EXPORT DatasetCache {
   // rank is done; the first error of this rank's loads, if any.
   Status Warm(std::span<const uint64_t> indices = {},
               std::function<void(uint64_t done, uint64_t total)> progress = {});
+
+  // Pins samples (by index) on this rank: the copies its member holds, now or once loaded, are
+  // never evicted; `pin` false unpins them. Pinned samples count against the capacity.
+  Status Pin(std::span<const uint64_t> indices, bool pin = true);
 
   // Collective: lists the source again and keeps the new index (a new generation); cached
   // samples whose version did not change stay cached.

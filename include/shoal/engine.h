@@ -129,6 +129,18 @@ struct PutRequest {
 };
 inline constexpr size_t kMaxPutBatch = 65536;
 
+// An object of which this rank's store holds chunks (Engine::LocalObjects).
+struct LocalObject {
+  std::string path;
+  uint64_t bytes = 0;  // the extent of its chunks held here
+};
+
+// This rank's store's file system (Engine::LocalSpace).
+struct LocalSpace {
+  uint64_t total_bytes = 0;
+  uint64_t free_bytes = 0;  // available to the store's process
+};
+
 // One name of a StatBatch and its outcome.
 struct StatRequest {
   std::string path;
@@ -272,6 +284,18 @@ class SHOAL_EXPORT Engine {
   // otherwise. With several stores served by this rank, their reports summed.
   // Call it on every rank (then Barrier) to know the whole world is repaired.
   Result<RepairReport> WaitForRepair(uint32_t timeout_ms = 600000);
+
+  // The sealed objects below `dir` ("" for all) of which this rank's store holds chunks, with
+  // the bytes held here, in no particular order: what a cache with a byte limit per member
+  // counts (include/shoal/dataset.h), or a tool shows. One scan of the store's local records,
+  // no round trip. Objects stored inline in their metadata hold no chunks and are not listed;
+  // chunks left by a writer that died before its seal may be (until the background sweep
+  // removes them: their paths are then NotFound). With several stores served by this rank,
+  // its own store's.
+  Result<std::vector<LocalObject>> LocalObjects(std::string_view dir = "");
+
+  // Space of the file system under this rank's store (statvfs).
+  Result<LocalSpace> GetLocalSpace();
 
   // "io_uring" or "posix": the backend chosen at Open.
   std::string_view io_backend() const;

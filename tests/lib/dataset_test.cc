@@ -508,5 +508,126 @@ TEST(DatasetIndex, PartsRoundTripAndDamagedOnesAreRefused) {
   EXPECT_EQ(owners.size(), 4u);
 }
 
+// What sample `n` of the fixture holds.
+std::string Want(const std::string& n) {
+  return n == "empty.bin" ? "" : SampleContent(n == "link.bin" ? "top.bin" : n);
+}
+
+// The bytes of cached samples the member holds, as the store itself reports them.
+uint64_t HeldBytes(Engine& e, std::set<std::string>* paths = nullptr) {
+  auto held = e.LocalObjects("datasets/test/s");
+  EXPECT_TRUE(held.ok()) << held.status().ToString();
+  uint64_t n = 0;
+  if (!held.ok()) return 0;
+  for (const LocalObject& o : *held) {
+    n += o.bytes;
+    if (paths != nullptr) paths->insert(o.path);
+  }
+  return n;
+}
+
+TEST_F(DatasetTest, ACapacityHalfTheSetIsKeptByEvictingAndALaterJobTrimsToItsOwn) {
+  uint64_t total = 0;
+  for (const std::string& n : names_) total += Want(n).size();
+  DatasetOptions o;
+  o.capacity_bytes = total / 2;
+  auto c = OpenCache(o);
+  ASSERT_NE(c, nullptr);
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    for (size_t k = 0; k < names_.size(); ++k) {
+      const std::string& n = names_[(k * 7 + static_cast<size_t>(epoch) * 5) % names_.size()];
+      ASSERT_TRUE(ReadName(*c, n) == Want(n)) << n;
+      ASSERT_LE(c->stats().disk_bytes, o.capacity_bytes) << "epoch " << epoch;
+    }
+    EXPECT_LE(HeldBytes(*engine_), o.capacity_bytes) << "epoch " << epoch;
+  }
+  const DatasetStats st = c->stats();
+  EXPECT_GT(st.evictions, 0u);
+  EXPECT_GT(st.disk_bytes, o.capacity_bytes / 4) << "the budget was not used";
+  EXPECT_EQ(st.capacity_bytes, o.capacity_bytes);
+  EXPECT_GT(source_->TotalReads(), static_cast<int>(names_.size()))  // evicted ones again
+      << "nothing read twice under a capacity of half the set";
+  // The next job with a quarter: what the member holds is trimmed at Open.
+  c.reset();
+  o.capacity_bytes = total / 4;
+  c = OpenCache(o);
+  ASSERT_NE(c, nullptr);
+  EXPECT_LE(HeldBytes(*engine_), o.capacity_bytes);
+  EXPECT_LE(c->stats().disk_bytes, o.capacity_bytes);
+  EXPECT_GT(c->stats().disk_samples, 0u) << "the earlier job's samples were not found";
+}
+
+TEST_F(DatasetTest, PinnedSamplesAreNeverEvictedAndOnlyPinnedOnesLeftMeansNotCached) {
+  uint64_t total = 0;
+  std::vector<std::pair<uint64_t, std::string>> by_size;
+  for (const std::string& n : names_) {
+    total += Want(n).size();
+    by_size.emplace_back(Want(n).size(), n);
+  }
+  std::sort(by_size.rbegin(), by_size.rend());
+  DatasetOptions o;
+  o.capacity_bytes = total / 3;
+  auto c = OpenCache(o);
+  ASSERT_NE(c, nullptr);
+  // The largest samples up to a fifth of the set, pinned before they are ever read.
+  std::vector<uint64_t> pinned;
+  std::set<std::string> pinned_names;
+  uint64_t pinned_bytes = 0;
+  for (auto& [size, n] : by_size) {
+    if (pinned_bytes + size > total / 5) continue;
+    pinned_bytes += size;
+    pinned.push_back(*c->Find(n));
+    pinned_names.insert(n);
+  }
+  ASSERT_GE(pinned.size(), 2u);
+  ASSERT_OK(c->Pin(pinned));
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    for (size_t k = 0; k < names_.size(); ++k) {
+      const std::string& n = names_[(k * 11 + static_cast<size_t>(epoch) * 3) % names_.size()];
+      ASSERT_TRUE(ReadName(*c, n) == Want(n)) << n;
+    }
+  }
+  for (const std::string& n : pinned_names) EXPECT_EQ(source_->ReadsOf(n), 1) << n << " evicted";
+  EXPECT_GT(c->stats().evictions, 0u);
+  // Pins filling the whole capacity: other samples are served, not cached.
+  auto tight = OpenCache(DatasetOptions{.capacity_bytes = pinned_bytes});
+  ASSERT_NE(tight, nullptr);
+  ASSERT_OK(tight->Pin(pinned));
+  const std::string other = by_size.back().second == "empty.bin" ? by_size[by_size.size() / 2].second
+                                                                 : by_size.back().second;
+  const int before = source_->ReadsOf(other);
+  ASSERT_TRUE(ReadName(*tight, other) == Want(other)) << other;
+  ASSERT_TRUE(ReadName(*tight, other) == Want(other)) << other;
+  if (Want(other).size() > 0 && pinned_names.count(other) == 0) {
+    EXPECT_GE(source_->ReadsOf(other), before + 1);
+    EXPECT_GT(tight->stats().not_admitted, 0u);
+  }
+  for (const std::string& n : pinned_names) EXPECT_EQ(source_->ReadsOf(n), 1) << n;
+}
+
+TEST_F(DatasetTest, AReserveLargerThanTheFreeSpaceCachesNothingAndEveryReadSucceeds) {
+  auto space = engine_->GetLocalSpace();
+  ASSERT_OK(space);
+  ASSERT_GT(space->total_bytes, 0u);
+  ASSERT_LE(space->free_bytes, space->total_bytes);
+  DatasetOptions o;
+  o.reserve_bytes = space->free_bytes + (1ull << 40);  // a checkpoint needs all of it
+  auto c = OpenCache(o);
+  ASSERT_NE(c, nullptr);
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    for (const std::string& n : names_) {
+      ASSERT_TRUE(ReadName(*c, n) == Want(n)) << n;
+    }
+  }
+  ASSERT_OK(c->Warm());
+  const DatasetStats st = c->stats();
+  EXPECT_EQ(st.disk_bytes, 0u);
+  EXPECT_EQ(HeldBytes(*engine_), 0u);
+  EXPECT_GE(st.not_admitted, 2 * names_.size());
+  EXPECT_EQ(st.reserve_bytes, o.reserve_bytes);
+  // Checkpoints and other objects are not the cache's to refuse.
+  ASSERT_OK(engine_->Put("ckpt/after", std::string(100000, 'x')));
+}
+
 }  // namespace
 }  // namespace shoal

@@ -121,7 +121,8 @@ void BindDataset(py::module_& m) {
   py::class_<PyDataset>(m, "DatasetCache")
       .def(py::init([](py::object engine, py::object source, const std::string& root, bool refresh,
                        bool verify_on_hit, uint64_t memory_bytes, uint32_t warm_threads,
-                       uint32_t fetch_wait_ms) {
+                       uint32_t fetch_wait_ms, uint64_t capacity_bytes, uint64_t reserve_bytes,
+                       uint32_t replicas) {
              PyEngine& pe = engine.cast<PyEngine&>();
              std::shared_ptr<DatasetSource> src =
                  py::isinstance<py::str>(source) ? DirectorySource(source.cast<std::string>())
@@ -133,6 +134,9 @@ void BindDataset(py::module_& m) {
              o.memory_bytes = memory_bytes;
              o.warm_threads = warm_threads;
              o.fetch_wait = std::chrono::milliseconds(fetch_wait_ms);
+             o.capacity_bytes = capacity_bytes;
+             o.reserve_bytes = reserve_bytes;
+             o.replicas = replicas;
              Engine& e = pe.get();
              std::unique_ptr<DatasetCache> c;
              {
@@ -149,7 +153,8 @@ void BindDataset(py::module_& m) {
            py::arg("engine"), py::arg("source"), py::arg("root") = "datasets/default",
            py::arg("refresh") = false, py::arg("verify_on_hit") = false,
            py::arg("memory_bytes") = 0, py::arg("warm_threads") = 8,
-           py::arg("fetch_wait_ms") = 30000)
+           py::arg("fetch_wait_ms") = 30000, py::arg("capacity_bytes") = 0,
+           py::arg("reserve_bytes") = 0, py::arg("replicas") = 1)
       .def("__len__", [](PyDataset& d) { return d.get().size(); })
       .def_property_readonly("generation", [](PyDataset& d) { return d.get().generation(); })
       .def("info",
@@ -211,6 +216,13 @@ void BindDataset(py::module_& m) {
              ThrowIfError(c.Warm(idx, cb));
            },
            py::arg("indices") = py::none(), py::arg("progress") = py::none())
+      .def("pin",
+           [](PyDataset& d, const std::vector<uint64_t>& indices, bool pin) {
+             DatasetCache& c = d.get();
+             Release nogil;
+             ThrowIfError(c.Pin(indices, pin));
+           },
+           py::arg("indices"), py::arg("pin") = true)
       .def("refresh", [](PyDataset& d) {
         DatasetCache& c = d.get();
         Release nogil;
@@ -231,6 +243,12 @@ void BindDataset(py::module_& m) {
              out["version_changes"] = s.version_changes;
              out["refetched"] = s.refetched;
              out["uncached"] = s.uncached;
+             out["not_admitted"] = s.not_admitted;
+             out["evictions"] = s.evictions;
+             out["disk_bytes"] = s.disk_bytes;
+             out["disk_samples"] = s.disk_samples;
+             out["capacity_bytes"] = s.capacity_bytes;
+             out["reserve_bytes"] = s.reserve_bytes;
              return out;
            })
       .def("close", [](PyDataset& d) { d.Close(); })
