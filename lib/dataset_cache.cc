@@ -3,6 +3,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <deque>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -227,16 +228,46 @@ class DatasetCache::Impl {
     std::atomic<uint64_t> done{0};
     std::atomic<size_t> next{0};
     std::mutex err_mu;
-    // Each thread reads its samples from the source and caches them in PutBatch calls of up to
-    // kWarmBatch samples or kWarmBatchBytes (one transaction per member each), not one commit
-    // per sample. The rank owns these samples (a hash of the name), so no claim is taken: a
-    // reader of another rank missing one of them meanwhile may read it from the source too.
-    auto work = [&] {
-      std::vector<std::vector<std::byte>> bufs;
-      std::vector<PutRequest> batch;
-      uint64_t batch_bytes = 0;
-      auto flush = [&] {
-        if (batch.empty()) return;
+    // warm_threads readers read the source; one writer caches what they read in PutBatch calls
+    // of up to kWarmBatch samples or kWarmBatchBytes (one transaction per member each, not one
+    // commit per sample), so the source is read on while a batch commits. At most
+    // kWarmQueueBytes wait for the writer. The rank owns these samples (a hash of the name), so
+    // no claim is taken: a reader of another rank missing one of them meanwhile may read it
+    // from the source too.
+    struct Loaded {
+      std::string path;
+      std::vector<std::byte> bytes;
+    };
+    std::mutex qmu;
+    std::condition_variable qcv;
+    std::deque<Loaded> queue;
+    uint64_t queued = 0;
+    size_t readers_left = 0;
+    auto finish = [&] {
+      const uint64_t d = ++done;
+      if (progress) progress(d, total);
+    };
+    auto writer = [&] {
+      for (;;) {
+        std::vector<Loaded> taken;
+        {
+          std::unique_lock lk(qmu);
+          qcv.wait(lk, [&] {
+            return readers_left == 0 || queue.size() >= kWarmBatch || queued >= kWarmBatchBytes;
+          });
+          if (queue.empty()) return;
+          uint64_t bytes = 0;
+          while (!queue.empty() && taken.size() < kWarmBatch && bytes < kWarmBatchBytes) {
+            bytes += queue.front().bytes.size();
+            taken.push_back(std::move(queue.front()));
+            queue.pop_front();
+          }
+          queued -= bytes;
+        }
+        qcv.notify_all();
+        std::vector<PutRequest> batch;
+        batch.reserve(taken.size());
+        for (const Loaded& l : taken) batch.push_back(PutRequest{l.path, l.bytes, {}});
         Status s = e_.PutBatch(batch, SampleCreateOptions());
         for (const PutRequest& r : batch) {
           Status rs = s.ok() ? r.status : s;
@@ -247,13 +278,11 @@ class DatasetCache::Impl {
             uncached_++;
             Log(LogLevel::kInfo, "dataset warm-up: \"{}\" not cached ({})", r.path, rs.ToString());
           }
-          const uint64_t d = ++done;
-          if (progress) progress(d, total);
+          finish();
         }
-        batch.clear();
-        bufs.clear();
-        batch_bytes = 0;
-      };
+      }
+    };
+    auto read = [&] {
       for (size_t m; (m = next.fetch_add(1)) < todo.size();) {
         const size_t k = todo[m];
         SampleInfo s = infos[k];
@@ -267,31 +296,40 @@ class DatasetCache::Impl {
           if (n.ok()) buf.resize(*n);
         }
         if (!st.ok()) {
-          std::lock_guard lk(err_mu);
-          if (first.ok()) first = st;
-          const uint64_t d = ++done;
-          if (progress) progress(d, total);
+          {
+            std::lock_guard lk(err_mu);
+            if (first.ok()) first = st;
+          }
+          finish();
           continue;
         }
         std::string path = dataset::SamplePath(options_.root, s.name, s.version);
         if (!Admit(path, buf.size())) {  // read, not kept: the budget has no room
           uncached_++;
-          const uint64_t d = ++done;
-          if (progress) progress(d, total);
+          finish();
           continue;
         }
-        batch_bytes += buf.size();
-        bufs.push_back(std::move(buf));
-        batch.push_back(PutRequest{std::move(path), bufs.back(), {}});
-        if (batch.size() == kWarmBatch || batch_bytes >= kWarmBatchBytes) flush();
+        std::unique_lock lk(qmu);
+        qcv.wait(lk, [&] { return queued < kWarmQueueBytes; });
+        queued += buf.size();
+        queue.push_back(Loaded{std::move(path), std::move(buf)});
+        if (queue.size() >= kWarmBatch || queued >= kWarmBatchBytes) qcv.notify_all();
       }
-      flush();
+      {
+        std::lock_guard lk(qmu);
+        readers_left--;
+      }
+      qcv.notify_all();
     };
     const size_t threads = std::min<size_t>(todo.size(), std::max<uint32_t>(1, options_.warm_threads));
+    readers_left = threads;
+    std::thread write_thread;
+    if (!todo.empty()) write_thread = std::thread(writer);
     std::vector<std::thread> pool;
-    for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
-    if (!todo.empty()) work();
+    for (size_t t = 1; t < threads; ++t) pool.emplace_back(read);
+    if (!todo.empty()) read();
     for (auto& t : pool) t.join();
+    if (write_thread.joinable()) write_thread.join();
     Status barrier = e_.Barrier();
     return first.ok() ? barrier : first;
   }
@@ -507,6 +545,7 @@ class DatasetCache::Impl {
   }
   static constexpr size_t kWarmBatch = 4096;
   static constexpr uint64_t kWarmBatchBytes = 16ull << 20;
+  static constexpr uint64_t kWarmQueueBytes = 64ull << 20;
 
   // Under the claim: creates the sample's object, reads the source into dst, seals.
   Result<uint64_t> FinishFetch(const SampleInfo& s, const std::string& path,

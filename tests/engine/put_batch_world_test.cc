@@ -215,5 +215,35 @@ TEST_F(PutBatchWorld, AnObjectsOwnReplicaCountIsKeptByWritesBatchesAndRepair) {
   EXPECT_CODE(M(0).Create("r1/bad", {.replicas = 17}), kInvalidArgument);
 }
 
+// What each member holds, from its own store: every striped object of a directory exactly
+// once over the world when it has one copy, local-first objects on their writer, nothing
+// inline, nothing of a directory that only shares the prefix.
+TEST_F(PutBatchWorld, LocalObjectsNameWhatEachMemberHoldsAndNothingElse) {
+  Open(4, 2);
+  Batch b = MakeBatch("held", 60, 9);
+  ASSERT_OK(M(1).PutBatch(b.reqs, CreateOptions{.local_first = true, .replicas = 1}));
+  Batch other = MakeBatch("held-not", 12, 10);
+  ASSERT_OK(M(2).PutBatch(other.reqs, {}));
+  std::map<std::string, uint64_t> want;
+  for (const PutRequest& r : b.reqs) {
+    ASSERT_OK(r.status);
+    if (r.data.size() > 2048) want[r.path] = r.data.size();
+  }
+  std::map<std::string, uint64_t> seen;
+  for (uint32_t m = 0; m < 4; ++m) {
+    auto held = M(m).LocalObjects("held");
+    ASSERT_OK(held);
+    for (const LocalObject& o : *held) {
+      EXPECT_EQ(m, 1u) << o.path << " held by member " << m << ", not its writer";
+      EXPECT_TRUE(seen.emplace(o.path, o.bytes).second) << o.path << " twice";
+    }
+  }
+  EXPECT_EQ(seen, want);
+  auto all = M(2).LocalObjects("");
+  ASSERT_OK(all);
+  EXPECT_FALSE(all->empty()) << "member 2 holds none of its own batch";
+  EXPECT_CODE(M(0).LocalObjects("/bad"), kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace shoal
