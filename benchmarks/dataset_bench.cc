@@ -12,6 +12,9 @@
 //            reader, as a DataLoader's batch)                       vs raw O_DIRECT io_uring
 //            random reads of the same size, as many in flight as readers (a file of the same
 //            bytes, in the same run)
+//   --local  later epochs (epoch-2, warm): each rank reads, in a new random order every epoch,
+//            the samples its own member holds (DatasetCache::HeldHere; together they are the
+//            whole set, each once) instead of a random share of all of them
 //   warm-up  DatasetCache::Warm of the whole set under another root (every rank loads what it
 //            owns, cached through PutBatch), through a throttle of its own  vs the source's limit
 //   warm     from the memory tier (sized to hold the set)         vs pread of the source files
@@ -52,6 +55,7 @@ struct Config {
   uint64_t sample_size = 128 << 10;
   uint32_t threads = 16;
   uint32_t batch = 1;
+  bool local = false;  // later epochs: each rank reads the samples its member holds
   uint32_t raw_depth = 16;
   double source_mbps = 200;
   double source_latency_ms = 5;
@@ -222,10 +226,17 @@ int RunRank(Config c, const std::string& base) {
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     return worst_and_sum(secs, ProcessCpuSeconds() - cpu0);
   };
+  std::vector<uint64_t> held;  // --local: this rank's share of every later epoch
   auto share = [&](uint64_t seed) {
+    std::mt19937_64 rng(seed + me);
+    if (!held.empty()) {
+      std::vector<uint64_t> out = held;
+      std::shuffle(out.begin(), out.end(), rng);
+      return out;
+    }
     std::vector<uint64_t> order(total);
     for (uint64_t i = 0; i < total; ++i) order[i] = i;
-    std::mt19937_64 rng(seed);
+    rng.seed(seed);
     std::shuffle(order.begin(), order.end(), rng);
     std::vector<uint64_t> out;
     for (uint64_t k = me; k < total; k += n) out.push_back(order[k]);
@@ -251,6 +262,7 @@ int RunRank(Config c, const std::string& base) {
     j["sample_size"] = c.sample_size;
     j["threads"] = c.threads;
     j["batch"] = c.batch;
+    j["shares"] = c.local ? "local" : "random";
     j["mbps"] = set_mb / secs;
     j["samples_per_s"] = total / secs;
     j["baseline"] = base_what;
@@ -285,8 +297,17 @@ int RunRank(Config c, const std::string& base) {
 
   // Later epochs from the world's disks, against every rank's raw random reads of its share's
   // size from its own file (all ranks at once).
+  if (c.local) {
+    held = cache->HeldHere();
+    auto [unused1, held_all] = worst_and_sum(0, static_cast<double>(held.size()));
+    (void)unused1;
+    if (static_cast<uint64_t>(held_all) != total || held.empty()) {
+      Die(Status::Internal(fmt::format("the members hold {} samples of {}", held_all, total)),
+          "--local");
+    }
+  }
   const std::string raw = fmt::format("{}/raw-{}", base, me);
-  const uint64_t my_samples = (total + n - 1 - me) / n;
+  const uint64_t my_samples = c.local ? held.size() : (total + n - 1 - me) / n;
   Check(RawSequentialWrite(raw, my_samples * c.sample_size, static_cast<uint32_t>(c.sample_size),
                            16, nullptr).status(), "raw write");
   std::vector<double> es, rs;
@@ -385,6 +406,7 @@ int main(int argc, char** argv) {
   app.add_option("--samples", c.samples, "samples in the source")->capture_default_str();
   app.add_option("--sample-size", c.sample_size, "bytes per sample")->capture_default_str();
   app.add_option("--threads", c.threads, "readers per rank")->capture_default_str();
+  app.add_flag("--local", c.local, "later epochs: each rank reads the samples its member holds");
   app.add_option("--batch", c.batch, "samples per ReadBatch in later epochs (1: single reads)")
       ->capture_default_str();
   app.add_option("--source-mbps", c.source_mbps, "source bandwidth B, MB/s (the world's)")

@@ -77,6 +77,16 @@ class DatasetCache::Impl {
     return Status::OK();
   }
 
+  std::vector<uint64_t> HeldHere() const {
+    std::vector<uint64_t> out;
+    std::shared_lock lk(index_mu_);
+    for (uint64_t i = 0; i < index_.samples.size(); ++i) {
+      const SampleInfo& s = index_.samples[i];
+      if (budget_->Holds(dataset::SamplePath(options_.root, s.name, s.version))) out.push_back(i);
+    }
+    return out;
+  }
+
   Status Pin(std::span<const uint64_t> indices, bool pin) {
     for (uint64_t i : indices) {
       SHOAL_ASSIGN_OR_RETURN(SampleInfo s, Info(i));
@@ -651,6 +661,8 @@ Status DatasetCache::Warm(std::span<const uint64_t> indices,
 }
 
 Status DatasetCache::Refresh() { return impl_->OpenIndex(true); }
+
+std::vector<uint64_t> DatasetCache::HeldHere() const { return impl_->HeldHere(); }
 
 Status DatasetCache::Pin(std::span<const uint64_t> indices, bool pin) {
   return impl_->Pin(indices, pin);

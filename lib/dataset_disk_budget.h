@@ -112,6 +112,10 @@ class DiskBudget {
     if (it != map_.end()) it->second->pinned = pin;
   }
 
+  bool Holds(const std::string& path) const {
+    std::lock_guard lk(mu_);
+    return map_.count(path) != 0;
+  }
   uint64_t used() const {
     std::lock_guard lk(mu_);
     return used_;

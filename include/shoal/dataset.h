@@ -175,6 +175,11 @@ class SHOAL_EXPORT DatasetCache {
   Status Warm(std::span<const uint64_t> indices = {},
               std::function<void(uint64_t done, uint64_t total)> progress = {});
 
+  // The samples (indices, ascending) whose cached copy this rank's member holds: what this
+  // rank reads without a round trip (a locality-aware sampler reads them first). From this
+  // rank's disk budget: what its member held at Open and what this rank cached since.
+  std::vector<uint64_t> HeldHere() const;
+
   // Pins samples (by index) on this rank: the copies its member holds, now or once loaded, are
   // never evicted; `pin` false unpins them. Pinned samples count against the capacity.
   Status Pin(std::span<const uint64_t> indices, bool pin = true);

@@ -544,6 +544,17 @@ TEST_F(DatasetTest, ACapacityHalfTheSetIsKeptByEvictingAndALaterJobTrimsToItsOwn
   const DatasetStats st = c->stats();
   EXPECT_GT(st.evictions, 0u);
   EXPECT_GT(st.disk_bytes, o.capacity_bytes / 4) << "the budget was not used";
+  // HeldHere names exactly the samples the store holds (besides the inline small ones).
+  std::set<std::string> held_paths;
+  (void)HeldBytes(*engine_, &held_paths);
+  std::set<std::string> here;
+  for (uint64_t i : c->HeldHere()) {
+    auto info = c->info(i);
+    ASSERT_OK(info);
+    here.insert(dataset::SamplePath("datasets/test", info->name, info->version));
+  }
+  for (const std::string& p : held_paths) EXPECT_EQ(here.count(p), 1u) << p;
+  EXPECT_EQ(here.size(), st.disk_samples);
   EXPECT_EQ(st.capacity_bytes, o.capacity_bytes);
   EXPECT_GT(source_->TotalReads(), static_cast<int>(names_.size()))  // evicted ones again
       << "nothing read twice under a capacity of half the set";
