@@ -127,6 +127,10 @@ class Cluster final : public ObjectApi {
   // The objects whose chunks this member's store holds, from their origins (cluster_background.cc).
   Result<std::vector<LocalObject>> LocalObjects(std::string_view dir) override;
   Result<LocalSpace> GetLocalSpace() override { return store_->GetLocalSpace(); }
+  // At the first reachable owner of the name's metadata, primary first (cluster_lease.cc).
+  Result<Lease> TryLease(std::string_view name, uint64_t holder,
+                         std::chrono::milliseconds ttl) override;
+  Status ReleaseLease(std::string_view name, uint64_t holder) override;
   // engine/cluster_put_batch.cc.
   Status PutBatch(std::span<PutRequest> requests, const CreateOptions& options) override;
   Status Seal(std::string_view path) override;

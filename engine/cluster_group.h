@@ -52,6 +52,13 @@ class ClusterGroup final : public ObjectApi {
     return home().LocalObjects(dir);
   }
   Result<LocalSpace> GetLocalSpace() override { return home().GetLocalSpace(); }
+  Result<Lease> TryLease(std::string_view name, uint64_t holder,
+                         std::chrono::milliseconds ttl) override {
+    return home().TryLease(name, holder, ttl);
+  }
+  Status ReleaseLease(std::string_view name, uint64_t holder) override {
+    return home().ReleaseLease(name, holder);
+  }
   Result<ObjectInfo> Stat(std::string_view path) override { return home().Stat(path); }
   Status StatBatch(std::span<StatRequest> requests) override { return home().StatBatch(requests); }
   Result<ListPage> List(std::string_view dir, const ListOptions& options) override {

@@ -292,6 +292,15 @@ std::vector<Status> MemberClient::MetaReplaceAll(const std::vector<uint32_t>& ra
                       [&] { return local_->MetaReplace(path, uid, inode, version).status(); });
 }
 
+Result<protocol::LeaseReply> MemberClient::Lease(uint32_t rank,
+                                                 const protocol::LeaseRequest& req) {
+  if (rank == self()) return local_->Lease(req);
+  SHOAL_ASSIGN_OR_RETURN(Payload reply, Call(rank, Op::kLease, protocol::Encode(req)));
+  protocol::LeaseReply r;
+  SHOAL_RETURN_IF_ERROR(protocol::Decode(reply, &r));
+  return r;
+}
+
 std::vector<Status> MemberClient::ChunkPutMany(const std::vector<ChunkPutCall>& calls) {
   std::vector<Status> out(calls.size(), Status::Unavailable("no reply"));
   Flight flight(calls.size() + 1);

@@ -86,6 +86,9 @@ class MemberClient {
   using InsertGroup = std::pair<uint32_t, std::vector<protocol::MetaInsert>>;
   std::vector<std::vector<Result<uint64_t>>> MetaInsertMany(std::vector<InsertGroup>& groups);
 
+  // ---- leases ----
+  Result<protocol::LeaseReply> Lease(uint32_t rank, const protocol::LeaseRequest& req);
+
   std::vector<Result<ListPage>> MetaListAll(const std::vector<uint32_t>& ranks,
                                             std::string_view dir, std::string_view start_after,
                                             uint32_t limit);

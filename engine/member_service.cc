@@ -145,6 +145,16 @@ Status MemberService::PutChunkObjects(const protocol::ChunkPutMany& req, uint64_
   return store_->PutMany(objects, req.chunk_size, also);
 }
 
+protocol::LeaseReply MemberService::Lease(const protocol::LeaseRequest& req) {
+  if (req.release) {
+    leases_.Release(req.path, req.holder);
+    return protocol::LeaseReply{false, 0, 0};
+  }
+  const LeaseTable::Outcome o =
+      leases_.Try(req.path, req.holder, std::chrono::milliseconds(req.ttl_ms));
+  return protocol::LeaseReply{o.granted, o.holder, o.age_ms};
+}
+
 Status MemberService::ChunkDrop(uint64_t uid) {
   bool open = false;
   {
@@ -358,6 +368,10 @@ Reply MemberService::Handle(uint16_t op, std::span<const std::byte> request) {
     case Op::kMetaInsertMany:
       return With<protocol::MetaInsertMany>(request, [&](auto& r) {
         return Reply{Status::OK(), Encode(VersionsReply{MetaInsertMany(r.records)})};
+      });
+    case Op::kLease:
+      return With<LeaseRequest>(request, [&](auto& r) {
+        return Reply{Status::OK(), Encode(Lease(r))};
       });
     case Op::kMetaCheck:
       return With<PathRequest>(request, [&](auto& r) { return Done(MetaCheck(r.path)); });

@@ -30,6 +30,7 @@
 
 #include "base/metrics.h"
 #include "base/thread_annotations.h"
+#include "engine/lease_table.h"
 #include "engine/meta_store.h"
 #include "engine/object_store.h"
 #include "engine/protocol.h"
@@ -121,6 +122,10 @@ class MemberService {
   Result<ListPage> MetaList(std::string_view dir, std::string_view start_after, uint32_t limit)
       EXCLUDES(behind_mu_);
 
+  // ---- leases (Engine::TryLease) ----
+  // Takes, renews or (req.release) ends a lease in this member's memory (engine/lease_table.h).
+  protocol::LeaseReply Lease(const protocol::LeaseRequest& req);
+
   // A request from member `sender`, as its bytes: decode, run, encode the reply.
   transport::Reply Handle(uint16_t op, std::span<const std::byte> request);
   // Installs Handle for every member op (protocol::Op) on the transport.
@@ -143,6 +148,7 @@ class MemberService {
 
   ObjectStore* const store_;
   MetaStore* const shard_;
+  LeaseTable leases_;
   metrics::Counter* staged_in_place_ = nullptr;
   metrics::Counter* copied_ = nullptr;
   std::atomic<uint32_t> shards_{kDefaultShards};

@@ -59,6 +59,10 @@ class ObjectApi {
   // membership changed) to finish; its report, or OK with an empty one when none runs.
   virtual Result<RepairReport> WaitForRepair(std::chrono::milliseconds timeout) = 0;
 
+  // Engine::TryLease (ttl checked) and Engine::ReleaseLease.
+  virtual Result<Lease> TryLease(std::string_view name, uint64_t holder,
+                                 std::chrono::milliseconds ttl) = 0;
+  virtual Status ReleaseLease(std::string_view name, uint64_t holder) = 0;
   // Engine::LocalObjects and Engine::GetLocalSpace.
   virtual Result<std::vector<LocalObject>> LocalObjects(std::string_view dir) = 0;
   virtual Result<LocalSpace> GetLocalSpace() = 0;

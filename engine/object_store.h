@@ -22,6 +22,7 @@
 #include "engine/buffer_pool.h"
 #include "engine/chunk_store.h"
 #include "engine/disk.h"
+#include "engine/lease_table.h"
 #include "engine/meta_store.h"
 #include "engine/object_api.h"
 #include "shoal/engine.h"
@@ -55,6 +56,10 @@ class ObjectStore final : public ObjectApi {
   // becomes that chunk's staging buffer (*adopt is left empty) and the piece is not copied.
   Status Write(std::string_view path, uint64_t offset, std::span<const std::byte> data,
                IoBuffer* adopt);
+  // In this store's own lease table.
+  Result<Lease> TryLease(std::string_view name, uint64_t holder,
+                         std::chrono::milliseconds ttl) override;
+  Status ReleaseLease(std::string_view name, uint64_t holder) override;
   // Its own objects below `dir` with their sizes (a walk of the directories).
   Result<std::vector<LocalObject>> LocalObjects(std::string_view dir) override;
   Result<LocalSpace> GetLocalSpace() override;
@@ -146,6 +151,7 @@ class ObjectStore final : public ObjectApi {
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<ChunkStore> chunks_;
   std::shared_ptr<BufferPool> pool_;  // shared: a lent buffer (LendChunkRange) keeps it
+  LeaseTable leases_;
 
   std::mutex open_mu_;
   std::map<std::string, std::shared_ptr<OpenObject>, std::less<>> open_;

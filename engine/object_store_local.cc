@@ -1,5 +1,5 @@
-// ObjectStore::LocalObjects and GetLocalSpace: what this store holds, and the room left for it
-// (Engine::LocalObjects, Engine::GetLocalSpace, for a store used alone).
+// ObjectStore::LocalObjects and GetLocalSpace (what this store holds, and the room left for
+// it) and its leases: Engine's calls about this member itself, for a store used alone.
 #include <sys/statvfs.h>
 
 #include <cerrno>
@@ -8,6 +8,7 @@
 
 #include "base/errno_status.h"
 #include "engine/object_store.h"
+#include "engine/path.h"
 
 namespace shoal::engine {
 
@@ -40,6 +41,19 @@ Result<LocalSpace> ObjectStore::GetLocalSpace() {
   }
   return LocalSpace{static_cast<uint64_t>(st.f_blocks) * st.f_frsize,
                     static_cast<uint64_t>(st.f_bavail) * st.f_frsize};
+}
+
+Result<Lease> ObjectStore::TryLease(std::string_view name, uint64_t holder,
+                                    std::chrono::milliseconds ttl) {
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(name));
+  const LeaseTable::Outcome o = leases_.Try(name, holder, ttl);
+  return Lease{o.granted, o.holder, o.age_ms};
+}
+
+Status ObjectStore::ReleaseLease(std::string_view name, uint64_t holder) {
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(name));
+  leases_.Release(name, holder);
+  return Status::OK();
 }
 
 }  // namespace shoal::engine

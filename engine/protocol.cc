@@ -66,6 +66,7 @@ std::string_view OpName(uint16_t op) {
     case Op::kShardPage: return "shard-page";
     case Op::kChunkPutMany: return "chunk-put-many";
     case Op::kMetaInsertMany: return "meta-insert-many";
+    case Op::kLease: return "lease";
   }
   return "unknown";
 }
@@ -733,6 +734,53 @@ Status Decode(std::span<const std::byte> b, size_t count, VersionsReply* out) {
     out->versions.emplace_back(v);
   }
   if (!r.done()) return BadReply("meta-insert-many", "trailing bytes");
+  return Status::OK();
+}
+
+// ---- leases ----
+
+Bytes Encode(const LeaseRequest& m) {
+  ByteWriter w;
+  w.Prefixed(m.path);
+  w.Put<uint64_t>(m.holder);
+  w.Put<uint32_t>(m.ttl_ms);
+  w.Put<uint8_t>(m.release ? 1 : 0);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, LeaseRequest* out) {
+  ByteReader r(b);
+  uint8_t release = 0;
+  if (!GetPath(&r, &out->path) || !r.Get(&out->holder) || !r.Get(&out->ttl_ms) ||
+      !r.Get(&release) || !r.done()) {
+    return BadRequest("lease", "length");
+  }
+  SHOAL_RETURN_IF_ERROR(CheckPath("lease", out->path));
+  if (release > 1) return BadRequest("lease", "release flag");
+  out->release = release == 1;
+  if (out->holder == 0) return BadRequest("lease", "holder 0");
+  if (!out->release && (out->ttl_ms == 0 || out->ttl_ms > kMaxLeaseMs)) {
+    return BadRequest("lease", fmt::format("ttl {} ms (1..{})", out->ttl_ms, kMaxLeaseMs));
+  }
+  return Status::OK();
+}
+
+Bytes Encode(const LeaseReply& m) {
+  ByteWriter w;
+  w.Put<uint8_t>(m.granted ? 1 : 0);
+  w.Put<uint64_t>(m.holder);
+  w.Put<uint64_t>(m.age_ms);
+  return w.Take();
+}
+
+Status Decode(std::span<const std::byte> b, LeaseReply* out) {
+  ByteReader r(b);
+  uint8_t granted = 0;
+  if (!r.Get(&granted) || !r.Get(&out->holder) || !r.Get(&out->age_ms) || !r.done() ||
+      granted > 1) {
+    return BadReply("lease", "length");
+  }
+  out->granted = granted == 1;
   return Status::OK();
 }
 

@@ -26,6 +26,7 @@
 //   ShardPage           ShardPage{shard, after, limit}    ShardPageReply{next, records}
 //   ChunkPutMany        ChunkPutMany{cs, items}       empty
 //   MetaInsertMany      MetaInsertMany{records}       VersionsReply{per record: status, version?}
+//   Lease               LeaseRequest{path, holder, ttl, release}  LeaseReply{granted, holder, age}
 // (versions: engine/meta_store.h; 0 in a request asks the owner to assign one)
 //
 // Carried inside Engine::AllGather contributions by the checkpoint commit (lib/):
@@ -66,13 +67,14 @@ enum class Op : uint16_t {
   kMetaGetMany = 31,
   kChunkPutMany = 32,
   kMetaInsertMany = 33,
+  kLease = 34,
 };
 inline constexpr Op kAllOps[] = {Op::kCollectiveContribute, Op::kCollectiveResult,
                                  Op::kChunkWrite,  Op::kChunkCommit, Op::kChunkDrop,
                                  Op::kChunkRead,   Op::kMetaCheck,   Op::kMetaInsert,
                                  Op::kMetaGet,     Op::kMetaList,    Op::kMetaRemove,
                                  Op::kMetaReplace, Op::kShardPage, Op::kMetaGetMany,
-                                 Op::kChunkPutMany, Op::kMetaInsertMany};
+                                 Op::kChunkPutMany, Op::kMetaInsertMany, Op::kLease};
 // "chunk-write", ...; "unknown" for a value outside the enum.
 std::string_view OpName(uint16_t op);
 constexpr uint16_t Wire(Op op) { return static_cast<uint16_t>(op); }
@@ -214,6 +216,22 @@ struct VersionsReply {
   std::vector<Result<uint64_t>> versions;
 };
 
+// ---- leases (Engine::TryLease), at the name's primary metadata owner ----
+// `release`: end `holder`'s lease (ttl ignored); else take or renew it for ttl_ms (1 ..
+// kMaxLeaseMs). holder is not 0.
+inline constexpr uint32_t kMaxLeaseMs = 24 * 3600 * 1000;
+struct LeaseRequest {
+  std::string_view path;  // a valid object path
+  uint64_t holder = 0;
+  uint32_t ttl_ms = 0;
+  bool release = false;
+};
+struct LeaseReply {
+  bool granted = false;
+  uint64_t holder = 0;  // who holds it now
+  uint64_t age_ms = 0;
+};
+
 // ---- checkpoint commit (lib/checkpoint_commit.cc) ----
 struct CommitPart {
   Status status;                // not OK: this rank could not save (blobs empty)
@@ -254,6 +272,8 @@ Bytes Encode(const ShardPageReply& m);
 Bytes Encode(const ChunkPutMany& m);
 Bytes Encode(const MetaInsertMany& m);
 Bytes Encode(const VersionsReply& m);
+Bytes Encode(const LeaseRequest& m);
+Bytes Encode(const LeaseReply& m);
 
 Bytes Encode(const CommitPart& m);
 Bytes Encode(const Verdict& m);
@@ -299,5 +319,7 @@ Status Decode(std::span<const std::byte> b, ChunkPutMany* out);
 Status Decode(std::span<const std::byte> b, MetaInsertMany* out);
 // `count`: the records asked; the reply must hold exactly one outcome each, versions not 0.
 Status Decode(std::span<const std::byte> b, size_t count, VersionsReply* out);
+Status Decode(std::span<const std::byte> b, LeaseRequest* out);
+Status Decode(std::span<const std::byte> b, LeaseReply* out);
 
 }  // namespace shoal::engine::protocol

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <random>
 #include <shared_mutex>
 #include <thread>
 
@@ -469,11 +470,12 @@ class DatasetCache::Impl {
     }
   }
 
-  // This thread fetches for the rank. Across ranks the claim object is the lock: in a world,
-  // Create does not make a name exclusive (two ranks may both create it; the second Seal
-  // fails), but a claim made with Put is sealed by one rank only. The claimer reads the source
-  // and seals the sample, then drops the claim; the others wait for the seal. A claim older
-  // than fetch_wait (its claimer died) is removed and claimed anew. nullopt: try again.
+  // This thread fetches for the rank. Across ranks a lease on the sample's claim name decides
+  // (Engine::TryLease: in the memory of the name's metadata owner, one round trip, nothing on
+  // disk; in a world Create alone does not make a name exclusive: two ranks may both create
+  // it, the second Seal fails). The holder reads the source and seals the sample, then
+  // releases the lease; the others wait for the seal. A lease runs out fetch_wait after it was
+  // taken (its holder died): it is then taken anew. nullopt: try again.
   std::optional<Result<uint64_t>> Lead(const SampleInfo& s, const std::string& path,
                                        std::span<std::byte> dst,
                                        std::chrono::steady_clock::time_point give_up,
@@ -490,36 +492,23 @@ class DatasetCache::Impl {
           return FromSource(s, dst, false);  // a copy that cannot be read: serve the source
         }
       }
-      const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
-      Status claimed = e_.Put(claim, fmt::format("{} {}", now_ns, e_.rank()));
-      if (claimed.ok()) {
+      auto lease = e_.TryLease(claim, holder_, options_.fetch_wait);
+      if (lease.ok() && lease->granted) {
         auto r = FinishFetch(s, path, dst);
-        (void)e_.Remove(claim);
+        (void)e_.ReleaseLease(claim, holder_);
         return r;
       }
-      if (claimed.code() != Code::kAlreadyExists) {
-        Log(LogLevel::kInfo, "dataset sample \"{}\": not cached ({})", s.name, claimed.ToString());
+      if (!lease.ok()) {
+        Log(LogLevel::kInfo, "dataset sample \"{}\": not cached ({})", s.name,
+            lease.status().ToString());
         return FromSource(s, dst, false);
       }
-      // Claimed elsewhere: wait for the sample, taking over a claim older than fetch_wait.
+      // Leased elsewhere: wait for the sample. A holder that died leaves a lease that runs
+      // out fetch_wait after it was taken; this rank then takes it.
       if (std::chrono::steady_clock::now() >= give_up) {
         Log(LogLevel::kWarn, "dataset sample \"{}\": no copy sealed after {} ms; reading the source",
             s.name, options_.fetch_wait.count());
         return FromSource(s, dst, false);
-      }
-      std::string held(64, '\0');
-      auto n = e_.Read(claim, 0, std::as_writable_bytes(std::span<char>(held.data(), held.size())));
-      if (n.ok()) {
-        const int64_t at = std::atoll(held.substr(0, *n).c_str());
-        if (now_ns - at > std::chrono::duration_cast<std::chrono::nanoseconds>(options_.fetch_wait)
-                              .count()) {
-          Log(LogLevel::kInfo, "dataset sample \"{}\": taking over a claim made {} ms ago",
-              s.name, (now_ns - at) / 1000000);
-          (void)e_.Remove(claim);
-          continue;
-        }
       }
       std::this_thread::sleep_for(*wait_step);
       *wait_step = std::min(*wait_step * 2, std::chrono::milliseconds(50));
@@ -619,6 +608,10 @@ class DatasetCache::Impl {
   std::atomic<uint64_t> hits_{0}, memory_hits_{0}, misses_{0}, source_reads_{0}, source_bytes_{0}, source_ns_{0},
       waited_{0}, version_changes_{0}, refetched_{0}, uncached_{0}, not_admitted_{0};
   std::unique_ptr<dataset::DiskBudget> budget_;  // set by OpenBudget, before any read
+  // This cache's id as a lease holder: its rank and a random number (two caches of one rank
+  // are two holders).
+  const uint64_t holder_ = (static_cast<uint64_t>(e_.rank()) + 1) << 32 |
+                           (std::random_device{}() | 1u);
 };
 
 Result<std::unique_ptr<DatasetCache>> DatasetCache::Open(Engine& engine,

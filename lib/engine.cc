@@ -9,6 +9,7 @@
 
 #include "engine/cluster_group.h"
 #include "engine/inode.h"
+#include "engine/protocol.h"
 #include "engine/store_layout.h"
 #include "lib/bootstrap.h"
 #include "lib/engine_impl.h"
@@ -219,6 +220,23 @@ Status Engine::Put(std::string_view path, std::span<const std::byte> data,
 Result<std::vector<LocalObject>> Engine::LocalObjects(std::string_view dir) {
   SHOAL_RETURN_IF_ERROR(impl_->Usable());
   return impl_->api().LocalObjects(dir);
+}
+
+Result<Lease> Engine::TryLease(std::string_view name, uint64_t holder,
+                               std::chrono::milliseconds ttl) {
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  if (holder == 0) return Status::InvalidArgument("a lease's holder is not 0");
+  if (ttl.count() < 1 || ttl.count() > engine::protocol::kMaxLeaseMs) {
+    return Status::InvalidArgument(
+        fmt::format("lease ttl {} ms not in 1..{}", ttl.count(), engine::protocol::kMaxLeaseMs));
+  }
+  return impl_->api().TryLease(name, holder, ttl);
+}
+
+Status Engine::ReleaseLease(std::string_view name, uint64_t holder) {
+  SHOAL_RETURN_IF_ERROR(impl_->Usable());
+  if (holder == 0) return Status::InvalidArgument("a lease's holder is not 0");
+  return impl_->api().ReleaseLease(name, holder);
 }
 
 Result<LocalSpace> Engine::GetLocalSpace() {

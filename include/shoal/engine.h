@@ -31,6 +31,7 @@
 // leave every sealed object intact; the failed object stays unsealed and can be Abort()ed.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -139,6 +140,13 @@ struct LocalObject {
 struct LocalSpace {
   uint64_t total_bytes = 0;
   uint64_t free_bytes = 0;  // available to the store's process
+};
+
+// What Engine::TryLease found.
+struct Lease {
+  bool granted = false;  // the caller's holder holds the lease now
+  uint64_t holder = 0;   // who holds it
+  uint64_t age_ms = 0;   // since that holder took it
 };
 
 // One name of a StatBatch and its outcome.
@@ -296,6 +304,19 @@ class SHOAL_EXPORT Engine {
 
   // Space of the file system under this rank's store (statvfs).
   Result<LocalSpace> GetLocalSpace();
+
+  // Advisory leases on names, for ranks that want one of them to do a piece of work once (the
+  // dataset cache's one source read per sample): a lease is held in the memory of the name's
+  // primary metadata owner (the next live owner when it is down) — one round trip, nothing
+  // written to disk. TryLease gives `holder` (any id but 0, e.g. rank and thread) the lease for
+  // `ttl` when nobody else holds it (or the holder's ran out), renews the holder's own, and
+  // otherwise says who holds it and for how long. ReleaseLease ends the holder's lease (nothing
+  // when another holds it). Not a lock for correctness: an owner that restarts, or a new epoch
+  // that moves the name's shard, forgets its leases, and ranks that disagree about which owner
+  // is up may both be granted one. The name need not exist; it is checked as an object path.
+  // ttl: 1 ms .. 24 h.
+  Result<Lease> TryLease(std::string_view name, uint64_t holder, std::chrono::milliseconds ttl);
+  Status ReleaseLease(std::string_view name, uint64_t holder);
 
   // "io_uring" or "posix": the backend chosen at Open.
   std::string_view io_backend() const;

@@ -189,6 +189,37 @@ TEST(Protocol, BatchedIngestRoundTripsAndRefusesWhatDoesNotFit) {
   EXPECT_CODE(Decode(Encode(VersionsReply{{uint64_t{0}}}), 1, &rep2), kCorruption);  // version 0
 }
 
+TEST(Protocol, LeasesRoundTripAndRefuseHolderZeroAndBadTtls) {
+  LeaseRequest req{"a/c/x", 0x100000007, 30000, false}, req2;
+  const Bytes bytes = Encode(req);
+  ASSERT_OK(Decode(bytes, &req2));
+  EXPECT_EQ(req2.path, "a/c/x");
+  EXPECT_EQ(req2.holder, 0x100000007u);
+  EXPECT_EQ(req2.ttl_ms, 30000u);
+  EXPECT_FALSE(req2.release);
+  ExpectPrefixesRefused<LeaseRequest>(bytes, [](auto x, auto* m) { return Decode(x, m); });
+  EXPECT_CODE(Decode(Encode(LeaseRequest{"a", 0, 10, false}), &req2), kInvalidArgument);
+  EXPECT_CODE(Decode(Encode(LeaseRequest{"a", 1, 0, false}), &req2), kInvalidArgument);
+  EXPECT_CODE(Decode(Encode(LeaseRequest{"a", 1, kMaxLeaseMs + 1, false}), &req2),
+              kInvalidArgument);
+  EXPECT_CODE(Decode(Encode(LeaseRequest{"../a", 1, 10, false}), &req2), kInvalidArgument);
+  ASSERT_OK(Decode(Encode(LeaseRequest{"a", 1, 0, true}), &req2));  // a release has no ttl
+  EXPECT_TRUE(req2.release);
+  Bytes flag = Encode(LeaseRequest{"a", 1, 10, false});
+  flag.back() = std::byte{2};
+  EXPECT_CODE(Decode(flag, &req2), kInvalidArgument);
+
+  LeaseReply rep{true, 9, 1234}, rep2;
+  const Bytes rep_bytes = Encode(rep);
+  ASSERT_OK(Decode(rep_bytes, &rep2));
+  EXPECT_TRUE(rep2.granted);
+  EXPECT_EQ(rep2.holder, 9u);
+  EXPECT_EQ(rep2.age_ms, 1234u);
+  for (size_t n = 0; n < rep_bytes.size(); ++n) {
+    EXPECT_FALSE(Decode(std::span(rep_bytes).first(n), &rep2).ok()) << "prefix " << n;
+  }
+}
+
 TEST(Protocol, CollectiveAndCommitMessages) {
   CollectiveResult res{4, {Pattern(3, 1), {}, Pattern(9, 2)}}, res2;
   ASSERT_OK(Decode(Encode(res), 3, &res2));

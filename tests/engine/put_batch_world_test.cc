@@ -6,6 +6,7 @@
 
 #include <map>
 #include <set>
+#include <thread>
 
 #include "engine/protocol.h"
 #include "tests/engine/inproc_world.h"
@@ -243,6 +244,48 @@ TEST_F(PutBatchWorld, LocalObjectsNameWhatEachMemberHoldsAndNothingElse) {
   ASSERT_OK(all);
   EXPECT_FALSE(all->empty()) << "member 2 holds none of its own batch";
   EXPECT_CODE(M(0).LocalObjects("/bad"), kInvalidArgument);
+}
+
+// Leases: one holder at a time over the whole world, whichever member asks; renewal, release
+// only by the holder, expiry; the name's primary owner down: its next owner decides.
+TEST_F(PutBatchWorld, ALeaseHasOneHolderWorldWideUntilReleasedOrRunOut) {
+  Open(4, 2);
+  const std::string name = "ds/c/sample-1";
+  auto a = M(0).TryLease(name, 100, std::chrono::seconds(10));
+  ASSERT_OK(a);
+  EXPECT_TRUE(a->granted);
+  for (uint32_t m = 1; m < 4; ++m) {
+    auto b = M(m).TryLease(name, 200 + m, std::chrono::seconds(10));
+    ASSERT_OK(b);
+    EXPECT_FALSE(b->granted) << "member " << m;
+    EXPECT_EQ(b->holder, 100u);
+  }
+  auto again = M(3).TryLease(name, 100, std::chrono::seconds(10));  // the holder, elsewhere
+  ASSERT_OK(again);
+  EXPECT_TRUE(again->granted);
+  ASSERT_OK(M(2).ReleaseLease(name, 201));  // not the holder: nothing
+  EXPECT_FALSE(M(1).TryLease(name, 201, std::chrono::seconds(10))->granted);
+  ASSERT_OK(M(2).ReleaseLease(name, 100));
+  EXPECT_TRUE(M(1).TryLease(name, 201, std::chrono::milliseconds(30))->granted);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  EXPECT_TRUE(M(2).TryLease(name, 202, std::chrono::seconds(10))->granted) << "did not run out";
+  // Leases cost no disk: nothing was created.
+  EXPECT_CODE(M(0).Stat(name), kNotFound);
+  EXPECT_CODE(M(0).TryLease("../x", 1, std::chrono::seconds(1)), kInvalidArgument);
+  // The primary owner of another name dies: its next owner grants, and keeps the holder.
+  std::string other;
+  for (int i = 0; other.empty(); ++i) {
+    const std::string p = "ds/c/x" + std::to_string(i);
+    if (M(0).MetadataOwners(p)[0] == 3) other = p;
+  }
+  world_->net().AddRule({3, Wire(Op::kLease), 1, FaultAction::kKillBefore});
+  auto first = M(0).TryLease(other, 5, std::chrono::seconds(10));
+  ASSERT_OK(first);
+  EXPECT_TRUE(first->granted);
+  auto second = M(1).TryLease(other, 6, std::chrono::seconds(10));
+  ASSERT_OK(second);
+  EXPECT_FALSE(second->granted);
+  EXPECT_EQ(second->holder, 5u);
 }
 
 }  // namespace

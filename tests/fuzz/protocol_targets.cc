@@ -45,7 +45,7 @@ void FuzzProtocol(std::string_view input) {
   const std::string_view rest = in.Rest();
   const std::span<const std::byte> b = AsBytes(rest);
   const std::string path = "fuzz/object";
-  switch (which % 23) {
+  switch (which % 24) {
     case 0: return RoundTrip<p::Contribute>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
     case 1:
       return RoundTrip<p::CollectiveResult>(
@@ -121,6 +121,10 @@ void FuzzProtocol(std::string_view input) {
     case 22:
       return RoundTrip<p::VersionsReply>(
           b, [&](std::span<const std::byte> x, auto* m) { return p::Decode(x, param % 8 + 1, m); });
+    case 23:
+      RoundTrip<p::LeaseRequest>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
+      RoundTrip<p::LeaseReply>(b, [](std::span<const std::byte> x, auto* m) { return p::Decode(x, m); });
+      return;
   }
 }
 
@@ -177,6 +181,8 @@ std::vector<std::string> ProtocolSeeds() {
   add(20, 0, p::Encode(p::ChunkPutMany{65536, {{9, "a/b", data}, {10, "a/c", {}}}}));
   add(21, 0, p::Encode(p::MetaInsertMany{{{"a/b", 0, striped}, {"a/c", 7, small}}}));
   add(22, 1, p::Encode(p::VersionsReply{{uint64_t{3} << 40, Status::AlreadyExists("taken")}}));
+  add(23, 0, p::Encode(p::LeaseRequest{"a/c/x", 7, 30000, false}));
+  add(23, 0, p::Encode(p::LeaseReply{true, 7, 12}));
   return seeds;
 }
 

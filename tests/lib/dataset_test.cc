@@ -399,23 +399,25 @@ TEST_F(DatasetTest, AClaimItsHolderAbandonedIsTakenOverAFreshOneIsWaitedFor) {
   o.fetch_wait = std::chrono::milliseconds(300);
   auto c = OpenCache(o);
   const std::string a = "class-3/img-001.bin", b = "class-3/img-002.bin";
-  auto claim = [&](const std::string& name, int64_t age_ms) {
+  // Another rank's lease on the sample's claim name (holder 7, as a dead or a slow rank).
+  auto claim = [&](const std::string& name, std::chrono::milliseconds ttl) {
     auto i = c->Find(name);
     const std::string path = dataset::ClaimPath("datasets/test", name, c->info(*i)->version);
-    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count();
-    return engine_->Put(path, fmt::format("{} 7", now - age_ms * 1000000));
+    auto l = engine_->TryLease(path, 7, ttl);
+    EXPECT_OK(l);
+    EXPECT_TRUE(l.ok() && l->granted);
   };
-  // A claim made a minute ago by a rank that died: taken over at once, the sample cached.
-  ASSERT_OK(claim(a, 60000));
+  // A lease whose holder died (it ran out): taken over at once, the sample cached.
+  claim(a, std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(40));
   auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(ReadName(*c, a), SampleContent(a));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(250));
   EXPECT_EQ(ReadName(*c, a), SampleContent(a));
   EXPECT_EQ(source_->ReadsOf(a), 1);
   EXPECT_EQ(c->stats().hits, 1u);
-  // A fresh claim nobody fulfils: the reader waits fetch_wait, then serves the source (uncached).
-  ASSERT_OK(claim(b, 0));
+  // A fresh lease nobody fulfils: the reader waits fetch_wait, then serves the source (uncached).
+  claim(b, std::chrono::seconds(10));
   start = std::chrono::steady_clock::now();
   EXPECT_EQ(ReadName(*c, b), SampleContent(b));
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(250));
