@@ -202,6 +202,9 @@ class Cluster final : public ObjectApi {
     return MetadataWriters(path);
   }
   Result<Inode> LookupInode(std::string_view path);
+  // LookupInode of many paths, grouped by the member each asks (cluster_stat.cc); out[i] is
+  // paths[i]'s.
+  std::vector<Result<Inode>> LookupInodes(std::span<const std::string_view> paths);
   // Drops object `uid`'s chunks on the reachable ranks among `ranks`. A failure only leaks
   // space (logged): the object is gone from the metadata already.
   void DropEverywhere(uint64_t uid, const std::set<uint32_t>& ranks);

@@ -77,26 +77,21 @@ const Placement& Cluster::PlacementFor(const Inode& inode,
 Status Cluster::ReadBatch(std::span<ReadRequest> requests) {
   std::vector<Piece> pieces;
   std::unique_ptr<Placement> scratch;
-  // One metadata lookup per object, however many ranges of it the batch reads. Those this
-  // member writes go to its own shard copies first, all in one read transaction; what they do
-  // not answer (not found here, still catching up) is looked up owner by owner.
+  // One metadata lookup per object, however many ranges of it the batch reads, all of them
+  // grouped by the member each asks (LookupInodes: this member's own shard copies in one read
+  // transaction, each other owner in one call, all at once).
   std::map<std::string_view, Result<Inode>> inodes;
   {
-    const uint32_t me = world_->rank();
-    std::vector<std::string_view> mine;
+    std::vector<std::string_view> paths;
     for (ReadRequest& req : requests) {
       req.bytes_read = 0;
       req.status = ValidateObjectPath(req.path);
-      if (!req.status.ok() || inodes.count(req.path) != 0 || !Reachable(me)) continue;
-      const std::vector<uint32_t>& writers = Writers(req.path);
-      if (std::find(writers.begin(), writers.end(), me) == writers.end()) continue;
+      if (!req.status.ok() || inodes.count(req.path) != 0) continue;
       inodes.emplace(req.path, Status::NotFound(""));  // a placeholder, set below
-      mine.push_back(req.path);
+      paths.push_back(req.path);
     }
-    std::vector<Result<Inode>> found = service_->MetaGetMany(mine);
-    for (size_t i = 0; i < mine.size(); ++i) {
-      inodes.at(mine[i]) = found[i].ok() ? std::move(found[i]) : LookupInode(mine[i]);
-    }
+    std::vector<Result<Inode>> found = LookupInodes(paths);
+    for (size_t i = 0; i < paths.size(); ++i) inodes.at(paths[i]) = std::move(found[i]);
   }
   for (size_t q = 0; q < requests.size(); ++q) {
     ReadRequest& req = requests[q];
