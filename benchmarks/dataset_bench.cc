@@ -17,6 +17,8 @@
 //            whole set, each once) instead of a random share of all of them
 //   warm-up  DatasetCache::Warm of the whole set under another root (every rank loads what it
 //            owns, cached through PutBatch), through a throttle of its own  vs the source's limit
+//            and, printed below it, the same samples read from the source directory with its
+//            page cache dropped (open + pread + close, same readers)
 //   warm     from the memory tier (sized to hold the set)         vs pread of the source files
 //            from ext4's page cache (read once before), same readers and order
 // Every row prints the samples read from the source in total: the set's size, once.
@@ -310,7 +312,16 @@ int RunRank(Config c, const std::string& base) {
   const uint64_t my_samples = c.local ? held.size() : (total + n - 1 - me) / n;
   Check(RawSequentialWrite(raw, my_samples * c.sample_size, static_cast<uint32_t>(c.sample_size),
                            16, nullptr).status(), "raw write");
-  std::vector<double> es, rs;
+  auto pread_file = [&](uint64_t i, std::vector<std::byte>& buf) {
+    buf.resize(c.sample_size);
+    const std::string path = src + "/" + Check(cache->info(i), "info").name;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::pread(fd, buf.data(), buf.size(), 0) != static_cast<ssize_t>(buf.size())) {
+      Die(Status::IOError("page-cache read"), path);
+    }
+    ::close(fd);
+  };
+  std::vector<double> es, rs, cs;
   double ecpu = 0;
   for (int rep = 0; rep < 3; ++rep) {
     part = share(10 + rep);
@@ -328,9 +339,15 @@ int RunRank(Config c, const std::string& base) {
     });
     (void)cr;
     rs.push_back(sr);
+    // The same samples straight from the source directory, its page cache dropped.
+    if (me == 0) DropPageCache();
+    auto [sc, cc] = timed([&] { Epoch(part, c.threads, pread_file); });
+    (void)cc;
+    cs.push_back(sc);
   }
   row("epoch-2", Median(es), ecpu / 3, set_mb / Median(rs),
       fmt::format("raw O_DIRECT random reads, qd {} per rank", c.raw_depth));
+  rows.back()["source_dir_cold_mbps"] = set_mb / Median(cs);
 
   // Warm: every rank's memory tier holds the set (its shares change every epoch) against
   // pread of the source files from the page cache.
@@ -340,15 +357,6 @@ int RunRank(Config c, const std::string& base) {
   std::vector<uint64_t> all(total);
   for (uint64_t i = 0; i < total; ++i) all[i] = i;
   Epoch(all, c.threads, read_cache(*warm));  // fills this rank's tier
-  auto pread_file = [&](uint64_t i, std::vector<std::byte>& buf) {
-    buf.resize(c.sample_size);
-    const std::string path = src + "/" + Check(cache->info(i), "info").name;
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || ::pread(fd, buf.data(), buf.size(), 0) != static_cast<ssize_t>(buf.size())) {
-      Die(Status::IOError("page-cache read"), path);
-    }
-    ::close(fd);
-  };
   Epoch(all, c.threads, pread_file);  // the files into the page cache
   std::vector<double> ws, ps;
   double wcpu = 0;
@@ -382,6 +390,12 @@ int RunRank(Config c, const std::string& base) {
                     j["samples_per_s"].get<double>(), j["baseline_mbps"].get<double>(),
                     j["baseline"].get<std::string>().c_str(), j["ratio"].get<double>(),
                     j["cpu_s_per_gib"].get<double>());
+        if (j.contains("source_dir_cold_mbps")) {
+          std::printf("         the source directory read cold (page cache dropped): %.1f MB/s "
+                      "(engine %.2fx)\n",
+                      j["source_dir_cold_mbps"].get<double>(),
+                      j["mbps"].get<double>() / j["source_dir_cold_mbps"].get<double>());
+        }
       }
     }
     std::printf("source reads: %llu for %llu samples, %u rank(s)\n",
