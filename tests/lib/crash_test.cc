@@ -52,34 +52,51 @@ uint64_t SizeOf(int i) { return static_cast<uint64_t>((i * 7919) % (5 * kChunk))
   }
 }
 
+// Forks `child` (which writes an int to `fd` per step it finished, forever), waits for `want`
+// steps, kills it with SIGKILL `delay` later, and returns every step it reported.
+// *killed: whether it died of the signal (not of an error of its own).
+template <typename Child>
+std::set<int> KillDuringSteps(Child child, int want, std::chrono::microseconds delay,
+                              bool* killed) {
+  int pipefd[2];
+  *killed = false;
+  if (::pipe(pipefd) != 0) return {};
+  pid_t pid = ::fork();
+  if (pid < 0) return {};
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    child(pipefd[1]);
+    _exit(0);
+  }
+  ::close(pipefd[1]);
+  std::set<int> reported;
+  int i = 0;
+  while (static_cast<int>(reported.size()) < want && ::read(pipefd[0], &i, sizeof(i)) == sizeof(i)) {
+    reported.insert(i);
+  }
+  std::this_thread::sleep_for(delay);
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  while (::read(pipefd[0], &i, sizeof(i)) == sizeof(i)) reported.insert(i);
+  ::close(pipefd[0]);
+  *killed = WIFSIGNALED(status);
+  return reported;
+}
+
 TEST(Crash, SigkillDuringWritesLeavesOnlySealedObjects) {
   std::mt19937 rng(20261124);
   const int kTrials = 20;
   for (int trial = 0; trial < kTrials; ++trial) {
     TempDir dir;
-    int pipefd[2];
-    ASSERT_EQ(::pipe(pipefd), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(pipefd[0]);
-      Writer(dir.Sub("store"), pipefd[1]);
-    }
-    ::close(pipefd[1]);
     // Wait for a random number of seals, then kill at a random instant after it.
     const int want = 2 + static_cast<int>(rng() % 20);
-    std::set<int> reported;
-    int i = 0;
-    while (static_cast<int>(reported.size()) < want && ::read(pipefd[0], &i, sizeof(i)) == sizeof(i)) {
-      reported.insert(i);
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 20000));
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    while (::read(pipefd[0], &i, sizeof(i)) == sizeof(i)) reported.insert(i);
-    ::close(pipefd[0]);
-    ASSERT_TRUE(WIFSIGNALED(status)) << "writer exited early with " << WEXITSTATUS(status);
+    bool killed = false;
+    std::set<int> reported =
+        KillDuringSteps([&](int fd) { Writer(dir.Sub("store"), fd); }, want,
+                        std::chrono::microseconds(rng() % 20000), &killed);
+    ASSERT_TRUE(killed) << "the writer exited early";
+    ASSERT_FALSE(reported.empty());
     ASSERT_EQ(static_cast<int>(reported.size()), *reported.rbegin() + 1);
 
     auto e = Engine::Open(StoreOptions(dir.Sub("store")));
@@ -156,28 +173,13 @@ TEST(Crash, SigkillDuringPutBatchLeavesWholeBatchesOrNone) {
   int cut_short = 0;  // trials whose last batch was not reported (killed mid-batch)
   for (int trial = 0; trial < kTrials; ++trial) {
     TempDir dir;
-    int pipefd[2];
-    ASSERT_EQ(::pipe(pipefd), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(pipefd[0]);
-      BatchWriter(dir.Sub("store"), pipefd[1]);
-    }
-    ::close(pipefd[1]);
     const int want = 1 + static_cast<int>(rng() % 4);
-    std::set<int> reported;
-    int k = 0;
-    while (static_cast<int>(reported.size()) < want && ::read(pipefd[0], &k, sizeof(k)) == sizeof(k)) {
-      reported.insert(k);
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 30000));
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    while (::read(pipefd[0], &k, sizeof(k)) == sizeof(k)) reported.insert(k);
-    ::close(pipefd[0]);
-    ASSERT_TRUE(WIFSIGNALED(status)) << "writer exited early with " << WEXITSTATUS(status);
+    bool killed = false;
+    std::set<int> reported =
+        KillDuringSteps([&](int fd) { BatchWriter(dir.Sub("store"), fd); }, want,
+                        std::chrono::microseconds(rng() % 30000), &killed);
+    ASSERT_TRUE(killed) << "the writer exited early";
+    ASSERT_FALSE(reported.empty());
 
     auto e = Engine::Open(StoreOptions(dir.Sub("store")));
     ASSERT_OK(e) << "trial " << trial;
