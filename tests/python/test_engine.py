@@ -45,6 +45,27 @@ def test_stat_many_answers_each_name(eng):
         eng.stat_many(["m/../x"])
 
 
+def test_write_many_stores_a_batch_and_tells_each_outcome(eng):
+    eng.write("w/taken", b"old")
+    items = [(f"w/o{i}", bytes([i % 256]) * (100 + i * 37)) for i in range(300)]
+    items += [("w/taken", b"new"), ("w/o3", b"twice"), ("w//bad", b"x"),
+              ("w/arr", np.arange(1000, dtype=np.int32)), ("w/t", torch.arange(10))]
+    got = eng.write_many(items)
+    assert got[:300] == [None] * 300
+    assert got[300].startswith("AlreadyExists")
+    assert got[301].startswith("AlreadyExists")
+    assert got[302].startswith("InvalidArgument")
+    assert got[303] is None and got[304] is None
+    for name, data in items[:300]:
+        assert eng.read(name) == data
+    assert eng.read("w/taken") == b"old"
+    assert eng.read("w/arr") == np.arange(1000, dtype=np.int32).tobytes()
+    assert len(eng.list("w")) == 303
+    assert eng.write_many([]) == []
+    with pytest.raises(ValueError):
+        eng.write_many([("w/x", b"1")], replicas=17)
+
+
 def test_reads_into_caller_buffers_without_copies(eng):
     data = np.arange(1 << 20, dtype=np.float32)
     eng.write("x", data)                      # numpy in

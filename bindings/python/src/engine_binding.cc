@@ -225,6 +225,40 @@ void BindEngine(py::module_& m) {
           py::arg("local_first") = false,
           "Stores `data` (bytes-like or CPU tensor) as the sealed object `path`.")
       .def(
+          "write_many",
+          [](PyEngine& pe, const std::vector<std::pair<std::string, py::object>>& items,
+             uint32_t chunk_size, bool local_first, uint32_t replicas) {
+            Engine& e = pe.get();
+            std::vector<Bytes> data;
+            data.reserve(items.size());
+            std::vector<PutRequest> reqs(items.size());
+            for (size_t i = 0; i < items.size(); ++i) {
+              data.emplace_back(items[i].second, /*writable=*/false);
+              reqs[i].path = items[i].first;
+              reqs[i].data = data.back().cspan();
+            }
+            CreateOptions co;
+            co.chunk_size = chunk_size;
+            co.local_first = local_first;
+            co.replicas = replicas;
+            {
+              Release nogil;
+              ThrowIfError(e.PutBatch(reqs, co));
+            }
+            py::list out;
+            for (const PutRequest& r : reqs) {
+              if (r.status.ok()) out.append(py::none());
+              else out.append(r.status.ToString());
+            }
+            return out;
+          },
+          py::arg("items"), py::arg("chunk_size") = 0, py::arg("local_first") = false,
+          py::arg("replicas") = 0,
+          "Stores many (path, bytes-like) objects at once (Engine::PutBatch: each member's part "
+          "in one transaction): a list with None where an object was stored, else its error as "
+          "\"Code: message\" (the others are stored). The whole call raises only when it could "
+          "not run (more than 65,536 objects, bad options).")
+      .def(
           "create",
           [](PyEngine& pe, const std::string& path, std::optional<uint64_t> size,
              uint32_t chunk_size) {
