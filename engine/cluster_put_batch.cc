@@ -52,12 +52,7 @@ Status Cluster::PutBatch(std::span<PutRequest> requests, const CreateOptions& co
     std::unordered_set<std::string_view> seen;
     MutexLock lk(&open_mu_);
     for (PutRequest& r : requests) {
-      r.status = ValidateObjectPath(r.path);
-      if (r.status.ok() && r.data.size() > cs) {
-        r.status = Status::InvalidArgument(fmt::format(
-            "\"{}\": {} bytes, more than one chunk ({}): Put it on its own", r.path, r.data.size(),
-            cs));
-      }
+      r.status = CheckBatchObject(r.path, r.data.size(), cs);
       if (r.status.ok() && !seen.insert(r.path).second) {
         r.status = Status::AlreadyExists(fmt::format("\"{}\" comes twice in the batch", r.path));
       }

@@ -335,7 +335,7 @@ std::vector<std::vector<Result<uint64_t>>> MemberClient::MetaInsertMany(
     if (rank == self() || records.empty()) continue;
     flight.Acquire();
     t_->CallAsync(rank, protocol::Wire(Op::kMetaInsertMany),
-                  protocol::Encode(protocol::MetaInsertMany{records}), deadline_,
+                  protocol::EncodeMetaInsertMany(records), deadline_,
                   [this, &out, &flight, g](Result<Payload> r) {
                     Count(Op::kMetaInsertMany, r.status());
                     protocol::VersionsReply reply;

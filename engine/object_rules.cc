@@ -28,6 +28,16 @@ Result<uint32_t> CheckCreate(std::string_view path, const CreateOptions& co,
   return cs;
 }
 
+Status CheckBatchObject(std::string_view path, uint64_t size, uint32_t chunk_size) {
+  SHOAL_RETURN_IF_ERROR(ValidateObjectPath(path));
+  if (size > chunk_size) {
+    return Status::InvalidArgument(fmt::format(
+        "\"{}\": {} bytes, more than one chunk ({}): a batch holds objects of one chunk at most, "
+        "Put it on its own", path, size, chunk_size));
+  }
+  return Status::OK();
+}
+
 Status CheckWrite(std::string_view path, uint64_t offset, uint64_t len, uint64_t declared) {
   if (offset > kMaxObjectSize || len > kMaxObjectSize - offset) {
     return Status::InvalidArgument(

@@ -20,6 +20,8 @@ Result<uint32_t> CheckCreate(std::string_view path, const CreateOptions& options
 // InvalidArgument for a write of `len` bytes at `offset` past the maximum object size or past
 // the declared size (kUnknownSize: none).
 Status CheckWrite(std::string_view path, uint64_t offset, uint64_t len, uint64_t declared);
+// An object of a batch (Engine::PutBatch): a valid path and at most one chunk of `chunk_size`.
+Status CheckBatchObject(std::string_view path, uint64_t size, uint32_t chunk_size);
 
 // The first steps of one read of a batch, once its inode lookup is done: the lookup's error,
 // InvalidArgument for an offset past the end, bytes_read set, and inline objects copied out

@@ -41,12 +41,7 @@ Status ObjectStore::PutMany(std::span<const WholeObject> objects, uint32_t chunk
   {
     std::lock_guard lk(open_mu_);
     for (const WholeObject& o : objects) {
-      SHOAL_RETURN_IF_ERROR(ValidateObjectPath(o.path));
-      if (o.data.size() > cs) {
-        return Status::InvalidArgument(fmt::format(
-            "\"{}\": {} bytes, more than one chunk ({}): a batch holds objects of one chunk at most",
-            o.path, o.data.size(), cs));
-      }
+      SHOAL_RETURN_IF_ERROR(CheckBatchObject(o.path, o.data.size(), cs));
       if (open_.count(o.path) != 0) {
         return Status::AlreadyExists(fmt::format("object \"{}\" is being written", o.path));
       }
@@ -139,11 +134,7 @@ Status ObjectStore::PutBatch(std::span<PutRequest> requests, const CreateOptions
   std::vector<PutRequest*> taken;
   std::set<std::string_view> seen;
   for (PutRequest& r : requests) {
-    r.status = ValidateObjectPath(r.path);
-    if (r.status.ok() && r.data.size() > cs) {
-      r.status = Status::InvalidArgument(
-          fmt::format("\"{}\": {} bytes, more than one chunk ({})", r.path, r.data.size(), cs));
-    }
+    r.status = CheckBatchObject(r.path, r.data.size(), cs);
     if (r.status.ok() && !seen.insert(r.path).second) {
       r.status = Status::AlreadyExists(fmt::format("\"{}\" comes twice in the batch", r.path));
     }

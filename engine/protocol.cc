@@ -670,10 +670,12 @@ Status Decode(std::span<const std::byte> b, ChunkPutMany* out) {
   return Status::OK();
 }
 
-Bytes Encode(const MetaInsertMany& m) {
+Bytes Encode(const MetaInsertMany& m) { return EncodeMetaInsertMany(m.records); }
+
+Bytes EncodeMetaInsertMany(std::span<const MetaInsert> records) {
   ByteWriter w;
-  w.Put<uint32_t>(static_cast<uint32_t>(m.records.size()));
-  for (const MetaInsert& i : m.records) {
+  w.Put<uint32_t>(static_cast<uint32_t>(records.size()));
+  for (const MetaInsert& i : records) {
     w.Prefixed(i.path);
     w.Put<uint64_t>(i.version);
     w.Prefixed(EncodeInode(i.inode));

@@ -271,6 +271,8 @@ Bytes Encode(const ShardPageReply& m);
 
 Bytes Encode(const ChunkPutMany& m);
 Bytes Encode(const MetaInsertMany& m);
+// The same bytes from records held elsewhere (no copy of them into a MetaInsertMany).
+Bytes EncodeMetaInsertMany(std::span<const MetaInsert> records);
 Bytes Encode(const VersionsReply& m);
 Bytes Encode(const LeaseRequest& m);
 Bytes Encode(const LeaseReply& m);
