@@ -33,8 +33,8 @@ struct Index {
 std::vector<std::byte> EncodePart(const std::vector<SampleInfo>& samples);
 Result<std::vector<SampleInfo>> DecodePart(std::span<const std::byte> bytes);
 
-// The cache object of a sample at a version, and the claim a rank makes before it reads the
-// sample from the source (R/c/<the same hashes>: "<wall clock ns> <rank>").
+// The cache object of a sample at a version, and the name whose lease (Engine::TryLease) a rank
+// holds while it reads the sample from the source (R/c/<the same hashes>; no object).
 std::string SamplePath(std::string_view root, std::string_view name, std::string_view version);
 std::string ClaimPath(std::string_view root, std::string_view name, std::string_view version);
 // The rank that loads a sample in Warm.
