@@ -117,6 +117,8 @@ uint64_t IndexOf(DatasetCache& c, py::handle key) {
 
 }  // namespace
 
+DatasetCache* DatasetCacheOf(py::handle dataset) { return &dataset.cast<PyDataset&>().get(); }
+
 void BindDataset(py::module_& m) {
   py::class_<PyDataset>(m, "DatasetCache")
       .def(py::init([](py::object engine, py::object source, const std::string& root, bool refresh,
@@ -185,6 +187,38 @@ void BindDataset(py::module_& m) {
                return py::bytes(out);
              }
            })
+      .def("read_batch",
+           [](PyDataset& d, const std::vector<int64_t>& indices) {
+             DatasetCache& c = d.get();
+             std::vector<SampleRead> reads(indices.size());
+             std::vector<py::object> outs;
+             outs.reserve(indices.size());
+             for (size_t i = 0; i < indices.size(); ++i) {
+               if (indices[i] < 0) throw StatusError(Status::InvalidArgument("a negative sample index"));
+               reads[i].index = static_cast<uint64_t>(indices[i]);
+               const uint64_t size = ValueOrThrow(c.info(reads[i].index)).size;
+               PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(size));
+               if (raw == nullptr) throw py::error_already_set();
+               outs.push_back(py::reinterpret_steal<py::object>(raw));
+               reads[i].dst = {reinterpret_cast<std::byte*>(PyBytes_AS_STRING(raw)), size};
+             }
+             {
+               Release nogil;
+               ThrowIfError(c.ReadBatch(reads));
+             }
+             py::list out;
+             for (size_t i = 0; i < reads.size(); ++i) {
+               if (!reads[i].status.ok()) {
+                 ThrowIfError(Status(reads[i].status.code(),
+                                     "sample " + std::to_string(reads[i].index) + ": " +
+                                         std::string(reads[i].status.message())));
+               }
+               out.append(outs[i]);
+             }
+             return out;
+           },
+           py::arg("indices"),
+           "Samples by index in one batched read: a list of bytes; raises the first failure.")
       .def("read_into",
            [](PyDataset& d, py::handle key, py::handle buffer) {
              DatasetCache& c = d.get();

@@ -288,6 +288,87 @@ void BindEngine(py::module_& m) {
       .def("read", &ReadBytes, py::arg("path"), py::arg("offset") = 0, py::arg("size") = -1,
            "Bytes of `path` from `offset`: `size` of them, or up to the end when -1.")
       .def(
+          "read_batch",
+          [](PyEngine& pe, py::sequence items) {
+            Engine& e = pe.get();
+            std::vector<ReadRequest> reqs(py::len(items));
+            std::vector<int64_t> sizes(reqs.size(), -1);
+            size_t k = 0;
+            for (py::handle h : items) {
+              if (py::isinstance<py::str>(h)) {
+                reqs[k].path = h.cast<std::string>();
+              } else {
+                py::tuple t = h.cast<py::tuple>();
+                if (t.size() != 3) {
+                  throw StatusError(Status::InvalidArgument("read_batch items are paths or (path, offset, size)"));
+                }
+                reqs[k].path = t[0].cast<std::string>();
+                const int64_t off = t[1].cast<int64_t>();
+                sizes[k] = t[2].cast<int64_t>();
+                if (off < 0 || sizes[k] < 0) {
+                  throw StatusError(Status::InvalidArgument("read_batch: a negative offset or size"));
+                }
+                reqs[k].offset = static_cast<uint64_t>(off);
+              }
+              ++k;
+            }
+            // Whole objects: their sizes in one StatBatch.
+            std::vector<StatRequest> stats;
+            std::vector<size_t> stat_of;
+            for (size_t i = 0; i < reqs.size(); ++i) {
+              if (sizes[i] >= 0) continue;
+              stats.emplace_back();
+              stats.back().path = reqs[i].path;
+              stat_of.push_back(i);
+            }
+            if (!stats.empty()) {
+              {
+                Release nogil;
+                ThrowIfError(e.StatBatch(stats));
+              }
+              for (size_t j = 0; j < stats.size(); ++j) {
+                if (!stats[j].status.ok()) {
+                  ThrowIfError(Status(stats[j].status.code(), "\"" + stats[j].path + "\": " +
+                                                                   std::string(stats[j].status.message())));
+                }
+                sizes[stat_of[j]] = static_cast<int64_t>(stats[j].info.size);
+              }
+            }
+            std::vector<py::object> outs;
+            outs.reserve(reqs.size());
+            for (size_t i = 0; i < reqs.size(); ++i) {
+              PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(sizes[i]));
+              if (raw == nullptr) throw py::error_already_set();
+              outs.push_back(py::reinterpret_steal<py::object>(raw));
+              reqs[i].dst = {reinterpret_cast<std::byte*>(PyBytes_AS_STRING(raw)),
+                             static_cast<size_t>(sizes[i])};
+            }
+            {
+              Release nogil;
+              ThrowIfError(e.ReadBatch(reqs));
+            }
+            py::list out;
+            for (size_t i = 0; i < reqs.size(); ++i) {
+              if (!reqs[i].status.ok()) {
+                ThrowIfError(Status(reqs[i].status.code(), "\"" + reqs[i].path + "\": " +
+                                                               std::string(reqs[i].status.message())));
+              }
+              if (reqs[i].bytes_read < reqs[i].dst.size()) {  // the object ended early
+                PyObject* p = outs[i].release().ptr();
+                if (_PyBytes_Resize(&p, static_cast<Py_ssize_t>(reqs[i].bytes_read)) != 0) {
+                  throw py::error_already_set();
+                }
+                outs[i] = py::reinterpret_steal<py::object>(p);
+              }
+              out.append(outs[i]);
+            }
+            return out;
+          },
+          py::arg("items"),
+          "Many reads at once (Engine::ReadBatch; sizes of whole objects in one StatBatch): "
+          "items are paths (whole objects) or (path, offset, size); a list of bytes in order. "
+          "Raises the first item's error.")
+      .def(
           "readinto",
           [](PyEngine& pe, const std::string& path, py::handle buffer, uint64_t offset) {
             Engine& e = pe.get();

@@ -10,4 +10,5 @@ PYBIND11_MODULE(_shoal, m) {
   shoal::python::BindEngine(m);
   shoal::python::BindCheckpoint(m);
   shoal::python::BindDataset(m);
+  shoal::python::BindSharedRead(m);
 }

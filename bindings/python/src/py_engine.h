@@ -24,5 +24,6 @@ struct PyEngine {
 void BindEngine(pybind11::module_& m);
 void BindCheckpoint(pybind11::module_& m);
 void BindDataset(pybind11::module_& m);
+void BindSharedRead(pybind11::module_& m);
 
 }  // namespace shoal::python
