@@ -2,12 +2,16 @@
 // engine or a registered dataset cache) straight into the channel's part of the pool. See
 // include/shoal/shared_reader.h for the rules; lib/shared_ring.h for the layout.
 #include <poll.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <random>
@@ -36,6 +40,24 @@ std::string RandomHex(size_t bytes) {
     out += kHex[v & 15];
   }
   return out;
+}
+
+// Segments left by serving ranks that were killed (named shoal-<pid>-<hex>, their pid gone):
+// removed at the next Start on the host, so /dev/shm does not fill over restarts.
+void RemoveStaleSegments() {
+  std::error_code ec;
+  for (const auto& f : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    const std::string n = f.path().filename().string();
+    if (n.rfind("shoal-", 0) != 0) continue;
+    const size_t dash = n.find('-', 6);
+    if (dash == std::string::npos) continue;
+    char* end = nullptr;
+    const long pid = std::strtol(n.c_str() + 6, &end, 10);
+    if (end != n.c_str() + dash || pid <= 0) continue;
+    if (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      bip::shared_memory_object::remove(n.c_str());
+    }
+  }
 }
 
 uint64_t PageRound(uint64_t v) { return (v + kPage - 1) / kPage * kPage; }
@@ -156,6 +178,7 @@ Status SharedReadServer::Impl::Start() {
     return Status::InvalidArgument("SharedReadOptions.ring_bytes must be 64 KiB..64 MiB");
   }
   token_ = options_.token.empty() ? RandomHex(16) : options_.token;
+  RemoveStaleSegments();
   shm::Header layout;
   shm::FillLayout(options_, &layout);
   name_ = "shoal-" + std::to_string(getpid()) + "-" + RandomHex(8);

@@ -18,7 +18,9 @@
 // processes: a reader or a server killed at any instant blocks no one else. The server watches
 // each reader's pid (a pidfd): when it exits, killed or not, its channel's rings and pool part
 // are reclaimed (its buffers with them). A reader watches the server's pid the same way: the
-// rank exiting (or Stop) fails its waiting and later calls with Unavailable.
+// rank exiting (or Stop) fails its waiting and later calls with Unavailable. The segment's name
+// is removed at Stop; a rank killed before leaves it in /dev/shm (shoal-<pid>-<hex>), and the
+// next server started on the host removes those whose pid is gone.
 //
 // Sizing the pool: a reader's buffers stay leased until released, and a request waits until
 // its channel's part has room for all its items (backpressure). A worker that holds one batch

@@ -1,0 +1,393 @@
+// Shared reads (include/shoal/shared_reader.h) between real processes: forked readers reading
+// bit-exact, per-item errors, backpressure, readers killed mid-request and holding leases, the
+// serving rank stopping or killed, wrong tokens, full channel tables, forked children of a
+// reader, hostile bytes in a ring.
+#include "shoal/shared_reader.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "lib/shared_ring.h"
+#include "shoal/dataset.h"
+#include "shoal/engine.h"
+#include "tests/process_util.h"
+#include "tests/test_util.h"
+
+namespace shoal {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::vector<std::byte> Content(int i, size_t n) {
+  std::vector<std::byte> b(n);
+  for (size_t j = 0; j < n; ++j) b[j] = static_cast<std::byte>((i * 7 + j) & 0xff);
+  return b;
+}
+size_t SizeOf(int i) { return 1000 + static_cast<size_t>(i) * 97; }
+
+ReadItem Obj(std::string path, uint64_t offset = 0, uint64_t size = 0) {
+  ReadItem it;
+  it.path = std::move(path);
+  it.offset = offset;
+  it.size = size;
+  return it;
+}
+ReadItem Sample(uint32_t dataset, uint64_t index) {
+  ReadItem it;
+  it.dataset = dataset;
+  it.index = index;
+  return it;
+}
+
+bool Same(std::span<const std::byte> a, std::span<const std::byte> b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+bool Within(std::span<const std::byte> inner, std::span<const std::byte> outer) {
+  return inner.data() >= outer.data() && inner.data() + inner.size() <= outer.data() + outer.size();
+}
+
+// Waits up to 10 s for `pred`.
+template <typename F>
+bool Eventually(F pred) {
+  for (int i = 0; i < 1000; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+class SharedReadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Options o = testing::TestOptions(dir_.Sub("store"), IoBackend::kAuto);
+    o.world_size = 1;
+    o.rank = 0;
+    auto e = Engine::Open(o);
+    ASSERT_OK(e);
+    engine_ = std::move(e).value();
+    for (int i = 0; i < kObjects; ++i) {
+      ASSERT_OK(engine_->Put("o/" + std::to_string(i), Content(i, SizeOf(i))));
+    }
+    ASSERT_OK(engine_->Put("empty", std::span<const std::byte>()));
+    ASSERT_OK(engine_->Put("big", Content(99, 40 << 10)));
+  }
+
+  std::unique_ptr<SharedReadServer> Start(SharedReadOptions o = {}) {
+    auto s = SharedReadServer::Start(*engine_, o);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(s).value() : nullptr;
+  }
+
+  static std::vector<ReadItem> Objects(int from, int n) {
+    std::vector<ReadItem> v(n);
+    for (int i = 0; i < n; ++i) v[i].path = "o/" + std::to_string(from + i);
+    return v;
+  }
+
+  static constexpr int kObjects = 200;
+  testing::TempDir dir_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(SharedReadTest, ReadsObjectsAndSamplesStraightIntoThePool) {
+  // A dataset cache over a directory, registered with the server.
+  for (int i = 0; i < 20; ++i) {
+    fs::create_directories(dir_.Sub("src"));
+    std::vector<std::byte> c = Content(1000 + i, 3000 + i);
+    std::ofstream(dir_.Sub("src") + "/s" + std::to_string(i), std::ios::binary)
+        .write(reinterpret_cast<const char*>(c.data()), static_cast<std::streamsize>(c.size()));
+  }
+  auto cache = DatasetCache::Open(*engine_, DirectorySource(dir_.Sub("src")));
+  ASSERT_OK(cache);
+  auto server = Start();
+  const uint32_t ds = server->Register(cache->get());
+  auto reader = SharedReader::Attach(server->name(), server->token());
+  ASSERT_OK(reader);
+
+  std::vector<ReadItem> items = Objects(0, 50);
+  items.push_back(Obj("o/7", 100, 50));
+  items.push_back(Obj("empty"));
+  for (uint64_t i = 0; i < 20; ++i) items.push_back(Sample(ds, i));
+  auto got = (*reader)->ReadBatch(items);
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), items.size());
+  std::vector<uint64_t> leases;
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_OK((*got)[i].status);
+    EXPECT_TRUE(Same((*got)[i].bytes, Content(i, SizeOf(i)))) << i;
+    EXPECT_TRUE(Within((*got)[i].bytes, (*reader)->pool())) << "read elsewhere than the pool";
+  }
+  EXPECT_TRUE(Same((*got)[50].bytes, std::span<const std::byte>(Content(7, SizeOf(7))).subspan(100, 50)));
+  EXPECT_OK((*got)[51].status);
+  EXPECT_EQ((*got)[51].bytes.size(), 0u);
+  for (int i = 0; i < 20; ++i) {
+    auto info = (*cache)->info(i);
+    ASSERT_OK(info);
+    const int n = std::stoi(info->name.substr(1));
+    EXPECT_TRUE(Same((*got)[52 + i].bytes, Content(1000 + n, 3000 + n))) << info->name;
+  }
+  EXPECT_GT(server->counters().leased_bytes, 0u);
+  for (const PoolBuffer& b : *got) leases.push_back(b.pool_offset);
+  (*reader)->Release(leases);
+  (*reader)->Flush();
+  EXPECT_TRUE(Eventually([&] { return server->counters().leased_bytes == 0; }));
+  EXPECT_EQ(server->counters().attached, 1u);
+}
+
+TEST_F(SharedReadTest, EachItemHasItsOwnOutcome) {
+  auto server = Start();
+  auto reader = SharedReader::Attach(server->name(), server->token());
+  ASSERT_OK(reader);
+  std::vector<ReadItem> items = {Obj("o/1"),
+                                 Obj("no/such"),
+                                 Obj("o/2", 1u << 20),
+                                 Sample(42, 0),
+                                 Obj("bad//name"),
+                                 Obj("o/3")};
+  auto got = (*reader)->ReadBatch(items);
+  ASSERT_OK(got);
+  EXPECT_TRUE(Same((*got)[0].bytes, Content(1, SizeOf(1))));
+  EXPECT_CODE((*got)[1].status, kNotFound);
+  EXPECT_CODE((*got)[2].status, kInvalidArgument);
+  EXPECT_CODE((*got)[3].status, kInvalidArgument);
+  EXPECT_FALSE((*got)[4].status.ok());
+  EXPECT_TRUE(Same((*got)[5].bytes, Content(3, SizeOf(3))));
+  for (int i : {1, 2, 3, 4}) EXPECT_EQ((*got)[i].pool_offset, ~0ull) << "a failed item holds no lease";
+  // Too many items, and more than a part at once.
+  EXPECT_CODE((*reader)->ReadBatch(std::vector<ReadItem>(5000, Obj("o/1"))),
+              kInvalidArgument);
+  SharedReadOptions small;
+  small.part_bytes = 64 << 10;
+  auto s2 = Start(small);
+  auto r2 = SharedReader::Attach(s2->name(), s2->token());
+  ASSERT_OK(r2);
+  std::vector<ReadItem> two = {Obj("big"), Obj("big")};
+  auto too_big = (*r2)->ReadBatch(two);
+  ASSERT_OK(too_big);
+  EXPECT_CODE((*too_big)[0].status, kInvalidArgument);
+  EXPECT_NE((*too_big)[0].status.message().find("part_bytes"), std::string::npos);
+}
+
+TEST_F(SharedReadTest, AFullPartMakesTheNextRequestWaitForReleases) {
+  SharedReadOptions o;
+  o.part_bytes = 64 << 10;  // one 40 KiB object at a time
+  auto server = Start(o);
+  auto reader = SharedReader::Attach(server->name(), server->token());
+  ASSERT_OK(reader);
+  std::vector<ReadItem> big = {Obj("big")};
+  auto first = (*reader)->ReadBatch(big);
+  ASSERT_OK(first);
+  const uint64_t lease = (*first)[0].pool_offset;
+  auto t0 = std::chrono::steady_clock::now();
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(300ms);
+    (*reader)->Release(std::span(&lease, 1));
+  });
+  auto second = (*reader)->ReadBatch(big);  // waits for the release
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  releaser.join();
+  ASSERT_OK(second);
+  ASSERT_OK((*second)[0].status);
+  EXPECT_TRUE(Same((*second)[0].bytes, Content(99, 40 << 10)));
+  EXPECT_GE(waited, 250ms);
+}
+
+TEST_F(SharedReadTest, ForkedReadersReadBitExactOnTheirOwnChannels) {
+  auto server = Start();
+  const std::string name = server->name(), token = server->token();
+  std::vector<pid_t> kids;
+  for (int k = 0; k < 4; ++k) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      auto r = SharedReader::Attach(name, token);
+      if (!r.ok()) _exit(10);
+      for (int round = 0; round < 50; ++round) {
+        const int from = (round * 13 + k * 31) % (kObjects - 32);
+        auto got = (*r)->ReadBatch(Objects(from, 32));
+        if (!got.ok()) _exit(11);
+        std::vector<uint64_t> leases;
+        for (int i = 0; i < 32; ++i) {
+          if (!(*got)[i].status.ok() || !Same((*got)[i].bytes, Content(from + i, SizeOf(from + i))) ||
+              !Within((*got)[i].bytes, (*r)->pool())) {
+            _exit(12);
+          }
+          leases.push_back((*got)[i].pool_offset);
+        }
+        (*r)->Release(leases);
+      }
+      _exit(0);
+    }
+    kids.push_back(pid);
+  }
+  for (pid_t p : kids) {
+    int st = 0;
+    waitpid(p, &st, 0);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "reader exit status " << st;
+  }
+  EXPECT_TRUE(Eventually([&] {
+    auto c = server->counters();
+    return c.attached == 0 && c.leased_bytes == 0;
+  }));
+  EXPECT_EQ(server->counters().requests, 200u);
+}
+
+TEST_F(SharedReadTest, AReaderKilledHoldingLeasesAndMidRequestLeaksNothing) {
+  SharedReadOptions o;
+  o.channels = 2;
+  o.part_bytes = 64 << 10;
+  auto server = Start(o);
+  const std::string name = server->name(), token = server->token();
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto r = SharedReader::Attach(name, token);
+    if (!r.ok()) _exit(10);
+    std::vector<ReadItem> big = {Obj("big")};
+    auto held = (*r)->ReadBatch(big);  // keeps its lease
+    if (!held.ok()) _exit(11);
+    (void)(*r)->ReadBatch(big);  // waits for room forever: killed here
+    _exit(12);
+  }
+  ASSERT_TRUE(Eventually([&] { return server->counters().requests == 1; }));
+  std::this_thread::sleep_for(200ms);  // the second request is in the ring, waiting
+  EXPECT_GT(server->counters().leased_bytes, 0u);
+  kill(pid, SIGKILL);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFSIGNALED(st));
+  ASSERT_TRUE(Eventually([&] {
+    auto c = server->counters();
+    return c.reclaimed_readers == 1 && c.attached == 0 && c.leased_bytes == 0;
+  }));
+  EXPECT_GE(server->counters().reclaimed_bytes, 40u << 10);
+  // Both channels are free again, and a whole part is available to the next reader.
+  auto a = SharedReader::Attach(name, token);
+  auto b = SharedReader::Attach(name, token);
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  std::vector<ReadItem> big = {Obj("big")};
+  auto got = (*a)->ReadBatch(big);
+  ASSERT_OK(got);
+  EXPECT_TRUE(Same((*got)[0].bytes, Content(99, 40 << 10)));
+  EXPECT_CODE(SharedReader::Attach(name, token), kUnavailable);  // both channels taken
+}
+
+TEST_F(SharedReadTest, AForkedChildOfAReaderMustAttachAgainAndCannotReleaseTheParents) {
+  auto server = Start();
+  auto reader = SharedReader::Attach(server->name(), server->token());
+  ASSERT_OK(reader);
+  auto got = (*reader)->ReadBatch(Objects(0, 4));
+  ASSERT_OK(got);
+  const uint64_t leased = server->counters().leased_bytes;
+  std::shared_ptr<SharedReader> r = *reader;
+  const std::string name = server->name(), token = server->token();
+  std::vector<uint64_t> leases;
+  for (const PoolBuffer& b : *got) leases.push_back(b.pool_offset);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (r->ReadBatch(Objects(0, 1)).status().code() != Code::kFailedPrecondition) _exit(10);
+    r->Release(leases);  // the parent's: nothing happens
+    r->Flush();
+    auto mine = SharedReader::Attach(name, token);
+    if (!mine.ok()) _exit(11);
+    auto g = (*mine)->ReadBatch(Objects(5, 1));
+    if (!g.ok() || !Same((*g)[0].bytes, Content(5, SizeOf(5)))) _exit(12);
+    _exit(0);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  ASSERT_TRUE(Eventually([&] { return server->counters().attached == 1; }));
+  EXPECT_EQ(server->counters().leased_bytes, leased) << "the child released the parent's leases";
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(Same((*got)[i].bytes, Content(i, SizeOf(i))));
+}
+
+TEST_F(SharedReadTest, StoppingTheServerFailsAWaitingReaderAndLaterCalls) {
+  SharedReadOptions o;
+  o.part_bytes = 64 << 10;
+  auto server = Start(o);
+  auto reader = SharedReader::Attach(server->name(), server->token());
+  ASSERT_OK(reader);
+  std::vector<ReadItem> big = {Obj("big")};
+  auto held = (*reader)->ReadBatch(big);
+  ASSERT_OK(held);
+  Status waited;
+  std::thread t([&] { waited = (*reader)->ReadBatch(big).status(); });
+  std::this_thread::sleep_for(200ms);
+  server->Stop();
+  t.join();
+  EXPECT_CODE(waited, kUnavailable);
+  EXPECT_CODE((*reader)->ReadBatch(big), kUnavailable);
+  // The held buffer is still mapped and intact; releasing it after the stop is harmless.
+  EXPECT_TRUE(Same((*held)[0].bytes, Content(99, 40 << 10)));
+  const uint64_t lease = (*held)[0].pool_offset;
+  (*reader)->Release(std::span(&lease, 1));
+  (*reader)->Flush();
+  EXPECT_CODE(SharedReader::Attach(server->name(), server->token()), kNotFound);
+}
+
+TEST_F(SharedReadTest, TheServingRankKilledFailsReadersWithUnavailable) {
+  const std::string helper = std::string(SHOAL_BUILD_DIR) + "/tests/shared_read_server";
+  testing::Process p = testing::Spawn(helper, {dir_.Sub("rank"), "10"}, dir_.Sub("out"),
+                                      dir_.Sub("err"));
+  std::string line;
+  ASSERT_TRUE(Eventually([&] {
+    line = testing::Slurp(dir_.Sub("out"));
+    return line.find('\n') != std::string::npos;
+  })) << testing::Slurp(dir_.Sub("err"));
+  const std::string name = line.substr(0, line.find(' '));
+  const std::string token = line.substr(line.find(' ') + 1, line.find('\n') - line.find(' ') - 1);
+  EXPECT_CODE(SharedReader::Attach(name, "not-the-token"), kPermissionDenied);
+  auto r = SharedReader::Attach(name, token);
+  ASSERT_OK(r);
+  std::vector<ReadItem> items = {Obj("o/3")};
+  auto got = (*r)->ReadBatch(items);
+  ASSERT_OK(got);
+  ASSERT_OK((*got)[0].status);
+  ASSERT_EQ((*got)[0].bytes.size(), 10003u);
+  kill(p.pid, SIGKILL);
+  testing::Wait(p);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_CODE((*r)->ReadBatch(items), kUnavailable);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  EXPECT_EQ(static_cast<int>((*got)[0].bytes[10002]), (3 + 10002) & 0xff) << "still mapped";
+  // The killed rank's segment is left in /dev/shm; the next server started on the host
+  // removes it.
+  EXPECT_TRUE(fs::exists("/dev/shm/" + name));
+  auto next = Start();
+  EXPECT_FALSE(fs::exists("/dev/shm/" + name));
+  EXPECT_TRUE(fs::exists("/dev/shm/" + next->name()));
+}
+
+TEST_F(SharedReadTest, GarbageInARingIsRefusedAndTheChannelKeepsWorking) {
+  auto server = Start();
+  auto reader = SharedReader::Attach(server->name(), server->token());
+  ASSERT_OK(reader);
+  EXPECT_CODE(SharedReader::Attach("shoal-no-such-ring", "x"), kNotFound);
+  // Push undecodable requests into this reader's channel, as a broken client would.
+  // The segment starts pool_offset bytes before the pool (the layout of the default options).
+  shm::Header layout;
+  shm::FillLayout(SharedReadOptions{}, &layout);
+  std::byte* base = (*reader)->pool().data() - layout.pool_offset;
+  auto* header = reinterpret_cast<shm::Header*>(base);
+  shm::Ring ring = shm::ToServer(base, *header, (*reader)->channel());
+  std::vector<std::byte> junk(100, std::byte{0xff});
+  ASSERT_TRUE(ring.TryPush(shm::kRequest, junk));
+  ASSERT_TRUE(ring.TryPush(shm::kRelease, junk));  // a release of the wrong size
+  ASSERT_TRUE(ring.TryPush(77, junk));              // an unknown type
+  auto got = (*reader)->ReadBatch(Objects(10, 3));  // skips the reply to the junk
+  ASSERT_OK(got);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(Same((*got)[i].bytes, Content(10 + i, SizeOf(10 + i))));
+}
+
+}  // namespace
+}  // namespace shoal
