@@ -250,6 +250,8 @@ void BindDataset(py::module_& m) {
              ThrowIfError(c.Warm(idx, cb));
            },
            py::arg("indices") = py::none(), py::arg("progress") = py::none())
+      .def("held_here", [](PyDataset& d) { return d.get().HeldHere(); },
+           "Indices of the samples whose cached copy this rank's member holds (ascending).")
       .def("pin",
            [](PyDataset& d, const std::vector<uint64_t>& indices, bool pin) {
              DatasetCache& c = d.get();
