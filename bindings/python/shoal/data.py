@@ -280,10 +280,10 @@ def _cache_root(directory):
 
 
 def _pil_loader(data):
+    """As torchvision's default loader: the decoded image in RGB."""
     from PIL import Image
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    return img
+    with Image.open(io.BytesIO(data)) as img:
+        return img.convert("RGB")
 
 
 class ShoalIterableDataset(IterableDataset):
