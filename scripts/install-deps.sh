@@ -7,6 +7,7 @@ packages=(
   liburing-dev libucx-dev liblmdb-dev libboost-dev libfmt-dev libgtest-dev
   libisal-dev libxxhash-dev nlohmann-json3-dev libcli11-dev libssl-dev
   python3-dev pybind11-dev python3-torch python3-numpy python3-pytest
+  python3-pil python3-torchvision dataset-fashion-mnist
   clang-16 libclang-rt-16-dev libfuzzer-16-dev
   fio
 )
