@@ -240,8 +240,21 @@ void SharedReadServer::Impl::Resolve(Pending& p) {
         continue;
       }
       Result<SampleInfo> info = d->second->info(it.index);
-      if (!info.ok()) p.replies[i].status = info.status();
-      else p.sizes[i] = info->size;
+      if (!info.ok()) {
+        p.replies[i].status = info.status();
+      } else if (info->size > header_->part_bytes) {
+        p.replies[i].status = Status::InvalidArgument(
+            "sample \"" + info->name + "\" (" + std::to_string(info->size) +
+            " bytes) is larger than a channel's part of the shared pool (" +
+            std::to_string(header_->part_bytes) + " bytes): raise part_bytes");
+      } else {
+        p.sizes[i] = info->size;
+      }
+    } else if (it.size > header_->part_bytes) {
+      p.replies[i].status = Status::InvalidArgument(
+          "a read of " + std::to_string(it.size) + " bytes of \"" + it.path +
+          "\" is larger than a channel's part of the shared pool (" +
+          std::to_string(header_->part_bytes) + " bytes): raise part_bytes");
     } else if (it.size != 0) {
       p.sizes[i] = it.size;
     } else {
@@ -260,6 +273,11 @@ void SharedReadServer::Impl::Resolve(Pending& p) {
       p.replies[i].status = Status::InvalidArgument(
           "offset " + std::to_string(p.items[i].offset) + " is past the end of \"" +
           p.items[i].path + "\" (" + std::to_string(stats[k].info.size) + " bytes)");
+    } else if (stats[k].info.size - p.items[i].offset > header_->part_bytes) {
+      p.replies[i].status = Status::InvalidArgument(
+          "\"" + p.items[i].path + "\" (" + std::to_string(stats[k].info.size) +
+          " bytes) is larger than a channel's part of the shared pool (" +
+          std::to_string(header_->part_bytes) + " bytes): raise part_bytes");
     } else {
       p.sizes[i] = stats[k].info.size - p.items[i].offset;
     }

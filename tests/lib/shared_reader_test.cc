@@ -171,6 +171,15 @@ TEST_F(SharedReadTest, EachItemHasItsOwnOutcome) {
   auto s2 = Start(small);
   auto r2 = SharedReader::Attach(s2->name(), s2->token());
   ASSERT_OK(r2);
+  // One item larger than a part, named or huge (a size that would overflow a sum).
+  std::vector<ReadItem> huge = {Obj("big"), Obj("o/1", 0, ~0ull), Obj("o/2", 0, 1ull << 40)};
+  auto refused = (*r2)->ReadBatch(huge);
+  ASSERT_OK(refused);
+  EXPECT_OK((*refused)[0].status);
+  EXPECT_CODE((*refused)[1].status, kInvalidArgument);
+  EXPECT_CODE((*refused)[2].status, kInvalidArgument);
+  const uint64_t l = (*refused)[0].pool_offset;
+  (*r2)->Release(std::span(&l, 1));
   std::vector<ReadItem> two = {Obj("big"), Obj("big")};
   auto too_big = (*r2)->ReadBatch(two);
   ASSERT_OK(too_big);
