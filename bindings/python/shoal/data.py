@@ -55,10 +55,11 @@ _caches = []   # DatasetCaches opened by from_source (closed before the engine)
 _readers = {}  # (ring name, pid) -> SharedReader
 
 
-def serve(engine=None, channels=16, part_bytes=64 << 20):
+def serve(engine=None, channels=32, part_bytes=64 << 20):
     """The shared-memory ring through which processes of this host read with this rank's engine
     (started once per engine; later calls return it). `channels`: processes attached at once
-    (DataLoader workers of this rank, 1..256); `part_bytes`: pool bytes per channel."""
+    (the workers of every live DataLoader of this rank, and the rank itself; 1..256);
+    `part_bytes`: pool bytes per channel (at least 2 x batch x largest sample)."""
     eng = _launch.engine(engine)
     with _lock:
         s = _servers.get(id(eng))
