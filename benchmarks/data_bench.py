@@ -17,6 +17,9 @@ each sample a uint8 tensor, collated by torch's default_collate:
   cache-warm                the same with the dataset cache's memory tier holding the samples
   cache-local-cold          cache-cold with DistributedSampler(locality=True): each rank's
                             share ordered with what its member holds first
+  cache-local-warm          cache-warm with locality=True
+  cache-local-prefetch-cold locality=True and DataLoader(prefetch_remote=8): the next 8
+                            batches' remote samples read ahead into a 64 MiB memory tier
 
 Each row: the median over --repeat epochs of samples/s over the world (samples / the slowest
 rank's epoch time), its ratio to the files row of the same temperature, and the machine's
@@ -152,6 +155,18 @@ def rank_main(a):
     run("cache-cold", sd.DataLoader(cache, batch_size=a.batch, sampler=s, **kw), s, True, True)
     s2 = sd.DistributedSampler(cache, seed=0, locality=True)
     run("cache-local-cold", sd.DataLoader(cache, batch_size=a.batch, sampler=s2, **kw), s2,
+        True, True)
+    shoal.shutdown()
+    dist.barrier()
+    # Locality plus the remote samples of the next 8 batches read ahead into a memory tier too
+    # small to keep an epoch (64 MiB): what the share reads remotely is fetched while the
+    # workers read the local part.
+    shoal.init(os.path.join(a.dir, "store-{rank}"), node=f"node-{rank}")
+    cache = sd.ShoalDataset.from_source(a.tree, root="datasets/bench", output="tensor",
+                                        cache_options={"memory_bytes": 64 << 20})
+    s3 = sd.DistributedSampler(cache, seed=0, locality=True)
+    run("cache-local-prefetch-cold",
+        sd.DataLoader(cache, batch_size=a.batch, sampler=s3, prefetch_remote=8, **kw), s3,
         True, True)
     shoal.shutdown()
     if rank == 0:

@@ -23,8 +23,10 @@ def main():
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     shoal.init(os.path.join(d, "store-{rank}"), node=f"node-{rank}")
+    # The resumed world reads ahead what its members do not hold into a memory tier.
+    opts = {"memory_bytes": 32 << 20} if phase == "rest" else None
     ds = sd.ShoalDataset.from_source(src, root="datasets/world", output="bytes",
-                                     collate_fn=as_list)
+                                     collate_fn=as_list, cache_options=opts)
     # Every sample with its name: the transform cannot see the index, the batch's order can.
     sampler = sd.DistributedSampler(ds, seed=5, locality=(phase == "rest"))
     if phase == "rest":
@@ -32,7 +34,8 @@ def main():
         sampler.load_state_dict(state)
         assert sampler.epoch == 0
     loader = sd.DataLoader(ds, batch_size=8, sampler=sampler, num_workers=4,
-                           multiprocessing_context="fork")
+                           multiprocessing_context="fork",
+                           prefetch_remote=4 if phase == "rest" else 0)
     order = sampler.share()[sampler.position:]
     taken = []
     pos = 0
@@ -49,6 +52,8 @@ def main():
         shoal.torch.save({"sampler": sampler.state_dict()}, "resume")
     else:
         assert sampler.position == len(sampler.share())
+        if rank == 2:  # a new member holds nothing: every sample is remote, read ahead
+            print(f"rank 2 memory hits {ds._cache.stats()['memory_hits']}", flush=True)
     with open(os.path.join(d, f"taken-{phase}-{rank}"), "w") as f:
         f.write("\n".join(taken))
     shoal.shutdown()

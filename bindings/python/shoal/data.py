@@ -438,14 +438,27 @@ class DataLoader:
     the shared ring in workers) and yields `(batch, mask)`; with a DistributedSampler it counts
     what it hands to the loop (the sampler's state). Other keyword arguments go to torch's
     DataLoader (num_workers, persistent_workers, prefetch_factor, multiprocessing_context,
-    pin_memory, timeout, ...)."""
+    pin_memory, timeout, ...).
 
-    def __init__(self, dataset, batch_size=1, sampler=None, drop_last=False, shuffle=False, **kw):
+    prefetch_remote=K (a dataset from the cache opened with a memory tier,
+    cache_options={"memory_bytes": ...}): a thread of the rank's process reads the samples of
+    the next K batches that this rank's member does not hold into the memory tier ahead of the
+    workers, so their requests find them in memory (with locality=True the remote samples come
+    last in the share, so the thread has the whole local part of the epoch to fetch them)."""
+
+    def __init__(self, dataset, batch_size=1, sampler=None, drop_last=False, shuffle=False,
+                 prefetch_remote=0, **kw):
         if sampler is None:
             sampler = (torch.utils.data.RandomSampler(dataset) if shuffle
                        else torch.utils.data.SequentialSampler(dataset))
+        if prefetch_remote and (getattr(dataset, "_cache", None) is None
+                                or not isinstance(sampler, DistributedSampler)):
+            raise ValueError("prefetch_remote needs a dataset from the cache (from_source, "
+                             "ImageFolder) and a shoal.data.DistributedSampler")
         self.dataset = dataset
         self.sampler = sampler
+        self.batch_size = batch_size
+        self.prefetch_remote = prefetch_remote
         self.batch_sampler = BatchSampler(sampler, batch_size, drop_last)
         self._loader = _TorchDataLoader(dataset, sampler=self.batch_sampler, batch_size=None,
                                         collate_fn=_identity, **kw)
@@ -455,7 +468,69 @@ class DataLoader:
 
     def __iter__(self):
         counted = isinstance(self.sampler, DistributedSampler)
-        for batch, mask in self._loader:
-            if counted:
-                self.sampler.advance(len(mask))
-            yield batch, mask
+        it = iter(self._loader)  # workers forked before the prefetch thread starts
+        ahead = _RemotePrefetch(self) if self.prefetch_remote else None
+        try:
+            for batch, mask in it:
+                if counted:
+                    self.sampler.advance(len(mask))
+                if ahead is not None:
+                    ahead.moved()
+                yield batch, mask
+        finally:
+            if ahead is not None:
+                ahead.stop()
+
+
+class _RemotePrefetch:
+    """Reads the next batches' samples this member does not hold into the cache's memory tier."""
+
+    def __init__(self, loader):
+        ds, s = loader.dataset, loader.sampler
+        self.cache = ds._cache
+        held = np.zeros(len(ds), dtype=bool)
+        h = np.asarray(ds.held_here(), dtype=np.int64)
+        held[h] = True
+        # torch's DataLoader has num_workers x prefetch_factor batches requested ahead of the
+        # loop: the read-ahead starts past them and stays prefetch_remote batches further.
+        kw = loader._loader
+        inflight = kw.num_workers * (kw.prefetch_factor or 2) if kw.num_workers else 0
+        start = s.position + inflight * loader.batch_size
+        share = s.share()
+        # (position in the share, cache index) of every remote sample from there on.
+        self.todo = [(p, ds._keys[int(i)][1]) for p, i in enumerate(share) if p >= start
+                     and not isinstance(i, Padded) and not held[int(i)]]
+        self.window = (inflight + loader.prefetch_remote) * loader.batch_size
+        self.sampler = s
+        self.cv = threading.Condition()
+        self.done = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def moved(self):
+        with self.cv:
+            self.cv.notify()
+
+    def stop(self):
+        with self.cv:
+            self.done = True
+            self.cv.notify()
+        self.thread.join()
+
+    def _run(self):
+        k = 0
+        while k < len(self.todo):
+            with self.cv:
+                while not self.done and self.todo[k][0] >= self.sampler.position + self.window:
+                    self.cv.wait(0.5)
+                if self.done:
+                    return
+                limit = self.sampler.position + self.window
+            j = k
+            while j < len(self.todo) and j - k < 256 and self.todo[j][0] < limit:
+                j += 1
+            try:
+                self.cache.read_batch([i for _, i in self.todo[k:j]])
+            except Exception:  # noqa: BLE001  (a prefetch failure only costs the read later)
+                pass
+            k = j
