@@ -131,43 +131,35 @@ def rank_main(a):
     run("files-warm", fl, fs, False, False)
     del fl
 
-    objs = sd.ShoalDataset.from_prefix("bench", output="tensor")
-    s = sd.DistributedSampler(objs, seed=0)
-    run("objects-cold", sd.DataLoader(objs, batch_size=a.batch, sampler=s, **kw), s, True, True)
+    def shoal_row(name, ds, cold, locality=False, prefetch_remote=0):
+        s = sd.DistributedSampler(ds, seed=0, locality=locality)
+        loader = sd.DataLoader(ds, batch_size=a.batch, sampler=s, prefetch_remote=prefetch_remote,
+                               **kw)
+        run(name, loader, s, cold, True)
 
-    memory = (a.samples * a.sample_size) // dist.get_world_size() * 2 + (64 << 20)
-    cache = sd.ShoalDataset.from_source(a.tree, root="datasets/bench", output="tensor",
-                                        warm=True, cache_options={"memory_bytes": memory})
-    s = sd.DistributedSampler(cache, seed=0)
-    cl = sd.DataLoader(cache, batch_size=a.batch, sampler=s, **kw)
-    cache_raw = cache._cache
-    run("cache-warm", cl, s, False, True)
-    assert cache_raw.stats()["memory_hits"] > 0
-    s2 = sd.DistributedSampler(cache, seed=0, locality=True)
-    run("cache-local-warm", sd.DataLoader(cache, batch_size=a.batch, sampler=s2, **kw), s2,
-        False, True)
-    shoal.shutdown()
-    dist.barrier()
-    # Without the memory tier: a fresh engine, the cache opened again over the kept index.
-    shoal.init(os.path.join(a.dir, "store-{rank}"), node=f"node-{rank}")
-    cache = sd.ShoalDataset.from_source(a.tree, root="datasets/bench", output="tensor")
-    s = sd.DistributedSampler(cache, seed=0)
-    run("cache-cold", sd.DataLoader(cache, batch_size=a.batch, sampler=s, **kw), s, True, True)
-    s2 = sd.DistributedSampler(cache, seed=0, locality=True)
-    run("cache-local-cold", sd.DataLoader(cache, batch_size=a.batch, sampler=s2, **kw), s2,
-        True, True)
-    shoal.shutdown()
-    dist.barrier()
+    def cache(memory=0, warm=False, reopen=True):
+        # A fresh engine each time (its memory tier empty), the cache over the kept index.
+        if reopen:
+            shoal.shutdown()
+            dist.barrier()
+            shoal.init(os.path.join(a.dir, "store-{rank}"), node=f"node-{rank}")
+        return sd.ShoalDataset.from_source(a.tree, root="datasets/bench", output="tensor",
+                                           warm=warm,
+                                           cache_options={"memory_bytes": memory} if memory else None)
+
+    shoal_row("objects-cold", sd.ShoalDataset.from_prefix("bench", output="tensor"), True)
+    # A memory tier that holds the rank's share twice: warm epochs are memcpys.
+    ds = cache((a.samples * a.sample_size) // dist.get_world_size() * 2 + (64 << 20), warm=True,
+               reopen=False)
+    shoal_row("cache-warm", ds, False)
+    assert ds._cache.stats()["memory_hits"] > 0
+    shoal_row("cache-local-warm", ds, False, locality=True)
+    ds = cache()  # no memory tier: every read from a member's disk
+    shoal_row("cache-cold", ds, True)
+    shoal_row("cache-local-cold", ds, True, locality=True)
     # Locality plus the remote samples of the next 8 batches read ahead into a memory tier too
-    # small to keep an epoch (64 MiB): what the share reads remotely is fetched while the
-    # workers read the local part.
-    shoal.init(os.path.join(a.dir, "store-{rank}"), node=f"node-{rank}")
-    cache = sd.ShoalDataset.from_source(a.tree, root="datasets/bench", output="tensor",
-                                        cache_options={"memory_bytes": 64 << 20})
-    s3 = sd.DistributedSampler(cache, seed=0, locality=True)
-    run("cache-local-prefetch-cold",
-        sd.DataLoader(cache, batch_size=a.batch, sampler=s3, prefetch_remote=8, **kw), s3,
-        True, True)
+    # small to keep an epoch (64 MiB).
+    shoal_row("cache-local-prefetch-cold", cache(64 << 20), True, locality=True, prefetch_remote=8)
     shoal.shutdown()
     if rank == 0:
         print("ROWS " + json.dumps(rows), flush=True)
