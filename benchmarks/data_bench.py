@@ -167,7 +167,7 @@ def rank_main(a):
 
 
 def make_tree(tree, n, size):
-    done = os.path.join(tree, ".complete")
+    done = tree + ".complete"  # beside the tree: every file in it is a sample
     if os.path.exists(done) and open(done).read() == f"{n} {size}":
         return
     shutil.rmtree(tree, ignore_errors=True)
