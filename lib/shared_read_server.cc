@@ -63,6 +63,9 @@ void RemoveStaleSegments() {
 uint64_t PageRound(uint64_t v) { return (v + kPage - 1) / kPage * kPage; }
 
 constexpr uint64_t kNoLease = ~0ull;
+// Requests of one channel held while they wait for room (a reader has one at a time; more is
+// a broken or hostile reader).
+constexpr size_t kMaxPending = 256;
 
 // First-fit allocation of a channel's pool part; used by its server thread only.
 class PartAllocator {
@@ -431,6 +434,13 @@ void SharedReadServer::Impl::Serve(uint32_t ch) {
         if (!s.ok()) {
           in.Pop(*rec);
           if (!PushReply(ch, pidfd, shm::EncodeReply(p.id, s, {}))) break;
+          continue;
+        }
+        if (pending.size() >= kMaxPending) {  // a reader that floods: refuse, keep draining
+          in.Pop(*rec);
+          Status busy = Status::Unavailable("more than " + std::to_string(kMaxPending) +
+                                            " shared-read requests of one reader are waiting");
+          if (!PushReply(ch, pidfd, shm::EncodeReply(p.id, busy, {}))) break;
           continue;
         }
         pending.push_back(std::move(p));

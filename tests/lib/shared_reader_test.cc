@@ -398,5 +398,51 @@ TEST_F(SharedReadTest, GarbageInARingIsRefusedAndTheChannelKeepsWorking) {
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(Same((*got)[i].bytes, Content(10 + i, SizeOf(10 + i))));
 }
 
+TEST_F(SharedReadTest, AFloodOfWaitingRequestsIsRefusedPastALimitAndNothingLeaks) {
+  SharedReadOptions o;
+  o.part_bytes = 64 << 10;  // one 40 KiB object at a time
+  auto server = Start(o);
+  auto reader = SharedReader::Attach(server->name(), server->token());
+  ASSERT_OK(reader);
+  std::vector<ReadItem> big = {Obj("big")};
+  auto held = (*reader)->ReadBatch(big);  // the part is full while this is held
+  ASSERT_OK(held);
+  // 300 requests pushed straight into the ring, as a reader that never waits would: 256 wait
+  // for room, the rest are refused at once.
+  shm::Header layout;
+  shm::FillLayout(o, &layout);
+  std::byte* base = (*reader)->pool().data() - layout.pool_offset;
+  auto* header = reinterpret_cast<shm::Header*>(base);
+  shm::Ring ring = shm::ToServer(base, *header, (*reader)->channel());
+  for (uint64_t i = 0; i < 300; ++i) ASSERT_TRUE(ring.TryPush(shm::kRequest, shm::EncodeRequest(1000 + i, big)));
+  shm::Channel* ch = shm::ChannelAt(base, *header, (*reader)->channel());
+  ch->server_bell.fetch_add(1);
+  shm::FutexWakeAll(&ch->server_bell);
+  std::this_thread::sleep_for(300ms);
+  // Releasing the held buffer lets the waiting ones run one by one; each request of this
+  // reader returns the leases of the stale replies it passes, and is itself refused while 256
+  // still wait, then served.
+  const uint64_t lease = (*held)[0].pool_offset;
+  (*reader)->Release(std::span(&lease, 1));
+  std::vector<ReadItem> one = {Obj("o/4")};
+  Result<std::vector<PoolBuffer>> got = Status::Internal("not tried");
+  int refused = 0;
+  for (int attempt = 0; attempt < 2000; ++attempt) {
+    got = (*reader)->ReadBatch(one);
+    if (got.ok()) break;
+    EXPECT_CODE(got, kUnavailable);
+    refused++;
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_OK(got);
+  EXPECT_GT(refused, 0) << "the flood was not refused past 256";
+  EXPECT_TRUE(Same((*got)[0].bytes, Content(4, SizeOf(4))));
+  EXPECT_GE(server->counters().requests, 257u);
+  const uint64_t mine = (*got)[0].pool_offset;
+  (*reader)->Release(std::span(&mine, 1));
+  (*reader)->Flush();
+  EXPECT_TRUE(Eventually([&] { return server->counters().leased_bytes == 0; }));
+}
+
 }  // namespace
 }  // namespace shoal
