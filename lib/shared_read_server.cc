@@ -460,6 +460,8 @@ void SharedReadServer::Impl::Serve(uint32_t ch) {
     }
     while (!pending.empty() && TryRun(ch, alloc, pending.front())) {
       Pending& p = pending.front();
+      // Counted before the reply, so a reader that got it sees its leases in counters().
+      leased_[ch].store(alloc.leased_bytes(), std::memory_order_relaxed);
       if (!PushReply(ch, pidfd, shm::EncodeReply(p.id, Status::OK(), p.replies))) break;
       pending.pop_front();
       worked = true;
