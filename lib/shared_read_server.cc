@@ -426,14 +426,19 @@ void SharedReadServer::Impl::Serve(uint32_t ch) {
     }
     bool worked = false;
     bool bye = false;
+    bool broken = false;
     while (auto rec = in.Peek()) {
       worked = true;
+      if (rec->corrupt) {
+        broken = true;
+        break;
+      }
       if (rec->type == shm::kRequest) {
         Pending p;
         Status s = shm::DecodeRequest(rec->payload, &p.id, &p.items);
-        if (!s.ok()) {
+        if (!s.ok()) {  // answered under id 0, which no reader uses
           in.Pop(*rec);
-          if (!PushReply(ch, pidfd, shm::EncodeReply(p.id, s, {}))) break;
+          if (!PushReply(ch, pidfd, shm::EncodeReply(0, s, {}))) break;
           continue;
         }
         if (pending.size() >= kMaxPending) {  // a reader that floods: refuse, keep draining
@@ -453,6 +458,25 @@ void SharedReadServer::Impl::Serve(uint32_t ch) {
       }
       in.Pop(*rec);
       if (bye) break;
+    }
+    if (broken) {
+      // The ring holds what no reader of this version writes. Drop what was published (the
+      // consumer's side only), fail the reader's requests, and take its leases back: its
+      // buffers may be handed out again, so say so loudly.
+      Log(LogLevel::kWarn, "shared reads: channel {} of reader pid {} has an undecodable ring; "
+          "its requests fail and its {} leased bytes are taken back", ch, pid,
+          alloc.leased_bytes());
+      reclaimed_bytes_ += alloc.leased_bytes();
+      in.control()->tail.store(in.control()->head.load(std::memory_order_acquire),
+                               std::memory_order_release);
+      alloc.Reset();
+      pending.clear();
+      leased_[ch].store(0);
+      (void)PushReply(ch, pidfd, shm::EncodeReply(shm::kChannelReset,
+                                                  Status::Internal("the shared-reads channel was "
+                                                                   "reset: its ring was damaged"),
+                                                  {}));
+      continue;
     }
     if (bye) {
       reclaim(false);

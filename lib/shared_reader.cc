@@ -162,12 +162,14 @@ Result<std::vector<PoolBuffer>> SharedReader::Impl::ReadBatch(std::span<const Re
   for (;;) {
     const uint32_t bell = in.control()->bell.load(std::memory_order_acquire);
     if (auto rec = in.Peek()) {
+      if (rec->corrupt) return Status::Internal("the shared-reads reply ring of " + name_ + " is damaged");
       uint64_t got_id = 0;
       Status s;
       std::vector<shm::ReplyItem> replies;
       Status d = shm::DecodeReply(rec->payload, &got_id, &s, &replies);
       in.Pop(*rec);
       SHOAL_RETURN_IF_ERROR(d);
+      if (got_id == shm::kChannelReset) return s;
       if (got_id != id) {  // a reply to a request abandoned earlier: return its leases
         std::vector<uint64_t> stale;
         for (const shm::ReplyItem& r : replies) stale.push_back(r.offset);

@@ -56,9 +56,14 @@ std::optional<Ring::Record> Ring::Peek() const {
     const uint64_t head = c_->head.load(std::memory_order_acquire);
     if (head == tail) return std::nullopt;
     const uint64_t at = tail % cap_;
+    const uint64_t published = head - tail;
+    if (published > cap_ || published < 8 || at % 8 != 0 || cap_ - at < 8) {
+      return Record{kPad, {}, tail, true};
+    }
     uint32_t hdr[2];
     std::memcpy(hdr, data_ + at, 8);
     const uint64_t len = RoundUp(8 + uint64_t{hdr[0]}, 8);
+    if (len > published || len > cap_ - at) return Record{kPad, {}, tail, true};
     if (hdr[1] == kPad) {  // skip to the start
       tail += len;
       c_->tail.store(tail, std::memory_order_release);

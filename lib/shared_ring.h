@@ -46,11 +46,15 @@ class Ring {
   uint64_t max_payload() const { return cap_ / 2 - 8; }
   // Producer: false when there is no room now (the caller waits for the consumer).
   bool TryPush(uint32_t type, std::span<const std::byte> payload);
-  // Consumer: the next record, or nullopt when empty. Pop after using the payload.
+  // Consumer: the next record, or nullopt when empty. Pop after using the payload. A record
+  // whose header does not fit what the producer published (head, the ring's end) comes back
+  // with `corrupt` set and an empty payload: the consumer must not read on (it resets the
+  // channel); Peek never reads outside the ring.
   struct Record {
     uint32_t type;
     std::span<const std::byte> payload;
     uint64_t next_tail;
+    bool corrupt = false;
   };
   std::optional<Record> Peek() const;
   void Pop(const Record& r) { c_->tail.store(r.next_tail, std::memory_order_release); }
@@ -106,6 +110,8 @@ inline Ring ToReader(std::byte* base, const Header& h, uint32_t i) {
 
 // ---- messages ----
 enum MsgType : uint32_t { kPad = 0, kRequest = 1, kRelease = 2, kBye = 3, kReply = 4 };
+// The id of a reply that fails every request in flight (the server reset the channel).
+inline constexpr uint64_t kChannelReset = ~0ull;
 
 // Request: u64 id, u32 n, n x {u32 dataset, u64 index, u64 offset, u64 size, u32 path_len, path}.
 std::vector<std::byte> EncodeRequest(uint64_t id, std::span<const ReadItem> items);

@@ -396,6 +396,22 @@ TEST_F(SharedReadTest, GarbageInARingIsRefusedAndTheChannelKeepsWorking) {
   auto got = (*reader)->ReadBatch(Objects(10, 3));  // skips the reply to the junk
   ASSERT_OK(got);
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(Same((*got)[i].bytes, Content(10 + i, SizeOf(10 + i))));
+  // A record header claiming more than was published (a broken writer): the server reads
+  // nothing past it, fails the channel's requests, and the channel then works again.
+  shm::RingControl* c = ring.control();
+  const uint64_t head = c->head.load();
+  std::byte* at = base + header->rings_offset + 2 * (*reader)->channel() * header->ring_bytes +
+                  head % header->ring_bytes;
+  const uint32_t lie[2] = {1u << 30, shm::kRequest};
+  std::memcpy(at, lie, 8);
+  c->head.store(head + 8);
+  shm::Channel* ch = shm::ChannelAt(base, *header, (*reader)->channel());
+  ch->server_bell.fetch_add(1);
+  shm::FutexWakeAll(&ch->server_bell);
+  EXPECT_CODE((*reader)->ReadBatch(Objects(20, 1)), kInternal);
+  auto after = (*reader)->ReadBatch(Objects(30, 2));
+  ASSERT_OK(after);
+  EXPECT_TRUE(Same((*after)[1].bytes, Content(31, SizeOf(31))));
 }
 
 TEST_F(SharedReadTest, AFloodOfWaitingRequestsIsRefusedPastALimitAndNothingLeaks) {
