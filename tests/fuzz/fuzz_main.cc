@@ -35,6 +35,7 @@ constexpr Target kTargets[] = {
     {"membership", FuzzMembership, MembershipSeeds},
     {"member_blobs", FuzzMemberBlobs, MemberBlobsSeeds},
     {"rendezvous_world", FuzzRendezvousWorld, RendezvousWorldSeeds},
+    {"shared_ring", FuzzSharedRing, SharedRingSeeds},
 };
 constexpr size_t kNumTargets = std::size(kTargets);
 static_assert(kNumTargets <= 256, "the selector is one byte");

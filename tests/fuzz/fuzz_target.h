@@ -76,6 +76,8 @@ void FuzzManifest(std::string_view input);
 std::vector<std::string> ManifestSeeds();
 void FuzzManifestEncode(std::string_view input);
 std::vector<std::string> ManifestEncodeSeeds();
+void FuzzSharedRing(std::string_view input);
+std::vector<std::string> SharedRingSeeds();
 void FuzzPath(std::string_view input);
 std::vector<std::string> PathSeeds();
 void FuzzTag(std::string_view input);
