@@ -78,6 +78,8 @@ def _close_all():
         for c in _caches:
             c.close()
         _caches.clear()
+        for k in [k for k in _readers if k[1] == os.getpid()]:
+            del _readers[k]  # rings of servers just stopped
 
 
 _launch._checkpointer_closers.append(_close_all)

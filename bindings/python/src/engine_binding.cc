@@ -423,8 +423,8 @@ void BindEngine(py::module_& m) {
            [](PyEngine& pe) {
              if (pe.users > 0) {
                throw StatusError(Status::FailedPrecondition(
-                   "the shoal engine still has open checkpointers or dataset caches: close them "
-                   "first"));
+                   "the shoal engine still has open checkpointers, dataset caches or shared "
+                   "read servers (shoal.data): close them first, or call shoal.shutdown()"));
              }
              std::unique_ptr<Engine> e = std::move(pe.engine);
              Release nogil;
