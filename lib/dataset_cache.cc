@@ -78,6 +78,14 @@ class DatasetCache::Impl {
     return Status::OK();
   }
 
+  std::vector<uint32_t> LoaderRanks() const {
+    std::shared_lock lk(index_mu_);
+    std::vector<uint32_t> out;
+    out.reserve(index_.samples.size());
+    for (const SampleInfo& s : index_.samples) out.push_back(dataset::OwnerRank(s.name, e_.world_size()));
+    return out;
+  }
+
   std::vector<uint64_t> HeldHere() const {
     std::vector<uint64_t> out;
     std::shared_lock lk(index_mu_);
@@ -656,6 +664,7 @@ Status DatasetCache::Warm(std::span<const uint64_t> indices,
 Status DatasetCache::Refresh() { return impl_->OpenIndex(true); }
 
 std::vector<uint64_t> DatasetCache::HeldHere() const { return impl_->HeldHere(); }
+std::vector<uint32_t> DatasetCache::LoaderRanks() const { return impl_->LoaderRanks(); }
 
 Status DatasetCache::Pin(std::span<const uint64_t> indices, bool pin) {
   return impl_->Pin(indices, pin);

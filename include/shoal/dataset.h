@@ -180,6 +180,12 @@ class SHOAL_EXPORT DatasetCache {
   // rank's disk budget: what its member held at Open and what this rank cached since.
   std::vector<uint64_t> HeldHere() const;
 
+  // For every sample (by index), the rank of this world that Warm has load it (a hash of its
+  // name and the world size): after a warm-up in this world, whose member holds it. The same
+  // on every rank, so a sampler can deal samples to their holders without a collective
+  // (shoal.data's DistributedSampler(locality=True)).
+  std::vector<uint32_t> LoaderRanks() const;
+
   // Pins samples (by index) on this rank: the copies its member holds, now or once loaded, are
   // never evicted; `pin` false unpins them. Pinned samples count against the capacity.
   Status Pin(std::span<const uint64_t> indices, bool pin = true);

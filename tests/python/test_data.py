@@ -231,9 +231,63 @@ def test_a_dataloader_counts_what_the_loop_took_not_what_workers_prefetched(eng,
 def test_locality_puts_held_samples_first(eng, tmp_path):
     write_tree(str(tmp_path / "src"), 40)
     ds = sd.ShoalDataset.from_source(str(tmp_path / "src"), root="datasets/l", warm=True)
-    held = set(ds.held_here())
-    assert held, "a warm-up on one member holds every sample"
+    assert sorted(ds.held_here()) == list(range(40)), "a warm-up on one member holds every sample"
+    assert ds.loader_ranks() == [0] * 40
     s = sd.DistributedSampler(ds, rank=0, world_size=1, locality=True)
     assert sorted(s.share()) == list(range(40))
     with pytest.raises(ValueError):
         sd.DistributedSampler(10, locality=True)
+
+
+class Owned:
+    """A dataset whose samples' holders are given (what loader_ranks() says of a world)."""
+    _cache = object()
+
+    def __init__(self, owners):
+        self.owners = owners
+
+    def __len__(self):
+        return len(self.owners)
+
+    def loader_ranks(self):
+        return self.owners
+
+
+def locality_deal(owners, world, state=None, take=None):
+    out = []
+    for r in range(world):
+        s = sd.DistributedSampler(Owned(owners), rank=r, world_size=world, seed=4, locality=True)
+        if state is not None:
+            s.load_state_dict(state)
+        out.append(s)
+    for s in out:
+        s.advance(len(s.share()) if take is None else take)
+    return out
+
+
+def test_locality_deals_each_rank_what_its_member_holds_balanced_and_exactly_once():
+    rng = np.random.default_rng(2)
+    owners = list(rng.choice(4, size=1001, p=[0.4, 0.3, 0.2, 0.1]))
+    ss = locality_deal(owners, 4)
+    shares = [[i for i in s.share() if not isinstance(i, sd.Padded)] for s in ss]
+    assert sorted(i for sh in shares for i in sh) == list(range(1001))
+    assert {len(s.share()) for s in ss} == {251}
+    assert sorted(len(sh) for sh in shares) == [250, 250, 250, 251]
+    counts = [owners.count(r) for r in range(4)]
+    for r, sh in enumerate(shares):
+        local = sum(owners[i] == r for i in sh)
+        assert local == min(counts[r], len(sh)), (r, local, counts[r])
+        # The rank's share keeps the epoch's shuffled order.
+        order = list(ss[r]._order())
+        pos = [order.index(i) for i in sh]
+        assert pos == sorted(pos)
+
+
+def test_locality_resumes_exactly_once_on_another_world_size():
+    owners4 = [i % 4 for i in range(500)]
+    first = locality_deal(owners4, 4, take=40)
+    seen = taken(first)
+    owners3 = [(i * 7) % 3 for i in range(500)]  # the holders a world of 3 would report
+    rest = locality_deal(owners3, 3, state=merged_state(first))
+    seen += taken(rest)
+    assert sorted(seen) == list(range(500))

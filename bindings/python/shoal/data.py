@@ -208,6 +208,14 @@ class ShoalDataset(Dataset):
     def __len__(self):
         return len(self._keys)
 
+    def loader_ranks(self):
+        """For every sample, the rank whose member a warm-up in this world caches it on (datasets
+        over the cache): what DistributedSampler(locality=True) deals by."""
+        if self._cache is None:
+            raise ValueError("loader_ranks needs a dataset over the cache (from_source)")
+        ranks = self._cache.loader_ranks()
+        return [ranks[k[1]] for k in self._keys]
+
     def held_here(self):
         """Indices (of this dataset) whose samples this rank's member holds (datasets over the
         cache; empty otherwise)."""
@@ -327,8 +335,10 @@ class DistributedSampler(Sampler):
     The epoch's order is a permutation of range(n) from (seed, epoch); the samples not consumed
     yet are dealt round-robin to the ranks (rank r gets positions r, r + W, ...), and shorter
     shares are padded with `Padded` repeats to the longest, so every rank runs the same number
-    of steps. `locality=True` (datasets from the cache) puts the samples this rank's member holds
-    first in its share (NoPFS-style): fewer remote reads, same exactly-once set.
+    of steps. `locality=True` (datasets over the cache) deals each rank the samples its member
+    holds after a warm-up in this world (`loader_ranks()`), balanced: reads stay on the rank's
+    own disk and memory tier, and each rank trains on the same part every epoch, shuffled
+    within it (the global batch still mixes every part); exactly-once is unchanged.
 
     `state_dict()` is collective when torch.distributed is initialised (every rank calls it):
     the union of what every rank's training loop consumed (counted by shoal.data.DataLoader as
@@ -344,11 +354,12 @@ class DistributedSampler(Sampler):
             raise ValueError(f"rank {self.rank} is not in a world of {self.world_size}")
         self.seed = int(seed)
         self.shuffle = shuffle
-        self._held = None
+        self._owners = None
         if locality:
-            if isinstance(dataset, int) or not hasattr(dataset, "held_here"):
-                raise ValueError("locality=True needs a dataset with held_here() (from_source)")
-            self._held = dataset
+            if isinstance(dataset, int) or getattr(dataset, "_cache", None) is None:
+                raise ValueError("locality=True needs a dataset over the cache (from_source, "
+                                 "ImageFolder)")
+            self._owners = np.asarray(dataset.loader_ranks(), dtype=np.int64) % self.world_size
         self.epoch = 0
         self._done = np.zeros(self.n, dtype=bool)  # consumed before the current deal
         self._share = None
@@ -373,13 +384,10 @@ class DistributedSampler(Sampler):
         if self._share is None:
             rest = self._order()
             rest = rest[~self._done[rest]]
-            mine = rest[self.rank::self.world_size]
-            if self._held is not None and len(mine):
-                held = np.zeros(self.n, dtype=bool)
-                h = np.asarray(self._held.held_here(), dtype=np.int64)
-                held[h[h < self.n]] = True
-                local = held[mine]
-                mine = np.concatenate([mine[local], mine[~local]])
+            if self._owners is None:
+                mine = rest[self.rank::self.world_size]
+            else:
+                mine = self._deal_to_holders(rest)
             per = math.ceil(len(rest) / self.world_size) if len(rest) else 0
             out = [int(i) for i in mine]
             if len(out) < per:
@@ -387,6 +395,28 @@ class DistributedSampler(Sampler):
                 out += [Padded(fill)] * (per - len(out))
             self._share = out
         return self._share
+
+    def _deal_to_holders(self, rest):
+        """Rank r's share: the samples of `rest` its member holds, as many as a balanced share
+        takes (len(rest) // W, one more for the first len(rest) % W ranks); the holders' excess
+        goes to the ranks short of theirs, in the epoch's order. The same on every rank."""
+        w = self.world_size
+        owner = self._owners[rest]
+        want = [len(rest) // w + (1 if r < len(rest) % w else 0) for r in range(w)]
+        keep = np.zeros(len(rest), dtype=bool)
+        for r in range(w):
+            pos = np.flatnonzero(owner == r)[:want[r]]
+            keep[pos] = True
+        taken = [int(keep[owner == r].sum()) for r in range(w)]
+        spare = np.flatnonzero(~keep)  # positions in `rest`, in the epoch's order
+        mine = list(np.flatnonzero(keep & (owner == self.rank)))
+        k = 0
+        for r in range(w):
+            short = want[r] - taken[r]
+            if r == self.rank:
+                mine += list(spare[k:k + short])
+            k += short
+        return rest[np.sort(np.asarray(mine, dtype=np.int64))]
 
     def __iter__(self):
         share = self.share()

@@ -250,6 +250,8 @@ void BindDataset(py::module_& m) {
              ThrowIfError(c.Warm(idx, cb));
            },
            py::arg("indices") = py::none(), py::arg("progress") = py::none())
+      .def("loader_ranks", [](PyDataset& d) { return d.get().LoaderRanks(); },
+           "For every sample, the rank whose member a warm-up in this world caches it on.")
       .def("held_here", [](PyDataset& d) { return d.get().HeldHere(); },
            "Indices of the samples whose cached copy this rank's member holds (ascending).")
       .def("pin",
