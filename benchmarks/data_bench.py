@@ -15,8 +15,8 @@ each sample a uint8 tensor, collated by torch's default_collate:
   cache-cold                ShoalDataset.from_source over the tree, after a warm-up: every
                             sample read from the rank's member (page cache dropped)
   cache-warm                the same with the dataset cache's memory tier holding the samples
-  cache-local-cold          cache-cold with DistributedSampler(locality=True): each rank's
-                            share ordered with what its member holds first
+  cache-local-cold          cache-cold with DistributedSampler(locality=True): each rank is
+                            dealt the samples its member holds (balanced)
   cache-local-warm          cache-warm with locality=True
   cache-local-prefetch-cold locality=True and DataLoader(prefetch_remote=8): the next 8
                             batches' remote samples read ahead into a 64 MiB memory tier
@@ -132,7 +132,8 @@ def rank_main(a):
     del fl
 
     def shoal_row(name, ds, cold, locality=False, prefetch_remote=0):
-        s = sd.DistributedSampler(ds, seed=0, locality=locality)
+        # A seed per row: no row reads the epochs an earlier row left in a memory tier.
+        s = sd.DistributedSampler(ds, seed=len(rows) + 1, locality=locality)
         loader = sd.DataLoader(ds, batch_size=a.batch, sampler=s, prefetch_remote=prefetch_remote,
                                **kw)
         run(name, loader, s, cold, True)
