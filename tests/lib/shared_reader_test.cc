@@ -66,6 +66,21 @@ bool Eventually(F pred) {
   return pred();
 }
 
+// The segment as a reader process maps it (for tests that write its rings by hand): it starts
+// pool_offset bytes before the pool.
+shm::Header* SegmentOf(SharedReader& r, const SharedReadOptions& o) {
+  shm::Header layout;
+  shm::FillLayout(o, &layout);
+  return reinterpret_cast<shm::Header*>(r.pool().data() - layout.pool_offset);
+}
+
+// Wakes the server thread of `ch` after a hand-written push.
+void WakeServer(shm::Header* h, uint32_t ch) {
+  shm::Channel* c = shm::ChannelAt(reinterpret_cast<std::byte*>(h), *h, ch);
+  c->server_bell.fetch_add(1);
+  shm::FutexWakeAll(&c->server_bell);
+}
+
 class SharedReadTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -384,10 +399,8 @@ TEST_F(SharedReadTest, GarbageInARingIsRefusedAndTheChannelKeepsWorking) {
   EXPECT_CODE(SharedReader::Attach("shoal-no-such-ring", "x"), kNotFound);
   // Push undecodable requests into this reader's channel, as a broken client would.
   // The segment starts pool_offset bytes before the pool (the layout of the default options).
-  shm::Header layout;
-  shm::FillLayout(SharedReadOptions{}, &layout);
-  std::byte* base = (*reader)->pool().data() - layout.pool_offset;
-  auto* header = reinterpret_cast<shm::Header*>(base);
+  auto* header = SegmentOf(**reader, SharedReadOptions{});
+  auto* base = reinterpret_cast<std::byte*>(header);
   shm::Ring ring = shm::ToServer(base, *header, (*reader)->channel());
   std::vector<std::byte> junk(100, std::byte{0xff});
   ASSERT_TRUE(ring.TryPush(shm::kRequest, junk));
@@ -405,9 +418,7 @@ TEST_F(SharedReadTest, GarbageInARingIsRefusedAndTheChannelKeepsWorking) {
   const uint32_t lie[2] = {1u << 30, shm::kRequest};
   std::memcpy(at, lie, 8);
   c->head.store(head + 8);
-  shm::Channel* ch = shm::ChannelAt(base, *header, (*reader)->channel());
-  ch->server_bell.fetch_add(1);
-  shm::FutexWakeAll(&ch->server_bell);
+  WakeServer(header, (*reader)->channel());
   EXPECT_CODE((*reader)->ReadBatch(Objects(20, 1)), kInternal);
   auto after = (*reader)->ReadBatch(Objects(30, 2));
   ASSERT_OK(after);
@@ -425,15 +436,13 @@ TEST_F(SharedReadTest, AFloodOfWaitingRequestsIsRefusedPastALimitAndNothingLeaks
   ASSERT_OK(held);
   // 300 requests pushed straight into the ring, as a reader that never waits would: 256 wait
   // for room, the rest are refused at once.
-  shm::Header layout;
-  shm::FillLayout(o, &layout);
-  std::byte* base = (*reader)->pool().data() - layout.pool_offset;
-  auto* header = reinterpret_cast<shm::Header*>(base);
+  auto* header = SegmentOf(**reader, o);
+  auto* base = reinterpret_cast<std::byte*>(header);
   shm::Ring ring = shm::ToServer(base, *header, (*reader)->channel());
-  for (uint64_t i = 0; i < 300; ++i) ASSERT_TRUE(ring.TryPush(shm::kRequest, shm::EncodeRequest(1000 + i, big)));
-  shm::Channel* ch = shm::ChannelAt(base, *header, (*reader)->channel());
-  ch->server_bell.fetch_add(1);
-  shm::FutexWakeAll(&ch->server_bell);
+  for (uint64_t i = 0; i < 300; ++i) {
+    ASSERT_TRUE(ring.TryPush(shm::kRequest, shm::EncodeRequest(1000 + i, big)));
+  }
+  WakeServer(header, (*reader)->channel());
   std::this_thread::sleep_for(300ms);
   // Releasing the held buffer lets the waiting ones run one by one; each request of this
   // reader returns the leases of the stale replies it passes, and is itself refused while 256
