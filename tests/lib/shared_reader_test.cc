@@ -18,6 +18,7 @@
 #include "lib/shared_ring.h"
 #include "shoal/dataset.h"
 #include "shoal/engine.h"
+#include "tests/lib/shared_read_content.h"
 #include "tests/process_util.h"
 #include "tests/test_util.h"
 
@@ -27,12 +28,10 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::vector<std::byte> Content(int i, size_t n) {
-  std::vector<std::byte> b(n);
-  for (size_t j = 0; j < n; ++j) b[j] = static_cast<std::byte>((i * 7 + j) & 0xff);
-  return b;
-}
-size_t SizeOf(int i) { return 1000 + static_cast<size_t>(i) * 97; }
+using testing::Content;
+using testing::Same;
+using testing::SizeOf;
+using testing::Within;
 
 ReadItem Obj(std::string path, uint64_t offset = 0, uint64_t size = 0) {
   ReadItem it;
@@ -46,14 +45,6 @@ ReadItem Sample(uint32_t dataset, uint64_t index) {
   it.dataset = dataset;
   it.index = index;
   return it;
-}
-
-bool Same(std::span<const std::byte> a, std::span<const std::byte> b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
-bool Within(std::span<const std::byte> inner, std::span<const std::byte> outer) {
-  return inner.data() >= outer.data() && inner.data() + inner.size() <= outer.data() + outer.size();
 }
 
 // Waits up to 10 s for `pred`.
@@ -226,37 +217,23 @@ TEST_F(SharedReadTest, AFullPartMakesTheNextRequestWaitForReleases) {
   EXPECT_GE(waited, 250ms);
 }
 
-TEST_F(SharedReadTest, ForkedReadersReadBitExactOnTheirOwnChannels) {
+// A reader process (exec'd: it shares no allocator or lock state with this process's threads).
+testing::Process Reader(const testing::TempDir& dir, const SharedReadServer& s,
+                        std::vector<std::string> args, const std::string& tag) {
+  args.insert(args.begin(), {s.name(), s.token()});
+  return testing::Spawn(std::string(SHOAL_BUILD_DIR) + "/tests/shared_read_client", args,
+                        dir.Sub(tag + ".out"), dir.Sub(tag + ".err"));
+}
+
+TEST_F(SharedReadTest, ReaderProcessesReadBitExactOnTheirOwnChannels) {
   auto server = Start();
-  const std::string name = server->name(), token = server->token();
-  std::vector<pid_t> kids;
+  std::vector<testing::Process> kids;
   for (int k = 0; k < 4; ++k) {
-    pid_t pid = fork();
-    if (pid == 0) {
-      auto r = SharedReader::Attach(name, token);
-      if (!r.ok()) _exit(10);
-      for (int round = 0; round < 50; ++round) {
-        const int from = (round * 13 + k * 31) % (kObjects - 32);
-        auto got = (*r)->ReadBatch(Objects(from, 32));
-        if (!got.ok()) _exit(11);
-        std::vector<uint64_t> leases;
-        for (int i = 0; i < 32; ++i) {
-          if (!(*got)[i].status.ok() || !Same((*got)[i].bytes, Content(from + i, SizeOf(from + i))) ||
-              !Within((*got)[i].bytes, (*r)->pool())) {
-            _exit(12);
-          }
-          leases.push_back((*got)[i].pool_offset);
-        }
-        (*r)->Release(leases);
-      }
-      _exit(0);
-    }
-    kids.push_back(pid);
+    kids.push_back(Reader(dir_, *server, {"read", std::to_string(k), "50", std::to_string(kObjects)},
+                          "reader" + std::to_string(k)));
   }
-  for (pid_t p : kids) {
-    int st = 0;
-    waitpid(p, &st, 0);
-    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "reader exit status " << st;
+  for (const testing::Process& p : kids) {
+    EXPECT_EQ(testing::Wait(p), 0) << testing::Slurp(p.err);
   }
   EXPECT_TRUE(Eventually([&] {
     auto c = server->counters();
@@ -271,23 +248,13 @@ TEST_F(SharedReadTest, AReaderKilledHoldingLeasesAndMidRequestLeaksNothing) {
   o.part_bytes = 64 << 10;
   auto server = Start(o);
   const std::string name = server->name(), token = server->token();
-  pid_t pid = fork();
-  if (pid == 0) {
-    auto r = SharedReader::Attach(name, token);
-    if (!r.ok()) _exit(10);
-    std::vector<ReadItem> big = {Obj("big")};
-    auto held = (*r)->ReadBatch(big);  // keeps its lease
-    if (!held.ok()) _exit(11);
-    (void)(*r)->ReadBatch(big);  // waits for room forever: killed here
-    _exit(12);
-  }
+  // It keeps one lease and waits for room for a second request.
+  testing::Process p = Reader(dir_, *server, {"hold"}, "holder");
   ASSERT_TRUE(Eventually([&] { return server->counters().requests == 1; }));
   std::this_thread::sleep_for(200ms);  // the second request is in the ring, waiting
   EXPECT_GT(server->counters().leased_bytes, 0u);
-  kill(pid, SIGKILL);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  ASSERT_TRUE(WIFSIGNALED(st));
+  kill(p.pid, SIGKILL);
+  ASSERT_EQ(testing::Wait(p), 128 + SIGKILL) << testing::Slurp(p.err);
   ASSERT_TRUE(Eventually([&] {
     auto c = server->counters();
     return c.reclaimed_readers == 1 && c.attached == 0 && c.leased_bytes == 0;
@@ -316,16 +283,17 @@ TEST_F(SharedReadTest, AForkedChildOfAReaderMustAttachAgainAndCannotReleaseThePa
   const std::string name = server->name(), token = server->token();
   std::vector<uint64_t> leases;
   for (const PoolBuffer& b : *got) leases.push_back(b.pool_offset);
+  const std::string client = std::string(SHOAL_BUILD_DIR) + "/tests/shared_read_client";
   pid_t pid = fork();
   if (pid == 0) {
-    if (r->ReadBatch(Objects(0, 1)).status().code() != Code::kFailedPrecondition) _exit(10);
+    if (r->ReadBatch(Objects(0, 1)).status().code() != Code::kFailedPrecondition) _exit(20);
     r->Release(leases);  // the parent's: nothing happens
     r->Flush();
-    auto mine = SharedReader::Attach(name, token);
-    if (!mine.ok()) _exit(11);
-    auto g = (*mine)->ReadBatch(Objects(5, 1));
-    if (!g.ok() || !Same((*g)[0].bytes, Content(5, SizeOf(5)))) _exit(12);
-    _exit(0);
+    // Attaching again and reading: in a fresh image (a forked copy of a threaded process
+    // should not go on allocating; sanitizer runtimes may deadlock).
+    execl(client.c_str(), client.c_str(), name.c_str(), token.c_str(), "read", "0", "1",
+          std::to_string(kObjects).c_str(), static_cast<char*>(nullptr));
+    _exit(21);
   }
   int st = 0;
   waitpid(pid, &st, 0);
