@@ -9,12 +9,13 @@ namespace {
 
 LogLevel ThresholdFromEnv() {
   const char* v = std::getenv("SHOAL_LOG");
-  if (v == nullptr) return LogLevel::kInfo;
+  if (v == nullptr) return LogLevel::kWarn;  // a clean run prints nothing
   std::string s(v);
   if (s == "error") return LogLevel::kError;
   if (s == "warn") return LogLevel::kWarn;
   if (s == "debug") return LogLevel::kDebug;
-  return LogLevel::kInfo;
+  if (s == "info") return LogLevel::kInfo;
+  return LogLevel::kWarn;
 }
 
 constexpr const char* kNames[] = {"error", "warn", "info", "debug"};

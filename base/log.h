@@ -1,5 +1,9 @@
 // Minimal leveled logging to stderr. The threshold comes from SHOAL_LOG (error, warn, info,
-// debug; default info) read once. Lines look like "shoal[info] io backend: io_uring".
+// debug; default warn) read once. Lines look like "shoal[info] io backend: io_uring".
+// Levels: error = data or a request was lost; warn = something the operator should act on
+// (a member failed, a store is damaged, a setting cannot be honoured); info = what a clean run
+// does (backends chosen, members leaving, recovery that found something). A clean run prints
+// nothing at the default level.
 #pragma once
 
 #include <fmt/format.h>

@@ -73,20 +73,19 @@ Status ChunkStore::Recover(MetaStore* meta) {
     SHOAL_ASSIGN_OR_RETURN(int fd, disk_->OpenFile(SegmentPath(id), false, direct_, &direct_used));
     direct_ = direct_used;
     Segment seg{fd, 0};
+    // What recovery returns is measured, not assumed: holes of chunks removed earlier are
+    // punched again here (cheap, idempotent) but were freed long ago.
+    SHOAL_ASSIGN_OR_RETURN(uint64_t allocated_before, disk_->AllocatedBytes(fd));
     uint64_t pos = 0;
     for (auto [off, bytes] : it->second) {
-      if (off > pos) {
-        SHOAL_RETURN_IF_ERROR(disk_->PunchHole(fd, pos, off - pos));
-        reclaimed += off - pos;
-      }
+      if (off > pos) SHOAL_RETURN_IF_ERROR(disk_->PunchHole(fd, pos, off - pos));
       seg.live_bytes += bytes;
       pos = off + bytes;
     }
     SHOAL_ASSIGN_OR_RETURN(uint64_t size, disk_->FileSize(fd));
-    if (size > pos) {
-      SHOAL_RETURN_IF_ERROR(disk_->Truncate(fd, pos));
-      reclaimed += size - pos;
-    }
+    if (size > pos) SHOAL_RETURN_IF_ERROR(disk_->Truncate(fd, pos));
+    SHOAL_ASSIGN_OR_RETURN(uint64_t allocated_after, disk_->AllocatedBytes(fd));
+    if (allocated_before > allocated_after) reclaimed += allocated_before - allocated_after;
     if (size < pos) {
       Log(LogLevel::kError, "segment {} is shorter ({} bytes) than its chunks need ({})",
           SegmentPath(id), size, pos);

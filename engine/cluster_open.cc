@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "base/bytes.h"
 #include "base/log.h"
@@ -27,6 +28,25 @@
 
 namespace shoal::engine {
 namespace {
+
+// Replicas go to distinct nodes where there are enough; when there are not, some copies of
+// every chunk share a node, and that node's loss takes them together. Said once per Open.
+void WarnIfReplicasShareNodes(const Membership& m, uint32_t replicas) {
+  std::set<std::string_view> nodes;
+  uint32_t up = 0;
+  for (const MemberEntry& e : m.members) {
+    if (!e.up) continue;
+    up++;
+    nodes.insert(e.node);
+  }
+  const uint32_t wanted = std::min(replicas, up);
+  if (up <= 1 || nodes.size() >= wanted) return;
+  Log(LogLevel::kWarn,
+      "replicas = {} but the {} members are on {} node(s) ({}): copies of one chunk share a "
+      "node and a node's loss loses them together. Give each member its own node "
+      "(Options::node / SHOAL_NODE; `shoal run` does) or set replicas <= {}",
+      replicas, up, nodes.size(), fmt::join(nodes, ", "), nodes.size());
+}
 
 constexpr uint32_t kShardPage = 1024;
 
@@ -198,6 +218,7 @@ Status Cluster::OpenEpoch(const std::vector<std::string>& declare_lost,
   const Membership& next = plan.next;
   if (world_->rank() == 0) {
     for (const std::string& w : plan.warnings) Log(LogLevel::kWarn, "{}", w);
+    WarnIfReplicasShareNodes(next, options_.replicas);
   }
   service_->SetEpoch(next.shards, next.epoch);
   membership_ = next;

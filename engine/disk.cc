@@ -61,6 +61,12 @@ Result<uint64_t> Disk::FileSize(int fd) {
   return static_cast<uint64_t>(st.st_size);
 }
 
+Result<uint64_t> Disk::AllocatedBytes(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return ErrnoStatus(errno, "fstat");
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
 Status Disk::RemoveFile(const std::string& path) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, "unlink " + path);
   return Status::OK();

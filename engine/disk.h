@@ -60,6 +60,8 @@ class Disk {
   virtual Status PunchHole(int fd, uint64_t offset, uint64_t len);
   virtual Status Truncate(int fd, uint64_t len);
   virtual Result<uint64_t> FileSize(int fd);
+  // Bytes of the file backed by storage (st_blocks), holes and unallocated tails excluded.
+  virtual Result<uint64_t> AllocatedBytes(int fd);
   virtual Status RemoveFile(const std::string& path);
 
   // Registers buffers for fixed I/O; false if the backend has no such notion or refused.

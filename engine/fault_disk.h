@@ -41,6 +41,7 @@ class FaultDisk final : public Disk {
   }
   Status Truncate(int fd, uint64_t len) override { return inner_->Truncate(fd, len); }
   Result<uint64_t> FileSize(int fd) override { return inner_->FileSize(fd); }
+  Result<uint64_t> AllocatedBytes(int fd) override { return inner_->AllocatedBytes(fd); }
   Status RemoveFile(const std::string& path) override { return inner_->RemoveFile(path); }
   bool RegisterBuffers(std::span<const iovec> buffers) override {
     return inner_->RegisterBuffers(buffers);

@@ -53,7 +53,7 @@ Result<Header> DecodeHeader(std::span<const std::byte> bytes, size_t payload_byt
   if (version != kWireVersion) return bad(fmt::format("unsupported version {}", version));
   Header h;
   uint8_t kind = Get<uint8_t>(p, 5);
-  if (kind != 1 && kind != 2) return bad(fmt::format("unknown kind {}", kind));
+  if (kind < 1 || kind > 3) return bad(fmt::format("unknown kind {}", kind));
   h.kind = static_cast<Kind>(kind);
   h.op = Get<uint16_t>(p, 6);
   h.request_id = Get<uint64_t>(p, 8);
@@ -71,7 +71,8 @@ Result<Header> DecodeHeader(std::span<const std::byte> bytes, size_t payload_byt
   }
   uint8_t code = Get<uint8_t>(p, 24);
   if (!IsWireCode(code)) return bad(fmt::format("status {}", code));
-  if (h.kind == Kind::kRequest && code != 0) return bad("status set in a request");
+  if (h.kind != Kind::kResponse && code != 0) return bad("status set in a request");
+  if (h.kind == Kind::kLeaving && h.payload_bytes != 0) return bad("payload in a leaving message");
   h.status = static_cast<Code>(code);
   if (Get<uint8_t>(p, 25) != 0) return bad("reserved byte set");
   h.head_bytes = Get<uint16_t>(p, 26);

@@ -14,7 +14,7 @@
 //   0      4    magic "SHL1"
 //   4      1    protocol version (kWireVersion; 2 added the epoch, 3 the request head,
 //               4 the head of an OK response)
-//   5      1    kind (1 request, 2 response)
+//   5      1    kind (1 request, 2 response, 3 leaving: the sender is closing; no payload)
 //   6      2    op (request type; echoed in the response)
 //   8      8    request id (chosen by the requester, echoed)
 //   16     4    sender member index in the world
@@ -41,7 +41,7 @@ inline constexpr size_t kHeaderBytes = 40;
 inline constexpr uint32_t kMaxPayloadBytes = 1u << 30;
 inline constexpr uint16_t kMaxHeadBytes = 256;
 
-enum class Kind : uint8_t { kRequest = 1, kResponse = 2 };
+enum class Kind : uint8_t { kRequest = 1, kResponse = 2, kLeaving = 3 };
 
 struct Header {
   Kind kind = Kind::kRequest;

@@ -270,6 +270,7 @@ void Messenger::Impl::Loop() {
       }
     }
   }
+  SayLeaving();
   CloseEndpoints();
   // No progress from here on: no send reads its body any more.
   for (OutMsg* m : sending_) ReleaseBody(m);
@@ -295,6 +296,20 @@ void Messenger::Impl::ForceClose(Peer& p, std::vector<void*>* closing) {
     if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing->push_back(req);
     *ep = nullptr;
   }
+}
+
+void Messenger::Impl::SayLeaving() {
+  for (auto& p : peers_) {
+    if (!p.up || p.ep == nullptr) continue;
+    Header h;
+    h.kind = Kind::kLeaving;
+    h.sender = options_.self;
+    h.epoch = options_.epoch;
+    Send(p.index, &h, {}, {});
+  }
+  // A peer that stopped reading (frozen, its link gone) holds the send: bounded wait.
+  auto until = Clock::now() + std::chrono::milliseconds(500);
+  while (!sending_.empty() && Clock::now() < until) ucp_worker_progress(worker_.get());
 }
 
 void Messenger::Impl::CloseEndpoints() {

@@ -75,6 +75,7 @@ class Messenger::Impl {
     ucp_ep_h data_ep = nullptr;  // messages with a body (Messenger::Impl::Connect says why)
     bool up = false;
     bool up_once = false;  // was connected: after a failure its messages are not held
+    bool left = false;     // said it is closing (Kind::kLeaving): its end is not a failure
     std::atomic<bool> up_flag{false};
   };
   struct Pending {
@@ -140,6 +141,9 @@ class Messenger::Impl {
   bool Post(std::function<void()> fn) EXCLUDES(post_mu_);
   void Publish();  // peers' up flags for other threads
   void Loop();
+  // Tells every connected peer this member is closing and gives those messages a bounded
+  // time to leave, so that the peers log its end as a departure rather than a failure.
+  void SayLeaving();
   void CloseEndpoints();
   // Closes both of p's endpoints at once (UCP_EP_CLOSE_FLAG_FORCE); the closes still in
   // progress are added to `closing`, for the caller to wait for or free.

@@ -115,7 +115,11 @@ void Messenger::Impl::OnEpError(void* arg, ucp_ep_h, ucs_status_t status) {
 void Messenger::Impl::FailPeer(Peer& p, const Status& why, std::string_view reason) {
   p.up = false;
   counters_.peer_failures++;
-  Log(LogLevel::kWarn, "member {} is unreachable: {}", p.index, reason);
+  if (p.left) {
+    Log(LogLevel::kInfo, "member {} left", p.index);
+  } else {
+    Log(LogLevel::kWarn, "member {} is unreachable: {}", p.index, reason);
+  }
   std::vector<uint64_t> ids;
   for (auto& [id, pend] : pending_) {
     if (pend.peer == p.index) ids.push_back(id);
@@ -292,6 +296,10 @@ void Messenger::Impl::Deliver(const Header& h, Payload payload) {
     }
     held_bytes_ += payload.size();
     held_.emplace_back(h, std::move(payload));
+    return;
+  }
+  if (h.kind == Kind::kLeaving) {
+    peers_[h.sender].left = true;
     return;
   }
   if (h.kind == Kind::kResponse) {
