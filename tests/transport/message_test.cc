@@ -49,6 +49,27 @@ TEST(Message, RejectsInconsistentFields) {
   EXPECT_CODE(DecodeHeader(buf, kMaxPayloadBytes + 1, 4), kInvalidArgument);
 }
 
+// A member closing says so (Kind::kLeaving): no payload, no status; anything else is refused.
+TEST(Message, ALeavingMessageCarriesNothing) {
+  Header h;
+  h.kind = Kind::kLeaving;
+  h.sender = 2;
+  std::byte buf[kHeaderBytes];
+  EncodeHeader(h, buf);
+  auto got = DecodeHeader(buf, 0, 4);
+  ASSERT_OK(got);
+  EXPECT_EQ(got->kind, Kind::kLeaving);
+  h.payload_bytes = 8;
+  EncodeHeader(h, buf);
+  EXPECT_CODE(DecodeHeader(buf, 8, 4), kInvalidArgument);
+  h.payload_bytes = 0;
+  h.status = Code::kInternal;
+  EncodeHeader(h, buf);
+  EXPECT_CODE(DecodeHeader(buf, 0, 4), kInvalidArgument);
+  buf[5] = std::byte{4};  // no kind 4
+  EXPECT_CODE(DecodeHeader(buf, 0, 4), kInvalidArgument);
+}
+
 TEST(Message, AHeadFollowsTheHeaderAndIsCountedExactly) {
   Header r = Sample();
   r.kind = Kind::kRequest;
