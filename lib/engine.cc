@@ -7,6 +7,7 @@
 
 #include <atomic>
 
+#include "base/log.h"
 #include "engine/cluster_group.h"
 #include "engine/inode.h"
 #include "engine/protocol.h"
@@ -102,6 +103,11 @@ Status Engine::Impl::Usable() const {
 
 Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   SHOAL_RETURN_IF_ERROR(ValidateOptions(options));
+  std::string listen = options.metrics_listen;
+  if (const char* env = std::getenv("SHOAL_METRICS_LISTEN"); listen.empty() && env != nullptr) {
+    listen = env;
+  }
+  if (!listen.empty()) SHOAL_RETURN_IF_ERROR(ParseListenAddress(listen).status());
   SHOAL_ASSIGN_OR_RETURN(BootstrapPlan plan, PlanBootstrap(options));
   std::vector<std::string> dirs{plan.store_dir};
   dirs.insert(dirs.end(), plan.more_store_dirs.begin(), plan.more_store_dirs.end());
@@ -172,10 +178,37 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
                          engine::ClusterGroup::Start(std::move(members), plan.world, *rendezvous));
   group->KeepAlive(std::move(local_net));
   group->ServeObservers(std::move(plan.rendezvous));
-  return Impl::Wrap(std::move(group), std::move(registry));
+  auto engine = Impl::Wrap(std::move(group), std::move(registry));
+  if (!listen.empty()) {
+    auto launch = transport::LaunchInfoFromEnv();
+    const uint32_t local_rank = launch.ok() ? launch->local_rank : 0;
+    SHOAL_RETURN_IF_ERROR(engine->impl_->ServeMetrics(
+        listen, local_rank,
+        {{"rank", std::to_string(plan.world.rank)}, {"node", plan.world.node}}));
+  }
+  return engine;
+}
+
+Status Engine::Impl::ServeMetrics(const std::string& listen, uint32_t local_rank,
+                                  MetricLabels labels) {
+  SHOAL_ASSIGN_OR_RETURN(auto address, ParseListenAddress(listen));
+  uint32_t port = address.second == 0 ? 0 : address.second + local_rank;
+  if (port > 65535) {
+    return Status::InvalidArgument(fmt::format(
+        "metrics port {} + local rank {} is above 65535", address.second, local_rank));
+  }
+  metrics::Registry* reg = metrics_.get();
+  SHOAL_ASSIGN_OR_RETURN(
+      http_, MetricsHttpServer::Start(address.first, static_cast<uint16_t>(port),
+                                      [reg, labels = std::move(labels)] {
+                                        return PrometheusText(reg->Snapshot(), labels);
+                                      }));
+  Log(LogLevel::kInfo, "metrics at http://{}:{}/metrics", address.first, http_->port());
+  return Status::OK();
 }
 
 Stats Engine::GetStats() const { return impl_->metrics().Snapshot(); }
+uint16_t Engine::metrics_port() const { return impl_->metrics_port(); }
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 

@@ -8,6 +8,7 @@
 
 #include "base/metrics.h"
 #include "engine/object_api.h"
+#include "lib/metrics_http.h"
 #include "shoal/engine.h"
 
 namespace shoal {
@@ -29,11 +30,15 @@ class Engine::Impl {
   // Gives up the implementation without destroying it (a forked child must not join threads
   // that exist only in its parent).
   void Leak() {
+    (void)http_.release();
     (void)api_.release();
     (void)metrics_.release();
   }
 
   metrics::Registry& metrics() { return *metrics_; }
+  // Serves this engine's metrics over HTTP until the engine closes (Options::metrics_listen).
+  Status ServeMetrics(const std::string& listen, uint32_t local_rank, MetricLabels labels);
+  uint16_t metrics_port() const { return http_ ? http_->port() : 0; }
   // One call of the API: its counters and latency histogram ("engine.<name>.*").
   struct Call {
     metrics::Counter* ops;
@@ -56,6 +61,8 @@ class Engine::Impl {
   std::array<metrics::Counter*, static_cast<size_t>(Code::kInternal) + 1> errors_{};
   uint64_t fork_generation_;
   int pid_;
+  // Last: stopped before the implementation it reads from goes.
+  std::unique_ptr<MetricsHttpServer> http_;
 };
 
 }  // namespace shoal

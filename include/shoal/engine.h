@@ -337,6 +337,9 @@ class SHOAL_EXPORT Engine {
   // docs/metrics.md): operations and bytes by call, errors by code, remote calls by protocol op,
   // failovers, repair progress. Cheap to record (relaxed atomic adds); a snapshot per call.
   Stats GetStats() const;
+  // The port this rank serves its metrics on in the Prometheus text format (GET /metrics;
+  // Options::metrics_listen), or 0 when it serves none.
+  uint16_t metrics_port() const;
 
   class Impl;  // lib/engine_impl.h
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "shoal/export.h"
@@ -164,7 +165,32 @@ struct Options {
   // stores are refused for ever after. A decision with consequences: what only they held is
   // gone.
   std::vector<std::string> lost_members;
+
+  // ---- Operations ----
+  // Serve this rank's metrics (Engine::GetStats) in the Prometheus text format at
+  // http://HOST:PORT+l/metrics, l being the rank's local rank on its node (so the ranks of one
+  // node listen on consecutive ports). "HOST:PORT", "[V6]:PORT", ":PORT" (127.0.0.1); PORT 0
+  // takes any free port (Engine::metrics_port says which). Default "" (or SHOAL_METRICS_LISTEN):
+  // no endpoint. Open fails with IOError when the port is taken. Read-only: a scrape cannot
+  // change anything; bind to 127.0.0.1 unless the network is trusted (docs/metrics.md).
+  std::string metrics_listen;
 };
+
+// Options by name: the one list of the settable fields, for every front end (the Python
+// module's keyword arguments, the shoal CLI's --option NAME=VALUE, shoal-bench). `allgather`
+// (a function) is not among them. Values are text: bools "true"/"false"/"1"/"0"; integers in
+// decimal; lists comma-separated; io_backend "auto", "io_uring" or "posix".
+enum class OptionKind : uint8_t { kBool, kUint32, kUint64, kString, kStringList, kIoBackend };
+struct OptionField {
+  const char* name;
+  OptionKind kind;
+};
+SHOAL_EXPORT std::vector<OptionField> OptionFields();
+// Sets field `name` from `value`. InvalidArgument naming the option for an unknown name (with
+// the known ones) or text that does not parse as the field's kind; ranges are ValidateOptions'.
+SHOAL_EXPORT Status SetOption(Options* options, std::string_view name, std::string_view value);
+// The text of field `name` in `options` (its default in a default-constructed Options).
+SHOAL_EXPORT Result<std::string> GetOption(const Options& options, std::string_view name);
 
 // The one check of a set of Options (Engine::Open runs it; the Python module too, before it
 // opens anything): InvalidArgument naming the first option out of its documented range.
