@@ -23,6 +23,7 @@
 #include "benchmarks/bench_util.h"
 #include "benchmarks/raw_disk.h"
 #include "benchmarks/raw_ucx.h"
+#include "bindings/cli/launcher.h"
 #include "engine/buffer_pool.h"
 #include "shoal/checkpoint.h"
 #include "shoal/engine.h"
@@ -674,41 +675,26 @@ bool InWorld() {
   return li.ok() && li->world_size > 1;
 }
 
+// The ranks are started by the launcher `shoal run` uses (bindings/cli/launcher.h): this
+// binary again, with --dir added when it was not given; only rank 0 prints.
 int SpawnWorld(const WorldConfig& c, int argc, char** argv) {
-  std::string token = fmt::format("bench-{:016x}", std::random_device{}() * 0x9E3779B97F4A7C15ull);
-  std::string rdzv = c.dir + "/rendezvous";
-  std::filesystem::remove_all(rdzv);
-  std::filesystem::create_directories(rdzv);
-  std::vector<pid_t> pids;
-  for (uint32_t r = 0; r < c.ranks; ++r) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      ::setenv("SHOAL_RANK", std::to_string(r).c_str(), 1);
-      ::setenv("SHOAL_WORLD_SIZE", std::to_string(c.ranks).c_str(), 1);
-      ::setenv("SHOAL_NODE", fmt::format("bench-node-{}", r).c_str(), 1);
-      ::setenv("SHOAL_TOKEN", token.c_str(), 1);
-      ::setenv("SHOAL_RENDEZVOUS", ("file:" + rdzv).c_str(), 1);
-      std::vector<char*> args(argv, argv + argc);
-      if (std::none_of(argv, argv + argc,
-                       [](const char* a) { return std::string_view(a) == "--dir"; })) {
-        args.push_back(const_cast<char*>("--dir"));
-        args.push_back(const_cast<char*>(c.dir.c_str()));
-      }
-      args.push_back(nullptr);
-      ::execv("/proc/self/exe", args.data());
-      std::_Exit(127);
-    }
-    pids.push_back(pid);
+  cli::LaunchSpec spec;
+  spec.ranks = c.ranks;
+  spec.node_prefix = "bench-node-";
+  spec.prefix_output = false;
+  spec.argv.assign(argv, argv + argc);
+  spec.argv[0] = "/proc/self/exe";
+  if (std::none_of(argv, argv + argc, [](const char* a) { return std::string_view(a) == "--dir"; })) {
+    spec.argv.push_back("--dir");
+    spec.argv.push_back(c.dir);
   }
-  int rc = 0;
-  for (pid_t p : pids) {
-    int st = 0;
-    ::waitpid(p, &st, 0);
-    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (code != 0 && rc == 0) rc = code;
+  auto rc = cli::RunRanks(spec);
+  if (!rc.ok()) {
+    std::fprintf(stderr, "shoal-bench: starting %u ranks: %s\n", c.ranks,
+                 rc.status().ToString().c_str());
+    return 1;
   }
-  std::filesystem::remove_all(rdzv);
-  return rc;
+  return *rc;
 }
 
 int RunWorldMember(const WorldConfig& c) {

@@ -1,9 +1,9 @@
 // A toy training loop that checkpoints with shoal every K steps, and resumes from `latest`.
 //
-//   shoal-example-train --ranks 3 --dir /tmp/train --steps 300 --every 20
+//   shoal run -n 3 --store /tmp/train -- shoal-example-train --dir /tmp/train --steps 300
 //
-// starts 3 ranks on this machine (each with its own store directory under --dir and its own
-// node name; under torchrun / mpirun the same binary is one rank). Each rank owns a shard of a
+// runs 3 ranks on this machine (`shoal run` gives each its store, node name and the job's
+// token; under torchrun / mpirun the same binary is one rank, its store under --dir). Each rank owns a shard of a
 // toy model (--params floats, 4 M by default: 16 MiB of parameters plus 16 MiB of momentum per
 // rank) and updates it with deterministic pseudo-gradients, so the final parameters depend only
 // on the number of steps. Every --every steps it saves its shard and momentum with an async
@@ -11,7 +11,7 @@
 // latest committed checkpoint, if any, and continues from the step after it.
 //
 // --crash-at S: rank 1 SIGKILLs itself in the middle of the save of step S (after its first
-// blob, before Commit); the launcher then kills the other ranks, as torchrun does. Run again
+// blob, before Commit); the launcher then stops the other ranks, as torchrun does. Run again
 // without it to resume. At the end every rank prints "final rank R step N digest H" of its state.
 // scripts/example-train-resume.sh checks that a crashed-and-resumed run ends bit-identical to
 // an uninterrupted one.
@@ -19,21 +19,18 @@
 #include <shoal/checkpoint.h>
 #include <shoal/engine.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 namespace {
 
 struct Args {
-  int ranks = 0;  // > 0: launch that many ranks of this program
   std::string dir;
   int steps = 300;
   int every = 20;
@@ -75,8 +72,10 @@ std::span<const std::byte> Bytes(const std::vector<float>& v) {
 
 int RunRank(const Args& a) {
   shoal::Options o;
+  // The launcher's store (shoal run --store), else one under --dir per rank.
+  const char* store = std::getenv("SHOAL_STORE");
   const char* r = std::getenv("SHOAL_RANK") ? std::getenv("SHOAL_RANK") : std::getenv("RANK");
-  o.store_dir = a.dir + "/rank-" + std::string(r ? r : "0");
+  o.store_dir = store != nullptr ? store : a.dir + "/rank-" + std::string(r ? r : "0");
   auto opened = shoal::Engine::Open(o);
   if (!opened.ok()) Fail("open", opened.status());
   shoal::Engine& e = **opened;
@@ -134,48 +133,13 @@ int RunRank(const Args& a) {
   return 0;
 }
 
-// Starts a.ranks copies of this program as one world; if one dies, kills the others.
-int Launch(const Args& a, char** argv) {
-  const std::string rdzv = a.dir + "/rendezvous";
-  std::filesystem::remove_all(rdzv);  // a file rendezvous directory is per launch
-  std::filesystem::create_directories(rdzv);
-  std::vector<pid_t> pids;
-  for (int r = 0; r < a.ranks; ++r) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      ::setenv("SHOAL_RANK", std::to_string(r).c_str(), 1);
-      ::setenv("SHOAL_WORLD_SIZE", std::to_string(a.ranks).c_str(), 1);
-      ::setenv("SHOAL_NODE", ("node-" + std::to_string(r)).c_str(), 1);
-      ::setenv("SHOAL_TOKEN", "example-train-token", 1);
-      ::setenv("SHOAL_RENDEZVOUS", ("file:" + rdzv).c_str(), 1);
-      ::execv("/proc/self/exe", argv);
-      std::_Exit(127);
-    }
-    pids.push_back(pid);
-  }
-  int rc = 0;
-  for (size_t left = pids.size(); left > 0; --left) {
-    int st = 0;
-    pid_t done = ::wait(&st);
-    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (code != 0 && rc == 0) {
-      rc = code;
-      for (pid_t p : pids) {
-        if (p != done) ::kill(p, SIGKILL);  // the job ends with its first failed rank
-      }
-    }
-  }
-  return rc;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--ranks") a.ranks = std::atoi(v.c_str());
-    else if (k == "--dir") a.dir = v;
+    if (k == "--dir") a.dir = v;
     else if (k == "--steps") a.steps = std::atoi(v.c_str());
     else if (k == "--every") a.every = std::atoi(v.c_str());
     else if (k == "--crash-at") a.crash_at = std::atoi(v.c_str());
@@ -186,12 +150,9 @@ int main(int argc, char** argv) {
     }
   }
   if (a.dir.empty() || a.steps < 1 || a.every < 1 || a.params < 1) {
-    std::fprintf(stderr, "usage: %s --dir DIR [--ranks N] [--steps N] [--every K] "
-                         "[--crash-at STEP] [--params FLOATS]\n", argv[0]);
+    std::fprintf(stderr, "usage: shoal run -n RANKS [--store ROOT] -- %s --dir DIR [--steps N] "
+                         "[--every K] [--crash-at STEP] [--params FLOATS]\n", argv[0]);
     return 2;
-  }
-  if (std::getenv("SHOAL_RANK") == nullptr && std::getenv("RANK") == nullptr && a.ranks > 1) {
-    return Launch(a, argv);
   }
   return RunRank(a);
 }

@@ -1,0 +1,181 @@
+// The shoal store commands on the stores a real `shoal run` world left (3 ranks, objects and
+// checkpoints), opened together by the CLI: ls, stat, du, cat, put (a rerun skips what is
+// there; changed content is refused unless --replace), get, rm, ckpt list/show/rm/retain,
+// status, repair — output checked as text and as JSON. Then a store missing from the set and a
+// store in use are refused with the reason.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/process_util.h"
+#include "tests/test_util.h"
+
+namespace shoal::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+class StoreCommandsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new TempDir();
+    Process p = Spawn(SHOAL_CLI, {"run", "-n", "3", "--store", Stores(), "--", SHOAL_WORLD_JOB},
+                      root_->path() + "/job.out", root_->path() + "/job.err",
+                      {{"JOB_CKPT", "3"}});
+    ASSERT_EQ(Wait(p), 0) << Slurp(root_->path() + "/job.err");
+  }
+  static void TearDownTestSuite() { delete root_; }
+  static std::string Stores() { return root_->path() + "/stores"; }
+
+  struct Out {
+    int rc;
+    std::string out, err;
+  };
+  Out Shoal(std::vector<std::string> args) {
+    n_++;
+    const std::string o = fmt::format("{}/cmd{}.out", root_->path(), n_);
+    const std::string e = fmt::format("{}/cmd{}.err", root_->path(), n_);
+    args.insert(args.end(), {"--store", Stores()});
+    Process p = Spawn(SHOAL_CLI, args, o, e);
+    int rc = Wait(p);
+    return {rc, Slurp(o), Slurp(e)};
+  }
+
+  static inline TempDir* root_ = nullptr;
+  int n_ = 0;
+};
+
+TEST_F(StoreCommandsTest, ListStatDuCatSeeTheJobsNames) {
+  Out ls = Shoal({"ls", "job/0"});
+  ASSERT_EQ(ls.rc, 0) << ls.err;
+  EXPECT_EQ(ls.out, "r0/\nr1/\nr2/\n");
+  Out all = Shoal({"ls", "-l", "-R", "--json", "job"});
+  ASSERT_EQ(all.rc, 0) << all.err;
+  auto j = nlohmann::json::parse(all.out);
+  size_t objects = 0;
+  for (const auto& x : j) {
+    if (x["type"] == "object") {
+      objects++;
+      EXPECT_EQ(x["size"], 64 << 10);
+      EXPECT_GT(x["sealed_ns"].get<int64_t>(), 0);
+    }
+  }
+  EXPECT_EQ(objects, 24u);
+  Out du = Shoal({"du", "--json", "job", "checkpoints"});
+  ASSERT_EQ(du.rc, 0) << du.err;
+  auto d = nlohmann::json::parse(du.out);
+  EXPECT_EQ(d[0]["objects"], 24);
+  EXPECT_EQ(d[0]["bytes"], 24 * (64 << 10));
+  Out stat = Shoal({"stat", "job/0/r2/5"});
+  ASSERT_EQ(stat.rc, 0) << stat.err;
+  EXPECT_NE(stat.out.find("size:       65536"), std::string::npos) << stat.out;
+  EXPECT_NE(stat.out.find("chunk 0 on members"), std::string::npos) << stat.out;
+  Out cat = Shoal({"cat", "job/0/r1/3"});
+  ASSERT_EQ(cat.rc, 0) << cat.err;
+  ASSERT_EQ(cat.out.size(), 64u << 10);
+  for (size_t k = 0; k < cat.out.size(); ++k) {
+    ASSERT_EQ(static_cast<uint8_t>(cat.out[k]), (k * 31 + 1 * 7 + 3) & 0xff) << k;
+  }
+  Out missing = Shoal({"stat", "job/0/r9/0"});
+  EXPECT_EQ(missing.rc, 1);
+  EXPECT_NE(missing.err.find("NotFound"), std::string::npos) << missing.err;
+}
+
+TEST_F(StoreCommandsTest, PutSkipsWhatIsThereGetCopiesBackRmRemoves) {
+  const std::string src = root_->path() + "/tree";
+  fs::create_directories(src + "/sub");
+  for (int i = 0; i < 5; ++i) {
+    std::ofstream(fmt::format("{}/{}f{}", src, i % 2 ? "sub/" : "", i)) << std::string(1000 * i + 1, 'a' + i);
+  }
+  Out put = Shoal({"put", src, "up"});
+  ASSERT_EQ(put.rc, 0) << put.err;
+  EXPECT_NE(put.err.find("5 written, 0 already there"), std::string::npos) << put.err;
+  Out again = Shoal({"put", src, "up"});
+  ASSERT_EQ(again.rc, 0) << again.err;
+  EXPECT_NE(again.err.find("0 written, 5 already there"), std::string::npos) << again.err;
+  std::ofstream(src + "/f0") << "changed";
+  Out refused = Shoal({"put", src, "up"});
+  EXPECT_EQ(refused.rc, 1);
+  EXPECT_NE(refused.err.find("--replace"), std::string::npos) << refused.err;
+  Out replaced = Shoal({"put", "--replace", src, "up"});
+  ASSERT_EQ(replaced.rc, 0) << replaced.err;
+  EXPECT_NE(replaced.err.find("1 written, 4 already there"), std::string::npos) << replaced.err;
+
+  const std::string back = root_->path() + "/back";
+  Out get = Shoal({"get", "up", back});
+  ASSERT_EQ(get.rc, 0) << get.err;
+  for (auto& f : fs::recursive_directory_iterator(src)) {
+    if (!f.is_regular_file()) continue;
+    EXPECT_EQ(Slurp(f.path().string()), Slurp(back + "/" + fs::relative(f.path(), src).string()))
+        << f.path();
+  }
+  Out get_again = Shoal({"get", "up", back});
+  EXPECT_NE(get_again.err.find("0 copied, 5 already there"), std::string::npos) << get_again.err;
+
+  Out rm_dir = Shoal({"rm", "up"});
+  EXPECT_EQ(rm_dir.rc, 1);
+  EXPECT_NE(rm_dir.err.find("-r"), std::string::npos);
+  Out rm = Shoal({"rm", "-r", "up"});
+  ASSERT_EQ(rm.rc, 0) << rm.err;
+  EXPECT_EQ(Shoal({"ls", "up"}).rc, 1);
+}
+
+TEST_F(StoreCommandsTest, CheckpointsListShowRemoveRetain) {
+  Out list = Shoal({"ckpt", "list", "--json"});
+  ASSERT_EQ(list.rc, 0) << list.err;
+  auto j = nlohmann::json::parse(list.out);
+  ASSERT_EQ(j.size(), 3u) << list.out;
+  EXPECT_EQ(j[0]["tag"], "step-1");
+  EXPECT_EQ(j[2]["world_size"], 3);
+  EXPECT_EQ(j[2]["bytes"], 3 * (64 << 10));
+  Out show = Shoal({"ckpt", "show", "step-2"});
+  ASSERT_EQ(show.rc, 0) << show.err;
+  EXPECT_NE(show.out.find("metadata:   {\"step\": 2}"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("rank-2"), std::string::npos);
+  ASSERT_EQ(Shoal({"ckpt", "rm", "step-1"}).rc, 0);
+  Out retain = Shoal({"ckpt", "retain", "1"});
+  ASSERT_EQ(retain.rc, 0) << retain.err;
+  EXPECT_NE(retain.out.find("removed 1 checkpoint(s)"), std::string::npos) << retain.out;
+  Out left = Shoal({"ckpt", "list"});
+  EXPECT_NE(left.out.find("step-3"), std::string::npos);
+  EXPECT_EQ(left.out.find("step-2"), std::string::npos) << left.out;
+  EXPECT_EQ(Shoal({"ckpt", "show", "step-1"}).rc, 1);
+}
+
+TEST_F(StoreCommandsTest, StatusRepairAndStoresMissingOrInUse) {
+  Out status = Shoal({"status", "--json"});
+  ASSERT_EQ(status.rc, 0) << status.err;
+  auto j = nlohmann::json::parse(status.out);
+  ASSERT_EQ(j["members"].size(), 3u);
+  uint64_t held = 0;
+  for (const auto& m : j["members"]) held += m["held_bytes"].get<uint64_t>();
+  EXPECT_GE(held, 2u * 24 * (64 << 10));  // two replicas of every job object
+  Out repair = Shoal({"repair"});
+  EXPECT_EQ(repair.rc, 0) << repair.err;
+  EXPECT_NE(repair.out.find("0 unreadable"), std::string::npos) << repair.out;
+
+  // One store alone is not the world: refused, naming what it needs.
+  std::string one;
+  for (auto& d : fs::recursive_directory_iterator(Stores())) {
+    if (d.path().filename() == "FORMAT") {
+      one = d.path().parent_path().string();
+      break;
+    }
+  }
+  ASSERT_FALSE(one.empty());
+  Process p = Spawn(SHOAL_CLI, {"ls", "--store", one}, root_->path() + "/one.out",
+                    root_->path() + "/one.err");
+  EXPECT_NE(Wait(p), 0);
+  EXPECT_NE(Slurp(root_->path() + "/one.err"), "");
+  Process q = Spawn(SHOAL_CLI, {"ls", "--store", root_->path() + "/nothing-here"},
+                    root_->path() + "/none.out", root_->path() + "/none.err");
+  EXPECT_EQ(Wait(q), 2);
+  EXPECT_NE(Slurp(root_->path() + "/none.err").find("no such directory"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace shoal::testing
