@@ -23,14 +23,10 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import time
 
 import torch
 import torch.distributed as dist
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
-                                "python"))
 
 
 def parse_size(s):
@@ -93,11 +89,10 @@ def main():
             box[0] = tempfile.mkdtemp(prefix="shoal-torch-bench-", dir="/var/tmp")
         dist.broadcast_object_list(box)
         base = box[0]
-    import dcp_py311
-    dcp_py311.apply()
-    import torch.distributed._shard.checkpoint as dcp
     import shoal
+    import shoal.dcp  # first: it makes torch 1.13's DCP import on Python 3.11
     import shoal.torch
+    import torch.distributed._shard.checkpoint as dcp
 
     shoal.init(os.path.join(base, "store-{rank}"), node=f"node-{rank}", replicas=args.replicas)
     total = parse_size(args.total)

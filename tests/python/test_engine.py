@@ -294,3 +294,56 @@ def test_a_forked_child_is_refused_at_once(eng):
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
     assert eng.read("fork/x") == b"parent data"
+
+
+def test_option_names_are_the_cpp_table_and_wrong_types_are_refused(tmp_path):
+    names = shoal.option_names()
+    assert "metrics_listen" in names and "stat_cache_entries" in names and "allgather" not in names
+    store = str(tmp_path / "t-{rank}")
+    for bad, match in [({"serve_node_stores": 1}, "True or False"), ({"window": True}, "integer"),
+                       ({"window": 2.5}, "integer"), ({"metrics_listen": 9400}, "string"),
+                       ({"lost_members": ["a,b"]}, "without commas"),
+                       ({"segment_size": -(1 << 30)}, "non-negative")]:
+        with pytest.raises(ValueError, match=match):
+            shoal.init(store, rank=0, world_size=1, set_default=False, **bad)
+
+
+def test_stats_and_a_prometheus_scrape_of_the_same_counters(tmp_path):
+    import urllib.error
+    import urllib.request
+    e = shoal.init(str(tmp_path / "m-{rank}"), rank=0, world_size=1, set_default=False,
+                   metrics_listen="127.0.0.1:0", node="n-py")
+    try:
+        e.write("a", b"x" * 5000)
+        assert e.read("a") == b"x" * 5000
+        s = e.stats()
+        assert s["counters"]["engine.write.ops"] == 1
+        assert s["counters"]["engine.read.bytes"] == 5000
+        assert s["histograms"]["engine.read.latency_ns"]["count"] >= 1
+        port = e.metrics_port
+        assert port > 0
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        assert 'shoal_engine_write_ops_total{rank="0",node="n-py"} 1\n' in text
+        assert 'shoal_engine_read_bytes_total{rank="0",node="n-py"} 5000\n' in text
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=10)
+    finally:
+        e.close()
+
+
+def test_read_sizes_and_read_only_destinations(eng):
+    eng.write("small", b"0123456789")
+    # A size far past the end reads to the end, without allocating the size asked for.
+    assert eng.read("small", 0, 1 << 40) == b"0123456789"
+    assert eng.read("small", 4, 1 << 30) == b"456789"
+    assert eng.read("small", 2, 3) == b"234"
+    for bad in (-2, -(1 << 40)):
+        with pytest.raises(ValueError, match="read size"):
+            eng.read("small", 0, bad)
+    for dst in (b"x" * 10, memoryview(b"y" * 10)):
+        with pytest.raises(TypeError, match="read-only"):
+            eng.readinto("small", dst)
+    ro = np.zeros(10, dtype=np.uint8)
+    ro.flags.writeable = False
+    with pytest.raises(TypeError, match="read-only"):
+        eng.readinto("small", ro)

@@ -84,10 +84,8 @@ def _full(rows, cols):
 
 
 def dcp(d, mode):
-    import dcp_py311
-    dcp_py311.apply()
+    from shoal.dcp import ShoalReader, ShoalWriter  # first: it makes torch 1.13's DCP import
     import torch.distributed._shard.checkpoint as dcp_api
-    from shoal.dcp import ShoalReader, ShoalWriter
     rank, world = dist.get_rank(), dist.get_world_size()
     shoal.init(os.path.join(d, "store-{rank}"), node=f"node-{dist.get_rank()}")
     rows, cols = 13, 5

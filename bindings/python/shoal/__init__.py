@@ -36,6 +36,7 @@ from ._shoal import (  # noqa: F401  (re-exported API)
     TimeoutError,
     UnavailableError,
 )
+from ._shoal import option_names  # noqa: F401
 from ._file import ObjectReader, ObjectWriter, open  # noqa: F401
 from ._launch import engine, init, shutdown  # noqa: F401
 

@@ -45,7 +45,9 @@ def init(store=None, *, rank=None, world_size=None, process_group=None, token=No
     **options: any other field of shoal::Options (include/shoal/options.h) by its name, e.g.
       repair_rate_mib_s, repair_parallelism, scrub_rate_mib_s, request_timeout_ms, window,
       inline_threshold, segment_size, metadata_map_size, serve_node_stores, create_if_missing,
-      lost_members (a list of member ids); ranges and defaults as documented there.
+      stat_lease_ms, stat_cache_entries, metrics_listen ("HOST:PORT": Prometheus text at
+      /metrics), lost_members (a list of member ids); ranges and defaults as documented there
+      (shoal.option_names() lists them: the C++ table, one source of truth).
     Errors: InvalidArgumentError (ValueError) for missing/bad settings or an unknown option; TimeoutError when ranks
     do not arrive; PermissionDeniedError for a wrong token or a store used by another process.
     """

@@ -1,12 +1,13 @@
-"""Test-setup workaround so torch 1.13's torch.distributed._shard.checkpoint imports on
-Python 3.11 (Debian 12: python3-torch 1.13 with Python 3.11).
+"""Makes torch 1.13's torch.distributed._shard.checkpoint import on Python 3.11 (Debian 12:
+python3-torch 1.13 with Python 3.11); shoal.dcp applies it before importing DCP.
 
 The bug is torch's: sharded_tensor/metadata.py declares a dataclass field whose default is an
 instance of another (non-frozen, hence unhashable) dataclass, which Python 3.11's dataclasses
 refuse ("mutable default ... is not allowed: use default_factory"). While that module is
 imported, this patch turns such a default into default_factory returning a copy of it, which
-is what torch meant. Only the tests and benchmarks apply it (apply() before importing DCP); the
-shoal package never patches the standard library. torch >= 2 does not need it.
+is what torch meant. It applies itself only where needed: when the module imports as it is
+(torch >= 2, Python < 3.11, a fixed torch) nothing is touched, and the standard library's
+function is put back as soon as torch's module is imported.
 """
 import copy
 import dataclasses

@@ -20,8 +20,8 @@ error) to every rank.
 
 Works with torch.distributed.checkpoint (torch >= 2) and torch 1.13's
 torch.distributed._shard.checkpoint. On Python 3.11 the 1.13 module does not import (a
-dataclass with a mutable default, a torch bug); see docs/python.md for the workaround the tests
-apply.
+dataclass with a mutable default, a torch bug): this module applies the fix in
+shoal/_torch_compat.py first, only where the import fails without it.
 """
 import dataclasses
 import io
@@ -30,6 +30,7 @@ import pickle
 import torch
 
 from . import _shoal
+from . import _torch_compat
 from ._launch import engine as _default_engine
 
 try:  # torch >= 2
@@ -37,6 +38,7 @@ try:  # torch >= 2
     from torch.distributed.checkpoint.storage import (  # type: ignore
         StorageReader, StorageWriter, WriteResult)
 except ImportError:  # torch 1.13
+    _torch_compat.apply()
     from torch.distributed._shard.checkpoint.planner import (  # type: ignore
         LoadItemType, WriteItemType)
     from torch.distributed._shard.checkpoint.storage import (  # type: ignore

@@ -17,9 +17,18 @@ Bytes::Bytes(py::handle obj, bool writable) {
       Py_XDECREF(type);
       Py_XDECREF(value);
       Py_XDECREF(tb);
+      if (writable && PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_C_CONTIGUOUS) == 0) {
+        PyBuffer_Release(&view_);  // a buffer, but read-only
+        throw py::type_error(std::string("the destination is a read-only buffer (") +
+                             Py_TYPE(obj.ptr())->tp_name +
+                             "): shoal writes into it; give a bytearray, a memoryview of "
+                             "writable memory, a numpy array or a tensor");
+      }
+      PyErr_Clear();
       if (writable && why.find("writable") != std::string::npos) {
-        throw py::type_error("shoal needs a writable buffer here (bytearray, memoryview of "
-                             "writable memory, numpy array, tensor): " + why);
+        throw py::type_error("the destination is a read-only buffer: shoal writes into it; give "
+                             "a bytearray, a memoryview of writable memory, a numpy array or a "
+                             "tensor (" + why + ")");
       }
       throw py::value_error("shoal needs a C-contiguous buffer: " + why);
     }

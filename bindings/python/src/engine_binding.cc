@@ -44,51 +44,50 @@ AllGatherFn WrapAllGather(py::function fn) {
   };
 }
 
-IoBackend ParseBackend(const std::string& s) {
-  if (s == "auto") return IoBackend::kAuto;
-  if (s == "io_uring") return IoBackend::kIoUring;
-  if (s == "posix") return IoBackend::kPosix;
-  throw StatusError(Status::InvalidArgument("io_backend \"" + s +
-                                            "\": expected auto, io_uring or posix"));
-}
-
-// The Options without an argument of their own, set by field name (shoal.init's **options).
-// Ranges are ValidateOptions' (Engine::Open): this only converts.
+// The Options without an argument of their own, set by field name (shoal.init's **options)
+// through the one table of Options fields (shoal::SetOption). Ranges are ValidateOptions'
+// (Engine::Open): this only converts, refusing a value of the wrong Python type.
 void ApplySettings(const py::dict& settings, Options* o) {
-  using Setter = void (*)(Options*, py::handle);
-  static const std::pair<const char*, Setter> kFields[] = {
-      {"serve_node_stores", [](Options* o, py::handle v) { o->serve_node_stores = v.cast<bool>(); }},
-      {"create_if_missing", [](Options* o, py::handle v) { o->create_if_missing = v.cast<bool>(); }},
-      {"inline_threshold", [](Options* o, py::handle v) { o->inline_threshold = v.cast<uint32_t>(); }},
-      {"segment_size", [](Options* o, py::handle v) { o->segment_size = v.cast<uint64_t>(); }},
-      {"metadata_map_size", [](Options* o, py::handle v) { o->metadata_map_size = v.cast<uint64_t>(); }},
-      {"window", [](Options* o, py::handle v) { o->window = v.cast<uint32_t>(); }},
-      {"request_timeout_ms", [](Options* o, py::handle v) { o->request_timeout_ms = v.cast<uint32_t>(); }},
-      {"repair_rate_mib_s", [](Options* o, py::handle v) { o->repair_rate_mib_s = v.cast<uint32_t>(); }},
-      {"repair_parallelism", [](Options* o, py::handle v) { o->repair_parallelism = v.cast<uint32_t>(); }},
-      {"scrub_rate_mib_s", [](Options* o, py::handle v) { o->scrub_rate_mib_s = v.cast<uint32_t>(); }},
-      {"stat_lease_ms", [](Options* o, py::handle v) { o->stat_lease_ms = v.cast<uint32_t>(); }},
-      {"stat_cache_entries", [](Options* o, py::handle v) { o->stat_cache_entries = v.cast<uint32_t>(); }},
-      {"lost_members", [](Options* o, py::handle v) {
-         if (py::isinstance<py::str>(v)) throw py::cast_error("a list of member ids, not one string");
-         o->lost_members = v.cast<std::vector<std::string>>();
-       }},
-  };
+  const std::vector<OptionField> fields = OptionFields();
   for (auto [key, value] : settings) {
-    std::string name = py::str(key);
-    auto* f = std::find_if(std::begin(kFields), std::end(kFields),
-                           [&](const auto& kv) { return name == kv.first; });
-    if (f == std::end(kFields)) {
-      std::string known;
-      for (const auto& [n, _] : kFields) known += std::string(known.empty() ? "" : ", ") + n;
-      throw StatusError(Status::InvalidArgument("no option \"" + name + "\" (known: " + known + ")"));
+    const std::string name = py::str(key);
+    auto f = std::find_if(fields.begin(), fields.end(),
+                          [&](const OptionField& x) { return name == x.name; });
+    if (f == fields.end()) ThrowIfError(SetOption(o, name, ""));  // the unknown-name error
+    auto wrong = [&](const char* want) {
+      return StatusError(Status::InvalidArgument(
+          "option " + name + "=" + std::string(py::repr(value)) + ": expected " + want));
+    };
+    std::string text;
+    switch (f->kind) {
+      case OptionKind::kBool:
+        if (!py::isinstance<py::bool_>(value)) throw wrong("True or False");
+        text = value.cast<bool>() ? "true" : "false";
+        break;
+      case OptionKind::kUint32:
+      case OptionKind::kUint64:
+        if (py::isinstance<py::bool_>(value) || !py::isinstance<py::int_>(value)) {
+          throw wrong("an integer");
+        }
+        text = py::str(value);
+        if (!text.empty() && text[0] == '-') throw wrong("a non-negative integer");
+        break;
+      case OptionKind::kString:
+      case OptionKind::kIoBackend:
+        if (!py::isinstance<py::str>(value)) throw wrong("a string");
+        text = value.cast<std::string>();
+        break;
+      case OptionKind::kStringList:
+        if (py::isinstance<py::str>(value)) throw wrong("a list of strings, not one string");
+        for (py::handle item : value) {
+          if (!py::isinstance<py::str>(item)) throw wrong("a list of strings");
+          const std::string one = item.cast<std::string>();
+          if (one.find(',') != std::string::npos) throw wrong("strings without commas");
+          text += (text.empty() ? "" : ",") + one;
+        }
+        break;
     }
-    try {
-      f->second(o, value);
-    } catch (const py::cast_error& e) {
-      throw StatusError(Status::InvalidArgument("option " + name + "=" + std::string(py::repr(value)) +
-                                                ": " + e.what()));
-    }
+    ThrowIfError(SetOption(o, name, text));
   }
 }
 
@@ -110,7 +109,7 @@ std::unique_ptr<PyEngine> Open(const std::string& store_dir, int64_t rank, int64
   o.rendezvous = rendezvous;
   if (replicas != 0) o.replicas = replicas;
   if (chunk_size != 0) o.chunk_size = chunk_size;
-  o.io_backend = ParseBackend(io_backend);
+  ThrowIfError(SetOption(&o, "io_backend", io_backend));
   o.direct_io = direct_io;
   if (queue_depth != 0) o.queue_depth = queue_depth;
   if (join_timeout_ms != 0) o.join_timeout_ms = join_timeout_ms;
@@ -128,18 +127,27 @@ std::unique_ptr<PyEngine> Open(const std::string& store_dir, int64_t rank, int64
   return pe;
 }
 
+// Reads up to this size allocate their size at once; larger ones ask the object's size first.
+constexpr uint64_t kUnboundedReadBytes = 1u << 20;
+
 py::bytes ReadBytes(PyEngine& pe, const std::string& path, uint64_t offset, int64_t size) {
   Engine& e = pe.get();
-  uint64_t n;
-  if (size < 0) {  // to the end; an offset past it is refused by Read below
+  if (size < -1) {
+    throw StatusError(Status::InvalidArgument(
+        "read size " + std::to_string(size) + ": give a byte count >= 0, or -1 for the rest"));
+  }
+  uint64_t n = static_cast<uint64_t>(size);
+  // To the end, or a size above what a short read may waste: the object's size bounds the
+  // allocation (a read of 1 TiB from a 10-byte object allocates 10 bytes). An offset past the
+  // end is refused by Read below.
+  if (size == -1 || n > kUnboundedReadBytes) {
     uint64_t object_size;
     {
       Release nogil;
       object_size = ValueOrThrow(e.Stat(path)).size;
     }
-    n = offset < object_size ? object_size - offset : 0;
-  } else {
-    n = static_cast<uint64_t>(size);
+    const uint64_t rest = offset < object_size ? object_size - offset : 0;
+    n = size == -1 ? rest : std::min(n, rest);
   }
   PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
   if (raw == nullptr) throw py::error_already_set();
@@ -178,6 +186,15 @@ std::vector<DirEntry> ListAll(PyEngine& pe, const std::string& dir, const std::s
 }  // namespace
 
 void BindEngine(py::module_& m) {
+  m.def(
+      "option_names",
+      [] {
+        std::vector<std::string> names;
+        for (const OptionField& f : OptionFields()) names.emplace_back(f.name);
+        return names;
+      },
+      "Every field of shoal::Options settable by name (shoal.init's **options), in the order "
+      "of include/shoal/options.h.");
   py::class_<ObjectInfo>(m, "ObjectInfo", "Metadata of a sealed object (Engine.stat).")
       .def_readonly("path", &ObjectInfo::path)
       .def_readonly("size", &ObjectInfo::size)
@@ -417,6 +434,33 @@ void BindEngine(py::module_& m) {
           "locate",
           [](PyEngine& pe, const std::string& path) { return ValueOrThrow(pe.get().Locate(path)); },
           py::arg("path"), py::call_guard<Release>())
+      .def(
+          "stats",
+          [](PyEngine& pe) {
+            Stats st = pe.get().GetStats();
+            py::dict counters, histograms;
+            for (const auto& [name, v] : st.counters) counters[py::str(name)] = v;
+            for (const auto& [name, h] : st.histograms) {
+              py::dict d;
+              d["count"] = h.count;
+              d["sum"] = h.sum;
+              d["p50"] = h.p50;
+              d["p90"] = h.p90;
+              d["p99"] = h.p99;
+              d["max_bucket"] = h.max_bucket;
+              histograms[py::str(name)] = d;
+            }
+            py::dict out;
+            out["counters"] = counters;
+            out["histograms"] = histograms;
+            return out;
+          },
+          "This member's counters and latency histograms since open (Engine::GetStats; "
+          "docs/metrics.md): {'counters': {name: int}, 'histograms': {name: {'count', 'sum', "
+          "'p50', 'p90', 'p99', 'max_bucket'}}}, latencies in ns.")
+      .def_property_readonly(
+          "metrics_port", [](PyEngine& pe) { return pe.get().metrics_port(); },
+          "The port of this rank's Prometheus endpoint (metrics_listen), 0 when none.")
       .def("barrier", [](PyEngine& pe) { ThrowIfError(pe.get().Barrier()); },
            py::call_guard<Release>())
       .def("close",
