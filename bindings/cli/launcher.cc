@@ -366,6 +366,18 @@ std::vector<std::pair<std::string, std::string>> RankEnvironment(const LaunchSpe
   if (!spec.store.empty()) {
     env.emplace_back("SHOAL_STORE", spec.store + "/" + node_name + "/{local_rank}");
   }
+  // The engine listens on PORT + local rank; the launcher's node names share this one host, so
+  // it shifts each rank's base to make that PORT + rank.
+  if (const char* m = std::getenv("SHOAL_METRICS_LISTEN"); m != nullptr) {
+    const std::string listen(m);
+    const size_t colon = listen.rfind(':');
+    unsigned long port = 0;
+    if (colon != std::string::npos) port = std::strtoul(listen.c_str() + colon + 1, nullptr, 10);
+    if (port > 0 && port + rank <= 65535) {
+      env.emplace_back("SHOAL_METRICS_LISTEN",
+                       listen.substr(0, colon + 1) + std::to_string(port + rank - local_rank));
+    }
+  }
   for (const auto& kv : spec.env) env.push_back(kv);
   return env;
 }

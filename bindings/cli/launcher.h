@@ -10,6 +10,8 @@
 //   free port, for torch.distributed); SHOAL_STORE when a store root is given:
 //   ROOT/<node>/{local_rank}, so a later run with fewer ranks per node serves every store
 //   (Options::serve_node_stores).
+// SHOAL_METRICS_LISTEN=HOST:PORT in the launcher's environment: rank r serves its metrics on
+// PORT + r (the engine adds the local rank; the launcher's nodes share one host).
 // Job file: with a store root, ROOT/shoal-job (0600) holds SHOAL_TOKEN, SHOAL_RENDEZVOUS and
 // SHOAL_WORLD_SIZE lines while the job runs (the `shoal` commands read it to find the live
 // world); it is removed when the launcher ends.
