@@ -2,6 +2,7 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -196,72 +197,70 @@ int Ls(Engine& e, const std::string& path, bool long_format, bool recursive, boo
   return rc;
 }
 
-int StatCmd(Engine& e, const std::vector<std::string>& paths, bool json_out) {
+namespace {
+
+// Runs `one` for each path (in the engine's form), each adding its JSON item to `items`;
+// reports a failed path and goes on; prints the items as one array with --json.
+int EachPath(std::string_view cmd, const std::vector<std::string>& paths, bool json_out,
+             const std::function<Status(const std::string&, json* items)>& one) {
   int rc = 0;
-  json out = json::array();
+  json items = json::array();
   for (const std::string& raw : paths) {
     const std::string p = EnginePath(raw);
-    auto info = e.Stat(p);
-    if (!info.ok()) {
-      rc = Report("stat", p, info.status());
-      continue;
-    }
-    auto where = e.Locate(p);
-    json holders = json::array();
-    if (where.ok()) {
-      for (const auto& chunk : *where) holders.push_back(chunk);
-    }
-    if (json_out) {
-      out.push_back({{"path", p}, {"size", info->size}, {"chunk_size", info->chunk_size},
-                     {"chunks", info->num_chunks}, {"inline", info->is_inline},
-                     {"sealed_ns", info->seal_time_ns}, {"holders", holders}});
-      continue;
-    }
-    std::printf("path:       %s\nsize:       %llu (%s)\nsealed:     %s\n", p.c_str(),
-                static_cast<unsigned long long>(info->size), Human(info->size).c_str(),
-                Time(info->seal_time_ns).c_str());
-    if (info->is_inline) {
-      std::printf("stored:     inline in its metadata record\n");
-    } else {
-      std::printf("chunks:     %llu of %s\n", static_cast<unsigned long long>(info->num_chunks),
-                  Human(info->chunk_size).c_str());
-      size_t shown = 0;
-      for (size_t c = 0; where.ok() && c < where->size() && shown < 8; ++c, ++shown) {
-        std::string members;
-        for (uint32_t m : (*where)[c]) members += fmt::format("{}{}", members.empty() ? "" : ",", m);
-        std::printf("  chunk %zu on members %s\n", c, members.c_str());
-      }
-      if (where.ok() && where->size() > shown) std::printf("  ...\n");
-    }
+    if (Status s = one(p, &items); !s.ok()) rc = Report(cmd, p.empty() ? "/" : p, s);
   }
-  if (json_out) std::printf("%s\n", out.dump().c_str());
+  if (json_out) std::printf("%s\n", items.dump().c_str());
   return rc;
 }
 
+}  // namespace
+
+int StatCmd(Engine& e, const std::vector<std::string>& paths, bool json_out) {
+  return EachPath("stat", paths, json_out, [&](const std::string& p, json* items) -> Status {
+    SHOAL_ASSIGN_OR_RETURN(ObjectInfo info, e.Stat(p));
+    auto where = e.Locate(p);
+    if (json_out) {
+      json holders = json::array();
+      for (size_t c = 0; where.ok() && c < where->size(); ++c) holders.push_back((*where)[c]);
+      items->push_back({{"path", p}, {"size", info.size}, {"chunk_size", info.chunk_size},
+                        {"chunks", info.num_chunks}, {"inline", info.is_inline},
+                        {"sealed_ns", info.seal_time_ns}, {"holders", holders}});
+      return Status::OK();
+    }
+    std::printf("path:       %s\nsize:       %llu (%s)\nsealed:     %s\n", p.c_str(),
+                static_cast<unsigned long long>(info.size), Human(info.size).c_str(),
+                Time(info.seal_time_ns).c_str());
+    if (info.is_inline) {
+      std::printf("stored:     inline in its metadata record\n");
+      return Status::OK();
+    }
+    std::printf("chunks:     %llu of %s\n", static_cast<unsigned long long>(info.num_chunks),
+                Human(info.chunk_size).c_str());
+    const size_t shown = where.ok() ? std::min<size_t>(where->size(), 8) : 0;
+    for (size_t c = 0; c < shown; ++c) {
+      std::printf("  chunk %zu on members %s\n", c, fmt::format("{}", fmt::join((*where)[c], ",")).c_str());
+    }
+    if (where.ok() && where->size() > shown) std::printf("  ...\n");
+    return Status::OK();
+  });
+}
+
 int Du(Engine& e, const std::vector<std::string>& paths, bool json_out) {
-  int rc = 0;
-  json out = json::array();
-  for (const std::string& raw : paths) {
-    const std::string p = EnginePath(raw);
+  return EachPath("du", paths, json_out, [&](const std::string& p, json* items) -> Status {
     uint64_t objects = 0, bytes = 0;
-    Status s = Walk(e, p, [&](const std::string&, uint64_t size) {
+    SHOAL_RETURN_IF_ERROR(Walk(e, p, [&](const std::string&, uint64_t size) {
       objects++;
       bytes += size;
       return Status::OK();
-    });
-    if (!s.ok()) {
-      rc = Report("du", p.empty() ? "/" : p, s);
-      continue;
-    }
+    }));
     if (json_out) {
-      out.push_back({{"path", p}, {"objects", objects}, {"bytes", bytes}});
+      items->push_back({{"path", p}, {"objects", objects}, {"bytes", bytes}});
     } else {
       std::printf("%12s  %10llu objects  %s\n", Human(bytes).c_str(),
                   static_cast<unsigned long long>(objects), p.empty() ? "/" : p.c_str());
     }
-  }
-  if (json_out) std::printf("%s\n", out.dump().c_str());
-  return rc;
+    return Status::OK();
+  });
 }
 
 int Cat(Engine& e, const std::vector<std::string>& paths) {
