@@ -135,6 +135,14 @@ Result<uint32_t> FileCrc(const fs::path& file) {
   return crc;
 }
 
+// Whether object `path` and `file`, both of `size` bytes, hold the same bytes (by CRC32C).
+Result<bool> SameContent(Engine& e, const std::string& path, const fs::path& file,
+                         uint64_t size) {
+  SHOAL_ASSIGN_OR_RETURN(uint32_t a, FileCrc(file));
+  SHOAL_ASSIGN_OR_RETURN(uint32_t b, ObjectCrc(e, path, size));
+  return a == b;
+}
+
 }  // namespace
 
 std::string EnginePath(std::string path) {
@@ -289,9 +297,8 @@ int Get(Engine& e, const std::string& src_raw, const std::string& dst, bool prog
   auto fetch = [&](const std::string& path, uint64_t size, const fs::path& file) -> Status {
     std::error_code ec;
     if (fs::is_regular_file(file, ec) && fs::file_size(file, ec) == size) {
-      SHOAL_ASSIGN_OR_RETURN(uint32_t a, FileCrc(file));
-      SHOAL_ASSIGN_OR_RETURN(uint32_t b, ObjectCrc(e, path, size));
-      if (a == b) {
+      SHOAL_ASSIGN_OR_RETURN(bool same, SameContent(e, path, file, size));
+      if (same) {
         skipped++;
         bar.Add(1, 0);
         return Status::OK();
@@ -347,9 +354,8 @@ int Put(Engine& e, const std::string& src, const std::string& dst_raw, bool repl
     auto have = e.Stat(path);
     if (have.ok()) {
       if (have->size == size) {
-        SHOAL_ASSIGN_OR_RETURN(uint32_t a, FileCrc(file));
-        SHOAL_ASSIGN_OR_RETURN(uint32_t b, ObjectCrc(e, path, size));
-        if (a == b) {
+        SHOAL_ASSIGN_OR_RETURN(bool same, SameContent(e, path, file, size));
+        if (same) {
           skipped++;
           bar.Add(1, 0);
           return Status::OK();
