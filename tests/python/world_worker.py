@@ -54,6 +54,17 @@ def roundtrip(d):
         raise AssertionError("a mismatched target was accepted")
     except ValueError as e:
         assert "model.w" in str(e), e
+    # local_first: a replica of every chunk on this rank's own member (members are in rank
+    # order here, one store per rank); without it chunks rotate over the members, so with 2
+    # replicas over 3 members some chunks hold none here.
+    for i in range(4):
+        with shoal.open(f"lf/{rank}/{i}", "wb", chunk_size=64 << 10, local_first=True) as f:
+            f.write(bytes([rank]) * (256 << 10))
+        assert all(rank in holders for holders in eng.locate(f"lf/{rank}/{i}"))
+    eng.create(f"rot/{rank}", chunk_size=64 << 10)
+    eng.write_at(f"rot/{rank}", 0, b"r" * (64 << 10) * 3 * world)
+    eng.seal(f"rot/{rank}")
+    assert any(rank not in h for h in eng.locate(f"rot/{rank}"))
     shoal.shutdown()
     print(f"rank {rank}: roundtrip ok", flush=True)
 

@@ -84,14 +84,15 @@ class ObjectWriter(io.RawIOBase):
     are gathered into 4 MiB pieces; large ones go to the engine straight from the caller's
     memory (the engine copies them into its staging buffers, so the caller may reuse it)."""
 
-    def __init__(self, eng, path, size=None, chunk_size=0):
+    def __init__(self, eng, path, size=None, chunk_size=0, local_first=False, replicas=0):
         super().__init__()
         self._engine = eng
         self._path = path
         self._pos = 0
         self._pending = bytearray()
         self._done = False
-        eng.create(path, size=size, chunk_size=chunk_size)
+        eng.create(path, size=size, chunk_size=chunk_size, local_first=local_first,
+                   replicas=replicas)
 
     @property
     def name(self):
@@ -173,13 +174,17 @@ class ObjectWriter(io.RawIOBase):
                 pass
 
 
-def open(path, mode="rb", *, engine=None, size=None, chunk_size=0, buffer_size=4 << 20):
+def open(path, mode="rb", *, engine=None, size=None, chunk_size=0, local_first=False, replicas=0,
+         buffer_size=4 << 20):
     """Opens shoal object `path` as a binary file: "rb" (seekable reader, buffered) or "wb"
-    (a new object; `size` may be declared in advance). Text modes are refused."""
+    (a new object; `size` may be declared in advance; local_first keeps the first replica of
+    every chunk on this rank's member, for data this rank reads back; replicas: 0 = the
+    world's). Text modes are refused."""
     eng = _default_engine(engine)
     if mode in ("rb", "r"):
         return io.BufferedReader(ObjectReader(eng, path), buffer_size=buffer_size)
     if mode in ("wb", "w", "xb", "x"):
-        return ObjectWriter(eng, path, size=size, chunk_size=chunk_size)
+        return ObjectWriter(eng, path, size=size, chunk_size=chunk_size, local_first=local_first,
+                            replicas=replicas)
     raise ValueError(f"mode {mode!r}: shoal objects open as 'rb' or 'wb' (binary; immutable "
                      "once sealed, so no append or update)")

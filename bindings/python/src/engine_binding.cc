@@ -278,15 +278,20 @@ void BindEngine(py::module_& m) {
       .def(
           "create",
           [](PyEngine& pe, const std::string& path, std::optional<uint64_t> size,
-             uint32_t chunk_size) {
+             uint32_t chunk_size, bool local_first, uint32_t replicas) {
             Engine& e = pe.get();
             CreateOptions co;
             if (size) co.size = *size;
             co.chunk_size = chunk_size;
+            co.local_first = local_first;
+            co.replicas = replicas;
             Release nogil;
             ThrowIfError(e.Create(path, co));
           },
-          py::arg("path"), py::arg("size") = py::none(), py::arg("chunk_size") = 0)
+          py::arg("path"), py::arg("size") = py::none(), py::arg("chunk_size") = 0,
+          py::arg("local_first") = false, py::arg("replicas") = 0,
+          "Starts object `path` (CreateOptions: size when known, chunk_size, local_first: the "
+          "first replica of every chunk on this rank's member, replicas: 0 = the world's).")
       .def(
           "write_at",
           [](PyEngine& pe, const std::string& path, uint64_t offset, py::handle data) {
