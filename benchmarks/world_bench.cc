@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <random>
 #include <thread>
@@ -94,7 +95,41 @@ class Member {
   }
   static double Gib(uint64_t bytes) { return static_cast<double>(bytes) / (1ull << 30); }
 
+  // A --dir of an earlier run keeps its stores (the world reopens them) but not its bench
+  // objects: rank 0 removes what an earlier run left under bench/ and bench-ckpt/ (an object of
+  // the same name would make this run's Create fail) and says so, before any rank starts.
+  void ClearEarlierRun() {
+    if (rank_ == 0) {
+      uint64_t removed = 0;
+      std::function<void(const std::string&)> clear = [&](const std::string& dir) {
+        ListOptions lo;
+        for (;;) {
+          auto page = e_->List(dir, lo);
+          if (!page.ok()) return;  // NotFound: nothing there
+          for (const DirEntry& d : page->entries) {
+            const std::string p = dir + "/" + d.name;
+            if (d.is_dir) {
+              clear(p);
+            } else if (e_->Remove(p).ok()) {
+              removed++;
+            }
+          }
+          if (!page->truncated) return;
+          lo.start_after = page->next_start_after;
+        }
+      };
+      clear("bench");
+      clear("bench-ckpt");
+      if (removed > 0) {
+        std::fprintf(stderr, "shoal-bench: %llu object(s) of an earlier run removed from the stores in %s\n",
+                     static_cast<unsigned long long>(removed), c_.dir.c_str());
+      }
+    }
+    Check(e_->Barrier(), "barrier");
+  }
+
   std::vector<Row> Run() {
+    ClearEarlierRun();
     std::vector<Row> rows;
     const std::string& m = c_.mode;
     per_rank_ = c_.size / n_ / c_.chunk_size * c_.chunk_size;
@@ -678,6 +713,20 @@ bool InWorld() {
 // The ranks are started by the launcher `shoal run` uses (bindings/cli/launcher.h): this
 // binary again, with --dir added when it was not given; only rank 0 prints.
 int SpawnWorld(const WorldConfig& c, int argc, char** argv) {
+  // The stores of a run with another rank count are not this world's (a majority of theirs
+  // would be missing, or new members added): start clean. The same count: reuse them.
+  std::error_code ec;
+  std::vector<std::filesystem::path> stores;
+  for (const auto& d : std::filesystem::directory_iterator(c.dir, ec)) {
+    if (d.path().filename().string().rfind("rank-", 0) == 0) stores.push_back(d.path());
+  }
+  if (!stores.empty() && stores.size() != c.ranks) {
+    std::fprintf(stderr, "shoal-bench: %s holds the stores of a %zu-rank run; starting clean with %u\n",
+                 c.dir.c_str(), stores.size(), c.ranks);
+    for (const auto& s : stores) std::filesystem::remove_all(s, ec);
+  } else if (!stores.empty()) {
+    std::fprintf(stderr, "shoal-bench: reusing the %zu stores in %s\n", stores.size(), c.dir.c_str());
+  }
   cli::LaunchSpec spec;
   spec.ranks = c.ranks;
   spec.node_prefix = "bench-node-";
