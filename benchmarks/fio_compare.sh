@@ -72,8 +72,16 @@ done <<< "$rows"
 # file of the same size, REPEAT times each; medians.
 small_args=(--reads 50000)
 [[ " ${extra[*]} " == *" --reads "* ]] && small_args=()
+# smallread takes no sample options (shoal-bench refuses options that do not apply to a mode).
+small_extra=()
+for ((i = 0; i < ${#extra[@]}; i++)); do
+  case ${extra[i]} in
+    --sample-size|--sample-bytes) i=$((i + 1)) ;;
+    *) small_extra+=("${extra[i]}") ;;
+  esac
+done
 small=$("$bench" smallread --size "$size" --qd 32 --repeat "$repeat" "${small_args[@]}" \
-  --raw-shape engine --dir "$dir/bench" --json "${extra[@]}")
+  --raw-shape engine --dir "$dir/bench" --json "${small_extra[@]}")
 echo "$small" >> "$dir/bench.json"
 engine_iops=$(/usr/bin/python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["ops_per_s"]))' "$small")
 runs=()

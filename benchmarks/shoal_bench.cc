@@ -30,6 +30,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <random>
 #include <thread>
 #include <tuple>
@@ -527,60 +529,96 @@ int main(int argc, char** argv) {
   app.require_subcommand(1, 1);
   std::string size = "2G", chunk = "4M", sample = "128K", sample_bytes = "512M", read_call = "256M",
               small = "4K", object_size = "4K";
-  auto add_common = [&](CLI::App* sub) {
-    sub->add_option("--size", size, "bytes written/read sequentially (e.g. 2G; world modes: "
+  // Each mode's subcommand has only the options that apply to it (its --help lists them, with
+  // defaults; any other is refused as an unknown option). `all` runs every one-member or every
+  // world mode and takes them all.
+  const std::map<std::string, std::vector<std::string>> kOnly = {
+      {"--sample-size", {"randread"}},
+      {"--sample-bytes", {"randread"}},
+      {"--reads", {"randread", "smallread"}},
+      {"--read-size", {"smallread"}},
+      {"--batch", {"randread", "smallread"}},
+      {"--read-call", {"read"}},
+      {"--scrub-mib-s", {"write", "read", "randread", "smallread", "ingest"}},
+      {"--ranks", {"write", "read", "remote-read", "meta", "ckpt"}},
+      {"--replicas", {"write", "read", "remote-read", "meta", "ckpt"}},
+      {"--window", {"write", "read", "remote-read", "meta", "ckpt"}},
+      {"--threads", {"meta"}},
+      {"--files", {"meta"}},
+      {"--stats", {"meta"}},
+      {"--stat-lease-ms", {"meta", "remote-read"}},
+      {"--callers", {"ingest"}},
+      {"--put-batch", {"ingest"}},
+      {"--objects", {"ingest"}},
+      {"--object-size", {"ingest"}},
+      {"--raw-shape", {"write", "read", "randread", "smallread", "ingest", "remote-read", "ckpt"}},
+  };
+  auto applies = [&](const std::string& mode, const std::string& flag) {
+    auto it = kOnly.find(flag);
+    return mode == "all" || it == kOnly.end() ||
+           std::find(it->second.begin(), it->second.end(), mode) != it->second.end();
+  };
+  std::vector<std::unique_ptr<CLI::App>> not_parsed;  // the options a mode does not take
+  auto add_common = [&](CLI::App* sub, const std::string& mode) {
+    CLI::App* elsewhere = not_parsed.emplace_back(std::make_unique<CLI::App>()).get();
+    auto opt = [&](const std::string& flag, auto& var, const std::string& help) {
+      return (applies(mode, flag) ? sub : elsewhere)->add_option(flag, var, help)
+          ->capture_default_str();
+    };
+    opt("--size", size, "bytes written/read sequentially (e.g. 2G; world modes: "
                                     "over all ranks; ckpt: per rank)");
-    sub->add_option("--dir", c.dir, "directory for the store and the raw files (default: a "
+    opt("--dir", c.dir, "directory for the store and the raw files (default: a "
                                     "temporary directory under /var/tmp, removed afterwards)");
-    sub->add_option("--chunk-size", chunk, "engine chunk size = raw block size");
-    sub->add_option("--qd", c.queue_depth, "queue depth of engine and raw baseline")
+    opt("--chunk-size", chunk, "engine chunk size = raw block size");
+    opt("--qd", c.queue_depth, "queue depth of engine and raw baseline")
         ->check(CLI::Range(1, 1024));
-    sub->add_option("--backend", c.backend, "engine I/O backend")
+    opt("--backend", c.backend, "engine I/O backend")
         ->check(CLI::IsMember({"auto", "io_uring", "posix"}));
-    sub->add_option("--sample-size", sample, "object size of the random-read mode");
-    sub->add_option("--sample-bytes", sample_bytes, "total bytes of sample objects");
-    sub->add_option("--reads", c.reads, "random reads per measurement");
-    sub->add_option("--read-size", small, "bytes per read of the smallread mode (4 KiB multiple)");
-    sub->add_option("--batch", c.batch, "reads per ReadBatch call in the randread and smallread modes")
+    opt("--sample-size", sample, "object size of the random-read mode");
+    opt("--sample-bytes", sample_bytes, "total bytes of sample objects");
+    opt("--reads", c.reads, "random reads per measurement");
+    opt("--read-size", small, "bytes per read of the smallread mode (4 KiB multiple)");
+    opt("--batch", c.batch, "reads per ReadBatch call in the randread and smallread modes")
         ->check(CLI::Range(1, 65536));
-    sub->add_option("--read-call", read_call, "bytes per Read call in the read mode");
-    sub->add_option("--repeat", c.repeat, "measurements per mode; the median is reported")
+    opt("--read-call", read_call, "bytes per Read call in the read mode");
+    opt("--repeat", c.repeat, "measurements per mode; the median is reported")
         ->check(CLI::Range(1, 100));
     sub->add_flag("--json", c.json, "one JSON object per line instead of a table");
     sub->add_flag("--keep", c.keep, "keep a temporary --dir");
-    sub->add_option("--raw-shape", c.raw_shape,
+    opt("--raw-shape", c.raw_shape,
                     "the raw baseline's block size and queue depth: best (the fastest of a "
                     "short sweep, default) or engine (the engine's chunk size and --qd); "
                     "none: no baseline, the engine alone (write, read, ingest; for "
                     "benchmarks/python_bench.py and profiles)")
         ->check(CLI::IsMember({"best", "engine", "none"}));
-    sub->add_option("--scrub-mib-s", c.scrub_mib_s,
+    opt("--scrub-mib-s", c.scrub_mib_s,
                     "the background scrub's rate after Open (Options::scrub_rate_mib_s; 0: "
                     "none; one-member modes)");
-    sub->add_option("--ranks", wc.ranks, "start a world of N ranks on this machine (each with "
+    opt("--ranks", wc.ranks, "start a world of N ranks on this machine (each with "
                                          "its own store and node name)")
         ->check(CLI::Range(1, 256));
-    sub->add_option("--replicas", wc.replicas, "copies of every chunk and inode (world modes)")
+    opt("--replicas", wc.replicas, "copies of every chunk and inode (world modes)")
         ->check(CLI::Range(1, 16));
-    sub->add_option("--window", wc.window, "chunk requests in flight per call (world modes)")
+    opt("--window", wc.window, "chunk requests in flight per call (world modes)")
         ->check(CLI::Range(1, 1024));
-    sub->add_option("--threads", wc.threads, "metadata clients per rank (meta mode)")
+    opt("--threads", wc.threads, "metadata clients per rank (meta mode)")
         ->check(CLI::Range(1, 256));
-    sub->add_option("--callers", c.callers, "threads calling PutBatch (ingest mode)")
+    opt("--callers", c.callers, "threads calling PutBatch (ingest mode)")
         ->check(CLI::Range(1, 256));
-    sub->add_option("--put-batch", c.put_batch, "objects per PutBatch call (ingest mode)")
+    opt("--put-batch", c.put_batch, "objects per PutBatch call (ingest mode)")
         ->check(CLI::Range(1, 65536));
-    sub->add_option("--objects", c.objects, "objects per measurement (ingest mode)")
+    opt("--objects", c.objects, "objects per measurement (ingest mode)")
         ->check(CLI::Range(1, 100000000));
-    sub->add_option("--object-size", object_size, "bytes per object (ingest mode)");
-    sub->add_option("--files", wc.files, "objects created by all ranks (meta mode)");
-    sub->add_option("--stats", wc.stats, "stats by all ranks (meta mode)");
-    sub->add_option("--stat-lease-ms", wc.stat_lease_ms,
+    opt("--object-size", object_size, "bytes per object (ingest mode)");
+    opt("--files", wc.files, "objects created by all ranks (meta mode)");
+    opt("--stats", wc.stats, "stats by all ranks (meta mode)");
+    opt("--stat-lease-ms", wc.stat_lease_ms,
                     "Options::stat_lease_ms of the world's ranks (default: the engine's)");
   };
   for (const char* m :
        {"write", "read", "randread", "smallread", "ingest", "remote-read", "meta", "ckpt", "all"}) {
-    add_common(app.add_subcommand(m, std::string("mode ") + m)->callback([&c, m] { c.mode = m; }));
+    add_common(app.add_subcommand(m, std::string("mode ") + m)->callback([&c, m] { c.mode = m; }),
+               m);
   }
   CLI11_PARSE(app, argc, argv);
 
