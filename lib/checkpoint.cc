@@ -149,8 +149,7 @@ SaveHandle CheckpointSave::Commit(std::string_view metadata) {
     job.Push(SaveJob::Item::Commit(metadata));
     return SaveHandle(job.handle);
   }
-  Status s = job.Commit(metadata);
-  job.handle->Finish(s, std::chrono::steady_clock::now() - job.start);
+  job.CommitAndFinish(metadata);
   return SaveHandle(job.handle);
 }
 

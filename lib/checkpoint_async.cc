@@ -77,8 +77,7 @@ void SaveJob::Work() {
         break;
       }
       case Item::kCommit: {
-        Status s = Commit(item.metadata);
-        handle->Finish(s, std::chrono::steady_clock::now() - start);
+        CommitAndFinish(item.metadata);
         return;
       }
       case Item::kStop:

@@ -13,6 +13,7 @@
 #include "engine/object_rules.h"
 #include "engine/protocol.h"
 #include "lib/checkpoint_tags.h"
+#include "lib/engine_impl.h"
 #include "lib/manifest.h"
 #include "lib/save_job.h"
 
@@ -81,6 +82,17 @@ void AtCommitPoint(CommitPoint point, Engine& e, std::string_view tag) {
 //   all-gather is not enough to know either: rank 0 may have received every part (its
 //   collective succeeds while another rank's fails), so every rank still takes part in the
 //   verdict's all-gather, which tells the live ones the truth.
+void SaveJob::CommitAndFinish(std::string_view metadata) {
+  metrics::Registry& reg = engine->internal().metrics();
+  const auto t0 = std::chrono::steady_clock::now();
+  Status s = Commit(metadata);
+  const auto now = std::chrono::steady_clock::now();
+  reg.histogram("checkpoint.commit.latency_ns").RecordDuration(now - t0);
+  reg.histogram("checkpoint.save.latency_ns").RecordDuration(now - start);
+  reg.counter(s.ok() ? "checkpoint.saves" : "checkpoint.save_errors").Add();
+  handle->Finish(s, now - start);
+}
+
 Status SaveJob::Commit(std::string_view metadata) {
   Engine& e = *engine;
   const std::string context = fmt::format("committing \"{}\"", tag);

@@ -16,19 +16,54 @@
 #include "base/bytes.h"
 #include "base/log.h"
 #include "base/status_codec.h"
+#include "base/metrics.h"
 #include "lib/dataset_index.h"
 #include "lib/dataset_disk_budget.h"
 #include "lib/dataset_memory_tier.h"
+#include "lib/engine_impl.h"
 
 namespace shoal {
 
 using dataset::Index;
 
+// A count of this cache (DatasetCache::stats) that is also added to the engine's metrics
+// registry as "dataset.<name>" (summed over the caches open on one engine: Engine::GetStats,
+// the Prometheus endpoint).
+class Tally {
+ public:
+  void Bind(metrics::Counter* shared) { shared_ = shared; }
+  void operator++(int) { Add(1); }
+  Tally& operator+=(uint64_t n) {
+    Add(n);
+    return *this;
+  }
+  operator uint64_t() const { return mine_.load(std::memory_order_relaxed); }
+
+ private:
+  void Add(uint64_t n) {
+    mine_.fetch_add(n, std::memory_order_relaxed);
+    if (shared_ != nullptr) shared_->Add(n);
+  }
+  std::atomic<uint64_t> mine_{0};
+  metrics::Counter* shared_ = nullptr;
+};
+
 class DatasetCache::Impl {
  public:
   Impl(Engine& e, std::shared_ptr<DatasetSource> source, DatasetOptions options)
       : e_(e), source_(std::move(source)), options_(std::move(options)),
-        memory_(options_.memory_bytes) {}
+        memory_(options_.memory_bytes) {
+    metrics::Registry& reg = e_.internal().metrics();
+    for (auto [tally, name] : std::initializer_list<std::pair<Tally*, const char*>>{
+             {&hits_, "hits"}, {&memory_hits_, "memory_hits"}, {&misses_, "misses"},
+             {&source_reads_, "source_reads"}, {&source_bytes_, "source_bytes"},
+             {&waited_, "waited"}, {&version_changes_, "version_changes"},
+             {&refetched_, "refetched"}, {&uncached_, "uncached"},
+             {&not_admitted_, "not_admitted"}}) {
+      tally->Bind(&reg.counter(std::string("dataset.") + name));
+    }
+    source_latency_ = &reg.histogram("dataset.source_read.latency_ns");
+  }
 
   // Collective: rank 0 picks the generation (the newest complete one, or a new one to build)
   // and every rank follows it.
@@ -589,9 +624,10 @@ class DatasetCache::Impl {
   Result<uint64_t> FromSource(const SampleInfo& s, std::span<std::byte> dst, bool caching) {
     const auto t0 = std::chrono::steady_clock::now();
     auto n = source_->Read(s.name, dst.first(s.size));
+    const auto took = std::chrono::steady_clock::now() - t0;
     source_ns_ += static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
-            .count());
+        std::chrono::duration_cast<std::chrono::nanoseconds>(took).count());
+    source_latency_->RecordDuration(took);
     if (!n.ok()) return n.status().WithContext(fmt::format("dataset sample \"{}\"", s.name));
     source_reads_++;
     source_bytes_ += *n;
@@ -613,8 +649,10 @@ class DatasetCache::Impl {
   std::condition_variable flight_cv_;
   std::map<std::string, std::shared_ptr<Flight>, std::less<>> flights_;
   dataset::MemoryTier memory_;
-  std::atomic<uint64_t> hits_{0}, memory_hits_{0}, misses_{0}, source_reads_{0}, source_bytes_{0}, source_ns_{0},
-      waited_{0}, version_changes_{0}, refetched_{0}, uncached_{0}, not_admitted_{0};
+  Tally hits_, memory_hits_, misses_, source_reads_, source_bytes_, waited_, version_changes_,
+      refetched_, uncached_, not_admitted_;
+  std::atomic<uint64_t> source_ns_{0};
+  metrics::Histogram* source_latency_ = nullptr;
   std::unique_ptr<dataset::DiskBudget> budget_;  // set by OpenBudget, before any read
   // This cache's id as a lease holder: its rank and a random number (two caches of one rank
   // are two holders).

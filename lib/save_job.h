@@ -141,6 +141,10 @@ struct SaveJob {
   // Collective (checkpoint_commit.cc): gathers every rank's blob list, rank 0 publishes the
   // manifest when every rank succeeded, and every rank returns rank 0's verdict.
   Status Commit(std::string_view metadata);
+  // Commit, then the handle finished with its outcome; records the phases in the engine's
+  // metrics: checkpoint.commit.latency_ns (the collective commit), checkpoint.save.latency_ns
+  // (Begin to committed), checkpoint.saves / checkpoint.save_errors.
+  void CommitAndFinish(std::string_view metadata);
   // An abandoned save: this rank's sealed blobs removed (StopWriter aborted the open ones).
   void Discard();
 };

@@ -14,11 +14,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <random>
 
 #include "base/errno_status.h"
 
@@ -92,21 +94,30 @@ Result<std::string> Token() {
   return hex;
 }
 
+// A port nobody listens on, chosen below the kernel's ephemeral range: a port the kernel picked
+// for bind(0) is handed out again to the next outgoing connection (UCX opens many), which would
+// then hold it when rank 0 starts listening there. Random, so concurrent launches differ.
 Result<uint16_t> FreePort() {
-  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return ErrnoStatus(errno, "socket");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    Status st = ErrnoStatus(errno, "finding a free port for MASTER_PORT");
-    ::close(s);
-    return st;
+  uint32_t low = 32768;
+  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r"); f != nullptr) {
+    if (std::fscanf(f, "%u", &low) != 1) low = 32768;
+    std::fclose(f);
   }
-  ::close(s);
-  return ntohs(a.sin_port);
+  const uint32_t first = 10000, last = std::max<uint32_t>(low, first + 1000) - 1;
+  std::random_device rd;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const auto port = static_cast<uint16_t>(first + rd() % (last - first + 1));
+    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return ErrnoStatus(errno, "socket");
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    a.sin_port = htons(port);
+    const bool free = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(s);
+    if (free) return port;
+  }
+  return Status::Unavailable("no free TCP port found for the rendezvous (200 tries)");
 }
 
 Status WriteJobFile(const std::string& path, const std::string& token,

@@ -342,6 +342,9 @@ class SHOAL_EXPORT Engine {
   uint16_t metrics_port() const;
 
   class Impl;  // lib/engine_impl.h
+  // For shoal's own layers (lib/: the checkpointer, the dataset cache): the implementation,
+  // whose type is not installed. Not for applications.
+  Impl& internal() const { return *impl_; }
 
  private:
   explicit Engine(std::unique_ptr<Impl> impl);

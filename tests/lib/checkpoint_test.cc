@@ -73,6 +73,13 @@ TEST_F(CheckpointTest, CommitPublishesManifestAndLatest) {
   auto latest = ck->Latest();
   ASSERT_OK(latest);
   EXPECT_EQ(*latest, "step-2");
+  // Each save's phases in the engine's metrics (docs/metrics.md).
+  Stats st = engine_->GetStats();
+  EXPECT_EQ(st.counters["checkpoint.saves"], 2u);
+  EXPECT_EQ(st.histograms["checkpoint.commit.latency_ns"].count, 2u);
+  EXPECT_EQ(st.histograms["checkpoint.save.latency_ns"].count, 2u);
+  EXPECT_GE(st.histograms["checkpoint.save.latency_ns"].sum,
+            st.histograms["checkpoint.commit.latency_ns"].sum);
   auto tags = ck->List();
   ASSERT_OK(tags);
   ASSERT_EQ(tags->size(), 2u);

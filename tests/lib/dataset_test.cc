@@ -191,6 +191,13 @@ TEST_F(DatasetTest, EverySampleIsReadFromTheSourceOnceThenFromTheCache) {
   EXPECT_EQ(s.hits, 2 * names_.size());
   EXPECT_EQ(s.source_reads, names_.size());
   EXPECT_GT(s.source_bytes, 0u);
+  // The same counts in the engine's metrics (Engine::GetStats, the Prometheus endpoint).
+  Stats m = engine_->GetStats();
+  EXPECT_EQ(m.counters["dataset.hits"], s.hits);
+  EXPECT_EQ(m.counters["dataset.misses"], s.misses);
+  EXPECT_EQ(m.counters["dataset.source_reads"], s.source_reads);
+  EXPECT_EQ(m.counters["dataset.source_bytes"], s.source_bytes);
+  EXPECT_EQ(m.histograms["dataset.source_read.latency_ns"].count, s.source_reads);
   // The cache outlives the job: a new engine and cache read nothing from the source.
   c.reset();
   OpenEngine();
