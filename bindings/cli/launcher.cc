@@ -171,7 +171,7 @@ class Launch {
       Status s = Start(r, token, rendezvous, port);
       if (!s.ok()) {
         StopOthers(-1, SIGKILL);
-        Wait(true);
+        (void)Wait(true);  // the failed start is what is reported
         return s;
       }
     }
