@@ -112,16 +112,21 @@ Result<std::unique_ptr<OfflineWorld>> OfflineWorld::Open(const std::vector<Found
     });
   }
   for (auto& t : threads) t.join();
-  Status first;
+  // The cause, not its echo: a store that could not open (in use, damaged) leaves the others
+  // waiting for it until their join timeout, so a Timeout is reported only when nothing else
+  // failed.
+  Status cause;
   for (uint32_t i = 0; i < n; ++i) {
     if (opened[i].ok()) {
       w->engines_.push_back(std::move(opened[i]).value());
-    } else if (first.ok()) {
-      first = Status(opened[i].status().code(),
-                     fmt::format("{}: {}", stores[i].dir, opened[i].status().message()));
+      continue;
+    }
+    const Status& s = opened[i].status();
+    if (cause.ok() || (cause.code() == Code::kTimeout && s.code() != Code::kTimeout)) {
+      cause = Status(s.code(), fmt::format("{}: {}", stores[i].dir, s.message()));
     }
   }
-  if (!first.ok()) return first;  // the opened ones close with w
+  if (!cause.ok()) return cause;  // the opened ones close with w
   return w;
 }
 

@@ -13,7 +13,8 @@
 // (docs/membership.md); background repair and scrub are off unless asked (`repair`). A store
 // alone, without the majority of its world, does not open: the error says which stores the
 // world needs. Stores in use by a running job are refused (PermissionDenied: one Engine per
-// store).
+// store); the error names that store, not the others' Timeout waiting for it (they give up
+// after join_timeout_ms, 20 s by default).
 //
 // Threads: Open and the destructor from one thread; front() is used from that thread only.
 #pragma once

@@ -1,10 +1,12 @@
 // The shoal store commands on the stores a real `shoal run` world left (3 ranks, objects and
 // checkpoints), opened together by the CLI: ls, stat, du, cat, put (a rerun skips what is
 // there; changed content is refused unless --replace), get, rm, ckpt list/show/rm/retain,
-// status, repair — output checked as text and as JSON. Then a store missing from the set and a
-// store in use are refused with the reason.
+// status, repair — output checked as text and as JSON. Then one store alone, a directory
+// without stores and a store in use are refused with the reason.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -146,7 +148,7 @@ TEST_F(StoreCommandsTest, CheckpointsListShowRemoveRetain) {
   EXPECT_EQ(Shoal({"ckpt", "show", "step-1"}).rc, 1);
 }
 
-TEST_F(StoreCommandsTest, StatusRepairAndStoresMissingOrInUse) {
+TEST_F(StoreCommandsTest, StatusRepairAndStoresAloneAbsentOrInUse) {
   Out status = Shoal({"status", "--json"});
   ASSERT_EQ(status.rc, 0) << status.err;
   auto j = nlohmann::json::parse(status.out);
@@ -175,6 +177,19 @@ TEST_F(StoreCommandsTest, StatusRepairAndStoresMissingOrInUse) {
                     root_->path() + "/none.out", root_->path() + "/none.err");
   EXPECT_EQ(Wait(q), 2);
   EXPECT_NE(Slurp(root_->path() + "/none.err").find("no such directory"), std::string::npos);
+
+  // A store in use (its LOCK held, as a running job's rank holds it) is refused, and the other
+  // commands' view is unchanged afterwards.
+  const int fd = ::open((one + "/LOCK").c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  Out busy = Shoal({"ls", "job/0"});
+  EXPECT_EQ(busy.rc, 2);
+  EXPECT_NE(busy.err.find("PermissionDenied"), std::string::npos) << busy.err;
+  ::close(fd);
+  Out free = Shoal({"ls", "job/0"});
+  EXPECT_EQ(free.rc, 0) << free.err;
+  EXPECT_EQ(free.out, "r0/\nr1/\nr2/\n");
 }
 
 }  // namespace
