@@ -411,7 +411,12 @@ TEST_F(SharedReadTest, AFloodOfWaitingRequestsIsRefusedPastALimitAndNothingLeaks
     ASSERT_TRUE(ring.TryPush(shm::kRequest, shm::EncodeRequest(1000 + i, big)));
   }
   WakeServer(header, (*reader)->channel());
-  std::this_thread::sleep_for(300ms);
+  // The server has taken every one of them off the ring (a fixed pause was not enough on a
+  // loaded machine), and a moment more for the last one's handling.
+  ASSERT_TRUE(Eventually([&] {
+    return ring.control()->tail.load() == ring.control()->head.load();
+  }));
+  std::this_thread::sleep_for(100ms);
   // Releasing the held buffer lets the waiting ones run one by one; each request of this
   // reader returns the leases of the stale replies it passes, and is itself refused while 256
   // still wait, then served.
