@@ -58,7 +58,7 @@ Result<Header> DecodeHeader(std::span<const std::byte> bytes, size_t payload_byt
   h.op = Get<uint16_t>(p, 6);
   h.request_id = Get<uint64_t>(p, 8);
   h.sender = Get<uint32_t>(p, 16);
-  if (h.sender >= world_size) {
+  if (h.sender >= world_size && (!IsGuestSender(h.sender) || h.kind == Kind::kResponse)) {
     return bad(fmt::format("sender {} outside a world of {}", h.sender, world_size));
   }
   h.payload_bytes = Get<uint32_t>(p, 20);

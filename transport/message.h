@@ -17,7 +17,8 @@
 //   5      1    kind (1 request, 2 response, 3 leaving: the sender is closing; no payload)
 //   6      2    op (request type; echoed in the response)
 //   8      8    request id (chosen by the requester, echoed)
-//   16     4    sender member index in the world
+//   16     4    sender member index in the world; an observer's (a guest's, below) index
+//               at that member, or kGuestHello in its first request
 //   20     4    payload length in bytes (must equal the AM data length)
 //   24     1    status code of a response (shoal::Code), 0 in requests
 //   25     1    reserved, must be zero
@@ -43,6 +44,19 @@ inline constexpr uint16_t kMaxHeadBytes = 256;
 
 enum class Kind : uint8_t { kRequest = 1, kResponse = 2, kLeaving = 3 };
 
+// Guests: processes outside the world (the shoal CLI observing a live job: docs/bootstrap.md)
+// that call members and serve nothing. A guest's first request to a member is op kGuestHelloOp
+// from sender kGuestHello; the member answers from an endpoint of its own to the guest with
+// the index it gave it, kGuestBase + slot, which the guest's later requests carry. Guests
+// only send requests (and a leaving message); members only answer them.
+inline constexpr uint32_t kGuestBase = 0xFFFF0000u;
+inline constexpr uint32_t kMaxGuests = 64;
+inline constexpr uint32_t kGuestHello = 0xFFFFFFFFu;
+inline constexpr uint16_t kGuestHelloOp = 0xFFFF;
+constexpr bool IsGuestSender(uint32_t sender) {
+  return sender == kGuestHello || (sender >= kGuestBase && sender < kGuestBase + kMaxGuests);
+}
+
 struct Header {
   Kind kind = Kind::kRequest;
   uint16_t op = 0;
@@ -59,7 +73,8 @@ void EncodeHeader(const Header& h, std::byte out[kHeaderBytes]);
 
 // Decodes and validates a received header: `bytes` is the whole AM header (40 bytes and the
 // head they announce). `payload_bytes` is the length of the data that came with it; `world_size`
-// bounds the sender index. InvalidArgument names the first bad field.
+// bounds the sender index of members (a guest's index is allowed in its requests and leaving
+// message, never in a response). InvalidArgument names the first bad field.
 Result<Header> DecodeHeader(std::span<const std::byte> bytes, size_t payload_bytes,
                             uint32_t world_size);
 

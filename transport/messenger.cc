@@ -7,9 +7,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <future>
 
 #include "base/errno_status.h"
+#include "transport/job_token.h"
 #include "transport/messenger_impl.h"
 #include "transport/ucx_status.h"
 
@@ -20,6 +22,7 @@ Messenger::Impl::Impl(const MessengerOptions& o)
   for (uint32_t i = 0; i < o.world_size; ++i) {
     peers_[i].impl = this;
     peers_[i].index = i;
+    peers_[i].as_sender = o.guest ? kGuestHello : o.self;
   }
 }
 
@@ -40,6 +43,7 @@ Status Messenger::Impl::Bind(uint32_t self, uint32_t world_size) {
         for (uint32_t i = 0; i < world_size; ++i) {
           fresh[i].impl = this;
           fresh[i].index = i;
+          fresh[i].as_sender = self;
         }
         peers_.swap(fresh);
         options_.self = self;
@@ -52,7 +56,10 @@ Status Messenger::Impl::Bind(uint32_t self, uint32_t world_size) {
 }
 
 Status Messenger::Impl::Init(std::vector<std::byte>* address) {
-  if (options_.world_size != 0 && options_.self >= options_.world_size) {
+  if (options_.guest && (options_.world_size == 0 || options_.guest_token.empty())) {
+    return Status::InvalidArgument("a guest messenger needs the world's size and the job token");
+  }
+  if (!options_.guest && options_.world_size != 0 && options_.self >= options_.world_size) {
     return Status::InvalidArgument(
         fmt::format("member {} outside a world of {}", options_.self, options_.world_size));
   }
@@ -82,6 +89,7 @@ Status Messenger::Impl::Init(std::vector<std::byte>* address) {
   if (st != UCS_OK) return UcxStatus(st, "ucp_worker_get_address");
   auto* a = reinterpret_cast<const std::byte*>(addr);
   address->assign(a, a + addr_len);
+  own_address_ = *address;
   ucp_worker_release_address(worker_.get(), addr);
 
   ucp_am_handler_param_t hp{};
@@ -154,31 +162,80 @@ Status Messenger::Impl::Connect(uint32_t peer, std::span<const std::byte> addres
           done.set_value(Status::AlreadyExists(fmt::format("member {} already connected", peer)));
           return;
         }
-        ucp_ep_params_t ep{};
-        ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                        UCP_EP_PARAM_FIELD_ERR_HANDLER;
-        ep.address = reinterpret_cast<const ucp_address_t*>(addr.data());
-        ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-        ep.err_handler.cb = &Impl::OnEpError;
-        ep.err_handler.arg = &p;
-        ucs_status_t st = ucp_ep_create(worker_.get(), &ep, &p.ep);
-        if (st == UCS_OK) {
-          // The data lane: a second endpoint without peer-failure handling, which is what lets
-          // UCX use shared memory and CMA between members on one host (it refuses both on an
-          // endpoint that must report a peer's failure, leaving TCP loopback). Failures are
-          // still seen on the first endpoint (with its keepalive), which closes both.
-          ucp_ep_params_t dp = ep;
-          dp.err_mode = UCP_ERR_HANDLING_MODE_NONE;
-          if (ucp_ep_create(worker_.get(), &dp, &p.data_ep) != UCS_OK) p.data_ep = nullptr;
-          p.up = true;
-          p.up_once = true;
-        }
+        ucs_status_t st = CreateEndpoints(p, addr);
         done.set_value(UcxStatus(st, fmt::format("connecting to member {}", peer)));
         if (st == UCS_OK) ReplayHeld(peer);
       })) {
     return Status::Unavailable("messenger is shut down");
   }
   return fut.get();
+}
+
+ucs_status_t Messenger::Impl::CreateEndpoints(Peer& p, const std::vector<std::byte>& address) {
+  ucp_ep_params_t ep{};
+  ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                  UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  ep.address = reinterpret_cast<const ucp_address_t*>(address.data());
+  ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  ep.err_handler.cb = &Impl::OnEpError;
+  ep.err_handler.arg = &p;
+  ucs_status_t st = ucp_ep_create(worker_.get(), &ep, &p.ep);
+  if (st != UCS_OK) {
+    p.ep = nullptr;
+    return st;
+  }
+  // The data lane: a second endpoint without peer-failure handling, which is what lets UCX use
+  // shared memory and CMA between members on one host (it refuses both on an endpoint that
+  // must report a peer's failure, leaving TCP loopback). Failures are still seen on the first
+  // endpoint (with its keepalive), which closes both.
+  ucp_ep_params_t dp = ep;
+  dp.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+  if (ucp_ep_create(worker_.get(), &dp, &p.data_ep) != UCS_OK) p.data_ep = nullptr;
+  p.up = true;
+  p.up_once = true;
+  return UCS_OK;
+}
+
+Messenger::Impl::Peer* Messenger::Impl::PeerAt(uint32_t index) {
+  if (index < peers_.size()) return &peers_[index];
+  if (index >= kGuestBase && index < kGuestBase + kMaxGuests) return guests_[index - kGuestBase].get();
+  return nullptr;
+}
+
+Status Messenger::Impl::Greet(uint32_t peer) {
+  const auto& address = own_address_;
+  const Mac mac = TokenMac(options_.guest_token, kGuestLabel, {address});
+  Payload hello(mac.begin(), mac.end());
+  hello.insert(hello.end(), address.begin(), address.end());
+  std::promise<Result<Payload>> answered;
+  auto fut = answered.get_future();
+  CallAsync(peer, kGuestHelloOp, std::move(hello), std::chrono::milliseconds(0),
+            [&answered](Result<Payload> r) { answered.set_value(std::move(r)); });
+  Result<Payload> r = fut.get();
+  if (!r.ok()) return r.status().WithContext(fmt::format("observing member {}", peer));
+  uint32_t slot = 0;
+  if (r->size() != sizeof slot) {
+    return Status::InvalidArgument(
+        fmt::format("member {} answered the hello with {} bytes", peer, r->size()));
+  }
+  std::memcpy(&slot, r->data(), sizeof slot);
+  if (slot >= kMaxGuests) {
+    return Status::InvalidArgument(fmt::format("member {} gave guest slot {}", peer, slot));
+  }
+  std::promise<void> set;
+  if (!Post([&] {
+        peers_[peer].as_sender = kGuestBase + slot;
+        set.set_value();
+      })) {
+    return Status::Unavailable("messenger is shut down");
+  }
+  set.get_future().wait();
+  return Status::OK();
+}
+
+void Messenger::Impl::SetGuestHandler(uint16_t op, Handler h) {
+  MutexLock lk(&handlers_mu_);
+  guest_handlers_[op] = std::move(h);
 }
 
 void Messenger::Impl::SetHandler(uint16_t op, Handler h) {
@@ -303,7 +360,7 @@ void Messenger::Impl::SayLeaving() {
     if (!p.up || p.ep == nullptr) continue;
     Header h;
     h.kind = Kind::kLeaving;
-    h.sender = options_.self;
+    h.sender = p.as_sender;
     h.epoch = options_.epoch;
     Send(p.index, &h, {}, {});
   }
@@ -317,6 +374,11 @@ void Messenger::Impl::CloseEndpoints() {
   for (auto& p : peers_) {
     ForceClose(p, &closing);
     p.up = false;
+  }
+  for (auto& g : guests_) {
+    if (g == nullptr) continue;
+    ForceClose(*g, &closing);
+    g->up = false;
   }
   auto until = Clock::now() + std::chrono::seconds(5);
   for (void* req : closing) {
@@ -334,8 +396,9 @@ Result<std::unique_ptr<Messenger>> Messenger::Create(const MessengerOptions& opt
   SHOAL_RETURN_IF_ERROR(impl->Init(&address));
   std::unique_ptr<Messenger> m(new Messenger(std::move(impl)));
   m->address_ = std::move(address);
-  m->self_ = options.self;
+  m->self_ = options.guest ? kGuestHello : options.self;
   m->world_size_ = options.world_size;
+  m->guest_ = options.guest;
   return m;
 }
 
@@ -343,7 +406,13 @@ Messenger::Messenger(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Messenger::~Messenger() = default;
 
 Status Messenger::Connect(uint32_t peer, std::span<const std::byte> address) {
-  return impl_->Connect(peer, address);
+  SHOAL_RETURN_IF_ERROR(impl_->Connect(peer, address));
+  if (guest_) return impl_->Greet(peer);
+  return Status::OK();
+}
+
+void Messenger::SetGuestHandler(uint16_t op, Handler handler) {
+  impl_->SetGuestHandler(op, std::move(handler));
 }
 
 void Messenger::SetHandler(uint16_t op, Handler handler) {

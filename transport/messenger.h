@@ -19,6 +19,9 @@
 // marks the peer down and fails its pending calls with Unavailable at once; later calls to it
 // fail fast. Destroying the Messenger fails pending calls with Unavailable.
 //
+// Guests: a process outside the world holding the job token (the shoal CLI observing a live
+// job) may call a member's guest ops (SetGuestHandler) and nothing else: MessengerOptions.
+//
 // Thread-safety: all public methods are thread-safe, except that SetHandler must be called
 // before the first Connect.
 #pragma once
@@ -45,6 +48,14 @@ struct MessengerOptions {
   uint32_t handler_threads = 2;
   std::chrono::milliseconds default_deadline{30000};
   uint64_t epoch = 0;       // sent in every header; requests of another epoch are dropped
+  // Guests (transport/message.h): a member accepts those whose hello proves this job token
+  // (an HMAC of their address: transport/job_token.h), at most kMaxGuests at once, and serves
+  // them only the ops installed with SetGuestHandler. Empty: no guest is accepted.
+  std::string guest_token;
+  // This messenger is a guest of a world of `world_size` members (self is not used): Connect
+  // also says hello with `guest_token` and learns the index the member gives it. It serves
+  // nothing; its leaving changes nothing at the members.
+  bool guest = false;
 };
 
 struct MessengerCounters {
@@ -90,6 +101,9 @@ class Messenger final : public Transport {
   void CallInto(uint32_t peer, uint16_t op, Payload payload, size_t skip,
                 std::span<std::byte> into, std::chrono::milliseconds deadline,
                 DoneInto done) override;
+  // Requests of guests with this op go to `handler` (its `sender` is the guest's index,
+  // kGuestBase + slot); a guest's request of any other op is answered InvalidArgument.
+  void SetGuestHandler(uint16_t op, Handler handler) override;
   bool peer_up(uint32_t peer) const override;
   Status Bind(uint32_t self, uint32_t world_size) override;
 
@@ -106,6 +120,7 @@ class Messenger final : public Transport {
   std::vector<std::byte> address_;
   uint32_t self_ = 0;
   uint32_t world_size_ = 1;
+  bool guest_ = false;
 };
 
 }  // namespace shoal::transport

@@ -81,7 +81,7 @@ void Messenger::Impl::Start(uint32_t peer, uint16_t op, Payload payload,
     h.kind = Kind::kRequest;
     h.op = op;
     h.request_id = id;
-    h.sender = options_.self;
+    h.sender = peers_[peer].as_sender;
     h.epoch = options_.epoch;
     if (*rel) {  // CallGather: the head in the AM header, the body as the data
       h.head_bytes = static_cast<uint16_t>(p.size());

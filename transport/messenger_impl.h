@@ -12,6 +12,7 @@
 
 #include <ucp/api/ucp.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -52,6 +53,9 @@ class Messenger::Impl {
                  std::function<void(Result<Payload>)> done);
   void CallInto(uint32_t peer, uint16_t op, Payload payload, size_t skip, std::span<std::byte> into,
                 std::chrono::milliseconds deadline, Transport::DoneInto done);
+  void SetGuestHandler(uint16_t op, Handler h);
+  // A guest's hello to member `peer`, just connected: learns the index the member gave it.
+  Status Greet(uint32_t peer);
   bool peer_up(uint32_t peer) const;
   MessengerCounters counters() const;
   void SendRaw(uint32_t peer, std::vector<std::byte> header, Payload payload);
@@ -76,6 +80,10 @@ class Messenger::Impl {
     bool up = false;
     bool up_once = false;  // was connected: after a failure its messages are not held
     bool left = false;     // said it is closing (Kind::kLeaving): its end is not a failure
+    bool guest = false;    // a guest of this member (guests_), not a member
+    // The sender index this messenger's messages to the peer carry: options_.self, or, in a
+    // guest, kGuestHello until the member's answer to its hello gave it an index.
+    uint32_t as_sender = 0;
     std::atomic<bool> up_flag{false};
   };
   struct Pending {
@@ -145,6 +153,10 @@ class Messenger::Impl {
   // time to leave, so that the peers log its end as a departure rather than a failure.
   void SayLeaving();
   void CloseEndpoints();
+  // Creates p's two endpoints to `address` (Connect says why two) and marks it up.
+  ucs_status_t CreateEndpoints(Peer& p, const std::vector<std::byte>& address);
+  // The member or guest at `index` (a guest: kGuestBase + slot), or null.
+  Peer* PeerAt(uint32_t index);
   // Closes both of p's endpoints at once (UCP_EP_CLOSE_FLAG_FORCE); the closes still in
   // progress are added to `closing`, for the caller to wait for or free.
   static void ForceClose(Peer& p, std::vector<void*>* closing);
@@ -204,8 +216,14 @@ class Messenger::Impl {
   static void OnBodyDone(void* request, ucs_status_t status, size_t length, void* user_data);
   void DeliverBody(const Header& h, Payload head, Body body);
   void Deliver(const Header& h, Payload payload);
+  // A guest's message (its sender IsGuestSender): a hello, a request of a guest op, leaving.
+  void DeliverFromGuest(const Header& h, Payload payload);
+  void AcceptGuest(const Header& h, std::span<const std::byte> payload);
   void Respond(const Header& req, Reply r);
 
+  // The label of a guest's hello MAC (over its worker address).
+  static constexpr std::string_view kGuestLabel = "shoal-guest-hello-v1";
+  std::vector<std::byte> own_address_;  // this worker's, as Init got it
   MessengerOptions options_;  // self and world_size change once, by Bind, on the progress thread
   ContextPtr context_;
   WorkerPtr worker_;
@@ -215,6 +233,7 @@ class Messenger::Impl {
 
   // Progress-thread state.
   std::vector<Peer> peers_;
+  std::array<std::unique_ptr<Peer>, kMaxGuests> guests_;  // a slot is reused once its guest is gone
   std::map<uint64_t, Pending> pending_;
   std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;
   uint64_t next_id_ = 1;
@@ -241,6 +260,7 @@ class Messenger::Impl {
   Mutex handlers_mu_;
   std::map<uint16_t, Handler> handlers_ GUARDED_BY(handlers_mu_);
   std::map<uint16_t, std::shared_ptr<const BodyOp>> body_ops_ GUARDED_BY(handlers_mu_);
+  std::map<uint16_t, Handler> guest_handlers_ GUARDED_BY(handlers_mu_);
 
   TaskPool pool_;
 };

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "transport/job_token.h"
 #include "transport/messenger_impl.h"
 #include "transport/ucx_status.h"
 
@@ -26,8 +27,8 @@ void Messenger::Impl::Send(uint32_t peer, const Header* h, std::vector<std::byte
                            std::shared_ptr<const void> keep, Transport::Released released) {
   bool is_request = h != nullptr && h->kind == Kind::kRequest;
   uint64_t request_id = h != nullptr ? h->request_id : 0;
-  Peer& p = peers_[peer];
-  if (!p.up) {
+  Peer* at = PeerAt(peer);
+  if (at == nullptr || !at->up) {
     if (released) released();
     if (is_request) {
       Complete(request_id, Status::Unavailable(fmt::format("member {} is not reachable", peer)));
@@ -64,6 +65,7 @@ void Messenger::Impl::Send(uint32_t peer, const Header* h, std::vector<std::byte
     buffer = m->iov;
     count = n;
   }
+  Peer& p = *at;
   ucp_ep_h ep = !m->body.empty() && p.data_ep != nullptr ? p.data_ep : p.ep;
   void* req = ucp_am_send_nbx(ep, kAmId, m->header.data(), m->header.size(), buffer, count, &rp);
   if (req != nullptr && !UCS_PTR_IS_ERR(req)) {
@@ -114,10 +116,14 @@ void Messenger::Impl::OnEpError(void* arg, ucp_ep_h, ucs_status_t status) {
 
 void Messenger::Impl::FailPeer(Peer& p, const Status& why, std::string_view reason) {
   p.up = false;
-  counters_.peer_failures++;
-  if (p.left) {
+  if (p.guest) {
+    // An observer's end is no failure of the world, whichever way it went.
+    Log(LogLevel::kInfo, "observer {} {}", p.index - kGuestBase,
+        p.left ? std::string("left") : fmt::format("is gone: {}", reason));
+  } else if (p.left) {
     Log(LogLevel::kInfo, "member {} left", p.index);
   } else {
+    counters_.peer_failures++;
     Log(LogLevel::kWarn, "member {} is unreachable: {}", p.index, reason);
   }
   std::vector<uint64_t> ids;
@@ -175,6 +181,10 @@ ucs_status_t Messenger::Impl::OnAm(void* arg, const void* header, size_t header_
   self->counters_.bytes_received += length + h->head_bytes;
   const bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
   auto head = std::span(static_cast<const std::byte*>(header) + kHeaderBytes, h->head_bytes);
+  if (IsGuestSender(h->sender) && !head.empty()) {
+    self->Drop(fmt::format("a guest's request with a head (op {})", h->op));
+    return UCS_OK;
+  }
   if (h->kind == Kind::kRequest && !head.empty()) {
     return self->ReceiveRequest(*h, head, data, length, rndv);
   }
@@ -285,6 +295,7 @@ void Messenger::Impl::DeliverBody(const Header& h, Payload head, Body body) {
 }
 
 void Messenger::Impl::Deliver(const Header& h, Payload payload) {
+  if (IsGuestSender(h.sender)) return DeliverFromGuest(h, std::move(payload));
   const bool unbound = options_.world_size == 0;
   if (unbound || peers_[h.sender].ep == nullptr) {
     // A member may write before this side has created its endpoint back (it is still
@@ -333,6 +344,85 @@ void Messenger::Impl::Deliver(const Header& h, Payload payload) {
     Reply r = handler(h.sender, p);
     Post([this, h, r = std::move(r)]() mutable { Respond(h, std::move(r)); });
   });
+}
+
+void Messenger::Impl::DeliverFromGuest(const Header& h, Payload payload) {
+  if (options_.guest || options_.world_size == 0 || options_.guest_token.empty()) {
+    Drop(fmt::format("a message from guest {:#x}: this messenger takes no guests", h.sender));
+    return;
+  }
+  if (h.sender == kGuestHello) {
+    if (h.kind != Kind::kRequest || h.op != kGuestHelloOp) {
+      Drop(fmt::format("a guest's first message is op {}, not its hello", h.op));
+      return;
+    }
+    return AcceptGuest(h, payload);
+  }
+  Peer* g = PeerAt(h.sender);
+  if (g == nullptr || !g->up) {
+    Drop(fmt::format("guest {} is not connected", h.sender - kGuestBase));
+    return;
+  }
+  if (h.kind == Kind::kLeaving) {
+    g->left = true;
+    return;
+  }
+  Handler handler;
+  {
+    MutexLock lk(&handlers_mu_);
+    auto it = guest_handlers_.find(h.op);
+    if (it != guest_handlers_.end()) handler = it->second;
+  }
+  if (!handler) {
+    Respond(h, Reply{Status::InvalidArgument(
+                         fmt::format("op {} is not open to observers", h.op)), {}});
+    return;
+  }
+  counters_.requests_served++;
+  pool_.Submit([this, h, handler, p = std::move(payload)] {
+    Reply r = handler(h.sender, p);
+    Post([this, h, r = std::move(r)]() mutable { Respond(h, std::move(r)); });
+  });
+}
+
+void Messenger::Impl::AcceptGuest(const Header& h, std::span<const std::byte> payload) {
+  Mac mac;
+  if (payload.size() <= mac.size() || payload.size() > mac.size() + 64 * 1024) {
+    Drop(fmt::format("a guest's hello of {} bytes", payload.size()));
+    return;
+  }
+  std::memcpy(mac.data(), payload.data(), mac.size());
+  const std::vector<std::byte> address(payload.begin() + mac.size(), payload.end());
+  if (!MacEqual(mac, TokenMac(options_.guest_token, kGuestLabel, {address}))) {
+    Drop("a guest's hello without the job token");
+    return;
+  }
+  uint32_t slot = kMaxGuests;
+  for (uint32_t i = 0; i < kMaxGuests && slot == kMaxGuests; ++i) {
+    if (guests_[i] == nullptr || (!guests_[i]->up && guests_[i]->ep == nullptr)) slot = i;
+  }
+  if (slot == kMaxGuests) {
+    Drop(fmt::format("a guest's hello: {} guests are connected already", kMaxGuests));
+    return;
+  }
+  if (guests_[slot] == nullptr) guests_[slot] = std::make_unique<Peer>();
+  Peer& g = *guests_[slot];
+  g.impl = this;
+  g.index = kGuestBase + slot;
+  g.guest = true;
+  g.left = false;
+  g.as_sender = options_.self;
+  g.data_ep = nullptr;
+  if (ucs_status_t st = CreateEndpoints(g, address); st != UCS_OK) {
+    Drop(UcxStatus(st, "connecting to a guest").message());
+    return;
+  }
+  Log(LogLevel::kInfo, "observer {} connected", slot);
+  Header to = h;
+  to.sender = g.index;  // the answer goes to the guest's new slot
+  Payload index(sizeof slot);
+  std::memcpy(index.data(), &slot, sizeof slot);
+  Respond(to, Reply{Status::OK(), std::move(index)});
 }
 
 void Messenger::Impl::Respond(const Header& req, Reply r) {

@@ -130,6 +130,13 @@ class Transport {
   static Reply ServeBody(size_t head_bytes, const BodySink& sink, const BodyHandler& handler,
                          uint32_t sender, std::span<const std::byte> payload);
 
+  // Installs the handler of requests with this op from guests (processes outside the world
+  // holding the job token: transport/message.h). A transport without guests ignores it.
+  virtual void SetGuestHandler(uint16_t op, Handler handler) {
+    (void)op;
+    (void)handler;
+  }
+
   // False once the peer's endpoint failed (it died, or the link broke) or it never connected.
   virtual bool peer_up(uint32_t peer) const = 0;
 

@@ -565,5 +565,86 @@ TEST(MessengerBind, UnboundMessengersLearnTheirIndexAndServeRequestsHeldMeanwhil
   EXPECT_FALSE((*c)->Bind(0, 0).ok());
 }
 
+// Guests (the shoal CLI observing a live job): a process holding the job token says hello to a
+// member and may then call the ops the member opened to guests, and nothing else; a guest
+// without the token is never answered; guests come and go without the members noticing a
+// failure, and a member goes on serving its world and later guests.
+TEST(MessengerGuests, AGuestCallsOnlyGuestOpsAndItsEndIsNoFailure) {
+  const std::string token = "0123456789abcdef0123456789abcdef";
+  auto a = Messenger::Create({.self = 0, .world_size = 2, .handler_threads = 2,
+                              .default_deadline = 20000ms, .guest_token = token});
+  auto b = Messenger::Create({.self = 1, .world_size = 2, .handler_threads = 2,
+                              .default_deadline = 20000ms, .guest_token = token});
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  for (Messenger* m : {a->get(), b->get()}) {
+    m->SetHandler(5, [](uint32_t sender, std::span<const std::byte>) {
+      return Reply{Status::OK(), Payload{static_cast<std::byte>(sender)}};
+    });
+    m->SetGuestHandler(6, [](uint32_t sender, std::span<const std::byte> p) {
+      Payload out(p.begin(), p.end());
+      const uint32_t slot = sender - kGuestBase;
+      out.push_back(static_cast<std::byte>(slot));
+      return Reply{Status::OK(), std::move(out)};
+    });
+  }
+  ASSERT_OK((*a)->Connect(0, (*a)->address()));
+  ASSERT_OK((*a)->Connect(1, (*b)->address()));
+  ASSERT_OK((*b)->Connect(0, (*a)->address()));
+  ASSERT_OK((*b)->Connect(1, (*b)->address()));
+
+  for (int round = 0; round < 3; ++round) {
+    auto g = Messenger::Create({.world_size = 2, .handler_threads = 1,
+                                .default_deadline = 20000ms, .guest_token = token,
+                                .guest = true});
+    ASSERT_OK(g);
+    ASSERT_OK((*g)->Connect(0, (*a)->address()));
+    ASSERT_OK((*g)->Connect(1, (*b)->address()));
+    for (uint32_t member : {0u, 1u}) {
+      auto r = (*g)->Call(member, 6, Pattern(3000, member + 1));
+      ASSERT_OK(r);
+      auto want = Pattern(3000, member + 1);
+      ASSERT_EQ(r->size(), want.size() + 1);
+      EXPECT_TRUE(std::equal(want.begin(), want.end(), r->begin()));
+      EXPECT_LT(static_cast<uint32_t>(r->back()), kMaxGuests);  // the slot the member gave
+      auto refused = (*g)->Call(member, 5, Payload{});
+      ASSERT_FALSE(refused.ok());
+      EXPECT_EQ(refused.status().code(), Code::kInvalidArgument);
+      EXPECT_NE(refused.status().message().find("not open to observers"), std::string::npos)
+          << refused.status().ToString();
+    }
+    g->reset();  // leaves
+    // The world goes on as before: members call each other; nothing counts as a failure.
+    auto r = (*a)->Call(1, 5, Payload{});
+    ASSERT_OK(r);
+    EXPECT_EQ(*r, Payload{std::byte{0}});
+    EXPECT_TRUE((*a)->peer_up(1));
+  }
+  EXPECT_EQ((*a)->counters().peer_failures, 0u);
+  EXPECT_EQ((*b)->counters().peer_failures, 0u);
+
+  // Without the token: the hello is dropped, never answered; nothing else gets through.
+  auto bad = Messenger::Create({.world_size = 2, .handler_threads = 1,
+                                .default_deadline = 1500ms,
+                                .guest_token = "another token of the same length!", .guest = true});
+  ASSERT_OK(bad);
+  Status s = (*bad)->Connect(0, (*a)->address());
+  EXPECT_EQ(s.code(), Code::kTimeout) << s.ToString();
+  const uint64_t dropped = (*a)->counters().bad_messages;
+  EXPECT_GE(dropped, 1u);
+  auto r = (*bad)->Call(0, 6, Payload{std::byte{1}});  // as guest kGuestHello: dropped too
+  EXPECT_FALSE(r.ok());
+  EXPECT_GT((*a)->counters().bad_messages, dropped);
+  // A member messenger that takes no guests drops a hello even with a token.
+  auto closed = Messenger::Create({.self = 0, .world_size = 1});
+  ASSERT_OK(closed);
+  auto g = Messenger::Create({.world_size = 1, .default_deadline = 1500ms,
+                              .guest_token = token, .guest = true});
+  ASSERT_OK(g);
+  EXPECT_EQ((*g)->Connect(0, (*closed)->address()).code(), Code::kTimeout);
+  // A guest needs the world's size and a token.
+  EXPECT_FALSE(Messenger::Create({.world_size = 1, .guest = true}).ok());
+}
+
 }  // namespace
 }  // namespace shoal::transport
