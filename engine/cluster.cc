@@ -85,7 +85,11 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
   c->service_ = std::make_unique<MemberService>(c->store_.get(), c->ring_.get(), reg);
   wo.member_id = c->store_->member_id();
   MemberService* service = c->service_.get();
-  wo.install_handlers = [service](transport::Transport& t) { service->Install(t); };
+  Cluster* self = c.get();
+  wo.install_handlers = [service, self](transport::Transport& t) {
+    service->Install(t);
+    self->InstallGuestOps(t);
+  };
   SHOAL_ASSIGN_OR_RETURN(c->world_, World::Join(wo, std::move(transport), rendezvous));
   c->read_failovers_ = &reg->counter("member.read.failovers");
   c->repair_chunks_copied_ = &reg->counter("member.repair.chunks_copied");
@@ -116,6 +120,7 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
   Log(LogLevel::kInfo, "cluster: member {} of {} (rank {} of {}), {} replica(s), window {}",
       c->world_->rank(), c->world_->size(), c->world_->job_rank(), c->world_->job_size(),
       c->replicas_, options.window);
+  c->guests_served_.store(true);
   return c;
 }
 
@@ -139,6 +144,7 @@ uint64_t Cluster::NewUid() {
 }
 
 Cluster::~Cluster() {
+  guests_served_.store(false);
   StopBackgroundRepair();
   world_.reset();  // no handler runs after this
   client_.reset();

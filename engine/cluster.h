@@ -58,6 +58,7 @@
 #include "engine/meta_store.h"
 #include "engine/object_api.h"
 #include "engine/object_store.h"
+#include "engine/observer_protocol.h"
 #include "engine/placement.h"
 #include "engine/stat_cache.h"
 #include "engine/world.h"
@@ -182,6 +183,14 @@ class Cluster final : public ObjectApi {
     double ms = 0;
   };
   const OpenReport& open_report() const { return open_report_; }
+  // ---- the observer service (cluster_guest.cc, engine/observer_protocol.h) ----
+  // What this member says of itself to an observer or the offline CLI.
+  observer::MemberReport Report() EXCLUDES(bg_mu_);
+  // A pass over this member's chunks now, unpaced (the background scrub runs at scrub_rate):
+  // each local chunk object read back and its CRC32C checked; a damaged copy is dropped and
+  // its object repaired from the replicas (kept when it is the only live copy). Runs on the
+  // caller's thread; ends early (what it did so far) when the cluster closes.
+  observer::ScrubReport ScrubNow();
   // The member's counters and histograms (docs/metrics.md).
   metrics::Registry& metrics() { return options_.metrics != nullptr ? *options_.metrics : *own_metrics_; }
 
@@ -253,6 +262,12 @@ class Cluster final : public ObjectApi {
   void ForEachLocalChunkObject(const std::function<void(uint64_t uid, uint64_t size)>& fn);
   void SweepOrphans();
   void Scrub();
+  // One scrub pass at `rate` bytes per second (0: unpaced), adding to `report`.
+  void ScrubPass(uint64_t rate, observer::ScrubReport* report);
+  // The observer service's handlers (cluster_guest.cc), installed with the member service's;
+  // they answer Unavailable until the cluster serves (guests_served_).
+  void InstallGuestOps(transport::Transport& t);
+  std::atomic<bool> guests_served_{false};
   // Merges every shard of catch_up_ from its holders, recording each one caught up; the
   // records merged go to *report (metadata_copied). Stops at close.
   Status CatchUp(RepairReport* report);

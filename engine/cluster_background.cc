@@ -223,12 +223,22 @@ void Cluster::SweepOrphans() {
 }
 
 void Cluster::Scrub() {
+  observer::ScrubReport report;
+  ScrubPass(options_.scrub_rate, &report);
+  if (report.bytes != 0) {
+    Log(LogLevel::kDebug, "scrub: {:.1f} MiB of chunks verified, {} damaged",
+        static_cast<double>(report.bytes) / (1 << 20), report.damaged);
+  }
+}
+
+void Cluster::ScrubPass(uint64_t rate, observer::ScrubReport* out) {
   using Clock = std::chrono::steady_clock;
   const auto started = Clock::now();
-  uint64_t read = 0, bad = 0;
+  uint64_t read = 0;
   std::vector<std::byte> buf(options_.chunk_size);
   ForEachLocalChunkObject([&](uint64_t uid, uint64_t size) {
     Status s;
+    out->chunk_objects++;
     for (uint64_t off = 0; off < size && s.ok() && !bg_stop_.load();) {
       const uint64_t n = std::min<uint64_t>(buf.size(), size - off);
       ReadRequest rq{ChunkObjectName(uid), off, {buf.data(), n}, {}, 0};
@@ -236,8 +246,8 @@ void Cluster::Scrub() {
       s = rq.status;
       off += n;
       read += n;
-      const double allowed_s =
-          static_cast<double>(read) / static_cast<double>(options_.scrub_rate);
+      if (rate == 0) continue;
+      const double allowed_s = static_cast<double>(read) / static_cast<double>(rate);
       const double elapsed_s = std::chrono::duration<double>(Clock::now() - started).count();
       if (allowed_s > elapsed_s) {
         PauseBackground(std::chrono::duration<double>(allowed_s - elapsed_s));
@@ -245,7 +255,7 @@ void Cluster::Scrub() {
     }
     if (s.code() != Code::kCorruption) return;
     // A damaged chunk: this member's copy goes, the object's repair copies it from a replica.
-    bad++;
+    out->damaged++;
     scrub_bad_->Add();
     auto origin = store_->OriginOf(ChunkObjectName(uid));
     uint64_t epoch = 0;
@@ -253,11 +263,17 @@ void Cluster::Scrub() {
     const bool known = origin.ok() && DecodeOrigin(*origin, &epoch, &path);
     Log(LogLevel::kWarn, "scrub: {} ({}): {}", ChunkObjectName(uid),
         known ? path : std::string("origin unknown"), s.ToString());
-    if (!known) return;
+    if (!known) {
+      out->unrepaired.push_back(ChunkObjectName(uid));
+      return;
+    }
     // Drop this copy only when every chunk it holds has another live replica: a damaged copy
     // that is the last one is better than none (a read of its good chunks still works).
     auto inode = LookupInode(path);
-    if (!inode.ok() || !inode->is_striped) return;
+    if (!inode.ok() || !inode->is_striped) {
+      out->unrepaired.push_back(path);
+      return;
+    }
     std::unique_ptr<Placement> scratch;
     const Placement& placement = PlacementFor(*inode, &scratch);
     for (uint64_t chunk = 0; chunk < inode->NumChunks(); ++chunk) {
@@ -270,22 +286,26 @@ void Cluster::Scrub() {
       if (mine && !other) {
         Log(LogLevel::kWarn, "scrub: {} holds the only live copy of chunk {} of \"{}\": kept",
             ChunkObjectName(uid), chunk, path);
+        out->unrepaired.push_back(path);
         return;
       }
     }
     RepairReport report;
     Status dropped = service_->ChunkDrop(uid);
     Status repaired = dropped.ok() ? RepairObject(path, &report) : dropped;
-    if (repaired.ok() && report.lost.empty()) scrub_repaired_->Add();
+    if (repaired.ok() && report.lost.empty()) {
+      scrub_repaired_->Add();
+      out->repaired++;
+    } else {
+      out->unrepaired.push_back(path);
+    }
     Log(repaired.ok() && report.lost.empty() ? LogLevel::kInfo : LogLevel::kWarn,
         "scrub: \"{}\" repaired from its replicas ({} chunk(s) copied){}", path,
         report.chunks_copied, repaired.ok() ? std::string() : ": " + repaired.ToString());
   });
   scrubbed_bytes_->Add(read);
-  if (read != 0) {
-    Log(LogLevel::kDebug, "scrub: {:.1f} MiB of chunks verified, {} damaged",
-        static_cast<double>(read) / (1 << 20), bad);
-  }
+  out->bytes += read;
+  out->ms += std::chrono::duration<double, std::milli>(Clock::now() - started).count();
 }
 
 Status Cluster::BackgroundRepair(RepairReport* out) {

@@ -31,6 +31,27 @@ std::pair<std::string_view, std::string_view> RankVariables(std::string_view sou
 
 }  // namespace
 
+Status ParseTcpRendezvous(std::string_view address, std::string* host, uint16_t* port) {
+  if (address.rfind("tcp:", 0) != 0) {
+    return Status::InvalidArgument(fmt::format("rendezvous \"{}\" is not tcp:HOST:PORT", address));
+  }
+  std::string hp(address.substr(4));
+  size_t colon = hp.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return Status::InvalidArgument(fmt::format("rendezvous \"{}\" is not tcp:HOST:PORT", address));
+  }
+  *host = hp.substr(0, colon);
+  // An IPv6 literal is written in brackets ("tcp:[::1]:29600"); the resolver wants it bare.
+  if (host->size() > 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  SHOAL_ASSIGN_OR_RETURN(uint64_t p,
+                         transport::ParseNumber("rendezvous port", hp.substr(colon + 1), 65535));
+  if (p == 0) return Status::InvalidArgument("rendezvous port 0: choose a port");
+  *port = static_cast<uint16_t>(p);
+  return Status::OK();
+}
+
 Result<BootstrapPlan> PlanBootstrap(const Options& o) {
   return PlanBootstrap(o, transport::ProcessEnv());
 }
@@ -82,6 +103,7 @@ Result<BootstrapPlan> PlanBootstrap(const Options& o, const transport::EnvLookup
         "a world of several ranks needs a job token: set Options::token or SHOAL_TOKEN to the "
         "same secret on every rank");
   }
+  plan.token = token;
   auto timeout = std::chrono::milliseconds(join_ms);
   if (o.allgather) {
     AllGatherFn fn = o.allgather;
@@ -100,21 +122,7 @@ Result<BootstrapPlan> PlanBootstrap(const Options& o, const transport::EnvLookup
     t.token = token;
     t.timeout = timeout;
     if (rdzv.rfind("tcp:", 0) == 0) {
-      std::string hp = rdzv.substr(4);
-      size_t colon = hp.rfind(':');
-      if (colon == std::string::npos || colon == 0) {
-        return Status::InvalidArgument(
-            fmt::format("rendezvous \"{}\" is not tcp:HOST:PORT", rdzv));
-      }
-      t.host = hp.substr(0, colon);
-      // An IPv6 literal is written in brackets ("tcp:[::1]:29600"); the resolver wants it bare.
-      if (t.host.size() > 2 && t.host.front() == '[' && t.host.back() == ']') {
-        t.host = t.host.substr(1, t.host.size() - 2);
-      }
-      SHOAL_ASSIGN_OR_RETURN(uint64_t port,
-                             transport::ParseNumber("rendezvous port", hp.substr(colon + 1), 65535));
-      if (port == 0) return Status::InvalidArgument("rendezvous port 0: choose a port");
-      t.port = static_cast<uint16_t>(port);
+      SHOAL_RETURN_IF_ERROR(ParseTcpRendezvous(rdzv, &t.host, &t.port));
     } else if (rdzv.empty()) {
       t.host = launch.master_addr.empty() ? "127.0.0.1" : launch.master_addr;
       t.port = launch.rendezvous_port;

@@ -22,6 +22,8 @@ struct BootstrapPlan {
   // Where `rendezvous` meets, for logs and tests: "tcp:HOST:PORT", "file:DIR", "allgather"
   // (Options::allgather), or "" when alone.
   std::string rendezvous_address;
+  // The job token (empty when alone): the members' messengers accept observers proving it.
+  std::string token;
 };
 
 // Existing stores are found by their FORMAT file (the only thing looked at on disk).
@@ -32,5 +34,9 @@ struct BootstrapPlan {
 Result<BootstrapPlan> PlanBootstrap(const Options& options);
 // The same over any variable lookup instead of the process environment (tests).
 Result<BootstrapPlan> PlanBootstrap(const Options& options, const transport::EnvLookup& env);
+
+// The host and port of a "tcp:HOST:PORT" rendezvous address (an IPv6 host in brackets:
+// "tcp:[::1]:29600"); InvalidArgument naming what is wrong.
+Status ParseTcpRendezvous(std::string_view address, std::string* host, uint16_t* port);
 
 }  // namespace shoal

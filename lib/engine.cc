@@ -160,7 +160,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
           transport::Messenger::Create(
               {.self = 0,
                .world_size = 0,
-               .handler_threads = std::max<uint32_t>(plan.world.handler_threads, 4)}));
+               .handler_threads = std::max<uint32_t>(plan.world.handler_threads, 4),
+               .guest_token = plan.token}));
     }
     members.push_back(std::move(m));
   }

@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "base/crc32c.h"
 #include "shoal/checkpoint.h"
@@ -532,46 +534,275 @@ int CkptRetain(Engine& e, const std::string& root, uint32_t keep_last) {
   return 0;
 }
 
-int StatusCmd(OfflineWorld& w, bool json_out) {
-  json members = json::array();
-  uint64_t total = 0, free = 0;
-  if (!json_out) {
-    std::printf("world: %zu member(s), opened offline by this process\n", w.size());
-    std::printf("%-4s %-16s %10s %10s %10s  %s\n", "rank", "node", "objects", "held", "free",
-                "store");
+namespace {
+
+uint64_t Counter(const Stats& s, const std::string& name) {
+  auto it = s.counters.find(name);
+  return it == s.counters.end() ? 0 : it->second;
+}
+
+// Failed calls, NotFound left out (a Stat of a name not there is an answer, not a fault).
+uint64_t Errors(const Stats& s) {
+  uint64_t n = 0;
+  for (const auto& [name, v] : s.counters) {
+    if (name.rfind("engine.errors.", 0) == 0 && name != "engine.errors.NotFound") n += v;
+  }
+  return n;
+}
+
+json StatsJson(const Stats& s) {
+  json counters = json::object();
+  for (const auto& [name, v] : s.counters) counters[name] = v;
+  json histograms = json::object();
+  for (const auto& [name, h] : s.histograms) {
+    histograms[name] = {{"count", h.count}, {"p50", h.p50}, {"p90", h.p90}, {"p99", h.p99}};
+  }
+  return {{"counters", counters}, {"histograms", histograms}};
+}
+
+}  // namespace
+
+int StatusCmd(Session& w, bool json_out, bool counters) {
+  using engine::observer::MemberReport;
+  std::vector<Result<MemberReport>> reports;
+  for (uint32_t i = 0; i < w.members(); ++i) reports.push_back(w.Report(i));
+  const MemberReport* any = nullptr;
+  for (const auto& r : reports) {
+    if (r.ok() && any == nullptr) any = &*r;
   }
   int rc = 0;
-  for (size_t i = 0; i < w.size(); ++i) {
-    Engine& e = w.member(i);
-    auto space = e.GetLocalSpace();
-    auto objects = e.LocalObjects();
-    uint64_t held = 0;
-    if (objects.ok()) {
-      for (const LocalObject& o : *objects) held += o.bytes;
-    } else {
-      rc = Report("status", w.stores()[i].dir, objects.status());
+  uint64_t total = 0, free = 0, held = 0;
+  json members = json::array();
+  if (!json_out) {
+    std::printf("world: %u member(s)", w.members());
+    if (any != nullptr) {
+      std::printf(", %u rank(s), epoch %llu, %u replica(s), %u member(s) declared lost",
+                  any->ranks, static_cast<unsigned long long>(any->epoch), any->replicas,
+                  any->lost);
     }
-    if (space.ok()) {
-      total += space->total_bytes;
-      free += space->free_bytes;
+    std::printf("\n%s\n", w.description().c_str());
+    std::printf("%-6s %-4s %-14s %4s %8s %10s %10s %9s %9s %6s  %s\n", "member", "rank", "node",
+                "up", "objects", "held", "free", "reads", "writes", "errors", "background");
+  }
+  for (uint32_t i = 0; i < w.members(); ++i) {
+    const auto& r = reports[i];
+    if (!r.ok()) {
+      rc = Report("status", fmt::format("member {}", i), r.status());
+      if (json_out) {
+        members.push_back({{"member", i}, {"up", false}, {"error", r.status().ToString()}});
+      } else {
+        std::printf("%-6u %-4s %-14s %4s  %s\n", i, "?", "?", "no", r.status().ToString().c_str());
+      }
+      continue;
     }
-    const size_t count = objects.ok() ? objects->size() : 0;
+    total += r->space.total_bytes;
+    free += r->space.free_bytes;
+    held += r->bytes;
+    std::string background = r->background_running ? "repairing" : "idle";
+    if (!r->background.lost.empty()) {
+      background += fmt::format(", {} unreadable", r->background.lost.size());
+    }
+    if (r->background.chunks_copied != 0) {
+      background += fmt::format(", {} chunk(s) copied", r->background.chunks_copied);
+    }
+    background += fmt::format("; scrubbed {}", Human(r->scrubbed_bytes));
+    if (r->scrub_damaged != 0) background += fmt::format(", {} damaged", r->scrub_damaged);
     if (json_out) {
-      members.push_back({{"rank", i}, {"node", w.stores()[i].node}, {"store", w.stores()[i].dir},
-                         {"chunk_objects", count}, {"held_bytes", held},
-                         {"free_bytes", space.ok() ? space->free_bytes : 0},
-                         {"total_bytes", space.ok() ? space->total_bytes : 0}});
+      json m = {{"member", r->member}, {"rank", r->rank}, {"node", r->node},
+                {"member_id", r->member_id}, {"up", true}, {"store", w.store(i)},
+                {"epoch", r->epoch}, {"objects", r->objects}, {"held_bytes", r->bytes},
+                {"free_bytes", r->space.free_bytes}, {"total_bytes", r->space.total_bytes},
+                {"io_backend", r->io_backend}, {"background_running", r->background_running},
+                {"background_chunks_copied", r->background.chunks_copied},
+                {"background_unreadable", r->background.lost},
+                {"scrubbed_bytes", r->scrubbed_bytes}, {"scrub_damaged", r->scrub_damaged},
+                {"stats", StatsJson(r->stats)}};
+      members.push_back(std::move(m));
     } else {
-      std::printf("%-4zu %-16s %10zu %10s %10s  %s\n", i, w.stores()[i].node.c_str(), count,
-                  Human(held).c_str(), space.ok() ? Human(space->free_bytes).c_str() : "?",
-                  w.stores()[i].dir.c_str());
+      std::printf("%-6u %-4u %-14s %4s %8llu %10s %10s %9llu %9llu %6llu  %s\n", r->member,
+                  r->rank, r->node.c_str(), "yes", static_cast<unsigned long long>(r->objects),
+                  Human(r->bytes).c_str(), Human(r->space.free_bytes).c_str(),
+                  static_cast<unsigned long long>(Counter(r->stats, "engine.read.ops")),
+                  static_cast<unsigned long long>(Counter(r->stats, "engine.write.ops")),
+                  static_cast<unsigned long long>(Errors(r->stats)), background.c_str());
     }
   }
   if (json_out) {
-    json j = {{"members", members}, {"free_bytes", free}, {"total_bytes", total}};
+    json j = {{"live", w.live()}, {"where", w.description()}, {"members", members},
+              {"held_bytes", held}, {"free_bytes", free}, {"total_bytes", total}};
+    if (any != nullptr) {
+      j["epoch"] = any->epoch;
+      j["ranks"] = any->ranks;
+      j["replicas"] = any->replicas;
+      j["lost_members"] = any->lost;
+    }
     std::printf("%s\n", j.dump().c_str());
+    return rc;
+  }
+  std::printf("held %s in all; %s free of %s\n", Human(held).c_str(), Human(free).c_str(),
+              Human(total).c_str());
+  if (!w.live()) {
+    std::printf("(counters are this process's: a running job's come with its job file: "
+                "shoal status --job ROOT/shoal-job)\n");
+  }
+  if (counters) {
+    // Every counter some member has counted, one column per member; then latencies.
+    std::map<std::string, std::vector<uint64_t>> rows;
+    std::map<std::string, std::vector<HistogramStats>> lat;
+    for (uint32_t i = 0; i < w.members(); ++i) {
+      if (!reports[i].ok()) continue;
+      for (const auto& [name, v] : reports[i]->stats.counters) {
+        auto& row = rows[name];
+        row.resize(w.members());
+        row[i] = v;
+      }
+      for (const auto& [name, h] : reports[i]->stats.histograms) {
+        auto& row = lat[name];
+        row.resize(w.members());
+        row[i] = h;
+      }
+    }
+    std::printf("\n%-44s", "counter");
+    for (uint32_t i = 0; i < w.members(); ++i) std::printf(" %12s", fmt::format("member {}", i).c_str());
+    std::printf("\n");
+    for (const auto& [name, row] : rows) {
+      if (std::all_of(row.begin(), row.end(), [](uint64_t v) { return v == 0; })) continue;
+      std::printf("%-44s", name.c_str());
+      for (uint64_t v : row) std::printf(" %12llu", static_cast<unsigned long long>(v));
+      std::printf("\n");
+    }
+    std::printf("\n%-44s", "latency p50 / p99 (us)");
+    for (uint32_t i = 0; i < w.members(); ++i) std::printf(" %12s", fmt::format("member {}", i).c_str());
+    std::printf("\n");
+    for (const auto& [name, row] : lat) {
+      if (std::all_of(row.begin(), row.end(), [](const HistogramStats& h) { return h.count == 0; })) {
+        continue;
+      }
+      std::printf("%-44s", name.c_str());
+      for (const HistogramStats& h : row) {
+        std::printf(" %12s", h.count == 0 ? "-" : fmt::format("{}/{}", h.p50 / 1000, h.p99 / 1000).c_str());
+      }
+      std::printf("\n");
+    }
   }
   return rc;
+}
+
+int ScrubCmd(Session& w, bool json_out) {
+  json out = json::array();
+  int rc = 0;
+  uint64_t bytes = 0, damaged = 0, repaired = 0;
+  std::vector<std::string> unrepaired;
+  if (!json_out) {
+    std::printf("%-6s %-14s %10s %10s %8s %8s %9s\n", "member", "node", "chunks", "verified",
+                "damaged", "repaired", "seconds");
+  }
+  for (uint32_t i = 0; i < w.members(); ++i) {
+    auto who = w.Report(i);
+    const std::string node = who.ok() ? who->node : "?";
+    std::fprintf(stderr, "scrub: member %u (%s), %u of %u...\n", i, node.c_str(), i + 1,
+                 w.members());
+    auto r = w.Scrub(i);
+    if (!r.ok()) {
+      rc = Report("scrub", fmt::format("member {}", i), r.status());
+      continue;
+    }
+    bytes += r->bytes;
+    damaged += r->damaged;
+    repaired += r->repaired;
+    unrepaired.insert(unrepaired.end(), r->unrepaired.begin(), r->unrepaired.end());
+    if (json_out) {
+      out.push_back({{"member", i}, {"node", node}, {"chunk_objects", r->chunk_objects},
+                     {"bytes", r->bytes}, {"damaged", r->damaged}, {"repaired", r->repaired},
+                     {"unrepaired", r->unrepaired}, {"ms", r->ms}});
+    } else {
+      std::printf("%-6u %-14s %10llu %10s %8llu %8llu %9.2f\n", i, node.c_str(),
+                  static_cast<unsigned long long>(r->chunk_objects), Human(r->bytes).c_str(),
+                  static_cast<unsigned long long>(r->damaged),
+                  static_cast<unsigned long long>(r->repaired), r->ms / 1000);
+    }
+  }
+  if (json_out) {
+    json j = {{"members", out}, {"bytes", bytes}, {"damaged", damaged}, {"repaired", repaired},
+              {"unrepaired", unrepaired}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("verified %s; %llu damaged, %llu repaired from replicas, %zu left damaged\n",
+                Human(bytes).c_str(), static_cast<unsigned long long>(damaged),
+                static_cast<unsigned long long>(repaired), unrepaired.size());
+    for (const std::string& p : unrepaired) std::printf("  damaged: %s\n", p.c_str());
+  }
+  return rc != 0 || !unrepaired.empty() ? 1 : 0;
+}
+
+int FsckCmd(Session& w, bool json_out) {
+  Engine& e = w.engine();
+  uint32_t replicas = 0;
+  for (uint32_t i = 0; i < w.members() && replicas == 0; ++i) {
+    if (auto r = w.Report(i); r.ok()) replicas = r->replicas;
+  }
+  uint64_t objects = 0, inline_objects = 0, chunks = 0, degraded_chunks = 0;
+  std::vector<std::string> degraded, lost;
+  Progress progress(true, "fsck");
+  Status s = Walk(e, "", [&](const std::string& path, uint64_t size) -> Status {
+    objects++;
+    progress.Add(1, size);
+    auto where = e.Locate(path);
+    if (!where.ok()) {
+      if (where.status().code() == Code::kNotFound) return Status::OK();  // removed meanwhile
+      lost.push_back(fmt::format("{} ({})", path, where.status().ToString()));
+      return Status::OK();
+    }
+    if (where->empty()) inline_objects++;
+    bool is_degraded = false;
+    std::optional<uint32_t> chunk_size;
+    for (size_t c = 0; c < where->size(); ++c) {
+      const auto& holders = (*where)[c];
+      chunks++;
+      if (holders.empty()) {
+        // No live holder: a chunk never written (it reads as zeros) or one whose holders are
+        // all down. A one-byte read there tells which.
+        if (!chunk_size) {
+          auto info = e.Stat(path);
+          if (!info.ok()) return Status::OK();  // removed meanwhile
+          chunk_size = info->chunk_size;
+        }
+        std::byte b[1];
+        ReadRequest rq{path, c * uint64_t{*chunk_size}, {b, 1}, {}, 0};
+        (void)e.ReadBatch({&rq, 1});
+        if (!rq.status.ok()) {
+          lost.push_back(fmt::format("{} (chunk {}: {})", path, c, rq.status.ToString()));
+          return Status::OK();
+        }
+        continue;
+      }
+      if (holders.size() < replicas) {
+        degraded_chunks++;
+        is_degraded = true;
+      }
+    }
+    if (is_degraded) degraded.push_back(path);
+    return Status::OK();
+  });
+  if (!s.ok()) return Report("fsck", "/", s);
+  if (json_out) {
+    json j = {{"objects", objects}, {"inline", inline_objects}, {"chunks", chunks},
+              {"replicas", replicas}, {"degraded_chunks", degraded_chunks},
+              {"degraded", degraded}, {"unreadable", lost}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("checked %llu objects (%llu inline), %llu chunks; %llu chunk(s) of %zu object(s) "
+                "have fewer than %u live replicas; %zu unreadable\n",
+                static_cast<unsigned long long>(objects),
+                static_cast<unsigned long long>(inline_objects),
+                static_cast<unsigned long long>(chunks),
+                static_cast<unsigned long long>(degraded_chunks), degraded.size(), replicas,
+                lost.size());
+    for (const std::string& p : degraded) std::printf("  degraded: %s\n", p.c_str());
+    for (const std::string& p : lost) std::printf("  unreadable: %s\n", p.c_str());
+    if (!degraded.empty()) std::printf("(shoal repair copies the missing replicas)\n");
+  }
+  return lost.empty() && degraded.empty() ? 0 : 1;
 }
 
 int RepairCmd(Engine& e, bool json_out) {

@@ -1,5 +1,5 @@
 // The store commands of `shoal` (docs/cli.md): each runs against an Engine that sees the whole
-// world (an OfflineWorld's front member), prints to stdout (a table, or one JSON document with
+// world (a Session's: the stores opened here, or a live job observed), prints to stdout (a table, or one JSON document with
 // --json), reports errors on stderr as "shoal CMD: what: Status", and returns the exit code:
 // 0 done, 1 an error (the other items of the command still ran), 2 bad usage.
 //
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "bindings/cli/offline_world.h"
+#include "bindings/cli/session.h"
 #include "shoal/engine.h"
 
 namespace shoal::cli {
@@ -34,7 +34,15 @@ int CkptList(Engine& e, const std::string& root, bool json);
 int CkptShow(Engine& e, const std::string& root, const std::string& tag, bool json);
 int CkptRm(Engine& e, const std::string& root, const std::vector<std::string>& tags);
 int CkptRetain(Engine& e, const std::string& root, uint32_t keep_last);
-int StatusCmd(OfflineWorld& w, bool json);
+// The members (node, what each holds, space, background work, the main counters of its rank;
+// every counter and latency with `counters`), the epoch and replica count.
+int StatusCmd(Session& w, bool json, bool counters);
+// Every member re-reads its chunks and checks their CRC32C now; damaged copies are repaired
+// from replicas. 1 when a damaged object could not be repaired.
+int ScrubCmd(Session& w, bool json);
+// Every object's chunks: how many live replicas each has (Locate), and whether a chunk with
+// none reads. Changes nothing. 1 when an object is degraded or unreadable.
+int FsckCmd(Session& w, bool json);
 int RepairCmd(Engine& e, bool json);
 
 }  // namespace shoal::cli

@@ -1,8 +1,9 @@
 // shoal: the command line of shoal (docs/cli.md). Subcommands:
 //   run                 start the N ranks of a job on this machine (bindings/cli/launcher.h)
-//   ls stat du cat get put rm ckpt status repair
-//                       on the stores of a world, opened together in this process
-//                       (bindings/cli/offline_world.h, bindings/cli/commands.h)
+//   ls stat du cat get put rm ckpt status scrub fsck repair
+//                       on the stores of a world, opened together in this process, or on a
+//                       running job, observed as a guest with its token
+//                       (bindings/cli/session.h, bindings/cli/commands.h)
 // Each subcommand's --help lists its own options with their defaults.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -15,7 +16,7 @@
 
 #include "bindings/cli/commands.h"
 #include "bindings/cli/launcher.h"
-#include "bindings/cli/offline_world.h"
+#include "bindings/cli/session.h"
 
 namespace {
 
@@ -79,7 +80,9 @@ int main(int argc, char** argv) {
       "stops every rank when one fails; exits with the first failure's code.");
 
   // ---- the store commands: every one names its stores with --store ----
-  std::vector<std::string> stores;
+  shoal::cli::SessionSpec where;
+  std::vector<std::string>& stores = where.stores;
+  bool counters = false;
   bool json = false, long_format = false, recursive = false, progress = false, replace = false;
   std::vector<std::string> paths;
   std::string src, dst, root = "checkpoints", tag;
@@ -87,8 +90,15 @@ int main(int argc, char** argv) {
   auto stores_opt = [&](CLI::App* c) {
     c->add_option("-s,--store", stores,
                   "A store directory, or a directory holding a world's stores (shoal run "
-                  "--store ROOT); repeat for several. Every store of the world must be given")
-        ->required()->allow_extra_args(false)->envname("SHOAL_STORES");
+                  "--store ROOT); repeat for several. Every store of the world must be given. "
+                  "A root whose job is running (ROOT/shoal-job) is observed live")
+        ->allow_extra_args(false)->envname("SHOAL_STORES");
+    c->add_option("--job", where.job_file,
+                  "Observe the running job this job file names (shoal run --store ROOT writes "
+                  "ROOT/shoal-job: its token and rendezvous)")
+        ->envname("SHOAL_JOB");
+    c->add_flag("--offline", where.offline,
+                "Open the stores in this process even when ROOT/shoal-job names a job");
   };
   auto json_opt = [&](CLI::App* c) { c->add_flag("--json", json, "Print one JSON document"); };
   CLI::App* ls = app.add_subcommand("ls", "List a directory (or name one object)");
@@ -148,9 +158,21 @@ int main(int argc, char** argv) {
   stores_opt(ck_retain);
   root_opt(ck_retain);
   ck_retain->add_option("keep_last", keep_last, "How many to keep")->required();
-  CLI::App* status = app.add_subcommand("status", "The members: nodes, what each holds, space");
+  CLI::App* status = app.add_subcommand(
+      "status", "The members: nodes, epoch, what each holds, space, background work, counters");
   stores_opt(status);
   json_opt(status);
+  status->add_flag("--counters", counters, "Every counter and latency of every member");
+  CLI::App* scrub = app.add_subcommand(
+      "scrub", "Every member re-reads its chunks and checks their CRC32C now; damaged copies "
+               "are repaired from replicas");
+  stores_opt(scrub);
+  json_opt(scrub);
+  CLI::App* fsck = app.add_subcommand(
+      "fsck", "Check every object's replicas (live holders per chunk) and that chunks without "
+              "one still read; changes nothing");
+  stores_opt(fsck);
+  json_opt(fsck);
   CLI::App* repair = app.add_subcommand(
       "repair", "Rebuild missing replicas of every object; report the unreadable ones");
   stores_opt(repair);
@@ -187,12 +209,19 @@ int main(int argc, char** argv) {
     return *rc;
   }
 
-  auto found = shoal::cli::FindStores(stores);
-  if (!found.ok()) return Fail(found.status());
-  shoal::cli::OfflineOptions oo;
-  auto world = shoal::cli::OfflineWorld::Open(*found, oo);
-  if (!world.ok()) return Fail(world.status());
-  shoal::Engine& e = (*world)->front();
+  auto session = shoal::cli::Session::Open(where);
+  if (!session.ok()) return Fail(session.status());
+  shoal::cli::Session& w = **session;
+  shoal::Engine& e = w.engine();
+  for (CLI::App* writing : {put, rm, ck_rm, ck_retain, repair}) {
+    if (writing->parsed() && w.live()) {
+      std::fprintf(stderr,
+                   "shoal %s: %s\nA live world is read-only to the CLI: change it from the job, "
+                   "or run this once the job stopped (or with --offline after it did).\n",
+                   writing->get_name().c_str(), w.description().c_str());
+      return 2;
+    }
+  }
   namespace c = shoal::cli;
   if (ls->parsed()) return c::Ls(e, src, long_format, recursive, json);
   if (stat->parsed()) return c::StatCmd(e, paths, json);
@@ -205,7 +234,9 @@ int main(int argc, char** argv) {
   if (ck_show->parsed()) return c::CkptShow(e, root, tag, json);
   if (ck_rm->parsed()) return c::CkptRm(e, root, paths);
   if (ck_retain->parsed()) return c::CkptRetain(e, root, keep_last);
-  if (status->parsed()) return c::StatusCmd(**world, json);
+  if (status->parsed()) return c::StatusCmd(w, json, counters);
+  if (scrub->parsed()) return c::ScrubCmd(w, json);
+  if (fsck->parsed()) return c::FsckCmd(w, json);
   if (repair->parsed()) return c::RepairCmd(e, json);
   return 2;
 }

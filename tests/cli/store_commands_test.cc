@@ -1,15 +1,19 @@
 // The shoal store commands on the stores a real `shoal run` world left (3 ranks, objects and
 // checkpoints), opened together by the CLI: ls, stat, du, cat, put (a rerun skips what is
 // there; changed content is refused unless --replace), get, rm, ckpt list/show/rm/retain,
-// status, repair — output checked as text and as JSON. Then one store alone, a directory
-// without stores and a store in use are refused with the reason.
+// status, scrub, fsck, repair — output checked as text and as JSON. Then one store alone, a
+// directory without stores and a store in use are refused with the reason; a damaged chunk is
+// found and repaired by scrub. Last, the same commands on a live 4-rank job, observed with its
+// job file while it runs.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -190,6 +194,164 @@ TEST_F(StoreCommandsTest, StatusRepairAndStoresAloneAbsentOrInUse) {
   Out free = Shoal({"ls", "job/0"});
   EXPECT_EQ(free.rc, 0) << free.err;
   EXPECT_EQ(free.out, "r0/\nr1/\nr2/\n");
+}
+
+TEST_F(StoreCommandsTest, ScrubFindsADamagedChunkAndRepairsItFromAReplicaFsckSeesAllWell) {
+  Out clean = Shoal({"scrub", "--json"});
+  ASSERT_EQ(clean.rc, 0) << clean.err;
+  auto c = nlohmann::json::parse(clean.out);
+  EXPECT_EQ(c["damaged"], 0);
+  EXPECT_GE(c["bytes"].get<uint64_t>(), 2u * 24 * (64 << 10));
+  ASSERT_EQ(c["members"].size(), 3u);
+  // Flip bytes in the middle of one store's chunk segment: a chunk's CRC32C no longer matches.
+  std::string segment;
+  for (auto& d : fs::recursive_directory_iterator(Stores())) {
+    if (d.path().filename().string().rfind("seg-", 0) == 0 && fs::file_size(d.path()) > 200000) {
+      segment = d.path().string();
+      break;
+    }
+  }
+  ASSERT_FALSE(segment.empty());
+  {
+    std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100000);
+    f.write("\xAA\xBB\xCC\xDD", 4);
+  }
+  Out scrub = Shoal({"scrub"});
+  EXPECT_EQ(scrub.rc, 0) << scrub.out << scrub.err;
+  EXPECT_NE(scrub.out.find("1 damaged, 1 repaired from replicas, 0 left damaged"),
+            std::string::npos) << scrub.out << scrub.err;
+  EXPECT_NE(scrub.err.find("CRC32C mismatch"), std::string::npos) << scrub.err;
+  Out again = Shoal({"scrub"});
+  EXPECT_NE(again.out.find("0 damaged"), std::string::npos) << again.out;
+  Out fsck = Shoal({"fsck", "--json"});
+  ASSERT_EQ(fsck.rc, 0) << fsck.out << fsck.err;
+  auto f = nlohmann::json::parse(fsck.out);
+  EXPECT_GE(f["objects"].get<uint64_t>(), 24u);
+  EXPECT_EQ(f["degraded_chunks"], 0);
+  EXPECT_TRUE(f["unreadable"].empty());
+  // Every job object still reads bit-exact.
+  for (int r = 0; r < 3; ++r) {
+    for (int i = 0; i < 8; ++i) {
+      Out cat = Shoal({"cat", fmt::format("job/0/r{}/{}", r, i)});
+      ASSERT_EQ(cat.rc, 0) << cat.err;
+      ASSERT_EQ(cat.out.size(), 64u << 10);
+      for (size_t k = 0; k < cat.out.size(); k += 997) {
+        ASSERT_EQ(static_cast<uint8_t>(cat.out[k]), (k * 31 + r * 7 + i) & 0xff) << r << i << k;
+      }
+    }
+  }
+}
+
+// A running 4-rank job, observed: the CLI finds ROOT/shoal-job, joins as a guest with the
+// job's token and shows the live world (its counters included) without changing it — no epoch
+// started (the next Open's epoch is the job's + 1), nothing written, no warning in the job's
+// output; writing commands are refused; a wrong token is refused.
+TEST(LiveWorld, CommandsObserveARunningJobWithoutChangingIt) {
+  TempDir root;
+  const std::string stores = root.path() + "/stores", hold = root.path() + "/hold";
+  fs::create_directories(hold);
+  Process job = Spawn(SHOAL_CLI, {"run", "-n", "4", "--store", stores, "--", SHOAL_WORLD_JOB},
+                      root.path() + "/job.out", root.path() + "/job.err",
+                      {{"JOB_CKPT", "2"}, {"JOB_HOLD", hold}});
+  auto ready = [&] {
+    for (int r = 0; r < 4; ++r) {
+      if (!fs::exists(fmt::format("{}/ready-{}", hold, r))) return false;
+    }
+    return true;
+  };
+  for (int i = 0; i < 6000 && !ready(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(ready()) << Slurp(root.path() + "/job.err");
+  int n = 0;
+  auto shoal = [&](std::vector<std::string> args) {
+    n++;
+    const std::string o = fmt::format("{}/c{}.out", root.path(), n);
+    const std::string e = fmt::format("{}/c{}.err", root.path(), n);
+    args.insert(args.end(), {"--store", stores});
+    Process p = Spawn(SHOAL_CLI, args, o, e);
+    const int rc = Wait(p);
+    return std::tuple<int, std::string, std::string>{rc, Slurp(o), Slurp(e)};
+  };
+
+  auto [rc, out, err] = shoal({"status", "--json"});
+  ASSERT_EQ(rc, 0) << err;
+  auto st = nlohmann::json::parse(out);
+  EXPECT_TRUE(st["live"].get<bool>()) << out;
+  const uint64_t epoch = st["epoch"].get<uint64_t>();
+  ASSERT_EQ(st["members"].size(), 4u);
+  for (const auto& m : st["members"]) {
+    EXPECT_TRUE(m["up"].get<bool>());
+    // The job's own counters, from its ranks: 8 objects written by each, 32 read.
+    EXPECT_GE(m["stats"]["counters"]["engine.write.ops"].get<uint64_t>(), 8u) << m.dump();
+    EXPECT_EQ(m["stats"]["counters"]["engine.read.ops"], 32) << m.dump();
+    EXPECT_GT(m["held_bytes"].get<uint64_t>(), 0u);
+  }
+  auto [rc2, text, err2] = shoal({"status", "--counters"});
+  ASSERT_EQ(rc2, 0) << err2;
+  EXPECT_NE(text.find("live: the job at tcp:"), std::string::npos) << text;
+  EXPECT_NE(text.find("checkpoint.saves"), std::string::npos) << text;
+  EXPECT_NE(text.find("engine.write.latency_ns"), std::string::npos) << text;
+
+  auto [rc3, ls, err3] = shoal({"ls", "-l", "-R", "--json", "job"});
+  ASSERT_EQ(rc3, 0) << err3;
+  size_t objects = 0;
+  for (const auto& x : nlohmann::json::parse(ls)) objects += x["type"] == "object";
+  EXPECT_EQ(objects, 32u);
+  auto [rc4, ck, err4] = shoal({"ckpt", "list", "--json"});
+  ASSERT_EQ(rc4, 0) << err4;
+  ASSERT_EQ(nlohmann::json::parse(ck).size(), 2u) << ck;
+  auto [rc5, du, err5] = shoal({"du", "--json", "job"});
+  ASSERT_EQ(rc5, 0) << err5;
+  EXPECT_EQ(nlohmann::json::parse(du)[0]["bytes"], 32 * (64 << 10));
+  auto [rc6, cat, err6] = shoal({"cat", "job/0/r3/5"});
+  ASSERT_EQ(rc6, 0) << err6;
+  ASSERT_EQ(cat.size(), 64u << 10);
+  for (size_t k = 0; k < cat.size(); ++k) {
+    ASSERT_EQ(static_cast<uint8_t>(cat[k]), (k * 31 + 3 * 7 + 5) & 0xff) << k;
+  }
+  auto [rc7, scrub, err7] = shoal({"scrub", "--json"});
+  ASSERT_EQ(rc7, 0) << err7;
+  auto sc = nlohmann::json::parse(scrub);
+  EXPECT_EQ(sc["members"].size(), 4u);
+  EXPECT_GE(sc["bytes"].get<uint64_t>(), 2u * 32 * (64 << 10));
+  EXPECT_EQ(sc["damaged"], 0);
+  auto [rc8, fsck, err8] = shoal({"fsck"});
+  EXPECT_EQ(rc8, 0) << fsck << err8;
+  EXPECT_NE(fsck.find("0 unreadable"), std::string::npos) << fsck;
+
+  // Read-only: refused before anything is done.
+  auto [rc9, rm_out, rm_err] = shoal({"rm", "job/0/r3/5"});
+  EXPECT_EQ(rc9, 2);
+  EXPECT_NE(rm_err.find("read-only"), std::string::npos) << rm_err;
+  // A job file with another token: refused, not a world shown.
+  const std::string forged = root.path() + "/forged-job";
+  {
+    std::ofstream f(forged);
+    std::ifstream in(stores + "/shoal-job");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("SHOAL_TOKEN=", 0) == 0) line = "SHOAL_TOKEN=" + std::string(32, 'f');
+      f << line << "\n";
+    }
+  }
+  Process bad = Spawn(SHOAL_CLI, {"status", "--job", forged}, root.path() + "/bad.out",
+                      root.path() + "/bad.err");
+  EXPECT_EQ(Wait(bad), 2);
+  EXPECT_NE(Slurp(root.path() + "/bad.err").find("PermissionDenied"), std::string::npos)
+      << Slurp(root.path() + "/bad.err");
+
+  std::ofstream(hold + "/release") << "go\n";
+  ASSERT_EQ(Wait(job), 0) << Slurp(root.path() + "/job.err");
+  // Observers print nothing in the job and started no epoch: the next Open records epoch + 1.
+  EXPECT_EQ(Slurp(root.path() + "/job.err"), "");
+  EXPECT_FALSE(fs::exists(stores + "/shoal-job"));
+  auto [rc10, after, err10] = shoal({"status", "--json"});
+  ASSERT_EQ(rc10, 0) << err10;
+  auto off = nlohmann::json::parse(after);
+  EXPECT_FALSE(off["live"].get<bool>());
+  EXPECT_EQ(off["epoch"].get<uint64_t>(), epoch + 1);
+  auto [rc11, still, err11] = shoal({"stat", "job/0/r3/5"});
+  EXPECT_EQ(rc11, 0) << err11;
 }
 
 }  // namespace

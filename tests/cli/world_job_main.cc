@@ -5,9 +5,15 @@
 // JOB_EXIT_RANK=R JOB_EXIT_CODE=C makes rank R exit with C after writing, without closing.
 // JOB_CKPT=K: the ranks also commit K checkpoints "step-1".."step-K" (root "checkpoints"), each
 // with one blob per rank.
+// JOB_HOLD=DIR: after its work each rank writes DIR/ready-<rank> and waits (at most 300 s) for
+// DIR/release before its last barrier, so that a test can look at the live world meanwhile.
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -75,6 +81,17 @@ int main() {
       if (auto s = (*save)->Commit(fmt::format("{{\"step\": {}}}", step)).Wait(); !s.ok()) {
         return Die("commit", s);
       }
+    }
+  }
+  if (const char* hold = std::getenv("JOB_HOLD"); hold != nullptr) {
+    const std::filesystem::path dir(hold);
+    std::ofstream(dir / fmt::format("ready-{}", rank)) << "ready\n";
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(300);
+    while (!std::filesystem::exists(dir / "release")) {
+      if (std::chrono::steady_clock::now() > until) {
+        return Die("hold", shoal::Status::Timeout("no release in 300 s"));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
   if (auto s = e.Barrier(); !s.ok()) return Die("barrier", s);
