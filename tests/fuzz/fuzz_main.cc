@@ -36,6 +36,7 @@ constexpr Target kTargets[] = {
     {"member_blobs", FuzzMemberBlobs, MemberBlobsSeeds},
     {"rendezvous_world", FuzzRendezvousWorld, RendezvousWorldSeeds},
     {"shared_ring", FuzzSharedRing, SharedRingSeeds},
+    {"observer", FuzzObserver, ObserverSeeds},
 };
 constexpr size_t kNumTargets = std::size(kTargets);
 static_assert(kNumTargets <= 256, "the selector is one byte");

@@ -97,5 +97,8 @@ std::vector<std::string> NumberSeeds();
 // engine/protocol.h (tests/fuzz/protocol_targets.cc)
 void FuzzProtocol(std::string_view input);
 std::vector<std::string> ProtocolSeeds();
+// engine/observer_protocol.h (tests/fuzz/observer_targets.cc)
+void FuzzObserver(std::string_view input);
+std::vector<std::string> ObserverSeeds();
 
 }  // namespace shoal::fuzz
