@@ -9,6 +9,7 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
@@ -19,6 +20,8 @@
 #include <thread>
 
 #include "base/log.h"
+#include "base/metrics.h"
+#include "lib/engine_impl.h"
 #include "lib/shared_ring.h"
 #include "shoal/dataset.h"
 #include "shoal/engine.h"
@@ -130,7 +133,18 @@ Status Clip(Status s) {  // a reply carries messages of at most 4 KiB
 
 class SharedReadServer::Impl {
  public:
-  Impl(Engine& engine, const SharedReadOptions& o) : engine_(engine), options_(o) {}
+  Impl(Engine& engine, const SharedReadOptions& o) : engine_(engine), options_(o) {
+    // Into the engine's registry (docs/metrics.md): GetStats, shoal status, Prometheus.
+    metrics::Registry& reg = engine.internal().metrics();
+    m_.requests = &reg.counter("shared_read.requests");
+    m_.items = &reg.counter("shared_read.items");
+    m_.refused = &reg.counter("shared_read.refused");
+    m_.reclaimed_readers = &reg.counter("shared_read.reclaimed_readers");
+    m_.reclaimed_bytes = &reg.counter("shared_read.reclaimed_bytes");
+    m_.queue_depth = &reg.histogram("shared_read.queue_depth");
+    m_.latency = &reg.histogram("shared_read.request.latency_ns");
+    m_.leased = &reg.histogram("shared_read.leased_bytes");
+  }
   ~Impl() { Stop(); }
 
   Status Start();
@@ -154,6 +168,12 @@ class SharedReadServer::Impl {
 
   std::atomic<uint64_t> requests_{0}, items_{0}, reclaimed_readers_{0}, reclaimed_bytes_{0};
   std::vector<std::atomic<uint64_t>> leased_;  // per channel, for counters()
+  // The registry's view: totals, and per request the channel's queue depth it found, its time
+  // from arrival to reply and the channel's leased bytes after it.
+  struct {
+    metrics::Counter *requests, *items, *refused, *reclaimed_readers, *reclaimed_bytes;
+    metrics::Histogram *queue_depth, *latency, *leased;
+  } m_{};
 
  private:
   struct Pending {
@@ -162,6 +182,7 @@ class SharedReadServer::Impl {
     std::vector<uint64_t> sizes;  // resolved sizes (stat / index)
     std::vector<shm::ReplyItem> replies;
     bool resolved = false;
+    std::chrono::steady_clock::time_point arrived = std::chrono::steady_clock::now();
   };
   void Serve(uint32_t ch);
   void Resolve(Pending& p);
@@ -368,6 +389,8 @@ bool SharedReadServer::Impl::TryRun(uint32_t ch, PartAllocator& alloc, Pending& 
   }
   requests_++;
   items_ += p.items.size();
+  m_.requests->Add();
+  m_.items->Add(p.items.size());
   return true;
 }
 
@@ -395,6 +418,8 @@ void SharedReadServer::Impl::Serve(uint32_t ch) {
     if (died) {
       reclaimed_readers_++;
       reclaimed_bytes_ += alloc.leased_bytes();
+      m_.reclaimed_readers->Add();
+      m_.reclaimed_bytes->Add(alloc.leased_bytes());
       Log(LogLevel::kDebug, "shared reads: reader pid {} of channel {} exited; {} leased bytes reclaimed",
                      pid, ch, alloc.leased_bytes());
     }
@@ -441,7 +466,9 @@ void SharedReadServer::Impl::Serve(uint32_t ch) {
           if (!PushReply(ch, pidfd, shm::EncodeReply(0, s, {}))) break;
           continue;
         }
+        m_.queue_depth->Record(pending.size());
         if (pending.size() >= kMaxPending) {  // a reader that floods: refuse, keep draining
+          m_.refused->Add();
           in.Pop(*rec);
           Status busy = Status::Unavailable("more than " + std::to_string(kMaxPending) +
                                             " shared-read requests of one reader are waiting");
@@ -467,6 +494,7 @@ void SharedReadServer::Impl::Serve(uint32_t ch) {
           "its requests fail and its {} leased bytes are taken back", ch, pid,
           alloc.leased_bytes());
       reclaimed_bytes_ += alloc.leased_bytes();
+      m_.reclaimed_bytes->Add(alloc.leased_bytes());
       in.control()->tail.store(in.control()->head.load(std::memory_order_acquire),
                                std::memory_order_release);
       alloc.Reset();
@@ -487,6 +515,8 @@ void SharedReadServer::Impl::Serve(uint32_t ch) {
       // Counted before the reply, so a reader that got it sees its leases in counters().
       leased_[ch].store(alloc.leased_bytes(), std::memory_order_relaxed);
       if (!PushReply(ch, pidfd, shm::EncodeReply(p.id, Status::OK(), p.replies))) break;
+      m_.latency->RecordDuration(std::chrono::steady_clock::now() - p.arrived);
+      m_.leased->Record(alloc.leased_bytes());
       pending.pop_front();
       worked = true;
     }

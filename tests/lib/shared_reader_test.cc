@@ -240,6 +240,16 @@ TEST_F(SharedReadTest, ReaderProcessesReadBitExactOnTheirOwnChannels) {
     return c.attached == 0 && c.leased_bytes == 0;
   }));
   EXPECT_EQ(server->counters().requests, 200u);
+  // The same in the engine's registry (GetStats, shoal status, Prometheus), with each
+  // request's time and the queue depth it found.
+  const Stats stats = engine_->GetStats();
+  EXPECT_EQ(stats.counters.at("shared_read.requests"), 200u);
+  EXPECT_EQ(stats.counters.at("shared_read.items"), server->counters().items);
+  EXPECT_EQ(stats.counters.at("shared_read.refused"), 0u);
+  EXPECT_EQ(stats.histograms.at("shared_read.request.latency_ns").count, 200u);
+  EXPECT_GT(stats.histograms.at("shared_read.request.latency_ns").p50, 0u);
+  EXPECT_EQ(stats.histograms.at("shared_read.queue_depth").count, 200u);
+  EXPECT_GT(stats.histograms.at("shared_read.leased_bytes").max_bucket, 0u);
 }
 
 TEST_F(SharedReadTest, AReaderKilledHoldingLeasesAndMidRequestLeaksNothing) {
@@ -436,6 +446,10 @@ TEST_F(SharedReadTest, AFloodOfWaitingRequestsIsRefusedPastALimitAndNothingLeaks
   EXPECT_GT(refused, 0) << "the flood was not refused past 256";
   EXPECT_TRUE(Same((*got)[0].bytes, Content(4, SizeOf(4))));
   EXPECT_GE(server->counters().requests, 257u);
+  // Each refusal is counted, and the depths the requests found reached the limit.
+  const Stats stats = engine_->GetStats();
+  EXPECT_GE(stats.counters.at("shared_read.refused"), 44u);  // 300 sent, 256 may wait
+  EXPECT_GE(stats.histograms.at("shared_read.queue_depth").max_bucket, 256u);
   const uint64_t mine = (*got)[0].pool_offset;
   (*reader)->Release(std::span(&mine, 1));
   (*reader)->Flush();
