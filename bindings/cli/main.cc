@@ -17,6 +17,7 @@
 #include "bindings/cli/commands.h"
 #include "bindings/cli/launcher.h"
 #include "bindings/cli/session.h"
+#include "bindings/cli/store_part.h"
 
 namespace {
 
@@ -209,6 +210,26 @@ int main(int argc, char** argv) {
     return *rc;
   }
 
+  // One store of a world of several, alone: its own part, said as such.
+  if (where.job_file.empty() && !stores.empty()) {
+    auto found = shoal::cli::FindStores(stores);
+    if (found.ok() && found->size() == 1) {
+      auto part = shoal::cli::ReadStorePart((*found)[0].dir);
+      if (!part.ok()) return Fail(part.status());
+      if (part->has_value()) {
+        const shoal::cli::StorePart& p = **part;
+        if (status->parsed()) return shoal::cli::PartStatus(p, json);
+        if (ls->parsed()) return shoal::cli::PartLs(p, shoal::cli::EnginePath(src), long_format, json);
+        if (du->parsed()) return shoal::cli::PartDu(p, json);
+        std::fprintf(stderr,
+                     "shoal: %s is one of the %zu stores of its world; alone it is not the world, "
+                     "so only status, ls and du show its own part. Give every store (or their "
+                     "root).\n",
+                     p.dir.c_str(), p.membership.members.size());
+        return 2;
+      }
+    }
+  }
   auto session = shoal::cli::Session::Open(where);
   if (!session.ok()) return Fail(session.status());
   shoal::cli::Session& w = **session;

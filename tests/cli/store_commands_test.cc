@@ -164,7 +164,8 @@ TEST_F(StoreCommandsTest, StatusRepairAndStoresAloneAbsentOrInUse) {
   EXPECT_EQ(repair.rc, 0) << repair.err;
   EXPECT_NE(repair.out.find("0 unreadable"), std::string::npos) << repair.out;
 
-  // One store alone is not the world: refused, naming what it needs.
+  // One store alone is not the world: status, ls and du show its own part and say so; the
+  // other commands are refused, naming what they need.
   std::string one;
   for (auto& d : fs::recursive_directory_iterator(Stores())) {
     if (d.path().filename() == "FORMAT") {
@@ -173,10 +174,25 @@ TEST_F(StoreCommandsTest, StatusRepairAndStoresAloneAbsentOrInUse) {
     }
   }
   ASSERT_FALSE(one.empty());
-  Process p = Spawn(SHOAL_CLI, {"ls", "--store", one}, root_->path() + "/one.out",
+  Process p = Spawn(SHOAL_CLI, {"ls", "-l", "--store", one}, root_->path() + "/one.out",
                     root_->path() + "/one.err");
-  EXPECT_NE(Wait(p), 0);
-  EXPECT_NE(Slurp(root_->path() + "/one.err"), "");
+  EXPECT_EQ(Wait(p), 0) << Slurp(root_->path() + "/one.err");
+  EXPECT_NE(Slurp(root_->path() + "/one.err").find("alone it is not the world: showing its own part"),
+            std::string::npos) << Slurp(root_->path() + "/one.err");
+  EXPECT_NE(Slurp(root_->path() + "/one.out").find("job/0/r"), std::string::npos)
+      << Slurp(root_->path() + "/one.out");
+  Process ps = Spawn(SHOAL_CLI, {"status", "--json", "--store", one}, root_->path() + "/ones.out",
+                     root_->path() + "/ones.err");
+  EXPECT_EQ(Wait(ps), 0) << Slurp(root_->path() + "/ones.err");
+  auto part = nlohmann::json::parse(Slurp(root_->path() + "/ones.out"));
+  EXPECT_TRUE(part["part"].get<bool>());
+  EXPECT_EQ(part["members"].size(), 3u);
+  EXPECT_GT(part["objects"].get<uint64_t>(), 0u);
+  Process pc = Spawn(SHOAL_CLI, {"cat", "--store", one, "job/0/r0/0"}, root_->path() + "/onec.out",
+                     root_->path() + "/onec.err");
+  EXPECT_EQ(Wait(pc), 2);
+  EXPECT_NE(Slurp(root_->path() + "/onec.err").find("only status, ls and du"), std::string::npos)
+      << Slurp(root_->path() + "/onec.err");
   Process q = Spawn(SHOAL_CLI, {"ls", "--store", root_->path() + "/nothing-here"},
                     root_->path() + "/none.out", root_->path() + "/none.err");
   EXPECT_EQ(Wait(q), 2);
