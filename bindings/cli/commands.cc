@@ -155,12 +155,8 @@ std::string EnginePath(std::string path) {
 
 int Ls(Engine& e, const std::string& path, bool long_format, bool recursive, bool json_out) {
   json out = json::array();
-  auto print = [&](const std::string& full, const std::string& shown, const DirEntry& d) {
-    int64_t sealed = 0;
-    if (long_format && !d.is_dir) {
-      auto info = e.Stat(full);
-      if (info.ok()) sealed = info->seal_time_ns;
-    }
+  auto print = [&](const std::string& full, const std::string& shown, const DirEntry& d,
+                   int64_t sealed) {
     if (json_out) {
       json j = {{"path", full}, {"type", d.is_dir ? "dir" : "object"}};
       j[d.is_dir ? "entries" : "size"] = d.size;
@@ -181,7 +177,7 @@ int Ls(Engine& e, const std::string& path, bool long_format, bool recursive, boo
   if (!top.empty()) {  // an object named directly is listed alone
     auto info = e.Stat(top);
     if (info.ok()) {
-      print(top, top, DirEntry{top, false, info->size});
+      print(top, top, DirEntry{top, false, info->size}, info->seal_time_ns);
       if (json_out) std::printf("%s\n", out.dump().c_str());
       return 0;
     }
@@ -196,9 +192,30 @@ int Ls(Engine& e, const std::string& path, bool long_format, bool recursive, boo
       rc = Report("ls", dir, Status::NotFound("no such object or directory"));
       return;
     }
-    for (const DirEntry& d : *entries) {
+    // Seal times with -l: one StatBatch per directory (grouped by metadata owner), not a
+    // Stat per object.
+    std::vector<int64_t> sealed(entries->size(), 0);
+    if (long_format) {
+      std::vector<StatRequest> batch;
+      std::vector<size_t> of;
+      for (size_t i = 0; i < entries->size(); ++i) {
+        if ((*entries)[i].is_dir) continue;
+        batch.push_back(StatRequest{Join(dir, (*entries)[i].name), {}, {}});
+        of.push_back(i);
+      }
+      constexpr size_t kPieceOfStats = 10000;
+      for (size_t at = 0; at < batch.size(); at += kPieceOfStats) {
+        auto part = std::span(batch).subspan(at, std::min(kPieceOfStats, batch.size() - at));
+        (void)e.StatBatch(part);
+      }
+      for (size_t k = 0; k < batch.size(); ++k) {
+        if (batch[k].status.ok()) sealed[of[k]] = batch[k].info.seal_time_ns;
+      }
+    }
+    for (size_t i = 0; i < entries->size(); ++i) {
+      const DirEntry& d = (*entries)[i];
       const std::string full = Join(dir, d.name);
-      print(full, recursive ? full : d.name, d);
+      print(full, recursive ? full : d.name, d, sealed[i]);
       if (d.is_dir && recursive) list(full);
     }
   };
