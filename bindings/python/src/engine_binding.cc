@@ -19,6 +19,18 @@ namespace {
 
 using Release = py::gil_scoped_release;
 
+py::dict ReportDict(const RepairReport& r) {
+  py::dict d;
+  d["objects"] = r.objects;
+  d["chunks_copied"] = r.chunks_copied;
+  d["bytes_copied"] = r.bytes_copied;
+  d["metadata_copied"] = r.metadata_copied;
+  py::list lost;
+  for (const std::string& l : r.lost) lost.append(l);
+  d["lost"] = lost;
+  return d;
+}
+
 // The caller's all-gather (e.g. over torch.distributed) as the engine's bootstrap. Called from
 // Engine::Open with the GIL released; takes it for the Python call. The function object is
 // destroyed with the GIL held, whichever thread drops the last copy.
@@ -439,6 +451,53 @@ void BindEngine(py::module_& m) {
           "locate",
           [](PyEngine& pe, const std::string& path) { return ValueOrThrow(pe.get().Locate(path)); },
           py::arg("path"), py::call_guard<Release>())
+      .def(
+          "repair",
+          [](PyEngine& pe, const std::string& dir) {
+            Result<RepairReport> r = [&] {
+              Release nogil;
+              return pe.get().Repair(dir);
+            }();
+            return ReportDict(ValueOrThrow(std::move(r)));
+          },
+          py::arg("dir") = "",
+          "Restores the replica count of every object below dir (Engine::Repair; call it from "
+          "one rank): {'objects', 'chunks_copied', 'bytes_copied', 'metadata_copied', 'lost': "
+          "[paths no live member can read]}.")
+      .def(
+          "wait_for_repair",
+          [](PyEngine& pe, double timeout_s) {
+            if (!(timeout_s >= 0) || timeout_s > 1e7) {
+              throw StatusError(Status::InvalidArgument("timeout_s must be 0 .. 1e7 seconds"));
+            }
+            Result<RepairReport> r = [&] {
+              Release nogil;
+              return pe.get().WaitForRepair(static_cast<uint32_t>(timeout_s * 1000));
+            }();
+            return ReportDict(ValueOrThrow(std::move(r)));
+          },
+          py::arg("timeout_s") = 600.0,
+          "Waits for the background repair an Open whose membership changed started "
+          "(Engine::WaitForRepair): its report, as repair() gives it.")
+      .def(
+          "all_gather",
+          [](PyEngine& pe, py::bytes mine) {
+            std::string_view v = mine;
+            const auto* p = reinterpret_cast<const std::byte*>(v.data());
+            std::vector<std::byte> copy(p, p + v.size());
+            Result<std::vector<std::vector<std::byte>>> all = [&] {
+              Release nogil;
+              return pe.get().AllGather(copy);
+            }();
+            py::list out;
+            for (const auto& b : ValueOrThrow(std::move(all))) {
+              out.append(py::bytes(reinterpret_cast<const char*>(b.data()), b.size()));
+            }
+            return out;
+          },
+          py::arg("mine"),
+          "Every rank's bytes, in rank order (Engine::AllGather: a collective every rank calls; "
+          "at most 1 MiB each).")
       .def(
           "stats",
           [](PyEngine& pe) {
