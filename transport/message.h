@@ -17,7 +17,7 @@
 //   5      1    kind (1 request, 2 response, 3 leaving: the sender is closing; no payload)
 //   6      2    op (request type; echoed in the response)
 //   8      8    request id (chosen by the requester, echoed)
-//   16     4    sender member index in the world; an observer's (a guest's, below) index
+//   16     4    sender member index in the world; a guest's (an observer's, below) index
 //               at that member, or kGuestHello in its first request
 //   20     4    payload length in bytes (must equal the AM data length)
 //   24     1    status code of a response (shoal::Code), 0 in requests
@@ -47,15 +47,20 @@ enum class Kind : uint8_t { kRequest = 1, kResponse = 2, kLeaving = 3 };
 // Guests: processes outside the world (the shoal CLI observing a live job: docs/bootstrap.md)
 // that call members and serve nothing. A guest's first request to a member is op kGuestHelloOp
 // from sender kGuestHello; the member answers from an endpoint of its own to the guest with
-// the index it gave it, kGuestBase + slot, which the guest's later requests carry. Guests
-// only send requests (and a leaving message); members only answer them.
+// the index it gave it, GuestIndex(slot, generation), which the guest's later requests carry.
+// The generation changes each time a slot is given again, so that a reply meant for a guest
+// that left never reaches the next one in its slot. Guests only send requests (and a leaving
+// message); members only answer them.
 inline constexpr uint32_t kGuestBase = 0xFFFF0000u;
 inline constexpr uint32_t kMaxGuests = 64;
+inline constexpr uint32_t kGuestGenerations = 1023;  // 0..1022: never kGuestHello's bits
 inline constexpr uint32_t kGuestHello = 0xFFFFFFFFu;
 inline constexpr uint16_t kGuestHelloOp = 0xFFFF;
-constexpr bool IsGuestSender(uint32_t sender) {
-  return sender == kGuestHello || (sender >= kGuestBase && sender < kGuestBase + kMaxGuests);
+constexpr bool IsGuestSender(uint32_t sender) { return sender >= kGuestBase; }
+constexpr uint32_t GuestIndex(uint32_t slot, uint32_t generation) {
+  return kGuestBase | (generation % kGuestGenerations) << 6 | (slot % kMaxGuests);
 }
+constexpr uint32_t GuestSlot(uint32_t index) { return index & (kMaxGuests - 1); }
 
 struct Header {
   Kind kind = Kind::kRequest;

@@ -198,8 +198,10 @@ ucs_status_t Messenger::Impl::CreateEndpoints(Peer& p, const std::vector<std::by
 
 Messenger::Impl::Peer* Messenger::Impl::PeerAt(uint32_t index) {
   if (index < peers_.size()) return &peers_[index];
-  if (index >= kGuestBase && index < kGuestBase + kMaxGuests) return guests_[index - kGuestBase].get();
-  return nullptr;
+  if (index == kGuestHello || !IsGuestSender(index)) return nullptr;
+  Peer* g = guests_[GuestSlot(index)].get();
+  // Another generation of the slot is another guest: none of its messages go to this one.
+  return g != nullptr && g->index == index ? g : nullptr;
 }
 
 Status Messenger::Impl::Greet(uint32_t peer) {
@@ -213,18 +215,18 @@ Status Messenger::Impl::Greet(uint32_t peer) {
             [&answered](Result<Payload> r) { answered.set_value(std::move(r)); });
   Result<Payload> r = fut.get();
   if (!r.ok()) return r.status().WithContext(fmt::format("observing member {}", peer));
-  uint32_t slot = 0;
-  if (r->size() != sizeof slot) {
+  uint32_t index = 0;
+  if (r->size() != sizeof index) {
     return Status::InvalidArgument(
         fmt::format("member {} answered the hello with {} bytes", peer, r->size()));
   }
-  std::memcpy(&slot, r->data(), sizeof slot);
-  if (slot >= kMaxGuests) {
-    return Status::InvalidArgument(fmt::format("member {} gave guest slot {}", peer, slot));
+  std::memcpy(&index, r->data(), sizeof index);
+  if (!IsGuestSender(index) || index == kGuestHello) {
+    return Status::InvalidArgument(fmt::format("member {} gave guest index {:#x}", peer, index));
   }
   std::promise<void> set;
   if (!Post([&] {
-        peers_[peer].as_sender = kGuestBase + slot;
+        peers_[peer].as_sender = index;
         set.set_value();
       })) {
     return Status::Unavailable("messenger is shut down");
@@ -357,7 +359,8 @@ void Messenger::Impl::ForceClose(Peer& p, std::vector<void*>* closing) {
 
 void Messenger::Impl::SayLeaving() {
   for (auto& p : peers_) {
-    if (!p.up || p.ep == nullptr) continue;
+    // (A guest the member never took, its hello unanswered, has nothing to say there.)
+    if (!p.up || p.ep == nullptr || p.as_sender == kGuestHello) continue;
     Header h;
     h.kind = Kind::kLeaving;
     h.sender = p.as_sender;

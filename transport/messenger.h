@@ -51,7 +51,7 @@ struct MessengerOptions {
   // Guests (transport/message.h): a member accepts those whose hello proves this job token
   // (an HMAC of their address: transport/job_token.h), at most kMaxGuests at once, and serves
   // them only the ops installed with SetGuestHandler. Empty: no guest is accepted.
-  std::string guest_token;
+  std::string guest_token = {};
   // This messenger is a guest of a world of `world_size` members (self is not used): Connect
   // also says hello with `guest_token` and learns the index the member gives it. It serves
   // nothing; its leaving changes nothing at the members.
@@ -102,7 +102,8 @@ class Messenger final : public Transport {
                 std::span<std::byte> into, std::chrono::milliseconds deadline,
                 DoneInto done) override;
   // Requests of guests with this op go to `handler` (its `sender` is the guest's index,
-  // kGuestBase + slot); a guest's request of any other op is answered InvalidArgument.
+  // transport/message.h: GuestIndex); a guest's request of any other op is answered
+  // InvalidArgument.
   void SetGuestHandler(uint16_t op, Handler handler) override;
   bool peer_up(uint32_t peer) const override;
   Status Bind(uint32_t self, uint32_t world_size) override;

@@ -155,7 +155,8 @@ class Messenger::Impl {
   void CloseEndpoints();
   // Creates p's two endpoints to `address` (Connect says why two) and marks it up.
   ucs_status_t CreateEndpoints(Peer& p, const std::vector<std::byte>& address);
-  // The member or guest at `index` (a guest: kGuestBase + slot), or null.
+  // The member or guest at `index` (a guest: GuestIndex, of the slot's current generation), or
+  // null.
   Peer* PeerAt(uint32_t index);
   // Closes both of p's endpoints at once (UCP_EP_CLOSE_FLAG_FORCE); the closes still in
   // progress are added to `closing`, for the caller to wait for or free.
@@ -234,6 +235,7 @@ class Messenger::Impl {
   // Progress-thread state.
   std::vector<Peer> peers_;
   std::array<std::unique_ptr<Peer>, kMaxGuests> guests_;  // a slot is reused once its guest is gone
+  std::array<uint32_t, kMaxGuests> guest_generation_{};   // of each slot's next guest
   std::map<uint64_t, Pending> pending_;
   std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;
   uint64_t next_id_ = 1;

@@ -118,7 +118,7 @@ void Messenger::Impl::FailPeer(Peer& p, const Status& why, std::string_view reas
   p.up = false;
   if (p.guest) {
     // An observer's end is no failure of the world, whichever way it went.
-    Log(LogLevel::kInfo, "observer {} {}", p.index - kGuestBase,
+    Log(LogLevel::kInfo, "observer {} {}", GuestSlot(p.index),
         p.left ? std::string("left") : fmt::format("is gone: {}", reason));
   } else if (p.left) {
     Log(LogLevel::kInfo, "member {} left", p.index);
@@ -359,12 +359,13 @@ void Messenger::Impl::DeliverFromGuest(const Header& h, Payload payload) {
     return AcceptGuest(h, payload);
   }
   Peer* g = PeerAt(h.sender);
-  if (g == nullptr || !g->up) {
-    Drop(fmt::format("guest {} is not connected", h.sender - kGuestBase));
+  if (h.kind == Kind::kLeaving) {
+    // Its endpoint may have failed first (another connection): then it is gone already.
+    if (g != nullptr) g->left = true;
     return;
   }
-  if (h.kind == Kind::kLeaving) {
-    g->left = true;
+  if (g == nullptr || !g->up) {
+    Drop(fmt::format("guest {:#x} is not connected", h.sender));
     return;
   }
   Handler handler;
@@ -408,7 +409,7 @@ void Messenger::Impl::AcceptGuest(const Header& h, std::span<const std::byte> pa
   if (guests_[slot] == nullptr) guests_[slot] = std::make_unique<Peer>();
   Peer& g = *guests_[slot];
   g.impl = this;
-  g.index = kGuestBase + slot;
+  g.index = GuestIndex(slot, guest_generation_[slot]++);
   g.guest = true;
   g.left = false;
   g.as_sender = options_.self;
@@ -420,8 +421,8 @@ void Messenger::Impl::AcceptGuest(const Header& h, std::span<const std::byte> pa
   Log(LogLevel::kInfo, "observer {} connected", slot);
   Header to = h;
   to.sender = g.index;  // the answer goes to the guest's new slot
-  Payload index(sizeof slot);
-  std::memcpy(index.data(), &slot, sizeof slot);
+  Payload index(sizeof g.index);
+  std::memcpy(index.data(), &g.index, sizeof g.index);
   Respond(to, Reply{Status::OK(), std::move(index)});
 }
 

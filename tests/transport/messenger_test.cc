@@ -583,7 +583,7 @@ TEST(MessengerGuests, AGuestCallsOnlyGuestOpsAndItsEndIsNoFailure) {
     });
     m->SetGuestHandler(6, [](uint32_t sender, std::span<const std::byte> p) {
       Payload out(p.begin(), p.end());
-      const uint32_t slot = sender - kGuestBase;
+      const uint32_t slot = GuestSlot(sender);
       out.push_back(static_cast<std::byte>(slot));
       return Reply{Status::OK(), std::move(out)};
     });
@@ -644,6 +644,48 @@ TEST(MessengerGuests, AGuestCallsOnlyGuestOpsAndItsEndIsNoFailure) {
   EXPECT_EQ((*g)->Connect(0, (*closed)->address()).code(), Code::kTimeout);
   // A guest needs the world's size and a token.
   EXPECT_FALSE(Messenger::Create({.world_size = 1, .guest = true}).ok());
+}
+
+// A guest that leaves while its call is served does not get its reply delivered to the next
+// guest in its slot: both number their calls alike (a hello, then a call), so without the
+// slot's generation the old reply would end the new guest's call with the old guest's bytes.
+TEST(MessengerGuests, AReplyToAGuestThatLeftNeverReachesTheNextInItsSlot) {
+  const std::string token = "0123456789abcdef0123456789abcdef";
+  auto m = Messenger::Create({.self = 0, .world_size = 1, .handler_threads = 2,
+                              .default_deadline = 20000ms, .guest_token = token});
+  ASSERT_OK(m);
+  std::atomic<int> served{0};
+  (*m)->SetGuestHandler(6, [&](uint32_t, std::span<const std::byte> p) {
+    // A's reply is due while B's first call (the same request id at the member) still waits.
+    const int ms = p[0] == std::byte{'A'} ? 600 : p[0] == std::byte{'B'} ? 1000 : 50;
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    served++;
+    return Reply{Status::OK(), Payload(p.begin(), p.end())};
+  });
+  ASSERT_OK((*m)->Connect(0, (*m)->address()));
+  auto guest = [&] {
+    return Messenger::Create({.world_size = 1, .handler_threads = 1, .default_deadline = 20000ms,
+                              .guest_token = token, .guest = true});
+  };
+  auto a = guest();
+  ASSERT_OK(a);
+  ASSERT_OK((*a)->Connect(0, (*m)->address()));
+  (*a)->CallAsync(0, 6, Payload(8, std::byte{'A'}), 20000ms, [](Result<Payload>) {});
+  std::this_thread::sleep_for(100ms);  // A's call is being served
+  a->reset();                          // A leaves; its slot is freed once its endpoint fails
+  std::this_thread::sleep_for(200ms);
+  auto b = guest();
+  ASSERT_OK(b);
+  ASSERT_OK((*b)->Connect(0, (*m)->address()));
+  auto r = (*b)->Call(0, 6, Payload(8, std::byte{'B'}));
+  ASSERT_OK(r);
+  EXPECT_EQ(*r, Payload(8, std::byte{'B'}));
+  EXPECT_EQ(served.load(), 2);  // A's call was served, its reply sent nowhere
+  // B's next call gets its own too.
+  auto again = (*b)->Call(0, 6, Payload(8, std::byte{'b'}));
+  ASSERT_OK(again);
+  EXPECT_EQ(*again, Payload(8, std::byte{'b'}));
+  EXPECT_EQ((*m)->counters().peer_failures, 0u);
 }
 
 }  // namespace
