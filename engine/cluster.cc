@@ -120,7 +120,10 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options,
   Log(LogLevel::kInfo, "cluster: member {} of {} (rank {} of {}), {} replica(s), window {}",
       c->world_->rank(), c->world_->size(), c->world_->job_rank(), c->world_->job_size(),
       c->replicas_, options.window);
-  c->guests_served_.store(true);
+  {
+    MutexLock lk(&c->guests_mu_);
+    c->guests_served_ = true;
+  }
   return c;
 }
 
@@ -144,7 +147,8 @@ uint64_t Cluster::NewUid() {
 }
 
 Cluster::~Cluster() {
-  guests_served_.store(false);
+  bg_stop_.store(true);  // a guest's scrub pass ends at its next chunk
+  StopGuests();
   StopBackgroundRepair();
   world_.reset();  // no handler runs after this
   client_.reset();

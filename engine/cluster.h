@@ -265,9 +265,17 @@ class Cluster final : public ObjectApi {
   // One scrub pass at `rate` bytes per second (0: unpaced), adding to `report`.
   void ScrubPass(uint64_t rate, observer::ScrubReport* report);
   // The observer service's handlers (cluster_guest.cc), installed with the member service's;
-  // they answer Unavailable until the cluster serves (guests_served_).
+  // they answer Unavailable until the cluster serves and once it closes (guests_served_), and
+  // the destructor waits for those running (they use world_) before it takes the world down.
   void InstallGuestOps(transport::Transport& t);
-  std::atomic<bool> guests_served_{false};
+  void StopGuests() EXCLUDES(guests_mu_);
+  Mutex guests_mu_;
+  std::condition_variable guests_cv_;
+  bool guests_served_ GUARDED_BY(guests_mu_) = false;
+  uint32_t guests_running_ GUARDED_BY(guests_mu_) = 0;
+  // One scrub's repair of a damaged chunk object at a time (the background scrub and a guest's
+  // may meet the same one): the second finds it gone and counts it repaired.
+  Mutex scrub_fix_mu_;
   // Merges every shard of catch_up_ from its holders, recording each one caught up; the
   // records merged go to *report (metadata_copied). Stops at close.
   Status CatchUp(RepairReport* report);

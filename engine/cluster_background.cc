@@ -255,6 +255,14 @@ void Cluster::ScrubPass(uint64_t rate, observer::ScrubReport* out) {
     }
     if (s.code() != Code::kCorruption) return;
     // A damaged chunk: this member's copy goes, the object's repair copies it from a replica.
+    // One fix at a time: another pass (the background one, a guest's) may have just fixed
+    // this very object, whose damaged copy is then gone.
+    MutexLock fixing(&scrub_fix_mu_);
+    if (store_->Stat(ChunkObjectName(uid)).status().code() == Code::kNotFound) {
+      out->damaged++;
+      out->repaired++;
+      return;
+    }
     out->damaged++;
     scrub_bad_->Add();
     auto origin = store_->OriginOf(ChunkObjectName(uid));

@@ -18,11 +18,20 @@ void Cluster::InstallGuestOps(transport::Transport& t) {
   auto serve = [this, &t](GuestOp op, std::function<Result<Bytes>(std::span<const std::byte>)> fn) {
     t.SetGuestHandler(observer::Wire(op),
                       [this, fn = std::move(fn)](uint32_t, std::span<const std::byte> p) {
-                        if (!guests_served_.load()) {
-                          return transport::Reply{
-                              Status::Unavailable("this member is still opening"), {}};
+                        {
+                          MutexLock lk(&guests_mu_);
+                          if (!guests_served_) {
+                            return transport::Reply{
+                                Status::Unavailable("this member is opening or closing"), {}};
+                          }
+                          guests_running_++;
                         }
                         Result<Bytes> r = fn(p);
+                        {
+                          MutexLock lk(&guests_mu_);
+                          guests_running_--;
+                        }
+                        guests_cv_.notify_all();
                         if (!r.ok()) return transport::Reply{r.status(), {}};
                         return transport::Reply{Status::OK(), std::move(r).value()};
                       });
@@ -66,6 +75,13 @@ void Cluster::InstallGuestOps(transport::Transport& t) {
   serve(GuestOp::kScrub, [this](std::span<const std::byte>) -> Result<Bytes> {
     return observer::Encode(ScrubNow());
   });
+}
+
+void Cluster::StopGuests() {
+  MutexLock lk(&guests_mu_);
+  guests_served_ = false;
+  // A guest's scrub ends at bg_stop_ (set before); its other calls are short.
+  Await(guests_cv_, &guests_mu_, [&]() REQUIRES(guests_mu_) { return guests_running_ == 0; });
 }
 
 observer::MemberReport Cluster::Report() {

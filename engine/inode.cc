@@ -41,6 +41,7 @@ ObjectInfo InfoOf(std::string_view path, const Inode& inode) {
   info.num_chunks = inode.NumChunks();
   info.is_inline = inode.is_inline;
   info.seal_time_ns = inode.seal_time_ns;
+  info.replicas = inode.is_striped ? inode.replicas : 0;
   return info;
 }
 

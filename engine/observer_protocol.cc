@@ -137,7 +137,7 @@ Bytes Encode(const ReadRequestMsg& m) {
 Bytes Encode(const ObjectInfo& m) {
   return Dump({{"path", m.path}, {"size", m.size}, {"chunk_size", m.chunk_size},
                {"num_chunks", m.num_chunks}, {"is_inline", m.is_inline},
-               {"seal_time_ns", m.seal_time_ns}});
+               {"seal_time_ns", m.seal_time_ns}, {"replicas", m.replicas}});
 }
 Bytes Encode(const ListPage& m) {
   json entries = json::array();
@@ -215,6 +215,7 @@ Status Decode(std::span<const std::byte> b, ObjectInfo* out) {
   f.Number("num_chunks", &out->num_chunks);
   f.Flag("is_inline", &out->is_inline);
   f.Signed("seal_time_ns", &out->seal_time_ns);
+  if (j.contains("replicas")) f.Number("replicas", &out->replicas);  // newer members send it
   return f.status;
 }
 Status Decode(std::span<const std::byte> b, ListPage* out) {

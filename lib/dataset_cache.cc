@@ -462,9 +462,6 @@ class DatasetCache::Impl {
       Log(LogLevel::kInfo, "dataset sample \"{}\": cached copy unreadable ({}); reading it again",
           s.name, why.ToString());
       refetched_++;
-      const std::string old = dataset::SamplePath(options_.root, s.name, s.version);
-      (void)e_.Remove(old);
-      budget_->Forget(old);
     }
     const std::string seen = dataset::SamplePath(options_.root, s.name, s.version);
     // The source's current version first: a changed sample is cached under its new one.
@@ -472,6 +469,13 @@ class DatasetCache::Impl {
     SHOAL_RETURN_IF_ERROR(Fits(s, dst));
     const std::string path = dataset::SamplePath(options_.root, s.name, s.version);
     *loaded_as = path;
+    if (why.code() != Code::kNotFound && seen != path) {
+      // The unreadable copy is of a version the source no longer has: it goes. (A copy of the
+      // current version is removed only under the sample's claim, by Lead: another rank may
+      // have replaced it with a good one meanwhile, which must not go.)
+      (void)e_.Remove(seen);
+      budget_->Forget(seen);
+    }
     // The caller found this very path absent just now: the first leader claims before it looks
     // again (a lookup less per miss; a copy sealed meanwhile is found by FinishFetch's Create).
     bool absent = why.code() == Code::kNotFound && seen == path;
@@ -525,18 +529,32 @@ class DatasetCache::Impl {
                                        std::chrono::milliseconds* wait_step, bool absent) {
     const std::string claim = dataset::ClaimPath(options_.root, s.name, s.version);
     for (bool look = !absent;; look = true) {
+      bool unreadable = false;
       if (look) {
         auto got = e_.Read(path, 0, dst.first(s.size));
         if (got.ok() && *got == s.size) {
           waited_++;
           return Result<uint64_t>(s.size);
         }
-        if (got.ok() || got.status().code() != Code::kNotFound) {
-          return FromSource(s, dst, false);  // a copy that cannot be read: serve the source
-        }
+        if (got.ok()) return FromSource(s, dst, false);  // a copy of another size: the source
+        unreadable = got.status().code() != Code::kNotFound;  // its holders down, or damage
       }
       auto lease = e_.TryLease(claim, holder_, options_.fetch_wait);
       if (lease.ok() && lease->granted) {
+        if (unreadable) {
+          // Under the claim, look once more: a rank that held it before may have just sealed
+          // a good copy in place of the unreadable one, which must not be removed.
+          auto again = e_.Read(path, 0, dst.first(s.size));
+          if (again.ok() && *again == s.size) {
+            (void)e_.ReleaseLease(claim, holder_);
+            waited_++;
+            return Result<uint64_t>(s.size);
+          }
+          if (!again.ok() && again.status().code() != Code::kNotFound) {
+            (void)e_.Remove(path);
+            budget_->Forget(path);
+          }
+        }
         auto r = FinishFetch(s, path, dst);
         (void)e_.ReleaseLease(claim, holder_);
         return r;

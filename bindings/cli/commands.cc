@@ -754,38 +754,37 @@ int ScrubCmd(Session& w, bool json_out) {
 
 int FsckCmd(Session& w, bool json_out) {
   Engine& e = w.engine();
-  uint32_t replicas = 0;
-  for (uint32_t i = 0; i < w.members() && replicas == 0; ++i) {
-    if (auto r = w.Report(i); r.ok()) replicas = r->replicas;
-  }
+  const uint32_t members = w.members();
   uint64_t objects = 0, inline_objects = 0, chunks = 0, degraded_chunks = 0;
   std::vector<std::string> degraded, lost;
   Progress progress(true, "fsck");
   Status s = Walk(e, "", [&](const std::string& path, uint64_t size) -> Status {
     objects++;
     progress.Add(1, size);
+    auto info = e.Stat(path);
+    if (!info.ok()) {
+      if (info.status().code() == Code::kNotFound) return Status::OK();  // removed meanwhile
+      lost.push_back(fmt::format("{} ({})", path, info.status().ToString()));
+      return Status::OK();
+    }
     auto where = e.Locate(path);
     if (!where.ok()) {
-      if (where.status().code() == Code::kNotFound) return Status::OK();  // removed meanwhile
+      if (where.status().code() == Code::kNotFound) return Status::OK();
       lost.push_back(fmt::format("{} ({})", path, where.status().ToString()));
       return Status::OK();
     }
-    if (where->empty()) inline_objects++;
+    if (info->is_inline || where->empty()) inline_objects++;
+    // The copies it was written with, as far as this world's members can hold them.
+    const uint32_t want = std::min(info->replicas, members);
     bool is_degraded = false;
-    std::optional<uint32_t> chunk_size;
     for (size_t c = 0; c < where->size(); ++c) {
       const auto& holders = (*where)[c];
       chunks++;
       if (holders.empty()) {
         // No live holder: a chunk never written (it reads as zeros) or one whose holders are
         // all down. A one-byte read there tells which.
-        if (!chunk_size) {
-          auto info = e.Stat(path);
-          if (!info.ok()) return Status::OK();  // removed meanwhile
-          chunk_size = info->chunk_size;
-        }
         std::byte b[1];
-        ReadRequest rq{path, c * uint64_t{*chunk_size}, {b, 1}, {}, 0};
+        ReadRequest rq{path, c * uint64_t{info->chunk_size}, {b, 1}, {}, 0};
         (void)e.ReadBatch({&rq, 1});
         if (!rq.status.ok()) {
           lost.push_back(fmt::format("{} (chunk {}: {})", path, c, rq.status.ToString()));
@@ -793,7 +792,7 @@ int FsckCmd(Session& w, bool json_out) {
         }
         continue;
       }
-      if (holders.size() < replicas) {
+      if (holders.size() < want) {
         degraded_chunks++;
         is_degraded = true;
       }
@@ -804,17 +803,16 @@ int FsckCmd(Session& w, bool json_out) {
   if (!s.ok()) return Report("fsck", "/", s);
   if (json_out) {
     json j = {{"objects", objects}, {"inline", inline_objects}, {"chunks", chunks},
-              {"replicas", replicas}, {"degraded_chunks", degraded_chunks},
+              {"degraded_chunks", degraded_chunks},
               {"degraded", degraded}, {"unreadable", lost}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("checked %llu objects (%llu inline), %llu chunks; %llu chunk(s) of %zu object(s) "
-                "have fewer than %u live replicas; %zu unreadable\n",
+                "have fewer live copies than written with; %zu unreadable\n",
                 static_cast<unsigned long long>(objects),
                 static_cast<unsigned long long>(inline_objects),
                 static_cast<unsigned long long>(chunks),
-                static_cast<unsigned long long>(degraded_chunks), degraded.size(), replicas,
-                lost.size());
+                static_cast<unsigned long long>(degraded_chunks), degraded.size(), lost.size());
     for (const std::string& p : degraded) std::printf("  degraded: %s\n", p.c_str());
     for (const std::string& p : lost) std::printf("  unreadable: %s\n", p.c_str());
     if (!degraded.empty()) std::printf("(shoal repair copies the missing replicas)\n");

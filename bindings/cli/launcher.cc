@@ -126,8 +126,9 @@ Status WriteJobFile(const std::string& path, const std::string& token,
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return ErrnoStatus(errno, "creating " + tmp);
   ::fchmod(fd, 0600);  // an older file of another owner's umask
-  WriteAll(fd, fmt::format("SHOAL_TOKEN={}\nSHOAL_RENDEZVOUS={}\nSHOAL_WORLD_SIZE={}\n", token,
-                           rendezvous, ranks));
+  WriteAll(fd, fmt::format("SHOAL_TOKEN={}\nSHOAL_RENDEZVOUS={}\nSHOAL_WORLD_SIZE={}\n"
+                           "SHOAL_LAUNCHER_PID={}\n",
+                           token, rendezvous, ranks, ::getpid()));
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoStatus(errno, "renaming " + tmp);
   return Status::OK();

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <filesystem>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -210,8 +211,14 @@ int main(int argc, char** argv) {
     return *rc;
   }
 
-  // One store of a world of several, alone: its own part, said as such.
-  if (where.job_file.empty() && !stores.empty()) {
+  // One store of a world of several, alone: its own part, said as such (unless a running job's
+  // file is beside it: that job is observed).
+  bool job_beside = false;
+  for (const std::string& root : stores) {
+    std::error_code ec;
+    job_beside = job_beside || std::filesystem::is_regular_file(root + "/shoal-job", ec);
+  }
+  if (where.job_file.empty() && !stores.empty() && (!job_beside || where.offline)) {
     auto found = shoal::cli::FindStores(stores);
     if (found.ok() && found->size() == 1) {
       auto part = shoal::cli::ReadStorePart((*found)[0].dir);

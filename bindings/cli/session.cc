@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <signal.h>
+
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 
@@ -33,6 +36,7 @@ Result<JobFile> ReadJobFile(const std::string& path) {
     if (key == "SHOAL_TOKEN") job.token = value;
     if (key == "SHOAL_RENDEZVOUS") job.rendezvous = value;
     if (key == "SHOAL_WORLD_SIZE") job.ranks = static_cast<uint32_t>(std::strtoul(value.c_str(), nullptr, 10));
+    if (key == "SHOAL_LAUNCHER_PID") job.launcher_pid = std::strtoll(value.c_str(), nullptr, 10);
   }
   if (job.token.empty() || job.rendezvous.empty()) {
     return Status::InvalidArgument(
@@ -57,13 +61,20 @@ Result<std::unique_ptr<Session>> Session::Open(const SessionSpec& spec) {
   }
   if (!job_file.empty()) {
     SHOAL_ASSIGN_OR_RETURN(JobFile job, ReadJobFile(job_file));
-    ObserveOptions o;
-    o.rendezvous = job.rendezvous;
-    o.token = job.token;
-    // A job file beside the stores may be stale (its launcher was killed): a short try.
-    if (found_beside_stores) o.timeout = std::chrono::milliseconds(3000);
-    auto observed = ObserveWorld(o);
-    if (observed.ok()) {
+    // A job file beside the stores whose launcher is gone is stale (the launcher was killed
+    // before it could remove it): the stores are free.
+    const bool stale = found_beside_stores && job.launcher_pid > 0 &&
+                       ::kill(static_cast<pid_t>(job.launcher_pid), 0) != 0 && errno == ESRCH;
+    if (!stale) {
+      ObserveOptions o;
+      o.rendezvous = job.rendezvous;
+      o.token = job.token;
+      auto observed = ObserveWorld(o);
+      if (!observed.ok()) {
+        return observed.status().WithContext(
+            "observing the job of " + job_file +
+            (found_beside_stores ? " (if that job ended, --offline opens the stores)" : ""));
+      }
       s->live_ = true;
       s->observed_ = std::make_unique<Live>(Live{std::move(observed).value()});
       s->description_ = fmt::format("live: the job at {} ({}), observed", job.rendezvous, job_file);
@@ -73,9 +84,8 @@ Result<std::unique_ptr<Session>> Session::Open(const SessionSpec& spec) {
       }
       return s;
     }
-    if (!found_beside_stores) return observed.status().WithContext("job file " + job_file);
-    std::fprintf(stderr, "shoal: %s names no running job (%s); opening the stores offline\n",
-                 job_file.c_str(), observed.status().ToString().c_str());
+    std::fprintf(stderr, "shoal: %s is stale (its launcher, pid %lld, is gone); opening the "
+                 "stores offline\n", job_file.c_str(), static_cast<long long>(job.launcher_pid));
   }
   if (spec.stores.empty()) {
     return Status::InvalidArgument("name the world: --store DIR (its stores) or --job FILE");

@@ -4,8 +4,8 @@
 //
 // Which: `--job FILE` (a `shoal run --store ROOT` job writes ROOT/shoal-job while it runs:
 // its token and rendezvous) is live; so is a store root holding a shoal-job file, unless
-// `--offline`. A job file whose job is gone (the launcher was killed) is said on stderr and
-// the stores are opened offline. A live world is read-only to the CLI: writing commands are
+// `--offline`. A job file beside the stores whose launcher is gone (it was SIGKILLed and
+// could not remove it) is said on stderr and the stores are opened offline. A live world is read-only to the CLI: writing commands are
 // refused before anything is done (change a live world from the job, or stop it first).
 //
 // Threads: one thread.
@@ -27,11 +27,13 @@ struct SessionSpec {
   bool offline = false;             // --offline: never observe
 };
 
-// What a job file says (KEY=VALUE lines: SHOAL_TOKEN, SHOAL_RENDEZVOUS, SHOAL_WORLD_SIZE).
+// What a job file says (KEY=VALUE lines: SHOAL_TOKEN, SHOAL_RENDEZVOUS, SHOAL_WORLD_SIZE,
+// SHOAL_LAUNCHER_PID).
 struct JobFile {
   std::string token;
   std::string rendezvous;
   uint32_t ranks = 0;
+  int64_t launcher_pid = 0;  // 0: not said (a job file written by hand)
 };
 Result<JobFile> ReadJobFile(const std::string& path);
 

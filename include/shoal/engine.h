@@ -78,6 +78,7 @@ struct ObjectInfo {
   uint64_t num_chunks = 0;  // 0 for empty and inline objects
   bool is_inline = false;   // stored inside its metadata record
   int64_t seal_time_ns = 0; // wall clock at seal, nanoseconds since the Unix epoch
+  uint32_t replicas = 0;    // copies of each chunk it was written with (0: inline or empty)
 };
 
 struct DirEntry {

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -270,6 +271,17 @@ TEST(LiveWorld, CommandsObserveARunningJobWithoutChangingIt) {
   Process job = Spawn(SHOAL_CLI, {"run", "-n", "4", "--store", stores, "--", SHOAL_WORLD_JOB},
                       root.path() + "/job.out", root.path() + "/job.err",
                       {{"JOB_CKPT", "2"}, {"JOB_HOLD", hold}});
+  // A failed assertion must not leave the job holding its ranks (and port) for 300 s.
+  bool waited = false;
+  struct Stop {
+    Process& p;
+    bool& waited;
+    ~Stop() {
+      if (waited) return;
+      ::kill(p.pid, SIGTERM);
+      (void)Wait(p);
+    }
+  } stop{job, waited};
   auto ready = [&] {
     for (int r = 0; r < 4; ++r) {
       if (!fs::exists(fmt::format("{}/ready-{}", hold, r))) return false;
@@ -299,7 +311,7 @@ TEST(LiveWorld, CommandsObserveARunningJobWithoutChangingIt) {
     EXPECT_TRUE(m["up"].get<bool>());
     // The job's own counters, from its ranks: 8 objects written by each, 32 read.
     EXPECT_GE(m["stats"]["counters"]["engine.write.ops"].get<uint64_t>(), 8u) << m.dump();
-    EXPECT_EQ(m["stats"]["counters"]["engine.read.ops"], 32) << m.dump();
+    EXPECT_GE(m["stats"]["counters"]["engine.read.ops"].get<uint64_t>(), 32u) << m.dump();
     EXPECT_GT(m["held_bytes"].get<uint64_t>(), 0u);
   }
   auto [rc2, text, err2] = shoal({"status", "--counters"});
@@ -357,6 +369,7 @@ TEST(LiveWorld, CommandsObserveARunningJobWithoutChangingIt) {
       << Slurp(root.path() + "/bad.err");
 
   std::ofstream(hold + "/release") << "go\n";
+  waited = true;
   ASSERT_EQ(Wait(job), 0) << Slurp(root.path() + "/job.err");
   // Observers print nothing in the job and started no epoch: the next Open records epoch + 1.
   EXPECT_EQ(Slurp(root.path() + "/job.err"), "");
@@ -368,6 +381,16 @@ TEST(LiveWorld, CommandsObserveARunningJobWithoutChangingIt) {
   EXPECT_EQ(off["epoch"].get<uint64_t>(), epoch + 1);
   auto [rc11, still, err11] = shoal({"stat", "job/0/r3/5"});
   EXPECT_EQ(rc11, 0) << err11;
+  // A job file its launcher could not remove (SIGKILLed): stale, said, the stores opened.
+  {
+    std::ofstream f(stores + "/shoal-job");
+    f << "SHOAL_TOKEN=" << std::string(32, 'a') << "\nSHOAL_RENDEZVOUS=tcp:127.0.0.1:9\n"
+      << "SHOAL_WORLD_SIZE=4\nSHOAL_LAUNCHER_PID=" << job.pid << "\n";
+  }
+  auto [rc12, stale, err12] = shoal({"status", "--json"});
+  ASSERT_EQ(rc12, 0) << err12;
+  EXPECT_FALSE(nlohmann::json::parse(stale)["live"].get<bool>());
+  EXPECT_NE(err12.find("is stale"), std::string::npos) << err12;
 }
 
 }  // namespace

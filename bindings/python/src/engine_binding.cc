@@ -214,6 +214,7 @@ void BindEngine(py::module_& m) {
       .def_readonly("num_chunks", &ObjectInfo::num_chunks)
       .def_readonly("is_inline", &ObjectInfo::is_inline)
       .def_readonly("seal_time_ns", &ObjectInfo::seal_time_ns)
+      .def_readonly("replicas", &ObjectInfo::replicas)
       .def("__repr__", [](const ObjectInfo& i) {
         return "ObjectInfo(path='" + i.path + "', size=" + std::to_string(i.size) + ")";
       });
@@ -467,8 +468,8 @@ void BindEngine(py::module_& m) {
       .def(
           "wait_for_repair",
           [](PyEngine& pe, double timeout_s) {
-            if (!(timeout_s >= 0) || timeout_s > 1e7) {
-              throw StatusError(Status::InvalidArgument("timeout_s must be 0 .. 1e7 seconds"));
+            if (!(timeout_s >= 0) || timeout_s > 4e6) {  // milliseconds in a uint32
+              throw StatusError(Status::InvalidArgument("timeout_s must be 0 .. 4e6 seconds"));
             }
             Result<RepairReport> r = [&] {
               Release nogil;
