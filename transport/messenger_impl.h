@@ -217,6 +217,9 @@ class Messenger::Impl {
   static void OnBodyDone(void* request, ucs_status_t status, size_t length, void* user_data);
   void DeliverBody(const Header& h, Payload head, Body body);
   void Deliver(const Header& h, Payload payload);
+  // A request served on the pool by its op's handler (a guest's: guest_handlers_), its reply
+  // posted back; without one it is answered InvalidArgument.
+  void Serve(const Header& h, Payload payload, bool guest) EXCLUDES(handlers_mu_);
   // A guest's message (its sender IsGuestSender): a hello, a request of a guest op, leaving.
   void DeliverFromGuest(const Header& h, Payload payload);
   void AcceptGuest(const Header& h, std::span<const std::byte> payload);

@@ -329,14 +329,22 @@ void Messenger::Impl::Deliver(const Header& h, Payload payload) {
     }
     return;
   }
+  Serve(h, std::move(payload), false);
+}
+
+void Messenger::Impl::Serve(const Header& h, Payload payload, bool guest) {
   Handler handler;
   {
     MutexLock lk(&handlers_mu_);
-    auto it = handlers_.find(h.op);
-    if (it != handlers_.end()) handler = it->second;
+    const auto& handlers = guest ? guest_handlers_ : handlers_;
+    auto it = handlers.find(h.op);
+    if (it != handlers.end()) handler = it->second;
   }
   if (!handler) {
-    Respond(h, Reply{Status::InvalidArgument(fmt::format("no handler for op {}", h.op)), {}});
+    Respond(h, Reply{Status::InvalidArgument(
+                         guest ? fmt::format("op {} is not open to observers", h.op)
+                               : fmt::format("no handler for op {}", h.op)),
+                     {}});
     return;
   }
   counters_.requests_served++;
@@ -368,22 +376,7 @@ void Messenger::Impl::DeliverFromGuest(const Header& h, Payload payload) {
     Drop(fmt::format("guest {:#x} is not connected", h.sender));
     return;
   }
-  Handler handler;
-  {
-    MutexLock lk(&handlers_mu_);
-    auto it = guest_handlers_.find(h.op);
-    if (it != guest_handlers_.end()) handler = it->second;
-  }
-  if (!handler) {
-    Respond(h, Reply{Status::InvalidArgument(
-                         fmt::format("op {} is not open to observers", h.op)), {}});
-    return;
-  }
-  counters_.requests_served++;
-  pool_.Submit([this, h, handler, p = std::move(payload)] {
-    Reply r = handler(h.sender, p);
-    Post([this, h, r = std::move(r)]() mutable { Respond(h, std::move(r)); });
-  });
+  Serve(h, std::move(payload), true);
 }
 
 void Messenger::Impl::AcceptGuest(const Header& h, std::span<const std::byte> payload) {

@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "base/crc32c.h"
+#include "bindings/cli/human.h"
 #include "shoal/checkpoint.h"
 
 namespace shoal::cli {
@@ -32,23 +33,6 @@ int Report(std::string_view cmd, std::string_view what, const Status& s) {
 
 std::string Join(const std::string& dir, const std::string& name) {
   return dir.empty() ? name : dir + "/" + name;
-}
-
-std::string Human(uint64_t bytes) {
-  static const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 5) {
-    v /= 1024;
-    u++;
-  }
-  return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", v, kUnits[u]);
-}
-
-std::string Time(int64_t ns) {
-  if (ns <= 0) return "-";
-  const std::time_t t = static_cast<std::time_t>(ns / 1000000000);
-  return fmt::format("{:%Y-%m-%d %H:%M:%S}", fmt::localtime(t));
 }
 
 // Every entry of `dir` (all pages).

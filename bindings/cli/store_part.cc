@@ -7,6 +7,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "bindings/cli/human.h"
 #include "engine/member_service.h"
 #include "engine/meta_store.h"
 #include "engine/object_store.h"
@@ -16,17 +17,6 @@ namespace shoal::cli {
 namespace {
 
 using json = nlohmann::ordered_json;
-
-std::string Human(uint64_t bytes) {
-  static const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 5) {
-    v /= 1024;
-    u++;
-  }
-  return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", v, kUnits[u]);
-}
 
 std::string NodeOf(const StorePart& p) {
   for (const auto& m : p.membership.members) {
