@@ -162,26 +162,7 @@ void Cluster::ForEachLocalChunkObject(
 }
 
 Result<std::vector<LocalObject>> Cluster::LocalObjects(std::string_view dir) {
-  if (!dir.empty()) SHOAL_RETURN_IF_ERROR(ValidateDirPath(dir));
-  std::vector<LocalObject> out;
-  std::string after;
-  for (;;) {
-    SHOAL_ASSIGN_OR_RETURN(ListPage page, store_->ListChunkObjects(after, 10000));
-    for (const DirEntry& e : page.entries) {
-      auto origin = store_->OriginOf(ChunkObjectName(std::strtoull(e.name.c_str(), nullptr, 16)));
-      if (!origin.ok()) continue;  // removed since the page was read, or older than origins
-      uint64_t epoch = 0;
-      std::string path;
-      if (!DecodeOrigin(*origin, &epoch, &path)) continue;
-      if (!dir.empty() && (path.size() <= dir.size() || path.compare(0, dir.size(), dir) != 0 ||
-                           path[dir.size()] != '/')) {
-        continue;
-      }
-      out.push_back(LocalObject{std::move(path), e.size});
-    }
-    if (!page.truncated) return out;
-    after = page.next_start_after;
-  }
+  return LocalObjectsOf(*store_, dir);
 }
 
 void Cluster::SweepOrphans() {

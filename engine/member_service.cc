@@ -256,6 +256,29 @@ bool DecodeOrigin(std::string_view origin, uint64_t* epoch, std::string* path) {
   return true;
 }
 
+Result<std::vector<LocalObject>> LocalObjectsOf(ObjectStore& store, std::string_view dir) {
+  if (!dir.empty()) SHOAL_RETURN_IF_ERROR(ValidateDirPath(dir));
+  std::vector<LocalObject> out;
+  std::string after;
+  for (;;) {
+    SHOAL_ASSIGN_OR_RETURN(ListPage page, store.ListChunkObjects(after, 10000));
+    for (const DirEntry& e : page.entries) {
+      auto origin = store.OriginOf(ChunkObjectName(std::strtoull(e.name.c_str(), nullptr, 16)));
+      if (!origin.ok()) continue;  // removed since the page was read, or older than origins
+      uint64_t epoch = 0;
+      std::string path;
+      if (!DecodeOrigin(*origin, &epoch, &path)) continue;
+      if (!dir.empty() && (path.size() <= dir.size() || path.compare(0, dir.size(), dir) != 0 ||
+                           path[dir.size()] != '/')) {
+        continue;
+      }
+      out.push_back(LocalObject{std::move(path), e.size});
+    }
+    if (!page.truncated) return out;
+    after = page.next_start_after;
+  }
+}
+
 uint32_t MemberService::ShardOfPath(std::string_view path) const {
   return ShardOf(path, shards_.load());
 }

@@ -42,6 +42,9 @@ namespace shoal::engine {
 // path it belongs to ("<epoch, 16 hex> <path>"), so a later sweep can tell an orphan.
 std::string EncodeOrigin(uint64_t epoch, std::string_view path);
 bool DecodeOrigin(std::string_view origin, uint64_t* epoch, std::string* path);
+// The world objects whose chunks `store` holds, by their origins' paths (below `dir`, "" for
+// all), each with the extent held: Engine::LocalObjects, and the CLI's view of a store alone.
+Result<std::vector<LocalObject>> LocalObjectsOf(ObjectStore& store, std::string_view dir);
 
 class MemberService {
  public:

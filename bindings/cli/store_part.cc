@@ -49,19 +49,7 @@ Result<std::optional<StorePart>> ReadStorePart(const std::string& dir) {
   p.dir = dir;
   p.member_id = store->member_id();
   p.membership = std::move(m);
-  std::string after;
-  for (;;) {
-    SHOAL_ASSIGN_OR_RETURN(ListPage page, store->ListChunkObjects(after, 10000));
-    for (const DirEntry& e : page.entries) {
-      auto origin = store->OriginOf(engine::ChunkObjectName(std::strtoull(e.name.c_str(), nullptr, 16)));
-      uint64_t epoch = 0;
-      std::string path;
-      if (!origin.ok() || !engine::DecodeOrigin(*origin, &epoch, &path)) continue;
-      p.objects.push_back(LocalObject{std::move(path), e.size});
-    }
-    if (!page.truncated) break;
-    after = page.next_start_after;
-  }
+  SHOAL_ASSIGN_OR_RETURN(p.objects, engine::LocalObjectsOf(*store, ""));
   std::sort(p.objects.begin(), p.objects.end(),
             [](const LocalObject& a, const LocalObject& b) { return a.path < b.path; });
   SHOAL_ASSIGN_OR_RETURN(p.space, store->GetLocalSpace());
